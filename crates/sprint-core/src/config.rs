@@ -1,0 +1,598 @@
+//! The attention configuration: which variant runs, at which precisions, with which
+//! thresholds, noise and on-chip buffer. Read from TOML; every unknown key is an error.
+//!
+//! Units: thresholds are in logit units (the softmax input `q . k / sqrt(d)` in real
+//! numbers); noise sigmas are fractions of the crossbar full scale (see [`NoiseConfig`]);
+//! buffer sizes are bytes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+
+/// The four attention variants of the paper's Fig 9.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// Dense softmax attention over every non-masked key.
+    Dense,
+    /// Runtime pruning (LeOPArd): every key is scored exactly, keys below `Th` are dropped.
+    RuntimePruning,
+    /// SPRINT without recompute: softmax over the approximate in-memory scores of kept keys.
+    SprintNoRecompute,
+    /// SPRINT: in-memory pruning, then exact digital recompute of the kept keys.
+    Sprint,
+}
+
+impl Variant {
+    /// All variants, in the order of Fig 9.
+    pub const ALL: [Variant; 4] = [
+        Variant::Dense,
+        Variant::RuntimePruning,
+        Variant::SprintNoRecompute,
+        Variant::Sprint,
+    ];
+
+    /// The kebab-case name used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Dense => "dense",
+            Variant::RuntimePruning => "runtime-pruning",
+            Variant::SprintNoRecompute => "sprint-no-recompute",
+            Variant::Sprint => "sprint",
+        }
+    }
+
+    /// Parses a kebab-case name.
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.name() == name)
+            .ok_or_else(|| {
+                CoreError::config(
+                    "variant",
+                    format!(
+                        "unknown variant `{name}` (expected one of dense, runtime-pruning, sprint-no-recompute, sprint)"
+                    ),
+                )
+            })
+    }
+
+    /// True for the variants whose candidate keys are chosen in memory.
+    pub fn prunes_in_memory(self) -> bool {
+        matches!(self, Variant::Sprint | Variant::SprintNoRecompute)
+    }
+}
+
+/// How the kept keys are scored, normalised and combined on chip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecomputeMode {
+    /// The integer datapath of the CORELET: 8b x 8b scores, fixed-point softmax, 8b x 8b x V.
+    FixedPoint,
+    /// Float scores, float softmax and float x V on the unquantised tensors: isolates the
+    /// error due to pruning from the error due to quantisation.
+    Float,
+}
+
+/// Where the per-(layer, head) quantisation scales come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ScaleSource {
+    /// `scale = max |x| / 127` measured on the data of each (layer, head).
+    Dynamic,
+    /// Fixed scales (real units per integer step), the same for every layer; one value for
+    /// all heads or one per head.
+    Fixed {
+        /// Scale of Q.
+        q: ScaleValues,
+        /// Scale of K.
+        k: ScaleValues,
+        /// Scale of V.
+        v: ScaleValues,
+    },
+}
+
+/// One scale for every head, or one per head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ScaleValues {
+    /// Same scale for every head.
+    All(f32),
+    /// One scale per head (query heads for Q, KV heads for K and V).
+    PerHead(Vec<f32>),
+}
+
+impl ScaleValues {
+    /// Scale of head `h`, or an error if the list is too short.
+    pub fn for_head(&self, h: usize, what: &str) -> Result<f32> {
+        match self {
+            ScaleValues::All(s) => Ok(*s),
+            ScaleValues::PerHead(v) => v.get(h).copied().ok_or_else(|| {
+                CoreError::config(
+                    format!("quant.scales.{what}"),
+                    format!("{} per-head scales given, head {h} needs one", v.len()),
+                )
+            }),
+        }
+    }
+}
+
+/// Precisions of the datapath. All widths are in bits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuantConfig {
+    /// Source of the Q/K/V scales. Default: dynamic.
+    pub scales: ScaleSource,
+    /// Bits of the query driven into the crossbar DACs for the in-memory score (1..=8; default 4).
+    pub query_dac_bits: u32,
+    /// Width of the exact score from the QK-PU, signed (default 12).
+    pub score_bits: u32,
+    /// Fractional bits of the exact score in logit units (default 7: range +-16, step 1/128).
+    pub score_frac_bits: u32,
+    /// Width of each exponential from the softmax unit, unsigned, 1.0 = 2^(exp_bits-1) (default 17).
+    pub exp_bits: u32,
+    /// Significant bits kept of the sum of exponentials before the divide (default 16).
+    pub sum_bits: u32,
+    /// Bits of each probability fed to the V-PU, unsigned, 1.0 = 2^prob_bits (default 8).
+    pub prob_bits: u32,
+    /// Width of the V-PU accumulator and output, signed (default 16); the sum saturates.
+    pub output_bits: u32,
+}
+
+impl Default for QuantConfig {
+    fn default() -> Self {
+        Self {
+            scales: ScaleSource::Dynamic,
+            query_dac_bits: 4,
+            score_bits: 12,
+            score_frac_bits: 7,
+            exp_bits: 17,
+            sum_bits: 16,
+            prob_bits: 8,
+            output_bits: 16,
+        }
+    }
+}
+
+/// Pruning thresholds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThresholdConfig {
+    /// Threshold `Th` in logit units for every layer and head, unless overridden (default -inf:
+    /// nothing is pruned).
+    pub value: f32,
+    /// Per-layer thresholds (logit units); overrides `value`.
+    pub per_layer: Option<Vec<f32>>,
+    /// A thresholds file (see [`ThresholdFile`]); overrides `value` and `per_layer`.
+    /// A relative path is taken relative to the config file.
+    pub file: Option<PathBuf>,
+    /// Safety margin `delta >= 0` in logit units: the in-memory comparator uses `Th' = Th - delta`.
+    pub margin: f32,
+    /// Whether SPRINT drops kept keys whose exact score is below `Th` (default true).
+    pub exact_recheck: bool,
+}
+
+impl Default for ThresholdConfig {
+    fn default() -> Self {
+        Self {
+            value: f32::NEG_INFINITY,
+            per_layer: None,
+            file: None,
+            margin: 0.0,
+            exact_recheck: true,
+        }
+    }
+}
+
+/// Analog non-idealities of the in-memory scoring, all off by default.
+///
+/// Full scale (FS) of a bitline is `d * 2^(query_dac_bits-1) * 8`: the largest magnitude a
+/// dot product of a `query_dac_bits`-bit query with a 4-bit signed `K_MSB` column can reach.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoiseConfig {
+    /// Relative sigma of each cell's conductance, drawn once when K is written (0 = ideal).
+    pub conductance_sigma: f32,
+    /// Sigma of the bitline read noise, as a fraction of full scale, drawn per read.
+    pub read_sigma_fs: f32,
+    /// Sigma of each comparator's fixed input offset, as a fraction of full scale.
+    pub comparator_offset_sigma_fs: f32,
+    /// Probability that a cell is stuck at 0 (its bit reads 0).
+    pub stuck_at_zero_rate: f32,
+    /// Probability that a cell is stuck at 1 (its bit reads 1).
+    pub stuck_at_one_rate: f32,
+    /// Keys farther than this many read-noise sigmas from the threshold are decided without a
+    /// draw (default 8: a skipped flip has probability below 1e-15).
+    pub tail_sigmas: f32,
+}
+
+impl Default for NoiseConfig {
+    fn default() -> Self {
+        Self {
+            conductance_sigma: 0.0,
+            read_sigma_fs: 0.0,
+            comparator_offset_sigma_fs: 0.0,
+            stuck_at_zero_rate: 0.0,
+            stuck_at_one_rate: 0.0,
+            tail_sigmas: 8.0,
+        }
+    }
+}
+
+impl NoiseConfig {
+    /// True when every non-ideality is off.
+    pub fn is_ideal(&self) -> bool {
+        self.conductance_sigma == 0.0
+            && self.read_sigma_fs == 0.0
+            && self.comparator_offset_sigma_fs == 0.0
+            && self.stuck_at_zero_rate == 0.0
+            && self.stuck_at_one_rate == 0.0
+    }
+}
+
+/// On-chip buffers seen by the locality engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Key buffer capacity in bytes (holds full 8-bit keys: K_MSB and K_LSB; default 8192).
+    pub k_bytes: u64,
+    /// Value buffer capacity in bytes (8-bit values; default 8192).
+    pub v_bytes: u64,
+    /// Bytes of the key index sent with each fetched key (default 2).
+    pub index_bytes: u32,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self {
+            k_bytes: 8192,
+            v_bytes: 8192,
+            index_bytes: 2,
+        }
+    }
+}
+
+/// The full attention configuration, as read from TOML.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttentionConfig {
+    /// Which variant to compute (default `sprint`).
+    pub variant: Variant,
+    /// Causal masking (key `j` visible to query `i` only if `j <= i + n_keys - n_queries`).
+    pub causal: bool,
+    /// Seed of every random draw (noise); same seed, same inputs: bit-identical results.
+    pub seed: u64,
+    /// Exact recompute mode (default fixed-point).
+    pub recompute: RecomputeMode,
+    /// Datapath precisions.
+    pub quant: QuantConfig,
+    /// Thresholds.
+    pub threshold: ThresholdConfig,
+    /// Analog non-idealities.
+    pub noise: NoiseConfig,
+    /// On-chip buffers.
+    pub buffer: BufferConfig,
+}
+
+impl Default for AttentionConfig {
+    fn default() -> Self {
+        Self {
+            variant: Variant::Sprint,
+            causal: false,
+            seed: 0,
+            recompute: RecomputeMode::FixedPoint,
+            quant: QuantConfig::default(),
+            threshold: ThresholdConfig::default(),
+            noise: NoiseConfig::default(),
+            buffer: BufferConfig::default(),
+        }
+    }
+}
+
+fn check(ok: bool, place: &str, message: impl FnOnce() -> String) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::config(place, message()))
+    }
+}
+
+fn check_rate(x: f32, place: &str) -> Result<()> {
+    check((0.0..=1.0).contains(&x), place, || {
+        format!("must be a finite number in [0, 1], got {x}")
+    })
+}
+
+fn check_sigma(x: f32, place: &str) -> Result<()> {
+    check(x.is_finite() && x >= 0.0, place, || {
+        format!("must be a finite number >= 0, got {x}")
+    })
+}
+
+impl AttentionConfig {
+    /// Parses and validates TOML text; `origin` names the source in error messages.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self> {
+        let cfg: Self =
+            toml::from_str(text).map_err(|e| CoreError::config(origin, one_line(&e.to_string())))?;
+        cfg.validate()
+            .map_err(|e| prefix_place(e, origin))?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a TOML file. A relative `threshold.file` is resolved
+    /// against the config file's folder.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| CoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Self::from_toml_str(&text, &path.display().to_string())?;
+        if let Some(f) = &cfg.threshold.file
+            && f.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            cfg.threshold.file = Some(dir.join(f));
+        }
+        Ok(cfg)
+    }
+
+    /// Checks every value's range.
+    pub fn validate(&self) -> Result<()> {
+        let q = &self.quant;
+        check((1..=8).contains(&q.query_dac_bits), "quant.query_dac_bits", || {
+            format!("must be in 1..=8, got {}", q.query_dac_bits)
+        })?;
+        check((4..=24).contains(&q.score_bits), "quant.score_bits", || {
+            format!("must be in 4..=24, got {}", q.score_bits)
+        })?;
+        check(q.score_frac_bits < q.score_bits, "quant.score_frac_bits", || {
+            format!("must be below score_bits ({}), got {}", q.score_bits, q.score_frac_bits)
+        })?;
+        check((8..=24).contains(&q.exp_bits), "quant.exp_bits", || {
+            format!("must be in 8..=24, got {}", q.exp_bits)
+        })?;
+        check((4..=32).contains(&q.sum_bits), "quant.sum_bits", || {
+            format!("must be in 4..=32, got {}", q.sum_bits)
+        })?;
+        check((2..=16).contains(&q.prob_bits), "quant.prob_bits", || {
+            format!("must be in 2..=16, got {}", q.prob_bits)
+        })?;
+        check((8..=32).contains(&q.output_bits), "quant.output_bits", || {
+            format!("must be in 8..=32, got {}", q.output_bits)
+        })?;
+        if let ScaleSource::Fixed { q, k, v } = &q.scales {
+            for (name, s) in [("q", q), ("k", k), ("v", v)] {
+                let vals: Vec<f32> = match s {
+                    ScaleValues::All(x) => vec![*x],
+                    ScaleValues::PerHead(xs) => xs.clone(),
+                };
+                for x in vals {
+                    check(x.is_finite() && x > 0.0, &format!("quant.scales.{name}"), || {
+                        format!("scales must be finite and > 0, got {x}")
+                    })?;
+                }
+            }
+        }
+        let t = &self.threshold;
+        check(!t.value.is_nan() && t.value != f32::INFINITY, "threshold.value", || {
+            format!("must be a number or -inf, got {}", t.value)
+        })?;
+        check(t.margin.is_finite() && t.margin >= 0.0, "threshold.margin", || {
+            format!("must be finite and >= 0, got {}", t.margin)
+        })?;
+        if let Some(pl) = &t.per_layer {
+            for (i, x) in pl.iter().enumerate() {
+                check(!x.is_nan() && *x != f32::INFINITY, "threshold.per_layer", || {
+                    format!("entry {i} must be a number or -inf, got {x}")
+                })?;
+            }
+        }
+        let n = &self.noise;
+        check_sigma(n.conductance_sigma, "noise.conductance_sigma")?;
+        check_sigma(n.read_sigma_fs, "noise.read_sigma_fs")?;
+        check_sigma(n.comparator_offset_sigma_fs, "noise.comparator_offset_sigma_fs")?;
+        check_rate(n.stuck_at_zero_rate, "noise.stuck_at_zero_rate")?;
+        check_rate(n.stuck_at_one_rate, "noise.stuck_at_one_rate")?;
+        check(
+            n.stuck_at_zero_rate + n.stuck_at_one_rate <= 1.0,
+            "noise.stuck_at_*_rate",
+            || "the two stuck-at rates add up to more than 1".into(),
+        )?;
+        check(n.tail_sigmas.is_finite() && n.tail_sigmas >= 4.0, "noise.tail_sigmas", || {
+            format!("must be finite and >= 4, got {}", n.tail_sigmas)
+        })?;
+        Ok(())
+    }
+
+    /// Resolves the thresholds `Th` (logit units) for `layers` x `heads` query heads, from the
+    /// thresholds file, the per-layer list, or the single value, in that order of precedence.
+    pub fn thresholds(&self, layers: usize, heads: usize) -> Result<Thresholds> {
+        let t = &self.threshold;
+        if let Some(path) = &t.file {
+            let file = ThresholdFile::read(path)?;
+            return file.resolve(layers, heads, &path.display().to_string());
+        }
+        if let Some(pl) = &t.per_layer {
+            if pl.len() != layers {
+                return Err(CoreError::config(
+                    "threshold.per_layer",
+                    format!("{} thresholds given for a model of {layers} layers", pl.len()),
+                ));
+            }
+            return Ok(Thresholds {
+                values: pl.iter().map(|&x| vec![x; heads]).collect(),
+            });
+        }
+        Ok(Thresholds {
+            values: vec![vec![t.value; heads]; layers],
+        })
+    }
+}
+
+/// Resolved thresholds `Th`, logit units, indexed `[layer][query_head]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Thresholds {
+    /// `values[layer][head]`.
+    pub values: Vec<Vec<f32>>,
+}
+
+impl Thresholds {
+    /// Threshold of (`layer`, `head`).
+    pub fn get(&self, layer: usize, head: usize) -> f32 {
+        self.values[layer][head]
+    }
+}
+
+/// A thresholds file (TOML): either `per_layer = [...]` (one per layer) or
+/// `per_head = [[...], ...]` (one list of per-head values per layer), logit units.
+/// Optional `[meta]` table of strings, e.g. how the thresholds were obtained.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThresholdFile {
+    /// One threshold per layer.
+    pub per_layer: Option<Vec<f32>>,
+    /// One list of per-head thresholds per layer.
+    pub per_head: Option<Vec<Vec<f32>>>,
+    /// Free-form provenance (`method`, `target_keep`, ...).
+    pub meta: BTreeMap<String, String>,
+}
+
+impl ThresholdFile {
+    /// Reads and parses a thresholds file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| CoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| CoreError::config(path.display().to_string(), one_line(&e.to_string())))
+    }
+
+    /// Checks the shape against the model and returns the thresholds.
+    pub fn resolve(&self, layers: usize, heads: usize, origin: &str) -> Result<Thresholds> {
+        let bad = |x: f32| x.is_nan() || x == f32::INFINITY;
+        let values = match (&self.per_layer, &self.per_head) {
+            (Some(_), Some(_)) => {
+                return Err(CoreError::config(origin, "give per_layer or per_head, not both"));
+            }
+            (None, None) => {
+                return Err(CoreError::config(origin, "no per_layer or per_head thresholds"));
+            }
+            (Some(pl), None) => {
+                if pl.len() != layers {
+                    return Err(CoreError::config(
+                        origin,
+                        format!("{} per-layer thresholds for a model of {layers} layers", pl.len()),
+                    ));
+                }
+                pl.iter().map(|&x| vec![x; heads]).collect::<Vec<_>>()
+            }
+            (None, Some(ph)) => {
+                if ph.len() != layers {
+                    return Err(CoreError::config(
+                        origin,
+                        format!("{} layers of per-head thresholds for a model of {layers} layers", ph.len()),
+                    ));
+                }
+                for (l, row) in ph.iter().enumerate() {
+                    if row.len() != heads {
+                        return Err(CoreError::config(
+                            origin,
+                            format!("layer {l}: {} thresholds for {heads} heads", row.len()),
+                        ));
+                    }
+                }
+                ph.clone()
+            }
+        };
+        for (l, row) in values.iter().enumerate() {
+            if let Some(x) = row.iter().find(|&&x| bad(x)) {
+                return Err(CoreError::config(
+                    origin,
+                    format!("layer {l}: threshold {x} is not a number or -inf"),
+                ));
+            }
+        }
+        Ok(Thresholds { values })
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn prefix_place(e: CoreError, origin: &str) -> CoreError {
+    match e {
+        CoreError::Config { place, message } => CoreError::Config {
+            place: format!("{origin}: {place}"),
+            message,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_from_empty() {
+        let c = AttentionConfig::from_toml_str("", "t").unwrap();
+        assert_eq!(c, AttentionConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = AttentionConfig::from_toml_str("[noise]\nread_sigma = 0.1\n", "cfg.toml").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("read_sigma"), "{msg}");
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn full_config_and_minus_inf() {
+        let text = r#"
+            variant = "runtime-pruning"
+            causal = true
+            seed = 7
+            recompute = "float"
+            [quant]
+            query_dac_bits = 3
+            scales = { fixed = { q = 0.1, k = [0.1, 0.2], v = 0.3 } }
+            [threshold]
+            value = -inf
+            margin = 0.5
+            [noise]
+            read_sigma_fs = 0.01
+            [buffer]
+            k_bytes = 4096
+        "#;
+        let c = AttentionConfig::from_toml_str(text, "t").unwrap();
+        assert_eq!(c.variant, Variant::RuntimePruning);
+        assert_eq!(c.threshold.value, f32::NEG_INFINITY);
+        assert_eq!(c.buffer.k_bytes, 4096);
+        assert_eq!(c.buffer.v_bytes, 8192);
+    }
+
+    #[test]
+    fn range_errors_name_the_key() {
+        let e = AttentionConfig::from_toml_str("[noise]\nstuck_at_one_rate = 2.0\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml: noise.stuck_at_one_rate"), "{e}");
+    }
+
+    #[test]
+    fn threshold_file_layer_count_checked() {
+        let f = ThresholdFile {
+            per_layer: Some(vec![0.0; 3]),
+            ..Default::default()
+        };
+        assert!(f.resolve(3, 2, "x").is_ok());
+        let e = f.resolve(6, 2, "th.toml").unwrap_err().to_string();
+        assert!(e.contains("3 per-layer thresholds for a model of 6 layers"), "{e}");
+    }
+}
