@@ -1,1 +1,20 @@
-//! Functional model.
+//! Functional, bit-level model of SPRINT attention (MICRO 2022): 8-bit quantisation, the
+//! in-memory approximate score of every key on `K_MSB`, the 1-bit comparator with optional
+//! analog noise, exact digital recompute of the kept keys, the fixed-point softmax, and the
+//! locality engine that reuses keys already on chip. [`run_layer`] computes one layer for any
+//! of the four variants and returns the output with its [`sprint_core::trace::HeadTrace`]s.
+
+pub mod dense;
+pub mod engine;
+pub mod error;
+mod gemm;
+pub mod kernels;
+pub mod locality;
+pub mod noise;
+pub mod quant;
+pub mod softmax;
+pub mod tensor;
+
+pub use engine::{LayerRun, run_layer};
+pub use error::{AttentionError, Result};
+pub use tensor::{AttentionInput, LayerShape, Tensor3};

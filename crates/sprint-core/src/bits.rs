@@ -1,5 +1,21 @@
 //! Bit-packed masks: one bit per key, 64 keys per word, least significant bit first.
 
+/// Indices of the set bits of packed words (bit `i` = bit `i % 64` of word `i / 64`), ascending.
+pub fn iter_ones(words: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    words.iter().enumerate().flat_map(|(wi, &w)| {
+        let mut w = w;
+        std::iter::from_fn(move || {
+            if w == 0 {
+                None
+            } else {
+                let b = w.trailing_zeros() as usize;
+                w &= w - 1;
+                Some(wi * 64 + b)
+            }
+        })
+    })
+}
+
 /// A fixed-length vector of bits, packed 64 to a `u64` word (bit `i` is bit `i % 64` of word `i / 64`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct BitVec {
@@ -99,18 +115,7 @@ impl BitVec {
 
     /// Indices of the set bits, ascending.
     pub fn iter_ones(&self) -> impl Iterator<Item = usize> + '_ {
-        self.words.iter().enumerate().flat_map(|(wi, &w)| {
-            let mut w = w;
-            std::iter::from_fn(move || {
-                if w == 0 {
-                    None
-                } else {
-                    let b = w.trailing_zeros() as usize;
-                    w &= w - 1;
-                    Some(wi * 64 + b)
-                }
-            })
-        })
+        iter_ones(&self.words)
     }
 
     /// Little-endian byte image, `ceil(len / 8)` bytes.
@@ -210,18 +215,7 @@ impl BitMatrix {
 
     /// Indices of set bits in row `r`, ascending.
     pub fn row_ones(&self, r: usize) -> impl Iterator<Item = usize> + '_ {
-        self.row_words(r).iter().enumerate().flat_map(|(wi, &w)| {
-            let mut w = w;
-            std::iter::from_fn(move || {
-                if w == 0 {
-                    None
-                } else {
-                    let b = w.trailing_zeros() as usize;
-                    w &= w - 1;
-                    Some(wi * 64 + b)
-                }
-            })
-        })
+        iter_ones(self.row_words(r))
     }
 
     /// Total set bits.

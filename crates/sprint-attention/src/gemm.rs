@@ -1,0 +1,111 @@
+//! Safe, single-threaded wrappers around the `gemm` crate's optimised kernels.
+//!
+//! Single-threaded on purpose: callers parallelise over fixed blocks with rayon, so every
+//! output element is computed by the same code path whatever the thread count.
+#![allow(unsafe_code)]
+
+use gemm::Parallelism;
+
+/// `c[m x n] = a[m x k] * b[n x k]^T`, all row-major.
+pub fn matmul_nt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
+    assert_eq!(a.len(), m * k, "lhs length");
+    assert_eq!(b.len(), n * k, "rhs length");
+    assert_eq!(c.len(), m * n, "dst length");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    // SAFETY: the three slices are exactly m*n, m*k, n*k long (asserted above) and the
+    // strides below address only elements inside them: dst(i,j) = c[i*n + j],
+    // lhs(i,l) = a[i*k + l], rhs(l,j) = b[j*k + l]. `c` is uniquely borrowed.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            k as isize,
+            1,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+/// `c[m x n] = a[m x k] * b[k x n]`, all row-major.
+pub fn matmul_nn(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
+    assert_eq!(a.len(), m * k, "lhs length");
+    assert_eq!(b.len(), k * n, "rhs length");
+    assert_eq!(c.len(), m * n, "dst length");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    // SAFETY: slice lengths asserted above; dst(i,j) = c[i*n + j], lhs(i,l) = a[i*k + l],
+    // rhs(l,j) = b[l*n + j], all in bounds. `c` is uniquely borrowed.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_naive() {
+        let (m, n, k) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let b: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 - 2.0).collect();
+        let mut c = vec![0.0; m * n];
+        matmul_nt(&a, &b, &mut c, m, n, k);
+        for i in 0..m {
+            for j in 0..n {
+                let r: f32 = (0..k).map(|l| a[i * k + l] * b[j * k + l]).sum();
+                assert_eq!(c[i * n + j], r);
+            }
+        }
+        // b viewed as k x n
+        let mut c2 = vec![0.0; m * n];
+        let bt: Vec<f32> = (0..k * n).map(|i| b[(i % n) * k + i / n]).collect();
+        matmul_nn(&a, &bt, &mut c2, m, n, k);
+        assert_eq!(c, c2);
+    }
+}

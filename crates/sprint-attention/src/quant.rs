@@ -1,0 +1,89 @@
+//! 8-bit symmetric quantisation, the K_MSB / K_LSB split, and the low-precision query
+//! driven into the crossbar DACs.
+
+/// Largest magnitude of an 8-bit symmetric code.
+pub const INT8_MAX: f32 = 127.0;
+
+/// Scale (real units per integer step) that maps `max |x|` to 127; 1.0 for an all-zero slice.
+pub fn symmetric_scale(x: &[f32]) -> f32 {
+    let m = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    if m > 0.0 { m / INT8_MAX } else { 1.0 }
+}
+
+/// Quantises to int8 codes: `round(x / scale)` (half away from zero), clamped to [-127, 127].
+pub fn quantize(x: &[f32], scale: f32) -> Vec<i8> {
+    let inv = 1.0 / scale;
+    x.iter()
+        .map(|&v| (v * inv).round().clamp(-INT8_MAX, INT8_MAX) as i8)
+        .collect()
+}
+
+/// Splits an 8-bit key code into its signed high nibble and unsigned low nibble, so that
+/// `k == 16 * msb + lsb` with `msb` in [-8, 7] and `lsb` in [0, 15].
+pub fn split_key(k: i8) -> (i8, u8) {
+    (k >> 4, (k as u8) & 0x0f)
+}
+
+/// The query code driven into the DACs at `bits` bits: `round(q / 2^(8-bits))`, clamped to the
+/// signed `bits`-bit range. Its weight relative to the 8-bit code is `2^(8-bits)`.
+pub fn query_to_dac(q: i8, bits: u32) -> i8 {
+    debug_assert!((1..=8).contains(&bits));
+    if bits >= 8 {
+        return q;
+    }
+    let step = (1i32 << (8 - bits)) as f32;
+    let lo = -(1i32 << (bits - 1)) as f32;
+    let hi = ((1i32 << (bits - 1)) - 1) as f32;
+    (f32::from(q) / step).round().clamp(lo, hi) as i8
+}
+
+/// Real-unit weight of one step of the in-memory score `q_dac . K_MSB`, in logits:
+/// `2^(8 - bits) * 16 * scale_q * scale_k / sqrt(d)`.
+pub fn approx_score_unit(query_dac_bits: u32, scale_q: f32, scale_k: f32, head_dim: usize) -> f64 {
+    let q_step = f64::from(1u32 << (8 - query_dac_bits.min(8)));
+    q_step * 16.0 * f64::from(scale_q) * f64::from(scale_k) / (head_dim as f64).sqrt()
+}
+
+/// Real-unit weight of one step of the exact integer score `q8 . k8`, in logits.
+pub fn exact_score_unit(scale_q: f32, scale_k: f32, head_dim: usize) -> f64 {
+    f64::from(scale_q) * f64::from(scale_k) / (head_dim as f64).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_exact_for_every_int8() {
+        for k in i8::MIN..=i8::MAX {
+            let (m, l) = split_key(k);
+            assert!((-8..=7).contains(&m));
+            assert!(l <= 15);
+            assert_eq!(16 * i32::from(m) + i32::from(l), i32::from(k), "k = {k}");
+        }
+    }
+
+    #[test]
+    fn dac_query_ranges() {
+        assert_eq!(query_to_dac(127, 4), 7);
+        assert_eq!(query_to_dac(-127, 4), -8);
+        assert_eq!(query_to_dac(24, 4), 2); // 1.5 rounds away from zero
+        assert_eq!(query_to_dac(-5, 8), -5);
+        for q in -127i8..=127 {
+            let d = query_to_dac(q, 1);
+            assert!(d == -1 || d == 0, "{q} -> {d}");
+        }
+    }
+
+    #[test]
+    fn quantize_round_trip_within_half_step() {
+        let x = [0.3f32, -1.7, 2.54, 0.0, -2.54];
+        let s = symmetric_scale(&x);
+        let q = quantize(&x, s);
+        for (a, b) in x.iter().zip(&q) {
+            assert!((a - f32::from(*b) * s).abs() <= 0.5 * s + 1e-6);
+        }
+        assert_eq!(q[2], 127);
+        assert_eq!(q[4], -127);
+    }
+}

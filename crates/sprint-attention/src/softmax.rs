@@ -1,0 +1,154 @@
+//! The fixed-point softmax unit of a CORELET.
+//!
+//! Scores arrive as signed `score_bits`-bit codes with `score_frac_bits` fractional bits
+//! (logit = code / 2^F). The unit subtracts the row maximum, so `u = max - s >= 0`, and
+//! computes `e^(-u / 2^F)` as the product of two table look-ups, one indexed by the high
+//! bits of `u`, one by the low bits (`e^(a+b) = e^a e^b`). Table entries and exponentials
+//! are unsigned `exp_bits`-bit numbers with 1.0 = 2^(exp_bits-1). The sum of exponentials
+//! keeps its `sum_bits` most significant bits; each probability is
+//! `floor(e_j 2^P / sum)` with `P = prob_bits` fractional bits (values 0..=2^P).
+//!
+//! Error bound (checked by tests against a float softmax of the same codes):
+//! `|p_fixed - p_float| <= 2^-P + p * (2^-(sum_bits-1) + 3 * 2^-(exp_bits-1))` for every key.
+//! With the defaults (P = 8, 16-bit sum, 17-bit exponentials) that is below
+//! `0.0039 + 0.0001 p`.
+
+use sprint_core::config::QuantConfig;
+
+/// Look-up tables and widths of one softmax unit.
+#[derive(Clone, Debug)]
+pub struct FixedSoftmax {
+    lo_bits: u32,
+    hi_table: Vec<u64>,
+    lo_table: Vec<u64>,
+    exp_one_shift: u32,
+    sum_bits: u32,
+    prob_bits: u32,
+    max_u: u32,
+}
+
+impl FixedSoftmax {
+    /// Builds the tables for the precisions in `q`.
+    pub fn new(q: &QuantConfig) -> Self {
+        let w = q.score_bits;
+        let f = q.score_frac_bits;
+        // The difference of two W-bit signed codes spans W+1 bits; split it in two halves.
+        let u_bits = w + 1;
+        let lo_bits = u_bits / 2;
+        let hi_bits = u_bits - lo_bits;
+        let one = f64::from(1u32 << (q.exp_bits - 1));
+        let entry = |x: f64| (x.exp() * one).round() as u64;
+        let scale = f64::from(1u32 << f);
+        let lo_table = (0..1u64 << lo_bits)
+            .map(|l| entry(-(l as f64) / scale))
+            .collect();
+        let hi_table = (0..1u64 << hi_bits)
+            .map(|h| entry(-((h << lo_bits) as f64) / scale))
+            .collect();
+        Self {
+            lo_bits,
+            hi_table,
+            lo_table,
+            exp_one_shift: q.exp_bits - 1,
+            sum_bits: q.sum_bits,
+            prob_bits: q.prob_bits,
+            max_u: (1u32 << u_bits) - 1,
+        }
+    }
+
+    /// `e^(-u / 2^F)` as an exponential code (1.0 = 2^(exp_bits-1)), for `u >= 0`.
+    pub fn exp_code(&self, u: u32) -> u64 {
+        let u = u.min(self.max_u);
+        let hi = self.hi_table[(u >> self.lo_bits) as usize];
+        let lo = self.lo_table[(u & ((1 << self.lo_bits) - 1)) as usize];
+        let half = 1u64 << (self.exp_one_shift - 1);
+        (hi * lo + half) >> self.exp_one_shift
+    }
+
+    /// Probabilities (codes with `prob_bits` fractional bits) of the score codes `scores`,
+    /// written to `probs`. An empty input writes nothing.
+    pub fn probabilities(&self, scores: &[i32], exps: &mut Vec<u64>, probs: &mut Vec<u32>) {
+        probs.clear();
+        exps.clear();
+        let Some(&max) = scores.iter().max() else {
+            return;
+        };
+        exps.extend(scores.iter().map(|&s| self.exp_code((max - s) as u32)));
+        let sum: u64 = exps.iter().sum();
+        // Keep the `sum_bits` most significant bits of the sum (truncation, as a register would).
+        let len = 64 - sum.leading_zeros();
+        let shift = len.saturating_sub(self.sum_bits);
+        let sum_kept = (sum >> shift) << shift;
+        probs.extend(
+            exps.iter()
+                .map(|&e| ((u128::from(e) << self.prob_bits) / u128::from(sum_kept)) as u32),
+        );
+    }
+
+    /// Fractional bits of the probabilities.
+    pub fn prob_bits(&self) -> u32 {
+        self.prob_bits
+    }
+}
+
+/// Float softmax (max-subtracted), written to `out`; used by the float recompute mode and
+/// as the reference of the fixed-point unit.
+pub fn softmax_f32(logits: &[f32], out: &mut Vec<f32>) {
+    out.clear();
+    let Some(max) = logits.iter().copied().reduce(f32::max) else {
+        return;
+    };
+    out.extend(logits.iter().map(|&x| (x - max).exp()));
+    let sum: f32 = out.iter().sum();
+    let inv = 1.0 / sum;
+    out.iter_mut().for_each(|p| *p *= inv);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(scores: &[i32], frac: u32) -> Vec<f64> {
+        let x: Vec<f64> = scores.iter().map(|&s| f64::from(s) / f64::from(1u32 << frac)).collect();
+        let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = x.iter().map(|v| (v - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect()
+    }
+
+    #[test]
+    fn exp_code_matches_exp() {
+        let q = QuantConfig::default();
+        let sm = FixedSoftmax::new(&q);
+        for u in [0u32, 1, 63, 64, 65, 500, 1000, 4095, 8191] {
+            let exact = (-(f64::from(u)) / 128.0).exp();
+            let got = sm.exp_code(u) as f64 / 65536.0;
+            assert!((got - exact).abs() <= 3.0 / 65536.0, "u={u}: {got} vs {exact}");
+        }
+    }
+
+    #[test]
+    fn fixed_softmax_within_documented_bound() {
+        let q = QuantConfig::default();
+        let sm = FixedSoftmax::new(&q);
+        let p_one = f64::from(1u32 << q.prob_bits);
+        let mut state = 12345u64;
+        let (mut exps, mut probs) = (Vec::new(), Vec::new());
+        for n in [1usize, 2, 3, 10, 100, 1000, 4096] {
+            let scores: Vec<i32> = (0..n)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((state >> 33) % 4096) as i32 - 2048
+                })
+                .collect();
+            sm.probabilities(&scores, &mut exps, &mut probs);
+            let r = reference(&scores, q.score_frac_bits);
+            for (p, pr) in probs.iter().zip(&r) {
+                let got = f64::from(*p) / p_one;
+                let bound = 1.0 / p_one
+                    + pr * (2f64.powi(-(q.sum_bits as i32 - 1)) + 3.0 * 2f64.powi(-(q.exp_bits as i32 - 1)));
+                assert!((got - pr).abs() <= bound, "n={n}: {got} vs {pr} (bound {bound})");
+            }
+        }
+    }
+}
