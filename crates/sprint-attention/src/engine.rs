@@ -433,10 +433,19 @@ fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut {
             for (&j, &p) in keys.iter().zip(&probs) {
                 axpy_i8(&mut acc_i, p as i32, &ctx.kv.v8[j * d..(j + 1) * d]);
             }
+            // |acc| < 2^(P+7): drop the low bits that do not fit the W-bit output, round,
+            // and saturate.
+            let p_bits = ctx.softmax.prob_bits();
+            let shift = (p_bits + 8).saturating_sub(cfg.quant.output_bits);
             let hi = (1i64 << (cfg.quant.output_bits - 1)) - 1;
-            let unit = ctx.kv.v_scale / (1u32 << ctx.softmax.prob_bits()) as f32;
+            let unit = ctx.kv.v_scale * (2f32).powi(shift as i32 - p_bits as i32);
             for (o, &a) in dst.iter_mut().zip(&acc_i) {
-                *o = i64::from(a).clamp(-hi - 1, hi) as f32 * unit;
+                let code = if shift == 0 {
+                    i64::from(a)
+                } else {
+                    (i64::from(a) + (1i64 << (shift - 1))) >> shift
+                };
+                *o = code.clamp(-hi - 1, hi) as f32 * unit;
             }
         } else {
             softmax_f32(&logits, &mut probs_f);
