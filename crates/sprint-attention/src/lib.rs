@@ -13,6 +13,8 @@ pub mod locality;
 pub mod noise;
 pub mod quant;
 pub mod softmax;
+pub mod summary;
+pub mod synth;
 pub mod tensor;
 
 pub use engine::{LayerRun, run_layer};

@@ -210,7 +210,10 @@ impl BitMatrix {
 
     /// Set bits in row `r`.
     pub fn row_count_ones(&self, r: usize) -> usize {
-        self.row_words(r).iter().map(|w| w.count_ones() as usize).sum()
+        self.row_words(r)
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum()
     }
 
     /// Indices of set bits in row `r`, ascending.

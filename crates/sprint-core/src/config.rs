@@ -315,10 +315,9 @@ fn check_sigma(x: f32, place: &str) -> Result<()> {
 impl AttentionConfig {
     /// Parses and validates TOML text; `origin` names the source in error messages.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self> {
-        let cfg: Self =
-            toml::from_str(text).map_err(|e| CoreError::config(origin, one_line(&e.to_string())))?;
-        cfg.validate()
-            .map_err(|e| prefix_place(e, origin))?;
+        let cfg: Self = toml::from_str(text)
+            .map_err(|e| CoreError::config(origin, one_line(&e.to_string())))?;
+        cfg.validate().map_err(|e| prefix_place(e, origin))?;
         Ok(cfg)
     }
 
@@ -342,15 +341,24 @@ impl AttentionConfig {
     /// Checks every value's range.
     pub fn validate(&self) -> Result<()> {
         let q = &self.quant;
-        check((1..=8).contains(&q.query_dac_bits), "quant.query_dac_bits", || {
-            format!("must be in 1..=8, got {}", q.query_dac_bits)
-        })?;
+        check(
+            (1..=8).contains(&q.query_dac_bits),
+            "quant.query_dac_bits",
+            || format!("must be in 1..=8, got {}", q.query_dac_bits),
+        )?;
         check((4..=24).contains(&q.score_bits), "quant.score_bits", || {
             format!("must be in 4..=24, got {}", q.score_bits)
         })?;
-        check(q.score_frac_bits < q.score_bits, "quant.score_frac_bits", || {
-            format!("must be below score_bits ({}), got {}", q.score_bits, q.score_frac_bits)
-        })?;
+        check(
+            q.score_frac_bits < q.score_bits,
+            "quant.score_frac_bits",
+            || {
+                format!(
+                    "must be below score_bits ({}), got {}",
+                    q.score_bits, q.score_frac_bits
+                )
+            },
+        )?;
         check((8..=24).contains(&q.exp_bits), "quant.exp_bits", || {
             format!("must be in 8..=24, got {}", q.exp_bits)
         })?;
@@ -360,9 +368,11 @@ impl AttentionConfig {
         check((2..=16).contains(&q.prob_bits), "quant.prob_bits", || {
             format!("must be in 2..=16, got {}", q.prob_bits)
         })?;
-        check((8..=32).contains(&q.output_bits), "quant.output_bits", || {
-            format!("must be in 8..=32, got {}", q.output_bits)
-        })?;
+        check(
+            (8..=32).contains(&q.output_bits),
+            "quant.output_bits",
+            || format!("must be in 8..=32, got {}", q.output_bits),
+        )?;
         if let ScaleSource::Fixed { q, k, v } = &q.scales {
             for (name, s) in [("q", q), ("k", k), ("v", v)] {
                 let vals: Vec<f32> = match s {
@@ -370,30 +380,41 @@ impl AttentionConfig {
                     ScaleValues::PerHead(xs) => xs.clone(),
                 };
                 for x in vals {
-                    check(x.is_finite() && x > 0.0, &format!("quant.scales.{name}"), || {
-                        format!("scales must be finite and > 0, got {x}")
-                    })?;
+                    check(
+                        x.is_finite() && x > 0.0,
+                        &format!("quant.scales.{name}"),
+                        || format!("scales must be finite and > 0, got {x}"),
+                    )?;
                 }
             }
         }
         let t = &self.threshold;
-        check(!t.value.is_nan() && t.value != f32::INFINITY, "threshold.value", || {
-            format!("must be a number or -inf, got {}", t.value)
-        })?;
-        check(t.margin.is_finite() && t.margin >= 0.0, "threshold.margin", || {
-            format!("must be finite and >= 0, got {}", t.margin)
-        })?;
+        check(
+            !t.value.is_nan() && t.value != f32::INFINITY,
+            "threshold.value",
+            || format!("must be a number or -inf, got {}", t.value),
+        )?;
+        check(
+            t.margin.is_finite() && t.margin >= 0.0,
+            "threshold.margin",
+            || format!("must be finite and >= 0, got {}", t.margin),
+        )?;
         if let Some(pl) = &t.per_layer {
             for (i, x) in pl.iter().enumerate() {
-                check(!x.is_nan() && *x != f32::INFINITY, "threshold.per_layer", || {
-                    format!("entry {i} must be a number or -inf, got {x}")
-                })?;
+                check(
+                    !x.is_nan() && *x != f32::INFINITY,
+                    "threshold.per_layer",
+                    || format!("entry {i} must be a number or -inf, got {x}"),
+                )?;
             }
         }
         let n = &self.noise;
         check_sigma(n.conductance_sigma, "noise.conductance_sigma")?;
         check_sigma(n.read_sigma_fs, "noise.read_sigma_fs")?;
-        check_sigma(n.comparator_offset_sigma_fs, "noise.comparator_offset_sigma_fs")?;
+        check_sigma(
+            n.comparator_offset_sigma_fs,
+            "noise.comparator_offset_sigma_fs",
+        )?;
         check_rate(n.stuck_at_zero_rate, "noise.stuck_at_zero_rate")?;
         check_rate(n.stuck_at_one_rate, "noise.stuck_at_one_rate")?;
         check(
@@ -401,9 +422,11 @@ impl AttentionConfig {
             "noise.stuck_at_*_rate",
             || "the two stuck-at rates add up to more than 1".into(),
         )?;
-        check(n.tail_sigmas.is_finite() && n.tail_sigmas >= 4.0, "noise.tail_sigmas", || {
-            format!("must be finite and >= 4, got {}", n.tail_sigmas)
-        })?;
+        check(
+            n.tail_sigmas.is_finite() && n.tail_sigmas >= 4.0,
+            "noise.tail_sigmas",
+            || format!("must be finite and >= 4, got {}", n.tail_sigmas),
+        )?;
         Ok(())
     }
 
@@ -419,7 +442,10 @@ impl AttentionConfig {
             if pl.len() != layers {
                 return Err(CoreError::config(
                     "threshold.per_layer",
-                    format!("{} thresholds given for a model of {layers} layers", pl.len()),
+                    format!(
+                        "{} thresholds given for a model of {layers} layers",
+                        pl.len()
+                    ),
                 ));
             }
             return Ok(Thresholds {
@@ -476,16 +502,25 @@ impl ThresholdFile {
         let bad = |x: f32| x.is_nan() || x == f32::INFINITY;
         let values = match (&self.per_layer, &self.per_head) {
             (Some(_), Some(_)) => {
-                return Err(CoreError::config(origin, "give per_layer or per_head, not both"));
+                return Err(CoreError::config(
+                    origin,
+                    "give per_layer or per_head, not both",
+                ));
             }
             (None, None) => {
-                return Err(CoreError::config(origin, "no per_layer or per_head thresholds"));
+                return Err(CoreError::config(
+                    origin,
+                    "no per_layer or per_head thresholds",
+                ));
             }
             (Some(pl), None) => {
                 if pl.len() != layers {
                     return Err(CoreError::config(
                         origin,
-                        format!("{} per-layer thresholds for a model of {layers} layers", pl.len()),
+                        format!(
+                            "{} per-layer thresholds for a model of {layers} layers",
+                            pl.len()
+                        ),
                     ));
                 }
                 pl.iter().map(|&x| vec![x; heads]).collect::<Vec<_>>()
@@ -494,7 +529,10 @@ impl ThresholdFile {
                 if ph.len() != layers {
                     return Err(CoreError::config(
                         origin,
-                        format!("{} layers of per-head thresholds for a model of {layers} layers", ph.len()),
+                        format!(
+                            "{} layers of per-head thresholds for a model of {layers} layers",
+                            ph.len()
+                        ),
                     ));
                 }
                 for (l, row) in ph.iter().enumerate() {
@@ -546,7 +584,8 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error() {
-        let e = AttentionConfig::from_toml_str("[noise]\nread_sigma = 0.1\n", "cfg.toml").unwrap_err();
+        let e =
+            AttentionConfig::from_toml_str("[noise]\nread_sigma = 0.1\n", "cfg.toml").unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("read_sigma"), "{msg}");
         assert!(!msg.contains('\n'));
@@ -593,6 +632,9 @@ mod tests {
         };
         assert!(f.resolve(3, 2, "x").is_ok());
         let e = f.resolve(6, 2, "th.toml").unwrap_err().to_string();
-        assert!(e.contains("3 per-layer thresholds for a model of 6 layers"), "{e}");
+        assert!(
+            e.contains("3 per-layer thresholds for a model of 6 layers"),
+            "{e}"
+        );
     }
 }
