@@ -12,7 +12,7 @@ use sprint_core::trace::{HeadTrace, QueryRecord};
 
 use crate::error::{Result, shape_error};
 use crate::gemm::matmul_nt;
-use crate::kernels::{axpy_f32, axpy_i8, dot_f32, dot_i8};
+use crate::kernels::{axpy_f32, dot_f32, dot_i16};
 use crate::locality::LocalityEngine;
 use crate::noise::{self, Comparator, Crossbar, Purpose};
 use crate::quant;
@@ -42,8 +42,10 @@ pub struct LayerRun {
 struct KvHead {
     k_scale: f32,
     v_scale: f32,
-    k8: Vec<i8>,
-    v8: Vec<i8>,
+    /// K codes widened to i16 for the exact dot products.
+    k8: Vec<i16>,
+    /// V codes as f32 (exact small integers) for the V-PU.
+    v8_f32: Vec<f32>,
     /// `k8` as f32, for GEMM-scored variants in fixed point.
     k8_f32: Vec<f32>,
     crossbar: Option<Crossbar>,
@@ -52,7 +54,7 @@ struct KvHead {
 /// Per-query-head data.
 struct QHead {
     q_scale: f32,
-    q8: Vec<i8>,
+    q8: Vec<i16>,
     q8_f32: Vec<f32>,
     q_dac: Vec<f32>,
 }
@@ -88,12 +90,7 @@ struct BlockOut {
     visible: u64,
 }
 
-fn scales_for(
-    src: &ScaleSource,
-    data: &[f32],
-    head: usize,
-    which: &str,
-) -> Result<f32> {
+fn scales_for(src: &ScaleSource, data: &[f32], head: usize, which: &str) -> Result<f32> {
     Ok(match src {
         ScaleSource::Dynamic => quant::symmetric_scale(data),
         ScaleSource::Fixed { q, k, v } => {
@@ -122,7 +119,11 @@ pub fn run_layer(
 ) -> Result<LayerRun> {
     let shape = input.validate()?;
     if thresholds.len() != shape.heads {
-        return Err(shape_error("thresholds per query head", shape.heads, thresholds.len()));
+        return Err(shape_error(
+            "thresholds per query head",
+            shape.heads,
+            thresholds.len(),
+        ));
     }
     let d = shape.head_dim;
     let in_memory = cfg.variant.prunes_in_memory();
@@ -140,14 +141,29 @@ pub fn run_layer(
             let v8 = quant::quantize(v, v_scale);
             let crossbar = in_memory.then(|| {
                 let msb: Vec<i8> = k8.iter().map(|&x| quant::split_key(x).0).collect();
-                noise::program_crossbar(&msb, shape.n_keys, &cfg.noise, full_scale, cfg.seed, layer, h)
+                noise::program_crossbar(
+                    &msb,
+                    shape.n_keys,
+                    &cfg.noise,
+                    full_scale,
+                    cfg.seed,
+                    layer,
+                    h,
+                )
             });
             let k8_f32 = if fixed && !in_memory && d <= MAX_EXACT_GEMM_DIM {
                 k8.iter().map(|&x| f32::from(x)).collect()
             } else {
                 Vec::new()
             };
-            Ok(KvHead { k_scale, v_scale, k8, v8, k8_f32, crossbar })
+            Ok(KvHead {
+                k_scale,
+                v_scale,
+                k8: k8.iter().map(|&x| i16::from(x)).collect(),
+                v8_f32: v8.iter().map(|&x| f32::from(x)).collect(),
+                k8_f32,
+                crossbar,
+            })
         })
         .collect::<Result<_>>()?;
 
@@ -169,12 +185,20 @@ pub fn run_layer(
             } else {
                 Vec::new()
             };
-            Ok(QHead { q_scale, q8, q8_f32, q_dac })
+            Ok(QHead {
+                q_scale,
+                q8: q8.iter().map(|&x| i16::from(x)).collect(),
+                q8_f32,
+                q_dac,
+            })
         })
         .collect::<Result<_>>()?;
 
     let key_valid = match &input.key_valid {
-        Some(m) => BitVec::from_indices(shape.n_keys, m.iter().enumerate().filter(|(_, v)| **v).map(|(i, _)| i)),
+        Some(m) => BitVec::from_indices(
+            shape.n_keys,
+            m.iter().enumerate().filter(|(_, v)| **v).map(|(i, _)| i),
+        ),
         None => BitVec::ones(shape.n_keys),
     };
     let all_valid = vec![true; shape.n_queries];
@@ -238,7 +262,9 @@ pub fn run_layer(
         out[blk.rows.start * d..blk.rows.end * d].copy_from_slice(&blk.output);
         let wpr = words_for(shape.n_keys);
         for (r, i) in blk.rows.clone().enumerate() {
-            masks[h].row_words_mut(i).copy_from_slice(&blk.masks[r * wpr..(r + 1) * wpr]);
+            masks[h]
+                .row_words_mut(i)
+                .copy_from_slice(&blk.masks[r * wpr..(r + 1) * wpr]);
             records[h][i].kept = blk.kept[r];
             records[h][i].softmax_kept = blk.softmax_kept[r];
         }
@@ -249,7 +275,11 @@ pub fn run_layer(
     let v_cap = (cfg.buffer.v_bytes / d as u64) as usize;
     let query_valid_bits = BitVec::from_indices(
         shape.n_queries,
-        query_valid.iter().enumerate().filter(|(_, v)| **v).map(|(i, _)| i),
+        query_valid
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v)
+            .map(|(i, _)| i),
     );
     let heads: Vec<HeadTrace> = masks
         .into_par_iter()
@@ -281,7 +311,11 @@ pub fn run_layer(
         })
         .collect();
 
-    Ok(LayerRun { output, heads, visible_pairs })
+    Ok(LayerRun {
+        output,
+        heads,
+        visible_pairs,
+    })
 }
 
 /// Keys visible to query `i`: real keys, and with causal masking `j <= i + n_keys - n_queries`.
@@ -303,15 +337,35 @@ fn visible_keys(ctx: &HeadCtx, i: usize, out: &mut [u64]) {
     }
 }
 
-fn quantize_score(logit: f64, cfg: &AttentionConfig) -> i32 {
-    let q = &cfg.quant;
-    let hi = f64::from((1u32 << (q.score_bits - 1)) - 1);
-    (logit * f64::from(1u32 << q.score_frac_bits)).round().clamp(-hi - 1.0, hi) as i32
+/// Rounds a logit to the signed fixed-point score code (half away from zero), saturating.
+fn quantize_score(logit: f64, hi: f64, scale: f64) -> i32 {
+    let x = logit * scale;
+    // `as` truncates toward zero; adding +-0.5 first rounds half away from zero without libm.
+    let r = (x + 0.5f64.copysign(x)) as i64 as f64;
+    r.clamp(-hi - 1.0, hi) as i32
+}
+
+/// Keeps the pairs `(keys[t], vals[t])` whose value passes `keep`, in order.
+fn retain_pairs<T: Copy>(keys: &mut Vec<usize>, vals: &mut Vec<T>, keep: impl Fn(T) -> bool) {
+    let mut w = 0;
+    for t in 0..keys.len() {
+        if keep(vals[t]) {
+            keys[w] = keys[t];
+            vals[w] = vals[t];
+            w += 1;
+        }
+    }
+    keys.truncate(w);
+    vals.truncate(w);
 }
 
 fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut {
     let cfg = ctx.cfg;
-    let LayerShape { n_keys, head_dim: d, .. } = ctx.shape;
+    let LayerShape {
+        n_keys,
+        head_dim: d,
+        ..
+    } = ctx.shape;
     let m = rows.len();
     let wpr = words_for(n_keys);
     let fixed = cfg.recompute == RecomputeMode::FixedPoint;
@@ -351,7 +405,10 @@ fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut {
     let mut codes: Vec<i32> = Vec::new();
     let mut logits: Vec<f32> = Vec::new();
     let (mut exps, mut probs, mut probs_f) = (Vec::new(), Vec::new(), Vec::new());
-    let mut acc_i = vec![0i32; d];
+    let mut acc = vec![0f32; d];
+    let inv_sqrt_d = 1.0 / (d as f32).sqrt();
+    let score_hi = f64::from((1u32 << (cfg.quant.score_bits - 1)) - 1);
+    let score_scale = f64::from(1u32 << cfg.quant.score_frac_bits);
     let offsets: &[f32] = ctx.kv.crossbar.as_ref().map_or(&[], |x| &x.offsets);
     let th_code = f64::from(ctx.threshold) * f64::from(1u32 << cfg.quant.score_frac_bits);
 
@@ -361,93 +418,117 @@ fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut {
         }
         let row_mask = &mut out.masks[r * wpr..(r + 1) * wpr];
         visible_keys(ctx, i, row_mask);
-        out.visible += row_mask.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
+        out.visible += row_mask
+            .iter()
+            .map(|w| u64::from(w.count_ones()))
+            .sum::<u64>();
         if in_memory {
             let mut rng = (ctx.comparator.read_sigma > 0.0)
                 .then(|| noise::stream(cfg.seed, Purpose::Read, ctx.layer, ctx.head, i));
-            ctx.comparator
-                .decide(&approx[r * n_keys..(r + 1) * n_keys], offsets, row_mask, rng.as_mut());
+            ctx.comparator.decide(
+                &approx[r * n_keys..(r + 1) * n_keys],
+                offsets,
+                row_mask,
+                rng.as_mut(),
+            );
         }
         out.kept[r] = row_mask.iter().map(|w| w.count_ones()).sum();
 
-        // Softmax inputs: (key, score) per variant.
+        // Softmax inputs per variant: candidate keys, their scores, then the recheck.
         keys.clear();
-        codes.clear();
-        logits.clear();
-        let q8 = &ctx.qh.q8[i * d..(i + 1) * d];
-        let q_f = &ctx.q_f[i * d..(i + 1) * d];
-        let inv_sqrt_d = 1.0 / (d as f32).sqrt();
-        for j in iter_ones(row_mask) {
-            let keep_exact_check = match cfg.variant {
-                Variant::Dense => false,
-                Variant::RuntimePruning => true,
-                Variant::Sprint => cfg.threshold.exact_recheck,
-                Variant::SprintNoRecompute => false,
-            };
-            if fixed {
-                let code = match cfg.variant {
-                    Variant::SprintNoRecompute => {
-                        quantize_score(f64::from(approx[r * n_keys + j]) * ctx.approx_unit, cfg)
-                    }
-                    Variant::Sprint => {
-                        let s = dot_i8(q8, &ctx.kv.k8[j * d..(j + 1) * d]);
-                        quantize_score(f64::from(s) * ctx.exact_unit, cfg)
-                    }
-                    _ => {
-                        let s = if full.is_empty() {
-                            dot_i8(q8, &ctx.kv.k8[j * d..(j + 1) * d]) as f32
-                        } else {
-                            full[r * n_keys + j]
-                        };
-                        quantize_score(f64::from(s) * ctx.exact_unit, cfg)
-                    }
-                };
-                if keep_exact_check && f64::from(code) < th_code {
-                    continue;
-                }
-                keys.push(j);
-                codes.push(code);
-            } else {
-                let logit = match cfg.variant {
-                    Variant::SprintNoRecompute => {
-                        (f64::from(approx[r * n_keys + j]) * ctx.approx_unit) as f32
-                    }
-                    Variant::Sprint => dot_f32(q_f, &ctx.k_f[j * d..(j + 1) * d]) * inv_sqrt_d,
-                    _ => full[r * n_keys + j],
-                };
-                if keep_exact_check && logit < ctx.threshold {
-                    continue;
-                }
-                keys.push(j);
-                logits.push(logit);
-            }
-        }
-        out.softmax_kept[r] = keys.len() as u32;
+        keys.extend(iter_ones(row_mask));
+        let approx_row = if approx.is_empty() {
+            &[][..]
+        } else {
+            &approx[r * n_keys..(r + 1) * n_keys]
+        };
+        let full_row = if full.is_empty() {
+            &[][..]
+        } else {
+            &full[r * n_keys..(r + 1) * n_keys]
+        };
+        let recheck = match cfg.variant {
+            Variant::Dense | Variant::SprintNoRecompute => false,
+            Variant::RuntimePruning => true,
+            Variant::Sprint => cfg.threshold.exact_recheck,
+        };
         let dst = &mut out.output[r * d..(r + 1) * d];
-        if keys.is_empty() {
-            continue;
-        }
         if fixed {
-            ctx.softmax.probabilities(&codes, &mut exps, &mut probs);
-            acc_i.fill(0);
-            for (&j, &p) in keys.iter().zip(&probs) {
-                axpy_i8(&mut acc_i, p as i32, &ctx.kv.v8[j * d..(j + 1) * d]);
+            codes.clear();
+            match cfg.variant {
+                Variant::SprintNoRecompute => codes.extend(keys.iter().map(|&j| {
+                    quantize_score(
+                        f64::from(approx_row[j]) * ctx.approx_unit,
+                        score_hi,
+                        score_scale,
+                    )
+                })),
+                _ if !full_row.is_empty() => codes.extend(keys.iter().map(|&j| {
+                    quantize_score(
+                        f64::from(full_row[j]) * ctx.exact_unit,
+                        score_hi,
+                        score_scale,
+                    )
+                })),
+                _ => {
+                    let q8 = &ctx.qh.q8[i * d..(i + 1) * d];
+                    codes.extend(keys.iter().map(|&j| {
+                        let s = dot_i16(q8, &ctx.kv.k8[j * d..(j + 1) * d]);
+                        quantize_score(f64::from(s) * ctx.exact_unit, score_hi, score_scale)
+                    }))
+                }
             }
-            // |acc| < 2^(P+7): drop the low bits that do not fit the W-bit output, round,
-            // and saturate.
+            if recheck {
+                retain_pairs(&mut keys, &mut codes, |c| f64::from(c) >= th_code);
+            }
+            out.softmax_kept[r] = keys.len() as u32;
+            if keys.is_empty() {
+                continue;
+            }
+            ctx.softmax.probabilities(&codes, &mut exps, &mut probs);
+            // Integer products and sums below 2^24 are exact in f32 (|sum| <= (2^P + n/2) * 127).
+            acc.fill(0.0);
+            for (&j, &p) in keys.iter().zip(&probs) {
+                axpy_f32(&mut acc, p as f32, &ctx.kv.v8_f32[j * d..(j + 1) * d]);
+            }
+            // |acc| < 2^(P+7) + n * 64: drop the low bits that do not fit the W-bit output,
+            // round half up, and saturate.
             let p_bits = ctx.softmax.prob_bits();
             let shift = (p_bits + 8).saturating_sub(cfg.quant.output_bits);
             let hi = (1i64 << (cfg.quant.output_bits - 1)) - 1;
             let unit = ctx.kv.v_scale * (2f32).powi(shift as i32 - p_bits as i32);
-            for (o, &a) in dst.iter_mut().zip(&acc_i) {
+            for (o, &a) in dst.iter_mut().zip(&acc) {
+                let a = a as i64;
                 let code = if shift == 0 {
-                    i64::from(a)
+                    a
                 } else {
-                    (i64::from(a) + (1i64 << (shift - 1))) >> shift
+                    (a + (1i64 << (shift - 1))) >> shift
                 };
                 *o = code.clamp(-hi - 1, hi) as f32 * unit;
             }
         } else {
+            logits.clear();
+            match cfg.variant {
+                Variant::SprintNoRecompute => logits.extend(
+                    keys.iter()
+                        .map(|&j| (f64::from(approx_row[j]) * ctx.approx_unit) as f32),
+                ),
+                Variant::Sprint => {
+                    let q_f = &ctx.q_f[i * d..(i + 1) * d];
+                    logits.extend(
+                        keys.iter()
+                            .map(|&j| dot_f32(q_f, &ctx.k_f[j * d..(j + 1) * d]) * inv_sqrt_d),
+                    )
+                }
+                _ => logits.extend(keys.iter().map(|&j| full_row[j])),
+            }
+            if recheck {
+                retain_pairs(&mut keys, &mut logits, |x| x >= ctx.threshold);
+            }
+            out.softmax_kept[r] = keys.len() as u32;
+            if keys.is_empty() {
+                continue;
+            }
             softmax_f32(&logits, &mut probs_f);
             for (&j, &p) in keys.iter().zip(&probs_f) {
                 axpy_f32(dst, p, &ctx.v_f[j * d..(j + 1) * d]);

@@ -133,6 +133,11 @@ impl Comparator {
             return;
         }
         let t = self.threshold;
+        let noisy = rng.is_some() && self.read_sigma > 0.0;
+        if !noisy && offsets.is_empty() {
+            decide_noiseless(scores, t, out);
+            return;
+        }
         let band = self.tail_sigmas * self.read_sigma;
         for (wi, word) in out.iter_mut().enumerate() {
             let mut w = *word;
@@ -158,6 +163,27 @@ impl Comparator {
     }
 }
 
+/// Noiseless comparator over whole words: `s >= t` evaluated in f32 against the smallest f32
+/// not below `t`, which decides every f32 score exactly as the f64 comparison would.
+fn decide_noiseless(scores: &[f32], t: f64, out: &mut [u64]) {
+    let mut t32 = t as f32;
+    if f64::from(t32) < t {
+        t32 = t32.next_up();
+    }
+    for (wi, word) in out.iter_mut().enumerate() {
+        if *word == 0 {
+            continue;
+        }
+        let lo = wi * 64;
+        let chunk = &scores[lo..(lo + 64).min(scores.len())];
+        let mut keep = 0u64;
+        for (b, &s) in chunk.iter().enumerate() {
+            keep |= u64::from(s >= t32) << b;
+        }
+        *word &= keep;
+    }
+}
+
 /// Standard normal cumulative distribution function.
 pub fn normal_cdf(x: f64) -> f64 {
     0.5 * erfc(-x / std::f64::consts::SQRT_2)
@@ -168,15 +194,17 @@ pub fn normal_cdf(x: f64) -> f64 {
 pub fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
 

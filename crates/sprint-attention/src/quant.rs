@@ -14,8 +14,18 @@ pub fn symmetric_scale(x: &[f32]) -> f32 {
 pub fn quantize(x: &[f32], scale: f32) -> Vec<i8> {
     let inv = 1.0 / scale;
     x.iter()
-        .map(|&v| (v * inv).round().clamp(-INT8_MAX, INT8_MAX) as i8)
+        .map(|&v| round_half_away(v * inv).clamp(-INT8_MAX, INT8_MAX) as i8)
         .collect()
+}
+
+/// Rounds half away from zero, like `f32::round`, without a libm call (values of interest
+/// are far below 2^31).
+pub fn round_half_away(x: f32) -> f32 {
+    if x.abs() >= 8_388_608.0 {
+        return x; // already an integer
+    }
+    // In f64 the addition is exact for every f32 below 2^29, so no double rounding.
+    (f64::from(x) + 0.5f64.copysign(f64::from(x))) as i64 as f32
 }
 
 /// Splits an 8-bit key code into its signed high nibble and unsigned low nibble, so that
@@ -34,7 +44,7 @@ pub fn query_to_dac(q: i8, bits: u32) -> i8 {
     let step = (1i32 << (8 - bits)) as f32;
     let lo = -(1i32 << (bits - 1)) as f32;
     let hi = ((1i32 << (bits - 1)) - 1) as f32;
-    (f32::from(q) / step).round().clamp(lo, hi) as i8
+    round_half_away(f32::from(q) / step).clamp(lo, hi) as i8
 }
 
 /// Real-unit weight of one step of the in-memory score `q_dac . K_MSB`, in logits:
@@ -61,6 +71,16 @@ mod tests {
             assert!(l <= 15);
             assert_eq!(16 * i32::from(m) + i32::from(l), i32::from(k), "k = {k}");
         }
+    }
+
+    #[test]
+    fn rounding_matches_std() {
+        for i in -4000..4000 {
+            let x = i as f32 * 0.25 + 0.001 * (i % 3) as f32;
+            assert_eq!(round_half_away(x), x.round(), "{x}");
+        }
+        assert_eq!(round_half_away(0.49999997), 0.0);
+        assert_eq!(round_half_away(-2.5), -3.0);
     }
 
     #[test]

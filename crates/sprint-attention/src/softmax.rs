@@ -79,13 +79,13 @@ impl FixedSoftmax {
         let len = 64 - sum.leading_zeros();
         let shift = len.saturating_sub(self.sum_bits);
         let sum_kept = (sum >> shift) << shift;
-        probs.extend(
-            exps.iter()
-                .map(|&e| {
-                    let s = u128::from(sum_kept);
-                    (((u128::from(e) << self.prob_bits) + s / 2) / s) as u32
-                }),
-        );
+        // round(e 2^P / sum) = floor((e 2^P + floor(sum / 2)) / sum). Both operands are
+        // integers below 2^50 and the quotient below 2^34, so the f64 quotient truncates to
+        // the exact integer result.
+        let s = sum_kept as f64;
+        let half = (sum_kept / 2) as f64;
+        let one = (1u64 << self.prob_bits) as f64;
+        probs.extend(exps.iter().map(|&e| ((e as f64 * one + half) / s) as u32));
     }
 
     /// Fractional bits of the probabilities.
@@ -112,7 +112,10 @@ mod tests {
     use super::*;
 
     fn reference(scores: &[i32], frac: u32) -> Vec<f64> {
-        let x: Vec<f64> = scores.iter().map(|&s| f64::from(s) / f64::from(1u32 << frac)).collect();
+        let x: Vec<f64> = scores
+            .iter()
+            .map(|&s| f64::from(s) / f64::from(1u32 << frac))
+            .collect();
         let m = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = x.iter().map(|v| (v - m).exp()).collect();
         let s: f64 = e.iter().sum();
@@ -126,7 +129,10 @@ mod tests {
         for u in [0u32, 1, 63, 64, 65, 500, 1000, 4095, 8191] {
             let exact = (-(f64::from(u)) / 128.0).exp();
             let got = sm.exp_code(u) as f64 / 65536.0;
-            assert!((got - exact).abs() <= 3.0 / 65536.0, "u={u}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() <= 3.0 / 65536.0,
+                "u={u}: {got} vs {exact}"
+            );
         }
     }
 
@@ -140,7 +146,9 @@ mod tests {
         for n in [1usize, 2, 3, 10, 100, 1000, 4096] {
             let scores: Vec<i32> = (0..n)
                 .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     ((state >> 33) % 4096) as i32 - 2048
                 })
                 .collect();
@@ -149,8 +157,12 @@ mod tests {
             for (p, pr) in probs.iter().zip(&r) {
                 let got = f64::from(*p) / p_one;
                 let bound = 0.5 / p_one
-                    + pr * (2f64.powi(-(q.sum_bits as i32 - 1)) + 3.0 * 2f64.powi(-(q.exp_bits as i32 - 1)));
-                assert!((got - pr).abs() <= bound, "n={n}: {got} vs {pr} (bound {bound})");
+                    + pr * (2f64.powi(-(q.sum_bits as i32 - 1))
+                        + 3.0 * 2f64.powi(-(q.exp_bits as i32 - 1)));
+                assert!(
+                    (got - pr).abs() <= bound,
+                    "n={n}: {got} vs {pr} (bound {bound})"
+                );
             }
         }
     }

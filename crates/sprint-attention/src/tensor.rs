@@ -130,19 +130,35 @@ impl AttentionInput {
         let [heads, n_queries, head_dim] = self.q.dims;
         let [kv_heads, n_keys, kd] = self.k.dims;
         if heads == 0 || n_queries == 0 || head_dim == 0 {
-            return Err(shape_error("q [heads, seq, head_dim]", "all > 0", format!("{:?}", self.q.dims)));
+            return Err(shape_error(
+                "q [heads, seq, head_dim]",
+                "all > 0",
+                format!("{:?}", self.q.dims),
+            ));
         }
         if kv_heads == 0 || n_keys == 0 {
-            return Err(shape_error("k [kv_heads, seq, head_dim]", "all > 0", format!("{:?}", self.k.dims)));
+            return Err(shape_error(
+                "k [kv_heads, seq, head_dim]",
+                "all > 0",
+                format!("{:?}", self.k.dims),
+            ));
         }
         if kd != head_dim {
             return Err(shape_error("k head_dim (vs q)", head_dim, kd));
         }
         if self.v.dims != self.k.dims {
-            return Err(shape_error("v shape (vs k)", format!("{:?}", self.k.dims), format!("{:?}", self.v.dims)));
+            return Err(shape_error(
+                "v shape (vs k)",
+                format!("{:?}", self.k.dims),
+                format!("{:?}", self.v.dims),
+            ));
         }
         if heads % kv_heads != 0 {
-            return Err(shape_error("q heads divisible by kv heads", format!("a multiple of {kv_heads}"), heads));
+            return Err(shape_error(
+                "q heads divisible by kv heads",
+                format!("a multiple of {kv_heads}"),
+                heads,
+            ));
         }
         if let Some(m) = &self.query_valid
             && m.len() != n_queries

@@ -29,7 +29,12 @@ fn no_pruning_float_equals_dense() {
     for (seed, &(heads, kv, n, d)) in shapes.iter().enumerate() {
         let input = random_input(seed as u64, heads, kv, n, n, d);
         let reference = masked_softmax_attention(&input, |_, i, _| visible(&input, false, i));
-        for variant in [Variant::Sprint, Variant::Dense, Variant::RuntimePruning, Variant::SprintNoRecompute] {
+        for variant in [
+            Variant::Sprint,
+            Variant::Dense,
+            Variant::RuntimePruning,
+            Variant::SprintNoRecompute,
+        ] {
             if variant == Variant::SprintNoRecompute {
                 continue; // scores are approximate by design
             }
@@ -44,7 +49,13 @@ fn no_pruning_float_equals_dense() {
 }
 
 /// Independent model of the in-memory comparator rule (SPRINT.md section 3).
-fn brute_force_kept(input: &sprint_attention::AttentionInput, cfg: &AttentionConfig, th: &[f32], h: usize, i: usize) -> Vec<usize> {
+fn brute_force_kept(
+    input: &sprint_attention::AttentionInput,
+    cfg: &AttentionConfig,
+    th: &[f32],
+    h: usize,
+    i: usize,
+) -> Vec<usize> {
     let [heads, nq, d] = input.q.dims;
     let [kvh, nk, _] = input.k.dims;
     let g = h / (heads / kvh);
@@ -112,30 +123,47 @@ fn cases() -> impl Strategy<Value = Case> {
         1u32..=8,
         any::<u64>(),
     )
-        .prop_map(|(kv, group, nq, extra, d, causal, pk, pq, threshold, margin, dac_bits, seed)| Case {
-            heads: kv * group,
-            group,
-            nq,
-            nk: nq + extra,
-            d,
-            causal,
-            pad_keys: pk,
-            pad_queries: pq,
-            threshold,
-            margin,
-            dac_bits,
-            seed,
-        })
+        .prop_map(
+            |(kv, group, nq, extra, d, causal, pk, pq, threshold, margin, dac_bits, seed)| Case {
+                heads: kv * group,
+                group,
+                nq,
+                nk: nq + extra,
+                d,
+                causal,
+                pad_keys: pk,
+                pad_queries: pq,
+                threshold,
+                margin,
+                dac_bits,
+                seed,
+            },
+        )
 }
 
 fn build(case: &Case) -> sprint_attention::AttentionInput {
-    let mut input = random_input(case.seed, case.heads, case.heads / case.group, case.nq, case.nk, case.d);
+    let mut input = random_input(
+        case.seed,
+        case.heads,
+        case.heads / case.group,
+        case.nq,
+        case.nk,
+        case.d,
+    );
     let mut rng = Lcg(case.seed ^ 0x55);
     if case.pad_keys > 0 {
-        input.key_valid = Some((0..case.nk).map(|_| rng.below(case.pad_keys + 2) != 0).collect());
+        input.key_valid = Some(
+            (0..case.nk)
+                .map(|_| rng.below(case.pad_keys + 2) != 0)
+                .collect(),
+        );
     }
     if case.pad_queries > 0 {
-        input.query_valid = Some((0..case.nq).map(|_| rng.below(case.pad_queries + 2) != 0).collect());
+        input.query_valid = Some(
+            (0..case.nq)
+                .map(|_| rng.below(case.pad_queries + 2) != 0)
+                .collect(),
+        );
     }
     input
 }

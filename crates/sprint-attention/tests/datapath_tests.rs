@@ -8,7 +8,12 @@ use sprint_attention::quant::approx_score_unit;
 use sprint_attention::{AttentionInput, LayerRun, Tensor3, run_layer};
 use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
 
-fn run_with_threads(threads: usize, cfg: &AttentionConfig, th: &[f32], input: &AttentionInput) -> LayerRun {
+fn run_with_threads(
+    threads: usize,
+    cfg: &AttentionConfig,
+    th: &[f32],
+    input: &AttentionInput,
+) -> LayerRun {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -24,7 +29,12 @@ fn bit_identical_across_runs_and_threads() {
     input.key_valid = Some((0..260).map(|j| j % 7 != 3).collect());
     input.query_valid = Some((0..200).map(|i| i % 11 != 5).collect());
     for variant in sprint_core::config::Variant::ALL {
-        let mut cfg = AttentionConfig { variant, causal: true, seed: 42, ..AttentionConfig::default() };
+        let mut cfg = AttentionConfig {
+            variant,
+            causal: true,
+            seed: 42,
+            ..AttentionConfig::default()
+        };
         cfg.noise.read_sigma_fs = 0.01;
         cfg.noise.conductance_sigma = 0.05;
         cfg.noise.comparator_offset_sigma_fs = 0.005;
@@ -34,7 +44,13 @@ fn bit_identical_across_runs_and_threads() {
         let a = run_with_threads(1, &cfg, &th, &input);
         let b = run_with_threads(2, &cfg, &th, &input);
         let c = run_with_threads(2, &cfg, &th, &input);
-        let bits = |r: &LayerRun| r.output.data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let bits = |r: &LayerRun| {
+            r.output
+                .data
+                .iter()
+                .map(|x| x.to_bits())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(bits(&a), bits(&b), "{variant:?}: 1 vs 2 threads");
         assert_eq!(bits(&b), bits(&c), "{variant:?}: run to run");
         assert_eq!(a.heads, b.heads, "{variant:?}: traces");
@@ -72,18 +88,30 @@ fn fixed_point_close_to_float() {
     let th = [-0.3f32, -0.1];
     for (prob_bits, bound) in [(16u32, 0.02f64), (8, 0.10)] {
         for variant in [Variant::Dense, Variant::Sprint] {
-            let mut fixed_cfg = AttentionConfig { variant, ..AttentionConfig::default() };
+            let mut fixed_cfg = AttentionConfig {
+                variant,
+                ..AttentionConfig::default()
+            };
             fixed_cfg.quant.prob_bits = prob_bits;
             let fixed = run_layer(&fixed_cfg, 0, &th, &input).unwrap();
-            let float_cfg = AttentionConfig { recompute: RecomputeMode::Float, ..fixed_cfg };
+            let float_cfg = AttentionConfig {
+                recompute: RecomputeMode::Float,
+                ..fixed_cfg
+            };
             let float = run_layer(&float_cfg, 0, &th, &input).unwrap();
             let reference: Vec<f64> = float.output.data.iter().map(|&x| f64::from(x)).collect();
             let err = relative_error(&fixed.output.data, &reference);
-            assert!(err < bound, "{variant:?}, {prob_bits}-bit probabilities: relative error {err}");
+            assert!(
+                err < bound,
+                "{variant:?}, {prob_bits}-bit probabilities: relative error {err}"
+            );
         }
     }
     // Dense fixed point (16-bit probabilities) against exact dense attention.
-    let mut cfg = AttentionConfig { variant: Variant::Dense, ..AttentionConfig::default() };
+    let mut cfg = AttentionConfig {
+        variant: Variant::Dense,
+        ..AttentionConfig::default()
+    };
     cfg.quant.prob_bits = 16;
     let dense = run_layer(&cfg, 0, &[0.0, 0.0], &input).unwrap();
     let reference = masked_softmax_attention(&input, |_, i, _| visible(&input, false, i));
@@ -99,7 +127,11 @@ fn comparator_flip_rate_matches_gaussian() {
     for (k, delta) in [-1.5f64, -0.4, 0.0, 0.3, 1.0, 2.0].into_iter().enumerate() {
         let t = 100.0;
         let scores = vec![(t + delta * sigma) as f32; n];
-        let cmp = Comparator { threshold: t, read_sigma: sigma, tail_sigmas: 8.0 };
+        let cmp = Comparator {
+            threshold: t,
+            read_sigma: sigma,
+            tail_sigmas: 8.0,
+        };
         let mut words = vec![u64::MAX; n / 64];
         let mut rng = noise::stream(7, Purpose::Read, 0, 0, k);
         cmp.decide(&scores, &[], &mut words, Some(&mut rng));
@@ -107,13 +139,28 @@ fn comparator_flip_rate_matches_gaussian() {
         let rate = f64::from(kept) / n as f64;
         let p = normal_cdf(delta);
         let se = (p * (1.0 - p) / n as f64).sqrt();
-        assert!((rate - p).abs() <= 2.0 * se, "delta {delta}: rate {rate} vs {p} (se {se})");
+        assert!(
+            (rate - p).abs() <= 2.0 * se,
+            "delta {delta}: rate {rate} vs {p} (se {se})"
+        );
     }
     // Beyond the tail band the decision is deterministic.
-    let cmp = Comparator { threshold: 0.0, read_sigma: 1.0, tail_sigmas: 8.0 };
+    let cmp = Comparator {
+        threshold: 0.0,
+        read_sigma: 1.0,
+        tail_sigmas: 8.0,
+    };
     let mut words = vec![u64::MAX; 1];
-    let scores = vec![8.5f32; 32].into_iter().chain(vec![-8.5f32; 32]).collect::<Vec<_>>();
-    cmp.decide(&scores, &[], &mut words, Some(&mut noise::stream(1, Purpose::Read, 0, 0, 0)));
+    let scores = vec![8.5f32; 32]
+        .into_iter()
+        .chain(vec![-8.5f32; 32])
+        .collect::<Vec<_>>();
+    cmp.decide(
+        &scores,
+        &[],
+        &mut words,
+        Some(&mut noise::stream(1, Purpose::Read, 0, 0, 0)),
+    );
     assert_eq!(words[0], u64::from(u32::MAX));
 }
 
@@ -140,5 +187,9 @@ fn end_to_end_flip_rate_matches_gaussian() {
     let t_steps = f64::from(th) / unit;
     let p = normal_cdf((score - t_steps) / sigma);
     let se = (p * (1.0 - p) / n).sqrt();
-    assert!((kept / n - p).abs() <= 2.0 * se, "rate {} vs {p} (se {se})", kept / n);
+    assert!(
+        (kept / n - p).abs() <= 2.0 * se,
+        "rate {} vs {p} (se {se})",
+        kept / n
+    );
 }

@@ -8,11 +8,17 @@ pub struct Lcg(pub u64);
 
 impl Lcg {
     pub fn next_f32(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
     pub fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 33) as usize) % n
     }
 }
@@ -22,7 +28,14 @@ pub fn random_tensor(rng: &mut Lcg, dims: [usize; 3], amp: f32) -> Tensor3 {
     Tensor3::new(dims, (0..n).map(|_| rng.next_f32() * amp).collect()).unwrap()
 }
 
-pub fn random_input(seed: u64, heads: usize, kv_heads: usize, nq: usize, nk: usize, d: usize) -> AttentionInput {
+pub fn random_input(
+    seed: u64,
+    heads: usize,
+    kv_heads: usize,
+    nq: usize,
+    nk: usize,
+    d: usize,
+) -> AttentionInput {
     let mut rng = Lcg(seed);
     let q = random_tensor(&mut rng, [heads, nq, d], 2.0);
     let k = random_tensor(&mut rng, [kv_heads, nk, d], 2.0);
@@ -59,7 +72,10 @@ pub fn masked_softmax_attention(
             let logits: Vec<f64> = (0..nk)
                 .map(|j| {
                     let k = &input.k.data[(g * nk + j) * d..(g * nk + j + 1) * d];
-                    q.iter().zip(k).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>()
+                    q.iter()
+                        .zip(k)
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .sum::<f64>()
                         / (d as f64).sqrt()
                 })
                 .collect();
@@ -67,7 +83,10 @@ pub fn masked_softmax_attention(
             if keys.is_empty() {
                 continue;
             }
-            let m = keys.iter().map(|&j| logits[j]).fold(f64::NEG_INFINITY, f64::max);
+            let m = keys
+                .iter()
+                .map(|&j| logits[j])
+                .fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = keys.iter().map(|&j| (logits[j] - m).exp()).collect();
             let s: f64 = e.iter().sum();
             for (&j, ej) in keys.iter().zip(&e) {
@@ -83,7 +102,15 @@ pub fn masked_softmax_attention(
 
 /// Norm-relative error `||a - b|| / ||b||` (0 when both are zero).
 pub fn relative_error(a: &[f32], b: &[f64]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - y).powi(2)).sum();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - y).powi(2))
+        .sum();
     let den: f64 = b.iter().map(|y| y * y).sum();
-    if den == 0.0 { num.sqrt() } else { (num / den).sqrt() }
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
 }
