@@ -1,0 +1,474 @@
+//! `sprint simulate`: performance and energy of SPRINT and its baselines on a paper workload
+//! or a trace, optionally side by side with the paper.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use comfy_table::Table;
+use serde_json::{Value, json};
+use sprint_core::trace::TraceReader;
+use sprint_sim::paper::{Comparison, compare, geomean, mean};
+use sprint_sim::presets::{load_design, load_energy, preset_names};
+use sprint_sim::report::{DesignReport, build};
+use sprint_sim::run::{run_model, run_trace};
+use sprint_sim::workload::{model_workload, workload_names};
+use sprint_sim::wstats::{StatsFile, measure};
+
+use crate::io::write_atomic;
+
+/// Arguments of `sprint simulate`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Hardware preset (built-in name or TOML file); repeat to compare designs. Ratios are
+    /// against the first. Built-in: s-sprint, m-sprint, l-sprint, s-baseline, m-baseline,
+    /// l-baseline, pruning, mask-only, sprint-no-reuse.
+    #[arg(long = "preset")]
+    presets: Vec<String>,
+    /// Paper workload: BERT-B, BERT-L, ALBERT-XL, ALBERT-XXL, ViT-B, GPT-2-L, Synth-1, Synth-2.
+    #[arg(long)]
+    workload: Option<String>,
+    /// Replay an attention trace (docs/trace-format.md). With --workload, its shape must agree.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Override a preset value, e.g. memory.trcd_ns=30 (applies to every preset), or an
+    /// energy-table value with the `energy.` prefix, e.g. energy.reram.read_pj_per_bit=1.0.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Energy table: default, optimistic, conservative, or a TOML file.
+    #[arg(long, default_value = "default")]
+    energy: String,
+    /// Workload statistics for synthetic kept sets (TOML); the built-in placeholder if omitted.
+    #[arg(long)]
+    stats: Option<PathBuf>,
+    /// Override the workload's sequence length (tokens).
+    #[arg(long)]
+    seq_len: Option<u32>,
+    /// Override the workload's padding fraction (0 <= f < 1).
+    #[arg(long)]
+    padding: Option<f64>,
+    /// Worker threads (0 = all cores). Results do not depend on it.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print one JSON document with every statistic.
+    #[arg(long)]
+    json: bool,
+    /// Run every paper workload and print the comparison with the paper's Figs 10-12.
+    #[arg(long)]
+    compare_paper: bool,
+    /// With --trace: write the trace's workload statistics to this TOML file.
+    #[arg(long)]
+    measure_stats: Option<PathBuf>,
+}
+
+fn split_sets(sets: &[String]) -> (Vec<String>, Vec<String>) {
+    let (mut hw, mut en) = (Vec::new(), Vec::new());
+    for s in sets {
+        match s.strip_prefix("energy.") {
+            Some(rest) => en.push(rest.to_string()),
+            None => hw.push(s.clone()),
+        }
+    }
+    (hw, en)
+}
+
+fn open_trace(path: &PathBuf) -> Result<TraceReader<BufReader<File>>> {
+    let f = File::open(path).with_context(|| format!("cannot open trace {}", path.display()))?;
+    TraceReader::new(BufReader::new(f)).with_context(|| format!("{}", path.display()))
+}
+
+/// Runs `sprint simulate`.
+pub fn run(a: Args) -> Result<()> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .context("cannot start worker threads")?;
+    let (hw_sets, energy_sets) = split_sets(&a.sets);
+    let table = load_energy(&a.energy, &energy_sets)?;
+    let stats = match &a.stats {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            StatsFile::from_toml_str(&text, &p.display().to_string())?
+        }
+        None => StatsFile::default_stats(),
+    };
+    let started = Instant::now();
+
+    if let Some(out) = &a.measure_stats {
+        let Some(trace) = &a.trace else {
+            bail!("--measure-stats needs --trace FILE");
+        };
+        let m = measure(open_trace(trace)?)?;
+        let name = out
+            .file_stem()
+            .map_or("measured".into(), |s| s.to_string_lossy().to_string());
+        let text = m.to_toml(
+            &name,
+            &format!("trace file {}", trace.display()),
+            stats.seed,
+        );
+        write_atomic(out, |f| Ok(f.write_all(text.as_bytes())?))?;
+        println!(
+            "wrote {}: keep rate per layer {:?}, softmax fraction {:.4}, query overlap {:.4}, padding {:.4}",
+            out.display(),
+            m.keep_rate_per_layer,
+            m.softmax_fraction,
+            m.query_overlap,
+            m.padding_fraction
+        );
+        return Ok(());
+    }
+
+    if a.compare_paper {
+        let quiet = a.json;
+        let cmp = pool.install(|| {
+            compare(&hw_sets, &table, &stats, |m| {
+                if !quiet {
+                    eprintln!("simulating {m} ...");
+                }
+            })
+        })?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&cmp)?);
+        } else {
+            print_comparison(&cmp);
+            eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        return Ok(());
+    }
+
+    if a.presets.is_empty() {
+        bail!(
+            "give at least one --preset ({}), or --compare-paper",
+            preset_names().join(", ")
+        );
+    }
+    let designs = a
+        .presets
+        .iter()
+        .map(|p| load_design(p, &hw_sets))
+        .collect::<sprint_sim::Result<Vec<_>>>()?;
+    let mut workload = match &a.workload {
+        Some(w) => Some(model_workload(w)?),
+        None => None,
+    };
+    if let Some(w) = &mut workload {
+        if let Some(n) = a.seq_len {
+            w.seq_len = n;
+        }
+        if let Some(p) = a.padding {
+            w.padding_fraction = p;
+        }
+        w.validate()?;
+    }
+    let (label, totals, stats_source) = match (&a.trace, &workload) {
+        (Some(path), w) => {
+            let reader = open_trace(path)?;
+            let (h, t) = pool.install(|| run_trace(&designs, reader, w.as_ref()))?;
+            (
+                format!(
+                    "trace {} ({}, {} layers x {} heads, {} tokens, d = {})",
+                    path.display(),
+                    h.workload,
+                    h.layers,
+                    h.heads,
+                    h.n_queries,
+                    h.head_dim
+                ),
+                t,
+                format!("kept sets from the trace (variant {})", h.variant),
+            )
+        }
+        (None, Some(w)) => {
+            let st = stats.resolve(&w.name);
+            let t = pool.install(|| run_model(&designs, w, &st))?;
+            (
+                format!(
+                    "{} ({} layers x {} heads, {} tokens, {:.0}% padding, d = {}{})",
+                    w.name,
+                    w.layers,
+                    w.heads,
+                    w.seq_len,
+                    100.0 * w.padding_fraction,
+                    w.head_dim,
+                    if w.causal { ", causal" } else { "" }
+                ),
+                t,
+                st.source,
+            )
+        }
+        (None, None) => bail!(
+            "give --workload NAME ({}) or --trace FILE",
+            workload_names().join(", ")
+        ),
+    };
+    let reports = build(&designs, &table, &totals)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if a.json {
+        let designs_json: Vec<Value> = reports
+            .iter()
+            .zip(&designs)
+            .map(|(r, d)| {
+                let mut reg: BTreeMap<String, Value> = r.registry();
+                reg.insert(
+                    "config".into(),
+                    serde_json::to_value(&d.file).unwrap_or(Value::Null),
+                );
+                json!(reg)
+            })
+            .collect();
+        let doc = json!({
+            "workload": label,
+            "workload_statistics": stats_source,
+            "energy_table": table.name(),
+            "energy_table_values": serde_json::to_value(&table.file)?,
+            "wall_seconds": elapsed,
+            "peak_rss_bytes": peak_rss_bytes(),
+            "designs": designs_json,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("workload: {label}");
+        println!("kept sets: {stats_source}");
+        println!("energy table: {}", table.name());
+        print_reports(&reports);
+        eprintln!(
+            "simulated in {elapsed:.2} s, peak memory {}",
+            peak_rss_bytes().map_or("n/a".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0))
+        );
+    }
+    Ok(())
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn eng(x: f64) -> String {
+    let a = x.abs();
+    if a >= 1e12 {
+        format!("{:.3} J", x * 1e-12)
+    } else if a >= 1e9 {
+        format!("{:.3} mJ", x * 1e-9)
+    } else if a >= 1e6 {
+        format!("{:.3} uJ", x * 1e-6)
+    } else if a >= 1e3 {
+        format!("{:.3} nJ", x * 1e-3)
+    } else {
+        format!("{x:.3} pJ")
+    }
+}
+
+fn bytes(b: u64) -> String {
+    let x = b as f64;
+    if x >= 1073741824.0 {
+        format!("{:.2} GiB", x / 1073741824.0)
+    } else if x >= 1048576.0 {
+        format!("{:.2} MiB", x / 1048576.0)
+    } else if x >= 1024.0 {
+        format!("{:.1} KiB", x / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
+
+fn print_reports(rs: &[DesignReport]) {
+    let mut t = Table::new();
+    let mut header = vec!["statistic".to_string()];
+    header.extend(rs.iter().map(|r| r.name.clone()));
+    t.set_header(header);
+    let mut row = |name: &str, f: &dyn Fn(&DesignReport) -> String| {
+        let mut cells = vec![name.to_string()];
+        cells.extend(rs.iter().map(f));
+        t.add_row(cells);
+    };
+    row("cycles", &|r| r.totals.cycles.to_string());
+    row("time", &|r| {
+        format!("{:.3} ms @ {} GHz", r.seconds * 1e3, r.clock_ghz)
+    });
+    row("energy total", &|r| eng(r.energy.total()));
+    for (i, (name, _)) in rs[0].energy.parts().iter().enumerate() {
+        let label = format!("  {}", name.replace('_', " "));
+        row(&label, &|r| {
+            let v = r.energy.parts()[i].1;
+            let pct = 100.0 * v / r.energy.total().max(f64::MIN_POSITIVE);
+            format!("{} ({pct:.1}%)", eng(v))
+        });
+    }
+    row("bytes moved from ReRAM", &|r| bytes(r.totals.moved.total()));
+    row("  K_MSB / K_LSB", &|r| {
+        format!(
+            "{} / {}",
+            bytes(r.totals.moved.k_msb),
+            bytes(r.totals.moved.k_lsb)
+        )
+    });
+    row("  K (whole)", &|r| bytes(r.totals.moved.k_whole));
+    row("  V", &|r| bytes(r.totals.moved.v));
+    row("  Q / index", &|r| {
+        format!(
+            "{} / {}",
+            bytes(r.totals.moved.q),
+            bytes(r.totals.moved.index)
+        )
+    });
+    row("K/V written to ReRAM", &|r| bytes(r.totals.written_bytes));
+    row("buffer hit rate K / V", &|r| {
+        format!(
+            "{:.1}% / {:.1}%",
+            100.0 * r.k_hit_rate,
+            100.0 * r.v_hit_rate
+        )
+    });
+    row("utilisation QK-PU / V-PU", &|r| {
+        format!(
+            "{:.1}% / {:.1}%",
+            100.0 * r.qk_utilisation,
+            100.0 * r.v_utilisation
+        )
+    });
+    row("effective GOPs/s, GOPs/J", &|r| {
+        format!("{:.1}, {:.1}", r.gops_per_s, r.gops_per_j)
+    });
+    let first = &rs[0].name;
+    row(&format!("speedup vs {first}"), &|r| {
+        format!("{:.2}x", r.speedup)
+    });
+    row(&format!("energy reduction vs {first}"), &|r| {
+        format!("{:.2}x", r.energy_reduction)
+    });
+    row(&format!("data-movement reduction vs {first}"), &|r| {
+        format!("{:.1}%", r.data_movement_reduction_pct)
+    });
+    println!("{t}");
+}
+
+fn cell(ours: f64, paper: f64, pct: bool) -> String {
+    let ratio = if paper > 0.0 {
+        format!("{:.2}", ours / paper)
+    } else {
+        "n/a".into()
+    };
+    if pct {
+        format!("{ours:.1} / {paper:.1} ({ratio})")
+    } else {
+        format!("{ours:.2} / {paper:.2} ({ratio})")
+    }
+}
+
+fn print_comparison(c: &Comparison) {
+    println!(
+        "Ours vs paper (cells: ours / paper (ratio ours/paper)); energy table `{}`; kept sets: {}",
+        c.energy_table, c.stats_source
+    );
+    let models: Vec<&str> = c.paper.models.iter().map(|(n, _)| n.as_str()).collect();
+
+    let mut t = Table::new();
+    t.set_header(vec!["Fig 11 speedup vs same-size baseline", "S", "M", "L"]);
+    for (i, m) in models.iter().enumerate() {
+        let (o, p) = (&c.ours[i].1, &c.paper.models[i].1);
+        let mut r = vec![m.to_string()];
+        r.extend((0..3).map(|s| cell(o.speedup[s], p.speedup[s], false)));
+        t.add_row(r);
+    }
+    let mut g = vec!["geomean (paper: printed)".to_string()];
+    for s in 0..3 {
+        let ours: Vec<f64> = c.ours.iter().map(|(_, o)| o.speedup[s]).collect();
+        g.push(cell(geomean(&ours), c.paper.speedup_geomean[s], false));
+    }
+    t.add_row(g);
+    println!("{t}");
+
+    let mut t = Table::new();
+    t.set_header(vec![
+        "Fig 12a energy reduction vs S-Baseline",
+        "Pruning only",
+        "S-SPRINT",
+    ]);
+    for (i, m) in models.iter().enumerate() {
+        let (o, p) = (&c.ours[i].1, &c.paper.models[i].1);
+        t.add_row(vec![
+            m.to_string(),
+            cell(o.energy_reduction[0], p.energy_reduction[0], false),
+            cell(o.energy_reduction[1], p.energy_reduction[1], false),
+        ]);
+    }
+    let mut g = vec!["geomean (paper: of the 8 bars)".to_string()];
+    let mut am = vec!["arithmetic mean".to_string()];
+    for k in 0..2 {
+        let ours: Vec<f64> = c.ours.iter().map(|(_, o)| o.energy_reduction[k]).collect();
+        let paper: Vec<f64> = c
+            .paper
+            .models
+            .iter()
+            .map(|(_, p)| p.energy_reduction[k])
+            .collect();
+        g.push(cell(geomean(&ours), geomean(&paper), false));
+        am.push(cell(mean(&ours), mean(&paper), false));
+    }
+    t.add_row(g);
+    t.add_row(am);
+    println!("{t}");
+    println!(
+        "The abstract's {:.1}x energy reduction matches neither mean of Fig 12a's bars; we compare geomean with geomean.",
+        c.paper.energy_headline
+    );
+
+    let mut t = Table::new();
+    t.set_header(vec![
+        "Fig 10 data-movement reduction % vs S-Baseline",
+        "S mask only",
+        "S SPRINT",
+        "M mask only",
+        "M SPRINT",
+        "L mask only",
+        "L SPRINT",
+    ]);
+    for (i, m) in models.iter().enumerate() {
+        let (o, p) = (&c.ours[i].1, &c.paper.models[i].1);
+        let mut r = vec![m.to_string()];
+        for s in 0..3 {
+            for k in 0..2 {
+                r.push(cell(
+                    o.data_movement_pct[s][k],
+                    p.data_movement_pct[s][k],
+                    true,
+                ));
+            }
+        }
+        t.add_row(r);
+    }
+    let mut avg = vec!["average (arithmetic)".to_string()];
+    for s in 0..3 {
+        for k in 0..2 {
+            let ours: Vec<f64> = c
+                .ours
+                .iter()
+                .map(|(_, o)| o.data_movement_pct[s][k])
+                .collect();
+            avg.push(cell(
+                mean(&ours),
+                c.paper.data_movement_average_pct[s][k],
+                true,
+            ));
+        }
+    }
+    t.add_row(avg);
+    println!("{t}");
+
+    let gj: Vec<f64> = c.ours.iter().map(|(_, o)| o.m_sprint_gops_per_j).collect();
+    let gs: Vec<f64> = c.ours.iter().map(|(_, o)| o.m_sprint_gops_per_s).collect();
+    println!(
+        "Table III, M-SPRINT (dense-equivalent ops, geomean over workloads): {:.1} GOPs/s (paper 1816.2), {:.1} GOPs/J (paper 902.7)",
+        geomean(&gs),
+        geomean(&gj)
+    );
+}

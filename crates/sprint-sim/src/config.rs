@@ -1,0 +1,412 @@
+//! Hardware presets: the serde structs mirroring a preset file ([`PresetFile`]) and the
+//! validated runtime description of a design ([`Design`]) the engine uses.
+//!
+//! Every key carries its unit in its name (`trcd_ns`, `k_buffer_bytes_per_corelet`) and
+//! every value is a [`Sourced`] `{ value, source }` pair. Unknown keys are errors.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SimError};
+use crate::sourced::Sourced;
+
+/// How a design reuses K/V already in its on-chip buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReusePolicy {
+    /// SPRINT's locality engine: keep the current kept set resident, evict keys that just
+    /// became pruned first, then least recently used (sprint-attention's `LocalityEngine`).
+    Locality,
+    /// No reuse: every query fetches every key it needs.
+    None,
+    /// A dense accelerator: when all of a head's K (and V) fit, each is fetched once;
+    /// otherwise every query streams everything it needs again (a cyclic scan defeats LRU).
+    WholeHead,
+}
+
+impl ReusePolicy {
+    /// The kebab-case name used in presets.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReusePolicy::Locality => "locality",
+            ReusePolicy::None => "none",
+            ReusePolicy::WholeHead => "whole-head",
+        }
+    }
+}
+
+/// `[design]`: what the design does (the "free" variables of the comparison).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesignFile {
+    /// Skip padded query rows and key columns.
+    pub skip_padding: Sourced<bool>,
+    /// Decide the kept set in ReRAM; only kept K/V are fetched (K stored split MSB/LSB).
+    pub in_memory_pruning: Sourced<bool>,
+    /// Only keys that pass the exact-score threshold enter softmax and x V.
+    pub on_chip_pruning: Sourced<bool>,
+    /// Buffer reuse policy.
+    pub reuse: Sourced<ReusePolicy>,
+    /// The core works on resident keys while misses return.
+    pub miss_bypass: Sourced<bool>,
+    /// Pipeline the in-memory scoring (CopyQ, tAxTh, ReadP) of consecutive queries.
+    pub scoring_pipelined: Sourced<bool>,
+    /// How many queries the memory controller may run ahead of the core.
+    pub prefetch_queries: Sourced<u32>,
+    /// Bytes of the key index sent with each fetched key (on chip, no ReRAM energy).
+    pub index_bytes_per_key: Sourced<u32>,
+    /// Bits of the query copied into the in-memory DAC buffer (CopyQ size).
+    pub query_dac_bits: Sourced<u32>,
+}
+
+/// `[core]`: the CORELETs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoreFile {
+    /// Core clock, GHz; every time is converted to cycles of this clock.
+    pub clock_ghz: Sourced<f64>,
+    /// Number of CORELETs; keys are interleaved across them (key `j` to CORELET `j % n`).
+    pub corelets: Sourced<u32>,
+    /// 8-bit multipliers of each QK-PU (one score per cycle when `head_dim` fits).
+    pub qk_multipliers_per_corelet: Sourced<u32>,
+    /// 8-bit multipliers of each V-PU (one value vector per cycle when `head_dim` fits).
+    pub v_multipliers_per_corelet: Sourced<u32>,
+    /// Exponentials per cycle of each softmax unit.
+    pub softmax_exps_per_cycle: Sourced<u32>,
+    /// Cycles of the per-query divide that normalises the softmax.
+    pub softmax_divide_cycles: Sourced<u32>,
+    /// Cycles per adder level to combine partial sums across CORELETs.
+    pub corelet_reduce_cycles: Sourced<u32>,
+}
+
+/// `[buffer]`: on-chip K/V buffers, per CORELET.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferFile {
+    /// Key buffer of each CORELET, bytes (holds 8-bit keys).
+    pub k_buffer_bytes_per_corelet: Sourced<u64>,
+    /// Value buffer of each CORELET, bytes.
+    pub v_buffer_bytes_per_corelet: Sourced<u64>,
+}
+
+/// `[memory]`: the ReRAM main memory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryFile {
+    /// Independent channels (each with its own data bus).
+    pub channels: Sourced<u32>,
+    /// Banks per channel.
+    pub banks_per_channel: Sourced<u32>,
+    /// Data-bus bandwidth of one channel, bytes per ns.
+    pub bus_bytes_per_ns: Sourced<f64>,
+    /// Bytes per burst (the minimum transfer).
+    pub burst_bytes: Sourced<u32>,
+    /// Bytes of one open row (row buffer) per bank.
+    pub row_bytes: Sourced<u32>,
+    /// Row activation to column command, ns.
+    pub trcd_ns: Sourced<f64>,
+    /// Column command to first data (CAS latency), ns; also CopyQ's timing.
+    pub tcl_ns: Sourced<f64>,
+    /// Precharge (close a row), ns.
+    pub trp_ns: Sourced<f64>,
+    /// In-memory approximate score and threshold, ns.
+    pub taxth_ns: Sourced<f64>,
+    /// ReadP activates a row first (adds tRCD).
+    pub readp_activates_row: Sourced<bool>,
+    /// Rows (wordlines) of a crossbar array.
+    pub crossbar_rows: Sourced<u32>,
+    /// Columns (bitlines) of a crossbar array: keys per array.
+    pub crossbar_columns: Sourced<u32>,
+}
+
+/// A preset file as written (after `inherits` and `--set` have been applied).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetFile {
+    /// Display name, e.g. `S-SPRINT`.
+    pub name: String,
+    /// One line about the design.
+    pub description: String,
+    /// Preset this file was derived from (already merged in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inherits: Option<String>,
+    /// What the design does.
+    pub design: DesignFile,
+    /// The CORELETs.
+    pub core: CoreFile,
+    /// On-chip buffers.
+    pub buffer: BufferFile,
+    /// ReRAM main memory.
+    pub memory: MemoryFile,
+}
+
+/// Core timing in cycles.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Core {
+    /// Clock, GHz.
+    pub clock_ghz: f64,
+    /// CORELETs.
+    pub corelets: u32,
+    /// QK-PU multipliers per CORELET.
+    pub qk_multipliers: u32,
+    /// V-PU multipliers per CORELET.
+    pub v_multipliers: u32,
+    /// Exponentials per cycle per CORELET.
+    pub exps_per_cycle: u32,
+    /// Softmax divide, cycles.
+    pub divide_cycles: u64,
+    /// Cross-CORELET reduction, cycles per level.
+    pub reduce_cycles: u64,
+}
+
+/// Memory timing in core cycles.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Memory {
+    /// Channels.
+    pub channels: u32,
+    /// Banks per channel.
+    pub banks: u32,
+    /// Bytes per burst.
+    pub burst_bytes: u32,
+    /// Bytes per row.
+    pub row_bytes: u32,
+    /// One burst on the data bus, cycles.
+    pub tburst: u64,
+    /// tRCD, cycles.
+    pub trcd: u64,
+    /// tCL, cycles.
+    pub tcl: u64,
+    /// tRP, cycles.
+    pub trp: u64,
+    /// tAxTh, cycles.
+    pub taxth: u64,
+    /// ReadP activates a row first.
+    pub readp_activates_row: bool,
+    /// Crossbar rows.
+    pub crossbar_rows: u32,
+    /// Crossbar columns.
+    pub crossbar_columns: u32,
+    /// Channel bandwidth, bytes per core cycle (for closed-form checks).
+    pub bytes_per_cycle: f64,
+}
+
+/// A validated design: the runtime form of a [`PresetFile`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Design {
+    /// Preset key it was loaded as (e.g. `s-sprint` or a file path).
+    pub key: String,
+    /// The merged file, kept for provenance (echoed in `--json`).
+    pub file: PresetFile,
+    /// Skip padding.
+    pub skip_padding: bool,
+    /// In-memory pruning.
+    pub in_memory_pruning: bool,
+    /// On-chip pruning (exact threshold before softmax).
+    pub on_chip_pruning: bool,
+    /// Reuse policy.
+    pub reuse: ReusePolicy,
+    /// Miss bypass.
+    pub miss_bypass: bool,
+    /// Scoring pipelined across queries.
+    pub scoring_pipelined: bool,
+    /// Prefetch depth, queries.
+    pub prefetch_queries: u32,
+    /// Index bytes per fetched key.
+    pub index_bytes: u32,
+    /// Query bits copied by CopyQ.
+    pub query_dac_bits: u32,
+    /// Core.
+    pub core: Core,
+    /// Key buffer per CORELET, bytes.
+    pub k_buffer_bytes: u64,
+    /// Value buffer per CORELET, bytes.
+    pub v_buffer_bytes: u64,
+    /// Memory.
+    pub memory: Memory,
+}
+
+fn positive(x: f64, key: &str) -> Result<f64> {
+    if x.is_finite() && x > 0.0 {
+        Ok(x)
+    } else {
+        Err(SimError::config(
+            key,
+            format!("must be a finite number > 0, got {x}"),
+        ))
+    }
+}
+
+fn non_negative(x: f64, key: &str) -> Result<f64> {
+    if x.is_finite() && x >= 0.0 {
+        Ok(x)
+    } else {
+        Err(SimError::config(
+            key,
+            format!("must be a finite number >= 0, got {x}"),
+        ))
+    }
+}
+
+fn in_range(x: u32, lo: u32, hi: u32, key: &str) -> Result<u32> {
+    if (lo..=hi).contains(&x) {
+        Ok(x)
+    } else {
+        Err(SimError::config(
+            key,
+            format!("must be in {lo}..={hi}, got {x}"),
+        ))
+    }
+}
+
+/// `ns` at `clock_ghz` in whole cycles, rounded up (a latency is never shortened).
+pub fn ns_to_cycles(ns: f64, clock_ghz: f64) -> u64 {
+    let c = ns * clock_ghz;
+    // Tolerate float noise such as 10.000000000000002.
+    (c - 1e-9).ceil().max(0.0) as u64
+}
+
+impl PresetFile {
+    /// Validates every value and converts times to cycles; `key` is what the user called
+    /// the preset. Errors name the offending key.
+    pub fn into_design(self, key: &str) -> Result<Design> {
+        let d = &self.design;
+        let c = &self.core;
+        let m = &self.memory;
+        let clock = positive(c.clock_ghz.value, "core.clock_ghz")?;
+        if clock > 100.0 {
+            return Err(SimError::config(
+                "core.clock_ghz",
+                format!("{clock} GHz is not a plausible clock"),
+            ));
+        }
+        let corelets = in_range(c.corelets.value, 1, 64, "core.corelets")?;
+        let qk = in_range(
+            c.qk_multipliers_per_corelet.value,
+            1,
+            65536,
+            "core.qk_multipliers_per_corelet",
+        )?;
+        let vm = in_range(
+            c.v_multipliers_per_corelet.value,
+            1,
+            65536,
+            "core.v_multipliers_per_corelet",
+        )?;
+        let exps = in_range(
+            c.softmax_exps_per_cycle.value,
+            1,
+            4096,
+            "core.softmax_exps_per_cycle",
+        )?;
+        let bw = positive(m.bus_bytes_per_ns.value, "memory.bus_bytes_per_ns")?;
+        let burst = in_range(m.burst_bytes.value, 1, 1 << 20, "memory.burst_bytes")?;
+        let row = in_range(m.row_bytes.value, 1, 1 << 24, "memory.row_bytes")?;
+        if row < burst {
+            return Err(SimError::config(
+                "memory.row_bytes",
+                format!("{row} B is smaller than one burst ({burst} B)"),
+            ));
+        }
+        let tburst_ns = f64::from(burst) / bw;
+        let memory = Memory {
+            channels: in_range(m.channels.value, 1, 1024, "memory.channels")?,
+            banks: in_range(
+                m.banks_per_channel.value,
+                1,
+                1024,
+                "memory.banks_per_channel",
+            )?,
+            burst_bytes: burst,
+            row_bytes: row,
+            tburst: ns_to_cycles(tburst_ns, clock).max(1),
+            trcd: ns_to_cycles(non_negative(m.trcd_ns.value, "memory.trcd_ns")?, clock),
+            tcl: ns_to_cycles(non_negative(m.tcl_ns.value, "memory.tcl_ns")?, clock),
+            trp: ns_to_cycles(non_negative(m.trp_ns.value, "memory.trp_ns")?, clock),
+            taxth: ns_to_cycles(non_negative(m.taxth_ns.value, "memory.taxth_ns")?, clock),
+            readp_activates_row: m.readp_activates_row.value,
+            crossbar_rows: in_range(m.crossbar_rows.value, 1, 1 << 16, "memory.crossbar_rows")?,
+            crossbar_columns: in_range(
+                m.crossbar_columns.value,
+                1,
+                1 << 16,
+                "memory.crossbar_columns",
+            )?,
+            bytes_per_cycle: bw / clock,
+        };
+        let core = Core {
+            clock_ghz: clock,
+            corelets,
+            qk_multipliers: qk,
+            v_multipliers: vm,
+            exps_per_cycle: exps,
+            divide_cycles: u64::from(c.softmax_divide_cycles.value),
+            reduce_cycles: u64::from(c.corelet_reduce_cycles.value),
+        };
+        let prefetch = in_range(d.prefetch_queries.value, 0, 1024, "design.prefetch_queries")?;
+        let dac_bits = in_range(d.query_dac_bits.value, 1, 8, "design.query_dac_bits")?;
+        let index_bytes = in_range(
+            d.index_bytes_per_key.value,
+            0,
+            8,
+            "design.index_bytes_per_key",
+        )?;
+        Ok(Design {
+            key: key.to_string(),
+            skip_padding: d.skip_padding.value,
+            in_memory_pruning: d.in_memory_pruning.value,
+            on_chip_pruning: d.on_chip_pruning.value,
+            reuse: d.reuse.value,
+            miss_bypass: d.miss_bypass.value,
+            scoring_pipelined: d.scoring_pipelined.value,
+            prefetch_queries: prefetch,
+            index_bytes,
+            query_dac_bits: dac_bits,
+            core,
+            k_buffer_bytes: self.buffer.k_buffer_bytes_per_corelet.value,
+            v_buffer_bytes: self.buffer.v_buffer_bytes_per_corelet.value,
+            memory,
+            file: self,
+        })
+    }
+}
+
+impl Design {
+    /// Display name.
+    pub fn name(&self) -> &str {
+        &self.file.name
+    }
+
+    /// Bytes of one key as stored on chip (8-bit elements).
+    pub fn key_bytes(head_dim: u32) -> u64 {
+        u64::from(head_dim)
+    }
+
+    /// Key-buffer capacity of the whole design, in keys of `head_dim` elements.
+    pub fn k_capacity_keys(&self, head_dim: u32) -> usize {
+        (self.k_buffer_bytes / Self::key_bytes(head_dim)) as usize * self.core.corelets as usize
+    }
+
+    /// Value-buffer capacity of the whole design, in values of `head_dim` elements.
+    pub fn v_capacity_keys(&self, head_dim: u32) -> usize {
+        (self.v_buffer_bytes / Self::key_bytes(head_dim)) as usize * self.core.corelets as usize
+    }
+
+    /// Checks the design against a workload's head dimension: each buffer must hold at
+    /// least one key (value) vector.
+    pub fn check_head_dim(&self, head_dim: u32) -> Result<()> {
+        let need = Self::key_bytes(head_dim);
+        for (key, have) in [
+            ("buffer.k_buffer_bytes_per_corelet", self.k_buffer_bytes),
+            ("buffer.v_buffer_bytes_per_corelet", self.v_buffer_bytes),
+        ] {
+            if have < need {
+                return Err(SimError::config(
+                    format!("{}: {key}", self.key),
+                    format!(
+                        "{have} B is smaller than one vector ({need} B at head_dim {head_dim})"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! Synthetic kept sets with given statistics, deterministic from a seed: the equivalent of
+//! one head of a trace, produced one query row at a time (never a whole mask in memory).
+//!
+//! Per real query `i` with `v_i` visible keys (all real keys; `0..=i` when causal) the kept
+//! set has `k_i = max(1, round(keep_rate * v_i))` keys. It evolves from the previous query's
+//! set: `round((1 - overlap) * |P_(i-1)|)` random members are dropped, then random visible
+//! non-members are added until the size is `k_i` (members past `v_i` never exist, since
+//! keys are only added from the visible range). So `|P_i ∩ P_(i-1)| / |P_i| ≈ overlap`.
+//! `softmax_kept = round(softmax_fraction * k_i)`. Padding queries (trailing) are empty.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sprint_core::bits::words_for;
+
+/// Parameters of one synthetic head.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SynthHeadSpec {
+    /// Tokens (queries = keys).
+    pub n: usize,
+    /// Real tokens (a prefix; the rest is padding).
+    pub valid: usize,
+    /// Causal attention.
+    pub causal: bool,
+    /// Kept fraction of the visible keys.
+    pub keep_rate: f64,
+    /// Fraction of kept keys that enter the softmax.
+    pub softmax_fraction: f64,
+    /// Fraction of the kept set carried over from the previous query.
+    pub overlap: f64,
+    /// Seed (combine the workload seed with layer and head).
+    pub seed: u64,
+}
+
+/// Generator state of one head.
+pub struct SynthHead {
+    spec: SynthHeadSpec,
+    rng: ChaCha8Rng,
+    members: Vec<u32>,
+    row: Vec<u64>,
+    free_scratch: Vec<u32>,
+}
+
+/// A seed for (workload seed, layer, head), well mixed (SplitMix64).
+pub fn head_seed(seed: u64, layer: u32, head: u32) -> u64 {
+    let mut z =
+        seed ^ (u64::from(layer) << 32 | u64::from(head)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl SynthHead {
+    /// A generator for `spec`.
+    pub fn new(spec: SynthHeadSpec) -> Self {
+        let w = words_for(spec.n);
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(spec.seed),
+            members: Vec::new(),
+            row: vec![0; w],
+            free_scratch: Vec::new(),
+            spec,
+        }
+    }
+
+    fn has(&self, j: usize) -> bool {
+        self.row[j / 64] >> (j % 64) & 1 == 1
+    }
+
+    fn flip(&mut self, j: usize) {
+        self.row[j / 64] ^= 1 << (j % 64);
+    }
+
+    /// The next query's row: `(valid, kept row, softmax_kept)`. Call for `i = 0, 1, ...`.
+    pub fn next(&mut self, i: usize) -> (bool, &[u64], u32) {
+        let s = &self.spec;
+        if i >= s.valid {
+            if !self.members.is_empty() {
+                self.members.clear();
+                self.row.fill(0);
+            }
+            return (false, &self.row, 0);
+        }
+        let visible = if s.causal {
+            (i + 1).min(s.valid)
+        } else {
+            s.valid
+        };
+        let target = ((s.keep_rate * visible as f64).round() as usize).clamp(1, visible);
+        let drop = ((1.0 - s.overlap) * self.members.len() as f64).round() as usize;
+        for _ in 0..drop.min(self.members.len()) {
+            let k = self.rng.random_range(0..self.members.len());
+            let j = self.members.swap_remove(k) as usize;
+            self.flip(j);
+        }
+        while self.members.len() > target {
+            let k = self.rng.random_range(0..self.members.len());
+            let j = self.members.swap_remove(k) as usize;
+            self.flip(j);
+        }
+        let missing = target - self.members.len();
+        let free = visible - self.members.len();
+        if missing > 0 && missing * 4 >= free {
+            // Dense case: sample from the explicit free list.
+            let mut fl = std::mem::take(&mut self.free_scratch);
+            fl.clear();
+            fl.extend((0..visible as u32).filter(|&j| !self.has(j as usize)));
+            for _ in 0..missing {
+                let k = self.rng.random_range(0..fl.len());
+                let j = fl.swap_remove(k);
+                self.flip(j as usize);
+                self.members.push(j);
+            }
+            self.free_scratch = fl;
+        } else {
+            let mut added = 0;
+            while added < missing {
+                let j = self.rng.random_range(0..visible);
+                if !self.has(j) {
+                    self.flip(j);
+                    self.members.push(j as u32);
+                    added += 1;
+                }
+            }
+        }
+        let sm = ((self.spec.softmax_fraction * target as f64).round() as u32).min(target as u32);
+        (true, &self.row, sm)
+    }
+}

@@ -1,0 +1,509 @@
+//! The engine for one (layer, query head): queries in order, each an event sequence
+//! (in-memory scoring, a fetch batch, CORELET stages), with the buffer policy deciding what
+//! is fetched. Heads are independent (all buffers and banks start empty), so they can be
+//! simulated in parallel and their statistics summed.
+//!
+//! Per query `k` (padding rows skipped when the design skips padding):
+//! ```text
+//! gate       = core_a_done[k-1-prefetch]            -- bounded run-ahead of the controller
+//! scoring    = CopyQ (tCL) -> tAxTh -> ReadP (tCL + bursts, + tRCD if configured), each a
+//!              pipeline stage (or, unpipelined, only after the previous query's transfers)
+//! (first, last) = memory batch issued at the end of ReadP (at `gate` without in-memory
+//!              pruning): q, then K (K_MSB transposed + K_LSB, or whole K), then V
+//! core_start = max(core_a_done[k-1], first)        -- the query vector and kept set arrived
+//! core_a_done = max(core_start + A, last + tail)   -- bypass: resident keys first
+//!            | max(core_start, last) + A           -- no bypass: wait for every miss
+//! core_b_done = max(core_a_done, core_b_done[k-1]) + B
+//! ```
+//! `A` = QK-PU and softmax exponentials over the keys of the busiest CORELET (keys are
+//! interleaved, key `j` on CORELET `j % n`) plus the adder-tree fill and the cross-CORELET
+//! sum; `B` = divide + V-PU over the softmax keys + the cross-CORELET output reduction.
+
+use std::collections::VecDeque;
+
+use sprint_attention::locality::LocalityEngine;
+use sprint_core::bits::words_for;
+
+use crate::config::{Design, ReusePolicy};
+use crate::keyset::KeySet;
+use crate::memory::{Kind, MemoryState};
+use crate::stats::HeadStats;
+
+/// Which keys (or queries) of a head are real tokens.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Validity {
+    /// The first `m` are real, the rest padding.
+    Prefix(usize),
+    /// Bit `j` set when token `j` is real (`words_for(n)` words).
+    Bits(Vec<u64>),
+}
+
+impl Validity {
+    /// From a bit vector: a prefix when it is one (faster), bits otherwise.
+    pub fn from_words(n: usize, words: &[u64]) -> Self {
+        let count: usize = words.iter().map(|w| w.count_ones() as usize).sum();
+        let prefix = (0..count).all(|j| words[j / 64] >> (j % 64) & 1 == 1);
+        if prefix && count <= n {
+            Validity::Prefix(count)
+        } else {
+            Validity::Bits(words.to_vec())
+        }
+    }
+
+    /// Number of real tokens.
+    pub fn count(&self) -> usize {
+        match self {
+            Validity::Prefix(m) => *m,
+            Validity::Bits(w) => w.iter().map(|x| x.count_ones() as usize).sum(),
+        }
+    }
+}
+
+/// Shape and identity of one head.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadShape {
+    /// Queries (mask rows).
+    pub n_queries: usize,
+    /// Keys (mask columns).
+    pub n_keys: usize,
+    /// Elements per vector.
+    pub head_dim: u32,
+    /// Causal masking (query `i` sees keys `0..=i`).
+    pub causal: bool,
+    /// This query head is the first of its K/V group and is charged the K/V writes.
+    pub writes_kv: bool,
+}
+
+/// Simulation of one head under one design.
+pub struct HeadSim<'d> {
+    d: &'d Design,
+    shape: HeadShape,
+    key_valid: Validity,
+    mem: MemoryState,
+    engine: Option<LocalityEngine>,
+    loaded_k: Vec<u64>,
+    loaded_v: Vec<u64>,
+    fits_k: bool,
+    fits_v: bool,
+    k_cap: usize,
+    v_cap: usize,
+    vis: Vec<u64>,
+    row: Vec<u64>,
+    fetch_k: Vec<u64>,
+    fetch_v: Vec<u64>,
+    mem_done: u64,
+    copyq_free: u64,
+    axth_done: u64,
+    readp_done: u64,
+    a_hist: VecDeque<u64>,
+    a_done: u64,
+    b_done: u64,
+    s: HeadStats,
+}
+
+fn log2_ceil(x: u64) -> u64 {
+    if x <= 1 {
+        0
+    } else {
+        u64::from(64 - (x - 1).leading_zeros())
+    }
+}
+
+impl<'d> HeadSim<'d> {
+    /// A head of `shape` with real keys `key_valid`, under design `d`.
+    pub fn new(d: &'d Design, shape: HeadShape, key_valid: Validity) -> Self {
+        let n = shape.n_keys;
+        let k_cap = d.k_capacity_keys(shape.head_dim);
+        let v_cap = d.v_capacity_keys(shape.head_dim);
+        let candidates = if d.skip_padding { key_valid.count() } else { n };
+        let engine =
+            (d.reuse == ReusePolicy::Locality).then(|| LocalityEngine::new(n, k_cap, v_cap));
+        let w = words_for(n);
+        Self {
+            d,
+            key_valid,
+            mem: MemoryState::new(&d.memory),
+            engine,
+            loaded_k: vec![0; w],
+            loaded_v: vec![0; w],
+            fits_k: candidates <= k_cap,
+            fits_v: candidates <= v_cap,
+            k_cap,
+            v_cap,
+            vis: vec![0; w],
+            row: vec![0; w],
+            fetch_k: vec![0; w],
+            fetch_v: vec![0; w],
+            mem_done: 0,
+            copyq_free: 0,
+            axth_done: 0,
+            readp_done: 0,
+            a_hist: VecDeque::new(),
+            a_done: 0,
+            b_done: 0,
+            s: HeadStats {
+                heads: 1,
+                ..HeadStats::default()
+            },
+            shape,
+        }
+    }
+
+    /// Keys query `i` may attend to under this design.
+    fn visible(&mut self, i: usize) -> KeySet<'_> {
+        let n = self.shape.n_keys;
+        let hi = if self.shape.causal { (i + 1).min(n) } else { n };
+        match (&self.key_valid, self.d.skip_padding) {
+            (_, false) => KeySet::Range(0, hi),
+            (Validity::Prefix(m), true) => KeySet::Range(0, hi.min(*m)),
+            (Validity::Bits(w), true) => {
+                self.vis.copy_from_slice(w);
+                mask_from(&mut self.vis, hi);
+                KeySet::Bits(&self.vis)
+            }
+        }
+    }
+
+    /// Simulates query `i`. `valid`: a real token. `kept`: the in-memory kept set (bit row
+    /// of `words_for(n_keys)` words), `None` when the workload carries no pruning (all
+    /// visible keys kept). `softmax_kept`: keys passing the exact threshold (`<= |kept|`).
+    pub fn query(&mut self, i: usize, valid: bool, kept: Option<&[u64]>, softmax_kept: u32) {
+        let d = self.d;
+        if !valid && d.skip_padding {
+            return;
+        }
+        let dim = u64::from(self.shape.head_dim);
+        // Visible keys (materialised in `vis` when they are a bit set).
+        let vis_set = self.visible(i);
+        let vis_n = vis_set.count();
+        if vis_n == 0 {
+            return;
+        }
+        let vis_range = match vis_set {
+            KeySet::Range(a, b) => Some((a, b)),
+            KeySet::Bits(_) => None,
+        };
+        let use_kept = d.in_memory_pruning && valid && kept.is_some();
+        // The set scored on chip: the kept set, or every visible key.
+        if use_kept {
+            self.row.copy_from_slice(kept.expect("checked"));
+        } else {
+            match vis_range {
+                Some((a, b)) => fill_range(&mut self.row, a, b),
+                None => self.row.copy_from_slice(&self.vis),
+            }
+        }
+        let scored_set: KeySet<'_> = match vis_range {
+            Some((a, b)) if !use_kept => KeySet::Range(a, b),
+            _ => KeySet::Bits(&self.row),
+        };
+        let scored = scored_set.count();
+        if scored == 0 {
+            return;
+        }
+        let prune_info = valid && kept.is_some();
+        let sm = if d.on_chip_pruning && prune_info {
+            u64::from(softmax_kept).min(scored)
+        } else {
+            scored
+        };
+
+        // --- buffers: which keys and values are fetched ---
+        let v_count_only = d.on_chip_pruning && !d.in_memory_pruning && prune_info;
+        let scored_range = match scored_set {
+            KeySet::Range(a, b) => Some((a, b)),
+            KeySet::Bits(_) => None,
+        };
+        let (k_src, v_src);
+        let (k_fetched, k_reused, k_streamed, mut v_fetched, mut v_reused, mut v_streamed);
+        match d.reuse {
+            ReusePolicy::Locality => {
+                let engine = self.engine.as_mut().expect("locality engine");
+                diff_resident(
+                    &self.row,
+                    |j| engine.key_buffer().is_resident(j),
+                    &mut self.fetch_k,
+                );
+                diff_resident(
+                    &self.row,
+                    |j| engine.value_buffer().is_resident(j),
+                    &mut self.fetch_v,
+                );
+                let (k, v) = engine.step(&self.row);
+                (k_fetched, k_reused, k_streamed) = (
+                    u64::from(k.fetched),
+                    u64::from(k.reused),
+                    u64::from(k.streamed),
+                );
+                (v_fetched, v_reused, v_streamed) = (
+                    u64::from(v.fetched),
+                    u64::from(v.reused),
+                    u64::from(v.streamed),
+                );
+                (k_src, v_src) = (Src::FetchBuf, Src::FetchBuf);
+            }
+            ReusePolicy::None => {
+                (k_src, v_src) = (Src::Scored, Src::Scored);
+                (k_fetched, k_reused) = (scored, 0);
+                k_streamed = scored.saturating_sub(self.k_cap as u64);
+                (v_fetched, v_reused) = (scored, 0);
+                v_streamed = scored.saturating_sub(self.v_cap as u64);
+            }
+            ReusePolicy::WholeHead => {
+                if self.fits_k {
+                    k_fetched = and_not_update(&self.row, &mut self.loaded_k, &mut self.fetch_k);
+                    (k_streamed, k_src) = (0, Src::FetchBuf);
+                } else {
+                    (k_fetched, k_streamed, k_src) = (scored, scored, Src::Scored);
+                }
+                k_reused = scored - k_fetched;
+                if self.fits_v {
+                    v_fetched = and_not_update(&self.row, &mut self.loaded_v, &mut self.fetch_v);
+                    (v_streamed, v_src) = (0, Src::FetchBuf);
+                } else {
+                    (v_fetched, v_streamed, v_src) = (scored, scored, Src::Scored);
+                }
+                v_reused = scored - v_fetched;
+            }
+        }
+        // On-chip pruning alone: only the kept keys' values are needed; their identities
+        // are unknown (counts only), so their addresses are approximated by the first `sm`.
+        let v_src = if v_count_only && !self.fits_v {
+            (v_fetched, v_reused, v_streamed) = (sm, 0, sm);
+            Src::FirstN(sm as usize)
+        } else {
+            v_src
+        };
+        // --- memory: scoring, then the fetch batch ---
+        let m = &d.memory;
+        let p = d.prefetch_queries as usize;
+        let gate = if self.a_hist.len() > p {
+            self.a_hist[self.a_hist.len() - 1 - p]
+        } else {
+            0
+        };
+        let (t0, scoring) = if d.in_memory_pruning {
+            let pv_bursts = vis_n.div_ceil(8).div_ceil(u64::from(m.burst_bytes));
+            let readp =
+                if m.readp_activates_row { m.trcd } else { 0 } + m.tcl + pv_bursts * m.tburst;
+            let start = if d.scoring_pipelined {
+                // CopyQ may overwrite the DAC buffer once the previous tAxTh is done.
+                gate.max(self.copyq_free)
+                    .max(self.axth_done.saturating_sub(m.tcl))
+            } else {
+                gate.max(self.mem_done)
+            };
+            let copyq_done = start + m.tcl;
+            let axth_done = copyq_done.max(self.axth_done) + m.taxth;
+            let readp_done = axth_done.max(self.readp_done) + readp;
+            self.copyq_free = copyq_done;
+            self.axth_done = axth_done;
+            self.readp_done = readp_done;
+            (readp_done, readp_done - start)
+        } else {
+            (gate, 0)
+        };
+        let half = (4 * dim).div_ceil(8);
+        let k_set = set_of(k_src, scored_range, &self.fetch_k, &self.row);
+        let v_set = set_of(v_src, scored_range, &self.fetch_v, &self.row);
+        self.mem.add(KeySet::Range(i, i + 1), Kind::Q, dim);
+        if d.in_memory_pruning {
+            self.mem.add(k_set, Kind::KMsb, half);
+            self.mem.add(k_set, Kind::KLsb, half);
+        } else {
+            self.mem.add(k_set, Kind::KWhole, dim);
+        }
+        self.mem.add(v_set, Kind::V, dim);
+        let (first, last) = self.mem.flush(t0);
+        self.mem_done = self.mem_done.max(last);
+
+        // --- core ---
+        let c = &d.core;
+        let n = u64::from(c.corelets);
+        let scored_set = set_of(Src::Scored, scored_range, &self.fetch_k, &self.row);
+        let qk_max = (0..c.corelets as usize)
+            .map(|r| scored_set.count_residue(n as usize, r))
+            .max()
+            .unwrap_or(0);
+        let sm_max = sm.div_ceil(n);
+        let qk_per_key = dim.div_ceil(u64::from(c.qk_multipliers));
+        let v_per_key = dim.div_ceil(u64::from(c.v_multipliers));
+        let fill = log2_ceil(dim.min(u64::from(c.qk_multipliers))) + 1;
+        let reduce = if n > 1 {
+            log2_ceil(n) * c.reduce_cycles
+        } else {
+            0
+        };
+        let stage_a =
+            (qk_per_key * qk_max + fill).max(sm_max.div_ceil(u64::from(c.exps_per_cycle))) + reduce;
+        let stage_b = c.divide_cycles + v_per_key * sm_max + reduce;
+        let tail = qk_per_key + fill;
+        let core_start = self.a_done.max(first);
+        if first > self.a_done {
+            self.s.core_wait_cycles += first - self.a_done;
+        }
+        self.a_done = if d.miss_bypass {
+            (core_start + stage_a).max(last + tail)
+        } else {
+            core_start.max(last) + stage_a
+        };
+        self.b_done = self.a_done.max(self.b_done) + stage_b;
+        self.a_hist.push_back(self.a_done);
+        if self.a_hist.len() > p + 1 {
+            self.a_hist.pop_front();
+        }
+
+        // --- counts ---
+        let s = &mut self.s;
+        s.queries += 1;
+        s.scoring_cycles += scoring;
+        s.keys_scored += scored;
+        s.keys_softmax += sm;
+        s.k_fetched += k_fetched;
+        s.k_reused += k_reused;
+        s.k_streamed += k_streamed;
+        s.v_fetched += v_fetched;
+        s.v_reused += v_reused;
+        s.v_streamed += v_streamed;
+        s.qk_busy_cycles += qk_per_key * scored;
+        s.v_busy_cycles += v_per_key * sm;
+        s.executed_macs += (scored + sm) * dim;
+        s.moved.q += dim;
+        if d.in_memory_pruning {
+            s.moved.k_msb += k_fetched * half;
+            s.moved.k_lsb += k_fetched * half;
+            s.moved.index += k_fetched * u64::from(d.index_bytes);
+        } else {
+            s.moved.k_whole += k_fetched * dim;
+        }
+        s.moved.v += v_fetched * dim;
+        let a = &mut s.actions;
+        let k_bytes = if d.in_memory_pruning { 2 * half } else { dim };
+        a.reram_read_bits += 8 * (dim + k_fetched * k_bytes + v_fetched * dim);
+        if d.in_memory_pruning {
+            a.in_memory_macs += vis_n * dim;
+            a.comparator_decisions += vis_n;
+            a.dac_rows += vis_n.div_ceil(u64::from(m.crossbar_columns)) * dim;
+            a.copy_q_bits += dim * u64::from(d.query_dac_bits);
+            a.read_p_bits += vis_n;
+        }
+        a.sram_k_write_bits += 8 * k_fetched * dim;
+        a.sram_k_read_bits += 8 * scored * dim;
+        a.sram_v_write_bits += 8 * v_fetched * dim;
+        a.sram_v_read_bits += 8 * sm * dim;
+        a.qk_mults += scored * dim;
+        a.qk_adds += scored * dim.saturating_sub(1);
+        a.q_reg_bits += 8 * dim * n;
+        a.softmax_exps += sm;
+        a.softmax_divides += n;
+        a.softmax_norm_mults += sm;
+        a.v_macs += sm * dim;
+    }
+
+    /// Ends the head: adds the run-time K/V writes and the dense-equivalent op count, and
+    /// returns the statistics.
+    pub fn finish(mut self) -> HeadStats {
+        let dim = u64::from(self.shape.head_dim);
+        let (nq, nk) = (self.shape.n_queries as u64, self.shape.n_keys as u64);
+        let pairs = if self.shape.causal {
+            (1..=nq).map(|i| i.min(nk)).sum::<u64>()
+        } else {
+            nq * nk
+        };
+        self.s.dense_ops = 4 * dim * pairs;
+        if self.shape.writes_kv {
+            let tokens = if self.d.skip_padding {
+                self.key_valid.count() as u64
+            } else {
+                nk
+            };
+            self.s.written_bytes = tokens * 2 * dim;
+            self.s.actions.reram_write_bits = 8 * self.s.written_bytes;
+        }
+        self.s.cycles = self.b_done;
+        self.s.activations = self.mem.activations;
+        self.s.bursts = self.mem.bursts;
+        self.s
+    }
+}
+
+/// Where a fetch set's keys are.
+#[derive(Clone, Copy)]
+enum Src {
+    /// The policy's fetch buffer (`fetch_k` / `fetch_v`).
+    FetchBuf,
+    /// The whole scored set.
+    Scored,
+    /// Keys `0..n` (address approximation when only a count is known).
+    FirstN(usize),
+}
+
+/// The key set a [`Src`] names.
+fn set_of<'a>(
+    src: Src,
+    scored_range: Option<(usize, usize)>,
+    buf: &'a [u64],
+    row: &'a [u64],
+) -> KeySet<'a> {
+    match src {
+        Src::FetchBuf => KeySet::Bits(buf),
+        Src::Scored => match scored_range {
+            Some((a, b)) => KeySet::Range(a, b),
+            None => KeySet::Bits(row),
+        },
+        Src::FirstN(k) => KeySet::Range(0, k),
+    }
+}
+
+/// Clears bits `>= hi`.
+fn mask_from(words: &mut [u64], hi: usize) {
+    for (wi, w) in words.iter_mut().enumerate() {
+        let lo = wi * 64;
+        if lo >= hi {
+            *w = 0;
+        } else if hi - lo < 64 {
+            *w &= (1u64 << (hi - lo)) - 1;
+        }
+    }
+}
+
+/// Sets exactly bits `a..b`.
+fn fill_range(words: &mut [u64], a: usize, b: usize) {
+    for (wi, w) in words.iter_mut().enumerate() {
+        let (lo, hi) = (wi * 64, wi * 64 + 64);
+        let (s, e) = (a.max(lo), b.min(hi));
+        *w = if s >= e {
+            0
+        } else if e - s == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << (e - s)) - 1) << (s - lo)
+        };
+    }
+}
+
+/// `out = set & !resident` (`resident` tested per key of `set`).
+fn diff_resident(set: &[u64], resident: impl Fn(usize) -> bool, out: &mut [u64]) {
+    out.fill(0);
+    for (wi, &w) in set.iter().enumerate() {
+        let mut bits = w;
+        while bits != 0 {
+            let j = wi * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if !resident(j) {
+                out[wi] |= 1 << (j % 64);
+            }
+        }
+    }
+}
+
+/// `out = set & !loaded; loaded |= set`; returns `|out|`.
+fn and_not_update(set: &[u64], loaded: &mut [u64], out: &mut [u64]) -> u64 {
+    let mut n = 0;
+    for ((s, l), o) in set.iter().zip(loaded.iter_mut()).zip(out.iter_mut()) {
+        *o = s & !*l;
+        *l |= s;
+        n += u64::from(o.count_ones());
+    }
+    n
+}

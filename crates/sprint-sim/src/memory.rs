@@ -1,0 +1,215 @@
+//! ReRAM main memory timing: channels, banks with an open row each, a data bus per channel.
+//!
+//! Cycle-exact for its protocol (all times in core cycles): a request reads `bytes` from one
+//! row of one bank. If another row is open the bank precharges (`tRP`) and activates
+//! (`tRCD`) first; data starts `tCL` after the column command and occupies the channel's
+//! bus for `ceil(bytes / burst_bytes)` bursts of `tBURST` each, back to back with the
+//! previous data on that channel. A bank accepts its next column command as soon as its
+//! data can follow on the bus. Not modelled: command-bus conflicts, tRRD/tFAW, refresh
+//! (ReRAM has none), write timing (K/V writes happen during the projections).
+//!
+//! Address map: key (or token) `j` of a head lives on channel `j % C`, bank `(j / C) % B`
+//! (adjacent keys in different channels and banks, SPRINT.md s2), at slot `j / (C B)` of
+//! that bank; slots are packed into rows of `row_bytes`, one region per kind. A transposed
+//! read of `K_MSB` (one key out of a transposable array) needs its own activation.
+
+use crate::config::Memory;
+use crate::keyset::{KeySet, count_congruent};
+
+/// What a request reads; each kind is its own region of rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// Key high halves, transposed read from the transposable arrays.
+    KMsb = 0,
+    /// Key low halves.
+    KLsb = 1,
+    /// Whole 8-bit keys (designs without in-memory pruning).
+    KWhole = 2,
+    /// Values.
+    V = 3,
+    /// Query vectors.
+    Q = 4,
+}
+
+/// One read of `bytes` from a row of a bank.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Channel.
+    pub channel: u32,
+    /// Bank within the channel.
+    pub bank: u32,
+    /// Region (kind).
+    pub kind: Kind,
+    /// Row within the region (for `KMsb`: the key index).
+    pub row: u64,
+    /// Bytes read.
+    pub bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Bank {
+    open: Option<(Kind, u64)>,
+    ready: u64,
+}
+
+/// Timing state of the memory for one head.
+#[derive(Clone, Debug)]
+pub struct MemoryState {
+    cfg: Memory,
+    banks: Vec<Bank>,
+    bus_free: Vec<u64>,
+    /// Row activations issued so far.
+    pub activations: u64,
+    /// Bursts transferred so far.
+    pub bursts: u64,
+    scratch: Vec<(u32, Request)>,
+    rounds: Vec<u32>,
+    /// Index in `scratch` of the last pending request per (bank, kind).
+    last: Vec<usize>,
+}
+
+/// Number of [`Kind`]s.
+const KINDS: usize = 5;
+
+impl MemoryState {
+    /// All banks closed and idle at cycle 0.
+    pub fn new(cfg: &Memory) -> Self {
+        let n = (cfg.channels * cfg.banks) as usize;
+        Self {
+            cfg: cfg.clone(),
+            banks: vec![Bank::default(); n],
+            bus_free: vec![0; cfg.channels as usize],
+            activations: 0,
+            bursts: 0,
+            scratch: Vec::new(),
+            rounds: vec![0; n],
+            last: vec![usize::MAX; n * KINDS],
+        }
+    }
+
+    /// Channel and bank of key (token) `j`, and its slot within the bank.
+    pub fn locate(&self, j: usize) -> (u32, u32, u64) {
+        let c = self.cfg.channels as usize;
+        let b = self.cfg.banks as usize;
+        ((j % c) as u32, ((j / c) % b) as u32, (j / (c * b)) as u64)
+    }
+
+    /// Issues one request no earlier than `t0`; returns the cycle its last data arrives.
+    pub fn issue(&mut self, t0: u64, r: Request) -> u64 {
+        let m = &self.cfg;
+        let bank = &mut self.banks[(r.channel * m.banks + r.bank) as usize];
+        let mut col = t0.max(bank.ready);
+        if bank.open != Some((r.kind, r.row)) {
+            let pre = if bank.open.is_some() { m.trp } else { 0 };
+            col += pre + m.trcd;
+            bank.open = Some((r.kind, r.row));
+            self.activations += 1;
+        }
+        let bursts = r.bytes.div_ceil(u64::from(m.burst_bytes)).max(1);
+        let bus = &mut self.bus_free[r.channel as usize];
+        let start = (col + m.tcl).max(*bus);
+        let end = start + bursts * m.tburst;
+        *bus = end;
+        bank.ready = end - m.tcl;
+        self.bursts += bursts;
+        end
+    }
+
+    /// Adds the requests reading `bytes_per_key` bytes of `kind` for every key of `keys`
+    /// to the pending batch (grouped per row; `KMsb` one request per key).
+    pub fn add(&mut self, keys: KeySet<'_>, kind: Kind, bytes_per_key: u64) {
+        if bytes_per_key == 0 {
+            return;
+        }
+        let (c, b) = (self.cfg.channels as usize, self.cfg.banks as usize);
+        let per_row = (u64::from(self.cfg.row_bytes) / bytes_per_key).max(1);
+        match keys {
+            KeySet::Range(lo, hi) if kind != Kind::KMsb => {
+                let stride = c * b;
+                for ch in 0..c {
+                    for bk in 0..b {
+                        let residue = bk * c + ch;
+                        let n = count_congruent(lo, hi, stride, residue);
+                        if n == 0 {
+                            continue;
+                        }
+                        // First key >= lo on this bank, and its slot.
+                        let j0 = lo + (residue + stride - lo % stride) % stride;
+                        let first = j0 / stride;
+                        let mut slot = first as u64;
+                        let end = slot + n;
+                        while slot < end {
+                            let row = slot / per_row;
+                            let row_end = ((row + 1) * per_row).min(end);
+                            self.push(Request {
+                                channel: ch as u32,
+                                bank: bk as u32,
+                                kind,
+                                row,
+                                bytes: (row_end - slot) * bytes_per_key,
+                            });
+                            slot = row_end;
+                        }
+                    }
+                }
+            }
+            _ => {
+                for j in keys.iter() {
+                    let (ch, bk, slot) = self.locate(j);
+                    let row = if kind == Kind::KMsb {
+                        j as u64
+                    } else {
+                        slot / per_row
+                    };
+                    // Merge with the pending request of the same bank, kind and row.
+                    let slot_idx = ((ch * self.cfg.banks + bk) as usize) * KINDS + kind as usize;
+                    if kind != Kind::KMsb
+                        && let Some(&i) = self.last.get(slot_idx)
+                        && i != usize::MAX
+                        && self.scratch[i].1.row == row
+                    {
+                        self.scratch[i].1.bytes += bytes_per_key;
+                        continue;
+                    }
+                    self.push(Request {
+                        channel: ch,
+                        bank: bk,
+                        kind,
+                        row,
+                        bytes: bytes_per_key,
+                    });
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, r: Request) {
+        let i = (r.channel * self.cfg.banks + r.bank) as usize;
+        let round = self.rounds[i];
+        self.rounds[i] += 1;
+        self.last[i * KINDS + r.kind as usize] = self.scratch.len();
+        self.scratch.push((round, r));
+    }
+
+    /// Issues the pending batch no earlier than `t0`, interleaving banks (each bank's
+    /// requests in order, one per bank per round, like an FR-FCFS controller draining a
+    /// batch). Returns `(first data end, last data end)`; `(t0, t0)` for an empty batch.
+    pub fn flush(&mut self, t0: u64) -> (u64, u64) {
+        let mut batch = std::mem::take(&mut self.scratch);
+        batch.sort_by_key(|(round, r)| (*round, r.bank, r.channel));
+        let (mut first, mut last) = (u64::MAX, t0);
+        for (_, r) in batch.drain(..) {
+            let end = self.issue(t0, r);
+            first = first.min(end);
+            last = last.max(end);
+        }
+        self.scratch = batch;
+        self.rounds.fill(0);
+        self.last.fill(usize::MAX);
+        if first == u64::MAX {
+            (t0, t0)
+        } else {
+            (first, last)
+        }
+    }
+}

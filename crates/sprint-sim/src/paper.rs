@@ -1,0 +1,248 @@
+//! The paper's published numbers (embedded `configs/paper-results.toml`, CC BY 4.0, credit
+//! to Yazdanbakhsh et al.) and the side-by-side comparison with our simulation.
+//!
+//! Means: speedups and energy reductions are compared as geometric means over the eight
+//! workloads (Fig 11 prints geomeans). The abstract's 19.6x energy reduction is neither the
+//! geomean (16.9x) nor the arithmetic mean (20.7x) of Fig 12a's eight bars; we compare
+//! geomean to geomean and print both paper means. Data-movement reductions are percentages
+//! compared with Fig 10's arithmetic "Average".
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use toml::{Table, Value};
+
+use crate::config::Design;
+use crate::energy::EnergyTable;
+use crate::error::{Result, SimError};
+use crate::presets::load_design;
+use crate::report::{DesignReport, build};
+use crate::run::run_model;
+use crate::workload::{model_workload, workload_names};
+use crate::wstats::StatsFile;
+
+/// The embedded paper results.
+pub const PAPER_RESULTS: &str = include_str!("../../../configs/paper-results.toml");
+
+/// Sizes S, M, L.
+pub const SIZES: [&str; 3] = ["S", "M", "L"];
+
+/// One model's published numbers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PaperModel {
+    /// Fig 11 speedup for S, M, L.
+    pub speedup: [f64; 3],
+    /// Fig 12a energy reduction: [pruning only, SPRINT].
+    pub energy_reduction: [f64; 2],
+    /// Fig 10 data-movement reduction %, per size: [mask only, SPRINT].
+    pub data_movement_pct: [[f64; 2]; 3],
+}
+
+/// The published numbers used in the comparison.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PaperResults {
+    /// Per model, in the paper's order.
+    pub models: Vec<(String, PaperModel)>,
+    /// Fig 11 printed geomeans, S/M/L.
+    pub speedup_geomean: [f64; 3],
+    /// Fig 10 "Average" per size: [mask only, SPRINT].
+    pub data_movement_average_pct: [[f64; 2]; 3],
+    /// The abstract's energy reduction.
+    pub energy_headline: f64,
+}
+
+fn bad(what: &str) -> SimError {
+    SimError::config("paper-results.toml", format!("missing or malformed {what}"))
+}
+
+fn nums(v: Option<&Value>, n: usize, what: &str) -> Result<Vec<f64>> {
+    let a = v.and_then(Value::as_array).ok_or_else(|| bad(what))?;
+    let out: Vec<f64> = a
+        .iter()
+        .filter_map(|x| x.as_float().or_else(|| x.as_integer().map(|i| i as f64)))
+        .collect();
+    if out.len() != n {
+        return Err(bad(what));
+    }
+    Ok(out)
+}
+
+impl PaperResults {
+    /// Parses the embedded file.
+    pub fn load() -> Result<Self> {
+        let t: Table = PAPER_RESULTS
+            .parse()
+            .map_err(|e: toml::de::Error| SimError::config("paper-results.toml", e.to_string()))?;
+        let sec = |k: &str| t.get(k).and_then(Value::as_table).ok_or_else(|| bad(k));
+        let sp = sec("speedup")?;
+        let er = sec("energy_reduction")?;
+        let dm = sec("data_movement_reduction_pct")?;
+        let mut models = Vec::new();
+        for name in workload_names() {
+            let s = nums(sp.get(name), 3, &format!("speedup.{name}"))?;
+            let e = nums(er.get(name), 2, &format!("energy_reduction.{name}"))?;
+            let mut d = [[0.0; 2]; 3];
+            for (i, size) in SIZES.iter().enumerate() {
+                let row = dm
+                    .get(*size)
+                    .and_then(Value::as_table)
+                    .ok_or_else(|| bad(size))?;
+                let v = nums(row.get(name), 2, &format!("data_movement.{size}.{name}"))?;
+                d[i] = [v[0], v[1]];
+            }
+            models.push((
+                name.to_string(),
+                PaperModel {
+                    speedup: [s[0], s[1], s[2]],
+                    energy_reduction: [e[0], e[1]],
+                    data_movement_pct: d,
+                },
+            ));
+        }
+        let g = sp
+            .get("geomean")
+            .and_then(Value::as_table)
+            .ok_or_else(|| bad("speedup.geomean"))?;
+        let mut speedup_geomean = [0.0; 3];
+        for (i, size) in SIZES.iter().enumerate() {
+            speedup_geomean[i] = g
+                .get(*size)
+                .and_then(Value::as_float)
+                .ok_or_else(|| bad("geomean"))?;
+        }
+        let mut avg = [[0.0; 2]; 3];
+        for (i, size) in SIZES.iter().enumerate() {
+            let row = dm
+                .get(*size)
+                .and_then(Value::as_table)
+                .ok_or_else(|| bad(size))?;
+            let v = nums(row.get("Average"), 2, "data_movement Average")?;
+            avg[i] = [v[0], v[1]];
+        }
+        let energy_headline = t
+            .get("headline")
+            .and_then(|h| h.get("energy_reduction_mean"))
+            .and_then(Value::as_float)
+            .ok_or_else(|| bad("headline.energy_reduction_mean"))?;
+        Ok(Self {
+            models,
+            speedup_geomean,
+            data_movement_average_pct: avg,
+            energy_headline,
+        })
+    }
+}
+
+/// Our numbers for one model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OurModel {
+    /// Speedup of SPRINT over the same-size baseline, S/M/L.
+    pub speedup: [f64; 3],
+    /// Energy reduction over S-Baseline: [Pruning, S-SPRINT].
+    pub energy_reduction: [f64; 2],
+    /// Data-movement reduction % over S-Baseline, per size: [Mask only, SPRINT].
+    pub data_movement_pct: [[f64; 2]; 3],
+    /// Dense-equivalent GOPs/J of M-SPRINT.
+    pub m_sprint_gops_per_j: f64,
+    /// Dense-equivalent GOPs/s of M-SPRINT.
+    pub m_sprint_gops_per_s: f64,
+}
+
+/// The full comparison.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Comparison {
+    /// Paper numbers.
+    pub paper: PaperResults,
+    /// Ours, same order as `paper.models`.
+    pub ours: Vec<(String, OurModel)>,
+    /// Energy table used.
+    pub energy_table: String,
+    /// Statistics source used for the synthetic kept sets.
+    pub stats_source: String,
+}
+
+/// Geometric mean (0 for an empty list or a non-positive entry).
+pub fn geomean(xs: &[f64]) -> f64 {
+    if xs.is_empty() || xs.iter().any(|&x| x <= 0.0 || !x.is_finite()) {
+        return 0.0;
+    }
+    (xs.iter().map(|x| x.ln()).sum::<f64>() / xs.len() as f64).exp()
+}
+
+/// Arithmetic mean.
+pub fn mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        0.0
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+}
+
+/// The designs of the comparison: S/M/L baselines, S/M/L SPRINT, Pruning, Mask only S/M/L.
+pub fn comparison_designs(sets: &[String]) -> Result<Vec<Design>> {
+    let mut ds = Vec::new();
+    for k in [
+        "s-baseline",
+        "m-baseline",
+        "l-baseline",
+        "s-sprint",
+        "m-sprint",
+        "l-sprint",
+        "pruning",
+        "mask-only",
+    ] {
+        ds.push(load_design(k, sets)?);
+    }
+    for k in ["m-baseline", "l-baseline"] {
+        let mut s = sets.to_vec();
+        s.push("design.skip_padding=true".into());
+        let mut d = load_design(k, &s)?;
+        d.key = format!("mask-only ({k} hardware)");
+        d.file.name = format!("Mask only {}", &k[..1].to_uppercase());
+        ds.push(d);
+    }
+    Ok(ds)
+}
+
+/// Our numbers of one model from the reports of [`comparison_designs`] (first = S-Baseline).
+pub fn our_model(r: &[DesignReport]) -> OurModel {
+    let cyc = |i: usize| r[i].totals.cycles as f64;
+    let en = |i: usize| r[i].energy.total();
+    let dm = |i: usize| r[i].data_movement_reduction_pct;
+    OurModel {
+        speedup: [cyc(0) / cyc(3), cyc(1) / cyc(4), cyc(2) / cyc(5)],
+        energy_reduction: [en(0) / en(6), en(0) / en(3)],
+        data_movement_pct: [[dm(7), dm(3)], [dm(8), dm(4)], [dm(9), dm(5)]],
+        m_sprint_gops_per_j: r[4].gops_per_j,
+        m_sprint_gops_per_s: r[4].gops_per_s,
+    }
+}
+
+/// Runs every paper workload under the comparison designs (on the caller's rayon pool) and
+/// returns the comparison; `progress` is called with each model name before it runs.
+pub fn compare(
+    sets: &[String],
+    table: &EnergyTable,
+    stats: &StatsFile,
+    mut progress: impl FnMut(&str),
+) -> Result<Comparison> {
+    let paper = PaperResults::load()?;
+    let designs = comparison_designs(sets)?;
+    let mut ours = Vec::new();
+    let mut sources = BTreeMap::new();
+    for (name, _) in &paper.models {
+        progress(name);
+        let w = model_workload(name)?;
+        let st = stats.resolve(name);
+        sources.insert(st.source.clone(), ());
+        let totals = run_model(&designs, &w, &st)?;
+        let reports = build(&designs, table, &totals)?;
+        ours.push((name.clone(), our_model(&reports)));
+    }
+    Ok(Comparison {
+        paper,
+        ours,
+        energy_table: table.name().to_string(),
+        stats_source: sources.into_keys().collect::<Vec<_>>().join("; "),
+    })
+}

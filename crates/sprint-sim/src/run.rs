@@ -1,0 +1,185 @@
+//! Whole-workload simulation: every head under every design, heads in parallel (rayon),
+//! statistics summed in head order (integer sums, so identical for any thread count).
+
+use std::io::Read;
+
+use rayon::prelude::*;
+use sprint_core::trace::{HeadTrace, TraceHeader, TraceReader};
+
+use crate::config::Design;
+use crate::error::{Result, SimError};
+use crate::generate::{SynthHead, SynthHeadSpec, head_seed};
+use crate::head::{HeadShape, HeadSim, Validity};
+use crate::stats::HeadStats;
+use crate::workload::ModelWorkload;
+use crate::wstats::WorkloadStats;
+
+fn sum(per_head: Vec<Vec<HeadStats>>, designs: usize) -> Vec<HeadStats> {
+    let mut total = vec![HeadStats::default(); designs];
+    for h in per_head {
+        for (t, s) in total.iter_mut().zip(h) {
+            *t += s;
+        }
+    }
+    total
+}
+
+/// Simulates head (`layer`, `head`) of a model workload under every design.
+pub fn synth_head(
+    designs: &[Design],
+    w: &ModelWorkload,
+    stats: &WorkloadStats,
+    layer: u32,
+    head: u32,
+) -> Vec<HeadStats> {
+    let n = w.seq_len as usize;
+    let valid = w.valid_tokens();
+    let group = w.heads / w.kv_heads;
+    let shape = HeadShape {
+        n_queries: n,
+        n_keys: n,
+        head_dim: w.head_dim,
+        causal: w.causal,
+        writes_kv: head.is_multiple_of(group),
+    };
+    let mut sims: Vec<HeadSim<'_>> = designs
+        .iter()
+        .map(|d| HeadSim::new(d, shape.clone(), Validity::Prefix(valid)))
+        .collect();
+    let needs_kept = designs
+        .iter()
+        .any(|d| d.in_memory_pruning || d.on_chip_pruning);
+    if needs_kept {
+        let mut g = SynthHead::new(SynthHeadSpec {
+            n,
+            valid,
+            causal: w.causal,
+            keep_rate: stats.keep_rate(layer, w.layers),
+            softmax_fraction: stats.softmax_fraction,
+            overlap: stats.query_overlap,
+            seed: head_seed(stats.seed, layer, head),
+        });
+        for i in 0..n {
+            let (ok, row, sm) = g.next(i);
+            for s in &mut sims {
+                s.query(i, ok, Some(row), sm);
+            }
+        }
+    } else {
+        for i in 0..n {
+            for s in &mut sims {
+                s.query(i, i < valid, None, 0);
+            }
+        }
+    }
+    sims.into_iter().map(HeadSim::finish).collect()
+}
+
+/// Simulates a model workload (synthetic kept sets from `stats`) under every design; one
+/// summed [`HeadStats`] per design. Runs on the caller's rayon pool.
+pub fn run_model(
+    designs: &[Design],
+    w: &ModelWorkload,
+    stats: &WorkloadStats,
+) -> Result<Vec<HeadStats>> {
+    w.validate()?;
+    for d in designs {
+        d.check_head_dim(w.head_dim)?;
+    }
+    let heads: Vec<(u32, u32)> = (0..w.layers)
+        .flat_map(|l| (0..w.heads).map(move |h| (l, h)))
+        .collect();
+    let per_head: Vec<Vec<HeadStats>> = heads
+        .par_iter()
+        .map(|&(l, h)| synth_head(designs, w, stats, l, h))
+        .collect();
+    Ok(sum(per_head, designs.len()))
+}
+
+/// Simulates one trace head under every design.
+pub fn trace_head(designs: &[Design], header: &TraceHeader, head: &HeadTrace) -> Vec<HeadStats> {
+    let n = header.n_keys as usize;
+    let group = header.heads / header.kv_heads;
+    let shape = HeadShape {
+        n_queries: header.n_queries as usize,
+        n_keys: n,
+        head_dim: header.head_dim,
+        causal: header.causal,
+        writes_kv: head.head.is_multiple_of(group),
+    };
+    let kv = Validity::from_words(n, head.key_valid.words());
+    let mut sims: Vec<HeadSim<'_>> = designs
+        .iter()
+        .map(|d| HeadSim::new(d, shape.clone(), kv.clone()))
+        .collect();
+    for (i, r) in head.records.iter().enumerate() {
+        let valid = head.query_valid.get(i);
+        let row = head.masks.row_words(i);
+        for s in &mut sims {
+            s.query(i, valid, Some(row), r.softmax_kept);
+        }
+    }
+    sims.into_iter().map(HeadSim::finish).collect()
+}
+
+/// Checks that a trace header agrees with a workload's shape.
+pub fn check_trace_shape(h: &TraceHeader, w: &ModelWorkload) -> Result<()> {
+    let ours = (w.layers, w.heads, w.head_dim, w.seq_len);
+    let theirs = (h.layers, h.heads, h.head_dim, h.n_queries);
+    if ours != theirs || h.n_keys != h.n_queries {
+        return Err(SimError::workload(
+            &w.name,
+            format!(
+                "trace shape (layers {}, heads {}, head_dim {}, {} queries x {} keys) disagrees with the workload (layers {}, heads {}, head_dim {}, {} tokens)",
+                h.layers,
+                h.heads,
+                h.head_dim,
+                h.n_queries,
+                h.n_keys,
+                w.layers,
+                w.heads,
+                w.head_dim,
+                w.seq_len
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Replays a trace under every design, streaming: heads are read in chunks of a few per
+/// worker thread and simulated in parallel. Returns the header and one sum per design.
+pub fn run_trace<R: Read>(
+    designs: &[Design],
+    mut reader: TraceReader<R>,
+    expect: Option<&ModelWorkload>,
+) -> Result<(TraceHeader, Vec<HeadStats>)> {
+    let header = reader.header().clone();
+    if let Some(w) = expect {
+        check_trace_shape(&header, w)?;
+    }
+    for d in designs {
+        d.check_head_dim(header.head_dim)?;
+    }
+    let chunk = 2 * rayon::current_num_threads().max(1);
+    let mut total = vec![HeadStats::default(); designs.len()];
+    loop {
+        let mut heads = Vec::with_capacity(chunk);
+        while heads.len() < chunk {
+            match reader.next_head()? {
+                Some(h) => heads.push(h),
+                None => break,
+            }
+        }
+        if heads.is_empty() {
+            break;
+        }
+        let per_head: Vec<Vec<HeadStats>> = heads
+            .par_iter()
+            .map(|h| trace_head(designs, &header, h))
+            .collect();
+        for (t, s) in total.iter_mut().zip(sum(per_head, designs.len())) {
+            *t += s;
+        }
+    }
+    Ok((header, total))
+}
