@@ -1,0 +1,374 @@
+//! The attention backend the models call: a trait, a fast float dense implementation on
+//! candle ops, and the functional SPRINT model (`sprint_attention::run_layer`) for every
+//! variant of the paper's Fig 9.
+//!
+//! A model's attention layer computes `q`, `k`, `v` (after projections and RoPE, before the
+//! `1/sqrt(d)` scale) and hands them to [`Attention::attend`] with the layer index, the
+//! padding mask and the causal flag. Thresholds and the noise seed live in the backend
+//! ([`AttentionConfig`] and [`Thresholds`]), never in the model.
+
+use candle_core::Tensor;
+use sprint_attention::locality::LocalityEngine;
+use sprint_attention::{AttentionInput, Tensor3, run_layer};
+use sprint_core::bits::{BitMatrix, BitVec};
+use sprint_core::config::{AttentionConfig, Thresholds, Variant};
+use sprint_core::trace::HeadTrace;
+
+use crate::error::{CandleContext, ModelError, Result};
+use crate::record::{CallShape, KeepStats, Recorder};
+
+/// Largest number of score elements the dense backend materialises at once (64 Mi floats =
+/// 256 MiB): longer inputs are processed in blocks of query rows.
+pub const DENSE_SCORE_BUDGET: usize = 1 << 26;
+
+/// One call of an attention layer on a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionCall<'a> {
+    /// Attention layer index (0-based, counting every application of a shared layer).
+    pub layer: usize,
+    /// Queries `[batch, heads, seq, head_dim]`, unscaled.
+    pub q: &'a Tensor,
+    /// Keys `[batch, kv_heads, seq, head_dim]`; `heads % kv_heads == 0` (GQA).
+    pub k: &'a Tensor,
+    /// Values, shaped like `k`.
+    pub v: &'a Tensor,
+    /// `valid[b][t]`: token `t` of sequence `b` is real (false = padding).
+    pub valid: &'a [Vec<bool>],
+    /// Causal masking: query `i` sees keys `j <= i`.
+    pub causal: bool,
+}
+
+impl AttentionCall<'_> {
+    fn shape(&self) -> Result<(usize, CallShape)> {
+        let (b, heads, seq, d) = self.q.dims4().op("attention q shape")?;
+        let (kb, kv_heads, kseq, kd) = self.k.dims4().op("attention k shape")?;
+        if (kb, kseq, kd) != (b, seq, d)
+            || self.v.dims() != self.k.dims()
+            || kv_heads == 0
+            || !heads.is_multiple_of(kv_heads)
+        {
+            return Err(ModelError::Input(format!(
+                "attention layer {}: q {:?}, k {:?}, v {:?} do not fit together",
+                self.layer,
+                self.q.dims(),
+                self.k.dims(),
+                self.v.dims()
+            )));
+        }
+        if self.valid.len() != b || self.valid.iter().any(|v| v.len() != seq) {
+            return Err(ModelError::Input(format!(
+                "attention layer {}: padding mask is not {b} rows of {seq} tokens",
+                self.layer
+            )));
+        }
+        Ok((
+            b,
+            CallShape {
+                heads,
+                kv_heads,
+                seq,
+                head_dim: d,
+            },
+        ))
+    }
+}
+
+/// An attention implementation the models can call.
+pub trait Attention: Send + Sync {
+    /// The variant this backend computes.
+    fn variant(&self) -> Variant;
+
+    /// The configuration (precisions, noise seed, buffers; `causal` is taken from each call).
+    fn config(&self) -> &AttentionConfig;
+
+    /// Attends: returns `[batch, heads, seq, head_dim]`. Padding queries get zeros. Counts
+    /// (and, if the recorder asks, head traces) of every sequence go to `rec`.
+    fn attend(&self, call: &AttentionCall, rec: &mut Recorder) -> Result<Tensor>;
+}
+
+/// The backend for `cfg.variant`: [`DenseAttention`] (float, candle ops) for dense,
+/// [`SprintAttention`] for the other three.
+pub fn backend(cfg: AttentionConfig, thresholds: Thresholds) -> Result<Box<dyn Attention>> {
+    cfg.validate()?;
+    Ok(match cfg.variant {
+        Variant::Dense => Box::new(DenseAttention::new(cfg)),
+        _ => Box::new(SprintAttention::new(cfg, thresholds)),
+    })
+}
+
+/// Keys visible to query `i` of a sequence: real keys, and `j <= i` when causal.
+fn visible_row(valid: &[bool], i: usize, causal: bool) -> impl Iterator<Item = usize> + '_ {
+    let limit = if causal { i + 1 } else { valid.len() };
+    (0..limit).filter(move |&j| valid[j])
+}
+
+/// Visible (query, key) pairs of one head of a sequence.
+fn visible_pairs(valid: &[bool], causal: bool) -> u64 {
+    if causal {
+        let mut real_before = 0u64;
+        let mut total = 0u64;
+        for &v in valid {
+            if v {
+                real_before += 1;
+                total += real_before;
+            }
+        }
+        total
+    } else {
+        let n = valid.iter().filter(|&&v| v).count() as u64;
+        n * n
+    }
+}
+
+/// Float softmax attention over every visible key, on candle ops. The fast path for the
+/// dense baseline; its trace (when asked for) keeps every visible key.
+#[derive(Clone, Debug)]
+pub struct DenseAttention {
+    cfg: AttentionConfig,
+}
+
+impl DenseAttention {
+    /// Dense attention; `cfg` supplies the buffer sizes of the trace (its variant is set to
+    /// dense).
+    pub fn new(mut cfg: AttentionConfig) -> Self {
+        cfg.variant = Variant::Dense;
+        Self { cfg }
+    }
+
+    /// The dense trace of one sequence: every visible key kept, served by the locality
+    /// engine.
+    fn dense_trace(
+        &self,
+        layer: usize,
+        shape: CallShape,
+        valid: &[bool],
+        causal: bool,
+    ) -> Vec<HeadTrace> {
+        let n = shape.seq;
+        let real: Vec<usize> = (0..n).filter(|&i| valid[i]).collect();
+        let valid_bits = BitVec::from_indices(n, real.iter().copied());
+        let mut masks = BitMatrix::zeros(n, n);
+        for &i in &real {
+            for j in visible_row(valid, i, causal) {
+                masks.set(i, j, true);
+            }
+        }
+        let k_cap = (self.cfg.buffer.k_bytes / shape.head_dim as u64) as usize;
+        let v_cap = (self.cfg.buffer.v_bytes / shape.head_dim as u64) as usize;
+        let group = shape.heads / shape.kv_heads;
+        (0..shape.heads)
+            .map(|h| {
+                let mut engine = LocalityEngine::new(n, k_cap, v_cap);
+                let mut records = vec![Default::default(); n];
+                for &i in &real {
+                    let row = masks.row_words(i);
+                    let kept = row.iter().map(|w| w.count_ones()).sum();
+                    records[i] = engine.record(row, kept);
+                }
+                HeadTrace {
+                    layer: layer as u32,
+                    head: h as u32,
+                    kv_head: (h / group) as u32,
+                    query_valid: valid_bits.clone(),
+                    key_valid: valid_bits.clone(),
+                    masks: masks.clone(),
+                    records,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Attention for DenseAttention {
+    fn variant(&self) -> Variant {
+        Variant::Dense
+    }
+
+    fn config(&self) -> &AttentionConfig {
+        &self.cfg
+    }
+
+    fn attend(&self, call: &AttentionCall, rec: &mut Recorder) -> Result<Tensor> {
+        let (b, shape) = call.shape()?;
+        let CallShape {
+            heads,
+            kv_heads,
+            seq,
+            head_dim: d,
+        } = shape;
+        let group = heads / kv_heads;
+        let expand = |t: &Tensor| -> Result<Tensor> {
+            if group == 1 {
+                return Ok(t.clone());
+            }
+            t.unsqueeze(2)
+                .and_then(|t| t.expand((b, kv_heads, group, seq, d)))
+                .and_then(|t| t.reshape((b, heads, seq, d)))
+                .op("dense attention: repeat kv heads")
+        };
+        let k = expand(call.k)?;
+        let v = expand(call.v)?;
+        let kt = k
+            .transpose(2, 3)
+            .and_then(|t| t.contiguous())
+            .op("dense attention")?;
+        let v = v.contiguous().op("dense attention")?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let padded = call.valid.iter().any(|row| row.iter().any(|&x| !x));
+        let rows_per_block = (DENSE_SCORE_BUDGET / (b * heads * seq).max(1)).clamp(1, seq);
+        let mut blocks = Vec::with_capacity(seq.div_ceil(rows_per_block));
+        let mut start = 0;
+        while start < seq {
+            let len = rows_per_block.min(seq - start);
+            let q = call.q.narrow(2, start, len).op("dense attention")?;
+            let mut scores = q
+                .matmul(&kt)
+                .and_then(|s| s * scale)
+                .op("dense attention scores")?;
+            if padded || call.causal {
+                // -1e30 rather than -inf: a row with no visible key stays finite.
+                let mut bias = vec![0f32; b * len * seq];
+                for (bi, valid) in call.valid.iter().enumerate() {
+                    for r in 0..len {
+                        let i = start + r;
+                        let row = &mut bias[(bi * len + r) * seq..(bi * len + r + 1) * seq];
+                        for (j, x) in row.iter_mut().enumerate() {
+                            if !valid[j] || (call.causal && j > i) {
+                                *x = -1e30;
+                            }
+                        }
+                    }
+                }
+                let bias = Tensor::from_vec(bias, (b, 1, len, seq), q.device())
+                    .op("dense attention mask")?;
+                scores = scores.broadcast_add(&bias).op("dense attention mask")?;
+            }
+            let probs = candle_nn::ops::softmax_last_dim(&scores).op("dense attention softmax")?;
+            blocks.push(probs.matmul(&v).op("dense attention x V")?);
+            start += len;
+        }
+        let mut out = Tensor::cat(&blocks, 2).op("dense attention")?;
+        if padded {
+            let m: Vec<f32> = call
+                .valid
+                .iter()
+                .flat_map(|r| r.iter().map(|&x| if x { 1.0 } else { 0.0 }))
+                .collect();
+            let m = Tensor::from_vec(m, (b, 1, seq, 1), out.device()).op("dense attention")?;
+            out = out.broadcast_mul(&m).op("dense attention")?;
+        }
+        for (bi, valid) in call.valid.iter().enumerate() {
+            let pairs = visible_pairs(valid, call.causal) * heads as u64;
+            let stats = KeepStats {
+                visible: pairs,
+                kept: pairs,
+                softmax_kept: pairs,
+            };
+            let traces = rec
+                .wants_traces()
+                .then(|| self.dense_trace(call.layer, shape, valid, call.causal));
+            let mut cfg = self.cfg.clone();
+            cfg.causal = call.causal;
+            rec.add_layer(bi, call.layer, stats, traces, &cfg, shape);
+        }
+        debug_assert_eq!(out.dims(), &[b, heads, seq, d]);
+        Ok(out)
+    }
+}
+
+/// Any of the four variants through the functional SPRINT model
+/// ([`sprint_attention::run_layer`]): 8-bit quantisation, in-memory scoring with the
+/// configured noise, recompute, fixed-point or float softmax, and the locality engine.
+/// Each sequence of a batch is run on its own, so results do not depend on batching.
+#[derive(Clone, Debug)]
+pub struct SprintAttention {
+    cfg: AttentionConfig,
+    thresholds: Thresholds,
+}
+
+impl SprintAttention {
+    /// The backend for `cfg.variant` with thresholds `Th` (logit units) per layer and head.
+    pub fn new(cfg: AttentionConfig, thresholds: Thresholds) -> Self {
+        Self { cfg, thresholds }
+    }
+
+    /// The thresholds.
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
+    }
+}
+
+/// Copies head-major `[heads, seq, d]` data of a candle tensor into a [`Tensor3`].
+fn to_tensor3(t: &Tensor) -> Result<Tensor3> {
+    let (h, s, d) = t.dims3().op("attention input")?;
+    let data = t
+        .flatten_all()
+        .and_then(|x| x.to_vec1::<f32>())
+        .op("attention input")?;
+    Tensor3::new([h, s, d], data).map_err(|source| ModelError::Attention { layer: 0, source })
+}
+
+impl Attention for SprintAttention {
+    fn variant(&self) -> Variant {
+        self.cfg.variant
+    }
+
+    fn config(&self) -> &AttentionConfig {
+        &self.cfg
+    }
+
+    fn attend(&self, call: &AttentionCall, rec: &mut Recorder) -> Result<Tensor> {
+        let (b, shape) = call.shape()?;
+        let th = self.thresholds.values.get(call.layer).ok_or_else(|| {
+            ModelError::Thresholds(format!(
+                "no thresholds for attention layer {} ({} layers given)",
+                call.layer,
+                self.thresholds.values.len()
+            ))
+        })?;
+        if th.len() != shape.heads {
+            return Err(ModelError::Thresholds(format!(
+                "layer {}: {} thresholds for {} query heads",
+                call.layer,
+                th.len(),
+                shape.heads
+            )));
+        }
+        let mut cfg = self.cfg.clone();
+        cfg.causal = call.causal;
+        let mut out = Vec::with_capacity(b * shape.heads * shape.seq * shape.head_dim);
+        for (bi, valid) in call.valid.iter().enumerate() {
+            let pick = |t: &Tensor| t.get(bi).op("attention input").and_then(|x| to_tensor3(&x));
+            let mut input = AttentionInput::new(pick(call.q)?, pick(call.k)?, pick(call.v)?);
+            if valid.iter().any(|&x| !x) {
+                input.query_valid = Some(valid.clone());
+                input.key_valid = Some(valid.clone());
+            }
+            let run = run_layer(&cfg, call.layer, th, &input).map_err(|source| {
+                ModelError::Attention {
+                    layer: call.layer,
+                    source,
+                }
+            })?;
+            let mut stats = KeepStats {
+                visible: run.visible_pairs,
+                ..KeepStats::default()
+            };
+            for h in &run.heads {
+                for r in &h.records {
+                    stats.kept += u64::from(r.kept);
+                    stats.softmax_kept += u64::from(r.softmax_kept);
+                }
+            }
+            out.extend_from_slice(&run.output.data);
+            let traces = rec.wants_traces().then_some(run.heads);
+            rec.add_layer(bi, call.layer, stats, traces, &cfg, shape);
+        }
+        Tensor::from_vec(
+            out,
+            (b, shape.heads, shape.seq, shape.head_dim),
+            call.q.device(),
+        )
+        .op("attention output")
+    }
+}

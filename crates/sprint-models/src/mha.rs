@@ -1,0 +1,127 @@
+//! Multi-head self-attention block: Q/K/V projections, head split, optional rotary position
+//! embedding, the pluggable [`Attention`] backend, head merge and output projection.
+
+use candle_core::{D, Tensor};
+
+use crate::attention::{Attention, AttentionCall};
+use crate::error::{CandleContext, Result};
+use crate::nn::Linear;
+use crate::record::Recorder;
+
+/// Rotary position embedding in GGML's interleaved layout ("normal" RoPE): element pairs
+/// `(2i, 2i+1)` of each head are rotated by `pos * base^(-2i/d)`.
+#[derive(Clone, Debug)]
+pub struct Rope {
+    base: f32,
+    head_dim: usize,
+}
+
+impl Rope {
+    /// RoPE with frequency base `base` over heads of `head_dim` (even) elements.
+    pub fn new(base: f32, head_dim: usize) -> Self {
+        Self { base, head_dim }
+    }
+
+    /// `cos`, `sin` of shape `[seq, d/2]` for positions `0..seq`. The inverse frequencies
+    /// and the angles are rounded to f32 as PyTorch's Llama does; cos/sin are evaluated on
+    /// those f32 angles in f64.
+    fn tables(&self, seq: usize, device: &candle_core::Device) -> Result<(Tensor, Tensor)> {
+        let half = self.head_dim / 2;
+        let inv: Vec<f32> = (0..half)
+            .map(|i| 1.0 / self.base.powf((2 * i) as f32 / self.head_dim as f32))
+            .collect();
+        let mut cos = Vec::with_capacity(seq * half);
+        let mut sin = Vec::with_capacity(seq * half);
+        for p in 0..seq {
+            for &f in &inv {
+                let a = f64::from(p as f32 * f);
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+        let cos = Tensor::from_vec(cos, (seq, half, 1), device).op("rope table")?;
+        let sin = Tensor::from_vec(sin, (seq, half, 1), device).op("rope table")?;
+        Ok((cos, sin))
+    }
+
+    /// Rotates `x` `[batch, heads, seq, d]` (positions `0..seq`).
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, h, s, d) = x.dims4().op("rope")?;
+        let (cos, sin) = self.tables(s, x.device())?;
+        let x = x.reshape((b, h, s, d / 2, 2)).op("rope")?;
+        let x0 = x.narrow(D::Minus1, 0, 1).op("rope")?;
+        let x1 = x.narrow(D::Minus1, 1, 1).op("rope")?;
+        let r0 =
+            (x0.broadcast_mul(&cos).op("rope")? - x1.broadcast_mul(&sin).op("rope")?).op("rope")?;
+        let r1 =
+            (x0.broadcast_mul(&sin).op("rope")? + x1.broadcast_mul(&cos).op("rope")?).op("rope")?;
+        Tensor::cat(&[r0, r1], D::Minus1)
+            .and_then(|t| t.reshape((b, h, s, d)))
+            .op("rope")
+    }
+}
+
+/// Self-attention with separate Q, K, V and output projections.
+#[derive(Clone, Debug)]
+pub struct SelfAttention {
+    /// Query projection.
+    pub q: Linear,
+    /// Key projection.
+    pub k: Linear,
+    /// Value projection.
+    pub v: Linear,
+    /// Output projection.
+    pub o: Linear,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (`heads` unless grouped-query attention).
+    pub kv_heads: usize,
+    /// Elements per head.
+    pub head_dim: usize,
+    /// Rotary embedding of q and k, if the architecture uses it.
+    pub rope: Option<Rope>,
+}
+
+impl SelfAttention {
+    fn split(&self, x: &Tensor, heads: usize) -> Result<Tensor> {
+        let (b, s, _) = x.dims3().op("split heads")?;
+        x.reshape((b, s, heads, self.head_dim))
+            .and_then(|t| t.transpose(1, 2))
+            .and_then(|t| t.contiguous())
+            .op("split heads")
+    }
+
+    /// Attends `x` `[batch, seq, hidden]` to itself; returns `[batch, seq, hidden]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        layer: usize,
+        valid: &[Vec<bool>],
+        causal: bool,
+        attn: &dyn Attention,
+        rec: &mut Recorder,
+    ) -> Result<Tensor> {
+        let (b, s, _) = x.dims3().op("self attention")?;
+        let mut q = self.split(&self.q.forward(x)?, self.heads)?;
+        let mut k = self.split(&self.k.forward(x)?, self.kv_heads)?;
+        let v = self.split(&self.v.forward(x)?, self.kv_heads)?;
+        if let Some(rope) = &self.rope {
+            q = rope.apply(&q)?;
+            k = rope.apply(&k)?;
+        }
+        let call = AttentionCall {
+            layer,
+            q: &q,
+            k: &k,
+            v: &v,
+            valid,
+            causal,
+        };
+        let ctx = attn.attend(&call, rec)?;
+        let ctx = ctx
+            .transpose(1, 2)
+            .and_then(|t| t.reshape((b, s, self.heads * self.head_dim)))
+            .op("merge heads")?;
+        self.o.forward(&ctx)
+    }
+}

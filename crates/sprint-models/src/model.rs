@@ -1,0 +1,262 @@
+//! Any supported model behind one type, loaded by name (`minilm`, `smollm2`, from the asset
+//! cache) or by path (a Hugging Face checkpoint folder or a GGUF file).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use serde::Deserialize;
+use sprint_assets::{Asset, Cache};
+use sprint_core::config::{AttentionConfig, Thresholds};
+
+use crate::albert::AlbertModel;
+use crate::attention::Attention;
+use crate::bert::{BertModel, read_config};
+use crate::error::{ModelError, Result};
+use crate::gguf::GgufFile;
+use crate::gpt2::Gpt2Model;
+use crate::llama::LlamaModel;
+use crate::record::RunRecord;
+use crate::tokenizer::{TextTokenizer, TokenBatch};
+use crate::vit::VitModel;
+
+/// File name of SmolLM2 inside its asset folder.
+pub const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The attention layers of a model, as thresholds and traces see them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionGeometry {
+    /// Attention layers (applications, for models that share layers).
+    pub layers: usize,
+    /// Query heads per layer.
+    pub heads: usize,
+    /// Key/value heads per layer.
+    pub kv_heads: usize,
+    /// Elements per head.
+    pub head_dim: usize,
+    /// Whether attention is causal.
+    pub causal: bool,
+}
+
+impl AttentionGeometry {
+    /// Resolves `cfg`'s thresholds for this model's layers and query heads.
+    pub fn thresholds(&self, cfg: &AttentionConfig) -> Result<Thresholds> {
+        Ok(cfg.thresholds(self.layers, self.heads)?)
+    }
+}
+
+/// The supported architectures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Architecture {
+    /// BERT encoder.
+    Bert,
+    /// ALBERT encoder (shared layers).
+    Albert,
+    /// GPT-2 decoder.
+    Gpt2,
+    /// Llama-family decoder (GGUF).
+    Llama,
+    /// Vision Transformer.
+    Vit,
+}
+
+impl Architecture {
+    /// Lower-case name (`bert`, `albert`, `gpt2`, `llama`, `vit`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bert => "bert",
+            Self::Albert => "albert",
+            Self::Gpt2 => "gpt2",
+            Self::Llama => "llama",
+            Self::Vit => "vit",
+        }
+    }
+}
+
+/// A loaded model of any supported architecture.
+#[derive(Clone, Debug)]
+pub enum Model {
+    /// BERT encoder.
+    Bert(BertModel),
+    /// ALBERT encoder.
+    Albert(AlbertModel),
+    /// GPT-2 decoder.
+    Gpt2(Gpt2Model),
+    /// Llama-family decoder.
+    Llama(LlamaModel),
+    /// Vision Transformer.
+    Vit(VitModel),
+}
+
+impl Model {
+    /// The architecture.
+    pub fn architecture(&self) -> Architecture {
+        match self {
+            Self::Bert(_) => Architecture::Bert,
+            Self::Albert(_) => Architecture::Albert,
+            Self::Gpt2(_) => Architecture::Gpt2,
+            Self::Llama(_) => Architecture::Llama,
+            Self::Vit(_) => Architecture::Vit,
+        }
+    }
+
+    /// Attention geometry.
+    pub fn geometry(&self) -> AttentionGeometry {
+        match self {
+            Self::Bert(m) => m.geometry(),
+            Self::Albert(m) => m.geometry(),
+            Self::Gpt2(m) => m.geometry(),
+            Self::Llama(m) => m.geometry(),
+            Self::Vit(m) => m.geometry(),
+        }
+    }
+
+    /// Sentence embeddings `[batch, hidden]` (mean pooling, optionally L2-normalised) of an
+    /// encoder; an error for other architectures.
+    pub fn embed(
+        &self,
+        batch: &TokenBatch,
+        attn: &dyn Attention,
+        trace: bool,
+        normalize: bool,
+    ) -> Result<(Tensor, RunRecord)> {
+        match self {
+            Self::Bert(m) => m.embed(batch, attn, trace, normalize),
+            Self::Albert(m) => m.embed(batch, attn, trace, normalize),
+            _ => Err(ModelError::Input(format!(
+                "{} is not a text encoder: it has no sentence embeddings",
+                self.architecture().name()
+            ))),
+        }
+    }
+
+    /// Logits `[batch, seq, vocab]` of every position of a decoder; an error for other
+    /// architectures.
+    pub fn logits(
+        &self,
+        batch: &TokenBatch,
+        attn: &dyn Attention,
+        trace: bool,
+    ) -> Result<(Tensor, RunRecord)> {
+        match self {
+            Self::Gpt2(m) => m.forward(batch, attn, trace),
+            Self::Llama(m) => m.forward(batch, attn, trace),
+            _ => Err(ModelError::Input(format!(
+                "{} is not a decoder: it has no next-token logits",
+                self.architecture().name()
+            ))),
+        }
+    }
+}
+
+/// A model with its tokenizer (if it takes text).
+#[derive(Clone, Debug)]
+pub struct LoadedModel {
+    /// Name it was loaded by (`minilm`, `smollm2`, or the path).
+    pub name: String,
+    /// The model.
+    pub model: Model,
+    /// Tokenizer, when the checkpoint ships one.
+    pub tokenizer: Option<TextTokenizer>,
+}
+
+impl LoadedModel {
+    /// The tokenizer, or an error naming the model.
+    pub fn tokenizer(&self) -> Result<&TextTokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            ModelError::Input(format!(
+                "model `{}` has no tokenizer (no tokenizer.json)",
+                self.name
+            ))
+        })
+    }
+
+    /// Tokenises `texts` with the model's special tokens, each cut to `max_len` ids.
+    pub fn encode_batch(&self, texts: &[&str], max_len: Option<usize>) -> Result<TokenBatch> {
+        self.tokenizer()?.encode_batch(texts, max_len)
+    }
+}
+
+/// Loads a model by name from the asset cache (`minilm`, `smollm2`) or, for anything
+/// else, by path ([`load_path`]).
+pub fn load(spec: &str, cache: &Cache) -> Result<LoadedModel> {
+    let mut m = match spec {
+        "minilm" => load_path(&cache.require(Asset::MiniLm)?)?,
+        "smollm2" => load_path(&cache.require_file(Asset::SmolLm2, SMOLLM2_GGUF)?)?,
+        other => {
+            let p = PathBuf::from(other);
+            if !p.exists() {
+                return Err(ModelError::UnknownModel {
+                    name: other.into(),
+                    message: "not a known model name (minilm, smollm2) and no such file or folder"
+                        .into(),
+                });
+            }
+            load_path(&p)?
+        }
+    };
+    m.name = spec.to_string();
+    Ok(m)
+}
+
+#[derive(Deserialize)]
+struct ModelType {
+    model_type: Option<String>,
+}
+
+/// Loads a GGUF file (Llama family) or a Hugging Face checkpoint folder (`config.json` with
+/// `model_type` bert / albert / gpt2 / vit, `model.safetensors`, optional `tokenizer.json`).
+pub fn load_path(path: &Path) -> Result<LoadedModel> {
+    let name = path.display().to_string();
+    if path.is_file() {
+        if path.extension().is_some_and(|e| e == "gguf") {
+            let file = GgufFile::open(path)?;
+            let model = Model::Llama(LlamaModel::from_gguf(&file)?);
+            let tokenizer = Some(TextTokenizer::from_gguf(&file)?);
+            return Ok(LoadedModel {
+                name,
+                model,
+                tokenizer,
+            });
+        }
+        if let Some(dir) = path.parent()
+            && path
+                .file_name()
+                .is_some_and(|n| n == "config.json" || n == "model.safetensors")
+        {
+            return load_path(dir);
+        }
+        return Err(ModelError::UnknownModel {
+            name,
+            message: "expected a .gguf file or a folder with config.json and model.safetensors"
+                .into(),
+        });
+    }
+    let cfg_path = path.join("config.json");
+    let mt: ModelType = read_config(&cfg_path)?;
+    let kind = mt.model_type.unwrap_or_default();
+    let model = match kind.as_str() {
+        "bert" => Model::Bert(BertModel::load_dir(path)?),
+        "albert" => Model::Albert(AlbertModel::load_dir(path)?),
+        "gpt2" => Model::Gpt2(Gpt2Model::load_dir(path)?),
+        "vit" => Model::Vit(VitModel::load_dir(path)?),
+        other => {
+            return Err(ModelError::config(
+                &cfg_path,
+                format!(
+                    "model_type `{other}` is not supported (bert, albert, gpt2, vit; Llama from GGUF)"
+                ),
+            ));
+        }
+    };
+    let tok_path = path.join("tokenizer.json");
+    let tokenizer = if tok_path.is_file() {
+        Some(TextTokenizer::from_file(&tok_path)?)
+    } else {
+        None
+    };
+    Ok(LoadedModel {
+        name,
+        model,
+        tokenizer,
+    })
+}
