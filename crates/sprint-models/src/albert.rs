@@ -76,7 +76,9 @@ impl AlbertConfig {
                 format!("hidden_act `{}` is not supported", self.hidden_act),
             )
         })?;
-        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(ModelError::config(
                 path,
                 "hidden_size is not a multiple of num_attention_heads",
@@ -84,7 +86,9 @@ impl AlbertConfig {
         }
         if self.num_hidden_groups == 0
             || self.inner_group_num == 0
-            || !self.num_hidden_layers.is_multiple_of(self.num_hidden_groups)
+            || !self
+                .num_hidden_layers
+                .is_multiple_of(self.num_hidden_groups)
         {
             return Err(ModelError::config(
                 path,

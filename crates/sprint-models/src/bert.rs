@@ -67,7 +67,9 @@ impl BertConfig {
                 format!("hidden_act `{}` is not supported", self.hidden_act),
             )
         })?;
-        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(ModelError::config(
                 path,
                 format!(

@@ -1,6 +1,8 @@
 //! Helpers shared by the model tests: asset lookup with a visible skip, tensor comparison.
 #![allow(dead_code)]
 
+pub mod reference;
+
 use std::path::PathBuf;
 
 use candle_core::Tensor;
