@@ -1,8 +1,10 @@
 //! `sprint`: the command-line tool. Thin: it parses arguments, reads and writes files, and
 //! calls the library crates. Every failure is one line on stderr and a non-zero exit.
 
+mod assets;
 mod attend;
 mod io;
+mod simulate;
 mod synth;
 
 use clap::{Parser, Subcommand};
@@ -17,17 +19,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Fetch the pinned real models and data sets into the cache; list what is there.
+    Assets(assets::Args),
     /// Run attention on Q/K/V tensors the way SPRINT does; write the output and a trace.
     Attend(attend::Args),
     /// Write synthetic Q/K/V with realistic locality to a safetensors file.
     Synth(synth::Args),
+    /// Cycle-level performance and energy of SPRINT and its baselines (docs/simulator.md).
+    Simulate(simulate::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Assets(a) => assets::run(a),
         Command::Attend(a) => attend::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::Simulate(a) => simulate::run(a),
     };
     if let Err(e) = result {
         let msg = format!("{e:#}");
