@@ -53,7 +53,11 @@ pub fn generate(spec: &SynthSpec) -> AttentionInput {
     let pos = |i: usize, t: usize| {
         let m = t / 2;
         let a = i as f32 * freq(m);
-        if t % 2 == 0 { a.cos() } else { a.sin() }
+        if t.is_multiple_of(2) {
+            a.cos()
+        } else {
+            a.sin()
+        }
     };
     let amp = spec.locality / (pairs.max(1) as f32).sqrt() * (d as f32).sqrt().sqrt();
     let mut normal = |s: f32| s * rng.sample::<f32, _>(StandardNormal);
@@ -67,7 +71,7 @@ pub fn generate(spec: &SynthSpec) -> AttentionInput {
                     let x = if value {
                         normal(1.0)
                     } else {
-                        let p = if t + 1 < d || d % 2 == 0 {
+                        let p = if t + 1 < d || d.is_multiple_of(2) {
                             pos(i, t)
                         } else {
                             0.0

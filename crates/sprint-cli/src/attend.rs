@@ -81,7 +81,7 @@ fn load_config(a: &Args) -> Result<AttentionConfig> {
 pub fn run(a: Args) -> Result<()> {
     let cfg = load_config(&a)?;
     let out_is_npy = a.out.extension().is_some_and(|e| e == "npy");
-    if !out_is_npy && !a.out.extension().is_some_and(|e| e == "safetensors") {
+    if !out_is_npy && a.out.extension().is_none_or(|e| e != "safetensors") {
         bail!(
             "--out {}: use a .safetensors or .npy file name",
             a.out.display()

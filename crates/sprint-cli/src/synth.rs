@@ -43,7 +43,7 @@ pub fn run(a: Args) -> Result<()> {
     if a.heads == 0 || a.seq == 0 || a.head_dim == 0 || kv_heads == 0 {
         bail!("--heads, --kv-heads, --seq and --head-dim must be > 0");
     }
-    if a.heads % kv_heads != 0 {
+    if !a.heads.is_multiple_of(kv_heads) {
         bail!(
             "--heads ({}) must be a multiple of --kv-heads ({kv_heads})",
             a.heads

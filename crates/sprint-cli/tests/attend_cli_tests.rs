@@ -16,24 +16,39 @@ impl Tensors {
     fn qkv(heads: usize, seq: usize, d: usize, seed: u64) -> Self {
         let mut state = seed.wrapping_add(1);
         let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
         };
         let n = heads * seq * d;
         let mut t = Vec::new();
         for name in ["q", "k", "v"] {
-            t.push((name.to_string(), vec![heads, seq, d], (0..n).map(|_| next()).collect()));
+            t.push((
+                name.to_string(),
+                vec![heads, seq, d],
+                (0..n).map(|_| next()).collect(),
+            ));
         }
         Self(t)
     }
 
     fn write(&self, path: &Path) {
-        let bytes: Vec<Vec<u8>> = self.0.iter().map(|(_, _, d)| d.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+        let bytes: Vec<Vec<u8>> = self
+            .0
+            .iter()
+            .map(|(_, _, d)| d.iter().flat_map(|x| x.to_le_bytes()).collect())
+            .collect();
         let views: Vec<(String, TensorView)> = self
             .0
             .iter()
             .zip(&bytes)
-            .map(|((n, s, _), b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+            .map(|((n, s, _), b)| {
+                (
+                    n.clone(),
+                    TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+                )
+            })
             .collect();
         std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
     }
@@ -46,7 +61,12 @@ impl Tensors {
 fn read_out(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensor("out").unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    st.tensor("out")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 fn dense_reference(t: &Tensors, heads: usize, seq: usize, d: usize) -> Vec<f64> {
@@ -54,10 +74,16 @@ fn dense_reference(t: &Tensors, heads: usize, seq: usize, d: usize) -> Vec<f64> 
     let mut out = vec![0f64; heads * seq * d];
     for h in 0..heads {
         for i in 0..seq {
-            let row = |m: &[f32], j: usize| (h * seq + j) * d..(h * seq + j + 1) * d;
-            let qi = &q[row(q, i)];
+            let row = |j: usize| (h * seq + j) * d..(h * seq + j + 1) * d;
+            let qi = &q[row(i)];
             let logits: Vec<f64> = (0..seq)
-                .map(|j| qi.iter().zip(&k[row(k, j)]).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>() / (d as f64).sqrt())
+                .map(|j| {
+                    qi.iter()
+                        .zip(&k[row(j)])
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .sum::<f64>()
+                        / (d as f64).sqrt()
+                })
                 .collect();
             let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = logits.iter().map(|x| (x - m).exp()).collect();
@@ -87,7 +113,14 @@ fn attend_without_pruning_equals_dense() {
     let out = dir.path().join("out.safetensors");
     let trace = dir.path().join("run.trace");
     let st = sprint()
-        .args(["attend", "--threshold=-inf", "--recompute", "float", "--json", "--input"])
+        .args([
+            "attend",
+            "--threshold=-inf",
+            "--recompute",
+            "float",
+            "--json",
+            "--input",
+        ])
         .arg(&input)
         .arg("--out")
         .arg(&out)
@@ -95,12 +128,24 @@ fn attend_without_pruning_equals_dense() {
         .arg(&trace)
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let got = read_out(&out);
     let want = dense_reference(&t, heads, seq, d);
-    let num: f64 = got.iter().zip(&want).map(|(a, b)| (f64::from(*a) - b).powi(2)).sum();
+    let num: f64 = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (f64::from(*a) - b).powi(2))
+        .sum();
     let den: f64 = want.iter().map(|b| b * b).sum();
-    assert!((num / den).sqrt() < 1e-5, "relative error {}", (num / den).sqrt());
+    assert!(
+        (num / den).sqrt() < 1e-5,
+        "relative error {}",
+        (num / den).sqrt()
+    );
     let summary: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(summary["kept_fraction"], 1.0);
     let (header, heads_read) = sprint_core::trace::read_trace(&trace).unwrap();
@@ -135,10 +180,19 @@ fn npy_folder_input_matches_safetensors() {
         std::fs::write(npy_dir.join(format!("{name}.npy")), bytes).unwrap();
     }
     let run = |input: &Path, out: &Path| {
-        let s = sprint().args(["attend", "--threshold", "0.1", "--input"]).arg(input).arg("--out").arg(out).output().unwrap();
+        let s = sprint()
+            .args(["attend", "--threshold", "0.1", "--input"])
+            .arg(input)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
         assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
     };
-    let (a, b) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+    let (a, b) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
     run(&st_path, &a);
     run(&npy_dir, &b);
     assert_eq!(read_out(&a), read_out(&b));
@@ -148,7 +202,10 @@ fn npy_folder_input_matches_safetensors() {
 fn expect_failure(dir: &Path, input: &Path, extra: &[&str]) -> String {
     let out = dir.join("out.safetensors");
     let trace = dir.join("out.trace");
-    let before: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let before: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     let s = sprint()
         .arg("attend")
         .arg("--input")
@@ -163,10 +220,17 @@ fn expect_failure(dir: &Path, input: &Path, extra: &[&str]) -> String {
     let err = String::from_utf8_lossy(&s.stderr).to_string();
     assert!(!s.status.success(), "expected failure, got success");
     assert_eq!(s.status.code(), Some(1));
-    assert_eq!(err.trim_end().lines().count(), 1, "error is not one line: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "error is not one line: {err}"
+    );
     assert!(err.starts_with("error: "), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    let after: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let after: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(before.len(), after.len(), "files left behind: {after:?}");
     err
 }
@@ -195,7 +259,10 @@ fn bad_inputs_give_one_line_errors_and_no_output() {
     let nan = p.join("nan.safetensors");
     t.write(&nan);
     let e = expect_failure(p, &nan, &[]);
-    assert!(e.contains("q holds a non-finite value (NaN) at index [0, 2, 5]"), "{e}");
+    assert!(
+        e.contains("q holds a non-finite value (NaN) at index [0, 2, 5]"),
+        "{e}"
+    );
 
     let good = p.join("good.safetensors");
     Tensors::qkv(2, 8, 16, 1).write(&good);
@@ -209,7 +276,10 @@ fn bad_inputs_give_one_line_errors_and_no_output() {
     let cfg2 = p.join("th-cfg.toml");
     std::fs::write(&cfg2, "[threshold]\nfile = \"th.toml\"\n").unwrap();
     let e = expect_failure(p, &good, &["--config", cfg2.to_str().unwrap()]);
-    assert!(e.contains("3 per-layer thresholds for a model of 1 layers"), "{e}");
+    assert!(
+        e.contains("3 per-layer thresholds for a model of 1 layers"),
+        "{e}"
+    );
 
     let garbage = p.join("garbage.safetensors");
     std::fs::write(&garbage, b"not a tensor file at all").unwrap();
