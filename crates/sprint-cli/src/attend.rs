@@ -104,15 +104,18 @@ pub fn run(a: Args) -> Result<()> {
         .build()
         .context("cannot start worker threads")?;
 
+    let progress = crate::progress::bar(n_layers as u64, "layers");
     let (runs, reference) = pool.install(|| -> Result<_> {
         let mut runs = Vec::with_capacity(n_layers);
         let mut reference = Vec::new();
         for (l, input) in loaded.layers.iter().enumerate() {
             runs.push(run_layer(&cfg, l, &thresholds.values[l], input)?);
             reference.extend(dense::attention(input, cfg.causal)?.data);
+            progress.inc(1);
         }
         Ok((runs, reference))
     })?;
+    progress.finish_and_clear();
 
     let output: Vec<f32> = runs
         .iter()

@@ -134,7 +134,11 @@ fn read_npy(path: &Path) -> Result<Raw> {
     let bad = |e: std::io::Error| anyhow!("{}: {e}", path.display());
     let type_str = match &dtype {
         npyz::DType::Plain(ts) => ts.to_string(),
-        other => bail!("{}: structured dtype {} not supported (use float32 or float16)", path.display(), other.descr()),
+        other => bail!(
+            "{}: structured dtype {} not supported (use float32 or float16)",
+            path.display(),
+            other.descr()
+        ),
     };
     let data: Vec<f32> = match type_str.as_str() {
         "<f4" => npy.into_vec::<f32>().map_err(bad)?,

@@ -4,6 +4,7 @@
 mod assets;
 mod attend;
 mod io;
+mod progress;
 mod simulate;
 mod synth;
 

@@ -5,7 +5,10 @@ use sprint_core::config::AttentionConfig;
 
 #[test]
 fn shipped_attention_config_matches_defaults() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/attention/sprint.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../configs/attention/sprint.toml"
+    );
     let cfg = AttentionConfig::from_file(std::path::Path::new(path)).unwrap();
     let mut expected = AttentionConfig::default();
     expected.threshold.value = 0.0;
