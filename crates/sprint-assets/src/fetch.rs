@@ -379,9 +379,12 @@ fn tail(stdout: &[u8], stderr: &[u8]) -> String {
     }
 }
 
-/// True when apt has no package lists (`apt-get update` never ran).
-fn apt_lists_empty() -> bool {
-    match std::fs::read_dir("/var/lib/apt/lists") {
+/// Where apt keeps its package lists.
+const APT_LISTS: &str = "/var/lib/apt/lists";
+
+/// True when the apt lists folder `dir` holds no package list (`apt-get update` never ran).
+pub(crate) fn apt_lists_empty(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
         Ok(rd) => !rd
             .flatten()
             .any(|e| e.file_name().to_string_lossy().contains("_Packages")),
@@ -466,7 +469,7 @@ fn download(
         Err(e) => return Err(AssetError::io("run", PathBuf::from(prefix[0]), e)),
     };
     if !out.status.success() {
-        if package.registry == Registry::Debian && apt_lists_empty() {
+        if package.registry == Registry::Debian && apt_lists_empty(Path::new(APT_LISTS)) {
             return Err(AssetError::AptListsEmpty {
                 id,
                 spec: package.spec(),

@@ -488,3 +488,25 @@ fn every_asset_has_a_distinct_pinned_package() {
     let e = Asset::parse("nope").unwrap_err().to_string();
     assert!(e.contains("minilm") && e.contains("gensim-data"), "{e}");
 }
+
+#[test]
+fn empty_apt_lists_are_detected_and_the_error_says_apt_get_update() {
+    let t = tempfile::tempdir().unwrap();
+    assert!(fetch::apt_lists_empty(&t.path().join("absent")));
+    std::fs::create_dir_all(t.path().join("partial")).unwrap();
+    std::fs::write(t.path().join("lock"), b"").unwrap();
+    assert!(fetch::apt_lists_empty(t.path()));
+    std::fs::write(
+        t.path()
+            .join("deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages.lz4"),
+        b"x",
+    )
+    .unwrap();
+    assert!(!fetch::apt_lists_empty(t.path()));
+    let e = AssetError::AptListsEmpty {
+        id: "austen",
+        spec: "r-cran-janeaustenr=1.0.0-1".into(),
+    }
+    .to_string();
+    assert!(e.contains("run `apt-get update`"), "{e}");
+}
