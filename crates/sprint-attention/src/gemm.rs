@@ -6,8 +6,15 @@
 
 use gemm::Parallelism;
 
-/// `c[m x n] = a[m x k] * b[n x k]^T`, all row-major.
-pub fn matmul_nt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
+/// Strides (in elements) of the right-hand operand viewed as a `k x n` matrix.
+#[derive(Clone, Copy)]
+struct RhsLayout {
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// `c[m x n] = a[m x k] * rhs[k x n]`, `a` and `c` row-major, `rhs` read from `b` with `layout`.
+fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize, layout: RhsLayout) {
     assert_eq!(a.len(), m * k, "lhs length");
     assert_eq!(b.len(), n * k, "rhs length");
     assert_eq!(c.len(), m * n, "dst length");
@@ -18,9 +25,10 @@ pub fn matmul_nt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usi
         c.fill(0.0);
         return;
     }
-    // SAFETY: the three slices are exactly m*n, m*k, n*k long (asserted above) and the
-    // strides below address only elements inside them: dst(i,j) = c[i*n + j],
-    // lhs(i,l) = a[i*k + l], rhs(l,j) = b[j*k + l]. `c` is uniquely borrowed.
+    // SAFETY: the slices are exactly m*n, m*k and k*n long (asserted above). The strides
+    // address dst(i,j) = c[i*n + j], lhs(i,l) = a[i*k + l] and
+    // rhs(l,j) = b[l*row_stride + j*col_stride], where (row_stride, col_stride) is (n, 1) or
+    // (1, k), so every index is below k*n. `c` is uniquely borrowed and does not alias.
     unsafe {
         gemm::gemm(
             m,
@@ -34,8 +42,8 @@ pub fn matmul_nt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usi
             1,
             k as isize,
             b.as_ptr(),
-            k as isize,
-            1,
+            layout.col_stride as isize,
+            layout.row_stride as isize,
             0.0f32,
             1.0f32,
             false,
@@ -46,43 +54,36 @@ pub fn matmul_nt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usi
     }
 }
 
+/// `c[m x n] = a[m x k] * b[n x k]^T`, all row-major.
+pub fn matmul_nt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
+    matmul(
+        a,
+        b,
+        c,
+        m,
+        n,
+        k,
+        RhsLayout {
+            row_stride: 1,
+            col_stride: k,
+        },
+    );
+}
+
 /// `c[m x n] = a[m x k] * b[k x n]`, all row-major.
 pub fn matmul_nn(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
-    assert_eq!(a.len(), m * k, "lhs length");
-    assert_eq!(b.len(), k * n, "rhs length");
-    assert_eq!(c.len(), m * n, "dst length");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        c.fill(0.0);
-        return;
-    }
-    // SAFETY: slice lengths asserted above; dst(i,j) = c[i*n + j], lhs(i,l) = a[i*k + l],
-    // rhs(l,j) = b[l*n + j], all in bounds. `c` is uniquely borrowed.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+    matmul(
+        a,
+        b,
+        c,
+        m,
+        n,
+        k,
+        RhsLayout {
+            row_stride: n,
+            col_stride: 1,
+        },
+    );
 }
 
 #[cfg(test)]

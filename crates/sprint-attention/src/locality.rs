@@ -38,6 +38,7 @@
 //! have the same (effective) capacity they evolve identically, so only one table is
 //! simulated and its counts are reported for both.
 
+use sprint_core::bits::iter_ones;
 use sprint_core::bits::words_for;
 use sprint_core::trace::QueryRecord;
 
@@ -125,7 +126,7 @@ impl ResidencyTable {
 
     /// Resident keys, ascending.
     pub fn resident_keys(&self) -> impl Iterator<Item = usize> + '_ {
-        ones(&self.resident)
+        iter_ones(&self.resident)
     }
 
     /// Empties the table (all slots free).
@@ -246,22 +247,6 @@ impl ResidencyTable {
         }
         self.lru_scratch = cands;
     }
-}
-
-/// Ascending indices of the set bits of a packed row.
-fn ones(words: &[u64]) -> impl Iterator<Item = usize> + '_ {
-    words.iter().enumerate().flat_map(|(wi, &w)| {
-        let mut w = w;
-        std::iter::from_fn(move || {
-            if w == 0 {
-                None
-            } else {
-                let b = w.trailing_zeros() as usize;
-                w &= w - 1;
-                Some(wi * 64 + b)
-            }
-        })
-    })
 }
 
 /// The locality engine of one (layer, head): a key-buffer and a value-buffer residency
