@@ -16,10 +16,14 @@ use sprint_core::trace::HeadTrace;
 
 use crate::error::{CandleContext, ModelError, Result};
 use crate::record::{CallShape, KeepStats, Recorder};
+use crate::softmax::MaskedSoftmax;
 
-/// Largest number of score elements the dense backend materialises at once (64 Mi floats =
-/// 256 MiB): longer inputs are processed in blocks of query rows.
-pub const DENSE_SCORE_BUDGET: usize = 1 << 26;
+/// Largest number of score elements the dense backend materialises at once (16 Mi floats =
+/// 64 MiB): longer inputs are processed in blocks of query rows.
+pub const DENSE_SCORE_BUDGET: usize = 1 << 24;
+
+/// Query rows per block under causal masking (smaller blocks skip more masked keys).
+pub const CAUSAL_BLOCK_ROWS: usize = 256;
 
 /// One call of an attention layer on a batch.
 #[derive(Clone, Copy, Debug)]
@@ -206,57 +210,54 @@ impl Attention for DenseAttention {
                 .and_then(|t| t.reshape((b, heads, seq, d)))
                 .op("dense attention: repeat kv heads")
         };
-        let k = expand(call.k)?;
-        let v = expand(call.v)?;
-        let kt = k
-            .transpose(2, 3)
-            .and_then(|t| t.contiguous())
-            .op("dense attention")?;
-        let v = v.contiguous().op("dense attention")?;
-        let scale = 1.0 / (d as f64).sqrt();
+        let k = expand(call.k)?.contiguous().op("dense attention")?;
+        let v = expand(call.v)?.contiguous().op("dense attention")?;
+        let q = (call.q * (1.0 / (d as f64).sqrt())).op("dense attention scale")?;
         let padded = call.valid.iter().any(|row| row.iter().any(|&x| !x));
-        let rows_per_block = (DENSE_SCORE_BUDGET / (b * heads * seq).max(1)).clamp(1, seq);
+        // Blocks of query rows: bounded score memory, and under causal masking the keys
+        // past a block's last query are never scored.
+        let mut rows_per_block = (DENSE_SCORE_BUDGET / (b * heads * seq).max(1)).clamp(1, seq);
+        if call.causal {
+            rows_per_block = rows_per_block.min(CAUSAL_BLOCK_ROWS);
+        }
         let mut blocks = Vec::with_capacity(seq.div_ceil(rows_per_block));
         let mut start = 0;
         while start < seq {
             let len = rows_per_block.min(seq - start);
-            let q = call.q.narrow(2, start, len).op("dense attention")?;
-            let mut scores = q
-                .matmul(&kt)
-                .and_then(|s| s * scale)
+            let end = if call.causal { start + len } else { seq };
+            let (kb, vb) = if end < seq {
+                (
+                    k.narrow(2, 0, end)
+                        .and_then(|t| t.contiguous())
+                        .op("dense attention")?,
+                    v.narrow(2, 0, end)
+                        .and_then(|t| t.contiguous())
+                        .op("dense attention")?,
+                )
+            } else {
+                (k.clone(), v.clone())
+            };
+            let scores = q
+                .narrow(2, start, len)
+                .and_then(|qb| qb.matmul(&kb.t()?))
                 .op("dense attention scores")?;
-            if padded || call.causal {
-                // -1e30 rather than -inf: a row with no visible key stays finite.
-                let mut bias = vec![0f32; b * len * seq];
-                for (bi, valid) in call.valid.iter().enumerate() {
-                    for r in 0..len {
-                        let i = start + r;
-                        let row = &mut bias[(bi * len + r) * seq..(bi * len + r + 1) * seq];
-                        for (j, x) in row.iter_mut().enumerate() {
-                            if !valid[j] || (call.causal && j > i) {
-                                *x = -1e30;
-                            }
-                        }
-                    }
-                }
-                let bias = Tensor::from_vec(bias, (b, 1, len, seq), q.device())
-                    .op("dense attention mask")?;
-                scores = scores.broadcast_add(&bias).op("dense attention mask")?;
-            }
-            let probs = candle_nn::ops::softmax_last_dim(&scores).op("dense attention softmax")?;
-            blocks.push(probs.matmul(&v).op("dense attention x V")?);
+            let softmax = MaskedSoftmax {
+                valid: call.valid,
+                check_valid: padded,
+                causal: call.causal,
+                row_offset: start,
+            };
+            let probs = scores
+                .apply_op1_no_bwd(&softmax)
+                .op("dense attention softmax")?;
+            blocks.push(probs.matmul(&vb).op("dense attention x V")?);
             start += len;
         }
-        let mut out = Tensor::cat(&blocks, 2).op("dense attention")?;
-        if padded {
-            let m: Vec<f32> = call
-                .valid
-                .iter()
-                .flat_map(|r| r.iter().map(|&x| if x { 1.0 } else { 0.0 }))
-                .collect();
-            let m = Tensor::from_vec(m, (b, 1, seq, 1), out.device()).op("dense attention")?;
-            out = out.broadcast_mul(&m).op("dense attention")?;
-        }
+        let out = if blocks.len() == 1 {
+            blocks.pop().expect("one block")
+        } else {
+            Tensor::cat(&blocks, 2).op("dense attention")?
+        };
         for (bi, valid) in call.valid.iter().enumerate() {
             let pairs = visible_pairs(valid, call.causal) * heads as u64;
             let stats = KeepStats {

@@ -39,6 +39,7 @@ pub mod mha;
 pub mod model;
 pub mod nn;
 pub mod record;
+pub mod softmax;
 pub mod tokenizer;
 pub mod vit;
 pub mod weights;

@@ -12,7 +12,7 @@ use crate::error::{CandleContext, ModelError, Result};
 use crate::gguf::GgufFile;
 use crate::mha::{Rope, SelfAttention};
 use crate::model::AttentionGeometry;
-use crate::nn::{Embedding, Linear, RmsNorm};
+use crate::nn::{Activation, Embedding, Linear, RmsNorm};
 use crate::record::{Recorder, RunRecord};
 use crate::tokenizer::TokenBatch;
 use crate::weights::WeightMap;
@@ -55,8 +55,8 @@ impl LlamaConfig {
         let hidden_size = u("llama.embedding_length")?;
         let num_kv_heads = u("llama.attention.head_count_kv").unwrap_or(num_heads);
         let vocab_size = match file.content().tensor_infos.get("token_embd.weight") {
-            Some(t) => t.shape.dims()[0],
-            None => {
+            Some(t) if t.shape.rank() == 2 => t.shape.dims()[0],
+            _ => {
                 return Err(ModelError::MissingTensor {
                     path: file.path().to_path_buf(),
                     tensor: "token_embd.weight".into(),
@@ -229,7 +229,7 @@ impl LlamaModel {
             )?;
             x = (x + a).op("residual")?;
             let hn = b.ffn_norm.forward(&x)?;
-            let g = b.gate.forward(&hn)?.silu().op("silu")?;
+            let g = Activation::Silu.forward(&b.gate.forward(&hn)?)?;
             let m = b.down.forward(&(g * b.up.forward(&hn)?).op("swiglu")?)?;
             x = (x + m).op("residual")?;
         }

@@ -1,7 +1,9 @@
 //! Building blocks shared by the architectures: linear layers, normalisations, embeddings
 //! and activations, on candle ops.
 
+use candle_core::cpu::erf::erf_f32;
 use candle_core::{D, Tensor};
+use rayon::prelude::*;
 
 use crate::error::{CandleContext, ModelError, Result};
 use crate::weights::WeightMap;
@@ -195,16 +197,35 @@ impl Activation {
         })
     }
 
-    /// Applies the activation elementwise.
+    /// Applies the activation elementwise (f32), on the rayon pool: candle's unary ops run
+    /// on one thread, and exact GELU costs as much as a matmul there.
     pub fn forward(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::Gelu => x.gelu_erf(),
-            Self::GeluTanh => x.gelu(),
-            Self::Relu => x.relu(),
-            Self::Silu => x.silu(),
+        if self == Self::Relu {
+            return x.relu().op("activation");
         }
-        .op("activation")
+        let f: fn(f32) -> f32 = match self {
+            // The formulas of candle's own f32 kernels.
+            Self::Gelu => |v| (erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * v,
+            Self::GeluTanh => |v| {
+                const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+                0.5 * v * (1.0 + (SQRT_TWO_OVER_PI * v * (1.0 + 0.044715 * v * v)).tanh())
+            },
+            Self::Silu => |v| v / (1.0 + (-v).exp()),
+            Self::Relu => unreachable!("handled above"),
+        };
+        par_map(x, f)
     }
+}
+
+/// Applies `f` to every element of an f32 tensor, in parallel chunks.
+pub fn par_map(x: &Tensor, f: fn(f32) -> f32) -> Result<Tensor> {
+    let mut v = x
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .op("elementwise")?;
+    v.par_chunks_mut(1 << 14)
+        .for_each(|c| c.iter_mut().for_each(|y| *y = f(*y)));
+    Tensor::from_vec(v, x.dims(), x.device()).op("elementwise")
 }
 
 /// Mean of `hidden` `[batch, seq, dim]` over the real tokens of each row (`valid`), giving
