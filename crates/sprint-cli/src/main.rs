@@ -3,6 +3,7 @@
 
 mod assets;
 mod attend;
+mod eval;
 mod io;
 mod progress;
 mod simulate;
@@ -28,6 +29,8 @@ enum Command {
     Synth(synth::Args),
     /// Cycle-level performance and energy of SPRINT and its baselines (docs/simulator.md).
     Simulate(simulate::Args),
+    /// Accuracy of a real model on a real task with each attention variant (Fig 9 layout).
+    Eval(eval::Args),
 }
 
 fn main() {
@@ -37,6 +40,7 @@ fn main() {
         Command::Attend(a) => attend::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Eval(a) => eval::run(a),
     };
     if let Err(e) = result {
         let msg = format!("{e:#}");

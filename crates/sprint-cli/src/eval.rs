@@ -1,0 +1,236 @@
+//! `sprint eval`: accuracy of a real model on a real task with every attention variant,
+//! printed in the layout of the paper's Fig 9 (docs/evaluation.md).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use comfy_table::Table;
+use indicatif::ProgressBar;
+use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
+use sprint_eval::run::{EvalOptions, EvalReport, Progress, ThresholdChoice, evaluate};
+use sprint_eval::tasks::TaskKind;
+use sprint_eval::Task;
+
+/// Arguments of `sprint eval`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model: `minilm`, `smollm2` (from the asset cache), or a path (GGUF file or Hugging
+    /// Face checkpoint folder).
+    #[arg(long)]
+    model: String,
+    /// Task: bbc, spam, austen (MiniLM probes), ppl-austen, ppl-moby, ppl-sotu, sentiment
+    /// (decoders).
+    #[arg(long)]
+    task: String,
+    /// Comma-separated variants, in output order.
+    #[arg(long, default_value = "dense,runtime-pruning,sprint-no-recompute,sprint")]
+    variants: String,
+    /// Items evaluated: documents (before the split), windows, or sentences; 0 = all.
+    /// Default: all documents / sentences, 8 perplexity windows.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Tokens per sequence: truncation of documents and prompts (default 256), window
+    /// length of perplexity (default 512, at most the model's context).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Thresholds file (TOML, per_layer or per_head, logit units); default: calibrate.
+    #[arg(long, conflicts_with = "keep")]
+    thresholds: Option<PathBuf>,
+    /// Target fraction of visible keys kept by the calibrated thresholds.
+    #[arg(long)]
+    keep: Option<f64>,
+    /// Calibrate one threshold per head instead of per layer.
+    #[arg(long)]
+    per_head: bool,
+    /// Calibration items (default: 16 train documents, 2 windows, 10% of the sentences).
+    #[arg(long)]
+    calib: Option<usize>,
+    /// Write the calibrated thresholds (with their provenance) to this TOML file.
+    #[arg(long)]
+    save_thresholds: Option<PathBuf>,
+    /// Attention configuration (TOML): precisions, recompute mode, noise, buffers. Its
+    /// thresholds are used if it sets any and neither --thresholds nor --keep is given.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override the recompute mode: fixed-point or float.
+    #[arg(long)]
+    recompute: Option<String>,
+    /// Seed of the splits, subsets and noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Write the SPRINT trace of the first evaluated sequence (FILE.VARIANT.EXT per variant
+    /// when several run).
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Perplexity tasks: write the token ids of the evaluated windows as JSON.
+    #[arg(long)]
+    dump_windows: Option<PathBuf>,
+    /// Print the report as one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn stage(&self, what: &str, len: u64) {
+        self.0.reset();
+        self.0.set_length(len);
+        self.0.set_message(what.to_string());
+    }
+    fn inc(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+fn options(a: &Args) -> Result<EvalOptions> {
+    let task = Task::parse(&a.task)?;
+    let mut opts = EvalOptions::new(task);
+    opts.variants = a
+        .variants
+        .split(',')
+        .map(|v| Variant::parse(v.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    opts.limit = a.limit;
+    opts.seq_len = a.seq_len;
+    opts.seed = a.seed;
+    opts.batch_size = a.batch_size;
+    opts.trace = a.trace.clone();
+    opts.save_thresholds = a.save_thresholds.clone();
+    opts.dump_windows = a.dump_windows.clone();
+    if a.dump_windows.is_some() && task.kind() != TaskKind::Perplexity {
+        bail!("--dump-windows applies to the perplexity tasks only");
+    }
+    let mut cfg = match &a.config {
+        Some(p) => AttentionConfig::from_file(p)?,
+        None => AttentionConfig::default(),
+    };
+    if let Some(r) = &a.recompute {
+        cfg.recompute = match r.as_str() {
+            "fixed-point" => RecomputeMode::FixedPoint,
+            "float" => RecomputeMode::Float,
+            other => bail!("--recompute must be fixed-point or float, got `{other}`"),
+        };
+    }
+    cfg.seed = a.seed;
+    let config_sets_thresholds = a.config.is_some()
+        && (cfg.threshold.file.is_some()
+            || cfg.threshold.per_layer.is_some()
+            || cfg.threshold.value != f32::NEG_INFINITY);
+    opts.thresholds = if let Some(p) = &a.thresholds {
+        ThresholdChoice::File(p.clone())
+    } else if a.keep.is_none() && config_sets_thresholds {
+        ThresholdChoice::Config
+    } else {
+        ThresholdChoice::Calibrate {
+            keep: a.keep.unwrap_or(0.25),
+            per_head: a.per_head,
+            items: a.calib,
+        }
+    };
+    opts.attention = cfg;
+    Ok(opts)
+}
+
+/// Runs `sprint eval`.
+pub fn run(a: Args) -> Result<()> {
+    let opts = options(&a)?;
+    let cache = sprint_assets::Cache::from_env();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .context("cannot start worker threads")?;
+    let bar = crate::progress::bar(0, "");
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = pool.install(|| -> Result<EvalReport> {
+        bar.set_message(format!("loading {}", a.model));
+        let model = sprint_models::load(&a.model, &cache)
+            .with_context(|| format!("cannot load model `{}`", a.model))?;
+        Ok(evaluate(&model, &cache, &opts, &Bar(bar.clone()))?)
+    })?;
+    bar.finish_and_clear();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn print_report(r: &EvalReport) {
+    println!(
+        "{} on {}: {} {} ({} tokens each), seed {}",
+        r.model, r.task, r.items, r.item_name, r.seq_len, r.seed
+    );
+    println!("data: {}", r.split);
+    if let Some(p) = &r.probe {
+        println!(
+            "probe: multinomial logistic regression on dense embeddings of {} train documents (train accuracy {:.2} %), frozen",
+            p.train_documents,
+            100.0 * p.train_accuracy
+        );
+    }
+    if let Some(t) = &r.thresholds {
+        let keep = t
+            .target_keep
+            .map_or(String::new(), |k| format!(", target keep {:.1} %", 100.0 * k));
+        println!("thresholds: {} ({}{keep})", t.source, t.method);
+        if let Some(s) = &t.split {
+            println!("  calibrated on {s}");
+        }
+        let shown: Vec<String> = t.per_layer.iter().map(|x| format!("{x:.2}")).collect();
+        println!("  Th per layer (logits): [{}]", shown.join(", "));
+    }
+    let ppl = r.metric == "perplexity";
+    let mut t = Table::new();
+    let unit = if ppl { "perplexity" } else { "accuracy (%)" };
+    let per = format!("{}/s", r.item_name);
+    t.set_header(vec![
+        "variant",
+        unit,
+        "delta vs dense",
+        "kept keys (%)",
+        "softmax keys (%)",
+        per.as_str(),
+        "tokens/s",
+    ]);
+    for row in &r.rows {
+        let (m, d) = if ppl {
+            (
+                format!("{:.4}", row.metric),
+                row.delta.map_or("-".into(), |d| format!("{d:+.4}")),
+            )
+        } else {
+            (
+                format!("{:.2}", 100.0 * row.metric),
+                row.delta.map_or("-".into(), |d| format!("{:+.2}", 100.0 * d)),
+            )
+        };
+        t.add_row(vec![
+            row.variant.clone(),
+            m,
+            d,
+            format!("{:.2}", 100.0 * row.kept_fraction),
+            format!("{:.2}", 100.0 * row.softmax_fraction),
+            format!("{:.2}", row.items_per_second),
+            format!("{:.0}", row.tokens_per_second),
+        ]);
+    }
+    println!("{t}");
+    for row in &r.rows {
+        if let Some(p) = &row.trace {
+            println!("trace of {}: {}", row.variant, p.display());
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Threshold calibration until learned thresholds exist: run the dense model on a
+//! calibration split, collect the exact scores `q . k / sqrt(d)` (logit units) of every
+//! visible (query, key) pair of every layer and head in fine histograms, and pick per layer
+//! (or per head) the score quantile above which a target fraction of keys lies.
+//!
+//! The histograms have bins of 1/128 logit over [-64, 64) (scores outside fall into the end
+//! bins); the threshold is interpolated linearly inside its bin, so it is exact to well
+//! below the 1/128-logit step of the exact-score datapath.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use candle_core::Tensor;
+use sprint_core::config::{AttentionConfig, ThresholdFile, Thresholds, Variant};
+use sprint_models::attention::{Attention, AttentionCall, DenseAttention};
+use sprint_models::record::Recorder;
+
+use crate::error::{CandleOp, EvalError, Result};
+
+/// Lowest score the histograms resolve (logit units).
+pub const HIST_MIN: f64 = -64.0;
+/// Bins per logit.
+pub const HIST_BINS_PER_LOGIT: f64 = 128.0;
+/// Number of bins (covering [-64, 64)).
+pub const HIST_BINS: usize = 128 * 128;
+
+/// Counts of scores in fixed bins of 1/128 logit over [-64, 64).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreHistogram {
+    counts: Vec<u64>,
+}
+
+impl Default for ScoreHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScoreHistogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        Self {
+            counts: vec![0; HIST_BINS],
+        }
+    }
+
+    /// Adds one score (logit units); NaN is ignored, out-of-range values go to the end bins.
+    pub fn add(&mut self, x: f32) {
+        if x.is_nan() {
+            return;
+        }
+        let b = ((x as f64 - HIST_MIN) * HIST_BINS_PER_LOGIT).floor();
+        let b = b.clamp(0.0, (HIST_BINS - 1) as f64) as usize;
+        self.counts[b] += 1;
+    }
+
+    /// Adds the counts of `other`.
+    pub fn merge(&mut self, other: &ScoreHistogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+    }
+
+    /// Number of scores added.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The threshold `Th` such that a fraction `keep` of the scores is `>= Th`
+    /// (linear inside the bin). `keep >= 1` gives -inf (keep everything); an empty
+    /// histogram gives -inf too. `keep` must be in (0, 1].
+    pub fn threshold_for_keep(&self, keep: f64) -> Result<f32> {
+        check_keep(keep)?;
+        let total = self.total();
+        if keep >= 1.0 || total == 0 {
+            return Ok(f32::NEG_INFINITY);
+        }
+        let target = keep * total as f64;
+        let width = 1.0 / HIST_BINS_PER_LOGIT;
+        let mut above = 0.0;
+        for b in (0..HIST_BINS).rev() {
+            let c = self.counts[b] as f64;
+            if c > 0.0 && above + c >= target {
+                let frac = (target - above) / c;
+                let upper = HIST_MIN + (b + 1) as f64 * width;
+                return Ok((upper - frac * width) as f32);
+            }
+            above += c;
+        }
+        Ok(f32::NEG_INFINITY)
+    }
+
+    /// Fraction of the scores that are `>= th` (bins counted by their centre).
+    pub fn fraction_at_or_above(&self, th: f32) -> f64 {
+        let total = self.total();
+        if total == 0 {
+            return 0.0;
+        }
+        let width = 1.0 / HIST_BINS_PER_LOGIT;
+        let above: u64 = (0..HIST_BINS)
+            .filter(|&b| HIST_MIN + (b as f64 + 0.5) * width >= th as f64)
+            .map(|b| self.counts[b])
+            .sum();
+        above as f64 / total as f64
+    }
+}
+
+fn check_keep(keep: f64) -> Result<()> {
+    if keep.is_finite() && keep > 0.0 && keep <= 1.0 {
+        Ok(())
+    } else {
+        Err(EvalError::Input(format!(
+            "target keep fraction must be in (0, 1], got {keep}"
+        )))
+    }
+}
+
+/// Per-(layer, head) score histograms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreStats {
+    /// `hist[layer][head]`.
+    pub hist: Vec<Vec<ScoreHistogram>>,
+}
+
+impl ScoreStats {
+    /// Empty statistics for `layers` x `heads`.
+    pub fn new(layers: usize, heads: usize) -> Self {
+        Self {
+            hist: vec![vec![ScoreHistogram::new(); heads]; layers],
+        }
+    }
+
+    /// Scores collected in all.
+    pub fn total(&self) -> u64 {
+        self.hist.iter().flatten().map(ScoreHistogram::total).sum()
+    }
+
+    /// Thresholds keeping `keep` of each layer's scores (all heads pooled), or of each
+    /// head's scores when `per_head`.
+    pub fn thresholds(&self, keep: f64, per_head: bool) -> Result<Thresholds> {
+        let mut values = Vec::with_capacity(self.hist.len());
+        for layer in &self.hist {
+            if per_head {
+                values.push(
+                    layer
+                        .iter()
+                        .map(|h| h.threshold_for_keep(keep))
+                        .collect::<Result<Vec<_>>>()?,
+                );
+            } else {
+                let mut pooled = ScoreHistogram::new();
+                layer.iter().for_each(|h| pooled.merge(h));
+                values.push(vec![pooled.threshold_for_keep(keep)?; layer.len()]);
+            }
+        }
+        Ok(Thresholds { values })
+    }
+}
+
+/// A dense attention backend that also records the exact scores of every visible pair in
+/// [`ScoreStats`]. The model output is the dense output.
+#[derive(Debug)]
+pub struct CalibratingAttention {
+    dense: DenseAttention,
+    stats: Mutex<ScoreStats>,
+}
+
+/// Query rows scored at once per head (bounds the score block to `rows x seq` floats).
+const CALIB_ROWS: usize = 512;
+
+impl CalibratingAttention {
+    /// A calibrating backend for a model of `layers` x `heads` query heads.
+    pub fn new(cfg: AttentionConfig, layers: usize, heads: usize) -> Self {
+        Self {
+            dense: DenseAttention::new(cfg),
+            stats: Mutex::new(ScoreStats::new(layers, heads)),
+        }
+    }
+
+    /// The statistics collected so far.
+    pub fn into_stats(self) -> ScoreStats {
+        self.stats.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, call: &AttentionCall) -> Result<()> {
+        let (b, heads, seq, d) = call.q.dims4().op("calibration q shape")?;
+        let kv_heads = call.k.dim(1).op("calibration k shape")?;
+        let group = heads / kv_heads.max(1);
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        if call.layer >= stats.hist.len() || stats.hist[call.layer].len() != heads {
+            return Err(EvalError::Input(format!(
+                "calibration: layer {} with {heads} heads outside the model geometry",
+                call.layer
+            )));
+        }
+        for (bi, valid) in call.valid.iter().enumerate().take(b) {
+            let qb = call.q.get(bi).op("calibration")?;
+            let kb = call.k.get(bi).op("calibration")?;
+            for h in 0..heads {
+                let q = qb.get(h).op("calibration")?;
+                let kt = kb
+                    .get(h / group)
+                    .and_then(|k| k.t())
+                    .and_then(|k| k.contiguous())
+                    .op("calibration")?;
+                let hist = &mut stats.hist[call.layer][h];
+                let mut start = 0;
+                while start < seq {
+                    let len = CALIB_ROWS.min(seq - start);
+                    let s: Tensor = q
+                        .narrow(0, start, len)
+                        .and_then(|x| x.matmul(&kt))
+                        .and_then(|x| x * scale)
+                        .op("calibration scores")?;
+                    let rows = s.to_vec2::<f32>().op("calibration scores")?;
+                    for (r, row) in rows.iter().enumerate() {
+                        let i = start + r;
+                        if !valid[i] {
+                            continue;
+                        }
+                        let limit = if call.causal { i + 1 } else { seq };
+                        for (j, &x) in row.iter().enumerate().take(limit) {
+                            if valid[j] {
+                                hist.add(x);
+                            }
+                        }
+                    }
+                    start += len;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Attention for CalibratingAttention {
+    fn variant(&self) -> Variant {
+        Variant::Dense
+    }
+
+    fn config(&self) -> &AttentionConfig {
+        self.dense.config()
+    }
+
+    fn attend(
+        &self,
+        call: &AttentionCall,
+        rec: &mut Recorder,
+    ) -> sprint_models::Result<candle_core::Tensor> {
+        self.record(call)
+            .map_err(|e| sprint_models::ModelError::Input(e.to_string()))?;
+        self.dense.attend(call, rec)
+    }
+}
+
+/// How a set of thresholds was obtained, written as the `[meta]` table of a thresholds file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CalibrationMeta {
+    /// Target fraction of visible keys kept.
+    pub target_keep: f64,
+    /// Per head (true) or per layer (false).
+    pub per_head: bool,
+    /// Model name.
+    pub model: String,
+    /// Task name.
+    pub task: String,
+    /// Which data the scores came from (e.g. `16 documents of the train split`).
+    pub split: String,
+    /// Seed of the split.
+    pub seed: u64,
+    /// Scores collected.
+    pub scores: u64,
+}
+
+/// One-line description of the calibration method, for outputs and files.
+pub fn method_description(per_head: bool) -> String {
+    format!(
+        "per-{} quantile of the exact dense scores q.k/sqrt(d) of all visible (query, key) pairs",
+        if per_head { "head" } else { "layer" }
+    )
+}
+
+/// A thresholds file of calibrated thresholds with provenance in `[meta]`.
+pub fn threshold_file(th: &Thresholds, meta: &CalibrationMeta) -> ThresholdFile {
+    let mut m = BTreeMap::new();
+    m.insert("method".into(), method_description(meta.per_head));
+    m.insert("target_keep".into(), format!("{}", meta.target_keep));
+    m.insert("model".into(), meta.model.clone());
+    m.insert("task".into(), meta.task.clone());
+    m.insert("split".into(), meta.split.clone());
+    m.insert("seed".into(), meta.seed.to_string());
+    m.insert("scores".into(), meta.scores.to_string());
+    m.insert(
+        "units".into(),
+        "logits (softmax input q.k/sqrt(d))".to_string(),
+    );
+    let (per_layer, per_head) = if meta.per_head {
+        (None, Some(th.values.clone()))
+    } else {
+        (
+            Some(th.values.iter().map(|r| r[0]).collect::<Vec<_>>()),
+            None,
+        )
+    };
+    ThresholdFile {
+        per_layer,
+        per_head,
+        meta: m,
+    }
+}
+
+/// Writes a thresholds file (TOML) atomically.
+pub fn write_threshold_file(path: &Path, file: &ThresholdFile) -> Result<()> {
+    let text = toml::to_string(file)
+        .map_err(|e| EvalError::Input(format!("cannot serialise thresholds: {e}")))?;
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).map_err(|source| EvalError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| EvalError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

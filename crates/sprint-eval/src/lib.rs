@@ -1,0 +1,22 @@
+//! Accuracy of real transformers under SPRINT attention, the way the paper's Fig 9 reports
+//! it: the same task evaluated with each attention variant (dense, runtime pruning, SPRINT
+//! without recompute, SPRINT), with the fraction of keys kept and the delta vs dense.
+//!
+//! - [`tasks`]: BBC News / SpamAssassin / Austen attribution (MiniLM embeddings + a linear
+//!   probe trained on dense embeddings, then frozen), SmolLM2 perplexity on Austen, Moby
+//!   Dick and SOTU windows, SmolLM2 zero-shot sentiment on Pang & Lee.
+//! - [`metrics`]: accuracy and perplexity; [`logreg`]: the deterministic linear probe.
+//! - [`calibrate`]: thresholds from score quantiles on a calibration split, written to and
+//!   read from thresholds files with their provenance.
+//! - [`run`]: the driver behind `sprint eval`.
+
+pub mod calibrate;
+pub mod error;
+pub mod logreg;
+pub mod metrics;
+pub mod run;
+pub mod tasks;
+
+pub use error::{EvalError, Result};
+pub use run::{EvalOptions, EvalReport, NoProgress, Progress, ThresholdChoice, evaluate};
+pub use tasks::Task;
