@@ -47,6 +47,9 @@ impl AttentionCall<'_> {
         let (b, heads, seq, d) = self.q.dims4().op("attention q shape")?;
         let (kb, kv_heads, kseq, kd) = self.k.dims4().op("attention k shape")?;
         if (kb, kseq, kd) != (b, seq, d)
+            || b == 0
+            || seq == 0
+            || d == 0
             || self.v.dims() != self.k.dims()
             || kv_heads == 0
             || !heads.is_multiple_of(kv_heads)
@@ -96,7 +99,7 @@ pub fn backend(cfg: AttentionConfig, thresholds: Thresholds) -> Result<Box<dyn A
     cfg.validate()?;
     Ok(match cfg.variant {
         Variant::Dense => Box::new(DenseAttention::new(cfg)),
-        _ => Box::new(SprintAttention::new(cfg, thresholds)),
+        _ => Box::new(SprintAttention::new(cfg, thresholds)?),
     })
 }
 
@@ -288,9 +291,11 @@ pub struct SprintAttention {
 }
 
 impl SprintAttention {
-    /// The backend for `cfg.variant` with thresholds `Th` (logit units) per layer and head.
-    pub fn new(cfg: AttentionConfig, thresholds: Thresholds) -> Self {
-        Self { cfg, thresholds }
+    /// The backend for `cfg.variant` with thresholds `Th` (logit units) per layer and head;
+    /// fails if `cfg` is out of range.
+    pub fn new(cfg: AttentionConfig, thresholds: Thresholds) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Self { cfg, thresholds })
     }
 
     /// The thresholds.

@@ -57,6 +57,7 @@ fn check(seq: usize, heads: usize, kv_heads: usize, causal: bool, lengths: &[usi
     let th = cfg.thresholds(1, heads).unwrap();
     let mut rec2 = Recorder::new(b, 1, false, "t");
     let functional = SprintAttention::new(cfg, th)
+        .unwrap()
         .attend(&call, &mut rec2)
         .unwrap();
     assert_eq!(

@@ -35,7 +35,7 @@ fn sprint_float() -> impl Fn(usize, usize) -> SprintAttention {
             ..AttentionConfig::default()
         };
         let th = cfg.thresholds(layers, heads).unwrap();
-        SprintAttention::new(cfg, th)
+        SprintAttention::new(cfg, th).unwrap()
     }
 }
 

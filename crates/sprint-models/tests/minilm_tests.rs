@@ -119,7 +119,7 @@ fn sprint_with_no_threshold_and_float_recompute_equals_dense() {
         let mut c = cfg(variant);
         c.recompute = RecomputeMode::Float;
         let th = geo.thresholds(&c).unwrap();
-        let attn = SprintAttention::new(c, th);
+        let attn = SprintAttention::new(c, th).unwrap();
         let (e, rec) = m.model.embed(&batch, &attn, false, true).unwrap();
         let diff = max_abs_diff(&e, &dense_e);
         eprintln!(
@@ -190,7 +190,7 @@ fn traces_cover_every_layer_and_head_and_are_reproducible() {
     let th = Thresholds {
         values: vec![vec![0.5; geo.heads]; geo.layers],
     };
-    let attn = SprintAttention::new(c, th);
+    let attn = SprintAttention::new(c, th).unwrap();
     let (e1, r1) = m.model.embed(&batch, &attn, true, true).unwrap();
     let (e2, r2) = m.model.embed(&batch, &attn, true, true).unwrap();
     assert_eq!(values(&e1), values(&e2), "same seed, same bits");

@@ -246,7 +246,7 @@ fn all_four_variants_run_with_gqa() {
     let th = geo.thresholds(&cfg).unwrap();
     let (logits, _) = m
         .model
-        .logits(&batch, &SprintAttention::new(cfg, th), false)
+        .logits(&batch, &SprintAttention::new(cfg, th).unwrap(), false)
         .unwrap();
     let diff = max_abs_diff(&logits, &dense_logits);
     assert!(diff < 1e-3, "sprint(-inf, float) vs dense: {diff}");
