@@ -18,6 +18,10 @@ fn minilm() -> Option<&'static LoadedModel> {
     MODEL
         .get_or_init(|| asset_dir(Asset::MiniLm).map(|d| load_path(&d).expect("MiniLM loads")))
         .as_ref()
+        .or_else(|| {
+            eprintln!("SKIPPED: MiniLM is not in the asset cache");
+            None
+        })
 }
 
 fn dense() -> DenseAttention {

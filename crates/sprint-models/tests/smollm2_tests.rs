@@ -28,6 +28,10 @@ fn smollm2() -> Option<&'static LoadedModel> {
     MODEL
         .get_or_init(|| gguf_path().map(|p| load_path(&p).expect("SmolLM2 loads")))
         .as_ref()
+        .or_else(|| {
+            eprintln!("SKIPPED: SmolLM2 is not in the asset cache");
+            None
+        })
 }
 
 fn dense() -> DenseAttention {
