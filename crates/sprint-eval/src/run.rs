@@ -822,28 +822,44 @@ impl Ctx<'_> {
                 .map(|&i| Ok(tok.encode(&prompts[i], Some(self.seq_len))?))
                 .collect()
         };
-        let (th, th_report) = if let Some((keep, per_head, items)) = self.calib_choice() {
-            let mut cal_idx = sp.test.clone();
-            if let Some(n) = items {
-                cal_idx.truncate(n.max(1));
-            }
-            if cal_idx.is_empty() {
-                return Err(EvalError::Input("no sentence left to calibrate on".into()));
-            }
-            self.progress.stage("calibration sentences", cal_idx.len() as u64);
-            let cal = self.calibrator();
-            for chunk in encode(&cal_idx)?.chunks(self.opts.batch_size) {
-                let batch = TokenBatch::from_sequences(chunk.to_vec(), tok.pad_id())?;
-                self.model.model.logits_hidden_only(&batch, &cal)?;
-                self.progress.inc(chunk.len() as u64);
-            }
-            let split = format!(
-                "{} sentences (stratified {:.0}% split, seed {}), not scored",
-                cal_idx.len(),
-                SENTIMENT_CALIB_FRACTION * 100.0,
-                self.opts.seed
-            );
-            let (t, r) = calibrated(cal.into_stats(), keep, per_head, self.model, self.opts, split)?;
+        // Calibration sentences (never scored): label-free decision bias from the dense
+        // model, and the score statistics for the thresholds.
+        let mut cal_idx = sp.test.clone();
+        if let Some((_, _, Some(n))) = self.calib_choice() {
+            cal_idx.truncate(n.max(1));
+        }
+        if cal_idx.is_empty() {
+            return Err(EvalError::Input("no sentence left to calibrate on".into()));
+        }
+        self.progress.stage("calibration sentences", cal_idx.len() as u64);
+        let cal = self.calibrator();
+        let mut margins = Vec::with_capacity(cal_idx.len());
+        for chunk in encode(&cal_idx)?.chunks(self.opts.batch_size) {
+            let batch = TokenBatch::from_sequences(chunk.to_vec(), tok.pad_id())?;
+            let positions: Vec<Vec<usize>> = batch.lengths.iter().map(|&l| vec![l - 1]).collect();
+            decoder_logits(&self.model.model, &batch, &cal, false, &positions, |_, _, row| {
+                margins.push(row[pos] as f64 - row[neg] as f64);
+                Ok(())
+            })?;
+            self.progress.inc(chunk.len() as u64);
+        }
+        margins.sort_by(f64::total_cmp);
+        let bias = median_sorted(&margins);
+        let cal_split = format!(
+            "{} sentences (stratified {:.0}% split, seed {}), not scored",
+            cal_idx.len(),
+            SENTIMENT_CALIB_FRACTION * 100.0,
+            self.opts.seed
+        );
+        let (th, th_report) = if let Some((keep, per_head, _)) = self.calib_choice() {
+            let (t, r) = calibrated(
+                cal.into_stats(),
+                keep,
+                per_head,
+                self.model,
+                self.opts,
+                cal_split.clone(),
+            )?;
             (Some(t), Some(r))
         } else {
             match &self.given {
@@ -868,7 +884,7 @@ impl Ctx<'_> {
                 let mut out = vec![0usize; chunk.len()];
                 let want = trace && c == 0;
                 let rec = decoder_logits(&self.model.model, &batch, attn, want, &positions, |b, _, row| {
-                    out[b] = usize::from(row[pos] > row[neg]);
+                    out[b] = usize::from(row[pos] as f64 - row[neg] as f64 > bias);
                     Ok(())
                 })?;
                 stats += rec.totals();
@@ -888,12 +904,21 @@ impl Ctx<'_> {
             })
         })?;
         let split = format!(
-            "{} of {} sentences scored (stratified, seed {}); label = larger next-token logit of `{SENTIMENT_POSITIVE}` vs `{SENTIMENT_NEGATIVE}` after a chat prompt",
+            "{} of {} sentences scored (stratified, seed {}); positive iff logit(`{SENTIMENT_POSITIVE}`) - logit(`{SENTIMENT_NEGATIVE}`) as next token after a chat prompt exceeds {bias:.3}, the label-free median of that margin over the dense model on {cal_split}",
             eval_idx.len(),
             chosen.len(),
             self.opts.seed
         );
         Ok(self.report(eval_idx.len(), tokens, split, th_report, None, rows))
+    }
+}
+
+/// Median of a sorted slice (0 when empty).
+fn median_sorted(xs: &[f64]) -> f64 {
+    match xs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => xs[n / 2],
+        n => 0.5 * (xs[n / 2 - 1] + xs[n / 2]),
     }
 }
 

@@ -1,0 +1,141 @@
+//! Small end-to-end runs on the real assets (MiniLM on BBC, SmolLM2 on Austen); each test
+//! is skipped with a visible message when its assets are absent (CI fetches them).
+
+use std::sync::OnceLock;
+
+use sprint_assets::{Asset, Cache};
+use sprint_core::config::Variant;
+use sprint_eval::run::{EvalOptions, EvalReport, ThresholdChoice, evaluate};
+use sprint_eval::{NoProgress, Task};
+use sprint_models::LoadedModel;
+
+fn present(assets: &[Asset]) -> bool {
+    let cache = Cache::from_env();
+    for &a in assets {
+        if let Err(e) = cache.require(a) {
+            eprintln!("SKIPPED (asset missing): {e}");
+            return false;
+        }
+    }
+    true
+}
+
+fn minilm() -> &'static LoadedModel {
+    static M: OnceLock<LoadedModel> = OnceLock::new();
+    M.get_or_init(|| sprint_models::load("minilm", &Cache::from_env()).expect("MiniLM loads"))
+}
+
+fn smollm2() -> &'static LoadedModel {
+    static M: OnceLock<LoadedModel> = OnceLock::new();
+    M.get_or_init(|| sprint_models::load("smollm2", &Cache::from_env()).expect("SmolLM2 loads"))
+}
+
+/// Everything of a report except the wall times.
+fn fingerprint(r: &EvalReport) -> Vec<(String, u64, u64, u64)> {
+    r.rows
+        .iter()
+        .map(|x| {
+            (
+                x.variant.clone(),
+                x.metric.to_bits(),
+                x.kept_pairs,
+                x.visible_pairs,
+            )
+        })
+        .collect()
+}
+
+fn bbc_options(seed: u64) -> EvalOptions {
+    let mut o = EvalOptions::new(Task::Bbc);
+    o.limit = Some(60);
+    o.seq_len = Some(64);
+    o.seed = seed;
+    o.attention.seed = seed;
+    o.thresholds = ThresholdChoice::Calibrate {
+        keep: 0.25,
+        per_head: false,
+        items: Some(4),
+    };
+    o
+}
+
+#[test]
+fn bbc_all_variants_reproducible() {
+    if !present(&[Asset::MiniLm, Asset::Bbc]) {
+        return;
+    }
+    let cache = Cache::from_env();
+    let a = evaluate(minilm(), &cache, &bbc_options(1), &NoProgress).unwrap();
+    assert_eq!(a.rows.len(), 4);
+    assert_eq!(a.items, 12);
+    let dense = &a.rows[0];
+    assert_eq!(dense.variant, "dense");
+    assert_eq!(dense.kept_fraction, 1.0);
+    assert!(dense.metric >= 0.5, "dense accuracy {}", dense.metric);
+    let th = a.thresholds.as_ref().unwrap();
+    assert_eq!(th.target_keep, Some(0.25));
+    assert_eq!(th.per_layer.len(), 6);
+    // Runtime pruning scores every key and keeps about the calibrated quarter in the softmax.
+    let rp = &a.rows[1];
+    assert!((0.1..0.5).contains(&rp.softmax_fraction), "{rp:?}");
+    let sp = &a.rows[3];
+    assert!((0.1..0.5).contains(&sp.kept_fraction), "{sp:?}");
+    assert!(a.rows.iter().all(|r| r.delta.is_some()));
+    let b = evaluate(minilm(), &cache, &bbc_options(1), &NoProgress).unwrap();
+    assert_eq!(fingerprint(&a), fingerprint(&b), "same seed, same results");
+}
+
+#[test]
+fn austen_perplexity_one_window() {
+    if !present(&[Asset::SmolLm2, Asset::Austen]) {
+        return;
+    }
+    let cache = Cache::from_env();
+    let mut o = EvalOptions::new(Task::PplAusten);
+    o.limit = Some(1);
+    o.seq_len = Some(128);
+    o.variants = vec![Variant::Dense, Variant::Sprint];
+    o.thresholds = ThresholdChoice::Calibrate {
+        keep: 0.25,
+        per_head: false,
+        items: Some(1),
+    };
+    let r = evaluate(smollm2(), &cache, &o, &NoProgress).unwrap();
+    let d = &r.rows[0];
+    let ppl = d.perplexity.unwrap();
+    assert_eq!(ppl.tokens, 127);
+    assert!((2.0..200.0).contains(&d.metric), "dense perplexity {}", d.metric);
+    let s = &r.rows[1];
+    assert!(s.metric.is_finite() && s.metric > 1.0);
+    assert!((0.05..0.6).contains(&s.kept_fraction), "{s:?}");
+    assert_eq!(r.thresholds.unwrap().per_layer.len(), 30);
+}
+
+#[test]
+fn missing_asset_names_the_fetch_command() {
+    if !present(&[Asset::MiniLm]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let empty = Cache::new(dir.path());
+    let e = evaluate(minilm(), &empty, &bbc_options(0), &NoProgress).unwrap_err();
+    assert!(
+        e.to_string().contains("sprint assets fetch bbc"),
+        "message: {e}"
+    );
+}
+
+#[test]
+fn task_model_mismatch_is_an_error() {
+    if !present(&[Asset::MiniLm]) {
+        return;
+    }
+    let e = evaluate(
+        minilm(),
+        &Cache::from_env(),
+        &EvalOptions::new(Task::PplMoby),
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("needs a decoder"), "{e}");
+}
