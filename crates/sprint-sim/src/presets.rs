@@ -8,7 +8,7 @@ use toml::Table;
 
 use crate::config::{Design, PresetFile};
 use crate::energy::{EnergyFile, EnergyTable};
-use crate::error::{Result, SimError, one_line};
+use crate::error::{Result, SimError};
 use crate::layers::{apply_set, merge, parse};
 
 /// Embedded hardware presets: (name, TOML text).
@@ -124,7 +124,36 @@ fn resolve(name: &str, embedded: &[(&str, &str)], what: &str, depth: usize) -> R
 fn typed<T: serde::de::DeserializeOwned>(table: Table, origin: &str) -> Result<T> {
     // Round-trip through text so the parser's error names the offending key.
     let text = toml::to_string(&table).map_err(|e| SimError::config(origin, e.to_string()))?;
-    toml::from_str(&text).map_err(|e| SimError::config(origin, one_line(&e.to_string())))
+    toml::from_str(&text).map_err(|e: toml::de::Error| {
+        let key = e
+            .span()
+            .and_then(|sp| key_at(&text, sp.start))
+            .map_or(origin.to_string(), |k| format!("{origin}: {k}"));
+        SimError::config(key, e.message().trim().to_string())
+    })
+}
+
+/// Dotted key of the value at byte `pos` of serialised TOML (`[a.b]` header + `key = `);
+/// a `{ value, source }` leaf is named by its table (`memory.channels`, not `.value`).
+fn key_at(text: &str, pos: usize) -> Option<String> {
+    let before = &text[..pos.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let key = line.split('=').next()?.trim().trim_matches('"').to_string();
+    let header = before[..line_start]
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('['))
+        .map(|l| {
+            l.trim()
+                .trim_matches(|c| c == '[' || c == ']')
+                .replace('"', "")
+        });
+    let full = match header {
+        Some(h) if !h.is_empty() => format!("{h}.{key}"),
+        _ => key,
+    };
+    Some(full.strip_suffix(".value").unwrap_or(&full).to_string())
 }
 
 /// Loads a hardware preset by built-in name or file path, applies `--set` overrides, and

@@ -1,0 +1,98 @@
+//! Closed-form checks (Ramulator-style layer 1): a streaming baseline takes bytes /
+//! bandwidth plus the pipeline fill; a compute-bound run takes MACs / (MACs per cycle) plus
+//! the per-query adder-tree fill.
+
+mod common;
+
+use sprint_sim::run::run_model;
+
+/// One channel, one bank, no row timing: the bus never idles, so the run is the bytes moved
+/// over the channel bandwidth plus the core's tail after the last byte (QK tail 1 + fill 7,
+/// then stage B = divide 16 + 512 values).
+#[test]
+fn streaming_baseline_is_bytes_over_bandwidth_plus_fill() {
+    let d = common::design(
+        "s-baseline",
+        &[
+            "memory.channels=1",
+            "memory.banks_per_channel=1",
+            "memory.trcd_ns=0",
+            "memory.tcl_ns=0",
+            "memory.trp_ns=0",
+        ],
+    );
+    let w = common::small_workload(1, 1, 512, 64, 0.0, false);
+    let t = run_model(std::slice::from_ref(&d), &w, &common::stats(1.0, 1.0, 1.0)).unwrap();
+    let bytes = t[0].moved.total();
+    assert_eq!(
+        bytes,
+        512 * (64 + 2 * 512 * 64),
+        "q + K + V for every query"
+    );
+    let bw = d.memory.bytes_per_cycle; // 6.4 B per cycle
+    let fill = (1 + 7) + (16 + 512);
+    assert_eq!(t[0].cycles, (bytes as f64 / bw) as u64 + fill);
+}
+
+/// With the preset's 4 channels x 4 banks and real row timing, the streaming baseline stays
+/// within 2% of bytes / (4 x 6.4 B/cycle): bank interleaving hides the row switches.
+#[test]
+fn streaming_baseline_with_row_timing_is_bandwidth_bound() {
+    let d = common::design("s-baseline", &[]);
+    let w = common::small_workload(1, 2, 512, 64, 0.0, false);
+    let t = run_model(std::slice::from_ref(&d), &w, &common::stats(1.0, 1.0, 1.0)).unwrap();
+    let ideal = t[0].moved.total() as f64 / (4.0 * d.memory.bytes_per_cycle);
+    let ratio = t[0].cycles as f64 / ideal;
+    assert!((1.0..1.02).contains(&ratio), "cycles / ideal = {ratio}");
+}
+
+/// K/V fit (64 KB buffers), memory made instant (64 channels, 1 cycle per burst, no row
+/// timing): every query costs its QK MACs over 64 multipliers plus the adder-tree fill.
+#[test]
+fn compute_bound_is_macs_over_macs_per_cycle() {
+    let d = common::design(
+        "s-baseline",
+        &[
+            "buffer.k_buffer_bytes_per_corelet=65536",
+            "buffer.v_buffer_bytes_per_corelet=65536",
+            "memory.channels=64",
+            "memory.banks_per_channel=1",
+            "memory.bus_bytes_per_ns=64.0",
+            "memory.trcd_ns=0",
+            "memory.tcl_ns=0",
+            "memory.trp_ns=0",
+            "core.softmax_divide_cycles=0",
+        ],
+    );
+    let (n, dim) = (512u64, 64u64);
+    let w = common::small_workload(1, 1, n as u32, dim as u32, 0.0, false);
+    let t = run_model(std::slice::from_ref(&d), &w, &common::stats(1.0, 1.0, 1.0)).unwrap();
+    let macs_per_query = n * dim;
+    let macs_per_cycle = u64::from(d.core.qk_multipliers);
+    let fill = 7; // log2(64) adder levels + 1 multiplier stage
+    // First query vector arrives at cycle 1; last stage B = 512 values.
+    let expected = 1 + n * (macs_per_query / macs_per_cycle + fill) + n;
+    assert_eq!(t[0].cycles, expected);
+    assert_eq!(t[0].k_fetched, n, "each key fetched once");
+}
+
+/// More CORELETs divide the compute-bound time (keys interleaved, exact per-CORELET counts).
+#[test]
+fn corelets_divide_compute() {
+    let sets = [
+        "buffer.k_buffer_bytes_per_corelet=65536",
+        "buffer.v_buffer_bytes_per_corelet=65536",
+        "memory.channels=64",
+        "memory.bus_bytes_per_ns=64.0",
+        "core.softmax_divide_cycles=0",
+        "core.corelet_reduce_cycles=0",
+    ];
+    let one = common::design("s-baseline", &sets);
+    let mut s4 = sets.to_vec();
+    s4.push("core.corelets=4");
+    let four = common::design("s-baseline", &s4);
+    let w = common::small_workload(1, 1, 512, 64, 0.0, false);
+    let t = run_model(&[one, four], &w, &common::stats(1.0, 1.0, 1.0)).unwrap();
+    let r = t[0].cycles as f64 / t[1].cycles as f64;
+    assert!(r > 3.5 && r <= 4.0, "speedup of 4 CORELETs = {r}");
+}
