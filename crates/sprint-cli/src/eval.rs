@@ -7,9 +7,9 @@ use anyhow::{Context, Result, bail};
 use comfy_table::Table;
 use indicatif::ProgressBar;
 use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
+use sprint_eval::Task;
 use sprint_eval::run::{EvalOptions, EvalReport, Progress, ThresholdChoice, evaluate};
 use sprint_eval::tasks::TaskKind;
-use sprint_eval::Task;
 
 /// Arguments of `sprint eval`.
 #[derive(clap::Args)]
@@ -23,7 +23,10 @@ pub struct Args {
     #[arg(long)]
     task: String,
     /// Comma-separated variants, in output order.
-    #[arg(long, default_value = "dense,runtime-pruning,sprint-no-recompute,sprint")]
+    #[arg(
+        long,
+        default_value = "dense,runtime-pruning,sprint-no-recompute,sprint"
+    )]
     variants: String,
     /// Items evaluated: documents (before the split), windows, or sentences; 0 = all.
     /// Default: all documents / sentences, 8 perplexity windows.
@@ -182,9 +185,9 @@ fn print_report(r: &EvalReport) {
         );
     }
     if let Some(t) = &r.thresholds {
-        let keep = t
-            .target_keep
-            .map_or(String::new(), |k| format!(", target keep {:.1} %", 100.0 * k));
+        let keep = t.target_keep.map_or(String::new(), |k| {
+            format!(", target keep {:.1} %", 100.0 * k)
+        });
         println!("thresholds: {} ({}{keep})", t.source, t.method);
         if let Some(s) = &t.split {
             println!("  calibrated on {s}");
@@ -214,7 +217,8 @@ fn print_report(r: &EvalReport) {
         } else {
             (
                 format!("{:.2}", 100.0 * row.metric),
-                row.delta.map_or("-".into(), |d| format!("{:+.2}", 100.0 * d)),
+                row.delta
+                    .map_or("-".into(), |d| format!("{:+.2}", 100.0 * d)),
             )
         };
         t.add_row(vec![

@@ -15,8 +15,7 @@ use sprint_models::model::Model;
 use sprint_models::{KeepStats, LoadedModel, RunRecord, SequenceTrace, TokenBatch};
 
 use crate::calibrate::{
-    CalibratingAttention, CalibrationMeta, method_description, threshold_file,
-    write_threshold_file,
+    CalibratingAttention, CalibrationMeta, method_description, threshold_file, write_threshold_file,
 };
 use crate::error::{CandleOp, EvalError, Result};
 use crate::logreg::{LogRegOptions, LogisticRegression};
@@ -293,6 +292,14 @@ fn seconds_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
+/// Embeddings of a list of texts and what the forwards recorded.
+struct Embedded {
+    rows: Vec<Vec<f32>>,
+    stats: KeepStats,
+    tokens: u64,
+    trace: Option<SequenceTrace>,
+}
+
 /// Embeddings (as rows) of `texts` with `attn`, in batches.
 fn embed_all(
     model: &LoadedModel,
@@ -302,7 +309,7 @@ fn embed_all(
     attn: &dyn Attention,
     trace_first: bool,
     progress: &dyn Progress,
-) -> Result<(Vec<Vec<f32>>, KeepStats, u64, Option<SequenceTrace>)> {
+) -> Result<Embedded> {
     let mut rows = Vec::with_capacity(texts.len());
     let mut stats = KeepStats::default();
     let mut tokens = 0u64;
@@ -319,7 +326,12 @@ fn embed_all(
         rows.extend(e.to_vec2::<f32>().op("embeddings")?);
         progress.inc(chunk.len() as u64);
     }
-    Ok((rows, stats, tokens, trace))
+    Ok(Embedded {
+        rows,
+        stats,
+        tokens,
+        trace,
+    })
 }
 
 fn resolve_given(
@@ -534,7 +546,6 @@ impl Ctx<'_> {
         &self,
         th: &Option<Thresholds>,
         items: usize,
-        higher_is_better: bool,
         mut pass: impl FnMut(&dyn Attention, bool) -> Result<PassResult>,
     ) -> Result<(Vec<VariantResult>, u64)> {
         let g = self.model.model.geometry();
@@ -543,8 +554,10 @@ impl Ctx<'_> {
         let mut tokens = 0;
         for &v in &self.opts.variants {
             let attn = make_backend(self.opts, v, th, g.layers, g.heads)?;
-            self.progress
-                .stage(&format!("{} {}", v.name(), self.opts.task.item_name()), items as u64);
+            self.progress.stage(
+                &format!("{} {}", v.name(), self.opts.task.item_name()),
+                items as u64,
+            );
             let r = pass(attn.as_ref(), self.opts.trace.is_some())?;
             tokens = r.tokens;
             let trace = match (&self.opts.trace, r.trace) {
@@ -571,7 +584,6 @@ impl Ctx<'_> {
                 trace,
             });
         }
-        let _ = higher_is_better;
         if let Some(d) = rows.iter().find(|r| r.variant == "dense").map(|r| r.metric) {
             for r in &mut rows {
                 r.delta = Some(r.metric - d);
@@ -627,9 +639,10 @@ impl Ctx<'_> {
         let bs = self.opts.batch_size;
 
         // Probe on dense embeddings of the train split.
-        self.progress.stage("dense train documents", train_texts.len() as u64);
+        self.progress
+            .stage("dense train documents", train_texts.len() as u64);
         let dense = make_backend(self.opts, Variant::Dense, &None, 1, 1)?;
-        let (train_x, _, _, _) = embed_all(
+        let train_x = embed_all(
             self.model,
             &train_texts,
             self.seq_len,
@@ -637,9 +650,11 @@ impl Ctx<'_> {
             dense.as_ref(),
             false,
             self.progress,
-        )?;
+        )?
+        .rows;
         let classes = corpus.labels.len();
-        let clf = LogisticRegression::fit(&train_x, &train_labels, classes, &LogRegOptions::default())?;
+        let clf =
+            LogisticRegression::fit(&train_x, &train_labels, classes, &LogRegOptions::default())?;
         let train_acc = accuracy(&clf.predict(&train_x)?, &train_labels);
 
         // Thresholds.
@@ -651,12 +666,27 @@ impl Ctx<'_> {
             let texts: Vec<&str> = order.iter().map(|&j| train_texts[j]).collect();
             self.progress.stage("calibration documents", n as u64);
             let cal = self.calibrator();
-            embed_all(self.model, &texts, self.seq_len, bs, &cal, false, self.progress)?;
+            embed_all(
+                self.model,
+                &texts,
+                self.seq_len,
+                bs,
+                &cal,
+                false,
+                self.progress,
+            )?;
             let split = format!(
                 "{n} documents of the train split (seeded choice, seed {})",
                 self.opts.seed
             );
-            let (t, r) = calibrated(cal.into_stats(), keep, per_head, self.model, self.opts, split)?;
+            let (t, r) = calibrated(
+                cal.into_stats(),
+                keep,
+                per_head,
+                self.model,
+                self.opts,
+                split,
+            )?;
             (Some(t), Some(r))
         } else {
             match &self.given {
@@ -665,9 +695,9 @@ impl Ctx<'_> {
             }
         };
 
-        let (rows, tokens) = self.rows(&th, test_texts.len(), true, |attn, trace| {
+        let (rows, tokens) = self.rows(&th, test_texts.len(), |attn, trace| {
             let t0 = Instant::now();
-            let (x, stats, tokens, tr) = embed_all(
+            let e = embed_all(
                 self.model,
                 &test_texts,
                 self.seq_len,
@@ -676,14 +706,14 @@ impl Ctx<'_> {
                 trace,
                 self.progress,
             )?;
-            let pred = clf.predict(&x)?;
+            let pred = clf.predict(&e.rows)?;
             Ok(PassResult {
                 metric: accuracy(&pred, &test_labels),
-                stats,
-                tokens,
+                stats: e.stats,
+                tokens: e.tokens,
                 seconds: seconds_since(t0),
                 perplexity: None,
-                trace: tr,
+                trace: e.trace,
             })
         })?;
         let split = format!(
@@ -700,7 +730,14 @@ impl Ctx<'_> {
             train_accuracy: train_acc,
             classes: corpus.labels.clone(),
         };
-        Ok(self.report(test_texts.len(), tokens, split, th_report, Some(probe), rows))
+        Ok(self.report(
+            test_texts.len(),
+            tokens,
+            split,
+            th_report,
+            Some(probe),
+            rows,
+        ))
     }
 
     fn perplexity(&self, cache: &Cache) -> Result<EvalReport> {
@@ -746,7 +783,8 @@ impl Ctx<'_> {
             self.progress.stage("calibration windows", n as u64);
             let cal = self.calibrator();
             for &j in &order {
-                let batch = TokenBatch::from_sequences(vec![all[n_eval + j].to_vec()], tok.pad_id())?;
+                let batch =
+                    TokenBatch::from_sequences(vec![all[n_eval + j].to_vec()], tok.pad_id())?;
                 self.model.model.logits_hidden_only(&batch, &cal)?;
                 self.progress.inc(1);
             }
@@ -754,7 +792,14 @@ impl Ctx<'_> {
                 "{n} windows chosen with seed {} among the {rest} windows after the evaluated ones",
                 self.opts.seed
             );
-            let (t, r) = calibrated(cal.into_stats(), keep, per_head, self.model, self.opts, split)?;
+            let (t, r) = calibrated(
+                cal.into_stats(),
+                keep,
+                per_head,
+                self.model,
+                self.opts,
+                split,
+            )?;
             (Some(t), Some(r))
         } else {
             match &self.given {
@@ -762,7 +807,7 @@ impl Ctx<'_> {
                 None => (None, None),
             }
         };
-        let (rows, tokens) = self.rows(&th, eval.len(), false, |attn, trace| {
+        let (rows, tokens) = self.rows(&th, eval.len(), |attn, trace| {
             let t0 = Instant::now();
             let mut ppl = Perplexity::default();
             let mut stats = KeepStats::default();
@@ -771,10 +816,17 @@ impl Ctx<'_> {
                 let batch = TokenBatch::from_sequences(vec![win.to_vec()], tok.pad_id())?;
                 let positions = vec![(0..win.len() - 1).collect::<Vec<_>>()];
                 let want = trace && w == 0;
-                let rec = decoder_logits(&self.model.model, &batch, attn, want, &positions, |_, p, row| {
-                    ppl.add(token_nll(row, win[p + 1] as usize));
-                    Ok(())
-                })?;
+                let rec = decoder_logits(
+                    &self.model.model,
+                    &batch,
+                    attn,
+                    want,
+                    &positions,
+                    |_, p, row| {
+                        ppl.add(token_nll(row, win[p + 1] as usize));
+                        Ok(())
+                    },
+                )?;
                 stats += rec.totals();
                 if want {
                     first_trace = rec.sequences.into_iter().next().and_then(|s| s.trace);
@@ -831,16 +883,24 @@ impl Ctx<'_> {
         if cal_idx.is_empty() {
             return Err(EvalError::Input("no sentence left to calibrate on".into()));
         }
-        self.progress.stage("calibration sentences", cal_idx.len() as u64);
+        self.progress
+            .stage("calibration sentences", cal_idx.len() as u64);
         let cal = self.calibrator();
         let mut margins = Vec::with_capacity(cal_idx.len());
         for chunk in encode(&cal_idx)?.chunks(self.opts.batch_size) {
             let batch = TokenBatch::from_sequences(chunk.to_vec(), tok.pad_id())?;
             let positions: Vec<Vec<usize>> = batch.lengths.iter().map(|&l| vec![l - 1]).collect();
-            decoder_logits(&self.model.model, &batch, &cal, false, &positions, |_, _, row| {
-                margins.push(row[pos] as f64 - row[neg] as f64);
-                Ok(())
-            })?;
+            decoder_logits(
+                &self.model.model,
+                &batch,
+                &cal,
+                false,
+                &positions,
+                |_, _, row| {
+                    margins.push(row[pos] as f64 - row[neg] as f64);
+                    Ok(())
+                },
+            )?;
             self.progress.inc(chunk.len() as u64);
         }
         margins.sort_by(f64::total_cmp);
@@ -870,7 +930,7 @@ impl Ctx<'_> {
         let eval_idx = sp.train.clone();
         let eval_ids = encode(&eval_idx)?;
         let eval_labels: Vec<usize> = eval_idx.iter().map(|&i| labels[i]).collect();
-        let (rows, tokens) = self.rows(&th, eval_idx.len(), true, |attn, trace| {
+        let (rows, tokens) = self.rows(&th, eval_idx.len(), |attn, trace| {
             let t0 = Instant::now();
             let mut pred = Vec::with_capacity(eval_ids.len());
             let mut stats = KeepStats::default();
@@ -883,10 +943,17 @@ impl Ctx<'_> {
                     batch.lengths.iter().map(|&l| vec![l - 1]).collect();
                 let mut out = vec![0usize; chunk.len()];
                 let want = trace && c == 0;
-                let rec = decoder_logits(&self.model.model, &batch, attn, want, &positions, |b, _, row| {
-                    out[b] = usize::from(row[pos] as f64 - row[neg] as f64 > bias);
-                    Ok(())
-                })?;
+                let rec = decoder_logits(
+                    &self.model.model,
+                    &batch,
+                    attn,
+                    want,
+                    &positions,
+                    |b, _, row| {
+                        out[b] = usize::from(row[pos] as f64 - row[neg] as f64 > bias);
+                        Ok(())
+                    },
+                )?;
                 stats += rec.totals();
                 if want {
                     first_trace = rec.sequences.into_iter().next().and_then(|s| s.trace);

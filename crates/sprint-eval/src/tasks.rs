@@ -2,8 +2,8 @@
 //! become passages, windows and prompts.
 
 use serde::Serialize;
-use sprint_assets::data::{self, Document, LabeledCorpus, Novel};
 use sprint_assets::Cache;
+use sprint_assets::data::{self, Document, LabeledCorpus, Novel};
 
 use crate::error::{EvalError, Result};
 

@@ -1,6 +1,8 @@
 //! Calibration: target keep fraction on synthetic scores, agreement of the calibrating
 //! backend with a brute-force quantile, thresholds files.
 
+// The brute-force reference indexes several flat arrays by the same loop variables.
+#![allow(clippy::needless_range_loop)]
 use candle_core::{Device, Tensor};
 use sprint_core::config::{AttentionConfig, ThresholdFile};
 use sprint_eval::calibrate::{
@@ -39,13 +41,19 @@ fn histogram_threshold_hits_the_target_keep() {
     for keep in [0.05, 0.1, 0.25, 0.5, 0.9] {
         let th = h.threshold_for_keep(keep).unwrap();
         let got = kept(&xs, th);
-        assert!((got - keep).abs() < 0.002, "keep {keep}: got {got} at Th {th}");
+        assert!(
+            (got - keep).abs() < 0.002,
+            "keep {keep}: got {got} at Th {th}"
+        );
     }
     assert_eq!(h.threshold_for_keep(1.0).unwrap(), f32::NEG_INFINITY);
     assert!(h.threshold_for_keep(0.0).is_err());
     assert!(h.threshold_for_keep(1.5).is_err());
     assert!(h.threshold_for_keep(f64::NAN).is_err());
-    assert_eq!(ScoreHistogram::new().threshold_for_keep(0.3).unwrap(), f32::NEG_INFINITY);
+    assert_eq!(
+        ScoreHistogram::new().threshold_for_keep(0.3).unwrap(),
+        f32::NEG_INFINITY
+    );
 }
 
 #[test]

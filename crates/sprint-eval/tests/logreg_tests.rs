@@ -4,12 +4,18 @@ use sprint_eval::logreg::{LogRegOptions, LogisticRegression};
 
 /// Three well-separated clusters in 4 dimensions, with a deterministic jitter.
 fn toy() -> (Vec<Vec<f32>>, Vec<usize>) {
-    let centres = [[2.0f32, 0.0, 0.0, 1.0], [0.0, 2.0, 0.0, 1.0], [0.0, 0.0, 2.0, 1.0]];
+    let centres = [
+        [2.0f32, 0.0, 0.0, 1.0],
+        [0.0, 2.0, 0.0, 1.0],
+        [0.0, 0.0, 2.0, 1.0],
+    ];
     let mut x = Vec::new();
     let mut y = Vec::new();
     let mut s = 12345u64;
     let mut jitter = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.6
     };
     for i in 0..90 {

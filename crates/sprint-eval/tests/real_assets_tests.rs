@@ -104,7 +104,11 @@ fn austen_perplexity_one_window() {
     let d = &r.rows[0];
     let ppl = d.perplexity.unwrap();
     assert_eq!(ppl.tokens, 127);
-    assert!((2.0..200.0).contains(&d.metric), "dense perplexity {}", d.metric);
+    assert!(
+        (2.0..200.0).contains(&d.metric),
+        "dense perplexity {}",
+        d.metric
+    );
     let s = &r.rows[1];
     assert!(s.metric.is_finite() && s.metric > 1.0);
     assert!((0.05..0.6).contains(&s.kept_fraction), "{s:?}");

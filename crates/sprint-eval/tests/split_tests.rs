@@ -32,7 +32,10 @@ fn passages_have_fixed_word_counts() {
         Novel {
             id: "a",
             title: "A",
-            text: (0..450).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" \n"),
+            text: (0..450)
+                .map(|i| format!("w{i}"))
+                .collect::<Vec<_>>()
+                .join(" \n"),
         },
         Novel {
             id: "b",
@@ -43,7 +46,11 @@ fn passages_have_fixed_word_counts() {
     let c = austen_passages(&novels, 200);
     assert_eq!(c.labels, vec!["A", "B"]);
     assert_eq!(c.docs.len(), 2);
-    assert!(c.docs.iter().all(|d| d.text.split(' ').count() == 200 && d.label == 0));
+    assert!(
+        c.docs
+            .iter()
+            .all(|d| d.text.split(' ').count() == 200 && d.label == 0)
+    );
     assert!(c.docs[1].text.starts_with("w200 w201"));
 }
 
