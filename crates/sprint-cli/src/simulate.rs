@@ -41,7 +41,7 @@ pub struct Args {
     /// Energy table: default, optimistic, conservative, or a TOML file.
     #[arg(long, default_value = "default")]
     energy: String,
-    /// Workload statistics for synthetic kept sets (TOML); the built-in placeholder if omitted.
+    /// Workload statistics for synthetic kept sets (TOML); the built-in defaults (configs/workload-stats/default.toml) if omitted.
     #[arg(long)]
     stats: Option<PathBuf>,
     /// Override the workload's sequence length (tokens).
