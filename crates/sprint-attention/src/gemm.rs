@@ -13,8 +13,19 @@ struct RhsLayout {
     col_stride: usize,
 }
 
-/// `c[m x n] = a[m x k] * rhs[k x n]`, `a` and `c` row-major, `rhs` read from `b` with `layout`.
-fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize, layout: RhsLayout) {
+/// `c[m x n] = a[m x k] * rhs[k x n]` (or `c += ...` when `accumulate`), `a` and `c`
+/// row-major, `rhs` read from `b` with `layout`.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    layout: RhsLayout,
+    accumulate: bool,
+) {
     assert_eq!(a.len(), m * k, "lhs length");
     assert_eq!(b.len(), n * k, "rhs length");
     assert_eq!(c.len(), m * n, "dst length");
@@ -22,7 +33,9 @@ fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize, lay
         return;
     }
     if k == 0 {
-        c.fill(0.0);
+        if !accumulate {
+            c.fill(0.0);
+        }
         return;
     }
     // SAFETY: the slices are exactly m*n, m*k and k*n long (asserted above). The strides
@@ -37,14 +50,14 @@ fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize, lay
             c.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             a.as_ptr(),
             1,
             k as isize,
             b.as_ptr(),
             layout.col_stride as isize,
             layout.row_stride as isize,
-            0.0f32,
+            if accumulate { 1.0f32 } else { 0.0f32 },
             1.0f32,
             false,
             false,
@@ -67,6 +80,25 @@ pub fn matmul_nt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usi
             row_stride: 1,
             col_stride: k,
         },
+        false,
+    );
+}
+
+/// `c[m x n] += a[m x k] * b[n x k]^T`, all row-major (for example `c` pre-filled with a
+/// bias row per output row).
+pub fn matmul_nt_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
+    matmul(
+        a,
+        b,
+        c,
+        m,
+        n,
+        k,
+        RhsLayout {
+            row_stride: 1,
+            col_stride: k,
+        },
+        true,
     );
 }
 
@@ -83,6 +115,7 @@ pub fn matmul_nn(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usi
             row_stride: n,
             col_stride: 1,
         },
+        false,
     );
 }
 
@@ -108,5 +141,13 @@ mod tests {
         let bt: Vec<f32> = (0..k * n).map(|i| b[(i % n) * k + i / n]).collect();
         matmul_nn(&a, &bt, &mut c2, m, n, k);
         assert_eq!(c, c2);
+        // accumulate onto a bias
+        let mut c3: Vec<f32> = (0..m * n).map(|i| (i % n) as f32).collect();
+        matmul_nt_acc(&a, &b, &mut c3, m, n, k);
+        for i in 0..m {
+            for j in 0..n {
+                assert_eq!(c3[i * n + j], c[i * n + j] + j as f32);
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@
 pub mod dense;
 pub mod engine;
 pub mod error;
-mod gemm;
+pub mod gemm;
 pub mod kernels;
 pub mod locality;
 pub mod noise;

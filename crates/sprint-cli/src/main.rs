@@ -11,6 +11,12 @@ mod synth;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: the model forwards allocate and free many
+/// multi-megabyte activations, which glibc returns to the kernel and faults back in
+/// (about a third of eval time went to page clearing; docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// SPRINT sparse-attention accelerator: functional model and simulator.
 #[derive(Parser)]
 #[command(name = "sprint", version, about, propagate_version = true)]

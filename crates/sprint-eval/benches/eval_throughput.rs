@@ -11,6 +11,10 @@ use sprint_core::config::{AttentionConfig, Variant};
 use sprint_eval::calibrate::CalibratingAttention;
 use sprint_models::attention::backend;
 
+/// The allocator of the `sprint` binary, so the bench measures what users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 16;
 const SEQ: usize = 256;
 

@@ -10,7 +10,7 @@ use crate::attention::Attention;
 use crate::bert::read_config;
 use crate::encoder::PostLnLayer;
 use crate::error::{CandleContext, ModelError, Result};
-use crate::mha::SelfAttention;
+use crate::mha::{Projections, SelfAttention};
 use crate::model::AttentionGeometry;
 use crate::nn::{Activation, Embedding, LayerNorm, Linear, l2_normalize, mean_pool};
 use crate::record::{Recorder, RunRecord};
@@ -118,16 +118,18 @@ fn load_layer(w: &WeightMap, p: &str, cfg: &AlbertConfig, act: Activation) -> Re
     let h = cfg.hidden_size;
     let lin = |n: &str, i, o| Linear::load(w, &format!("{p}.{n}"), i, o, true);
     Ok(PostLnLayer {
-        attention: SelfAttention {
-            q: lin("attention.query", h, h)?,
-            k: lin("attention.key", h, h)?,
-            v: lin("attention.value", h, h)?,
-            o: lin("attention.dense", h, h)?,
-            heads: cfg.num_attention_heads,
-            kv_heads: cfg.num_attention_heads,
-            head_dim: h / cfg.num_attention_heads,
-            rope: None,
-        },
+        attention: SelfAttention::new(
+            Projections {
+                q: lin("attention.query", h, h)?,
+                k: lin("attention.key", h, h)?,
+                v: lin("attention.value", h, h)?,
+                o: lin("attention.dense", h, h)?,
+            },
+            cfg.num_attention_heads,
+            cfg.num_attention_heads,
+            h / cfg.num_attention_heads,
+            None,
+        )?,
         attention_norm: LayerNorm::load(
             w,
             &format!("{p}.attention.LayerNorm"),

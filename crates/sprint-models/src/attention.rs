@@ -1,5 +1,5 @@
-//! The attention backend the models call: a trait, a fast float dense implementation on
-//! candle ops, and the functional SPRINT model (`sprint_attention::run_layer`) for every
+//! The attention backend the models call: a trait, a fast float dense implementation
+//! (a fused kernel), and the functional SPRINT model (`sprint_attention::run_layer`) for every
 //! variant of the paper's Fig 9.
 //!
 //! A model's attention layer computes `q`, `k`, `v` (after projections and RoPE, before the
@@ -15,15 +15,8 @@ use sprint_core::config::{AttentionConfig, Thresholds, Variant};
 use sprint_core::trace::HeadTrace;
 
 use crate::error::{CandleContext, ModelError, Result};
+use crate::kernels::{self, DenseShape, with_f32};
 use crate::record::{CallShape, KeepStats, Recorder};
-use crate::softmax::MaskedSoftmax;
-
-/// Largest number of score elements the dense backend materialises at once (16 Mi floats =
-/// 64 MiB): longer inputs are processed in blocks of query rows.
-pub const DENSE_SCORE_BUDGET: usize = 1 << 24;
-
-/// Query rows per block under causal masking (smaller blocks skip more masked keys).
-pub const CAUSAL_BLOCK_ROWS: usize = 256;
 
 /// One call of an attention layer on a batch.
 #[derive(Clone, Copy, Debug)]
@@ -93,7 +86,7 @@ pub trait Attention: Send + Sync {
     fn attend(&self, call: &AttentionCall, rec: &mut Recorder) -> Result<Tensor>;
 }
 
-/// The backend for `cfg.variant`: [`DenseAttention`] (float, candle ops) for dense,
+/// The backend for `cfg.variant`: [`DenseAttention`] (float, fused kernel) for dense,
 /// [`SprintAttention`] for the other three.
 pub fn backend(cfg: AttentionConfig, thresholds: Thresholds) -> Result<Box<dyn Attention>> {
     cfg.validate()?;
@@ -127,8 +120,8 @@ fn visible_pairs(valid: &[bool], causal: bool) -> u64 {
     }
 }
 
-/// Float softmax attention over every visible key, on candle ops. The fast path for the
-/// dense baseline; its trace (when asked for) keeps every visible key.
+/// Float softmax attention over every visible key ([`kernels::dense_attention`]): the fast
+/// path for the dense baseline; its trace (when asked for) keeps every visible key.
 #[derive(Clone, Debug)]
 pub struct DenseAttention {
     cfg: AttentionConfig,
@@ -203,64 +196,24 @@ impl Attention for DenseAttention {
             seq,
             head_dim: d,
         } = shape;
-        let group = heads / kv_heads;
-        let expand = |t: &Tensor| -> Result<Tensor> {
-            if group == 1 {
-                return Ok(t.clone());
-            }
-            t.unsqueeze(2)
-                .and_then(|t| t.expand((b, kv_heads, group, seq, d)))
-                .and_then(|t| t.reshape((b, heads, seq, d)))
-                .op("dense attention: repeat kv heads")
+        let dims = DenseShape {
+            batch: b,
+            heads,
+            kv_heads,
+            seq,
+            head_dim: d,
+            valid: call.valid,
+            causal: call.causal,
         };
-        let k = expand(call.k)?.contiguous().op("dense attention")?;
-        let v = expand(call.v)?.contiguous().op("dense attention")?;
-        let q = (call.q * (1.0 / (d as f64).sqrt())).op("dense attention scale")?;
-        let padded = call.valid.iter().any(|row| row.iter().any(|&x| !x));
-        // Blocks of query rows: bounded score memory, and under causal masking the keys
-        // past a block's last query are never scored.
-        let mut rows_per_block = (DENSE_SCORE_BUDGET / (b * heads * seq).max(1)).clamp(1, seq);
-        if call.causal {
-            rows_per_block = rows_per_block.min(CAUSAL_BLOCK_ROWS);
-        }
-        let mut blocks = Vec::with_capacity(seq.div_ceil(rows_per_block));
-        let mut start = 0;
-        while start < seq {
-            let len = rows_per_block.min(seq - start);
-            let end = if call.causal { start + len } else { seq };
-            let (kb, vb) = if end < seq {
-                (
-                    k.narrow(2, 0, end)
-                        .and_then(|t| t.contiguous())
-                        .op("dense attention")?,
-                    v.narrow(2, 0, end)
-                        .and_then(|t| t.contiguous())
-                        .op("dense attention")?,
-                )
-            } else {
-                (k.clone(), v.clone())
-            };
-            let scores = q
-                .narrow(2, start, len)
-                .and_then(|qb| qb.matmul(&kb.t()?))
-                .op("dense attention scores")?;
-            let softmax = MaskedSoftmax {
-                valid: call.valid,
-                check_valid: padded,
-                causal: call.causal,
-                row_offset: start,
-            };
-            let probs = scores
-                .apply_op1_no_bwd(&softmax)
-                .op("dense attention softmax")?;
-            blocks.push(probs.matmul(&vb).op("dense attention x V")?);
-            start += len;
-        }
-        let out = if blocks.len() == 1 {
-            blocks.pop().expect("one block")
-        } else {
-            Tensor::cat(&blocks, 2).op("dense attention")?
-        };
+        let out = with_f32(call.q, "dense attention q", |q| {
+            with_f32(call.k, "dense attention k", |k| {
+                with_f32(call.v, "dense attention v", |v| {
+                    kernels::dense_attention(q, k, v, dims)
+                })
+            })
+        })???;
+        let out = Tensor::from_vec(out, (b, heads, seq, d), call.q.device())
+            .op("dense attention output")?;
         for (bi, valid) in call.valid.iter().enumerate() {
             let pairs = visible_pairs(valid, call.causal) * heads as u64;
             let stats = KeepStats {

@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 
 use crate::attention::Attention;
-use crate::error::{CandleContext, Result};
+use crate::error::Result;
 use crate::mha::SelfAttention;
 use crate::nn::{Activation, LayerNorm, Linear};
 use crate::record::Recorder;
@@ -36,9 +36,9 @@ impl PostLnLayer {
         rec: &mut Recorder,
     ) -> Result<Tensor> {
         let a = self.attention.forward(x, layer, valid, false, attn, rec)?;
-        let x1 = self.attention_norm.forward(&(x + a).op("residual")?)?;
-        let h = self.act.forward(&self.ffn_in.forward(&x1)?)?;
+        let x1 = self.attention_norm.forward_residual(x, &a)?;
+        let h = self.ffn_in.forward_act(&x1, Some(self.act))?;
         let h = self.ffn_out.forward(&h)?;
-        self.output_norm.forward(&(x1 + h).op("residual")?)
+        self.output_norm.forward_residual(&x1, &h)
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::attention::Attention;
 use crate::bert::read_config;
 use crate::error::{CandleContext, ModelError, Result};
-use crate::mha::SelfAttention;
+use crate::mha::{Projections, SelfAttention};
 use crate::model::AttentionGeometry;
 use crate::nn::{Activation, Embedding, LayerNorm, Linear};
 use crate::record::{Recorder, RunRecord};
@@ -143,16 +143,18 @@ impl Gpt2Model {
                 let [q, k, v] = split_c_attn(&w, &p, h)?;
                 Ok(Block {
                     ln_1: LayerNorm::load(&w, &format!("{p}.ln_1"), h, eps)?,
-                    attn: SelfAttention {
-                        q,
-                        k,
-                        v,
-                        o: Linear::load_conv1d(&w, &format!("{p}.attn.c_proj"), h, h)?,
+                    attn: SelfAttention::new(
+                        Projections {
+                            q,
+                            k,
+                            v,
+                            o: Linear::load_conv1d(&w, &format!("{p}.attn.c_proj"), h, h)?,
+                        },
                         heads,
-                        kv_heads: heads,
-                        head_dim: h / heads,
-                        rope: None,
-                    },
+                        heads,
+                        h / heads,
+                        None,
+                    )?,
                     ln_2: LayerNorm::load(&w, &format!("{p}.ln_2"), h, eps)?,
                     fc: Linear::load_conv1d(&w, &format!("{p}.mlp.c_fc"), h, cfg.inner())?,
                     proj: Linear::load_conv1d(&w, &format!("{p}.mlp.c_proj"), cfg.inner(), h)?,

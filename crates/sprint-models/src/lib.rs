@@ -1,10 +1,12 @@
 //! Real transformer forward passes on candle with SPRINT attention plugged in.
 //!
-//! - Architectures written here on candle ops: BERT and ALBERT encoders (mean pooling for
-//!   sentence embeddings), GPT-2 and Llama-family decoders (full-sequence causal forward,
-//!   every position's logits), and ViT.
+//! - Architectures written here on candle tensors: BERT and ALBERT encoders (mean pooling
+//!   for sentence embeddings), GPT-2 and Llama-family decoders (full-sequence causal forward,
+//!   every position's logits), and ViT. The hot layers (linear + bias + activation,
+//!   residual + layer norm, head split/merge, dense attention) run fused f32 kernels
+//!   ([`kernels`]) on the tensors' data.
 //! - Attention is the [`attention::Attention`] trait: [`attention::DenseAttention`] (float,
-//!   candle ops) and [`attention::SprintAttention`] (dense, runtime pruning, SPRINT without
+//!   fused kernel) and [`attention::SprintAttention`] (dense, runtime pruning, SPRINT without
 //!   recompute, SPRINT, through `sprint_attention::run_layer`). Thresholds and the noise
 //!   seed come in with the backend; every forward can collect the SPRINT trace.
 //! - Loading: Hugging Face checkpoint folders (`config.json` + `model.safetensors` +
@@ -32,14 +34,15 @@ pub mod bert;
 pub mod checkpoint;
 pub mod encoder;
 pub mod error;
+pub mod fastmath;
 pub mod gguf;
 pub mod gpt2;
+pub mod kernels;
 pub mod llama;
 pub mod mha;
 pub mod model;
 pub mod nn;
 pub mod record;
-pub mod softmax;
 pub mod tokenizer;
 pub mod vit;
 pub mod weights;

@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use crate::attention::Attention;
 use crate::error::{CandleContext, ModelError, Result};
 use crate::gguf::GgufFile;
-use crate::mha::{Rope, SelfAttention};
+use crate::mha::{Projections, Rope, SelfAttention};
 use crate::model::AttentionGeometry;
 use crate::nn::{Activation, Embedding, Linear, RmsNorm};
 use crate::record::{Recorder, RunRecord};
@@ -153,16 +153,18 @@ impl LlamaModel {
                 let p = format!("blk.{i}");
                 Ok(Block {
                     attn_norm: norm(&format!("{p}.attn_norm.weight"))?,
-                    attn: SelfAttention {
-                        q: lin(&format!("{p}.attn_q"), h, h)?,
-                        k: lin(&format!("{p}.attn_k"), h, kv)?,
-                        v: lin(&format!("{p}.attn_v"), h, kv)?,
-                        o: lin(&format!("{p}.attn_output"), h, h)?,
-                        heads: cfg.num_heads,
-                        kv_heads: cfg.num_kv_heads,
-                        head_dim: d,
-                        rope: Some(Rope::new(cfg.rope_base, d)),
-                    },
+                    attn: SelfAttention::new(
+                        Projections {
+                            q: lin(&format!("{p}.attn_q"), h, h)?,
+                            k: lin(&format!("{p}.attn_k"), h, kv)?,
+                            v: lin(&format!("{p}.attn_v"), h, kv)?,
+                            o: lin(&format!("{p}.attn_output"), h, h)?,
+                        },
+                        cfg.num_heads,
+                        cfg.num_kv_heads,
+                        d,
+                        Some(Rope::new(cfg.rope_base, d)),
+                    )?,
                     ffn_norm: norm(&format!("{p}.ffn_norm.weight"))?,
                     gate: lin(&format!("{p}.ffn_gate"), h, f)?,
                     up: lin(&format!("{p}.ffn_up"), h, f)?,

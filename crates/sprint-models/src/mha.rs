@@ -4,7 +4,8 @@
 use candle_core::{D, Tensor};
 
 use crate::attention::{Attention, AttentionCall};
-use crate::error::{CandleContext, Result};
+use crate::error::{CandleContext, ModelError, Result};
+use crate::kernels::{self, with_f32};
 use crate::nn::Linear;
 use crate::record::Recorder;
 
@@ -61,15 +62,14 @@ impl Rope {
     }
 }
 
-/// Self-attention with separate Q, K, V and output projections.
+/// Self-attention: one fused Q/K/V projection, heads, the pluggable attention backend and
+/// the output projection.
 #[derive(Clone, Debug)]
 pub struct SelfAttention {
-    /// Query projection.
-    pub q: Linear,
-    /// Key projection.
-    pub k: Linear,
-    /// Value projection.
-    pub v: Linear,
+    /// Q, K and V projections stacked into one layer: output features are the
+    /// `heads * head_dim` query features, then `kv_heads * head_dim` key and as many value
+    /// features (build it with [`SelfAttention::new`]).
+    pub qkv: Linear,
     /// Output projection.
     pub o: Linear,
     /// Query heads.
@@ -82,13 +82,45 @@ pub struct SelfAttention {
     pub rope: Option<Rope>,
 }
 
+/// The four projections of a [`SelfAttention`] block.
+#[derive(Clone, Debug)]
+pub struct Projections {
+    /// Query projection, `heads * head_dim` outputs.
+    pub q: Linear,
+    /// Key projection, `kv_heads * head_dim` outputs.
+    pub k: Linear,
+    /// Value projection, `kv_heads * head_dim` outputs.
+    pub v: Linear,
+    /// Output projection.
+    pub o: Linear,
+}
+
 impl SelfAttention {
-    fn split(&self, x: &Tensor, heads: usize) -> Result<Tensor> {
-        let (b, s, _) = x.dims3().op("split heads")?;
-        x.reshape((b, s, heads, self.head_dim))
-            .and_then(|t| t.transpose(1, 2))
-            .and_then(|t| t.contiguous())
-            .op("split heads")
+    /// A block from its projections; fails if their widths disagree with the head counts.
+    pub fn new(
+        p: Projections,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        rope: Option<Rope>,
+    ) -> Result<Self> {
+        let (qd, kvd) = (heads * head_dim, kv_heads * head_dim);
+        if p.q.out_dim() != qd || p.k.out_dim() != kvd || p.v.out_dim() != kvd {
+            return Err(ModelError::Input(format!(
+                "attention projections of {}/{}/{} outputs for {heads} heads, {kv_heads} kv heads of {head_dim}",
+                p.q.out_dim(),
+                p.k.out_dim(),
+                p.v.out_dim()
+            )));
+        }
+        Ok(Self {
+            qkv: Linear::concat(&[&p.q, &p.k, &p.v])?,
+            o: p.o,
+            heads,
+            kv_heads,
+            head_dim,
+            rope,
+        })
     }
 
     /// Attends `x` `[batch, seq, hidden]` to itself; returns `[batch, seq, hidden]`.
@@ -102,9 +134,15 @@ impl SelfAttention {
         rec: &mut Recorder,
     ) -> Result<Tensor> {
         let (b, s, _) = x.dims3().op("self attention")?;
-        let mut q = self.split(&self.q.forward(x)?, self.heads)?;
-        let mut k = self.split(&self.k.forward(x)?, self.kv_heads)?;
-        let v = self.split(&self.v.forward(x)?, self.kv_heads)?;
+        let qkv = self.qkv.forward(x)?;
+        let (q, k, v) = with_f32(&qkv, "split heads", |data| {
+            kernels::split_heads(data, b, s, [self.heads, self.kv_heads], self.head_dim)
+        })?;
+        let d = self.head_dim;
+        let dev = x.device();
+        let mut q = Tensor::from_vec(q, (b, self.heads, s, d), dev).op("split heads")?;
+        let mut k = Tensor::from_vec(k, (b, self.kv_heads, s, d), dev).op("split heads")?;
+        let v = Tensor::from_vec(v, (b, self.kv_heads, s, d), dev).op("split heads")?;
         if let Some(rope) = &self.rope {
             q = rope.apply(&q)?;
             k = rope.apply(&k)?;
@@ -118,10 +156,10 @@ impl SelfAttention {
             causal,
         };
         let ctx = attn.attend(&call, rec)?;
-        let ctx = ctx
-            .transpose(1, 2)
-            .and_then(|t| t.reshape((b, s, self.heads * self.head_dim)))
-            .op("merge heads")?;
+        let merged = with_f32(&ctx, "merge heads", |data| {
+            kernels::merge_heads(data, b, self.heads, s, d)
+        })?;
+        let ctx = Tensor::from_vec(merged, (b, s, self.heads * d), dev).op("merge heads")?;
         self.o.forward(&ctx)
     }
 }

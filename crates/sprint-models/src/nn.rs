@@ -1,11 +1,12 @@
 //! Building blocks shared by the architectures: linear layers, normalisations, embeddings
 //! and activations, on candle ops.
 
-use candle_core::cpu::erf::erf_f32;
 use candle_core::{D, Tensor};
 use rayon::prelude::*;
 
 use crate::error::{CandleContext, ModelError, Result};
+use crate::fastmath;
+use crate::kernels::{self, with_f32};
 use crate::weights::WeightMap;
 
 /// `y = x W^T + b` with `W` stored `[out, in]` (PyTorch `nn.Linear` layout).
@@ -54,23 +55,59 @@ impl Linear {
         self.weight.dims()[0]
     }
 
+    /// Input features.
+    pub fn in_dim(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
+    /// Stacks layers that read the same input into one whose output is their outputs side
+    /// by side (for example Q, K and V into one projection). A missing bias counts as zeros.
+    pub fn concat(parts: &[&Linear]) -> Result<Self> {
+        let weights: Vec<&Tensor> = parts.iter().map(|l| &l.weight).collect();
+        let weight = Tensor::cat(&weights, 0).op("stack linear weights")?;
+        let bias = if parts.iter().any(|l| l.bias.is_some()) {
+            let biases = parts
+                .iter()
+                .map(|l| match &l.bias {
+                    Some(b) => Ok(b.clone()),
+                    None => Tensor::zeros(l.out_dim(), l.weight.dtype(), l.weight.device())
+                        .op("stack linear biases"),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(Tensor::cat(&biases, 0).op("stack linear biases")?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
     /// Applies the layer to `[..., in]`, giving `[..., out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
+        self.forward_act(x, None)
+    }
+
+    /// Applies the layer and then `act` elementwise (one fused pass), giving `[..., out]`.
+    pub fn forward_act(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+        let mut dims = x.dims().to_vec();
         let in_dim = *dims
             .last()
             .ok_or_else(|| ModelError::Input("linear on a scalar".into()))?;
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let x2 = x.reshape((rows, in_dim)).op("linear reshape")?;
-        let mut y = x2
-            .matmul(&self.weight.t().op("linear")?)
-            .op("linear matmul")?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(b).op("linear bias")?;
+        if in_dim != self.in_dim() {
+            return Err(ModelError::Input(format!(
+                "linear layer of {} inputs applied to {dims:?}",
+                self.in_dim()
+            )));
         }
-        let mut out_dims = dims;
-        *out_dims.last_mut().expect("non-empty") = self.out_dim();
-        y.reshape(out_dims).op("linear reshape")
+        let y = with_f32(x, "linear input", |xs| {
+            with_f32(&self.weight, "linear weight", |ws| match &self.bias {
+                Some(b) => with_f32(b, "linear bias", |bs| {
+                    kernels::linear(xs, in_dim, ws, Some(bs), act)
+                }),
+                None => Ok(kernels::linear(xs, in_dim, ws, None, act)),
+            })
+        })???;
+        *dims.last_mut().expect("non-empty") = self.out_dim();
+        Tensor::from_vec(y, dims, x.device()).op("linear output")
     }
 }
 
@@ -96,6 +133,28 @@ impl LayerNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous().op("layer norm")?;
         candle_nn::ops::layer_norm(&x, &self.weight, &self.bias, self.eps).op("layer norm")
+    }
+
+    /// `LN(x + residual)` in one pass (shapes must agree).
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        if x.dims() != residual.dims() || x.dims().last() != Some(&self.weight.dims()[0]) {
+            return Err(ModelError::Input(format!(
+                "residual layer norm over {}: shapes {:?} and {:?}",
+                self.weight.dims()[0],
+                x.dims(),
+                residual.dims()
+            )));
+        }
+        let y = with_f32(x, "layer norm input", |xs| {
+            with_f32(residual, "layer norm residual", |rs| {
+                with_f32(&self.weight, "layer norm gain", |gs| {
+                    with_f32(&self.bias, "layer norm bias", |bs| {
+                        kernels::add_layer_norm(xs, rs, gs, bs, self.eps)
+                    })
+                })
+            })
+        })????;
+        Tensor::from_vec(y, x.dims(), x.device()).op("layer norm output")
     }
 }
 
@@ -200,32 +259,46 @@ impl Activation {
     /// Applies the activation elementwise (f32), on the rayon pool: candle's unary ops run
     /// on one thread, and exact GELU costs as much as a matmul there.
     pub fn forward(self, x: &Tensor) -> Result<Tensor> {
-        if self == Self::Relu {
-            return x.relu().op("activation");
+        let mut v = x
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .op("activation")?;
+        v.par_chunks_mut(1 << 14).for_each(|c| self.apply_slice(c));
+        Tensor::from_vec(v, x.dims(), x.device()).op("activation")
+    }
+
+    /// Applies the activation in place (each variant a separate loop the compiler can
+    /// vectorise).
+    pub fn apply_slice(self, xs: &mut [f32]) {
+        match self {
+            Self::Gelu => xs.iter_mut().for_each(|v| *v = gelu(*v)),
+            Self::GeluTanh => xs.iter_mut().for_each(|v| *v = gelu_tanh(*v)),
+            Self::Relu => xs.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Self::Silu => xs.iter_mut().for_each(|v| *v = silu(*v)),
         }
-        let f: fn(f32) -> f32 = match self {
-            // The formulas of candle's own f32 kernels.
-            Self::Gelu => |v| (erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * v,
-            Self::GeluTanh => |v| {
-                const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
-                0.5 * v * (1.0 + (SQRT_TWO_OVER_PI * v * (1.0 + 0.044715 * v * v)).tanh())
-            },
-            Self::Silu => |v| v / (1.0 + (-v).exp()),
-            Self::Relu => unreachable!("handled above"),
-        };
-        par_map(x, f)
     }
 }
 
-/// Applies `f` to every element of an f32 tensor, in parallel chunks.
-pub fn par_map(x: &Tensor, f: fn(f32) -> f32) -> Result<Tensor> {
-    let mut v = x
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .op("elementwise")?;
-    v.par_chunks_mut(1 << 14)
-        .for_each(|c| c.iter_mut().for_each(|y| *y = f(*y)));
-    Tensor::from_vec(v, x.dims(), x.device()).op("elementwise")
+/// Exact GELU `x Phi(x) = x (1 + erf(x / sqrt 2)) / 2` (erf to 4e-7).
+#[inline(always)]
+fn gelu(v: f32) -> f32 {
+    (fastmath::erf(v * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * v
+}
+
+/// Tanh GELU `x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2`, with
+/// `tanh(y) = 1 - 2 / (e^(2y) + 1)`.
+#[inline(always)]
+fn gelu_tanh(v: f32) -> f32 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    let y = SQRT_TWO_OVER_PI * v * (1.0 + 0.044715 * v * v);
+    let tanh = 1.0 - 2.0 / (fastmath::exp(2.0 * y) + 1.0);
+    0.5 * v * (1.0 + tanh)
+}
+
+/// SiLU `x / (1 + e^-x)`.
+#[inline(always)]
+fn silu(v: f32) -> f32 {
+    v / (1.0 + fastmath::exp(-v))
 }
 
 /// Mean of `hidden` `[batch, seq, dim]` over the real tokens of each row (`valid`), giving

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::attention::Attention;
 use crate::bert::read_config;
 use crate::error::{CandleContext, ModelError, Result};
-use crate::mha::SelfAttention;
+use crate::mha::{Projections, SelfAttention};
 use crate::model::AttentionGeometry;
 use crate::nn::{Activation, LayerNorm, Linear};
 use crate::record::{Recorder, RunRecord};
@@ -172,16 +172,18 @@ impl VitModel {
                 let lin = |n: &str, i, o, b| Linear::load(&w, &format!("{p}.{n}"), i, o, b);
                 Ok(Layer {
                     norm_before: LayerNorm::load(&w, &format!("{p}.layernorm_before"), h, eps)?,
-                    attn: SelfAttention {
-                        q: lin("attention.attention.query", h, h, cfg.qkv_bias)?,
-                        k: lin("attention.attention.key", h, h, cfg.qkv_bias)?,
-                        v: lin("attention.attention.value", h, h, cfg.qkv_bias)?,
-                        o: lin("attention.output.dense", h, h, true)?,
-                        heads: cfg.num_attention_heads,
-                        kv_heads: cfg.num_attention_heads,
-                        head_dim: h / cfg.num_attention_heads,
-                        rope: None,
-                    },
+                    attn: SelfAttention::new(
+                        Projections {
+                            q: lin("attention.attention.query", h, h, cfg.qkv_bias)?,
+                            k: lin("attention.attention.key", h, h, cfg.qkv_bias)?,
+                            v: lin("attention.attention.value", h, h, cfg.qkv_bias)?,
+                            o: lin("attention.output.dense", h, h, true)?,
+                        },
+                        cfg.num_attention_heads,
+                        cfg.num_attention_heads,
+                        h / cfg.num_attention_heads,
+                        None,
+                    )?,
                     norm_after: LayerNorm::load(&w, &format!("{p}.layernorm_after"), h, eps)?,
                     inter: lin("intermediate.dense", h, cfg.intermediate_size, true)?,
                     out: lin("output.dense", cfg.intermediate_size, h, true)?,
