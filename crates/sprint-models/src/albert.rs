@@ -3,17 +3,17 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::Attention;
-use crate::bert::read_config;
-use crate::encoder::PostLnLayer;
-use crate::error::{CandleContext, ModelError, Result};
+use crate::config::{check_encoder_fields, read_checkpoint};
+use crate::encoder::{PostLnLayer, TokenEmbeddings, pool_sentences, run_layers};
+use crate::error::{ModelError, Result};
 use crate::mha::{Projections, SelfAttention};
 use crate::model::AttentionGeometry;
-use crate::nn::{Activation, Embedding, LayerNorm, Linear, l2_normalize, mean_pool};
-use crate::record::{Recorder, RunRecord};
+use crate::nn::{Activation, LayerNorm, Linear};
+use crate::record::RunRecord;
 use crate::tokenizer::TokenBatch;
 use crate::weights::WeightMap;
 
@@ -70,20 +70,12 @@ pub struct AlbertConfig {
 impl AlbertConfig {
     /// Checks the values; returns the activation.
     pub fn check(&self, path: &Path) -> Result<Activation> {
-        let act = Activation::parse(&self.hidden_act).ok_or_else(|| {
-            ModelError::config(
-                path,
-                format!("hidden_act `{}` is not supported", self.hidden_act),
-            )
-        })?;
-        if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            return Err(ModelError::config(
-                path,
-                "hidden_size is not a multiple of num_attention_heads",
-            ));
-        }
+        let act = check_encoder_fields(
+            path,
+            &self.hidden_act,
+            self.hidden_size,
+            self.num_attention_heads,
+        )?;
         if self.num_hidden_groups == 0
             || self.inner_group_num == 0
             || !self
@@ -106,10 +98,7 @@ impl AlbertConfig {
 #[derive(Clone, Debug)]
 pub struct AlbertModel {
     cfg: AlbertConfig,
-    word: Embedding,
-    position: Embedding,
-    token_type: Embedding,
-    embed_norm: LayerNorm,
+    embeddings: TokenEmbeddings,
     mapping: Linear,
     groups: Vec<Vec<PostLnLayer>>,
 }
@@ -151,9 +140,7 @@ fn load_layer(w: &WeightMap, p: &str, cfg: &AlbertConfig, act: Activation) -> Re
 impl AlbertModel {
     /// Loads `config.json` and `model.safetensors` from a folder.
     pub fn load_dir(dir: &Path) -> Result<Self> {
-        let cfg_path = dir.join("config.json");
-        let cfg: AlbertConfig = read_config(&cfg_path)?;
-        let w = WeightMap::from_safetensors(&dir.join("model.safetensors"))?;
+        let (cfg, cfg_path, w) = read_checkpoint(dir)?;
         Self::from_weights(cfg, &cfg_path, w)
     }
 
@@ -161,11 +148,7 @@ impl AlbertModel {
     /// prefix.
     pub fn from_weights(cfg: AlbertConfig, cfg_path: &Path, w: WeightMap) -> Result<Self> {
         let act = cfg.check(cfg_path)?;
-        let w = if w.contains("albert.embeddings.word_embeddings.weight") {
-            w.with_prefix("albert.")
-        } else {
-            w
-        };
+        let w = w.with_prefix_if_stored("albert.", "embeddings.word_embeddings.weight");
         let (e, h) = (cfg.embedding_size, cfg.hidden_size);
         let groups = (0..cfg.num_hidden_groups)
             .map(|g| {
@@ -182,20 +165,14 @@ impl AlbertModel {
             })
             .collect::<Result<_>>()?;
         Ok(Self {
-            word: Embedding::load(&w, "embeddings.word_embeddings", cfg.vocab_size, e)?,
-            position: Embedding::load(
+            embeddings: TokenEmbeddings::load(
                 &w,
-                "embeddings.position_embeddings",
+                cfg.vocab_size,
                 cfg.max_position_embeddings,
-                e,
-            )?,
-            token_type: Embedding::load(
-                &w,
-                "embeddings.token_type_embeddings",
                 cfg.type_vocab_size,
                 e,
+                cfg.layer_norm_eps,
             )?,
-            embed_norm: LayerNorm::load(&w, "embeddings.LayerNorm", e, cfg.layer_norm_eps)?,
             mapping: Linear::load(&w, "encoder.embedding_hidden_mapping_in", e, h, true)?,
             groups,
             cfg,
@@ -210,14 +187,13 @@ impl AlbertModel {
     /// Attention geometry: every application of a shared layer is its own attention layer
     /// (`num_hidden_layers * inner_group_num` of them), so each may have its own thresholds.
     pub fn geometry(&self) -> AttentionGeometry {
-        let heads = self.cfg.num_attention_heads;
-        AttentionGeometry {
-            layers: self.cfg.num_hidden_layers * self.cfg.inner_group_num,
-            heads,
-            kv_heads: heads,
-            head_dim: self.cfg.hidden_size / heads,
-            causal: false,
-        }
+        let c = &self.cfg;
+        AttentionGeometry::multi_head(
+            c.num_hidden_layers * c.inner_group_num,
+            c.hidden_size,
+            c.num_attention_heads,
+            false,
+        )
     }
 
     /// Final hidden states `[batch, seq, hidden]` (token type 0 everywhere).
@@ -227,37 +203,12 @@ impl AlbertModel {
         attn: &dyn Attention,
         trace: bool,
     ) -> Result<(Tensor, RunRecord)> {
-        let s = batch.seq_len();
-        if s > self.cfg.max_position_embeddings {
-            return Err(ModelError::Input(format!(
-                "{s} tokens exceed the model's {} positions",
-                self.cfg.max_position_embeddings
-            )));
-        }
-        let dev = Device::Cpu;
-        let ids = batch.ids_tensor(&dev)?;
-        let pos = Tensor::arange(0u32, s as u32, &dev).op("positions")?;
-        let types = Tensor::zeros(s, candle_core::DType::U32, &dev).op("token types")?;
-        let extra =
-            (self.position.forward(&pos)? + self.token_type.forward(&types)?).op("embeddings")?;
-        let x = self
-            .word
-            .forward(&ids)?
-            .broadcast_add(&extra)
-            .op("embeddings")?;
-        let x = self.embed_norm.forward(&x)?;
-        let mut x = self.mapping.forward(&x)?;
-        let geo = self.geometry();
-        let mut rec = Recorder::new(batch.batch_size(), geo.layers, trace, "albert");
+        let x = self.mapping.forward(&self.embeddings.forward(batch)?)?;
         let per_group = self.cfg.num_hidden_layers / self.cfg.num_hidden_groups;
-        for depth in 0..self.cfg.num_hidden_layers {
-            let group = &self.groups[depth / per_group];
-            for (i, layer) in group.iter().enumerate() {
-                let index = depth * self.cfg.inner_group_num + i;
-                x = layer.forward(&x, index, &batch.valid, attn, &mut rec)?;
-            }
-        }
-        Ok((x, rec.finish()))
+        // Depth `d` applies group `d / per_group`, each of its layers in turn.
+        let layers = (0..self.cfg.num_hidden_layers).flat_map(|d| &self.groups[d / per_group]);
+        let count = self.geometry().layers;
+        run_layers(x, layers, count, batch, attn, trace, "albert")
     }
 
     /// Sentence embeddings `[batch, hidden]` by mean pooling, L2-normalised if `normalize`.
@@ -268,9 +219,6 @@ impl AlbertModel {
         trace: bool,
         normalize: bool,
     ) -> Result<(Tensor, RunRecord)> {
-        let (h, rec) = self.forward(batch, attn, trace)?;
-        let e = mean_pool(&h, &batch.valid)?;
-        let e = if normalize { l2_normalize(&e)? } else { e };
-        Ok((e, rec))
+        pool_sentences(self.forward(batch, attn, trace)?, &batch.valid, normalize)
     }
 }

@@ -3,16 +3,17 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::Attention;
-use crate::encoder::PostLnLayer;
-use crate::error::{CandleContext, ModelError, Result};
+use crate::config::{check_encoder_fields, read_checkpoint};
+use crate::encoder::{PostLnLayer, TokenEmbeddings, pool_sentences, run_layers};
+use crate::error::{ModelError, Result};
 use crate::mha::{Projections, SelfAttention};
 use crate::model::AttentionGeometry;
-use crate::nn::{Activation, Embedding, LayerNorm, Linear, l2_normalize, mean_pool};
-use crate::record::{Recorder, RunRecord};
+use crate::nn::{Activation, LayerNorm, Linear};
+use crate::record::RunRecord;
 use crate::tokenizer::TokenBatch;
 use crate::weights::WeightMap;
 
@@ -61,23 +62,12 @@ pub struct BertConfig {
 impl BertConfig {
     /// Checks the values; `path` names the file in errors. Returns the activation.
     pub fn check(&self, path: &Path) -> Result<Activation> {
-        let act = Activation::parse(&self.hidden_act).ok_or_else(|| {
-            ModelError::config(
-                path,
-                format!("hidden_act `{}` is not supported", self.hidden_act),
-            )
-        })?;
-        if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            return Err(ModelError::config(
-                path,
-                format!(
-                    "hidden_size {} is not a multiple of num_attention_heads {}",
-                    self.hidden_size, self.num_attention_heads
-                ),
-            ));
-        }
+        let act = check_encoder_fields(
+            path,
+            &self.hidden_act,
+            self.hidden_size,
+            self.num_attention_heads,
+        )?;
         if let Some(p) = &self.position_embedding_type
             && p != "absolute"
         {
@@ -90,23 +80,11 @@ impl BertConfig {
     }
 }
 
-/// Reads and parses a `config.json` into `T`.
-pub fn read_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| ModelError::config(path, e.to_string()))
-}
-
 /// A BERT encoder.
 #[derive(Clone, Debug)]
 pub struct BertModel {
     cfg: BertConfig,
-    word: Embedding,
-    position: Embedding,
-    token_type: Embedding,
-    embed_norm: LayerNorm,
+    embeddings: TokenEmbeddings,
     layers: Vec<PostLnLayer>,
 }
 
@@ -143,9 +121,7 @@ fn load_layer(w: &WeightMap, p: &str, cfg: &BertConfig, act: Activation) -> Resu
 impl BertModel {
     /// Loads `config.json` and `model.safetensors` from a folder.
     pub fn load_dir(dir: &Path) -> Result<Self> {
-        let cfg_path = dir.join("config.json");
-        let cfg: BertConfig = read_config(&cfg_path)?;
-        let w = WeightMap::from_safetensors(&dir.join("model.safetensors"))?;
+        let (cfg, cfg_path, w) = read_checkpoint(dir)?;
         Self::from_weights(cfg, &cfg_path, w)
     }
 
@@ -153,30 +129,19 @@ impl BertModel {
     /// may carry a `bert.` prefix.
     pub fn from_weights(cfg: BertConfig, cfg_path: &Path, w: WeightMap) -> Result<Self> {
         let act = cfg.check(cfg_path)?;
-        let w = if w.contains("bert.embeddings.word_embeddings.weight") {
-            w.with_prefix("bert.")
-        } else {
-            w
-        };
-        let h = cfg.hidden_size;
+        let w = w.with_prefix_if_stored("bert.", "embeddings.word_embeddings.weight");
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| load_layer(&w, &format!("encoder.layer.{i}"), &cfg, act))
             .collect::<Result<_>>()?;
         Ok(Self {
-            word: Embedding::load(&w, "embeddings.word_embeddings", cfg.vocab_size, h)?,
-            position: Embedding::load(
+            embeddings: TokenEmbeddings::load(
                 &w,
-                "embeddings.position_embeddings",
+                cfg.vocab_size,
                 cfg.max_position_embeddings,
-                h,
-            )?,
-            token_type: Embedding::load(
-                &w,
-                "embeddings.token_type_embeddings",
                 cfg.type_vocab_size,
-                h,
+                cfg.hidden_size,
+                cfg.layer_norm_eps,
             )?,
-            embed_norm: LayerNorm::load(&w, "embeddings.LayerNorm", h, cfg.layer_norm_eps)?,
             layers,
             cfg,
         })
@@ -189,14 +154,13 @@ impl BertModel {
 
     /// Attention geometry (for thresholds).
     pub fn geometry(&self) -> AttentionGeometry {
-        let heads = self.cfg.num_attention_heads;
-        AttentionGeometry {
-            layers: self.cfg.num_hidden_layers,
-            heads,
-            kv_heads: heads,
-            head_dim: self.cfg.hidden_size / heads,
-            causal: false,
-        }
+        let c = &self.cfg;
+        AttentionGeometry::multi_head(
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            false,
+        )
     }
 
     /// Final hidden states `[batch, seq, hidden]` (token type 0 everywhere). Collects head
@@ -207,35 +171,9 @@ impl BertModel {
         attn: &dyn Attention,
         trace: bool,
     ) -> Result<(Tensor, RunRecord)> {
-        let s = batch.seq_len();
-        if s > self.cfg.max_position_embeddings {
-            return Err(ModelError::Input(format!(
-                "{s} tokens exceed the model's {} positions",
-                self.cfg.max_position_embeddings
-            )));
-        }
-        let dev = Device::Cpu;
-        let ids = batch.ids_tensor(&dev)?;
-        let pos = Tensor::arange(0u32, s as u32, &dev).op("positions")?;
-        let types = Tensor::zeros(s, candle_core::DType::U32, &dev).op("token types")?;
-        let extra =
-            (self.position.forward(&pos)? + self.token_type.forward(&types)?).op("embeddings")?;
-        let x = self
-            .word
-            .forward(&ids)?
-            .broadcast_add(&extra)
-            .op("embeddings")?;
-        let mut x = self.embed_norm.forward(&x)?;
-        let mut rec = Recorder::new(
-            batch.batch_size(),
-            self.cfg.num_hidden_layers,
-            trace,
-            "bert",
-        );
-        for (l, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x, l, &batch.valid, attn, &mut rec)?;
-        }
-        Ok((x, rec.finish()))
+        let x = self.embeddings.forward(batch)?;
+        let layers = &self.layers;
+        run_layers(x, layers, layers.len(), batch, attn, trace, "bert")
     }
 
     /// Sentence embeddings `[batch, hidden]`: mean of the real tokens' final hidden states,
@@ -247,9 +185,6 @@ impl BertModel {
         trace: bool,
         normalize: bool,
     ) -> Result<(Tensor, RunRecord)> {
-        let (h, rec) = self.forward(batch, attn, trace)?;
-        let e = mean_pool(&h, &batch.valid)?;
-        let e = if normalize { l2_normalize(&e)? } else { e };
-        Ok((e, rec))
+        pool_sentences(self.forward(batch, attn, trace)?, &batch.valid, normalize)
     }
 }

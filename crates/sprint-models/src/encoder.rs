@@ -1,12 +1,63 @@
-//! The post-LayerNorm transformer encoder layer shared by BERT and ALBERT.
+//! The pieces of the post-LayerNorm text encoders shared by BERT and ALBERT: the input
+//! embeddings, the encoder layer, the run over the layers and the sentence pooling.
 
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 
 use crate::attention::Attention;
-use crate::error::Result;
+use crate::error::{CandleContext, Result};
 use crate::mha::SelfAttention;
-use crate::nn::{Activation, LayerNorm, Linear};
-use crate::record::Recorder;
+use crate::nn::{Activation, Embedding, LayerNorm, Linear, l2_normalize, mean_pool};
+use crate::record::{Recorder, RunRecord};
+use crate::tokenizer::TokenBatch;
+use crate::weights::WeightMap;
+
+/// BERT-style input embeddings: word + absolute position + token type (type 0 everywhere),
+/// then LayerNorm, each `dim` wide (BERT's hidden size, ALBERT's embedding size).
+#[derive(Clone, Debug)]
+pub struct TokenEmbeddings {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    norm: LayerNorm,
+}
+
+impl TokenEmbeddings {
+    /// Loads `embeddings.{word,position,token_type}_embeddings` (`vocab`, `positions` and
+    /// `types` rows of `dim`) and `embeddings.LayerNorm` (epsilon `eps`).
+    pub fn load(
+        w: &WeightMap,
+        vocab: usize,
+        positions: usize,
+        types: usize,
+        dim: usize,
+        eps: f64,
+    ) -> Result<Self> {
+        Ok(Self {
+            word: Embedding::load(w, "embeddings.word_embeddings", vocab, dim)?,
+            position: Embedding::load(w, "embeddings.position_embeddings", positions, dim)?,
+            token_type: Embedding::load(w, "embeddings.token_type_embeddings", types, dim)?,
+            norm: LayerNorm::load(w, "embeddings.LayerNorm", dim, eps)?,
+        })
+    }
+
+    /// Embeds `batch` into `[batch, seq, dim]`; an error if it is longer than the position
+    /// table.
+    pub fn forward(&self, batch: &TokenBatch) -> Result<Tensor> {
+        batch.check_len(self.position.rows())?;
+        let dev = Device::Cpu;
+        let ids = batch.ids_tensor(&dev)?;
+        let pos = batch.positions_tensor(&dev)?;
+        let types = Tensor::zeros(batch.seq_len(), DType::U32, &dev).op("token types")?;
+        let extra =
+            (self.position.forward(&pos)? + self.token_type.forward(&types)?).op("embeddings")?;
+        let x = self
+            .word
+            .forward(&ids)?
+            .broadcast_add(&extra)
+            .op("embeddings")?;
+        self.norm.forward(&x)
+    }
+}
 
 /// `x1 = LN(x + Attn(x))`, `out = LN(x1 + W2 act(W1 x1))`.
 #[derive(Clone, Debug)]
@@ -41,4 +92,36 @@ impl PostLnLayer {
         let h = self.ffn_out.forward(&h)?;
         self.output_norm.forward_residual(&x1, &h)
     }
+}
+
+/// Runs hidden states `x` `[batch, seq, hidden]` of `batch` through `layers` in order, the
+/// `i`-th applied as attention layer `i` of `count`, recording (with head traces if `trace`)
+/// under `workload`. Returns the final hidden states and the record.
+pub fn run_layers<'a>(
+    mut x: Tensor,
+    layers: impl IntoIterator<Item = &'a PostLnLayer>,
+    count: usize,
+    batch: &TokenBatch,
+    attn: &dyn Attention,
+    trace: bool,
+    workload: &str,
+) -> Result<(Tensor, RunRecord)> {
+    let mut rec = Recorder::new(batch.batch_size(), count, trace, workload);
+    for (l, layer) in layers.into_iter().enumerate() {
+        x = layer.forward(&x, l, &batch.valid, attn, &mut rec)?;
+    }
+    Ok((x, rec.finish()))
+}
+
+/// Sentence embeddings `[batch, hidden]` from an encoder's output: the mean of the real
+/// tokens' final hidden states (`valid`), L2-normalised if `normalize`; the record passes
+/// through.
+pub fn pool_sentences(
+    (hidden, rec): (Tensor, RunRecord),
+    valid: &[Vec<bool>],
+    normalize: bool,
+) -> Result<(Tensor, RunRecord)> {
+    let e = mean_pool(&hidden, valid)?;
+    let e = if normalize { l2_normalize(&e)? } else { e };
+    Ok((e, rec))
 }

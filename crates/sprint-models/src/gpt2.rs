@@ -9,8 +9,8 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::Attention;
-use crate::bert::read_config;
-use crate::error::{CandleContext, ModelError, Result};
+use crate::config::{check_heads, parse_activation, read_checkpoint};
+use crate::error::{CandleContext, Result};
 use crate::mha::{Projections, SelfAttention};
 use crate::model::AttentionGeometry;
 use crate::nn::{Activation, Embedding, LayerNorm, Linear};
@@ -55,21 +55,8 @@ pub struct Gpt2Config {
 impl Gpt2Config {
     /// Checks the values; returns the activation.
     pub fn check(&self, path: &Path) -> Result<Activation> {
-        let act = Activation::parse(&self.activation_function).ok_or_else(|| {
-            ModelError::config(
-                path,
-                format!(
-                    "activation_function `{}` is not supported",
-                    self.activation_function
-                ),
-            )
-        })?;
-        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
-            return Err(ModelError::config(
-                path,
-                "n_embd is not a multiple of n_head",
-            ));
-        }
+        let act = parse_activation(path, "activation_function", &self.activation_function)?;
+        check_heads(path, ("n_embd", self.n_embd), ("n_head", self.n_head))?;
         Ok(act)
     }
 
@@ -97,7 +84,7 @@ pub struct Gpt2Model {
     wpe: Embedding,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    lm_head: Tensor,
+    lm_head: Linear,
 }
 
 /// Splits the fused `c_attn` (`[in, 3*out]`) into q, k, v linears.
@@ -119,9 +106,7 @@ fn split_c_attn(w: &WeightMap, p: &str, h: usize) -> Result<[Linear; 3]> {
 impl Gpt2Model {
     /// Loads `config.json` and `model.safetensors` from a folder.
     pub fn load_dir(dir: &Path) -> Result<Self> {
-        let cfg_path = dir.join("config.json");
-        let cfg: Gpt2Config = read_config(&cfg_path)?;
-        let w = WeightMap::from_safetensors(&dir.join("model.safetensors"))?;
+        let (cfg, cfg_path, w) = read_checkpoint(dir)?;
         Self::from_weights(cfg, &cfg_path, w)
     }
 
@@ -130,11 +115,7 @@ impl Gpt2Model {
     pub fn from_weights(cfg: Gpt2Config, cfg_path: &Path, w: WeightMap) -> Result<Self> {
         let act = cfg.check(cfg_path)?;
         let lm_head_stored = w.get_opt("lm_head.weight", &[cfg.vocab_size, cfg.n_embd])?;
-        let w = if w.contains("transformer.wte.weight") {
-            w.with_prefix("transformer.")
-        } else {
-            w
-        };
+        let w = w.with_prefix_if_stored("transformer.", "wte.weight");
         let (h, heads) = (cfg.n_embd, cfg.n_head);
         let eps = cfg.layer_norm_epsilon;
         let blocks = (0..cfg.n_layer)
@@ -162,7 +143,7 @@ impl Gpt2Model {
             })
             .collect::<Result<_>>()?;
         let wte = Embedding::load(&w, "wte", cfg.vocab_size, h)?;
-        let lm_head = lm_head_stored.unwrap_or_else(|| wte.table().clone());
+        let lm_head = Linear::output_head(lm_head_stored, &wte);
         Ok(Self {
             act,
             wpe: Embedding::load(&w, "wpe", cfg.n_positions, h)?,
@@ -181,13 +162,8 @@ impl Gpt2Model {
 
     /// Attention geometry.
     pub fn geometry(&self) -> AttentionGeometry {
-        AttentionGeometry {
-            layers: self.cfg.n_layer,
-            heads: self.cfg.n_head,
-            kv_heads: self.cfg.n_head,
-            head_dim: self.cfg.n_embd / self.cfg.n_head,
-            causal: true,
-        }
+        let c = &self.cfg;
+        AttentionGeometry::multi_head(c.n_layer, c.n_embd, c.n_head, true)
     }
 
     /// Logits `[batch, seq, vocab]` of every position (causal; sequences right-padded).
@@ -197,16 +173,10 @@ impl Gpt2Model {
         attn: &dyn Attention,
         trace: bool,
     ) -> Result<(Tensor, RunRecord)> {
-        let s = batch.seq_len();
-        if s > self.cfg.n_positions {
-            return Err(ModelError::Input(format!(
-                "{s} tokens exceed the model's {} positions",
-                self.cfg.n_positions
-            )));
-        }
+        batch.check_len(self.cfg.n_positions)?;
         let dev = Device::Cpu;
         let ids = batch.ids_tensor(&dev)?;
-        let pos = Tensor::arange(0u32, s as u32, &dev).op("positions")?;
+        let pos = batch.positions_tensor(&dev)?;
         let mut x = self
             .wte
             .forward(&ids)?
@@ -224,7 +194,7 @@ impl Gpt2Model {
             x = (x + m).op("residual")?;
         }
         let x = self.ln_f.forward(&x)?;
-        let logits = Linear::new(self.lm_head.clone(), None).forward(&x)?;
+        let logits = self.lm_head.forward(&x)?;
         Ok((logits, rec.finish()))
     }
 }

@@ -32,6 +32,7 @@ pub mod albert;
 pub mod attention;
 pub mod bert;
 pub mod checkpoint;
+pub mod config;
 pub mod encoder;
 pub mod error;
 pub mod fastmath;

@@ -173,10 +173,7 @@ impl LlamaModel {
             })
             .collect::<Result<_>>()?;
         let embed = Embedding::load(w, "token_embd", cfg.vocab_size, h)?;
-        let output = match w.get_opt("output.weight", &[cfg.vocab_size, h])? {
-            Some(t) => Linear::new(t, None),
-            None => Linear::new(embed.table().clone(), None),
-        };
+        let output = Linear::output_head(w.get_opt("output.weight", &[cfg.vocab_size, h])?, &embed);
         Ok(Self {
             norm: norm("output_norm.weight")?,
             embed,
@@ -210,13 +207,7 @@ impl LlamaModel {
         attn: &dyn Attention,
         trace: bool,
     ) -> Result<(Tensor, RunRecord)> {
-        let s = batch.seq_len();
-        if s > self.cfg.context_length {
-            return Err(ModelError::Input(format!(
-                "{s} tokens exceed the model's context of {}",
-                self.cfg.context_length
-            )));
-        }
+        batch.check_len(self.cfg.context_length)?;
         let ids = batch.ids_tensor(&Device::Cpu)?;
         let mut x = self.embed.forward(&ids)?;
         let mut rec = Recorder::new(batch.batch_size(), self.cfg.num_layers, trace, "llama");

@@ -10,7 +10,8 @@ use sprint_core::config::{AttentionConfig, Thresholds};
 
 use crate::albert::AlbertModel;
 use crate::attention::Attention;
-use crate::bert::{BertModel, read_config};
+use crate::bert::BertModel;
+use crate::config::read_config;
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 use crate::gpt2::Gpt2Model;
@@ -38,6 +39,18 @@ pub struct AttentionGeometry {
 }
 
 impl AttentionGeometry {
+    /// `layers` layers of plain multi-head attention: `heads` query heads, as many key/value
+    /// heads, each `hidden / heads` elements wide.
+    pub fn multi_head(layers: usize, hidden: usize, heads: usize, causal: bool) -> Self {
+        Self {
+            layers,
+            heads,
+            kv_heads: heads,
+            head_dim: hidden / heads,
+            causal,
+        }
+    }
+
     /// Resolves `cfg`'s thresholds for this model's layers and query heads.
     pub fn thresholds(&self, cfg: &AttentionConfig) -> Result<Thresholds> {
         Ok(cfg.thresholds(self.layers, self.heads)?)

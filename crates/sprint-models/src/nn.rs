@@ -50,6 +50,12 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// A decoder's bias-free output projection `[vocab, hidden]`: the `stored` matrix if the
+    /// checkpoint has one, else the token embedding table (tied weights).
+    pub fn output_head(stored: Option<Tensor>, embedding: &Embedding) -> Self {
+        Self::new(stored.unwrap_or_else(|| embedding.table().clone()), None)
+    }
+
     /// Output features.
     pub fn out_dim(&self) -> usize {
         self.weight.dims()[0]

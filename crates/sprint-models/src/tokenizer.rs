@@ -75,6 +75,22 @@ impl TokenBatch {
         let flat: Vec<u32> = self.ids.iter().flatten().copied().collect();
         Tensor::from_vec(flat, (self.batch_size(), self.seq_len()), device).op("token ids")
     }
+
+    /// Checks that the padded length (in tokens) fits a model with `limit` positions.
+    pub fn check_len(&self, limit: usize) -> Result<()> {
+        let s = self.seq_len();
+        if s > limit {
+            return Err(ModelError::Input(format!(
+                "{s} tokens exceed the model's {limit} positions"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The positions `0..seq` as a `[seq]` `u32` tensor (absolute position ids).
+    pub fn positions_tensor(&self, device: &Device) -> Result<Tensor> {
+        Tensor::arange(0u32, self.seq_len() as u32, device).op("positions")
+    }
 }
 
 /// A tokenizer plus the special tokens the model expects around each text.

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::Attention;
-use crate::bert::read_config;
+use crate::config::{check_encoder_fields, read_checkpoint};
 use crate::error::{CandleContext, ModelError, Result};
 use crate::mha::{Projections, SelfAttention};
 use crate::model::AttentionGeometry;
@@ -64,20 +64,12 @@ pub struct VitConfig {
 impl VitConfig {
     /// Checks the values; returns the activation.
     pub fn check(&self, path: &Path) -> Result<Activation> {
-        let act = Activation::parse(&self.hidden_act).ok_or_else(|| {
-            ModelError::config(
-                path,
-                format!("hidden_act `{}` is not supported", self.hidden_act),
-            )
-        })?;
-        if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
-        {
-            return Err(ModelError::config(
-                path,
-                "hidden_size is not a multiple of num_attention_heads",
-            ));
-        }
+        let act = check_encoder_fields(
+            path,
+            &self.hidden_act,
+            self.hidden_size,
+            self.num_attention_heads,
+        )?;
         if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             return Err(ModelError::config(
                 path,
@@ -127,9 +119,7 @@ pub struct VitModel {
 impl VitModel {
     /// Loads `config.json` and `model.safetensors` from a folder.
     pub fn load_dir(dir: &Path) -> Result<Self> {
-        let cfg_path = dir.join("config.json");
-        let cfg: VitConfig = read_config(&cfg_path)?;
-        let w = WeightMap::from_safetensors(&dir.join("model.safetensors"))?;
+        let (cfg, cfg_path, w) = read_checkpoint(dir)?;
         Self::from_weights(cfg, &cfg_path, w)
     }
 
@@ -151,11 +141,7 @@ impl VitModel {
             }
             None => None,
         };
-        let w = if w.contains("vit.embeddings.cls_token") {
-            w.with_prefix("vit.")
-        } else {
-            w
-        };
+        let w = w.with_prefix_if_stored("vit.", "embeddings.cls_token");
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
         let eps = cfg.layer_norm_eps;
         let patch_w = w
@@ -212,14 +198,13 @@ impl VitModel {
 
     /// Attention geometry.
     pub fn geometry(&self) -> AttentionGeometry {
-        let heads = self.cfg.num_attention_heads;
-        AttentionGeometry {
-            layers: self.cfg.num_hidden_layers,
-            heads,
-            kv_heads: heads,
-            head_dim: self.cfg.hidden_size / heads,
-            causal: false,
-        }
+        let c = &self.cfg;
+        AttentionGeometry::multi_head(
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            false,
+        )
     }
 
     /// Splits `[batch, channels, side, side]` images into `[batch, patches, c*p*p]` rows in

@@ -80,6 +80,16 @@ impl WeightMap {
         self
     }
 
+    /// Looks names up under `prefix` if the file stores `{prefix}{probe}` (e.g. `bert.` when
+    /// `bert.embeddings.word_embeddings.weight` is there), else as they are.
+    pub fn with_prefix_if_stored(self, prefix: &str, probe: &str) -> Self {
+        if self.contains(&format!("{prefix}{probe}")) {
+            self.with_prefix(prefix)
+        } else {
+            self
+        }
+    }
+
     /// Tensor `name` (after the prefix), checked to have shape `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let full = format!("{}{name}", self.prefix);
