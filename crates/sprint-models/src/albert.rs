@@ -8,11 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::attention::Attention;
 use crate::config::{check_encoder_fields, read_checkpoint};
-use crate::encoder::{PostLnLayer, TokenEmbeddings, pool_sentences, run_layers};
+use crate::encoder::{
+    PostLnDims, PostLnLayer, PostLnNames, TokenEmbeddings, pool_sentences, run_layers,
+};
 use crate::error::{ModelError, Result};
-use crate::mha::{Projections, SelfAttention};
 use crate::model::AttentionGeometry;
-use crate::nn::{Activation, LayerNorm, Linear};
+use crate::nn::{Activation, Linear};
 use crate::record::RunRecord;
 use crate::tokenizer::TokenBatch;
 use crate::weights::WeightMap;
@@ -103,39 +104,18 @@ pub struct AlbertModel {
     groups: Vec<Vec<PostLnLayer>>,
 }
 
-fn load_layer(w: &WeightMap, p: &str, cfg: &AlbertConfig, act: Activation) -> Result<PostLnLayer> {
-    let h = cfg.hidden_size;
-    let lin = |n: &str, i, o| Linear::load(w, &format!("{p}.{n}"), i, o, true);
-    Ok(PostLnLayer {
-        attention: SelfAttention::new(
-            Projections {
-                q: lin("attention.query", h, h)?,
-                k: lin("attention.key", h, h)?,
-                v: lin("attention.value", h, h)?,
-                o: lin("attention.dense", h, h)?,
-            },
-            cfg.num_attention_heads,
-            cfg.num_attention_heads,
-            h / cfg.num_attention_heads,
-            None,
-        )?,
-        attention_norm: LayerNorm::load(
-            w,
-            &format!("{p}.attention.LayerNorm"),
-            h,
-            cfg.layer_norm_eps,
-        )?,
-        ffn_in: lin("ffn", h, cfg.intermediate_size)?,
-        ffn_out: lin("ffn_output", cfg.intermediate_size, h)?,
-        output_norm: LayerNorm::load(
-            w,
-            &format!("{p}.full_layer_layer_norm"),
-            h,
-            cfg.layer_norm_eps,
-        )?,
-        act,
-    })
-}
+/// Where an ALBERT shared layer (`encoder.albert_layer_groups.{g}.albert_layers.{i}`)
+/// stores its weights.
+const LAYER_NAMES: PostLnNames = PostLnNames {
+    query: "attention.query",
+    key: "attention.key",
+    value: "attention.value",
+    attention_out: "attention.dense",
+    attention_norm: "attention.LayerNorm",
+    ffn_in: "ffn",
+    ffn_out: "ffn_output",
+    output_norm: "full_layer_layer_norm",
+};
 
 impl AlbertModel {
     /// Loads `config.json` and `model.safetensors` from a folder.
@@ -150,14 +130,21 @@ impl AlbertModel {
         let act = cfg.check(cfg_path)?;
         let w = w.with_prefix_if_stored("albert.", "embeddings.word_embeddings.weight");
         let (e, h) = (cfg.embedding_size, cfg.hidden_size);
+        let dims = PostLnDims {
+            hidden: h,
+            heads: cfg.num_attention_heads,
+            intermediate: cfg.intermediate_size,
+            eps: cfg.layer_norm_eps,
+        };
         let groups = (0..cfg.num_hidden_groups)
             .map(|g| {
                 (0..cfg.inner_group_num)
                     .map(|i| {
-                        load_layer(
+                        PostLnLayer::load(
                             &w,
                             &format!("encoder.albert_layer_groups.{g}.albert_layers.{i}"),
-                            &cfg,
+                            &LAYER_NAMES,
+                            dims,
                             act,
                         )
                     })

@@ -8,11 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::attention::Attention;
 use crate::config::{check_encoder_fields, read_checkpoint};
-use crate::encoder::{PostLnLayer, TokenEmbeddings, pool_sentences, run_layers};
+use crate::encoder::{
+    PostLnDims, PostLnLayer, PostLnNames, TokenEmbeddings, pool_sentences, run_layers,
+};
 use crate::error::{ModelError, Result};
-use crate::mha::{Projections, SelfAttention};
 use crate::model::AttentionGeometry;
-use crate::nn::{Activation, LayerNorm, Linear};
+use crate::nn::Activation;
 use crate::record::RunRecord;
 use crate::tokenizer::TokenBatch;
 use crate::weights::WeightMap;
@@ -88,35 +89,17 @@ pub struct BertModel {
     layers: Vec<PostLnLayer>,
 }
 
-/// Loads one post-LN BERT layer named `{p}.attention.self.query` etc.
-fn load_layer(w: &WeightMap, p: &str, cfg: &BertConfig, act: Activation) -> Result<PostLnLayer> {
-    let h = cfg.hidden_size;
-    let lin = |n: &str, i, o| Linear::load(w, &format!("{p}.{n}"), i, o, true);
-    Ok(PostLnLayer {
-        attention: SelfAttention::new(
-            Projections {
-                q: lin("attention.self.query", h, h)?,
-                k: lin("attention.self.key", h, h)?,
-                v: lin("attention.self.value", h, h)?,
-                o: lin("attention.output.dense", h, h)?,
-            },
-            cfg.num_attention_heads,
-            cfg.num_attention_heads,
-            h / cfg.num_attention_heads,
-            None,
-        )?,
-        attention_norm: LayerNorm::load(
-            w,
-            &format!("{p}.attention.output.LayerNorm"),
-            h,
-            cfg.layer_norm_eps,
-        )?,
-        ffn_in: lin("intermediate.dense", h, cfg.intermediate_size)?,
-        ffn_out: lin("output.dense", cfg.intermediate_size, h)?,
-        output_norm: LayerNorm::load(w, &format!("{p}.output.LayerNorm"), h, cfg.layer_norm_eps)?,
-        act,
-    })
-}
+/// Where a BERT layer (`encoder.layer.{i}`) stores its weights.
+const LAYER_NAMES: PostLnNames = PostLnNames {
+    query: "attention.self.query",
+    key: "attention.self.key",
+    value: "attention.self.value",
+    attention_out: "attention.output.dense",
+    attention_norm: "attention.output.LayerNorm",
+    ffn_in: "intermediate.dense",
+    ffn_out: "output.dense",
+    output_norm: "output.LayerNorm",
+};
 
 impl BertModel {
     /// Loads `config.json` and `model.safetensors` from a folder.
@@ -130,8 +113,14 @@ impl BertModel {
     pub fn from_weights(cfg: BertConfig, cfg_path: &Path, w: WeightMap) -> Result<Self> {
         let act = cfg.check(cfg_path)?;
         let w = w.with_prefix_if_stored("bert.", "embeddings.word_embeddings.weight");
+        let dims = PostLnDims {
+            hidden: cfg.hidden_size,
+            heads: cfg.num_attention_heads,
+            intermediate: cfg.intermediate_size,
+            eps: cfg.layer_norm_eps,
+        };
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| load_layer(&w, &format!("encoder.layer.{i}"), &cfg, act))
+            .map(|i| PostLnLayer::load(&w, &format!("encoder.layer.{i}"), &LAYER_NAMES, dims, act))
             .collect::<Result<_>>()?;
         Ok(Self {
             embeddings: TokenEmbeddings::load(

@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::attention::Attention;
 use crate::error::{CandleContext, Result};
-use crate::mha::SelfAttention;
+use crate::mha::{Projections, SelfAttention};
 use crate::nn::{Activation, Embedding, LayerNorm, Linear, l2_normalize, mean_pool};
 use crate::record::{Recorder, RunRecord};
 use crate::tokenizer::TokenBatch;
@@ -76,7 +76,77 @@ pub struct PostLnLayer {
     pub act: Activation,
 }
 
+/// Where a checkpoint stores the weights of a [`PostLnLayer`]: names after the layer's
+/// prefix, each a linear (`.weight`, `.bias`) or a LayerNorm.
+#[derive(Clone, Copy, Debug)]
+pub struct PostLnNames {
+    /// Query projection.
+    pub query: &'static str,
+    /// Key projection.
+    pub key: &'static str,
+    /// Value projection.
+    pub value: &'static str,
+    /// Attention output projection.
+    pub attention_out: &'static str,
+    /// Norm after the attention residual.
+    pub attention_norm: &'static str,
+    /// Feed-forward expansion.
+    pub ffn_in: &'static str,
+    /// Feed-forward projection back to the hidden size.
+    pub ffn_out: &'static str,
+    /// Norm after the feed-forward residual.
+    pub output_norm: &'static str,
+}
+
+/// The sizes of a [`PostLnLayer`]: `hidden` elements in `heads` heads, `intermediate`
+/// feed-forward elements, LayerNorm epsilon `eps`.
+#[derive(Clone, Copy, Debug)]
+pub struct PostLnDims {
+    /// Hidden size.
+    pub hidden: usize,
+    /// Attention heads (dividing `hidden`).
+    pub heads: usize,
+    /// Feed-forward size.
+    pub intermediate: usize,
+    /// LayerNorm epsilon.
+    pub eps: f64,
+}
+
 impl PostLnLayer {
+    /// Loads the layer stored under `{prefix}.{name}` for the names in `names` (every linear
+    /// with a bias), with sizes `dims` and feed-forward activation `act`.
+    pub fn load(
+        w: &WeightMap,
+        prefix: &str,
+        names: &PostLnNames,
+        dims: PostLnDims,
+        act: Activation,
+    ) -> Result<Self> {
+        let (h, heads) = (dims.hidden, dims.heads);
+        let name = |n: &str| format!("{prefix}.{n}");
+        let lin = |n: &str, i, o| Linear::load(w, &name(n), i, o, true);
+        let norm = |n: &str| LayerNorm::load(w, &name(n), h, dims.eps);
+        Ok(Self {
+            attention: SelfAttention::new(
+                Projections {
+                    q: lin(names.query, h, h)?,
+                    k: lin(names.key, h, h)?,
+                    v: lin(names.value, h, h)?,
+                    o: lin(names.attention_out, h, h)?,
+                },
+                heads,
+                heads,
+                h / heads,
+                None,
+            )?,
+            attention_norm: norm(names.attention_norm)?,
+            ffn_in: lin(names.ffn_in, h, dims.intermediate)?,
+            ffn_out: lin(names.ffn_out, dims.intermediate, h)?,
+            output_norm: norm(names.output_norm)?,
+            act,
+        })
+    }
+
     /// Applies the layer to `x` `[batch, seq, hidden]` as attention layer `layer`.
     pub fn forward(
         &self,
