@@ -15,7 +15,8 @@ use sprint_models::model::Model;
 use sprint_models::{KeepStats, LoadedModel, RunRecord, SequenceTrace, TokenBatch};
 
 use crate::calibrate::{
-    CalibratingAttention, CalibrationMeta, method_description, threshold_file, write_threshold_file,
+    CalibratingAttention, CalibrationMeta, ScoreStats, method_description, threshold_file,
+    write_threshold_file,
 };
 use crate::error::{CandleOp, EvalError, Result};
 use crate::logreg::{LogRegOptions, LogisticRegression};
@@ -208,14 +209,57 @@ pub struct EvalReport {
     pub rows: Vec<VariantResult>,
 }
 
-/// What a pass of the model over the evaluated items returns.
+/// What a pass of the model over the evaluated items returns (its wall time is measured
+/// by [`Ctx::rows`] around the pass).
 struct PassResult {
+    /// The task's metric (accuracy as a fraction, or perplexity).
     metric: f64,
-    stats: KeepStats,
-    tokens: u64,
-    seconds: f64,
+    /// Scored tokens and summed NLL (perplexity tasks).
     perplexity: Option<Perplexity>,
+    /// What the pass's forwards recorded.
+    totals: PassTotals,
+}
+
+/// What the forwards of one pass recorded, summed over its batches: (query, key) pair
+/// counts, real tokens, and the SPRINT trace of the first sequence of the first forward.
+#[derive(Default)]
+struct PassTotals {
+    /// Visible, kept and softmax pair counts, in pairs, over all layers and heads.
+    stats: KeepStats,
+    /// Real (unpadded) tokens fed to the model.
+    tokens: u64,
+    /// Trace of the first sequence of the first forward, when it was asked for.
     trace: Option<SequenceTrace>,
+    /// Whether the first forward records a trace.
+    trace_first: bool,
+    /// Forwards added so far.
+    forwards: usize,
+}
+
+impl PassTotals {
+    /// Empty totals; `trace_first` asks for the trace of the first forward.
+    fn new(trace_first: bool) -> Self {
+        Self {
+            trace_first,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the next forward must record a trace (only the first, when asked for).
+    fn wants_trace(&self) -> bool {
+        self.trace_first && self.forwards == 0
+    }
+
+    /// Adds the record `rec` of one forward over `batch`: its counts, its real tokens, and
+    /// the trace of its first sequence when that forward was the traced one.
+    fn add(&mut self, batch: &TokenBatch, rec: RunRecord) {
+        self.tokens += batch.lengths.iter().map(|&l| l as u64).sum::<u64>();
+        self.stats += rec.totals();
+        if self.wants_trace() {
+            self.trace = rec.sequences.into_iter().next().and_then(|s| s.trace);
+        }
+        self.forwards += 1;
+    }
 }
 
 fn ensure_encoder(model: &LoadedModel, task: Task) -> Result<()> {
@@ -288,19 +332,9 @@ fn decoder_logits(
     }
 }
 
-fn seconds_since(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64()
-}
-
-/// Embeddings of a list of texts and what the forwards recorded.
-struct Embedded {
-    rows: Vec<Vec<f32>>,
-    stats: KeepStats,
-    tokens: u64,
-    trace: Option<SequenceTrace>,
-}
-
-/// Embeddings (as rows) of `texts` with `attn`, in batches.
+/// Embeddings (one row of model-width floats per text) of `texts` with `attn`, truncated
+/// to `seq_len` tokens, `batch_size` texts per forward, with what the forwards recorded
+/// (the first forward traced when `trace_first`); progress advances by one per text.
 fn embed_all(
     model: &LoadedModel,
     texts: &[&str],
@@ -309,29 +343,28 @@ fn embed_all(
     attn: &dyn Attention,
     trace_first: bool,
     progress: &dyn Progress,
-) -> Result<Embedded> {
+) -> Result<(Vec<Vec<f32>>, PassTotals)> {
     let mut rows = Vec::with_capacity(texts.len());
-    let mut stats = KeepStats::default();
-    let mut tokens = 0u64;
-    let mut trace = None;
-    for (i, chunk) in texts.chunks(batch_size.max(1)).enumerate() {
+    let mut totals = PassTotals::new(trace_first);
+    for chunk in texts.chunks(batch_size.max(1)) {
         let batch = model.encode_batch(chunk, Some(seq_len))?;
-        tokens += batch.lengths.iter().map(|&l| l as u64).sum::<u64>();
-        let want = trace_first && i == 0;
-        let (e, rec) = model.model.embed(&batch, attn, want, true)?;
-        stats += rec.totals();
-        if want {
-            trace = rec.sequences.into_iter().next().and_then(|s| s.trace);
-        }
+        let (e, rec) = model
+            .model
+            .embed(&batch, attn, totals.wants_trace(), true)?;
+        totals.add(&batch, rec);
         rows.extend(e.to_vec2::<f32>().op("embeddings")?);
         progress.inc(chunk.len() as u64);
     }
-    Ok(Embedded {
-        rows,
-        stats,
-        tokens,
-        trace,
-    })
+    Ok((rows, totals))
+}
+
+/// Per-layer thresholds `Th` (logit units) of `th`: each layer's value, or the mean over
+/// its heads.
+fn per_layer(th: &Thresholds) -> Vec<f32> {
+    th.values
+        .iter()
+        .map(|r| r.iter().sum::<f32>() / r.len().max(1) as f32)
+        .collect()
 }
 
 fn resolve_given(
@@ -340,12 +373,6 @@ fn resolve_given(
     layers: usize,
     heads: usize,
 ) -> Result<Option<(Thresholds, ThresholdReport)>> {
-    let per_layer = |t: &Thresholds| -> Vec<f32> {
-        t.values
-            .iter()
-            .map(|r| r.iter().sum::<f32>() / r.len().max(1) as f32)
-            .collect()
-    };
     match choice {
         ThresholdChoice::File(path) => {
             let f = ThresholdFile::read(path)?;
@@ -376,44 +403,6 @@ fn resolve_given(
         }
         ThresholdChoice::Calibrate { .. } => Ok(None),
     }
-}
-
-fn calibrated(
-    stats: crate::calibrate::ScoreStats,
-    keep: f64,
-    per_head: bool,
-    model: &LoadedModel,
-    opts: &EvalOptions,
-    split: String,
-) -> Result<(Thresholds, ThresholdReport)> {
-    let th = stats.thresholds(keep, per_head)?;
-    let meta = CalibrationMeta {
-        target_keep: keep,
-        per_head,
-        model: model.name.clone(),
-        task: opts.task.name().into(),
-        split: split.clone(),
-        seed: opts.seed,
-        scores: stats.total(),
-    };
-    if let Some(p) = &opts.save_thresholds {
-        write_threshold_file(p, &threshold_file(&th, &meta))?;
-    }
-    let per_layer = th
-        .values
-        .iter()
-        .map(|r| r.iter().sum::<f32>() / r.len().max(1) as f32)
-        .collect();
-    Ok((
-        th,
-        ThresholdReport {
-            source: "calibrated".into(),
-            method: method_description(per_head),
-            target_keep: Some(keep),
-            split: Some(split),
-            per_layer,
-        },
-    ))
 }
 
 fn trace_path(base: &Path, variant: Variant, several: bool) -> PathBuf {
@@ -541,7 +530,48 @@ impl Ctx<'_> {
         CalibratingAttention::new(self.opts.attention.clone(), g.layers, g.heads)
     }
 
-    /// Runs every variant through `pass`, builds the rows.
+    /// The thresholds (logit units) of the non-dense variants and their report. When the
+    /// options ask for a calibration, `calibrate(items)` (`items`: the requested number of
+    /// calibration items, if any) returns the score statistics and a description of the
+    /// calibration data; the thresholds are their quantiles at the target keep fraction,
+    /// written to `--save-thresholds` when asked. Otherwise the given ones (file or
+    /// configuration), or none when only dense runs.
+    fn thresholds(
+        &self,
+        calibrate: impl FnOnce(Option<usize>) -> Result<(ScoreStats, String)>,
+    ) -> Result<(Option<Thresholds>, Option<ThresholdReport>)> {
+        let Some((keep, per_head, items)) = self.calib_choice() else {
+            return Ok(self.given.clone().unzip());
+        };
+        let (stats, split) = calibrate(items)?;
+        let th = stats.thresholds(keep, per_head)?;
+        let meta = CalibrationMeta {
+            target_keep: keep,
+            per_head,
+            model: self.model.name.clone(),
+            task: self.opts.task.name().into(),
+            split: split.clone(),
+            seed: self.opts.seed,
+            scores: stats.total(),
+        };
+        if let Some(p) = &self.opts.save_thresholds {
+            write_threshold_file(p, &threshold_file(&th, &meta))?;
+        }
+        let report = ThresholdReport {
+            source: "calibrated".into(),
+            method: method_description(per_head),
+            target_keep: Some(keep),
+            split: Some(split),
+            per_layer: per_layer(&th),
+        };
+        Ok((Some(th), Some(report)))
+    }
+
+    /// Runs every variant through `pass` (given the variant's attention backend and whether
+    /// to trace) and builds the rows: the pass's metric and pair counts, its wall time in
+    /// seconds with the item and token rates derived from it, and the trace written to its
+    /// file. Returns the rows, with their delta vs dense when dense ran, and the tokens of
+    /// one pass.
     fn rows(
         &self,
         th: &Option<Thresholds>,
@@ -558,9 +588,17 @@ impl Ctx<'_> {
                 &format!("{} {}", v.name(), self.opts.task.item_name()),
                 items as u64,
             );
+            let t0 = Instant::now();
             let r = pass(attn.as_ref(), self.opts.trace.is_some())?;
-            tokens = r.tokens;
-            let trace = match (&self.opts.trace, r.trace) {
+            let seconds = t0.elapsed().as_secs_f64();
+            let PassTotals {
+                stats,
+                tokens: pass_tokens,
+                trace,
+                ..
+            } = r.totals;
+            tokens = pass_tokens;
+            let trace = match (&self.opts.trace, trace) {
                 (Some(base), Some(mut t)) => {
                     let p = trace_path(base, v, several);
                     t.header.workload = format!("{} {}", self.model.name, self.opts.task.name());
@@ -573,13 +611,13 @@ impl Ctx<'_> {
                 variant: v.name().into(),
                 metric: r.metric,
                 delta: None,
-                kept_fraction: r.stats.kept_fraction(),
-                softmax_fraction: r.stats.softmax_fraction(),
-                visible_pairs: r.stats.visible,
-                kept_pairs: r.stats.kept,
-                seconds: r.seconds,
-                items_per_second: items as f64 / r.seconds.max(1e-9),
-                tokens_per_second: r.tokens as f64 / r.seconds.max(1e-9),
+                kept_fraction: stats.kept_fraction(),
+                softmax_fraction: stats.softmax_fraction(),
+                visible_pairs: stats.visible,
+                kept_pairs: stats.kept,
+                seconds,
+                items_per_second: items as f64 / seconds.max(1e-9),
+                tokens_per_second: tokens as f64 / seconds.max(1e-9),
                 perplexity: r.perplexity,
                 trace,
             });
@@ -590,6 +628,41 @@ impl Ctx<'_> {
             }
         }
         Ok((rows, tokens))
+    }
+
+    /// Runs the token sequences `seqs` through the decoder with `attn`, `batch_size`
+    /// sequences per forward (padded with the tokenizer's pad id), adding what the
+    /// forwards record to `totals` (which decides whether the first is traced). For each
+    /// sequence `i` of `len` tokens and each position `p` of `positions(len)`,
+    /// `sink(i, p, row)` receives the next-token logits at `p` (one value per vocabulary
+    /// entry, logit units). Progress advances by one per sequence.
+    fn decode_all<S: AsRef<[u32]>>(
+        &self,
+        seqs: &[S],
+        batch_size: usize,
+        attn: &dyn Attention,
+        totals: &mut PassTotals,
+        positions: impl Fn(usize) -> Vec<usize>,
+        mut sink: impl FnMut(usize, usize, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        let pad = self.model.tokenizer()?.pad_id();
+        for (c, chunk) in seqs.chunks(batch_size).enumerate() {
+            let ids = chunk.iter().map(|s| s.as_ref().to_vec()).collect();
+            let batch = TokenBatch::from_sequences(ids, pad)?;
+            let pos: Vec<Vec<usize>> = batch.lengths.iter().map(|&l| positions(l)).collect();
+            let first = c * batch_size;
+            let rec = decoder_logits(
+                &self.model.model,
+                &batch,
+                attn,
+                totals.wants_trace(),
+                &pos,
+                |b, p, row| sink(first + b, p, row),
+            )?;
+            totals.add(&batch, rec);
+            self.progress.inc(chunk.len() as u64);
+        }
+        Ok(())
     }
 
     fn report(
@@ -642,7 +715,7 @@ impl Ctx<'_> {
         self.progress
             .stage("dense train documents", train_texts.len() as u64);
         let dense = make_backend(self.opts, Variant::Dense, &None, 1, 1)?;
-        let train_x = embed_all(
+        let (train_x, _) = embed_all(
             self.model,
             &train_texts,
             self.seq_len,
@@ -650,15 +723,14 @@ impl Ctx<'_> {
             dense.as_ref(),
             false,
             self.progress,
-        )?
-        .rows;
+        )?;
         let classes = corpus.labels.len();
         let clf =
             LogisticRegression::fit(&train_x, &train_labels, classes, &LogRegOptions::default())?;
         let train_acc = accuracy(&clf.predict(&train_x)?, &train_labels);
 
         // Thresholds.
-        let (th, th_report) = if let Some((keep, per_head, items)) = self.calib_choice() {
+        let (th, th_report) = self.thresholds(|items| {
             let n = items.unwrap_or(16).min(sp.train.len()).max(1);
             let mut order = data::permutation(sp.train.len(), self.opts.seed ^ 0xca11_b000);
             order.truncate(n);
@@ -679,25 +751,11 @@ impl Ctx<'_> {
                 "{n} documents of the train split (seeded choice, seed {})",
                 self.opts.seed
             );
-            let (t, r) = calibrated(
-                cal.into_stats(),
-                keep,
-                per_head,
-                self.model,
-                self.opts,
-                split,
-            )?;
-            (Some(t), Some(r))
-        } else {
-            match &self.given {
-                Some((t, r)) => (Some(t.clone()), Some(r.clone())),
-                None => (None, None),
-            }
-        };
+            Ok((cal.into_stats(), split))
+        })?;
 
         let (rows, tokens) = self.rows(&th, test_texts.len(), |attn, trace| {
-            let t0 = Instant::now();
-            let e = embed_all(
+            let (x, totals) = embed_all(
                 self.model,
                 &test_texts,
                 self.seq_len,
@@ -706,14 +764,11 @@ impl Ctx<'_> {
                 trace,
                 self.progress,
             )?;
-            let pred = clf.predict(&e.rows)?;
+            let pred = clf.predict(&x)?;
             Ok(PassResult {
                 metric: accuracy(&pred, &test_labels),
-                stats: e.stats,
-                tokens: e.tokens,
-                seconds: seconds_since(t0),
                 perplexity: None,
-                trace: e.trace,
+                totals,
             })
         })?;
         let split = format!(
@@ -768,7 +823,7 @@ impl Ctx<'_> {
                 source,
             })?;
         }
-        let (th, th_report) = if let Some((keep, per_head, items)) = self.calib_choice() {
+        let (th, th_report) = self.thresholds(|items| {
             let rest = all.len() - n_eval;
             if rest == 0 {
                 return Err(EvalError::Input(format!(
@@ -792,54 +847,26 @@ impl Ctx<'_> {
                 "{n} windows chosen with seed {} among the {rest} windows after the evaluated ones",
                 self.opts.seed
             );
-            let (t, r) = calibrated(
-                cal.into_stats(),
-                keep,
-                per_head,
-                self.model,
-                self.opts,
-                split,
-            )?;
-            (Some(t), Some(r))
-        } else {
-            match &self.given {
-                Some((t, r)) => (Some(t.clone()), Some(r.clone())),
-                None => (None, None),
-            }
-        };
+            Ok((cal.into_stats(), split))
+        })?;
         let (rows, tokens) = self.rows(&th, eval.len(), |attn, trace| {
-            let t0 = Instant::now();
             let mut ppl = Perplexity::default();
-            let mut stats = KeepStats::default();
-            let mut first_trace = None;
-            for (w, win) in eval.iter().enumerate() {
-                let batch = TokenBatch::from_sequences(vec![win.to_vec()], tok.pad_id())?;
-                let positions = vec![(0..win.len() - 1).collect::<Vec<_>>()];
-                let want = trace && w == 0;
-                let rec = decoder_logits(
-                    &self.model.model,
-                    &batch,
-                    attn,
-                    want,
-                    &positions,
-                    |_, p, row| {
-                        ppl.add(token_nll(row, win[p + 1] as usize));
-                        Ok(())
-                    },
-                )?;
-                stats += rec.totals();
-                if want {
-                    first_trace = rec.sequences.into_iter().next().and_then(|s| s.trace);
-                }
-                self.progress.inc(1);
-            }
+            let mut totals = PassTotals::new(trace);
+            self.decode_all(
+                &eval,
+                1,
+                attn,
+                &mut totals,
+                |len| (0..len - 1).collect(),
+                |w, p, row| {
+                    ppl.add(token_nll(row, eval[w][p + 1] as usize));
+                    Ok(())
+                },
+            )?;
             Ok(PassResult {
                 metric: ppl.perplexity(),
-                stats,
-                tokens: (eval.len() * self.seq_len) as u64,
-                seconds: seconds_since(t0),
                 perplexity: Some(ppl),
-                trace: first_trace,
+                totals,
             })
         })?;
         let split = format!(
@@ -887,22 +914,17 @@ impl Ctx<'_> {
             .stage("calibration sentences", cal_idx.len() as u64);
         let cal = self.calibrator();
         let mut margins = Vec::with_capacity(cal_idx.len());
-        for chunk in encode(&cal_idx)?.chunks(self.opts.batch_size) {
-            let batch = TokenBatch::from_sequences(chunk.to_vec(), tok.pad_id())?;
-            let positions: Vec<Vec<usize>> = batch.lengths.iter().map(|&l| vec![l - 1]).collect();
-            decoder_logits(
-                &self.model.model,
-                &batch,
-                &cal,
-                false,
-                &positions,
-                |_, _, row| {
-                    margins.push(row[pos] as f64 - row[neg] as f64);
-                    Ok(())
-                },
-            )?;
-            self.progress.inc(chunk.len() as u64);
-        }
+        self.decode_all(
+            &encode(&cal_idx)?,
+            self.opts.batch_size,
+            &cal,
+            &mut PassTotals::new(false),
+            |len| vec![len - 1],
+            |_, _, row| {
+                margins.push(row[pos] as f64 - row[neg] as f64);
+                Ok(())
+            },
+        )?;
         margins.sort_by(f64::total_cmp);
         let bias = median_sorted(&margins);
         let cal_split = format!(
@@ -911,63 +933,28 @@ impl Ctx<'_> {
             SENTIMENT_CALIB_FRACTION * 100.0,
             self.opts.seed
         );
-        let (th, th_report) = if let Some((keep, per_head, _)) = self.calib_choice() {
-            let (t, r) = calibrated(
-                cal.into_stats(),
-                keep,
-                per_head,
-                self.model,
-                self.opts,
-                cal_split.clone(),
-            )?;
-            (Some(t), Some(r))
-        } else {
-            match &self.given {
-                Some((t, r)) => (Some(t.clone()), Some(r.clone())),
-                None => (None, None),
-            }
-        };
+        let (th, th_report) = self.thresholds(|_| Ok((cal.into_stats(), cal_split.clone())))?;
         let eval_idx = sp.train.clone();
         let eval_ids = encode(&eval_idx)?;
         let eval_labels: Vec<usize> = eval_idx.iter().map(|&i| labels[i]).collect();
         let (rows, tokens) = self.rows(&th, eval_idx.len(), |attn, trace| {
-            let t0 = Instant::now();
-            let mut pred = Vec::with_capacity(eval_ids.len());
-            let mut stats = KeepStats::default();
-            let mut tokens = 0u64;
-            let mut first_trace = None;
-            for (c, chunk) in eval_ids.chunks(self.opts.batch_size).enumerate() {
-                let batch = TokenBatch::from_sequences(chunk.to_vec(), tok.pad_id())?;
-                tokens += batch.lengths.iter().map(|&l| l as u64).sum::<u64>();
-                let positions: Vec<Vec<usize>> =
-                    batch.lengths.iter().map(|&l| vec![l - 1]).collect();
-                let mut out = vec![0usize; chunk.len()];
-                let want = trace && c == 0;
-                let rec = decoder_logits(
-                    &self.model.model,
-                    &batch,
-                    attn,
-                    want,
-                    &positions,
-                    |b, _, row| {
-                        out[b] = usize::from(row[pos] as f64 - row[neg] as f64 > bias);
-                        Ok(())
-                    },
-                )?;
-                stats += rec.totals();
-                if want {
-                    first_trace = rec.sequences.into_iter().next().and_then(|s| s.trace);
-                }
-                pred.extend(out);
-                self.progress.inc(chunk.len() as u64);
-            }
+            let mut pred = vec![0usize; eval_ids.len()];
+            let mut totals = PassTotals::new(trace);
+            self.decode_all(
+                &eval_ids,
+                self.opts.batch_size,
+                attn,
+                &mut totals,
+                |len| vec![len - 1],
+                |i, _, row| {
+                    pred[i] = usize::from(row[pos] as f64 - row[neg] as f64 > bias);
+                    Ok(())
+                },
+            )?;
             Ok(PassResult {
                 metric: accuracy(&pred, &eval_labels),
-                stats,
-                tokens,
-                seconds: seconds_since(t0),
                 perplexity: None,
-                trace: first_trace,
+                totals,
             })
         })?;
         let split = format!(
