@@ -1,5 +1,5 @@
 //! Building blocks shared by the architectures: linear layers, normalisations, embeddings
-//! and activations, on candle ops.
+//! and activations, on candle tensors (the heavy passes run the fused kernels of [`crate::kernels`]).
 
 use candle_core::{D, Tensor};
 use rayon::prelude::*;
