@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::attention::Attention;
 use crate::config::{check_heads, parse_activation, read_checkpoint};
 use crate::error::{CandleContext, Result};
-use crate::mha::{Projections, SelfAttention};
+use crate::mha::SelfAttention;
 use crate::model::AttentionGeometry;
 use crate::nn::{Activation, Embedding, LayerNorm, Linear};
 use crate::record::{Recorder, RunRecord};
@@ -87,22 +87,6 @@ pub struct Gpt2Model {
     lm_head: Linear,
 }
 
-/// Splits the fused `c_attn` (`[in, 3*out]`) into q, k, v linears.
-fn split_c_attn(w: &WeightMap, p: &str, h: usize) -> Result<[Linear; 3]> {
-    let weight = w.get(&format!("{p}.attn.c_attn.weight"), &[h, 3 * h])?;
-    let bias = w.get(&format!("{p}.attn.c_attn.bias"), &[3 * h])?;
-    let part = |i: usize| -> Result<Linear> {
-        let wi = weight
-            .narrow(1, i * h, h)
-            .and_then(|t| t.t())
-            .and_then(|t| t.contiguous())
-            .op("split c_attn")?;
-        let bi = bias.narrow(0, i * h, h).op("split c_attn")?;
-        Ok(Linear::new(wi, Some(bi)))
-    };
-    Ok([part(0)?, part(1)?, part(2)?])
-}
-
 impl Gpt2Model {
     /// Loads `config.json` and `model.safetensors` from a folder.
     pub fn load_dir(dir: &Path) -> Result<Self> {
@@ -121,18 +105,13 @@ impl Gpt2Model {
         let blocks = (0..cfg.n_layer)
             .map(|i| {
                 let p = format!("h.{i}");
-                let [q, k, v] = split_c_attn(&w, &p, h)?;
                 Ok(Block {
                     ln_1: LayerNorm::load(&w, &format!("{p}.ln_1"), h, eps)?,
-                    attn: SelfAttention::new(
-                        Projections {
-                            q,
-                            k,
-                            v,
-                            o: Linear::load_conv1d(&w, &format!("{p}.attn.c_proj"), h, h)?,
-                        },
-                        heads,
-                        heads,
+                    // `c_attn` already stacks Q, K and V (a `Conv1D` of `3h` outputs).
+                    attn: SelfAttention::from_fused(
+                        Linear::load_conv1d(&w, &format!("{p}.attn.c_attn"), h, 3 * h)?,
+                        Linear::load_conv1d(&w, &format!("{p}.attn.c_proj"), h, h)?,
+                        [heads, heads],
                         h / heads,
                         None,
                     )?,
@@ -190,7 +169,7 @@ impl Gpt2Model {
             x = (x + a).op("residual")?;
             let m = b
                 .proj
-                .forward(&self.act.forward(&b.fc.forward(&b.ln_2.forward(&x)?)?)?)?;
+                .forward(&b.fc.forward_act(&b.ln_2.forward(&x)?, Some(self.act))?)?;
             x = (x + m).op("residual")?;
         }
         let x = self.ln_f.forward(&x)?;

@@ -222,7 +222,7 @@ impl LlamaModel {
             )?;
             x = (x + a).op("residual")?;
             let hn = b.ffn_norm.forward(&x)?;
-            let g = Activation::Silu.forward(&b.gate.forward(&hn)?)?;
+            let g = b.gate.forward_act(&hn, Some(Activation::Silu))?;
             let m = b.down.forward(&(g * b.up.forward(&hn)?).op("swiglu")?)?;
             x = (x + m).op("residual")?;
         }

@@ -113,9 +113,35 @@ impl SelfAttention {
                 p.v.out_dim()
             )));
         }
+        let qkv = Linear::concat(&[&p.q, &p.k, &p.v])?;
+        Self::from_fused(qkv, p.o, [heads, kv_heads], head_dim, rope)
+    }
+
+    /// A block whose Q, K and V projections are already stacked in `qkv` (query features,
+    /// then key, then value features); `heads = [heads, kv_heads]`. Fails if the widths
+    /// disagree with the head counts.
+    pub fn from_fused(
+        qkv: Linear,
+        o: Linear,
+        heads: [usize; 2],
+        head_dim: usize,
+        rope: Option<Rope>,
+    ) -> Result<Self> {
+        let [heads, kv_heads] = heads;
+        if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+            return Err(ModelError::Input(format!(
+                "{heads} attention heads cannot share {kv_heads} key/value heads"
+            )));
+        }
+        if qkv.out_dim() != (heads + 2 * kv_heads) * head_dim {
+            return Err(ModelError::Input(format!(
+                "fused Q/K/V projection of {} outputs for {heads} heads, {kv_heads} kv heads of {head_dim}",
+                qkv.out_dim()
+            )));
+        }
         Ok(Self {
-            qkv: Linear::concat(&[&p.q, &p.k, &p.v])?,
-            o: p.o,
+            qkv,
+            o,
             heads,
             kv_heads,
             head_dim,

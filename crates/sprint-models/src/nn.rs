@@ -2,7 +2,6 @@
 //! and activations, on candle tensors (the heavy passes run the fused kernels of [`crate::kernels`]).
 
 use candle_core::{D, Tensor};
-use rayon::prelude::*;
 
 use crate::error::{CandleContext, ModelError, Result};
 use crate::fastmath;
@@ -260,17 +259,6 @@ impl Activation {
             "silu" | "swish" => Self::Silu,
             _ => return None,
         })
-    }
-
-    /// Applies the activation elementwise (f32), on the rayon pool: candle's unary ops run
-    /// on one thread, and exact GELU costs as much as a matmul there.
-    pub fn forward(self, x: &Tensor) -> Result<Tensor> {
-        let mut v = x
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .op("activation")?;
-        v.par_chunks_mut(1 << 14).for_each(|c| self.apply_slice(c));
-        Tensor::from_vec(v, x.dims(), x.device()).op("activation")
     }
 
     /// Applies the activation in place (each variant a separate loop the compiler can

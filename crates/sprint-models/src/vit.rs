@@ -258,9 +258,9 @@ impl VitModel {
             )?;
             x = (x + a).op("residual")?;
             let m = layer.out.forward(
-                &self
-                    .act
-                    .forward(&layer.inter.forward(&layer.norm_after.forward(&x)?)?)?,
+                &layer
+                    .inter
+                    .forward_act(&layer.norm_after.forward(&x)?, Some(self.act))?,
             )?;
             x = (x + m).op("residual")?;
         }
