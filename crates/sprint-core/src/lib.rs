@@ -5,7 +5,9 @@
 pub mod bits;
 pub mod config;
 pub mod error;
+pub mod locality;
 pub mod trace;
+pub mod visibility;
 
 pub use bits::{BitMatrix, BitVec};
 pub use config::{AttentionConfig, RecomputeMode, Variant};

@@ -173,6 +173,7 @@ impl DenseAttention {
                     key_valid: valid_bits.clone(),
                     masks: masks.clone(),
                     records,
+                    stats: Default::default(),
                 }
             })
             .collect()
