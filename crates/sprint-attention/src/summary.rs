@@ -159,6 +159,8 @@ pub struct RunSummary {
     pub per_layer: Vec<LayerStats>,
     /// Error of the output against dense float attention, if computed.
     pub error_vs_dense: Option<ErrorStats>,
+    /// Median wall time of one pass over all layers, seconds, when timed.
+    pub pass_seconds: Option<f64>,
 }
 
 /// Datapath statistics of one layer, summed over its heads.
@@ -265,6 +267,7 @@ impl RunSummary {
                 })
                 .collect(),
             error_vs_dense: None,
+            pass_seconds: None,
         }
     }
 }

@@ -649,6 +649,53 @@ impl AttentionConfig {
         Ok(())
     }
 
+    /// This configuration with `key=value` overrides applied (`quant.query_dac_bits=3`,
+    /// `noise.preset="typical"`, `variant=dense`; values are TOML, bare words are strings) and
+    /// validated. `noise.preset` replaces the whole `[noise]` table with the preset before the
+    /// other overrides apply. Errors name the override.
+    pub fn with_overrides(&self, sets: &[String]) -> Result<Self> {
+        let mut table = toml::Table::try_from(self)
+            .map_err(|e| CoreError::config("--set", one_line(&e.to_string())))?;
+        let mut parsed = Vec::with_capacity(sets.len());
+        for set in sets {
+            let (key, raw) = set.split_once('=').ok_or_else(|| {
+                CoreError::config(
+                    format!("--set {set}"),
+                    "expected KEY=VALUE, e.g. quant.query_dac_bits=3",
+                )
+            })?;
+            let key = key.trim();
+            let raw = raw.trim();
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+            parsed.push((key.to_string(), value));
+        }
+        // The preset first: it resets the noise table, the other keys then override it.
+        parsed.sort_by_key(|(k, _)| k != "noise.preset");
+        for (key, value) in parsed {
+            if key == "noise.preset" {
+                table.insert("noise".into(), toml::Value::Table(toml::Table::new()));
+            }
+            let mut parts: Vec<&str> = key.split('.').collect();
+            let leaf = parts.pop().unwrap_or_default();
+            let mut node = &mut table;
+            for p in parts {
+                let entry = node
+                    .entry(p.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                node = entry.as_table_mut().ok_or_else(|| {
+                    CoreError::config(format!("--set {key}"), format!("`{p}` is not a table"))
+                })?;
+            }
+            node.insert(leaf.to_string(), value);
+        }
+        let text = toml::to_string(&table)
+            .map_err(|e| CoreError::config("--set", one_line(&e.to_string())))?;
+        Self::from_toml_str(&text, "--set")
+    }
+
     /// Safety margin `delta` (logit units) of `layer`: `threshold.margin_per_layer[layer]`
     /// when that list is given, else `threshold.margin`.
     pub fn margin(&self, layer: usize) -> Result<f32> {
@@ -855,6 +902,87 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("c.toml: noise.stuck_at_one_rate"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_and_name_bad_keys() {
+        let base = AttentionConfig::default();
+        let c = base
+            .with_overrides(&[
+                "quant.query_dac_bits=3".into(),
+                "variant=dense".into(),
+                "noise.read_sigma_fs=0.002".into(),
+                "noise.preset=typical".into(),
+                "buffer.locality=residency-lru".into(),
+            ])
+            .unwrap();
+        assert_eq!(c.quant.query_dac_bits, 3);
+        assert_eq!(c.variant, Variant::Dense);
+        assert_eq!(c.buffer.locality, LocalityPolicy::ResidencyLru);
+        let typical = NoiseConfig::preset("typical").unwrap();
+        assert_eq!(c.noise.read_sigma_fs, 0.002);
+        assert_eq!(c.noise.conductance_sigma, typical.conductance_sigma);
+        assert_eq!(c.noise.preset, "typical");
+        let e = base
+            .with_overrides(&["quant.k_msb_bitz=3".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("k_msb_bitz"), "{e}");
+        let e = base
+            .with_overrides(&["quant.k_msb_bits=9".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("quant.k_msb_bits"), "{e}");
+        let e = base
+            .with_overrides(&["noise.preset=loud".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loud"), "{e}");
+        assert!(base.with_overrides(&["nokey".into()]).is_err());
+    }
+
+    #[test]
+    fn new_keys_are_range_checked() {
+        for (text, key) in [
+            ("[quant]\nk_msb_bits = 0\n", "quant.k_msb_bits"),
+            ("[noise]\non_off_ratio = 1.0\n", "noise.on_off_ratio"),
+            ("[noise]\nir_drop_far_end = 1.5\n", "noise.ir_drop_far_end"),
+            (
+                "[threshold]\nmargin_per_layer = [0.1, -1.0]\n",
+                "threshold.margin_per_layer",
+            ),
+            (
+                "[quant]\nsoftmax_normalisation = \"exact\"\n",
+                "softmax_normalisation",
+            ),
+            (
+                "[quant]\nmsb_bias_correction = \"median\"\n",
+                "msb_bias_correction",
+            ),
+            ("[buffer]\nlocality = \"fifo\"\n", "locality"),
+        ] {
+            let e = AttentionConfig::from_toml_str(text, "c.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(key) || e.contains("unknown variant"),
+                "{text}: {e}"
+            );
+        }
+        let c = AttentionConfig::from_toml_str(
+            "[noise]\npreset = \"pessimistic\"\nread_sigma_fs = 0.0\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(c.noise.read_sigma_fs, 0.0);
+        assert_eq!(c.noise.stuck_at_one_rate, 0.0904);
+        // A config written out reads back the same, presets and infinities included.
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(
+            AttentionConfig::from_toml_str(&text, "round trip").unwrap(),
+            c
+        );
+        assert_eq!(c.margin(3).unwrap(), 0.0);
     }
 
     #[test]
