@@ -7,9 +7,9 @@ use sprint_core::trace::HeadStats;
 use sprint_core::visibility::{clear_from, visible_limit};
 
 use crate::comparator::Comparator;
-use crate::engine::{HeadCtx, MAX_EXACT_GEMM_DIM, audited, quantize_score};
+use crate::engine::{HeadCtx, MAX_EXACT_GEMM_DIM, audited, needs_all_exact_scores, quantize_score};
 use crate::gemm::matmul_nt;
-use crate::kernels::{axpy_f32, dot_i16};
+use crate::kernels::{axpy_f32, dot_f32, dot_i16};
 use crate::noise::{Purpose, stream_key};
 use crate::softmax::softmax_f32;
 use crate::vpu;
@@ -36,36 +36,48 @@ struct Scratch {
     weights: Vec<u64>,
     probs_f: Vec<f32>,
     acc_f32: Vec<f32>,
-    acc_f64: Vec<f64>,
+    acc_i32: Vec<i32>,
+    acc_i64: Vec<i64>,
+}
+
+thread_local! {
+    /// Per-thread score buffers of a block, reused across blocks (a fresh megabyte per block
+    /// cost more in page faults than the GEMM that fills it).
+    static SCORE_BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Phase: the in-memory scores (steps of `q_dac . K_MSB`) of the whole block, one crossbar
-/// read per query; empty for the variants that score on chip.
-fn score_in_memory(ctx: &HeadCtx, rows: &std::ops::Range<usize>) -> Vec<f32> {
+/// read per query, into `approx`; left empty for the variants that score on chip.
+fn score_in_memory(ctx: &HeadCtx, rows: &std::ops::Range<usize>, approx: &mut Vec<f32>) {
+    approx.clear();
     let Some(xb) = &ctx.kv.crossbar else {
-        return Vec::new();
+        return;
     };
     let (n, d, m) = (ctx.shape.n_keys, ctx.shape.head_dim, rows.len());
-    let mut approx = vec![0f32; m * n];
+    approx.resize(m * n, 0.0);
     let q = &ctx.qh.q_dac[rows.start * d..rows.end * d];
-    matmul_nt(q, &xb.weights, &mut approx, m, n, d);
-    approx
+    matmul_nt(q, &xb.weights, approx, m, n, d);
 }
 
-/// Phase: the exact scores of every key for the block: integer `q8 . k8` (fixed point) or
-/// float logits `q . k / sqrt(d)` (float mode). They drive runtime pruning, the recompute
-/// and the audit of the in-memory decisions.
-fn exact_scores(ctx: &HeadCtx, rows: &std::ops::Range<usize>) -> Vec<f32> {
+/// Phase: the exact scores of every key for the block, into `full`: integer `q8 . k8`
+/// (fixed point) or float logits `q . k / sqrt(d)` (float mode). They drive runtime pruning,
+/// the recompute and the audit of the in-memory decisions.
+fn exact_scores(ctx: &HeadCtx, rows: &std::ops::Range<usize>, full: &mut Vec<f32>) {
     let (n, d, m) = (ctx.shape.n_keys, ctx.shape.head_dim, rows.len());
-    let mut full = vec![0f32; m * n];
+    full.clear();
+    if !needs_all_exact_scores(ctx.cfg) {
+        return;
+    }
+    full.resize(m * n, 0.0);
     if ctx.cfg.recompute == RecomputeMode::Float {
         let q = &ctx.q_f[rows.start * d..rows.end * d];
-        matmul_nt(q, ctx.k_f, &mut full, m, n, d);
+        matmul_nt(q, ctx.k_f, full, m, n, d);
         let inv = 1.0 / (d as f32).sqrt();
         full.iter_mut().for_each(|x| *x *= inv);
     } else if d <= MAX_EXACT_GEMM_DIM {
         let q = &ctx.qh.q8_f32[rows.start * d..rows.end * d];
-        matmul_nt(q, &ctx.kv.k8_f32, &mut full, m, n, d);
+        matmul_nt(q, &ctx.kv.k8_f32, full, m, n, d);
     } else {
         // Too wide for exact f32 sums: integer dots (scores of such heads overflow the
         // 12-bit code anyway, but stay exact here).
@@ -76,10 +88,10 @@ fn exact_scores(ctx: &HeadCtx, rows: &std::ops::Range<usize>) -> Vec<f32> {
             }
         }
     }
-    full
 }
 
 /// Phase: the keys query `i` may see (real keys; causal limit).
+#[inline(always)]
 fn visible_keys(ctx: &HeadCtx, i: usize, out: &mut [u64]) {
     out.copy_from_slice(ctx.key_valid.words());
     let s = ctx.shape;
@@ -87,6 +99,7 @@ fn visible_keys(ctx: &HeadCtx, i: usize, out: &mut [u64]) {
 }
 
 /// The comparators of query `i`'s read.
+#[inline(always)]
 fn comparator(ctx: &HeadCtx, i: usize) -> Comparator {
     let (seed, layer, head) = ctx.noise_seed;
     Comparator {
@@ -98,6 +111,7 @@ fn comparator(ctx: &HeadCtx, i: usize) -> Comparator {
 }
 
 /// Phase: counts the in-memory decisions of one row against exact pruning at the same `Th`.
+#[inline(always)]
 fn audit(exact_row: &[f32], exact_min: f32, visible: &[u64], kept: &[u64], stats: &mut HeadStats) {
     for (wi, (&vis, &kept)) in visible.iter().zip(kept).enumerate() {
         if vis == 0 {
@@ -117,6 +131,7 @@ fn audit(exact_row: &[f32], exact_min: f32, visible: &[u64], kept: &[u64], stats
 }
 
 /// Keeps the pairs `(keys[t], vals[t])` whose value passes `keep`, in order.
+#[inline(always)]
 fn retain_pairs<T: Copy>(keys: &mut Vec<usize>, vals: &mut Vec<T>, keep: impl Fn(T) -> bool) {
     let mut w = 0;
     for t in 0..keys.len() {
@@ -131,6 +146,7 @@ fn retain_pairs<T: Copy>(keys: &mut Vec<usize>, vals: &mut Vec<T>, keep: impl Fn
 }
 
 /// Whether the variant drops candidates whose exact score is below `Th`.
+#[inline(always)]
 fn rechecks(ctx: &HeadCtx) -> bool {
     match ctx.cfg.variant {
         Variant::Dense | Variant::SprintNoRecompute => false,
@@ -141,14 +157,29 @@ fn rechecks(ctx: &HeadCtx) -> bool {
 
 /// Runs query rows `rows` of one head.
 pub(crate) fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut {
+    SCORE_BUFFERS.with(|b| {
+        let (approx, exact) = &mut *b.borrow_mut();
+        score_in_memory(ctx, &rows, approx);
+        exact_scores(ctx, &rows, exact);
+        crate::simd::run_rows_dispatch(ctx, rows, approx, exact)
+    })
+}
+
+/// Runs the per-query phases of a block whose scores are computed (inlined into each
+/// instruction-set copy of [`crate::simd`]).
+#[inline(always)]
+pub(crate) fn run_rows(
+    ctx: &HeadCtx,
+    rows: std::ops::Range<usize>,
+    approx: &[f32],
+    exact: &[f32],
+) -> BlockOut {
     let n = ctx.shape.n_keys;
     let d = ctx.shape.head_dim;
     let m = rows.len();
     let wpr = words_for(n);
-    let approx = score_in_memory(ctx, &rows);
-    let exact = exact_scores(ctx, &rows);
     let offsets: &[f32] = ctx.kv.crossbar.as_ref().map_or(&[], |x| &x.offsets);
-    let audit_on = audited(ctx.cfg.variant);
+    let audit_on = audited(ctx.cfg);
 
     let mut out = BlockOut {
         rows: rows.clone(),
@@ -164,7 +195,8 @@ pub(crate) fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut
     };
     let mut s = Scratch {
         acc_f32: vec![0f32; d],
-        acc_f64: vec![0f64; d],
+        acc_i32: vec![0i32; d],
+        acc_i64: vec![0i64; d],
         ..Scratch::default()
     };
     let mut visible = vec![0u64; wpr];
@@ -172,7 +204,11 @@ pub(crate) fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut
         if !ctx.query_valid[i] {
             continue;
         }
-        let exact_row = &exact[r * n..(r + 1) * n];
+        let exact_row = if exact.is_empty() {
+            &[][..]
+        } else {
+            &exact[r * n..(r + 1) * n]
+        };
         let row_mask = &mut out.masks[r * wpr..(r + 1) * wpr];
         visible_keys(ctx, i, &mut visible);
         row_mask.copy_from_slice(&visible);
@@ -183,7 +219,9 @@ pub(crate) fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut
         let cmp = ctx.kv.crossbar.as_ref().map(|_| comparator(ctx, i));
         if let Some(c) = &cmp {
             c.decide(&approx[r * n..(r + 1) * n], offsets, row_mask);
-            audit(exact_row, ctx.exact_min, &visible, row_mask, &mut out.stats);
+            if audit_on {
+                audit(exact_row, ctx.exact_min, &visible, row_mask, &mut out.stats);
+            }
         }
         out.kept[r] = row_mask.iter().map(|w| w.count_ones()).sum();
         s.keys.clear();
@@ -227,6 +265,7 @@ pub(crate) fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut
 /// Phases recompute, recheck, softmax and V-PU of one row on the integer datapath. Returns
 /// (keys in the softmax, saturated score codes, saturated output elements).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn fixed_point_row(
     ctx: &HeadCtx,
     i: usize,
@@ -256,11 +295,17 @@ fn fixed_point_row(
                 s.codes.push(code(steps * ctx.approx_unit));
             }
         }
-        (Variant::Sprint, _) if !ctx.kv.k_read_back.is_empty() => {
-            // Stuck cells corrupt the transposed K_MSB read the recompute uses.
+        (Variant::Sprint, _) if !ctx.kv.k_read_back.is_empty() || exact_row.is_empty() => {
+            // The recompute of the kept keys alone; stuck cells corrupt the transposed K_MSB
+            // read it uses.
+            let keys = if ctx.kv.k_read_back.is_empty() {
+                &ctx.kv.k8
+            } else {
+                &ctx.kv.k_read_back
+            };
             let q8 = &ctx.qh.q8[i * d..(i + 1) * d];
             for &j in &s.keys {
-                let dot = dot_i16(q8, &ctx.kv.k_read_back[j * d..(j + 1) * d]);
+                let dot = dot_i16(q8, &keys[j * d..(j + 1) * d]);
                 s.codes.push(code(f64::from(dot) * ctx.exact_unit));
             }
         }
@@ -285,10 +330,11 @@ fn fixed_point_row(
                 &s.keys,
                 &s.weights,
                 sum,
-                &ctx.kv.v8_f64,
+                &ctx.kv.v8_i16,
                 ctx.kv.v_scale,
                 q.output_bits,
-                &mut s.acc_f64,
+                &mut s.acc_i32,
+                &mut s.acc_i64,
                 dst,
             )
         }
@@ -313,6 +359,7 @@ fn fixed_point_row(
 /// Phases recompute, recheck, softmax and x V of one row in float (isolates pruning from
 /// quantisation). Returns (keys in the softmax, 0, 0).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn float_row(
     ctx: &HeadCtx,
     i: usize,
@@ -331,6 +378,15 @@ fn float_row(
             s.logits.extend(s.keys.iter().map(|&j| {
                 ((c.analog_score(approx_row[j], offsets, j) + corr) * ctx.approx_unit) as f32
             }));
+        }
+        (Variant::Sprint, _) if exact_row.is_empty() => {
+            let q_f = &ctx.q_f[i * d..(i + 1) * d];
+            let inv = 1.0 / (d as f32).sqrt();
+            s.logits.extend(
+                s.keys
+                    .iter()
+                    .map(|&j| dot_f32(q_f, &ctx.k_f[j * d..(j + 1) * d]) * inv),
+            );
         }
         _ => s.logits.extend(s.keys.iter().map(|&j| exact_row[j])),
     }

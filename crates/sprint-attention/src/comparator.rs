@@ -27,6 +27,7 @@ pub struct Comparator {
 impl Comparator {
     /// The analog score of key `j` as the bitline holds it: `score + offset + noise`, in
     /// steps (used by SPRINT without recompute, which reads the scores out).
+    #[inline(always)]
     pub fn analog_score(&self, score: f32, offsets: &[f32], j: usize) -> f64 {
         let mut s = f64::from(score);
         if let Some(o) = offsets.get(j) {
@@ -41,6 +42,7 @@ impl Comparator {
     /// Clears in `out` (packed words holding the visible keys) every key whose analog score
     /// stays below the reference. `scores[j]` is key `j`'s noiseless score in steps,
     /// `offsets` the crossbar's comparator offsets (or empty).
+    #[inline(always)]
     pub fn decide(&self, scores: &[f32], offsets: &[f32], out: &mut [u64]) {
         if self.threshold == f64::NEG_INFINITY {
             return;
@@ -76,6 +78,7 @@ impl Comparator {
 
 /// Noiseless comparator over whole words: `s >= t` evaluated in f32 against the smallest f32
 /// not below `t`, which decides every f32 score exactly as the f64 comparison would.
+#[inline(always)]
 fn decide_noiseless(scores: &[f32], t: f64, out: &mut [u64]) {
     let mut t32 = t as f32;
     if f64::from(t32) < t {

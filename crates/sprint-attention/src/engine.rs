@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 use sprint_core::bits::{BitMatrix, BitVec, words_for};
-use sprint_core::config::{AttentionConfig, RecomputeMode, ScaleSource, Variant};
+use sprint_core::config::{AttentionConfig, RecomputeMode, ScaleSource};
 use sprint_core::locality::{LocalityEngine, fill_locality};
 use sprint_core::trace::{HeadStats, HeadTrace, QueryRecord};
 
@@ -55,8 +55,8 @@ pub(crate) struct KvHead {
     pub k_read_back: Vec<i16>,
     /// V codes as f32 for the per-key V-PU.
     pub v8_f32: Vec<f32>,
-    /// V codes as f64 for the deferred V-PU.
-    pub v8_f64: Vec<f64>,
+    /// V codes as i16 for the deferred V-PU.
+    pub v8_i16: Vec<i16>,
     /// The crossbar holding `K_MSB` (the variants that prune in memory).
     pub crossbar: Option<Crossbar>,
 }
@@ -119,6 +119,7 @@ pub fn full_scale_steps(head_dim: usize, query_dac_bits: u32, k_msb_bits: u32) -
 
 /// Rounds a logit to the signed fixed-point score code (half away from zero), saturating;
 /// the flag says whether it saturated.
+#[inline(always)]
 pub(crate) fn quantize_score(logit: f64, hi: f64, scale: f64) -> (i32, bool) {
     let x = logit * scale;
     // `as` truncates toward zero; adding +-0.5 first rounds half away from zero without libm.
@@ -226,8 +227,8 @@ fn prepare(
                 } else {
                     Vec::new()
                 },
-                v8_f64: if fixed && deferred {
-                    v8.iter().map(|&x| f64::from(x)).collect()
+                v8_i16: if fixed && deferred {
+                    v8.iter().map(|&x| i16::from(x)).collect()
                 } else {
                     Vec::new()
                 },
@@ -442,9 +443,15 @@ fn assemble(
     }
 }
 
-/// Whether the in-memory decisions of `variant` are audited against exact pruning.
-pub(crate) fn audited(variant: Variant) -> bool {
-    variant.prunes_in_memory()
+/// Whether the in-memory decisions of `cfg` are audited against exact pruning.
+pub(crate) fn audited(cfg: &AttentionConfig) -> bool {
+    cfg.variant.prunes_in_memory() && cfg.audit_comparator
+}
+
+/// Whether a block needs the exact score of every key: the variants that score every key
+/// on chip, and the audit.
+pub(crate) fn needs_all_exact_scores(cfg: &AttentionConfig) -> bool {
+    !cfg.variant.prunes_in_memory() || audited(cfg)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 /// Integer dot product of int8 codes held in `i16` (so the multiply-add maps to one
 /// SIMD instruction), accumulated in `i32`.
+#[inline(always)]
 pub fn dot_i16(a: &[i16], b: &[i16]) -> i32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0i32; 16];
@@ -22,6 +23,7 @@ pub fn dot_i16(a: &[i16], b: &[i16]) -> i32 {
 }
 
 /// Float dot product with eight partial sums.
+#[inline(always)]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0f32; 8];
@@ -42,6 +44,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `acc += w * v` in `f32`.
+#[inline(always)]
 pub fn axpy_f32(acc: &mut [f32], w: f32, v: &[f32]) {
     debug_assert_eq!(acc.len(), v.len());
     for (a, x) in acc.iter_mut().zip(v) {

@@ -14,6 +14,7 @@ pub mod kernels;
 pub use sprint_core::locality;
 pub mod noise;
 pub mod quant;
+mod simd;
 pub mod softmax;
 pub mod summary;
 pub mod synth;

@@ -41,6 +41,7 @@ pub enum Purpose {
     Read = 3,
 }
 
+#[inline(always)]
 fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -69,6 +70,7 @@ pub fn normal(rng: &mut ChaCha8Rng) -> f64 {
 
 /// The standard normal draw number `counter` of the stream `key` (Box-Muller on two
 /// 53-bit uniforms from a hash of the pair): the same value whoever asks and in which order.
+#[inline(always)]
 pub fn counter_normal(key: u64, counter: u64) -> f64 {
     let a = splitmix(key ^ splitmix(counter.wrapping_mul(2)));
     let b = splitmix(key ^ splitmix(counter.wrapping_mul(2) | 1));

@@ -69,6 +69,7 @@ impl FixedSoftmax {
     }
 
     /// `e^(-u / 2^F)` as an exponential code (1.0 = 2^(exp_bits-1)), for `u >= 0`.
+    #[inline(always)]
     pub fn exp_code(&self, u: u32) -> u64 {
         let u = u.min(self.max_u);
         let hi = self.hi_table[(u >> self.lo_bits) as usize];
@@ -79,6 +80,7 @@ impl FixedSoftmax {
 
     /// Probabilities (codes with `prob_bits` fractional bits) of the score codes `scores`,
     /// written to `probs`. An empty input writes nothing.
+    #[inline(always)]
     pub fn probabilities(&self, scores: &[i32], exps: &mut Vec<u64>, probs: &mut Vec<u32>) {
         probs.clear();
         exps.clear();
@@ -104,6 +106,7 @@ impl FixedSoftmax {
     /// `prob_bits` significant bits, half up) of the score codes `scores`, written to
     /// `weights`, and their sum kept to `sum_bits` significant bits (truncated). An empty
     /// input writes nothing and returns 0.
+    #[inline(always)]
     pub fn deferred_weights(&self, scores: &[i32], weights: &mut Vec<u64>) -> u64 {
         weights.clear();
         let Some(&max) = scores.iter().max() else {
@@ -128,6 +131,7 @@ impl FixedSoftmax {
 
 /// Rounds `x` to its `bits` most significant bits, half up (the value stays exact in a
 /// `bits`-bit mantissa and a shift).
+#[inline(always)]
 pub fn round_to_bits(x: u64, bits: u32) -> u64 {
     let len = 64 - x.leading_zeros();
     if len <= bits {
@@ -139,6 +143,7 @@ pub fn round_to_bits(x: u64, bits: u32) -> u64 {
 
 /// Float softmax (max-subtracted), written to `out`; used by the float recompute mode and
 /// as the reference of the fixed-point unit.
+#[inline(always)]
 pub fn softmax_f32(logits: &[f32], out: &mut Vec<f32>) {
     out.clear();
     let Some(max) = logits.iter().copied().reduce(f32::max) else {

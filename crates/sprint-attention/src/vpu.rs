@@ -11,27 +11,45 @@ pub fn deferred_output_frac_bits(output_bits: u32) -> u32 {
     output_bits - 8
 }
 
-/// Deferred normalisation: `acc = sum_j w_j v_j` over `keys` (exact), then each output element
-/// is `round(acc * 2^F / sum)` (half away from zero), saturated to `output_bits` signed bits
-/// and written to `dst` in real units (`v_scale / 2^F` per step). Returns the number of
-/// saturated elements. `v8` holds every key's value codes, `d` per key.
+/// Keys whose products are summed in 32-bit lanes before the 64-bit accumulator takes them:
+/// `|w v| < 2^24` (weights are at most 2^17), so 128 of them stay below 2^31.
+const KEYS_PER_I32_CHUNK: usize = 128;
+
+/// Deferred normalisation: `acc = sum_j w_j v_j` over `keys` in integers (exact; 32-bit
+/// partial sums of 128 keys folded into 64-bit accumulators), then each output element is
+/// `round(acc * 2^F / sum)` (half away from zero), saturated to `output_bits` signed bits and
+/// written to `dst` in real units (`v_scale / 2^F` per step). Returns the number of saturated
+/// elements. `v8` holds every key's value codes, `d` per key; `acc32`/`acc` are scratch of
+/// length `d`. Weights must be below 2^17.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub fn deferred(
     keys: &[usize],
     weights: &[u64],
     sum: u64,
-    v8: &[f64],
+    v8: &[i16],
     v_scale: f32,
     output_bits: u32,
-    acc: &mut [f64],
+    acc32: &mut [i32],
+    acc: &mut [i64],
     dst: &mut [f32],
 ) -> u64 {
     let d = dst.len();
-    acc.fill(0.0);
-    for (&j, &w) in keys.iter().zip(weights) {
-        let w = w as f64;
-        for (a, &x) in acc.iter_mut().zip(&v8[j * d..(j + 1) * d]) {
-            *a += w * x;
+    acc.fill(0);
+    for (kc, wc) in keys
+        .chunks(KEYS_PER_I32_CHUNK)
+        .zip(weights.chunks(KEYS_PER_I32_CHUNK))
+    {
+        acc32.fill(0);
+        for (&j, &w) in kc.iter().zip(wc) {
+            debug_assert!(w <= 1 << 17);
+            let w = w as i32;
+            for (a, &x) in acc32.iter_mut().zip(&v8[j * d..(j + 1) * d]) {
+                *a += w * i32::from(x);
+            }
+        }
+        for (a, &p) in acc.iter_mut().zip(acc32.iter()) {
+            *a += i64::from(p);
         }
     }
     let frac = deferred_output_frac_bits(output_bits);
@@ -40,7 +58,8 @@ pub fn deferred(
     let unit = v_scale / (1u32 << frac) as f32;
     let mut saturated = 0u64;
     for (o, &a) in dst.iter_mut().zip(acc.iter()) {
-        let x = a * scale;
+        // |acc| < 2^17 * 127 * n < 2^53: exact in f64.
+        let x = a as f64 * scale;
         let code = (x + 0.5f64.copysign(x)).trunc();
         let clamped = code.clamp(-hi - 1.0, hi);
         saturated += u64::from(clamped != code);
@@ -54,6 +73,7 @@ pub fn deferred(
 /// (round half up) and the result saturated; written to `dst` in real units. Returns the
 /// number of saturated elements. `v8` holds every key's value codes, `d` per key.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub fn per_key(
     keys: &[usize],
     probs: &[u32],
@@ -100,10 +120,20 @@ mod tests {
     #[test]
     fn deferred_is_the_weighted_mean() {
         // Two keys, weights 3 and 1: (3 * 100 + 1 * -20) / 4 = 70 V steps.
-        let v8 = [100.0f64, -20.0];
-        let mut acc = [0f64; 1];
+        let v8 = [100i16, -20];
+        let (mut acc32, mut acc) = ([0i32; 1], [0i64; 1]);
         let mut out = [0f32; 1];
-        let sat = deferred(&[0, 1], &[3, 1], 4, &v8, 0.5, 16, &mut acc, &mut out);
+        let sat = deferred(
+            &[0, 1],
+            &[3, 1],
+            4,
+            &v8,
+            0.5,
+            16,
+            &mut acc32,
+            &mut acc,
+            &mut out,
+        );
         assert_eq!(sat, 0);
         assert_eq!(out[0], 35.0);
         // A sum truncated below the true one scales up and saturates an 8-bit output.
@@ -111,13 +141,30 @@ mod tests {
             &[0],
             &[1 << 16],
             1 << 15,
-            &[127.0],
+            &[127],
             1.0,
             8,
+            &mut acc32,
             &mut acc,
             &mut out,
         );
         assert_eq!(sat, 1);
         assert_eq!(out[0], 127.0);
+        // Many keys at the largest weight and value: exact past the 32-bit chunk.
+        let n = 1000;
+        let keys: Vec<usize> = (0..n).collect();
+        let sat = deferred(
+            &keys,
+            &vec![1 << 16; n],
+            (n as u64) << 16,
+            &vec![-127i16; n],
+            1.0,
+            16,
+            &mut acc32,
+            &mut acc,
+            &mut out,
+        );
+        assert_eq!(sat, 0);
+        assert_eq!(out[0], -127.0);
     }
 }

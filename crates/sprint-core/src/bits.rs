@@ -1,6 +1,7 @@
 //! Bit-packed masks: one bit per key, 64 keys per word, least significant bit first.
 
 /// Indices of the set bits of packed words (bit `i` = bit `i % 64` of word `i / 64`), ascending.
+#[inline(always)]
 pub fn iter_ones(words: &[u64]) -> impl Iterator<Item = usize> + '_ {
     words.iter().enumerate().flat_map(|(wi, &w)| {
         let mut w = w;

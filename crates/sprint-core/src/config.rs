@@ -462,6 +462,10 @@ pub struct AttentionConfig {
     pub noise: NoiseConfig,
     /// On-chip buffers.
     pub buffer: BufferConfig,
+    /// Check every in-memory decision against exact pruning at the same threshold (false-prune
+    /// and false-keep counts in the summary and the trace). Costs one extra score GEMM per
+    /// block; the datapath's results do not depend on it (default true).
+    pub audit_comparator: bool,
 }
 
 impl Default for AttentionConfig {
@@ -475,6 +479,7 @@ impl Default for AttentionConfig {
             threshold: ThresholdConfig::default(),
             noise: NoiseConfig::default(),
             buffer: BufferConfig::default(),
+            audit_comparator: true,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 /// Number of leading keys visible to query `i`: with causal masking the keys
 /// `0..visible_limit(..)` are visible, without it all `n_keys` keys.
+#[inline(always)]
 pub fn visible_limit(i: usize, n_queries: usize, n_keys: usize, causal: bool) -> usize {
     if causal {
         (i + 1 + n_keys).saturating_sub(n_queries).min(n_keys)
@@ -16,6 +17,7 @@ pub fn visible_limit(i: usize, n_queries: usize, n_keys: usize, causal: bool) ->
 }
 
 /// Clears the bits at positions `>= limit` of a bit-packed row (bit `j % 64` of word `j / 64`).
+#[inline(always)]
 pub fn clear_from(words: &mut [u64], limit: usize) {
     for (wi, w) in words.iter_mut().enumerate() {
         let lo = wi * 64;

@@ -170,6 +170,9 @@ pub struct VariantResult {
     pub false_keep_rate: Option<f64>,
     /// Datapath statistics summed over layers and heads (audit counts, saturations).
     pub datapath: sprint_core::trace::HeadStats,
+    /// Keys newly fetched by the locality engine over visible pairs: the share of the
+    /// sequence fetched per query, weighted by the keys each query sees (the paper: ~2.1 %).
+    pub new_fetch_share: f64,
     /// Kept pairs.
     pub kept_pairs: u64,
     /// Wall time of the evaluated forwards (tokenisation included), seconds.
@@ -637,6 +640,7 @@ impl Ctx<'_> {
                             .max(1) as f64
                 }),
                 datapath: stats.datapath,
+                new_fetch_share: stats.k_fetched as f64 / stats.visible.max(1) as f64,
                 kept_pairs: stats.kept,
                 seconds,
                 items_per_second: items as f64 / seconds.max(1e-9),

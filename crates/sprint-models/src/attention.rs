@@ -320,6 +320,7 @@ impl Attention for SprintAttention {
                 for r in &h.records {
                     stats.kept += u64::from(r.kept);
                     stats.softmax_kept += u64::from(r.softmax_kept);
+                    stats.k_fetched += u64::from(r.k_fetched);
                 }
             }
             out.extend_from_slice(&run.output.data);

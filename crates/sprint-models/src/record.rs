@@ -20,6 +20,8 @@ pub struct KeepStats {
     pub softmax_kept: u64,
     /// Datapath statistics summed over heads: comparator audit and saturation counts.
     pub datapath: sprint_core::trace::HeadStats,
+    /// Keys newly fetched into the key buffer by the locality engine (sum over queries).
+    pub k_fetched: u64,
 }
 
 impl KeepStats {
@@ -48,6 +50,7 @@ impl std::ops::AddAssign for KeepStats {
         self.kept += o.kept;
         self.softmax_kept += o.softmax_kept;
         self.datapath += o.datapath;
+        self.k_fetched += o.k_fetched;
     }
 }
 
