@@ -8,11 +8,13 @@ use comfy_table::Table;
 use sprint_attention::summary::{RunSummary, error_stats, trace_header};
 use sprint_attention::{dense, run_layer};
 use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
+use sprint_core::outfile::PendingFile;
 
 use crate::io::{load_input, npy_bytes, safetensors_bytes, write_atomic};
 
 /// Arguments of `sprint attend`.
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// Q/K/V: a .safetensors file with tensors q, k, v (and optional valid), or a folder
     /// with q.npy, k.npy, v.npy (and optional valid.npy). Shapes [heads, seq, head_dim]
@@ -50,7 +52,7 @@ pub struct Args {
 
 fn load_config(a: &Args) -> Result<AttentionConfig> {
     let mut cfg = match &a.config {
-        Some(p) => AttentionConfig::from_file(p)?,
+        Some(p) => crate::io::read_attention_config(p)?,
         None => AttentionConfig::default(),
     };
     if let Some(v) = &a.variant {
@@ -77,8 +79,15 @@ fn load_config(a: &Args) -> Result<AttentionConfig> {
     Ok(cfg)
 }
 
+/// Largest `layers x heads x n_queries x n_keys` that `sprint attend` accepts (query-key
+/// pairs). `attend` holds, for every pair of the whole input, the kept bit of the trace and
+/// about 8 bytes of transient scores while a layer runs; 2^28 pairs stay under about 2 GB
+/// of memory (docs/limits.md). Pairs.
+pub const MAX_ATTEND_PAIRS: u64 = 1 << 28;
+
 /// Runs `sprint attend`.
 pub fn run(a: Args) -> Result<()> {
+    let threads = sprint_core::outfile::check_threads(a.threads)?;
     let cfg = load_config(&a)?;
     let out_is_npy = a.out.extension().is_some_and(|e| e == "npy");
     if !out_is_npy && a.out.extension().is_none_or(|e| e != "safetensors") {
@@ -87,8 +96,24 @@ pub fn run(a: Args) -> Result<()> {
             a.out.display()
         );
     }
+    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("--input", &a.input)];
+    if let Some(c) = &a.config {
+        inputs.push(("--config", c));
+    }
+    if let Some(f) = &cfg.threshold.file {
+        inputs.push(("threshold.file", f));
+    }
+    let mut outputs: Vec<(&str, &std::path::Path)> = vec![("--out", &a.out)];
+    if let Some(t) = &a.trace {
+        outputs.push(("--trace", t));
+    }
+    sprint_core::outfile::check_outputs(&inputs, &outputs)?;
+
     let loaded = load_input(&a.input)?;
-    let shape = loaded.layers[0].validate()?;
+    let Some(first) = loaded.layers.first() else {
+        bail!("{}: the input holds 0 layers", a.input.display());
+    };
+    let shape = first.validate()?;
     for (l, layer) in loaded.layers.iter().enumerate() {
         if layer.validate()? != shape {
             bail!(
@@ -97,10 +122,39 @@ pub fn run(a: Args) -> Result<()> {
             );
         }
     }
+    let pairs = [
+        loaded.layers.len(),
+        shape.heads,
+        shape.n_queries,
+        shape.n_keys,
+    ]
+    .iter()
+    .try_fold(1u64, |acc, &x| acc.checked_mul(x as u64))
+    .unwrap_or(u64::MAX);
+    if pairs > MAX_ATTEND_PAIRS {
+        bail!(
+            "{}: {} layer(s) x {} heads x {} queries x {} keys = {pairs} query-key pairs exceeds the limit of {MAX_ATTEND_PAIRS} (memory grows with the pairs: per-pair masks and scores; split the input into fewer layers or heads per run; docs/limits.md)",
+            a.input.display(),
+            loaded.layers.len(),
+            shape.heads,
+            shape.n_queries,
+            shape.n_keys
+        );
+    }
+    check_scales(&cfg, shape.heads, shape.kv_heads)?;
+    for (key, have) in [("buffer.k_bytes", cfg.buffer.k_bytes), ("buffer.v_bytes", cfg.buffer.v_bytes)] {
+        if have < shape.head_dim as u64 {
+            bail!(
+                "config {key}: {have} B is smaller than one 8-bit vector ({} B at head_dim {}); the simulator refuses such a buffer too",
+                shape.head_dim,
+                shape.head_dim
+            );
+        }
+    }
     let n_layers = loaded.layers.len();
     let thresholds = cfg.thresholds(n_layers, shape.heads)?;
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads)
+        .num_threads(threads)
         .build()
         .context("cannot start worker threads")?;
 
@@ -134,17 +188,56 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         safetensors_bytes(&[("out", dims, &output)])?
     };
-    if let Some(trace) = &a.trace {
-        let header = trace_header(&cfg, &shape, n_layers, &a.input.display().to_string());
-        let heads: Vec<_> = runs.iter().flat_map(|r| r.heads.iter()).collect();
-        sprint_core::trace::write_trace(trace, &header, heads)?;
-    }
+    // Both outputs or neither: the trace is staged (a registered temporary file, removed
+    // on error or signal) and renamed into place only once the output is written.
+    let staged = match &a.trace {
+        Some(trace) => {
+            let header = trace_header(&cfg, &shape, n_layers, &a.input.display().to_string());
+            let heads: Vec<_> = runs.iter().flat_map(|r| r.heads.iter()).collect();
+            let staged = PendingFile::new(trace);
+            sprint_core::trace::write_trace(staged.path(), &header, heads).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}",
+                    e.to_string()
+                        .replace(&staged.path().display().to_string(), &trace.display().to_string())
+                )
+            })?;
+            Some((staged, trace))
+        }
+        None => None,
+    };
     write_atomic(&a.out, |f| Ok(f.write_all(&bytes)?))?;
+    if let Some((staged, trace)) = staged {
+        staged.persist(trace)?;
+    }
 
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary, &cfg);
+    }
+    Ok(())
+}
+
+/// Fixed per-head scales must give exactly one value per head (query heads for `q`, KV
+/// heads for `k` and `v`), or a single value for all.
+fn check_scales(cfg: &AttentionConfig, heads: usize, kv_heads: usize) -> Result<()> {
+    use sprint_core::config::{ScaleSource, ScaleValues};
+    if let ScaleSource::Fixed { q, k, v } = &cfg.quant.scales {
+        for (name, vals, want, what) in [
+            ("q", q, heads, "query heads"),
+            ("k", k, kv_heads, "key/value heads"),
+            ("v", v, kv_heads, "key/value heads"),
+        ] {
+            if let ScaleValues::PerHead(list) = vals
+                && list.len() != want
+            {
+                bail!(
+                    "config quant.scales.{name}: {} per-head scales given for {want} {what}; give exactly {want}, or one value for all",
+                    list.len()
+                );
+            }
+        }
     }
     Ok(())
 }

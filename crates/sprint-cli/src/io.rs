@@ -1,6 +1,6 @@
 //! Reading Q/K/V from safetensors or `.npy` files, and writing outputs atomically.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use safetensors::{Dtype, SafeTensors};
@@ -20,7 +20,7 @@ pub fn load_input(path: &Path) -> Result<LoadedInput> {
         let get = |name: &str| -> Result<Option<Raw>> {
             let p = path.join(format!("{name}.npy"));
             if p.exists() {
-                read_npy(&p).map(Some)
+                read_npy(&p, Role::of(name)).map(Some)
             } else {
                 Ok(None)
             }
@@ -36,7 +36,7 @@ pub fn load_input(path: &Path) -> Result<LoadedInput> {
             .map_err(|e| anyhow!("{}: not a valid safetensors file ({e})", path.display()))?;
         let get = |name: &str| -> Result<Option<Raw>> {
             match st.tensor(name) {
-                Ok(t) => Raw::from_safetensors(&t)
+                Ok(t) => Raw::from_safetensors(&t, Role::of(name))
                     .map(Some)
                     .with_context(|| format!("{}: tensor `{name}`", path.display())),
                 Err(_) => Ok(None),
@@ -70,7 +70,14 @@ pub fn load_input(path: &Path) -> Result<LoadedInput> {
                     raw.shape
                 );
             }
-            Some(raw.data.iter().map(|&x| x != 0.0).collect::<Vec<bool>>())
+            let mask = raw.data.iter().map(|&x| x != 0.0).collect::<Vec<bool>>();
+            if !mask.is_empty() && !mask.contains(&true) {
+                bail!(
+                    "{where_}: tensor `valid` marks no token as real (all {} entries are 0): nothing to attend to",
+                    mask.len()
+                );
+            }
+            Some(mask)
         }
     };
     let mut layers = Vec::with_capacity(lq);
@@ -86,31 +93,80 @@ pub fn load_input(path: &Path) -> Result<LoadedInput> {
     Ok(LoadedInput { layers })
 }
 
+/// Reads an attention configuration (TOML); errors say `config` and name the file.
+pub fn read_attention_config(path: &Path) -> Result<sprint_core::AttentionConfig> {
+    if path.is_dir() {
+        bail!("config {}: is a folder, not a TOML file", path.display());
+    }
+    if !path.exists() {
+        bail!("config {}: no such file", path.display());
+    }
+    Ok(sprint_core::AttentionConfig::from_file(path)?)
+}
+
 /// A tensor read from disk as f32 with its shape.
 struct Raw {
     shape: Vec<usize>,
     data: Vec<f32>,
 }
 
+/// What a tensor is for: q/k/v data (floating point only) or the `valid` mask (any
+/// numeric or boolean type; nonzero = real token).
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    Data,
+    Mask,
+}
+
+impl Role {
+    fn of(name: &str) -> Self {
+        if name == "valid" { Role::Mask } else { Role::Data }
+    }
+}
+
+fn le<const N: usize>(c: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(c);
+    a
+}
+
 impl Raw {
-    fn from_safetensors(t: &safetensors::tensor::TensorView) -> Result<Self> {
+    fn from_safetensors(t: &safetensors::tensor::TensorView, role: Role) -> Result<Self> {
         let b = t.data();
-        let data: Vec<f32> = match t.dtype() {
-            Dtype::F32 => b
+        let data: Vec<f32> = match (t.dtype(), role) {
+            (Dtype::F32, _) => b.chunks_exact(4).map(|c| f32::from_le_bytes(le(c))).collect(),
+            (Dtype::F64, _) => b
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(le(c)) as f32)
+                .collect(),
+            (Dtype::F16, _) => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes(le(c)).to_f32())
+                .collect(),
+            (Dtype::BF16, _) => b
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes(le(c)).to_f32())
+                .collect(),
+            (Dtype::U8 | Dtype::BOOL, Role::Mask) => b.iter().map(|&x| f32::from(x)).collect(),
+            (Dtype::I8, Role::Mask) => b.iter().map(|&x| f32::from(x as i8)).collect(),
+            (Dtype::I16 | Dtype::U16, Role::Mask) => b
+                .chunks_exact(2)
+                .map(|c| if c == [0, 0] { 0.0 } else { 1.0 })
+                .collect(),
+            (Dtype::I32 | Dtype::U32, Role::Mask) => b
                 .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .map(|c| if c == [0; 4] { 0.0 } else { 1.0 })
                 .collect(),
-            Dtype::F16 => b
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            (Dtype::I64 | Dtype::U64, Role::Mask) => b
+                .chunks_exact(8)
+                .map(|c| if c == [0; 8] { 0.0 } else { 1.0 })
                 .collect(),
-            Dtype::BF16 => b
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::U8 => b.iter().map(|&x| f32::from(x)).collect(),
-            Dtype::BOOL => b.iter().map(|&x| f32::from(x)).collect(),
-            other => bail!("dtype {other:?} not supported (use f32, f16 or bf16)"),
+            (other, Role::Mask) => bail!(
+                "mask dtype {other:?} not supported (use bool, an integer type or a float type; nonzero = real token)"
+            ),
+            (other, Role::Data) => {
+                bail!("dtype {other:?} not supported for q, k, v (use f32, f16, bf16 or f64)")
+            }
         };
         Ok(Self {
             shape: t.shape().to_vec(),
@@ -119,7 +175,7 @@ impl Raw {
     }
 }
 
-fn read_npy(path: &Path) -> Result<Raw> {
+fn read_npy(path: &Path, role: Role) -> Result<Raw> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let npy = npyz::NpyFile::new(&bytes[..])
         .map_err(|e| anyhow!("{}: not a valid .npy file ({e})", path.display()))?;
@@ -131,7 +187,20 @@ fn read_npy(path: &Path) -> Result<Raw> {
         );
     }
     let dtype = npy.dtype();
-    let bad = |e: std::io::Error| anyhow!("{}: {e}", path.display());
+    let n_values = shape
+        .iter()
+        .try_fold(1u64, |a, &x| a.checked_mul(x as u64))
+        .unwrap_or(u64::MAX);
+    let bad = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            anyhow!(
+                "{}: truncated .npy file (its header declares shape {shape:?}, {n_values} values, but the data is shorter)",
+                path.display()
+            )
+        } else {
+            anyhow!("{}: {e}", path.display())
+        }
+    };
     let type_str = match &dtype {
         npyz::DType::Plain(ts) => ts.to_string(),
         other => bail!(
@@ -140,28 +209,72 @@ fn read_npy(path: &Path) -> Result<Raw> {
             other.descr()
         ),
     };
-    let data: Vec<f32> = match type_str.as_str() {
-        "<f4" => npy.into_vec::<f32>().map_err(bad)?,
-        "<f2" => npy
+    // The data must be at least as long as the header says, before anything is allocated.
+    let elem = match type_str.get(2..).and_then(|n| n.parse::<u64>().ok()) {
+        Some(n) if n > 0 => n,
+        _ => 1,
+    };
+    let payload = bytes.len() as u64;
+    if n_values.saturating_mul(elem) > payload {
+        return Err(bad(std::io::ErrorKind::UnexpectedEof.into()));
+    }
+    let nonzero = |x: bool| if x { 1.0 } else { 0.0 };
+    let data: Vec<f32> = match (type_str.as_str(), role) {
+        ("<f4", _) => npy.into_vec::<f32>().map_err(bad)?,
+        ("<f2", _) => npy
             .into_vec::<half::f16>()
             .map_err(bad)?
             .into_iter()
             .map(|x| x.to_f32())
             .collect(),
-        "<f8" => npy
+        ("<f8", _) => npy
             .into_vec::<f64>()
             .map_err(bad)?
             .into_iter()
             .map(|x| x as f32)
             .collect(),
-        "|b1" | "|u1" => npy
+        ("|b1" | "|u1", Role::Mask) => npy
             .into_vec::<u8>()
             .map_err(bad)?
             .into_iter()
             .map(f32::from)
             .collect(),
-        other => bail!(
-            "{}: dtype {other} not supported (use float32 or float16)",
+        ("|i1", Role::Mask) => npy
+            .into_vec::<i8>()
+            .map_err(bad)?
+            .into_iter()
+            .map(|x| nonzero(x != 0))
+            .collect(),
+        ("<i2", Role::Mask) => npy
+            .into_vec::<i16>()
+            .map_err(bad)?
+            .into_iter()
+            .map(|x| nonzero(x != 0))
+            .collect(),
+        ("<i4", Role::Mask) => npy
+            .into_vec::<i32>()
+            .map_err(bad)?
+            .into_iter()
+            .map(|x| nonzero(x != 0))
+            .collect(),
+        ("<i8", Role::Mask) => npy
+            .into_vec::<i64>()
+            .map_err(bad)?
+            .into_iter()
+            .map(|x| nonzero(x != 0))
+            .collect(),
+        ("<u8", Role::Mask) => npy
+            .into_vec::<u64>()
+            .map_err(bad)?
+            .into_iter()
+            .map(|x| nonzero(x != 0))
+            .collect(),
+        (other, Role::Mask) => bail!(
+            "{}: mask dtype {other} not supported (use bool, an integer type or a float type; nonzero = real token)",
+            path.display()
+        ),
+        (other, Role::Data) => bail!(
+            "{}: dtype {other} not supported for q, k, v (use float32, float16 or float64)",
             path.display()
         ),
     };
@@ -176,6 +289,12 @@ fn split_layers(raw: Raw, name: &str, where_: &str) -> Result<(usize, Vec<Tensor
             "{where_}: tensor `{name}` must be [heads, seq, head_dim] or [layers, heads, seq, head_dim], got shape {other:?}"
         ),
     };
+    if layers == 0 || dims.contains(&0) {
+        bail!(
+            "{where_}: tensor `{name}` has shape {:?}; every dimension (layers, heads, seq, head_dim) must be > 0",
+            raw.shape
+        );
+    }
     let per = dims.iter().product::<usize>();
     if raw.data.len() != per * layers {
         bail!(
@@ -194,33 +313,13 @@ fn split_layers(raw: Raw, name: &str, where_: &str) -> Result<(usize, Vec<Tensor
     Ok((layers, out))
 }
 
-/// Writes a file atomically: the content goes to a temporary file in the same folder,
-/// which is renamed over `path` only once complete. On error nothing is left behind.
+/// Writes a file atomically with cleanup on SIGINT/SIGTERM ([`sprint_core::outfile`]): the
+/// content goes to a temporary file in the same folder, renamed over `path` once complete.
 pub fn write_atomic(
     path: &Path,
-    write: impl FnOnce(&mut std::fs::File) -> Result<()>,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<()>,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    write(tmp.as_file_mut())?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Temporary files are private; the result is an ordinary file.
-        let _ = tmp
-            .as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    tmp.persist(path)
-        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
-    Ok(())
+    sprint_core::outfile::write_atomic(path, write)
 }
 
 /// Serialises named f32 tensors to safetensors bytes.

@@ -10,6 +10,7 @@ use crate::io::{safetensors_bytes, write_atomic};
 
 /// Arguments of `sprint synth`.
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// Output safetensors file (tensors `q`, `k`, `v`, and `valid` when padded).
     #[arg(long)]

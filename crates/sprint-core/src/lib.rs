@@ -5,6 +5,7 @@
 pub mod bits;
 pub mod config;
 pub mod error;
+pub mod outfile;
 pub mod trace;
 
 pub use bits::{BitMatrix, BitVec};
