@@ -79,11 +79,24 @@ fn load_config(a: &Args) -> Result<AttentionConfig> {
     Ok(cfg)
 }
 
-/// Largest `layers x heads x n_queries x n_keys` that `sprint attend` accepts (query-key
-/// pairs). `attend` holds, for every pair of the whole input, the kept bit of the trace and
-/// about 8 bytes of transient scores while a layer runs; 2^28 pairs stay under about 2 GB
-/// of memory (docs/limits.md). Pairs.
-pub const MAX_ATTEND_PAIRS: u64 = 1 << 28;
+/// Largest `n_queries x n_keys` of one head that `sprint attend` accepts (query-key pairs):
+/// a head being computed holds about [`BYTES_PER_PAIR_IN_FLIGHT`] bytes per pair of scores
+/// and masks, so 2^26 pairs (8192 x 8192) is about 640 MiB. Pairs.
+pub const MAX_HEAD_PAIRS: u64 = 1 << 26;
+
+/// Largest `layers x heads x n_queries x n_keys` of one input (query-key pairs): the kept
+/// bit of every pair stays in memory for the trace and the summary, 2^31 bits = 256 MiB.
+/// Pairs.
+pub const MAX_ATTEND_PAIRS: u64 = 1 << 31;
+
+/// Measured working memory of one head in flight, per query-key pair (scores, bit masks,
+/// dense reference); bytes.
+pub const BYTES_PER_PAIR_IN_FLIGHT: u64 = 10;
+
+/// Memory the heads computed in parallel may take together; the worker count is lowered
+/// (never below 1) so that `workers x n_queries x n_keys x BYTES_PER_PAIR_IN_FLIGHT` stays
+/// within it. Bytes.
+pub const ATTEND_WORKING_BYTES: u64 = 1 << 30;
 
 /// Runs `sprint attend`.
 pub fn run(a: Args) -> Result<()> {
@@ -122,18 +135,21 @@ pub fn run(a: Args) -> Result<()> {
             );
         }
     }
-    let pairs = [
-        loaded.layers.len(),
-        shape.heads,
-        shape.n_queries,
-        shape.n_keys,
-    ]
-    .iter()
-    .try_fold(1u64, |acc, &x| acc.checked_mul(x as u64))
-    .unwrap_or(u64::MAX);
+    let head_pairs = shape.n_queries as u64 * shape.n_keys as u64;
+    if head_pairs > MAX_HEAD_PAIRS {
+        bail!(
+            "{}: {} queries x {} keys = {head_pairs} query-key pairs per head exceeds the limit of {MAX_HEAD_PAIRS} (memory grows with queries x keys, about {BYTES_PER_PAIR_IN_FLIGHT} bytes per pair; docs/limits.md)",
+            a.input.display(),
+            shape.n_queries,
+            shape.n_keys
+        );
+    }
+    let pairs = head_pairs
+        .saturating_mul(loaded.layers.len() as u64)
+        .saturating_mul(shape.heads as u64);
     if pairs > MAX_ATTEND_PAIRS {
         bail!(
-            "{}: {} layer(s) x {} heads x {} queries x {} keys = {pairs} query-key pairs exceeds the limit of {MAX_ATTEND_PAIRS} (memory grows with the pairs: per-pair masks and scores; split the input into fewer layers or heads per run; docs/limits.md)",
+            "{}: {} layer(s) x {} heads x {} queries x {} keys = {pairs} query-key pairs exceeds the limit of {MAX_ATTEND_PAIRS} (one kept bit per pair is held for the trace; split the input into several runs; docs/limits.md)",
             a.input.display(),
             loaded.layers.len(),
             shape.heads,
@@ -141,6 +157,10 @@ pub fn run(a: Args) -> Result<()> {
             shape.n_keys
         );
     }
+    let all_cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let wanted = if threads == 0 { all_cores } else { threads };
+    let by_memory = (ATTEND_WORKING_BYTES / (head_pairs * BYTES_PER_PAIR_IN_FLIGHT).max(1)).max(1);
+    let threads = wanted.min(usize::try_from(by_memory).unwrap_or(usize::MAX));
     check_scales(&cfg, shape.heads, shape.kv_heads)?;
     for (key, have) in [("buffer.k_bytes", cfg.buffer.k_bytes), ("buffer.v_bytes", cfg.buffer.v_bytes)] {
         if have < shape.head_dim as u64 {

@@ -170,8 +170,9 @@ fn options(a: &Args) -> Result<EvalOptions> {
 /// Runs `sprint eval`.
 pub fn run(a: Args) -> Result<()> {
     let threads = sprint_core::outfile::check_threads(a.threads)?;
+    check_paths(&a, None)?;
     let opts = options(&a)?;
-    check_paths(&a, &opts)?;
+    check_paths(&a, opts.attention.threshold.file.as_deref())?;
     let cache = sprint_assets::Cache::from_env();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -201,7 +202,7 @@ pub fn run(a: Args) -> Result<()> {
 
 /// Checks every output path before the model is loaded: creatable, and distinct from the
 /// inputs and from each other (`--trace` expands to one file per variant).
-fn check_paths(a: &Args, opts: &EvalOptions) -> Result<()> {
+fn check_paths(a: &Args, threshold_file: Option<&std::path::Path>) -> Result<()> {
     let model = std::path::Path::new(&a.model);
     let mut inputs: Vec<(&str, &std::path::Path)> = Vec::new();
     if model.exists() {
@@ -213,14 +214,19 @@ fn check_paths(a: &Args, opts: &EvalOptions) -> Result<()> {
     if let Some(p) = &a.config {
         inputs.push(("--config", p));
     }
-    if let Some(p) = &opts.attention.threshold.file {
+    if let Some(p) = threshold_file {
         inputs.push(("threshold.file", p));
     }
+    // Unknown variants are reported by `options`; here only the known ones name files.
+    let variants: Vec<Variant> = a
+        .variants
+        .split(',')
+        .filter_map(|v| Variant::parse(v.trim()).ok())
+        .collect();
     let traces: Vec<PathBuf> = match &a.trace {
-        Some(base) => opts
-            .variants
+        Some(base) => variants
             .iter()
-            .map(|&v| sprint_eval::run::trace_path(base, v, opts.variants.len() > 1))
+            .map(|&v| sprint_eval::run::trace_path(base, v, variants.len() > 1))
             .collect(),
         None => Vec::new(),
     };

@@ -101,7 +101,12 @@ pub fn read_attention_config(path: &Path) -> Result<sprint_core::AttentionConfig
     if !path.exists() {
         bail!("config {}: no such file", path.display());
     }
-    Ok(sprint_core::AttentionConfig::from_file(path)?)
+    sprint_core::AttentionConfig::from_file(path).map_err(|e| match e {
+        sprint_core::CoreError::Io { source, .. } => {
+            anyhow!("config {}: {source}", path.display())
+        }
+        other => other.into(),
+    })
 }
 
 /// A tensor read from disk as f32 with its shape.

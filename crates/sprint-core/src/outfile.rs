@@ -173,7 +173,7 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
 /// covers the files inside it) and from every other output. The error names both flags and
 /// the user's path, in one line.
 pub fn check_outputs(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Result<()> {
-    let bad = |flag: &str, p: &Path, m: String| Err(CoreError::config(format!("{flag} {}", p.display()), m));
+    let bad = |flag: &str, p: &Path, m: String| Err(CoreError::usage(format!("{flag} {}", p.display()), m));
     for (i, (flag, out)) in outputs.iter().enumerate() {
         if out.as_os_str().is_empty() {
             return bad(flag, out, "empty path".into());
@@ -228,9 +228,9 @@ pub fn check_outputs(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Res
 /// Validates a `--threads` value: 0 means all cores; at most [`MAX_THREADS`].
 pub fn check_threads(n: usize) -> Result<usize> {
     if n > MAX_THREADS {
-        return Err(CoreError::config(
-            "--threads",
-            format!("{n} exceeds the limit of {MAX_THREADS} worker threads (0 = all cores)"),
+        return Err(CoreError::usage(
+            format!("--threads {n}"),
+            format!("exceeds the limit of {MAX_THREADS} worker threads (0 = all cores)"),
         ));
     }
     Ok(n)

@@ -255,7 +255,7 @@ fn latency(x: f64, key: &str) -> Result<f64> {
     if x > MAX_LATENCY_NS {
         return Err(SimError::config(
             key,
-            format!("{x} ns exceeds the limit of {MAX_LATENCY_NS} ns"),
+            format!("{x:e} ns exceeds the limit of {MAX_LATENCY_NS:e} ns"),
         ));
     }
     Ok(x)
@@ -326,7 +326,7 @@ impl PresetFile {
             return Err(SimError::config(
                 "memory.bus_bytes_per_ns",
                 format!(
-                    "{bw} B/ns makes one {burst} B burst last {tburst_ns:e} ns, over the limit of {MAX_LATENCY_NS} ns"
+                    "{bw:e} B/ns makes one {burst} B burst last {tburst_ns:e} ns, over the limit of {MAX_LATENCY_NS:e} ns"
                 ),
             ));
         }
