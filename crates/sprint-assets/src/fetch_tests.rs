@@ -543,7 +543,10 @@ fn require_refuses_a_damaged_asset_and_names_the_fix() {
     assert!(e.contains("sprint assets fetch --force moby-dick"), "{e}");
     // Truncated.
     std::fs::write(dir.join("data.txt"), b"call").unwrap();
-    let e = cache.require_file(Asset::MobyDick, "data.txt").unwrap_err().to_string();
+    let e = cache
+        .require_file(Asset::MobyDick, "data.txt")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("4 bytes, expected 15"), "{e}");
     assert!(e.contains("--force moby-dick"), "{e}");
     // Deleted.

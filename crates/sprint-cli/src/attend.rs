@@ -162,7 +162,10 @@ pub fn run(a: Args) -> Result<()> {
     let by_memory = (ATTEND_WORKING_BYTES / (head_pairs * BYTES_PER_PAIR_IN_FLIGHT).max(1)).max(1);
     let threads = wanted.min(usize::try_from(by_memory).unwrap_or(usize::MAX));
     check_scales(&cfg, shape.heads, shape.kv_heads)?;
-    for (key, have) in [("buffer.k_bytes", cfg.buffer.k_bytes), ("buffer.v_bytes", cfg.buffer.v_bytes)] {
+    for (key, have) in [
+        ("buffer.k_bytes", cfg.buffer.k_bytes),
+        ("buffer.v_bytes", cfg.buffer.v_bytes),
+    ] {
         if have < shape.head_dim as u64 {
             bail!(
                 "config {key}: {have} B is smaller than one 8-bit vector ({} B at head_dim {}); the simulator refuses such a buffer too",
@@ -218,8 +221,10 @@ pub fn run(a: Args) -> Result<()> {
             sprint_core::trace::write_trace(staged.path(), &header, heads).map_err(|e| {
                 anyhow::anyhow!(
                     "{}",
-                    e.to_string()
-                        .replace(&staged.path().display().to_string(), &trace.display().to_string())
+                    e.to_string().replace(
+                        &staged.path().display().to_string(),
+                        &trace.display().to_string()
+                    )
                 )
             })?;
             Some((staged, trace))

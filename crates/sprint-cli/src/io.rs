@@ -125,7 +125,11 @@ enum Role {
 
 impl Role {
     fn of(name: &str) -> Self {
-        if name == "valid" { Role::Mask } else { Role::Data }
+        if name == "valid" {
+            Role::Mask
+        } else {
+            Role::Data
+        }
     }
 }
 
@@ -139,7 +143,10 @@ impl Raw {
     fn from_safetensors(t: &safetensors::tensor::TensorView, role: Role) -> Result<Self> {
         let b = t.data();
         let data: Vec<f32> = match (t.dtype(), role) {
-            (Dtype::F32, _) => b.chunks_exact(4).map(|c| f32::from_le_bytes(le(c))).collect(),
+            (Dtype::F32, _) => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(le(c)))
+                .collect(),
             (Dtype::F64, _) => b
                 .chunks_exact(8)
                 .map(|c| f64::from_le_bytes(le(c)) as f32)
@@ -359,4 +366,156 @@ pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
         w.finish()?;
     }
     Ok(out)
+}
+
+/// Bounded fuzzing (proptest, a fixed number of cases in the normal test run) of the input
+/// readers: valid safetensors files and `.npy` folders with bit flips, truncations, hostile
+/// headers and odd dtypes must load or give an error naming the file, never panic.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid_safetensors(heads: usize, seq: usize, d: usize, mask: Option<Dtype>) -> Vec<u8> {
+        let n = heads * seq * d;
+        let data: Vec<u8> = (0..n)
+            .flat_map(|i| ((i % 7) as f32 - 3.0).to_le_bytes())
+            .collect();
+        let mut views = vec![];
+        for name in ["q", "k", "v"] {
+            views.push((
+                name.to_string(),
+                safetensors::tensor::TensorView::new(Dtype::F32, vec![heads, seq, d], &data)
+                    .unwrap(),
+            ));
+        }
+        let mask_bytes: Vec<u8>;
+        if let Some(dt) = mask {
+            mask_bytes = vec![1u8; seq * dt.bitsize() / 8];
+            views.push((
+                "valid".into(),
+                safetensors::tensor::TensorView::new(dt, vec![seq], &mask_bytes).unwrap(),
+            ));
+        }
+        safetensors::serialize(views, None).unwrap()
+    }
+
+    fn npy(shape: &[u64], n: usize) -> Vec<u8> {
+        use npyz::WriterBuilder;
+        let mut out = Vec::new();
+        let mut w = npyz::WriteOptions::<f32>::new()
+            .default_dtype()
+            .shape(shape)
+            .writer(&mut out)
+            .begin_nd()
+            .unwrap();
+        w.extend((0..n).map(|i| i as f32 * 0.01)).unwrap();
+        w.finish().unwrap();
+        out
+    }
+
+    fn check(r: Result<LoadedInput>, path: &Path) -> std::result::Result<(), TestCaseError> {
+        match r {
+            Ok(l) => {
+                prop_assert!(!l.layers.is_empty());
+                for layer in &l.layers {
+                    prop_assert!(layer.validate().is_ok());
+                }
+            }
+            Err(e) => {
+                let m = format!("{e:#}");
+                prop_assert!(
+                    m.contains(&path.display().to_string()),
+                    "error does not name the file: {}",
+                    m
+                );
+            }
+        }
+        Ok(())
+    }
+
+    const MASKS: [Option<Dtype>; 5] = [
+        None,
+        Some(Dtype::BOOL),
+        Some(Dtype::I64),
+        Some(Dtype::F16),
+        Some(Dtype::F8_E5M2),
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn safetensors_input_never_panics(
+            heads in 1usize..3,
+            seq in 1usize..6,
+            d in 1usize..5,
+            mask in 0usize..MASKS.len(),
+            flips in proptest::collection::vec(any::<usize>(), 0..4),
+            cut in proptest::option::of(any::<usize>()),
+            header_edit in proptest::option::of((any::<usize>(), "[ -~]{1,12}")),
+        ) {
+            let mut bytes = valid_safetensors(heads, seq, d, MASKS[mask]);
+            if let Some((pos, text)) = header_edit {
+                // Inside the JSON header (after the 8-byte length).
+                let hlen = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+                let at = 8 + pos % hlen.max(1);
+                let end = (at + text.len()).min(8 + hlen);
+                bytes.splice(at..end, text.bytes().take(end - at));
+            }
+            for f in flips {
+                let bit = f % (bytes.len() * 8);
+                bytes[bit / 8] ^= 1 << (bit % 8);
+            }
+            if let Some(c) = cut {
+                bytes.truncate(c % (bytes.len() + 1));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("in.safetensors");
+            std::fs::write(&path, &bytes).unwrap();
+            check(load_input(&path), &path)?;
+        }
+
+        #[test]
+        fn npy_folder_input_never_panics(
+            seq in 1usize..6,
+            which in 0usize..4,
+            flips in proptest::collection::vec(any::<usize>(), 0..4),
+            cut in proptest::option::of(any::<usize>()),
+            bad_shape in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let shape = [2u64, seq as u64, 4];
+            for name in ["q", "k", "v"] {
+                std::fs::write(dir.path().join(format!("{name}.npy")), npy(&shape, 2 * seq * 4)).unwrap();
+            }
+            std::fs::write(dir.path().join("valid.npy"), npy(&[seq as u64], seq)).unwrap();
+            let name = ["q", "k", "v", "valid"][which];
+            let p = dir.path().join(format!("{name}.npy"));
+            let mut bytes = if bad_shape {
+                // A header declaring far more values than the file holds.
+                let mut h = "{'descr': '<f4', 'fortran_order': False, 'shape': (1048576, 1048576, 4), }".to_string();
+                while (10 + h.len() + 1) % 64 != 0 {
+                    h.push(' ');
+                }
+                h.push('\n');
+                let mut b = b"\x93NUMPY\x01\x00".to_vec();
+                b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+                b.extend_from_slice(h.as_bytes());
+                b.extend_from_slice(&[0u8; 64]);
+                b
+            } else {
+                std::fs::read(&p).unwrap()
+            };
+            for f in flips {
+                let bit = f % (bytes.len() * 8);
+                bytes[bit / 8] ^= 1 << (bit % 8);
+            }
+            if let Some(c) = cut {
+                bytes.truncate(c % (bytes.len() + 1));
+            }
+            std::fs::write(&p, &bytes).unwrap();
+            check(load_input(dir.path()), dir.path())?;
+        }
+    }
 }

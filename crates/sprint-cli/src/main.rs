@@ -69,7 +69,10 @@ fn main() {
         Command::Eval(a) => eval::run(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {}", sprint_core::outfile::one_line(&format!("{e:#}")));
+        eprintln!(
+            "error: {}",
+            sprint_core::outfile::one_line(&format!("{e:#}"))
+        );
         std::process::exit(1);
     }
 }

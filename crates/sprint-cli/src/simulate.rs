@@ -79,7 +79,10 @@ fn split_sets(sets: &[String]) -> (Vec<String>, Vec<String>) {
 /// `trace FILE: problem`, with the reader's placeholder stream name replaced by the file.
 fn trace_error(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
     let msg = e.to_string();
-    let msg = msg.strip_prefix("<stream>: ").unwrap_or(&msg).replace("<stream>", "");
+    let msg = msg
+        .strip_prefix("<stream>: ")
+        .unwrap_or(&msg)
+        .replace("<stream>", "");
     anyhow!("trace {}: {msg}", path.display())
 }
 
@@ -119,6 +122,8 @@ fn check_flags(a: &Args) -> Result<()> {
             (a.padding.is_some(), "--padding"),
             (a.stats.is_some(), "--stats"),
             (!a.sets.is_empty(), "--set"),
+            (a.compare_paper, "--compare-paper"),
+            (a.json, "--json"),
         ] {
             if given {
                 refuse(
@@ -164,8 +169,8 @@ pub fn run(a: Args) -> Result<()> {
     let table = load_energy(&a.energy, &energy_sets)?;
     let stats = match &a.stats {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| anyhow!("--stats {}: {e}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).map_err(|e| anyhow!("--stats {}: {e}", p.display()))?;
             StatsFile::from_toml_str(&text, &p.display().to_string())?
         }
         None => StatsFile::default_stats(),
@@ -433,7 +438,9 @@ fn print_reports(rs: &[DesignReport]) {
             "n/a".to_string()
         }
     };
-    row(&format!("speedup vs {first}"), &|r| ratio(r.speedup, "x", 2));
+    row(&format!("speedup vs {first}"), &|r| {
+        ratio(r.speedup, "x", 2)
+    });
     row(&format!("energy reduction vs {first}"), &|r| {
         ratio(r.energy_reduction, "x", 2)
     });

@@ -83,7 +83,11 @@ fn refuse(dir: &Path, args: &[&str]) -> String {
     let out = sprint().current_dir(dir).args(args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
     assert!(err.starts_with("error: "), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     let after: Vec<(PathBuf, Vec<u8>)> = files_in(dir)
@@ -94,7 +98,11 @@ fn refuse(dir: &Path, args: &[&str]) -> String {
             (p, b)
         })
         .collect();
-    assert!(before == after, "{args:?}: files changed: {:?}", files_in(dir));
+    assert!(
+        before == after,
+        "{args:?}: files changed: {:?}",
+        files_in(dir)
+    );
     err
 }
 
@@ -114,14 +122,26 @@ fn row01_zero_layer_input_is_a_shape_error() {
     write_st(&d.path().join("in.safetensors"), &qkv(&[0, 2, 32, 16]));
     let e = refuse(
         d.path(),
-        &["attend", "--input", "in.safetensors", "--out", "o.safetensors"],
+        &[
+            "attend",
+            "--input",
+            "in.safetensors",
+            "--out",
+            "o.safetensors",
+        ],
     );
     assert!(e.contains("tensor `q` has shape [0, 2, 32, 16]"), "{e}");
     assert!(e.contains("must be > 0"), "{e}");
     write_st(&d.path().join("z3.safetensors"), &qkv(&[2, 0, 16]));
     let e = refuse(
         d.path(),
-        &["attend", "--input", "z3.safetensors", "--out", "o.safetensors"],
+        &[
+            "attend",
+            "--input",
+            "z3.safetensors",
+            "--out",
+            "o.safetensors",
+        ],
     );
     assert!(e.contains("must be > 0"), "{e}");
 }
@@ -133,14 +153,34 @@ fn row02_simulate_refuses_absurd_sequence_lengths_early() {
         let t0 = std::time::Instant::now();
         let e = refuse(
             d.path(),
-            &["simulate", "--preset", "s-sprint", "--workload", "ViT-B", "--seq-len", n],
+            &[
+                "simulate",
+                "--preset",
+                "s-sprint",
+                "--workload",
+                "ViT-B",
+                "--seq-len",
+                n,
+            ],
         );
         assert!(e.contains("exceeds the limit of 16384 tokens"), "{e}");
-        assert!(t0.elapsed().as_secs() < 10, "refusal took {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed().as_secs() < 10,
+            "refusal took {:?}",
+            t0.elapsed()
+        );
     }
     let e = refuse(
         d.path(),
-        &["simulate", "--preset", "s-sprint", "--workload", "ViT-B", "--seq-len", "0"],
+        &[
+            "simulate",
+            "--preset",
+            "s-sprint",
+            "--workload",
+            "ViT-B",
+            "--seq-len",
+            "0",
+        ],
     );
     assert!(e.contains("must be > 0"), "{e}");
 }
@@ -150,9 +190,33 @@ fn row03_thread_counts_over_the_limit_are_refused() {
     let d = tmp();
     write_st(&d.path().join("in.safetensors"), &qkv(&[2, 8, 16]));
     let cases: [&[&str]; 3] = [
-        &["attend", "--input", "in.safetensors", "--out", "o.safetensors", "--threads", "100000"],
-        &["simulate", "--preset", "s-sprint", "--workload", "ViT-B", "--threads", "100000"],
-        &["eval", "--model", "minilm", "--task", "bbc", "--threads", "100000"],
+        &[
+            "attend",
+            "--input",
+            "in.safetensors",
+            "--out",
+            "o.safetensors",
+            "--threads",
+            "100000",
+        ],
+        &[
+            "simulate",
+            "--preset",
+            "s-sprint",
+            "--workload",
+            "ViT-B",
+            "--threads",
+            "100000",
+        ],
+        &[
+            "eval",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--threads",
+            "100000",
+        ],
     ];
     for args in cases {
         let e = refuse(d.path(), args);
@@ -232,7 +296,16 @@ fn row04_trace_replay_memory_is_bounded_whatever_the_thread_count() {
     assert!(std::fs::metadata(&trace).unwrap().len() < 8 << 20);
     let out = run_ok(
         d.path(),
-        &["simulate", "--preset", "s-sprint", "--trace", "big.trace", "--threads", "8", "--json"],
+        &[
+            "simulate",
+            "--preset",
+            "s-sprint",
+            "--trace",
+            "big.trace",
+            "--threads",
+            "8",
+            "--json",
+        ],
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let peak = doc["peak_rss_bytes"].as_u64().unwrap();
@@ -247,7 +320,13 @@ fn row05_attend_refuses_inputs_over_the_pair_limit_with_the_reason() {
     let t0 = std::time::Instant::now();
     let e = refuse(
         d.path(),
-        &["attend", "--input", "long.safetensors", "--out", "o.safetensors"],
+        &[
+            "attend",
+            "--input",
+            "long.safetensors",
+            "--out",
+            "o.safetensors",
+        ],
     );
     assert!(
         e.contains("32768 queries x 32768 keys = 1073741824 query-key pairs per head exceeds the limit of 67108864"),
@@ -269,7 +348,15 @@ fn row06_absurd_memory_timings_are_refused() {
     ] {
         let e = refuse(
             d.path(),
-            &["simulate", "--preset", "s-sprint", "--workload", "ViT-B", "--set", set],
+            &[
+                "simulate",
+                "--preset",
+                "s-sprint",
+                "--workload",
+                "ViT-B",
+                "--set",
+                set,
+            ],
         );
         assert!(e.contains(key) && e.contains("limit"), "{set}: {e}");
     }
@@ -277,8 +364,14 @@ fn row06_absurd_memory_timings_are_refused() {
     let out = run_ok(
         d.path(),
         &[
-            "simulate", "--preset", "s-sprint", "--workload", "ViT-B", "--set",
-            "memory.trcd_ns=1e6", "--json",
+            "simulate",
+            "--preset",
+            "s-sprint",
+            "--workload",
+            "ViT-B",
+            "--set",
+            "memory.trcd_ns=1e6",
+            "--json",
         ],
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -292,23 +385,57 @@ fn row07_outputs_never_overwrite_inputs_or_each_other() {
     write_st(&d.path().join("in.safetensors"), &qkv(&[2, 8, 16]));
     let cases: [(&[&str], &str); 5] = [
         (
-            &["attend", "--input", "in.safetensors", "--out", "in.safetensors"],
+            &[
+                "attend",
+                "--input",
+                "in.safetensors",
+                "--out",
+                "in.safetensors",
+            ],
             "--out in.safetensors: is the input --input",
         ),
         (
-            &["attend", "--input", "in.safetensors", "--out", "./x/../in.safetensors"],
+            &[
+                "attend",
+                "--input",
+                "in.safetensors",
+                "--out",
+                "./x/../in.safetensors",
+            ],
             "refusing to overwrite an input",
         ),
         (
-            &["attend", "--input", "in.safetensors", "--out", "o.safetensors", "--trace", "in.safetensors"],
+            &[
+                "attend",
+                "--input",
+                "in.safetensors",
+                "--out",
+                "o.safetensors",
+                "--trace",
+                "in.safetensors",
+            ],
             "--trace in.safetensors: is the input --input",
         ),
         (
-            &["attend", "--input", "in.safetensors", "--out", "o.safetensors", "--trace", "o.safetensors"],
+            &[
+                "attend",
+                "--input",
+                "in.safetensors",
+                "--out",
+                "o.safetensors",
+                "--trace",
+                "o.safetensors",
+            ],
             "--trace o.safetensors: is also the output of --out",
         ),
         (
-            &["attend", "--input", "in.safetensors", "--out", "nodir/o.safetensors"],
+            &[
+                "attend",
+                "--input",
+                "in.safetensors",
+                "--out",
+                "nodir/o.safetensors",
+            ],
             "folder nodir does not exist",
         ),
     ];
@@ -319,16 +446,45 @@ fn row07_outputs_never_overwrite_inputs_or_each_other() {
     }
     run_ok(
         d.path(),
-        &["attend", "--input", "in.safetensors", "--out", "o.safetensors", "--trace", "t.trace"],
+        &[
+            "attend",
+            "--input",
+            "in.safetensors",
+            "--out",
+            "o.safetensors",
+            "--trace",
+            "t.trace",
+        ],
     );
     let e = refuse(
         d.path(),
-        &["simulate", "--measure-stats", "t.trace", "--trace", "t.trace"],
+        &[
+            "simulate",
+            "--measure-stats",
+            "t.trace",
+            "--trace",
+            "t.trace",
+        ],
     );
-    assert!(e.contains("--measure-stats t.trace: is the input --trace"), "{e}");
+    assert!(
+        e.contains("--measure-stats t.trace: is the input --trace"),
+        "{e}"
+    );
     let e = refuse(
         d.path(),
-        &["eval", "--model", "minilm", "--task", "bbc", "--variants", "sprint", "--trace", "t.trace", "--config", "t.trace"],
+        &[
+            "eval",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--variants",
+            "sprint",
+            "--trace",
+            "t.trace",
+            "--config",
+            "t.trace",
+        ],
     );
     assert!(e.contains("refusing to overwrite an input"), "{e}");
 }
@@ -339,39 +495,100 @@ fn row08_one_dtype_rule_for_data_and_masks_and_exact_scale_counts() {
     let p = d.path();
     for dt in [Dtype::BOOL, Dtype::U8, Dtype::I8, Dtype::I32] {
         let mut t = qkv(&[2, 8, 16]);
-        t[0] = ("q", dt, vec![2, 8, 16], vec![1u8; 2 * 8 * 16 * dt.bitsize() / 8]);
+        t[0] = (
+            "q",
+            dt,
+            vec![2, 8, 16],
+            vec![1u8; 2 * 8 * 16 * dt.bitsize() / 8],
+        );
         write_st(&p.join("int.safetensors"), &t);
-        let e = refuse(p, &["attend", "--input", "int.safetensors", "--out", "o.safetensors"]);
+        let e = refuse(
+            p,
+            &[
+                "attend",
+                "--input",
+                "int.safetensors",
+                "--out",
+                "o.safetensors",
+            ],
+        );
         assert!(e.contains("not supported for q, k, v"), "{dt:?}: {e}");
     }
     // A `valid` mask in int64 (numpy's default integer), bool or u8 is accepted.
     for (dt, bytes) in [
-        (Dtype::I64, (0..8i64).flat_map(|i| i64::from(i < 6).to_le_bytes()).collect::<Vec<u8>>()),
+        (
+            Dtype::I64,
+            (0..8i64)
+                .flat_map(|i| i64::from(i < 6).to_le_bytes())
+                .collect::<Vec<u8>>(),
+        ),
         (Dtype::BOOL, (0..8u8).map(|i| u8::from(i < 6)).collect()),
         (Dtype::U8, (0..8u8).map(|i| u8::from(i < 6)).collect()),
-        (Dtype::F32, f32_bytes(&(0..8).map(|i| if i < 6 { 1.0 } else { 0.0 }).collect::<Vec<_>>())),
+        (
+            Dtype::F32,
+            f32_bytes(
+                &(0..8)
+                    .map(|i| if i < 6 { 1.0 } else { 0.0 })
+                    .collect::<Vec<_>>(),
+            ),
+        ),
     ] {
         let mut t = qkv(&[2, 8, 16]);
         t.push(("valid", dt, vec![8], bytes));
         write_st(&p.join("masked.safetensors"), &t);
-        run_ok(p, &["attend", "--input", "masked.safetensors", "--out", "o.safetensors"]);
+        run_ok(
+            p,
+            &[
+                "attend",
+                "--input",
+                "masked.safetensors",
+                "--out",
+                "o.safetensors",
+            ],
+        );
     }
     let mut t = qkv(&[2, 8, 16]);
     t.push(("valid", Dtype::F8_E4M3, vec![8], vec![0x38; 8]));
     write_st(&p.join("f8mask.safetensors"), &t);
-    let e = refuse(p, &["attend", "--input", "f8mask.safetensors", "--out", "o2.safetensors"]);
+    let e = refuse(
+        p,
+        &[
+            "attend",
+            "--input",
+            "f8mask.safetensors",
+            "--out",
+            "o2.safetensors",
+        ],
+    );
     assert!(e.contains("mask dtype"), "{e}");
     assert!(!e.contains("use f32, f16 or bf16"), "{e}");
 
     // Fixed scales: more values than heads are refused like fewer.
     write_st(&p.join("in.safetensors"), &qkv(&[2, 8, 16]));
-    for (q, want) in [("[0.1, 0.1, 0.1]", "3 per-head scales given for 2 query heads"), ("[0.1]", "1 per-head scales given for 2 query heads")] {
+    for (q, want) in [
+        (
+            "[0.1, 0.1, 0.1]",
+            "3 per-head scales given for 2 query heads",
+        ),
+        ("[0.1]", "1 per-head scales given for 2 query heads"),
+    ] {
         std::fs::write(
             p.join("sc.toml"),
             format!("[quant]\nscales = {{ fixed = {{ q = {q}, k = 0.1, v = 0.1 }} }}\n"),
         )
         .unwrap();
-        let e = refuse(p, &["attend", "--input", "in.safetensors", "--out", "o3.safetensors", "--config", "sc.toml"]);
+        let e = refuse(
+            p,
+            &[
+                "attend",
+                "--input",
+                "in.safetensors",
+                "--out",
+                "o3.safetensors",
+                "--config",
+                "sc.toml",
+            ],
+        );
         assert!(e.contains(want), "{e}");
     }
 }
@@ -428,12 +645,9 @@ fn interrupt_while_writing(dir: &Path, args: &[&str], signal: &str) -> Option<i3
             let _ = st;
             return None;
         }
-        let writing = files_in(dir).iter().any(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .contains(".tmp-")
-        });
+        let writing = files_in(dir)
+            .iter()
+            .any(|p| p.file_name().unwrap().to_string_lossy().contains(".tmp-"));
         if writing {
             Command::new("kill")
                 .args([signal, &child.id().to_string()])
@@ -452,12 +666,25 @@ fn row09_signals_while_writing_leave_only_complete_files() {
     // Large enough that writing the output and trace takes a while.
     write_st(&p.join("in.safetensors"), &qkv(&[8, 1024, 64]));
     let mut caught = 0;
-    for (attempt, signal) in ["-INT", "-TERM", "-INT", "-TERM", "-INT", "-TERM"].iter().enumerate() {
+    for (attempt, signal) in ["-INT", "-TERM", "-INT", "-TERM", "-INT", "-TERM"]
+        .iter()
+        .enumerate()
+    {
         let out = format!("o{attempt}.safetensors");
         let trace = format!("t{attempt}.trace");
         let code = interrupt_while_writing(
             p,
-            &["attend", "--input", "in.safetensors", "--out", &out, "--trace", &trace, "--threshold", "0.5"],
+            &[
+                "attend",
+                "--input",
+                "in.safetensors",
+                "--out",
+                &out,
+                "--trace",
+                &trace,
+                "--threshold",
+                "0.5",
+            ],
             signal,
         );
         // Only complete files: no temporary left; the output and the trace both or neither.
@@ -493,10 +720,33 @@ fn row12_ignored_flags_are_refused() {
     let d = tmp();
     let p = d.path();
     write_st(&p.join("in.safetensors"), &qkv(&[2, 8, 16]));
-    run_ok(p, &["attend", "--input", "in.safetensors", "--out", "o.safetensors", "--trace", "t.trace"]);
-    for (flag, val) in [("--seq-len", "128"), ("--padding", "0.5"), ("--stats", "s.toml")] {
-        let e = refuse(p, &["simulate", "--preset", "s-sprint", "--trace", "t.trace", flag, val]);
-        assert!(e.contains(&format!("{flag} cannot be used with --trace")), "{e}");
+    run_ok(
+        p,
+        &[
+            "attend",
+            "--input",
+            "in.safetensors",
+            "--out",
+            "o.safetensors",
+            "--trace",
+            "t.trace",
+        ],
+    );
+    for (flag, val) in [
+        ("--seq-len", "128"),
+        ("--padding", "0.5"),
+        ("--stats", "s.toml"),
+    ] {
+        let e = refuse(
+            p,
+            &[
+                "simulate", "--preset", "s-sprint", "--trace", "t.trace", flag, val,
+            ],
+        );
+        assert!(
+            e.contains(&format!("{flag} cannot be used with --trace")),
+            "{e}"
+        );
     }
     for args in [
         &["simulate", "--compare-paper", "--workload", "ViT-B"][..],
@@ -505,12 +755,24 @@ fn row12_ignored_flags_are_refused() {
         let e = refuse(p, args);
         assert!(e.contains("cannot be used with --compare-paper"), "{e}");
     }
-    let e = refuse(p, &["eval", "--model", "minilm", "--task", "bbc", "--calib", "0"]);
+    let e = refuse(
+        p,
+        &["eval", "--model", "minilm", "--task", "bbc", "--calib", "0"],
+    );
     assert!(e.contains("--calib 0"), "{e}");
     std::fs::write(p.join("th.toml"), "per_layer = [0.1]\n").unwrap();
     let e = refuse(
         p,
-        &["eval", "--model", "minilm", "--task", "bbc", "--thresholds", "th.toml", "--per-head"],
+        &[
+            "eval",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--thresholds",
+            "th.toml",
+            "--per-head",
+        ],
     );
     assert!(e.contains("--per-head applies to calibration only"), "{e}");
 }
@@ -521,7 +783,18 @@ fn row13_messages_name_the_users_path_the_field_and_the_problem() {
     let p = d.path();
     write_st(&p.join("in.safetensors"), &qkv(&[2, 8, 16]));
     // A missing config says "config".
-    let e = refuse(p, &["attend", "--input", "in.safetensors", "--out", "o.safetensors", "--config", "nope.toml"]);
+    let e = refuse(
+        p,
+        &[
+            "attend",
+            "--input",
+            "in.safetensors",
+            "--out",
+            "o.safetensors",
+            "--config",
+            "nope.toml",
+        ],
+    );
     assert_eq!(e.trim_end(), "error: config nope.toml: no such file");
     // A folder given as a trace.
     std::fs::create_dir(p.join("adir")).unwrap();
@@ -529,23 +802,64 @@ fn row13_messages_name_the_users_path_the_field_and_the_problem() {
     assert!(e.contains("trace adir: is a folder"), "{e}");
     assert!(!e.contains("<stream>"), "{e}");
     // A damaged block names the file.
-    run_ok(p, &["attend", "--input", "in.safetensors", "--out", "o.safetensors", "--trace", "t.trace"]);
+    run_ok(
+        p,
+        &[
+            "attend",
+            "--input",
+            "in.safetensors",
+            "--out",
+            "o.safetensors",
+            "--trace",
+            "t.trace",
+        ],
+    );
     let mut b = std::fs::read(p.join("t.trace")).unwrap();
     let n = b.len();
     b[n - 20] ^= 0x55;
     std::fs::write(p.join("bad.trace"), &b).unwrap();
-    let e = refuse(p, &["simulate", "--preset", "s-sprint", "--trace", "bad.trace"]);
+    let e = refuse(
+        p,
+        &["simulate", "--preset", "s-sprint", "--trace", "bad.trace"],
+    );
     assert!(e.contains("trace bad.trace: "), "{e}");
     // An unknown preset section is named as such.
-    std::fs::write(p.join("p.toml"), "inherits = \"s-sprint\"\n[memory.channelz]\nvalue = 4\n").unwrap();
-    let e = refuse(p, &["simulate", "--preset", "p.toml", "--workload", "ViT-B"]);
-    assert!(e.contains("memory.channelz") && !e.contains("[memory"), "{e}");
+    std::fs::write(
+        p.join("p.toml"),
+        "inherits = \"s-sprint\"\n[memory.channelz]\nvalue = 4\n",
+    )
+    .unwrap();
+    let e = refuse(
+        p,
+        &["simulate", "--preset", "p.toml", "--workload", "ViT-B"],
+    );
+    assert!(
+        e.contains("memory.channelz") && !e.contains("[memory"),
+        "{e}"
+    );
     // Negative numbers are values, not flags.
-    let out = sprint().args(["simulate", "--preset", "s-sprint", "--workload", "ViT-B", "--padding", "-0.5"]).output().unwrap();
+    let out = sprint()
+        .args([
+            "simulate",
+            "--preset",
+            "s-sprint",
+            "--workload",
+            "ViT-B",
+            "--padding",
+            "-0.5",
+        ])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("padding fraction must be in [0, 1), got -0.5"), "{err}");
-    let out = sprint().args(["simulate", "--preset", "s-sprint", "--seq-len", "-0"]).output().unwrap();
+    assert!(
+        err.contains("padding fraction must be in [0, 1), got -0.5"),
+        "{err}"
+    );
+    let out = sprint()
+        .args(["simulate", "--preset", "s-sprint", "--seq-len", "-0"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("unexpected argument"), "{err}");
     // With RUST_BACKTRACE=1, a broken GGUF model is still one short line.
@@ -563,9 +877,20 @@ fn row13_messages_name_the_users_path_the_field_and_the_problem() {
     // eval checks its output paths before loading the model.
     let e = refuse(
         p,
-        &["eval", "--model", "m.gguf", "--task", "ppl-austen", "--dump-windows", "nodir/w.json"],
+        &[
+            "eval",
+            "--model",
+            "m.gguf",
+            "--task",
+            "ppl-austen",
+            "--dump-windows",
+            "nodir/w.json",
+        ],
     );
-    assert!(e.contains("--dump-windows nodir/w.json: folder nodir does not exist"), "{e}");
+    assert!(
+        e.contains("--dump-windows nodir/w.json: folder nodir does not exist"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -575,21 +900,136 @@ fn row14_degenerate_inputs_get_a_consistent_rule() {
     let mut t = qkv(&[2, 8, 16]);
     t.push(("valid", Dtype::F32, vec![8], f32_bytes(&[0.0; 8])));
     write_st(&p.join("nomask.safetensors"), &t);
-    let e = refuse(p, &["attend", "--input", "nomask.safetensors", "--out", "o.safetensors"]);
+    let e = refuse(
+        p,
+        &[
+            "attend",
+            "--input",
+            "nomask.safetensors",
+            "--out",
+            "o.safetensors",
+        ],
+    );
     assert!(e.contains("marks no token as real"), "{e}");
     write_st(&p.join("in.safetensors"), &qkv(&[2, 8, 16]));
     for bytes in ["0", "1", "15"] {
         std::fs::write(p.join("buf.toml"), format!("[buffer]\nk_bytes = {bytes}\n")).unwrap();
-        let e = refuse(p, &["attend", "--input", "in.safetensors", "--out", "o.safetensors", "--config", "buf.toml"]);
-        assert!(e.contains("buffer.k_bytes") && e.contains("smaller than one"), "{e}");
+        let e = refuse(
+            p,
+            &[
+                "attend",
+                "--input",
+                "in.safetensors",
+                "--out",
+                "o.safetensors",
+                "--config",
+                "buf.toml",
+            ],
+        );
+        assert!(
+            e.contains("buffer.k_bytes") && e.contains("smaller than one"),
+            "{e}"
+        );
     }
     // A trace with 0 queries: no "inf" ratio.
     big_trace(&p.join("empty.trace"), 1, 0);
     let out = sprint()
         .current_dir(p)
-        .args(["simulate", "--preset", "s-sprint", "--preset", "s-baseline", "--trace", "empty.trace"])
+        .args([
+            "simulate",
+            "--preset",
+            "s-sprint",
+            "--preset",
+            "s-baseline",
+            "--trace",
+            "empty.trace",
+        ])
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!text.contains("inf"), "{text}");
+}
+
+/// Row 10: SIGINT to `eval --trace` with several variants, late in the run, leaves no
+/// per-variant trace (they are staged and renamed together after the last variant). Needs
+/// MiniLM and BBC News in the asset cache; skipped (with a note) when they are absent.
+#[test]
+fn row10_interrupted_eval_leaves_no_per_variant_trace() {
+    use sprint_assets::{Asset, Cache};
+    let cache = Cache::from_env();
+    if !cache.is_present(Asset::MiniLm) || !cache.is_present(Asset::Bbc) {
+        eprintln!("skipped: MiniLM and BBC News are not in the asset cache");
+        return;
+    }
+    let d = tmp();
+    let p = d.path();
+    let mut child = sprint()
+        .current_dir(p)
+        .args([
+            "eval",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--limit",
+            "40",
+            "--variants",
+            "dense,sprint,dense-copy",
+            "--trace",
+            "t.trace",
+        ])
+        .spawn()
+        .unwrap();
+    let _ = child.wait();
+    // The variant list above is invalid on purpose: nothing ran, nothing was written.
+    assert!(files_in(p).is_empty(), "{:?}", files_in(p));
+    let mut child = sprint()
+        .current_dir(p)
+        .args([
+            "eval",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--limit",
+            "40",
+            "--variants",
+            "dense,runtime-pruning,sprint",
+            "--trace",
+            "t.trace",
+            "--keep",
+            "0.3",
+        ])
+        .spawn()
+        .unwrap();
+    // Late in the run: once the first two variants' traces are staged.
+    let t0 = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let staged = files_in(p)
+            .iter()
+            .filter(|f| f.file_name().unwrap().to_string_lossy().contains(".tmp-"))
+            .count();
+        if staged >= 2 || t0.elapsed().as_secs() > 300 {
+            Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            let code = child.wait().unwrap().code();
+            assert_eq!(code, Some(130));
+            assert!(files_in(p).is_empty(), "left: {:?}", files_in(p));
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Finished before the signal: then all three traces exist.
+    for v in ["dense", "runtime-pruning", "sprint"] {
+        assert!(p.join(format!("t.{v}.trace")).exists());
+    }
 }

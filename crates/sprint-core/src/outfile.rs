@@ -173,7 +173,9 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
 /// covers the files inside it) and from every other output. The error names both flags and
 /// the user's path, in one line.
 pub fn check_outputs(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Result<()> {
-    let bad = |flag: &str, p: &Path, m: String| Err(CoreError::usage(format!("{flag} {}", p.display()), m));
+    let bad = |flag: &str, p: &Path, m: String| {
+        Err(CoreError::usage(format!("{flag} {}", p.display()), m))
+    };
     for (i, (flag, out)) in outputs.iter().enumerate() {
         if out.as_os_str().is_empty() {
             return bad(flag, out, "empty path".into());
@@ -253,7 +255,11 @@ pub fn one_line(msg: &str) -> String {
             || t.starts_with("Stack backtrace:")
             || t.starts_with("note: Some details are omitted")
     };
-    let kept: Vec<&str> = msg.lines().filter(|l| !is_frame(l)).map(str::trim).collect();
+    let kept: Vec<&str> = msg
+        .lines()
+        .filter(|l| !is_frame(l))
+        .map(str::trim)
+        .collect();
     let mut s = kept
         .join(" ")
         .split_whitespace()

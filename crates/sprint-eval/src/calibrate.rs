@@ -317,9 +317,10 @@ pub fn write_threshold_file(path: &Path, file: &ThresholdFile) -> Result<()> {
         .map_err(|e| EvalError::Input(format!("cannot serialise thresholds: {e}")))?;
     sprint_core::outfile::write_atomic::<EvalError>(path, |w| {
         use std::io::Write;
-        w.write_all(text.as_bytes()).map_err(|source| EvalError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        w.write_all(text.as_bytes())
+            .map_err(|source| EvalError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
     })
 }

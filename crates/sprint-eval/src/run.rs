@@ -609,10 +609,12 @@ impl Ctx<'_> {
                     t.header.workload = format!("{} {}", self.model.name, self.opts.task.name());
                     let tmp = sprint_core::outfile::PendingFile::new(&p);
                     t.write(tmp.path()).map_err(|e| {
-                        EvalError::Input(e.to_string().replace(
-                            &tmp.path().display().to_string(),
-                            &p.display().to_string(),
-                        ))
+                        EvalError::Input(
+                            e.to_string().replace(
+                                &tmp.path().display().to_string(),
+                                &p.display().to_string(),
+                            ),
+                        )
                     })?;
                     staged.push((tmp, p.clone()));
                     Some(p)

@@ -40,7 +40,9 @@ fn add_checked(t: &mut HeadStats, s: HeadStats) -> Result<()> {
         if a.checked_add(b).is_none_or(|x| x > MAX_COUNT) {
             return Err(SimError::workload(
                 "simulation",
-                format!("the total of {what} exceeds {MAX_COUNT}: the workload or the preset's timings are implausibly large"),
+                format!(
+                    "the total of {what} exceeds {MAX_COUNT}: the workload or the preset's timings are implausibly large"
+                ),
             ));
         }
     }
@@ -225,4 +227,92 @@ pub fn run_trace<R: Read>(
         }
     }
     Ok((header, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sprint_core::trace::KindBytes;
+
+    fn header(n: u32) -> TraceHeader {
+        TraceHeader {
+            producer: "t".into(),
+            workload: "t".into(),
+            variant: "sprint".into(),
+            layers: 1,
+            heads: 65536,
+            kv_heads: 65536,
+            head_dim: 64,
+            n_queries: n,
+            n_keys: n,
+            causal: false,
+            bytes: KindBytes {
+                k_msb: 32,
+                k_lsb: 32,
+                v: 64,
+                q: 64,
+                index: 2,
+            },
+            k_buffer_bytes: 8192,
+            v_buffer_bytes: 8192,
+        }
+    }
+
+    /// Issue #11 row 4: the heads decoded at once fit the budget whatever the thread count
+    /// and the declared shape (at least one head).
+    #[test]
+    fn heads_in_flight_are_bounded_by_memory_not_threads() {
+        for threads in [1, 2, 4, 64, 256] {
+            for n in [0, 64, 4096, 16384, 32768, 65536] {
+                let h = header(n);
+                let k = heads_in_flight(&h, threads);
+                assert!(k >= 1 && k <= 2 * threads);
+                if k > 1 {
+                    assert!(k as u64 * decoded_head_bytes(&h) <= TRACE_DECODE_BUDGET_BYTES);
+                }
+            }
+        }
+        assert_eq!(heads_in_flight(&header(65536), 256), 1);
+        assert_eq!(heads_in_flight(&header(64), 4), 8);
+    }
+
+    /// Issue #11 row 6: sums that would wrap around 64 bits are refused.
+    #[test]
+    fn overflowing_sums_are_errors() {
+        let mut t = HeadStats {
+            cycles: MAX_COUNT - 1,
+            ..HeadStats::default()
+        };
+        let s = HeadStats {
+            cycles: 2,
+            ..HeadStats::default()
+        };
+        let e = add_checked(&mut t, s).unwrap_err().to_string();
+        assert!(e.contains("cycles") && e.contains("exceeds"), "{e}");
+        assert_eq!(t.cycles, MAX_COUNT - 1);
+        let big = HeadStats {
+            bursts: u64::MAX,
+            ..HeadStats::default()
+        };
+        assert!(
+            add_checked(
+                &mut HeadStats {
+                    bursts: 1,
+                    ..HeadStats::default()
+                },
+                big
+            )
+            .is_err()
+        );
+        assert!(
+            add_checked(
+                &mut t,
+                HeadStats {
+                    cycles: 1,
+                    ..HeadStats::default()
+                }
+            )
+            .is_ok()
+        );
+    }
 }
