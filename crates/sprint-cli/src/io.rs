@@ -495,7 +495,7 @@ mod fuzz {
             let mut bytes = if bad_shape {
                 // A header declaring far more values than the file holds.
                 let mut h = "{'descr': '<f4', 'fortran_order': False, 'shape': (1048576, 1048576, 4), }".to_string();
-                while (10 + h.len() + 1) % 64 != 0 {
+                while !(10 + h.len() + 1).is_multiple_of(64) {
                     h.push(' ');
                 }
                 h.push('\n');

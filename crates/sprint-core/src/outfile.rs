@@ -266,14 +266,12 @@ pub fn one_line(msg: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     // Drop a duplicated trailing OS error ("X (os error N): X (os error N)").
-    loop {
-        let Some(pos) = s.rfind(": ") else { break };
+    while let Some(pos) = s.rfind(": ") {
         let tail = s[pos + 2..].to_string();
-        if !tail.is_empty() && s[..pos].ends_with(&tail) {
-            s.truncate(pos);
-        } else {
+        if tail.is_empty() || !s[..pos].ends_with(&tail) {
             break;
         }
+        s.truncate(pos);
     }
     s
 }
