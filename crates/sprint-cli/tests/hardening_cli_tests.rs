@@ -863,7 +863,12 @@ fn row13_messages_name_the_users_path_the_field_and_the_problem() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("unexpected argument"), "{err}");
     // With RUST_BACKTRACE=1, a broken GGUF model is still one short line.
-    std::fs::write(p.join("m.gguf"), b"GGUF\x03\x00\x00\x00garbage").unwrap();
+    // (A wrong magic makes candle capture a backtrace into its error.)
+    let garbage: Vec<u8> = values(1000, 7)
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    std::fs::write(p.join("m.gguf"), garbage).unwrap();
     let out = sprint()
         .current_dir(p)
         .env("RUST_BACKTRACE", "1")
@@ -874,6 +879,14 @@ fn row13_messages_name_the_users_path_the_field_and_the_problem() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.len() < 400 && err.contains("m.gguf"), "{err}");
+    assert!(
+        err.contains("unknown magic") && !err.contains("candle_core::"),
+        "{err}"
+    );
+    // A truncated GGUF says so.
+    std::fs::write(p.join("t.gguf"), b"GGUF\x03\x00\x00\x00").unwrap();
+    let e = refuse(p, &["eval", "--model", "t.gguf", "--task", "ppl-austen"]);
+    assert!(e.contains("t.gguf") && e.contains("truncated"), "{e}");
     // eval checks its output paths before loading the model.
     let e = refuse(
         p,

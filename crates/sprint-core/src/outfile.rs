@@ -260,11 +260,17 @@ pub fn one_line(msg: &str) -> String {
         .filter(|l| !is_frame(l))
         .map(str::trim)
         .collect();
-    let mut s = kept
+    let s = kept
         .join(" ")
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
+    // std's text for a short read says nothing about the file; say what it means.
+    let s = s.replace(
+        "failed to fill whole buffer",
+        "unexpected end of file (truncated?)",
+    );
+    let mut s = s;
     // Drop a duplicated trailing OS error ("X (os error N): X (os error N)").
     while let Some(pos) = s.rfind(": ") {
         let tail = s[pos + 2..].to_string();
