@@ -161,19 +161,7 @@ pub fn run(a: Args) -> Result<()> {
     let wanted = if threads == 0 { all_cores } else { threads };
     let by_memory = (ATTEND_WORKING_BYTES / (head_pairs * BYTES_PER_PAIR_IN_FLIGHT).max(1)).max(1);
     let threads = wanted.min(usize::try_from(by_memory).unwrap_or(usize::MAX));
-    check_scales(&cfg, shape.heads, shape.kv_heads)?;
-    for (key, have) in [
-        ("buffer.k_bytes", cfg.buffer.k_bytes),
-        ("buffer.v_bytes", cfg.buffer.v_bytes),
-    ] {
-        if have < shape.head_dim as u64 {
-            bail!(
-                "config {key}: {have} B is smaller than one 8-bit vector ({} B at head_dim {}); the simulator refuses such a buffer too",
-                shape.head_dim,
-                shape.head_dim
-            );
-        }
-    }
+    sprint_core::shape_check::check_config_fits(&cfg, shape.heads, shape.kv_heads, shape.head_dim)?;
     let n_layers = loaded.layers.len();
     let thresholds = cfg.thresholds(n_layers, shape.heads)?;
     let pool = rayon::ThreadPoolBuilder::new()
@@ -240,29 +228,6 @@ pub fn run(a: Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary, &cfg);
-    }
-    Ok(())
-}
-
-/// Fixed per-head scales must give exactly one value per head (query heads for `q`, KV
-/// heads for `k` and `v`), or a single value for all.
-fn check_scales(cfg: &AttentionConfig, heads: usize, kv_heads: usize) -> Result<()> {
-    use sprint_core::config::{ScaleSource, ScaleValues};
-    if let ScaleSource::Fixed { q, k, v } = &cfg.quant.scales {
-        for (name, vals, want, what) in [
-            ("q", q, heads, "query heads"),
-            ("k", k, kv_heads, "key/value heads"),
-            ("v", v, kv_heads, "key/value heads"),
-        ] {
-            if let ScaleValues::PerHead(list) = vals
-                && list.len() != want
-            {
-                bail!(
-                    "config quant.scales.{name}: {} per-head scales given for {want} {what}; give exactly {want}, or one value for all",
-                    list.len()
-                );
-            }
-        }
     }
     Ok(())
 }

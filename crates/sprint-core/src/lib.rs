@@ -6,6 +6,7 @@ pub mod bits;
 pub mod config;
 pub mod error;
 pub mod outfile;
+pub mod shape_check;
 pub mod trace;
 
 pub use bits::{BitMatrix, BitVec};

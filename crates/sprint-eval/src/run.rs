@@ -467,6 +467,8 @@ pub fn evaluate(
         TaskKind::Probe => ensure_encoder(model, opts.task)?,
         _ => ensure_decoder(model, opts.task)?,
     }
+    let g = model.model.geometry();
+    sprint_core::shape_check::check_config_fits(&opts.attention, g.heads, g.kv_heads, g.head_dim)?;
     let seq_len = opts.seq_len.unwrap_or(opts.task.default_seq_len());
     if seq_len < 2 {
         return Err(EvalError::Input(format!(
