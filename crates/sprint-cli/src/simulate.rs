@@ -39,9 +39,9 @@ pub struct Args {
     /// energy-table value with the `energy.` prefix, e.g. energy.reram.read_pj_per_bit=1.0.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
-    /// Energy table: default, optimistic, conservative, or a TOML file.
-    #[arg(long, default_value = "default")]
-    energy: String,
+    /// Energy table: default, optimistic, conservative, or a TOML file [default: default].
+    #[arg(long, value_name = "TABLE")]
+    energy: Option<String>,
     /// Workload statistics for synthetic kept sets (TOML); the built-in defaults (configs/workload-stats/default.toml) if omitted.
     #[arg(long)]
     stats: Option<PathBuf>,
@@ -122,6 +122,7 @@ fn check_flags(a: &Args) -> Result<()> {
             (a.padding.is_some(), "--padding"),
             (a.stats.is_some(), "--stats"),
             (!a.sets.is_empty(), "--set"),
+            (a.energy.is_some(), "--energy"),
             (a.compare_paper, "--compare-paper"),
             (a.json, "--json"),
         ] {
@@ -166,7 +167,7 @@ pub fn run(a: Args) -> Result<()> {
         .build()
         .context("cannot start worker threads")?;
     let (hw_sets, energy_sets) = split_sets(&a.sets);
-    let table = load_energy(&a.energy, &energy_sets)?;
+    let table = load_energy(a.energy.as_deref().unwrap_or("default"), &energy_sets)?;
     let stats = match &a.stats {
         Some(p) => {
             let text =

@@ -756,6 +756,28 @@ fn row12_ignored_flags_are_refused() {
         let e = refuse(p, args);
         assert!(e.contains("cannot be used with --compare-paper"), "{e}");
     }
+    for (flag, val) in [
+        ("--energy", "optimistic"),
+        ("--preset", "s-sprint"),
+        ("--set", "memory.trcd_ns=20"),
+    ] {
+        let e = refuse(
+            p,
+            &[
+                "simulate",
+                "--measure-stats",
+                "m.toml",
+                "--trace",
+                "t.trace",
+                flag,
+                val,
+            ],
+        );
+        assert!(
+            e.contains(&format!("{flag} cannot be used with --measure-stats")),
+            "{e}"
+        );
+    }
     let e = refuse(
         p,
         &["eval", "--model", "minilm", "--task", "bbc", "--calib", "0"],
