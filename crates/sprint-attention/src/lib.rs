@@ -4,18 +4,21 @@
 //! locality engine that reuses keys already on chip. [`run_layer`] computes one layer for any
 //! of the four variants and returns the output with its [`sprint_core::trace::HeadTrace`]s.
 
+pub(crate) mod block;
+pub mod comparator;
 pub mod dense;
 pub mod engine;
 pub mod error;
 pub mod gemm;
 pub mod kernels;
-pub mod locality;
+pub use sprint_core::locality;
 pub mod noise;
 pub mod quant;
 pub mod softmax;
 pub mod summary;
 pub mod synth;
 pub mod tensor;
+pub mod vpu;
 
 pub use engine::{LayerRun, run_layer};
 pub use error::{AttentionError, Result};

@@ -29,9 +29,29 @@ pub fn round_half_away(x: f32) -> f32 {
 }
 
 /// Splits an 8-bit key code into its signed high nibble and unsigned low nibble, so that
-/// `k == 16 * msb + lsb` with `msb` in [-8, 7] and `lsb` in [0, 15].
+/// `k == 16 * msb + lsb` with `msb` in [-8, 7] and `lsb` in [0, 15] (the paper's 4 + 4 split).
 pub fn split_key(k: i8) -> (i8, u8) {
-    (k >> 4, (k as u8) & 0x0f)
+    split_key_bits(k, 4)
+}
+
+/// Splits an 8-bit key code into a signed `msb_bits`-bit high part and an unsigned
+/// `8 - msb_bits`-bit low part: `k == 2^(8 - msb_bits) * msb + lsb`, `msb` in
+/// `[-2^(msb_bits-1), 2^(msb_bits-1) - 1]`, `lsb` in `[0, 2^(8 - msb_bits) - 1]`.
+pub fn split_key_bits(k: i8, msb_bits: u32) -> (i8, u8) {
+    debug_assert!((1..=8).contains(&msb_bits));
+    let lsb_bits = 8 - msb_bits;
+    let msb = k >> lsb_bits;
+    let lsb = ((k as u8) & ((1u16 << lsb_bits) - 1) as u8) as u8;
+    (msb, lsb)
+}
+
+/// Mean of the unsigned `K_LSB` part, `(2^lsb_bits - 1) / 2`, as a fraction of one `K_MSB`
+/// step (`2^lsb_bits`): the expected share of a step that a truncated score misses per
+/// element. 0 when `msb_bits == 8`.
+pub fn lsb_mean_in_msb_steps(msb_bits: u32) -> f64 {
+    let lsb_bits = 8 - msb_bits;
+    let step = f64::from(1u32 << lsb_bits);
+    (step - 1.0) / (2.0 * step)
 }
 
 /// The query code driven into the DACs at `bits` bits: `round(q / 2^(8-bits))`, clamped to the
@@ -48,10 +68,17 @@ pub fn query_to_dac(q: i8, bits: u32) -> i8 {
 }
 
 /// Real-unit weight of one step of the in-memory score `q_dac . K_MSB`, in logits:
-/// `2^(8 - bits) * 16 * scale_q * scale_k / sqrt(d)`.
-pub fn approx_score_unit(query_dac_bits: u32, scale_q: f32, scale_k: f32, head_dim: usize) -> f64 {
+/// `2^(8 - query_dac_bits) * 2^(8 - k_msb_bits) * scale_q * scale_k / sqrt(d)`.
+pub fn approx_score_unit(
+    query_dac_bits: u32,
+    k_msb_bits: u32,
+    scale_q: f32,
+    scale_k: f32,
+    head_dim: usize,
+) -> f64 {
     let q_step = f64::from(1u32 << (8 - query_dac_bits.min(8)));
-    q_step * 16.0 * f64::from(scale_q) * f64::from(scale_k) / (head_dim as f64).sqrt()
+    let k_step = f64::from(1u32 << (8 - k_msb_bits.min(8)));
+    q_step * k_step * f64::from(scale_q) * f64::from(scale_k) / (head_dim as f64).sqrt()
 }
 
 /// Real-unit weight of one step of the exact integer score `q8 . k8`, in logits.
@@ -71,6 +98,28 @@ mod tests {
             assert!(l <= 15);
             assert_eq!(16 * i32::from(m) + i32::from(l), i32::from(k), "k = {k}");
         }
+    }
+
+    #[test]
+    fn split_is_exact_for_every_width() {
+        for bits in 1..=8u32 {
+            for k in i8::MIN..=i8::MAX {
+                let (m, l) = split_key_bits(k, bits);
+                let lo = -(1i32 << (bits - 1));
+                assert!(
+                    (lo..-lo).contains(&i32::from(m)),
+                    "bits {bits} k {k} msb {m}"
+                );
+                assert!(u32::from(l) < (1u32 << (8 - bits)));
+                assert_eq!(
+                    (1i32 << (8 - bits)) * i32::from(m) + i32::from(l),
+                    i32::from(k),
+                    "bits {bits} k {k}"
+                );
+            }
+        }
+        assert_eq!(lsb_mean_in_msb_steps(4), 15.0 / 32.0);
+        assert_eq!(lsb_mean_in_msb_steps(8), 0.0);
     }
 
     #[test]

@@ -8,10 +8,22 @@
 //! keeps its `sum_bits` most significant bits; each probability is
 //! `round(e_j 2^P / sum)` with `P = prob_bits` fractional bits (values 0..=2^P).
 //!
-//! Error bound (checked by tests against a float softmax of the same codes):
-//! `|p_fixed - p_float| <= 2^-(P+1) + p * (2^-(sum_bits-1) + 3 * 2^-(exp_bits-1))` for every
-//! key. With the defaults (P = 8, 16-bit sum, 17-bit exponentials) that is below
-//! `0.00196 + 0.0001 p`.
+//! Two organisations hand the exponentials to the V-PU
+//! ([`SoftmaxNormalisation`](sprint_core::config::SoftmaxNormalisation)):
+//!
+//! - **deferred** (default, [`FixedSoftmax::deferred_weights`]): each exponential is rounded
+//!   to a `P`-bit mantissa and a shift (`w_j = m_j 2^s_j`), the V-PU multiplies V by `m_j`
+//!   and shifts the product into its accumulator, and the accumulated outputs are divided
+//!   once by `S = sum_j w_j` (kept to `sum_bits` significant bits). Every weight is off by at
+//!   most `2^-P` relative, whatever the row length, and the weights are normalised by their
+//!   own sum, so the output keeps its scale: `|out - out_float| <= (2^-(P-1) +
+//!   2^-(sum_bits-1)) max_j |v_j - out_float| + (3 * 2^-(exp_bits-1)) n / sum_j e_j max |v|`
+//!   plus half an output step (docs/functional-model.md).
+//! - **per-key** (the literal datapath, [`FixedSoftmax::probabilities`]): each probability is
+//!   `round(e_j 2^P / sum)` with `P = prob_bits` fractional bits (values 0..=2^P) and is
+//!   never renormalised: `|p_fixed - p_float| <= 2^-(P+1) + p * (2^-(sum_bits-1) + 3 *
+//!   2^-(exp_bits-1))` for every key, so a row of `n` similar keys drifts by up to
+//!   `n 2^-(P+1)` of its mass and rows past `2^(P+1)` keys round to zero.
 
 use sprint_core::config::QuantConfig;
 
@@ -88,10 +100,41 @@ impl FixedSoftmax {
         probs.extend(exps.iter().map(|&e| ((e as f64 * one + half) / s) as u32));
     }
 
-    /// Fractional bits of the probabilities.
+    /// Deferred normalisation: the V-PU weights `w_j` (each exponential rounded to
+    /// `prob_bits` significant bits, half up) of the score codes `scores`, written to
+    /// `weights`, and their sum kept to `sum_bits` significant bits (truncated). An empty
+    /// input writes nothing and returns 0.
+    pub fn deferred_weights(&self, scores: &[i32], weights: &mut Vec<u64>) -> u64 {
+        weights.clear();
+        let Some(&max) = scores.iter().max() else {
+            return 0;
+        };
+        weights.extend(
+            scores
+                .iter()
+                .map(|&s| round_to_bits(self.exp_code((max - s) as u32), self.prob_bits)),
+        );
+        let sum: u64 = weights.iter().sum();
+        let len = 64 - sum.leading_zeros();
+        let shift = len.saturating_sub(self.sum_bits);
+        (sum >> shift) << shift
+    }
+
+    /// Fractional bits of the probabilities (per-key) or mantissa bits (deferred).
     pub fn prob_bits(&self) -> u32 {
         self.prob_bits
     }
+}
+
+/// Rounds `x` to its `bits` most significant bits, half up (the value stays exact in a
+/// `bits`-bit mantissa and a shift).
+pub fn round_to_bits(x: u64, bits: u32) -> u64 {
+    let len = 64 - x.leading_zeros();
+    if len <= bits {
+        return x;
+    }
+    let s = len - bits;
+    ((x + (1u64 << (s - 1))) >> s) << s
 }
 
 /// Float softmax (max-subtracted), written to `out`; used by the float recompute mode and
@@ -133,6 +176,53 @@ mod tests {
                 (got - exact).abs() <= 3.0 / 65536.0,
                 "u={u}: {got} vs {exact}"
             );
+        }
+    }
+
+    #[test]
+    fn mantissa_rounding() {
+        assert_eq!(round_to_bits(255, 8), 255);
+        assert_eq!(round_to_bits(256, 8), 256);
+        assert_eq!(round_to_bits(257, 8), 258);
+        assert_eq!(round_to_bits(65535, 8), 65536);
+        assert_eq!(round_to_bits(0x1_2345, 8), 0x1_2400);
+        for x in 1u64..100_000 {
+            let r = round_to_bits(x, 8);
+            assert!(
+                (r as f64 / x as f64 - 1.0).abs() <= 1.0 / 256.0,
+                "{x} -> {r}"
+            );
+        }
+    }
+
+    #[test]
+    fn deferred_weights_relative_error_independent_of_length() {
+        let q = QuantConfig::default();
+        let sm = FixedSoftmax::new(&q);
+        let mut w = Vec::new();
+        let mut state = 7u64;
+        for n in [1usize, 16, 600, 1500, 8192] {
+            let scores: Vec<i32> = (0..n)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 33) % 512) as i32 - 256
+                })
+                .collect();
+            let sum = sm.deferred_weights(&scores, &mut w);
+            let r = reference(&scores, q.score_frac_bits);
+            let total: f64 = w.iter().map(|&x| x as f64 / sum as f64).sum();
+            assert!(
+                (total - 1.0).abs() < 2.0 * 2f64.powi(-15),
+                "n={n}: mass {total}"
+            );
+            for (x, pr) in w.iter().zip(&r) {
+                let p = *x as f64 / sum as f64;
+                let bound = pr * (2.0 / 256.0 + 2f64.powi(-15))
+                    + 3.0 * 2f64.powi(-16) / (sum as f64 / 65536.0);
+                assert!((p - pr).abs() <= bound, "n={n}: {p} vs {pr}");
+            }
         }
     }
 

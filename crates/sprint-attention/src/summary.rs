@@ -2,8 +2,9 @@
 //! output against dense attention.
 
 use serde::Serialize;
-use sprint_core::config::AttentionConfig;
-use sprint_core::trace::{HeadTrace, KindBytes, KindTotals, TraceHeader};
+use sprint_core::config::{AttentionConfig, ThresholdFile, Thresholds};
+use sprint_core::trace::{HeadStats, HeadTrace, KindBytes, KindTotals, Provenance, TraceHeader};
+use sprint_core::visibility::visible_limit;
 
 use crate::engine::LayerRun;
 use crate::tensor::LayerShape;
@@ -20,7 +21,31 @@ pub fn kind_bytes(head_dim: usize, index_bytes: u32) -> KindBytes {
     }
 }
 
-/// The trace header describing runs of `cfg` on `layers` layers of `shape`.
+/// How a run of `cfg` with `thresholds` (when known) was made, for the trace header.
+pub fn provenance(cfg: &AttentionConfig, thresholds: Option<&Thresholds>) -> Provenance {
+    let thresholds_toml = thresholds
+        .map(|t| {
+            let file = ThresholdFile {
+                per_head: Some(t.values.clone()),
+                ..ThresholdFile::default()
+            };
+            toml::to_string(&file).unwrap_or_default()
+        })
+        .unwrap_or_default();
+    Provenance {
+        tool: format!("sprint {}", env!("CARGO_PKG_VERSION")),
+        config_toml: toml::to_string(cfg).unwrap_or_default(),
+        thresholds_toml,
+        seed: cfg.seed,
+        recompute: match cfg.recompute {
+            sprint_core::config::RecomputeMode::FixedPoint => "fixed-point".into(),
+            sprint_core::config::RecomputeMode::Float => "float".into(),
+        },
+    }
+}
+
+/// The trace header describing runs of `cfg` on `layers` layers of `shape`, with its
+/// provenance (set the thresholds with [`provenance`] when they are known).
 pub fn trace_header(
     cfg: &AttentionConfig,
     shape: &LayerShape,
@@ -41,6 +66,8 @@ pub fn trace_header(
         bytes: kind_bytes(shape.head_dim, cfg.buffer.index_bytes),
         k_buffer_bytes: cfg.buffer.k_bytes,
         v_buffer_bytes: cfg.buffer.v_bytes,
+        locality_policy: cfg.buffer.locality,
+        provenance: Some(provenance(cfg, None)),
     }
 }
 
@@ -123,8 +150,72 @@ pub struct RunSummary {
     pub key_reuse_ratio: f64,
     /// Keys that streamed through a full key buffer.
     pub streamed_keys: u64,
+    /// Locality policy of the fetch/reuse counts (`paper` or `residency-lru`).
+    pub locality_policy: String,
+    /// Mean over real queries of the keys newly fetched (key buffer) as a share of the keys the
+    /// query may see: the paper reports about 2.1 % (configs/paper-results.toml `[locality]`).
+    pub new_fetch_share: f64,
+    /// Per layer: the in-memory decisions against exact pruning and the saturation counts.
+    pub per_layer: Vec<LayerStats>,
     /// Error of the output against dense float attention, if computed.
     pub error_vs_dense: Option<ErrorStats>,
+    /// Median wall time of one pass over all layers, seconds, when timed.
+    pub pass_seconds: Option<f64>,
+}
+
+/// Datapath statistics of one layer, summed over its heads.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerStats {
+    /// Layer index.
+    pub layer: usize,
+    /// The summed head statistics (pairs, elements).
+    pub stats: HeadStats,
+    /// Comparator false-prune rate: pairs exact pruning keeps but the comparator pruned, over
+    /// the pairs exact pruning keeps (0 when not audited).
+    pub false_prune_rate: f64,
+    /// Comparator false-keep rate: pairs the comparator kept but exact pruning drops, over
+    /// the visible pairs exact pruning drops (0 when not audited).
+    pub false_keep_rate: f64,
+}
+
+impl LayerStats {
+    /// Statistics of layer `layer` from its summed head statistics and visible pairs.
+    pub fn new(layer: usize, stats: HeadStats, visible_pairs: u64) -> Self {
+        let frac = |x: u64, of: u64| if of == 0 { 0.0 } else { x as f64 / of as f64 };
+        Self {
+            layer,
+            stats,
+            false_prune_rate: frac(stats.false_pruned, stats.exact_kept),
+            false_keep_rate: frac(
+                stats.false_kept,
+                visible_pairs.saturating_sub(stats.exact_kept),
+            ),
+        }
+    }
+}
+
+/// Mean over the real queries of `heads` of `k_fetched / visible keys` (`causal` as run).
+pub fn new_fetch_share<'a>(heads: impl IntoIterator<Item = &'a HeadTrace>, causal: bool) -> f64 {
+    let (mut sum, mut count) = (0f64, 0u64);
+    for h in heads {
+        let (nq, nk) = (h.masks.rows(), h.masks.cols());
+        let mut prefix = Vec::with_capacity(nk + 1);
+        prefix.push(0u64);
+        for j in 0..nk {
+            prefix.push(prefix[j] + u64::from(h.key_valid.get(j)));
+        }
+        for (i, r) in h.records.iter().enumerate() {
+            if !h.query_valid.get(i) {
+                continue;
+            }
+            let vis = prefix[visible_limit(i, nq, nk, causal)];
+            if vis > 0 {
+                sum += f64::from(r.k_fetched) / vis as f64;
+                count += 1;
+            }
+        }
+    }
+    if count == 0 { 0.0 } else { sum / count as f64 }
 }
 
 impl RunSummary {
@@ -162,7 +253,21 @@ impl RunSummary {
             reused_bytes: reused,
             key_reuse_ratio: frac(k_reused, kept),
             streamed_keys: streamed,
+            locality_policy: cfg.buffer.locality.name().to_string(),
+            new_fetch_share: new_fetch_share(runs.iter().flat_map(|r| &r.heads), cfg.causal),
+            per_layer: runs
+                .iter()
+                .enumerate()
+                .map(|(l, r)| {
+                    let mut st = HeadStats::default();
+                    for h in &r.heads {
+                        st += h.stats;
+                    }
+                    LayerStats::new(l, st, r.visible_pairs)
+                })
+                .collect(),
             error_vs_dense: None,
+            pass_seconds: None,
         }
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use common::{Lcg, masked_softmax_attention, random_input, relative_error, visible};
 use proptest::prelude::*;
 use sprint_attention::run_layer;
-use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
+use sprint_core::config::{AttentionConfig, MsbBiasCorrection, RecomputeMode, Variant};
 
 fn float_cfg(variant: Variant) -> AttentionConfig {
     AttentionConfig {
@@ -76,15 +76,24 @@ fn brute_force_kept(
             (c / step).round().clamp(lo, hi) as i64
         })
         .collect();
-    let unit = step * 16.0 * f64::from(qs) * f64::from(ks) / (d as f64).sqrt();
-    let t = (f64::from(th[h]) - f64::from(cfg.threshold.margin)) / unit;
+    let k_step = 2i64.pow(8 - cfg.quant.k_msb_bits);
+    let unit = step * k_step as f64 * f64::from(qs) * f64::from(ks) / (d as f64).sqrt();
+    // Unbiased score: the reference drops by the mean unseen low part, (k_step - 1) / 2 per
+    // element in low-part units, i.e. (k_step - 1) / (2 k_step) MSB steps times sum(q).
+    let correction = match cfg.quant.msb_bias_correction {
+        MsbBiasCorrection::QuerySum => {
+            (k_step - 1) as f64 / (2 * k_step) as f64 * q.iter().sum::<i64>() as f64
+        }
+        MsbBiasCorrection::None => 0.0,
+    };
+    let t = (f64::from(th[h]) - f64::from(cfg.threshold.margin)) / unit - correction;
     visible(input, cfg.causal, i)
         .into_iter()
         .filter(|&j| {
             let s: i64 = (0..d)
                 .map(|e| {
                     let k = code(input.k.data[(g * nk + j) * d + e], ks);
-                    q[e] * k.div_euclid(16)
+                    q[e] * k.div_euclid(k_step)
                 })
                 .sum();
             s as f64 >= t
@@ -177,6 +186,10 @@ proptest! {
         let input = build(&case);
         let mut cfg = AttentionConfig { variant: Variant::Sprint, causal: case.causal, ..AttentionConfig::default() };
         cfg.quant.query_dac_bits = case.dac_bits;
+        cfg.quant.k_msb_bits = 1 + (case.seed % 8) as u32;
+        if case.seed % 3 == 0 {
+            cfg.quant.msb_bias_correction = MsbBiasCorrection::None;
+        }
         cfg.threshold.margin = case.margin;
         let th: Vec<f32> = (0..case.heads).map(|h| case.threshold + 0.1 * h as f32).collect();
         let run = run_layer(&cfg, 0, &th, &input).unwrap();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use comfy_table::Table;
-use sprint_attention::summary::{RunSummary, error_stats, trace_header};
+use sprint_attention::summary::{RunSummary, error_stats, provenance, trace_header};
 use sprint_attention::{dense, run_layer};
 use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
 use sprint_core::outfile::PendingFile;
@@ -42,6 +42,15 @@ pub struct Args {
     /// Override the noise seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Override any attention-config key: `--set quant.query_dac_bits=3`,
+    /// `--set noise.preset=typical` (repeatable; applied after the other overrides).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Time the attention itself: run every layer this many more times after the first and
+    /// report the median wall time of one pass over all layers (file I/O and the dense
+    /// reference excluded).
+    #[arg(long, default_value_t = 0)]
+    repeat: usize,
     /// Worker threads (0 = all cores). Results do not depend on it.
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -75,6 +84,9 @@ fn load_config(a: &Args) -> Result<AttentionConfig> {
     }
     if let Some(s) = a.seed {
         cfg.seed = s;
+    }
+    if !a.sets.is_empty() {
+        cfg = cfg.with_overrides(&a.sets)?;
     }
     Ok(cfg)
 }
@@ -181,6 +193,9 @@ pub fn run(a: Args) -> Result<()> {
         Ok((runs, reference))
     })?;
     progress.finish_and_clear();
+    let timing = (a.repeat > 0)
+        .then(|| time_passes(&pool, &cfg, &thresholds, &loaded.layers, a.repeat))
+        .transpose()?;
 
     let output: Vec<f32> = runs
         .iter()
@@ -188,6 +203,7 @@ pub fn run(a: Args) -> Result<()> {
         .collect();
     let mut summary = RunSummary::new(&cfg, &shape, &runs);
     summary.error_vs_dense = Some(error_stats(&output, &reference));
+    summary.pass_seconds = timing;
 
     let dims = if n_layers == 1 {
         vec![shape.heads, shape.n_queries, shape.head_dim]
@@ -203,7 +219,8 @@ pub fn run(a: Args) -> Result<()> {
     // on error or signal) and renamed into place only once the output is written.
     let staged = match &a.trace {
         Some(trace) => {
-            let header = trace_header(&cfg, &shape, n_layers, &a.input.display().to_string());
+            let mut header = trace_header(&cfg, &shape, n_layers, &a.input.display().to_string());
+            header.provenance = Some(provenance(&cfg, Some(&thresholds)));
             let heads: Vec<_> = runs.iter().flat_map(|r| r.heads.iter()).collect();
             let staged = PendingFile::new(trace);
             sprint_core::trace::write_trace(staged.path(), &header, heads).map_err(|e| {
@@ -230,6 +247,29 @@ pub fn run(a: Args) -> Result<()> {
         print_summary(&summary, &cfg);
     }
     Ok(())
+}
+
+/// Median wall time (seconds) of `repeat` passes of `run_layer` over every layer.
+fn time_passes(
+    pool: &rayon::ThreadPool,
+    cfg: &AttentionConfig,
+    thresholds: &sprint_core::config::Thresholds,
+    layers: &[sprint_attention::AttentionInput],
+    repeat: usize,
+) -> Result<f64> {
+    let mut times = Vec::with_capacity(repeat);
+    for _ in 0..repeat {
+        let t = std::time::Instant::now();
+        pool.install(|| -> Result<()> {
+            for (l, input) in layers.iter().enumerate() {
+                std::hint::black_box(run_layer(cfg, l, &thresholds.values[l], input)?);
+            }
+            Ok(())
+        })?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }
 
 fn print_summary(s: &RunSummary, cfg: &AttentionConfig) {
@@ -278,6 +318,43 @@ fn print_summary(s: &RunSummary, cfg: &AttentionConfig) {
         "keys streamed (buffer full)".into(),
         s.streamed_keys.to_string(),
     ]);
+    t.add_row(vec![
+        format!("newly fetched per query ({} locality)", s.locality_policy),
+        format!(
+            "{} of the visible keys (paper: about 2.1 %)",
+            pct(s.new_fetch_share)
+        ),
+    ]);
+    for l in &s.per_layer {
+        let st = &l.stats;
+        if st.audited == 1 {
+            t.add_row(vec![
+                format!("layer {} comparator vs exact pruning", l.layer),
+                format!(
+                    "false-prune {} ({} of {} pairs), false-keep {}",
+                    pct(l.false_prune_rate),
+                    st.false_pruned,
+                    st.exact_kept,
+                    pct(l.false_keep_rate)
+                ),
+            ]);
+        }
+        if st.score_saturated + st.output_saturated > 0 {
+            t.add_row(vec![
+                format!("layer {} saturations", l.layer),
+                format!(
+                    "{} score codes, {} output elements",
+                    st.score_saturated, st.output_saturated
+                ),
+            ]);
+        }
+    }
+    if let Some(sec) = s.pass_seconds {
+        t.add_row(vec![
+            "attention time (median pass)".into(),
+            format!("{:.1} ms", 1e3 * sec),
+        ]);
+    }
     if let Some(e) = &s.error_vs_dense {
         t.add_row(vec![
             "error vs dense f32".into(),

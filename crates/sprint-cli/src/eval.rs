@@ -59,6 +59,10 @@ pub struct Args {
     /// Override the recompute mode: fixed-point or float.
     #[arg(long)]
     recompute: Option<String>,
+    /// Override any attention-config key: `--set quant.query_dac_bits=3`,
+    /// `--set noise.preset=typical` (repeatable; applied after --config and --recompute).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
     /// Seed of the splits, subsets and noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -123,6 +127,9 @@ fn options(a: &Args) -> Result<EvalOptions> {
         };
     }
     cfg.seed = a.seed;
+    if !a.sets.is_empty() {
+        cfg = cfg.with_overrides(&a.sets)?;
+    }
     let config_sets_thresholds = a.config.is_some()
         && (cfg.threshold.file.is_some()
             || cfg.threshold.per_layer.is_some()
@@ -303,6 +310,23 @@ fn print_report(r: &EvalReport) {
         ]);
     }
     println!("{t}");
+    for row in &r.rows {
+        if let (Some(fp), Some(fk)) = (row.false_prune_rate, row.false_keep_rate) {
+            println!(
+                "{}: comparator vs exact pruning at the same thresholds: false-prune {:.2} %, false-keep {:.2} %",
+                row.variant,
+                100.0 * fp,
+                100.0 * fk
+            );
+        }
+        let dp = &row.datapath;
+        if dp.score_saturated + dp.output_saturated > 0 {
+            println!(
+                "{}: saturated {} score codes and {} output elements",
+                row.variant, dp.score_saturated, dp.output_saturated
+            );
+        }
+    }
     for row in &r.rows {
         if let Some(p) = &row.trace {
             println!("trace of {}: {}", row.variant, p.display());

@@ -252,6 +252,8 @@ fn big_trace(path: &Path, heads: u32, n: u32) {
         },
         k_buffer_bytes: 8192,
         v_buffer_bytes: 8192,
+        locality_policy: sprint_core::config::LocalityPolicy::Paper,
+        provenance: None,
     };
     let n = n as usize;
     let mut masks = BitMatrix::zeros(n, n);
@@ -276,6 +278,7 @@ fn big_trace(path: &Path, heads: u32, n: u32) {
         key_valid: BitVec::ones(n),
         masks,
         records: vec![rec; n],
+        stats: Default::default(),
     };
     let f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut w = TraceWriter::new(f, &header).unwrap();

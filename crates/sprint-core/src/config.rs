@@ -120,6 +120,58 @@ impl ScaleValues {
     }
 }
 
+/// How the in-memory score on `K_MSB` stands in for the full 8-bit score.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MsbBiasCorrection {
+    /// The comparator's reference is lowered per query by the mean contribution of the
+    /// unseen low bits, `(2^lsb_bits - 1) / 2 * sum(q_dac)` in `K_LSB` steps: one small adder
+    /// tree over the query's DAC codes and a shift per query (docs/functional-model.md).
+    QuerySum,
+    /// The literal truncated score `q_dac . K_MSB`: biased low by about half a `K_MSB` step
+    /// per element times the query sum.
+    None,
+}
+
+/// How the fixed-point softmax hands the exponentials to the V-PU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SoftmaxNormalisation {
+    /// Each exponential is rounded to a `prob_bits` mantissa and a shift; the V-PU
+    /// multiplies V by the mantissa, shifts the product into its accumulator, and the output
+    /// is divided once by the sum of the same rounded exponentials. Relative error about
+    /// `2^-prob_bits` at every row length.
+    Deferred,
+    /// The literal datapath: each probability `round(e_j 2^P / sum)` is rounded to `prob_bits`
+    /// fractional bits before the V-PU and never renormalised; rows of more than a few
+    /// hundred similar keys lose their scale (kept to show what it costs).
+    PerKey,
+}
+
+/// Which keys the locality engine finds on chip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LocalityPolicy {
+    /// The paper's rule: consecutive pruning vectors are compared; the buffer holds (what fits
+    /// of) the previous query's kept set, so `reuse = P_t AND P_(t-1)`, everything else of
+    /// `P_t` is fetched, and keys of `P_(t-1)` outside `P_t` are dropped.
+    Paper,
+    /// A residency cache (an extension): resident keys stay until their slot is needed; the
+    /// just-pruned keys are evicted first, then the least recently used. Reports more reuse
+    /// than the paper's engine can have.
+    ResidencyLru,
+}
+
+impl LocalityPolicy {
+    /// The kebab-case name used in configs and trace headers.
+    pub fn name(self) -> &'static str {
+        match self {
+            LocalityPolicy::Paper => "paper",
+            LocalityPolicy::ResidencyLru => "residency-lru",
+        }
+    }
+}
+
 /// Precisions of the datapath. All widths are in bits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -128,6 +180,14 @@ pub struct QuantConfig {
     pub scales: ScaleSource,
     /// Bits of the query driven into the crossbar DACs for the in-memory score (1..=8; default 4).
     pub query_dac_bits: u32,
+    /// Bits of each key held in the crossbar as `K_MSB` (1..=8; default 4, the paper's split);
+    /// the remaining `8 - k_msb_bits` low bits form `K_LSB`, which is only read for the recompute.
+    pub k_msb_bits: u32,
+    /// How the in-memory score accounts for the `K_LSB` bits it does not see (default
+    /// `query-sum`: an unbiased score).
+    pub msb_bias_correction: MsbBiasCorrection,
+    /// How the softmax unit and the V-PU normalise the exponentials (default `deferred`).
+    pub softmax_normalisation: SoftmaxNormalisation,
     /// Width of the exact score from the QK-PU, signed (default 12).
     pub score_bits: u32,
     /// Fractional bits of the exact score in logit units (default 7: range +-16, step 1/128).
@@ -136,7 +196,9 @@ pub struct QuantConfig {
     pub exp_bits: u32,
     /// Significant bits kept of the sum of exponentials before the divide (default 16).
     pub sum_bits: u32,
-    /// Bits of each probability fed to the V-PU, unsigned, 1.0 = 2^prob_bits (default 8).
+    /// Bits of the weight operand fed to the 8b x 8b V-PU (default 8): the mantissa of each
+    /// exponential under `deferred` normalisation, the probability code (1.0 = 2^prob_bits)
+    /// under `per-key` normalisation.
     pub prob_bits: u32,
     /// Width of the V-PU accumulator and output, signed (default 16); the sum saturates.
     pub output_bits: u32,
@@ -147,6 +209,9 @@ impl Default for QuantConfig {
         Self {
             scales: ScaleSource::Dynamic,
             query_dac_bits: 4,
+            k_msb_bits: 4,
+            msb_bias_correction: MsbBiasCorrection::QuerySum,
+            softmax_normalisation: SoftmaxNormalisation::Deferred,
             score_bits: 12,
             score_frac_bits: 7,
             exp_bits: 17,
@@ -171,6 +236,8 @@ pub struct ThresholdConfig {
     pub file: Option<PathBuf>,
     /// Safety margin `delta >= 0` in logit units: the in-memory comparator uses `Th' = Th - delta`.
     pub margin: f32,
+    /// Per-layer margins (logit units, each `>= 0`); overrides `margin`.
+    pub margin_per_layer: Option<Vec<f32>>,
     /// Whether SPRINT drops kept keys whose exact score is below `Th` (default true).
     pub exact_recheck: bool,
 }
@@ -182,47 +249,153 @@ impl Default for ThresholdConfig {
             per_layer: None,
             file: None,
             margin: 0.0,
+            margin_per_layer: None,
             exact_recheck: true,
         }
     }
 }
 
-/// Analog non-idealities of the in-memory scoring, all off by default.
+/// Analog non-idealities of the in-memory scoring, all off by default (the `ideal` preset).
 ///
-/// Full scale (FS) of a bitline is `d * 2^(query_dac_bits-1) * 8`: the largest magnitude a
-/// dot product of a `query_dac_bits`-bit query with a 4-bit signed `K_MSB` column can reach.
+/// Full scale (FS) of a bitline is `d * 2^(query_dac_bits-1) * 2^(k_msb_bits-1)`: the largest
+/// magnitude a dot product of the DAC query with a signed `K_MSB` column can reach.
+///
+/// Cell model (docs/functional-model.md, "Non-idealities"): a signed `K_MSB` level `w` is held
+/// by a differential pair of cells, `G+ = G_off + max(w, 0) / W * (G_on - G_off)` and
+/// `G- = G_off + max(-w, 0) / W * (G_on - G_off)` with `W = 2^(k_msb_bits-1)`; every cell,
+/// the `G_off` ones included, varies by `conductance_sigma`; the read weight is
+/// `W * (G+ - G-) / (G_on - G_off)`, attenuated by IR drop along the column.
+///
+/// In TOML, `preset = "typical"` (or `ideal`, `pessimistic`) starts from the cited values of
+/// `configs/noise/<preset>.toml`; any key given beside it overrides the preset.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "NoiseConfigToml")]
 pub struct NoiseConfig {
-    /// Relative sigma of each cell's conductance, drawn once when K is written (0 = ideal).
+    /// Preset the values started from (`ideal`, `typical`, `pessimistic`).
+    pub preset: String,
+    /// Relative sigma of each cell's conductance (every level, `G_off` included), drawn once
+    /// when K is written (0 = ideal).
     pub conductance_sigma: f32,
-    /// Sigma of the bitline read noise, as a fraction of full scale, drawn per read.
+    /// Sigma of the bitline read noise, as a fraction of full scale, drawn per read (it also
+    /// perturbs the scores that SPRINT without recompute feeds to the softmax).
     pub read_sigma_fs: f32,
     /// Sigma of each comparator's fixed input offset, as a fraction of full scale.
     pub comparator_offset_sigma_fs: f32,
-    /// Probability that a cell is stuck at 0 (its bit reads 0).
+    /// Probability that a `K_MSB` cell is stuck at its lowest level: its element reads 0, in
+    /// the analog score and in the transposed read-back used by the recompute.
     pub stuck_at_zero_rate: f32,
-    /// Probability that a cell is stuck at 1 (its bit reads 1).
+    /// Probability that a `K_MSB` cell is stuck at its highest level: its element reads
+    /// `2^(k_msb_bits-1) - 1`, in the analog score and in the read-back.
     pub stuck_at_one_rate: f32,
-    /// Keys farther than this many read-noise sigmas from the threshold are decided without a
-    /// draw (default 8: a skipped flip has probability below 1e-15).
+    /// Ratio `G_on / G_off` of the cells (`inf` = ideal): with conductance variation the
+    /// `G_off` cells of zero and opposite-sign levels no longer cancel.
+    pub on_off_ratio: f32,
+    /// First-order IR drop: fractional loss of a cell's contribution at the far end of the
+    /// column (row `d - 1`); row `r` loses `ir_drop_far_end * r / (d - 1)` (0 = ideal).
+    pub ir_drop_far_end: f32,
+    /// Keys farther than this many read-noise sigmas from the threshold are decided without
+    /// evaluating their draw (default 8: a skipped flip has probability below 1e-15).
     pub tail_sigmas: f32,
 }
 
 impl Default for NoiseConfig {
     fn default() -> Self {
         Self {
+            preset: "ideal".into(),
             conductance_sigma: 0.0,
             read_sigma_fs: 0.0,
             comparator_offset_sigma_fs: 0.0,
             stuck_at_zero_rate: 0.0,
             stuck_at_one_rate: 0.0,
+            on_off_ratio: f32::INFINITY,
+            ir_drop_far_end: 0.0,
             tail_sigmas: 8.0,
         }
     }
 }
 
+/// The names of the noise presets, in order of severity.
+pub const NOISE_PRESETS: [&str; 3] = ["ideal", "typical", "pessimistic"];
+
+/// The `[noise]` table as written: every key optional, layered over a preset.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoiseConfigToml {
+    preset: Option<String>,
+    conductance_sigma: Option<f32>,
+    read_sigma_fs: Option<f32>,
+    comparator_offset_sigma_fs: Option<f32>,
+    stuck_at_zero_rate: Option<f32>,
+    stuck_at_one_rate: Option<f32>,
+    on_off_ratio: Option<f32>,
+    ir_drop_far_end: Option<f32>,
+    tail_sigmas: Option<f32>,
+}
+
+impl NoiseConfigToml {
+    /// Applies the keys given here over `base`.
+    fn over(self, mut base: NoiseConfig) -> NoiseConfig {
+        let set = |dst: &mut f32, v: Option<f32>| {
+            if let Some(x) = v {
+                *dst = x;
+            }
+        };
+        set(&mut base.conductance_sigma, self.conductance_sigma);
+        set(&mut base.read_sigma_fs, self.read_sigma_fs);
+        set(
+            &mut base.comparator_offset_sigma_fs,
+            self.comparator_offset_sigma_fs,
+        );
+        set(&mut base.stuck_at_zero_rate, self.stuck_at_zero_rate);
+        set(&mut base.stuck_at_one_rate, self.stuck_at_one_rate);
+        set(&mut base.on_off_ratio, self.on_off_ratio);
+        set(&mut base.ir_drop_far_end, self.ir_drop_far_end);
+        set(&mut base.tail_sigmas, self.tail_sigmas);
+        base
+    }
+}
+
+impl TryFrom<NoiseConfigToml> for NoiseConfig {
+    type Error = String;
+
+    fn try_from(raw: NoiseConfigToml) -> std::result::Result<Self, String> {
+        let base = match raw.preset.as_deref() {
+            None => NoiseConfig::default(),
+            Some(name) => NoiseConfig::preset(name).map_err(|e| e.to_string())?,
+        };
+        Ok(raw.over(base))
+    }
+}
+
 impl NoiseConfig {
+    /// The named preset (`ideal`, `typical`, `pessimistic`) with its cited values from
+    /// `configs/noise/<name>.toml` (sources beside each value there).
+    pub fn preset(name: &str) -> Result<Self> {
+        let text = match name {
+            "ideal" => return Ok(Self::default()),
+            "typical" => include_str!("../../../configs/noise/typical.toml"),
+            "pessimistic" => include_str!("../../../configs/noise/pessimistic.toml"),
+            other => {
+                return Err(CoreError::config(
+                    "noise.preset",
+                    format!(
+                        "unknown preset `{other}` (expected one of {})",
+                        NOISE_PRESETS.join(", ")
+                    ),
+                ));
+            }
+        };
+        let raw: NoiseConfigToml = toml::from_str(text).map_err(|e| {
+            CoreError::config(
+                format!("configs/noise/{name}.toml"),
+                one_line(&e.to_string()),
+            )
+        })?;
+        let mut cfg = raw.over(Self::default());
+        cfg.preset = name.to_string();
+        Ok(cfg)
+    }
+
     /// True when every non-ideality is off.
     pub fn is_ideal(&self) -> bool {
         self.conductance_sigma == 0.0
@@ -230,6 +403,17 @@ impl NoiseConfig {
             && self.comparator_offset_sigma_fs == 0.0
             && self.stuck_at_zero_rate == 0.0
             && self.stuck_at_one_rate == 0.0
+            && self.ir_drop_far_end == 0.0
+    }
+
+    /// True when the programmed cells are ideal (no variation, stuck-at or IR drop): the
+    /// crossbar then reads the exact `K_MSB` levels. A finite ON/OFF ratio alone cancels in
+    /// the differential pair.
+    pub fn cells_ideal(&self) -> bool {
+        self.conductance_sigma == 0.0
+            && self.stuck_at_zero_rate == 0.0
+            && self.stuck_at_one_rate == 0.0
+            && self.ir_drop_far_end == 0.0
     }
 }
 
@@ -243,6 +427,8 @@ pub struct BufferConfig {
     pub v_bytes: u64,
     /// Bytes of the key index sent with each fetched key (default 2).
     pub index_bytes: u32,
+    /// Which kept keys count as already on chip (default `paper`).
+    pub locality: LocalityPolicy,
 }
 
 impl Default for BufferConfig {
@@ -251,6 +437,7 @@ impl Default for BufferConfig {
             k_bytes: 8192,
             v_bytes: 8192,
             index_bytes: 2,
+            locality: LocalityPolicy::Paper,
         }
     }
 }
@@ -346,6 +533,9 @@ impl AttentionConfig {
             "quant.query_dac_bits",
             || format!("must be in 1..=8, got {}", q.query_dac_bits),
         )?;
+        check((1..=8).contains(&q.k_msb_bits), "quant.k_msb_bits", || {
+            format!("must be in 1..=8, got {}", q.k_msb_bits)
+        })?;
         check((4..=24).contains(&q.score_bits), "quant.score_bits", || {
             format!("must be in 4..=24, got {}", q.score_bits)
         })?;
@@ -399,6 +589,15 @@ impl AttentionConfig {
             "threshold.margin",
             || format!("must be finite and >= 0, got {}", t.margin),
         )?;
+        if let Some(ml) = &t.margin_per_layer {
+            for (i, x) in ml.iter().enumerate() {
+                check(
+                    x.is_finite() && *x >= 0.0,
+                    "threshold.margin_per_layer",
+                    || format!("entry {i} must be finite and >= 0, got {x}"),
+                )?;
+            }
+        }
         if let Some(pl) = &t.per_layer {
             for (i, x) in pl.iter().enumerate() {
                 check(
@@ -423,11 +622,92 @@ impl AttentionConfig {
             || "the two stuck-at rates add up to more than 1".into(),
         )?;
         check(
+            n.on_off_ratio > 1.0 && !n.on_off_ratio.is_nan(),
+            "noise.on_off_ratio",
+            || {
+                format!(
+                    "must be > 1 (or inf for ideal cells), got {}",
+                    n.on_off_ratio
+                )
+            },
+        )?;
+        check(
+            (0.0..1.0).contains(&n.ir_drop_far_end),
+            "noise.ir_drop_far_end",
+            || {
+                format!(
+                    "must be a finite number in [0, 1), got {}",
+                    n.ir_drop_far_end
+                )
+            },
+        )?;
+        check(
             n.tail_sigmas.is_finite() && n.tail_sigmas >= 4.0,
             "noise.tail_sigmas",
             || format!("must be finite and >= 4, got {}", n.tail_sigmas),
         )?;
         Ok(())
+    }
+
+    /// This configuration with `key=value` overrides applied (`quant.query_dac_bits=3`,
+    /// `noise.preset="typical"`, `variant=dense`; values are TOML, bare words are strings) and
+    /// validated. `noise.preset` replaces the whole `[noise]` table with the preset before the
+    /// other overrides apply. Errors name the override.
+    pub fn with_overrides(&self, sets: &[String]) -> Result<Self> {
+        let mut table = toml::Table::try_from(self)
+            .map_err(|e| CoreError::config("--set", one_line(&e.to_string())))?;
+        let mut parsed = Vec::with_capacity(sets.len());
+        for set in sets {
+            let (key, raw) = set.split_once('=').ok_or_else(|| {
+                CoreError::config(
+                    format!("--set {set}"),
+                    "expected KEY=VALUE, e.g. quant.query_dac_bits=3",
+                )
+            })?;
+            let key = key.trim();
+            let raw = raw.trim();
+            let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+            parsed.push((key.to_string(), value));
+        }
+        // The preset first: it resets the noise table, the other keys then override it.
+        parsed.sort_by_key(|(k, _)| k != "noise.preset");
+        for (key, value) in parsed {
+            if key == "noise.preset" {
+                table.insert("noise".into(), toml::Value::Table(toml::Table::new()));
+            }
+            let mut parts: Vec<&str> = key.split('.').collect();
+            let leaf = parts.pop().unwrap_or_default();
+            let mut node = &mut table;
+            for p in parts {
+                let entry = node
+                    .entry(p.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                node = entry.as_table_mut().ok_or_else(|| {
+                    CoreError::config(format!("--set {key}"), format!("`{p}` is not a table"))
+                })?;
+            }
+            node.insert(leaf.to_string(), value);
+        }
+        let text = toml::to_string(&table)
+            .map_err(|e| CoreError::config("--set", one_line(&e.to_string())))?;
+        Self::from_toml_str(&text, "--set")
+    }
+
+    /// Safety margin `delta` (logit units) of `layer`: `threshold.margin_per_layer[layer]`
+    /// when that list is given, else `threshold.margin`.
+    pub fn margin(&self, layer: usize) -> Result<f32> {
+        match &self.threshold.margin_per_layer {
+            None => Ok(self.threshold.margin),
+            Some(ml) => ml.get(layer).copied().ok_or_else(|| {
+                CoreError::config(
+                    "threshold.margin_per_layer",
+                    format!("{} margins given, layer {layer} needs one", ml.len()),
+                )
+            }),
+        }
     }
 
     /// Resolves the thresholds `Th` (logit units) for `layers` x `heads` query heads, from the
@@ -622,6 +902,87 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("c.toml: noise.stuck_at_one_rate"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_and_name_bad_keys() {
+        let base = AttentionConfig::default();
+        let c = base
+            .with_overrides(&[
+                "quant.query_dac_bits=3".into(),
+                "variant=dense".into(),
+                "noise.read_sigma_fs=0.002".into(),
+                "noise.preset=typical".into(),
+                "buffer.locality=residency-lru".into(),
+            ])
+            .unwrap();
+        assert_eq!(c.quant.query_dac_bits, 3);
+        assert_eq!(c.variant, Variant::Dense);
+        assert_eq!(c.buffer.locality, LocalityPolicy::ResidencyLru);
+        let typical = NoiseConfig::preset("typical").unwrap();
+        assert_eq!(c.noise.read_sigma_fs, 0.002);
+        assert_eq!(c.noise.conductance_sigma, typical.conductance_sigma);
+        assert_eq!(c.noise.preset, "typical");
+        let e = base
+            .with_overrides(&["quant.k_msb_bitz=3".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("k_msb_bitz"), "{e}");
+        let e = base
+            .with_overrides(&["quant.k_msb_bits=9".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("quant.k_msb_bits"), "{e}");
+        let e = base
+            .with_overrides(&["noise.preset=loud".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loud"), "{e}");
+        assert!(base.with_overrides(&["nokey".into()]).is_err());
+    }
+
+    #[test]
+    fn new_keys_are_range_checked() {
+        for (text, key) in [
+            ("[quant]\nk_msb_bits = 0\n", "quant.k_msb_bits"),
+            ("[noise]\non_off_ratio = 1.0\n", "noise.on_off_ratio"),
+            ("[noise]\nir_drop_far_end = 1.5\n", "noise.ir_drop_far_end"),
+            (
+                "[threshold]\nmargin_per_layer = [0.1, -1.0]\n",
+                "threshold.margin_per_layer",
+            ),
+            (
+                "[quant]\nsoftmax_normalisation = \"exact\"\n",
+                "softmax_normalisation",
+            ),
+            (
+                "[quant]\nmsb_bias_correction = \"median\"\n",
+                "msb_bias_correction",
+            ),
+            ("[buffer]\nlocality = \"fifo\"\n", "locality"),
+        ] {
+            let e = AttentionConfig::from_toml_str(text, "c.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(key) || e.contains("unknown variant"),
+                "{text}: {e}"
+            );
+        }
+        let c = AttentionConfig::from_toml_str(
+            "[noise]\npreset = \"pessimistic\"\nread_sigma_fs = 0.0\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(c.noise.read_sigma_fs, 0.0);
+        assert_eq!(c.noise.stuck_at_one_rate, 0.0904);
+        // A config written out reads back the same, presets and infinities included.
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(
+            AttentionConfig::from_toml_str(&text, "round trip").unwrap(),
+            c
+        );
+        assert_eq!(c.margin(3).unwrap(), 0.0);
     }
 
     #[test]

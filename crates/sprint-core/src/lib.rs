@@ -5,9 +5,11 @@
 pub mod bits;
 pub mod config;
 pub mod error;
+pub mod locality;
 pub mod outfile;
 pub mod shape_check;
 pub mod trace;
+pub mod visibility;
 
 pub use bits::{BitMatrix, BitVec};
 pub use config::{AttentionConfig, RecomputeMode, Variant};

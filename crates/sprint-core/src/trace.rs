@@ -10,10 +10,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::bits::{BitMatrix, BitVec, words_for};
+use crate::config::LocalityPolicy;
 use crate::error::{CoreError, Result};
 
-/// Version of the on-disk format written by this crate.
-pub const FORMAT_VERSION: u16 = 1;
+/// Version of the on-disk format written by this crate (version 1 is still read).
+pub const FORMAT_VERSION: u16 = 2;
+
+/// Oldest on-disk format version this crate reads.
+pub const OLDEST_READABLE_VERSION: u16 = 1;
+
+/// Largest number of head statistics a version-2 head block may carry.
+pub const MAX_HEAD_STATS: u32 = 16;
 
 /// Bytes moved per key (or per query) of each kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -59,6 +66,91 @@ pub struct TraceHeader {
     pub k_buffer_bytes: u64,
     /// Value buffer capacity the locality engine used, bytes.
     pub v_buffer_bytes: u64,
+    /// Locality policy that produced the fetch/reuse counts (absent in traces written before
+    /// the `paper` policy existed, which used `residency-lru`).
+    #[serde(default = "legacy_locality_policy")]
+    pub locality_policy: LocalityPolicy,
+    /// How the trace was made, when the producer records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+fn legacy_locality_policy() -> LocalityPolicy {
+    LocalityPolicy::ResidencyLru
+}
+
+/// How a trace was made: enough to run it again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Tool and version, e.g. `sprint 0.1.0`.
+    pub tool: String,
+    /// The full attention configuration as TOML (TOML keeps `-inf` thresholds exact).
+    pub config_toml: String,
+    /// The thresholds `Th` (logit units) per layer and query head, as a thresholds file
+    /// (`per_head = [[...]]`, TOML).
+    pub thresholds_toml: String,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Recompute mode (`fixed-point` or `float`).
+    pub recompute: String,
+}
+
+/// Per-head statistics of the datapath (version 2 and later; all zero when read from a
+/// version-1 trace). Counts are (query, key) pairs or output elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HeadStats {
+    /// 1 when the in-memory decisions were checked against the exact score at the same
+    /// threshold (the variants that prune in memory), else 0 and the next three are 0.
+    pub audited: u64,
+    /// Visible pairs whose exact score reaches `Th`: what exact pruning would keep.
+    pub exact_kept: u64,
+    /// Pairs with exact score `>= Th` that the in-memory comparator pruned.
+    pub false_pruned: u64,
+    /// Pairs with exact score `< Th` that the in-memory comparator kept.
+    pub false_kept: u64,
+    /// Score codes clamped to the `score_bits` range in the fixed-point recompute.
+    pub score_saturated: u64,
+    /// V-PU output elements clamped to the `output_bits` range.
+    pub output_saturated: u64,
+}
+
+impl HeadStats {
+    /// The statistics in their on-disk order.
+    pub fn to_array(&self) -> [u64; 6] {
+        [
+            self.audited,
+            self.exact_kept,
+            self.false_pruned,
+            self.false_kept,
+            self.score_saturated,
+            self.output_saturated,
+        ]
+    }
+
+    /// Statistics from their on-disk order; missing trailing values are 0 and values past
+    /// the known ones are ignored (a later version may append more).
+    pub fn from_slice(v: &[u64]) -> Self {
+        let g = |i: usize| v.get(i).copied().unwrap_or(0);
+        Self {
+            audited: g(0),
+            exact_kept: g(1),
+            false_pruned: g(2),
+            false_kept: g(3),
+            score_saturated: g(4),
+            output_saturated: g(5),
+        }
+    }
+}
+
+impl std::ops::AddAssign for HeadStats {
+    fn add_assign(&mut self, o: Self) {
+        self.audited = self.audited.max(o.audited);
+        self.exact_kept += o.exact_kept;
+        self.false_pruned += o.false_pruned;
+        self.false_kept += o.false_kept;
+        self.score_saturated += o.score_saturated;
+        self.output_saturated += o.output_saturated;
+    }
 }
 
 /// Locality-engine counts of one query, in keys (not bytes).
@@ -103,6 +195,8 @@ pub struct HeadTrace {
     pub masks: BitMatrix,
     /// One record per query.
     pub records: Vec<QueryRecord>,
+    /// Datapath statistics of the head.
+    pub stats: HeadStats,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -245,15 +339,16 @@ impl TraceHeader {
         let nq = u64::from(self.n_queries);
         let nk = u64::from(self.n_keys);
         let row = nk.div_ceil(8);
-        3 * 5 + row + nq.div_ceil(8) + nq * (8 * 5 + 1 + row)
+        3 * 5 + row + nq.div_ceil(8) + nq * (8 * 5 + 1 + row) + 5 + 10 * u64::from(MAX_HEAD_STATS)
     }
 
-    /// Smallest head payload any encoder can produce for this shape, bytes.
-    fn min_payload_len(&self) -> u64 {
+    /// Smallest head payload any encoder of format `version` can produce for this shape,
+    /// bytes (version 2 adds at least the one-byte statistics count).
+    fn min_payload_len(&self, version: u16) -> u64 {
         let nq = u64::from(self.n_queries);
         let nk = u64::from(self.n_keys);
         let row = nk.div_ceil(8);
-        3 + row + nq.div_ceil(8) + nq * (8 + 1 + row.min(1))
+        3 + row + nq.div_ceil(8) + nq * (8 + 1 + row.min(1)) + u64::from(version >= 2)
     }
 }
 
@@ -440,6 +535,14 @@ impl HeadTrace {
 
 // ----------------------------------- encoding --------------------------------------------------
 
+fn put_varint64(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 fn put_varint(out: &mut Vec<u8>, mut v: u32) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -511,6 +614,11 @@ fn encode_head(h: &HeadTrace, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
             out.push(ROW_RAW);
             put_row_bytes(out, row, raw_len);
         }
+    }
+    let stats = h.stats.to_array();
+    put_varint(out, stats.len() as u32);
+    for v in stats {
+        put_varint64(out, v);
     }
 }
 
@@ -709,6 +817,26 @@ impl<'a> Cursor<'a> {
         Err(trace_err(start, format!("varint {what} is too long")))
     }
 
+    /// A canonical LEB128 `u64`: at most 10 bytes, no overflow, no redundant trailing zero.
+    fn varint64(&mut self, what: &str) -> Result<u64> {
+        let start = self.offset();
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.byte(what)?;
+            if i == 9 && b > 0x01 {
+                return Err(trace_err(start, format!("varint {what} overflows u64")));
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                if b == 0 && i > 0 {
+                    return Err(trace_err(start, format!("varint {what} is overlong")));
+                }
+                return Ok(v);
+            }
+        }
+        Err(trace_err(start, format!("varint {what} is too long")))
+    }
+
     /// A bitmap of `len` bits, `ceil(len / 8)` bytes, with the padding bits clear.
     fn bitmap(&mut self, len: usize, what: &str) -> Result<&'a [u8]> {
         let start = self.offset();
@@ -724,7 +852,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// Decodes and validates one head payload that starts at stream offset `base`.
-fn decode_head(payload: &[u8], base: u64, header: &TraceHeader) -> Result<HeadTrace> {
+fn decode_head(payload: &[u8], base: u64, header: &TraceHeader, version: u16) -> Result<HeadTrace> {
     let nq = header.n_queries as usize;
     let nk = header.n_keys as usize;
     let mut c = Cursor {
@@ -813,6 +941,22 @@ fn decode_head(payload: &[u8], base: u64, header: &TraceHeader) -> Result<HeadTr
             .map_err(|m| trace_err(rec_off, format!("layer {layer} head {head} query {i}: {m}")))?;
         records.push(rec);
     }
+    let mut stats = HeadStats::default();
+    if version >= 2 {
+        let off = c.offset();
+        let n = c.varint("head statistics count")?;
+        if n > MAX_HEAD_STATS {
+            return Err(trace_err(
+                off,
+                format!("{n} head statistics, at most {MAX_HEAD_STATS}"),
+            ));
+        }
+        let mut v = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            v.push(c.varint64("head statistic")?);
+        }
+        stats = HeadStats::from_slice(&v);
+    }
     if c.pos != payload.len() {
         return Err(c.err(format!(
             "{} unused bytes at the end of the head payload",
@@ -827,6 +971,7 @@ fn decode_head(payload: &[u8], base: u64, header: &TraceHeader) -> Result<HeadTr
         key_valid,
         masks,
         records,
+        stats,
     };
     h.validate(header).map_err(|e| at_offset(e, base))?;
     Ok(h)
@@ -873,6 +1018,7 @@ pub struct TraceReader<R: Read> {
     max_blocks: u64,
     seen: HashSet<(u32, u32)>,
     state: ReadState,
+    version: u16,
 }
 
 /// Reads exactly `buf.len()` bytes at `*offset`; EOF becomes a "truncated" trace error.
@@ -929,11 +1075,11 @@ impl<R: Read> TraceReader<R> {
         let mut v = [0u8; 2];
         read_field(&mut r, &mut off, &mut v, "the version")?;
         let version = u16::from_le_bytes(v);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(trace_err(
                 8,
                 format!(
-                    "unsupported trace format version {version} (this reader supports version {FORMAT_VERSION})"
+                    "unsupported trace format version {version} (this reader supports versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})"
                 ),
             ));
         }
@@ -977,12 +1123,18 @@ impl<R: Read> TraceReader<R> {
             max_blocks,
             seen: HashSet::new(),
             state: ReadState::Blocks,
+            version,
         })
     }
 
     /// The validated file header.
     pub fn header(&self) -> &TraceHeader {
         &self.header
+    }
+
+    /// Format version of the stream.
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     /// Head blocks read so far.
@@ -1049,7 +1201,10 @@ impl<R: Read> TraceReader<R> {
         }
         let len_off = self.offset;
         let len = read_u32(&mut self.inner, &mut self.offset, "a head block length")?;
-        let (min, max) = (self.header.min_payload_len(), self.header.max_payload_len());
+        let (min, max) = (
+            self.header.min_payload_len(self.version),
+            self.header.max_payload_len(),
+        );
         if u64::from(len) < min || u64::from(len) > max {
             return Err(trace_err(
                 len_off,
@@ -1063,7 +1218,7 @@ impl<R: Read> TraceReader<R> {
         if crc != crc32fast::hash(&payload) {
             return Err(trace_err(crc_off, "head block checksum mismatch"));
         }
-        let head = decode_head(&payload, payload_off, &self.header)?;
+        let head = decode_head(&payload, payload_off, &self.header, self.version)?;
         if !self.seen.insert((head.layer, head.head)) {
             return Err(trace_err(
                 payload_off,
@@ -1226,6 +1381,8 @@ mod tests {
             bytes: KindBytes::default(),
             k_buffer_bytes: 0,
             v_buffer_bytes: 0,
+            locality_policy: crate::config::LocalityPolicy::Paper,
+            provenance: None,
         };
         let mut empty = HeadTrace {
             layer: 0,
@@ -1235,10 +1392,12 @@ mod tests {
             key_valid: BitVec::ones(20),
             masks: BitMatrix::zeros(3, 20),
             records: vec![QueryRecord::default(); 3],
+            stats: Default::default(),
         };
         let (mut out, mut scratch) = (Vec::new(), Vec::new());
         encode_head(&empty, &mut out, &mut scratch);
-        assert_eq!(out.len() as u64, h.min_payload_len());
+        // The writer appends six zero statistics (one byte each) after the count.
+        assert_eq!(out.len() as u64, h.min_payload_len(2) + 6);
         let big = u32::MAX / 2;
         for i in 0..3 {
             for k in 0..20 {

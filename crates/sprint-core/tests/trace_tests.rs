@@ -54,6 +54,8 @@ fn header(n_queries: u32, n_keys: u32) -> TraceHeader {
         },
         k_buffer_bytes: 1 << 16,
         v_buffer_bytes: 1 << 17,
+        locality_policy: sprint_core::config::LocalityPolicy::Paper,
+        provenance: None,
     }
 }
 
@@ -115,6 +117,7 @@ fn random_head(rng: &mut Rng, h: &TraceHeader, layer: u32, head: u32) -> HeadTra
         key_valid,
         masks,
         records,
+        stats: Default::default(),
     }
 }
 
@@ -151,9 +154,12 @@ fn trace_message(e: CoreError) -> String {
 }
 
 /// The file header alone (what `TraceWriter::new` writes).
+/// A file header announcing format version 1, whose head payloads (built by hand below)
+/// carry no statistics section.
 fn header_bytes(h: &TraceHeader) -> Vec<u8> {
     let mut b = TraceWriter::new(Vec::new(), h).unwrap().finish().unwrap();
     b.truncate(b.len() - 9);
+    b[8..10].copy_from_slice(&1u16.to_le_bytes());
     b
 }
 
@@ -362,6 +368,7 @@ fn slowly_changing_masks_compress() {
         key_valid: BitVec::ones(n as usize),
         masks,
         records,
+        stats: Default::default(),
     };
     let bytes = encode(&h, std::slice::from_ref(&head));
     let payload = first_payload(&bytes).len();
@@ -395,6 +402,7 @@ fn dense_random_rows_fall_back_to_raw() {
         key_valid: BitVec::ones(64),
         masks,
         records,
+        stats: Default::default(),
     };
     let bytes = encode(&h, std::slice::from_ref(&head));
     // 3 ids + 8 + 1 bitmap bytes + per query (record varints + tag + 8 raw bytes).
@@ -417,9 +425,10 @@ fn dense_random_rows_fall_back_to_raw() {
     };
     let first_tag = 3 + 8 + 1 + rec_len(&head.records[0]);
     assert_eq!(payload[first_tag], ROW_RAW);
+    // Version 2 ends with the statistics: a count and six varints (zero here).
     assert_eq!(
         payload.len(),
-        first_tag + 1 + 8 + rec_len(&head.records[1]) + 1 + 8
+        first_tag + 1 + 8 + rec_len(&head.records[1]) + 1 + 8 + 7
     );
     assert_eq!(decode(&bytes).unwrap().1, vec![head]);
 }
@@ -470,9 +479,11 @@ fn reader_is_fused_after_an_error() {
 #[test]
 fn unknown_version_is_rejected() {
     let (_, _, mut bytes) = small_trace();
-    bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+    bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
     let msg = trace_message(decode(&bytes).unwrap_err());
-    assert!(msg.contains("unsupported trace format version 2"), "{msg}");
+    assert!(msg.contains("unsupported trace format version 3"), "{msg}");
+    bytes[8..10].copy_from_slice(&0u16.to_le_bytes());
+    assert!(decode(&bytes).is_err());
 }
 
 #[test]
@@ -743,6 +754,7 @@ fn bytes_by_kind_sums_records() {
         query_valid: BitVec::from_indices(3, [0, 2]),
         key_valid: BitVec::ones(8),
         masks,
+        stats: Default::default(),
         records: vec![
             QueryRecord {
                 kept: 4,
@@ -791,4 +803,43 @@ fn bytes_by_kind_sums_records() {
         }
     );
     assert_eq!((fetched + reused).total(), fetched.total() + reused.total());
+}
+
+/// Version 2: head statistics and the provenance header round-trip; version-1 files still
+/// read, with zero statistics and the `residency-lru` policy they were made with.
+#[test]
+fn version_two_statistics_and_provenance_round_trip() {
+    let mut h = header(5, 40);
+    h.provenance = Some(sprint_core::trace::Provenance {
+        tool: "sprint test".into(),
+        config_toml: "[threshold]\nvalue = -inf\n".into(),
+        thresholds_toml: "per_head = [[-inf, 0.5]]\n".into(),
+        seed: 9,
+        recompute: "fixed-point".into(),
+    });
+    let mut rng = Rng(3);
+    let mut head = random_head(&mut rng, &h, 0, 0);
+    head.stats = sprint_core::trace::HeadStats {
+        audited: 1,
+        exact_kept: 123,
+        false_pruned: 4,
+        false_kept: 5,
+        score_saturated: u64::from(u32::MAX) + 7,
+        output_saturated: 1,
+    };
+    let mut w = TraceWriter::new(Vec::new(), &h).unwrap();
+    w.write_head(&head).unwrap();
+    let bytes = w.finish().unwrap();
+    let (h2, heads) = decode(&bytes).unwrap();
+    assert_eq!(h2, h);
+    assert_eq!(heads, vec![head]);
+    // The same header as a version-1 file without the new fields.
+    let mut json: serde_json::Value = serde_json::to_value(&h).unwrap();
+    json.as_object_mut().unwrap().remove("locality_policy");
+    json.as_object_mut().unwrap().remove("provenance");
+    let old: TraceHeader = serde_json::from_value(json).unwrap();
+    assert_eq!(
+        old.locality_policy,
+        sprint_core::config::LocalityPolicy::ResidencyLru
+    );
 }

@@ -162,6 +162,14 @@ pub struct VariantResult {
     pub softmax_fraction: f64,
     /// Visible (query, key) pairs over all layers and heads.
     pub visible_pairs: u64,
+    /// Comparator false-prune rate: pairs exact pruning at the same `Th` keeps that the
+    /// in-memory comparator pruned, over the pairs exact pruning keeps (SPRINT variants).
+    pub false_prune_rate: Option<f64>,
+    /// Comparator false-keep rate: pairs kept in memory that exact pruning drops, over the
+    /// visible pairs exact pruning drops (SPRINT variants).
+    pub false_keep_rate: Option<f64>,
+    /// Datapath statistics summed over layers and heads (audit counts, saturations).
+    pub datapath: sprint_core::trace::HeadStats,
     /// Kept pairs.
     pub kept_pairs: u64,
     /// Wall time of the evaluated forwards (tokenisation included), seconds.
@@ -609,6 +617,10 @@ impl Ctx<'_> {
                 (Some(base), Some(mut t)) => {
                     let p = trace_path(base, v, several);
                     t.header.workload = format!("{} {}", self.model.name, self.opts.task.name());
+                    t.header.provenance = Some(sprint_attention::summary::provenance(
+                        attn.config(),
+                        th.as_ref(),
+                    ));
                     let tmp = sprint_core::outfile::PendingFile::new(&p);
                     t.write(tmp.path()).map_err(|e| {
                         EvalError::Input(
@@ -630,6 +642,17 @@ impl Ctx<'_> {
                 kept_fraction: stats.kept_fraction(),
                 softmax_fraction: stats.softmax_fraction(),
                 visible_pairs: stats.visible,
+                false_prune_rate: (stats.datapath.audited == 1).then(|| {
+                    stats.datapath.false_pruned as f64 / stats.datapath.exact_kept.max(1) as f64
+                }),
+                false_keep_rate: (stats.datapath.audited == 1).then(|| {
+                    stats.datapath.false_kept as f64
+                        / stats
+                            .visible
+                            .saturating_sub(stats.datapath.exact_kept)
+                            .max(1) as f64
+                }),
+                datapath: stats.datapath,
                 kept_pairs: stats.kept,
                 seconds,
                 items_per_second: items as f64 / seconds.max(1e-9),

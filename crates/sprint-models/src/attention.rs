@@ -173,6 +173,7 @@ impl DenseAttention {
                     key_valid: valid_bits.clone(),
                     masks: masks.clone(),
                     records,
+                    stats: Default::default(),
                 }
             })
             .collect()
@@ -220,6 +221,7 @@ impl Attention for DenseAttention {
                 visible: pairs,
                 kept: pairs,
                 softmax_kept: pairs,
+                ..KeepStats::default()
             };
             let traces = rec
                 .wants_traces()
@@ -314,6 +316,7 @@ impl Attention for SprintAttention {
                 ..KeepStats::default()
             };
             for h in &run.heads {
+                stats.datapath += h.stats;
                 for r in &h.records {
                     stats.kept += u64::from(r.kept);
                     stats.softmax_kept += u64::from(r.softmax_kept);

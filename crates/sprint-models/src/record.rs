@@ -18,6 +18,8 @@ pub struct KeepStats {
     pub kept: u64,
     /// Pairs whose key entered the softmax (after the optional exact-score threshold).
     pub softmax_kept: u64,
+    /// Datapath statistics summed over heads: comparator audit and saturation counts.
+    pub datapath: sprint_core::trace::HeadStats,
 }
 
 impl KeepStats {
@@ -45,6 +47,7 @@ impl std::ops::AddAssign for KeepStats {
         self.visible += o.visible;
         self.kept += o.kept;
         self.softmax_kept += o.softmax_kept;
+        self.datapath += o.datapath;
     }
 }
 

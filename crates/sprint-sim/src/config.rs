@@ -13,9 +13,13 @@ use crate::sourced::Sourced;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReusePolicy {
-    /// SPRINT's locality engine: keep the current kept set resident, evict keys that just
-    /// became pruned first, then least recently used (sprint-attention's `LocalityEngine`).
+    /// SPRINT's locality engine (`sprint_core::locality`) with the policy of the trace being
+    /// replayed (its header's `locality_policy`), or the paper's rule (`reuse = P_t AND
+    /// P_(t-1)`) for generated workloads.
     Locality,
+    /// The residency-cache extension of the locality engine (evict just-pruned keys first,
+    /// then least recently used), whatever the trace says.
+    LocalityLru,
     /// No reuse: every query fetches every key it needs.
     None,
     /// A dense accelerator: when all of a head's K (and V) fit, each is fetched once;
@@ -28,6 +32,7 @@ impl ReusePolicy {
     pub fn name(self) -> &'static str {
         match self {
             ReusePolicy::Locality => "locality",
+            ReusePolicy::LocalityLru => "locality-lru",
             ReusePolicy::None => "none",
             ReusePolicy::WholeHead => "whole-head",
         }

@@ -21,8 +21,8 @@
 
 use std::collections::VecDeque;
 
-use sprint_attention::locality::LocalityEngine;
 use sprint_core::bits::words_for;
+use sprint_core::locality::LocalityEngine;
 
 use crate::config::{Design, ReusePolicy};
 use crate::keyset::KeySet;
@@ -72,6 +72,9 @@ pub struct HeadShape {
     pub causal: bool,
     /// This query head is the first of its K/V group and is charged the K/V writes.
     pub writes_kv: bool,
+    /// Policy of the `locality` reuse: the trace's (its header), `paper` for generated
+    /// workloads.
+    pub locality: sprint_core::config::LocalityPolicy,
 }
 
 /// Simulation of one head under one design.
@@ -116,8 +119,18 @@ impl<'d> HeadSim<'d> {
         let k_cap = d.k_capacity_keys(shape.head_dim);
         let v_cap = d.v_capacity_keys(shape.head_dim);
         let candidates = if d.skip_padding { key_valid.count() } else { n };
-        let engine =
-            (d.reuse == ReusePolicy::Locality).then(|| LocalityEngine::new(n, k_cap, v_cap));
+        let engine = match d.reuse {
+            ReusePolicy::Locality => {
+                Some(LocalityEngine::with_policy(n, k_cap, v_cap, shape.locality))
+            }
+            ReusePolicy::LocalityLru => Some(LocalityEngine::with_policy(
+                n,
+                k_cap,
+                v_cap,
+                sprint_core::config::LocalityPolicy::ResidencyLru,
+            )),
+            ReusePolicy::None | ReusePolicy::WholeHead => None,
+        };
         let w = words_for(n);
         Self {
             d,
@@ -217,7 +230,7 @@ impl<'d> HeadSim<'d> {
         let (k_src, v_src);
         let (k_fetched, k_reused, k_streamed, mut v_fetched, mut v_reused, mut v_streamed);
         match d.reuse {
-            ReusePolicy::Locality => {
+            ReusePolicy::Locality | ReusePolicy::LocalityLru => {
                 let engine = self.engine.as_mut().expect("locality engine");
                 diff_resident(
                     &self.row,

@@ -67,6 +67,7 @@ pub fn synth_head(
         head_dim: w.head_dim,
         causal: w.causal,
         writes_kv: head.is_multiple_of(group),
+        locality: sprint_core::config::LocalityPolicy::Paper,
     };
     let mut sims: Vec<HeadSim<'_>> = designs
         .iter()
@@ -132,6 +133,7 @@ pub fn trace_head(designs: &[Design], header: &TraceHeader, head: &HeadTrace) ->
         head_dim: header.head_dim,
         causal: header.causal,
         writes_kv: head.head.is_multiple_of(group),
+        locality: header.locality_policy,
     };
     let kv = Validity::from_words(n, head.key_valid.words());
     let mut sims: Vec<HeadSim<'_>> = designs
@@ -255,6 +257,8 @@ mod tests {
             },
             k_buffer_bytes: 8192,
             v_buffer_bytes: 8192,
+            locality_policy: sprint_core::config::LocalityPolicy::Paper,
+            provenance: None,
         }
     }
 

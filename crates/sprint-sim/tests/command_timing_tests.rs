@@ -90,6 +90,7 @@ fn one_sprint_query_exact_timing() {
         head_dim: 64,
         causal: false,
         writes_kv: false,
+        locality: sprint_core::config::LocalityPolicy::Paper,
     };
     let mut sim = HeadSim::new(&d, shape, Validity::Prefix(64));
     sim.query(0, true, Some(&[1u64]), 1);
@@ -110,6 +111,7 @@ fn no_bypass_waits_for_misses() {
         head_dim: 64,
         causal: false,
         writes_kv: false,
+        locality: sprint_core::config::LocalityPolicy::Paper,
     };
     let mut sim = HeadSim::new(&d, shape, Validity::Prefix(64));
     sim.query(0, true, Some(&[1u64]), 1);

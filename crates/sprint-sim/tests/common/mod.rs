@@ -83,6 +83,8 @@ pub fn trace_bytes(w: &ModelWorkload, st: &WorkloadStats) -> Vec<u8> {
         },
         k_buffer_bytes: 8192,
         v_buffer_bytes: 8192,
+        locality_policy: sprint_core::config::LocalityPolicy::Paper,
+        provenance: None,
     };
     let mut wr = TraceWriter::new(Vec::new(), &header).expect("header");
     for l in 0..w.layers {
@@ -117,6 +119,7 @@ pub fn trace_bytes(w: &ModelWorkload, st: &WorkloadStats) -> Vec<u8> {
                 key_valid: BitVec::from_indices(n, 0..valid),
                 masks,
                 records,
+                stats: Default::default(),
             };
             wr.write_head(&head).expect("valid head");
         }

@@ -6,7 +6,16 @@
 //! kept key whether it is already on chip (*reused*) or must be moved from main memory
 //! (*fetched*), and which resident keys to evict to make room.
 //!
-//! # Policy (the paper does not publish one; this is design decision D)
+//! # Policy `paper` (the default, [`LocalityPolicy::Paper`])
+//!
+//! The paper's SLD engine compares consecutive pruning vectors: `fetch = P_t AND NOT
+//! P_(t-1)`, `reuse = P_t AND P_(t-1)`, `evict = P_(t-1) AND NOT P_t`. The buffer holds what
+//! fitted of the previous kept set: with `R_(t-1)` the retained part, `reused =
+//! |P_t ∩ R_(t-1)|`, every other key of `P_t` is fetched, the keys of `R_(t-1)` outside `P_t`
+//! are dropped, and fetched keys fill the free slots in ascending key order; the rest stream
+//! through (`streamed`). When `P_(t-1)` fitted, this is exactly the paper's rule.
+//!
+//! # Policy `residency-lru` (an extension, [`LocalityPolicy::ResidencyLru`])
 //!
 //! For each buffer of capacity `C` keys and the current kept set `P_t`:
 //!
@@ -38,9 +47,10 @@
 //! have the same (effective) capacity they evolve identically, so only one table is
 //! simulated and its counts are reported for both.
 
-use sprint_core::bits::iter_ones;
-use sprint_core::bits::words_for;
-use sprint_core::trace::QueryRecord;
+use crate::bits::iter_ones;
+use crate::bits::words_for;
+use crate::config::LocalityPolicy;
+use crate::trace::QueryRecord;
 
 /// Marker for "no slot" in [`ResidencyTable`]'s key-to-slot array and "no key" in its
 /// slot-to-key array.
@@ -151,7 +161,17 @@ impl ResidencyTable {
 
     /// Serves kept set `kept` (with `kept_count` set bits, non-zero) at query clock `now`,
     /// given the previous kept set `prev`.
-    fn serve(&mut self, kept: &[u64], prev: &[u64], kept_count: u32, now: u64) -> BufferStep {
+    fn serve(
+        &mut self,
+        kept: &[u64],
+        prev: &[u64],
+        kept_count: u32,
+        now: u64,
+        policy: LocalityPolicy,
+    ) -> BufferStep {
+        if policy == LocalityPolicy::Paper {
+            self.drop_outside(kept);
+        }
         let reused: u32 = kept
             .iter()
             .zip(&self.resident)
@@ -206,6 +226,19 @@ impl ResidencyTable {
         }
     }
 
+    /// Evicts every resident key outside `kept` (the paper's rule: the buffer only ever
+    /// holds keys of the current kept set).
+    fn drop_outside(&mut self, kept: &[u64]) {
+        for wi in 0..kept.len() {
+            let mut out = self.resident[wi] & !kept[wi];
+            while out != 0 {
+                let key = wi * 64 + out.trailing_zeros() as usize;
+                out &= out - 1;
+                self.evict(key);
+            }
+        }
+    }
+
     /// Evicts up to `n` resident keys that just became pruned (in `prev`, not in `kept`),
     /// lowest key first. Returns how many evictions are still needed.
     fn evict_just_pruned(&mut self, kept: &[u64], prev: &[u64], mut n: usize) -> usize {
@@ -255,6 +288,7 @@ impl ResidencyTable {
 #[derive(Clone, Debug)]
 pub struct LocalityEngine {
     n_keys: usize,
+    policy: LocalityPolicy,
     /// Kept set of the last non-empty query (all zero before the first one).
     prev: Vec<u64>,
     /// Non-empty queries served so far (the LRU clock).
@@ -266,20 +300,39 @@ pub struct LocalityEngine {
 }
 
 impl LocalityEngine {
-    /// Engine for heads of `n_keys` keys, with a key buffer of `k_capacity` keys and a value
-    /// buffer of `v_capacity` keys (either may be 0). Panics if `n_keys >= u32::MAX`.
+    /// Residency-cache engine ([`LocalityPolicy::ResidencyLru`]) for heads of `n_keys` keys,
+    /// with a key buffer of `k_capacity` keys and a value buffer of `v_capacity` keys (either
+    /// may be 0). Panics if `n_keys >= u32::MAX`.
     pub fn new(n_keys: usize, k_capacity: usize, v_capacity: usize) -> Self {
+        Self::with_policy(n_keys, k_capacity, v_capacity, LocalityPolicy::ResidencyLru)
+    }
+
+    /// Engine of `policy` for heads of `n_keys` keys, with a key buffer of `k_capacity` keys
+    /// and a value buffer of `v_capacity` keys (either may be 0). Panics if
+    /// `n_keys >= u32::MAX`.
+    pub fn with_policy(
+        n_keys: usize,
+        k_capacity: usize,
+        v_capacity: usize,
+        policy: LocalityPolicy,
+    ) -> Self {
         assert!(n_keys < NONE as usize, "n_keys {n_keys} too large");
         let key = ResidencyTable::new(n_keys, k_capacity);
         let value = (v_capacity.min(n_keys) != key.capacity())
             .then(|| ResidencyTable::new(n_keys, v_capacity));
         Self {
             n_keys,
+            policy,
             prev: vec![0; words_for(n_keys)],
             queries: 0,
             key,
             value,
         }
+    }
+
+    /// The policy this engine follows.
+    pub fn policy(&self) -> LocalityPolicy {
+        self.policy
     }
 
     /// Keys per head.
@@ -339,9 +392,9 @@ impl LocalityEngine {
             return (BufferStep::default(), BufferStep::default());
         }
         let now = self.queries;
-        let k = self.key.serve(kept_row, &self.prev, kept, now);
+        let k = self.key.serve(kept_row, &self.prev, kept, now, self.policy);
         let v = match &mut self.value {
-            Some(table) => table.serve(kept_row, &self.prev, kept, now),
+            Some(table) => table.serve(kept_row, &self.prev, kept, now, self.policy),
             None => k,
         };
         self.prev.copy_from_slice(kept_row);

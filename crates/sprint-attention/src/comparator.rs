@@ -1,0 +1,135 @@
+//! The 1-bit analog comparators of one crossbar read: which keys survive in-memory pruning.
+//!
+//! Every bitline integrates the score of one key; its comparator compares it with the
+//! reference `Th'` (the threshold mapped into score steps, minus the margin). With
+//! [`MsbBiasCorrection::QuerySum`](sprint_core::config::MsbBiasCorrection) the reference of
+//! each read is lowered by the expected contribution of the unseen `K_LSB` bits,
+//! `lsb_mean * sum(q_dac)` steps, so the comparison is unbiased. A noisy read adds
+//! `read_sigma * z_j` to key `j`'s score, with `z_j` a counter-based normal of the read's
+//! stream (the same draw whatever keys are evaluated).
+
+use crate::noise::counter_normal;
+
+/// The comparators of one read.
+#[derive(Clone, Copy, Debug)]
+pub struct Comparator {
+    /// Reference `Th'` in score steps for this read (`-inf` keeps everything), bias
+    /// correction included.
+    pub threshold: f64,
+    /// Read-noise sigma in score steps (0 = noiseless).
+    pub read_sigma: f64,
+    /// Keys farther than this many sigmas from the threshold are decided without their draw.
+    pub tail_sigmas: f64,
+    /// Key of the read's noise stream (see [`crate::noise::stream_key`]).
+    pub noise_key: u64,
+}
+
+impl Comparator {
+    /// The analog score of key `j` as the bitline holds it: `score + offset + noise`, in
+    /// steps (used by SPRINT without recompute, which reads the scores out).
+    pub fn analog_score(&self, score: f32, offsets: &[f32], j: usize) -> f64 {
+        let mut s = f64::from(score);
+        if let Some(o) = offsets.get(j) {
+            s += f64::from(*o);
+        }
+        if self.read_sigma > 0.0 {
+            s += self.read_sigma * counter_normal(self.noise_key, j as u64);
+        }
+        s
+    }
+
+    /// Clears in `out` (packed words holding the visible keys) every key whose analog score
+    /// stays below the reference. `scores[j]` is key `j`'s noiseless score in steps,
+    /// `offsets` the crossbar's comparator offsets (or empty).
+    pub fn decide(&self, scores: &[f32], offsets: &[f32], out: &mut [u64]) {
+        if self.threshold == f64::NEG_INFINITY {
+            return;
+        }
+        let t = self.threshold;
+        if self.read_sigma == 0.0 && offsets.is_empty() {
+            decide_noiseless(scores, t, out);
+            return;
+        }
+        let band = self.tail_sigmas * self.read_sigma;
+        for (wi, word) in out.iter_mut().enumerate() {
+            let mut w = *word;
+            let mut keep = 0u64;
+            while w != 0 {
+                let b = w.trailing_zeros() as usize;
+                w &= w - 1;
+                let j = wi * 64 + b;
+                let mut s = f64::from(scores[j]);
+                if let Some(o) = offsets.get(j) {
+                    s += f64::from(*o);
+                }
+                let kept = if self.read_sigma > 0.0 && (s - t).abs() <= band {
+                    s + self.read_sigma * counter_normal(self.noise_key, j as u64) >= t
+                } else {
+                    s >= t
+                };
+                keep |= u64::from(kept) << b;
+            }
+            *word = keep;
+        }
+    }
+}
+
+/// Noiseless comparator over whole words: `s >= t` evaluated in f32 against the smallest f32
+/// not below `t`, which decides every f32 score exactly as the f64 comparison would.
+fn decide_noiseless(scores: &[f32], t: f64, out: &mut [u64]) {
+    let mut t32 = t as f32;
+    if f64::from(t32) < t {
+        t32 = t32.next_up();
+    }
+    for (wi, word) in out.iter_mut().enumerate() {
+        if *word == 0 {
+            continue;
+        }
+        let lo = wi * 64;
+        let chunk = &scores[lo..(lo + 64).min(scores.len())];
+        let mut keep = 0u64;
+        for (b, &s) in chunk.iter().enumerate() {
+            keep |= u64::from(s >= t32) << b;
+        }
+        *word &= keep;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noiseless_rule() {
+        let c = Comparator {
+            threshold: 2.5,
+            read_sigma: 0.0,
+            tail_sigmas: 8.0,
+            noise_key: 0,
+        };
+        let scores = [1.0f32, 2.5, 3.0, 2.4999];
+        let mut out = [0b1111u64];
+        c.decide(&scores, &[], &mut out);
+        assert_eq!(out[0], 0b0110);
+        let mut out = [0b1011u64];
+        c.decide(&scores, &[0.0, 0.0, 0.0, 1.0], &mut out);
+        assert_eq!(out[0], 0b1010);
+    }
+
+    #[test]
+    fn noisy_decision_uses_the_same_draw_as_the_score() {
+        let c = Comparator {
+            threshold: 0.0,
+            read_sigma: 1.0,
+            tail_sigmas: 8.0,
+            noise_key: 99,
+        };
+        let scores = vec![0.0f32; 256];
+        let mut out = [u64::MAX; 4];
+        c.decide(&scores, &[], &mut out);
+        for j in 0..256 {
+            let kept = out[j / 64] >> (j % 64) & 1 == 1;
+            assert_eq!(kept, c.analog_score(0.0, &[], j) >= 0.0, "key {j}");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The V-PU of a CORELET: the weighted sum of the kept values (8b x 8b products) and the
+//! signed `output_bits`-bit output, for both softmax organisations (see [`crate::softmax`]).
+//!
+//! Products and sums of integers are exact in the float types used here (f32 below 2^24 for
+//! the per-key datapath, f64 below 2^53 for the deferred one), so these functions compute the
+//! integer datapath bit for bit.
+
+/// Fractional bits of the deferred output code in V steps: `output_bits - 8`, so that the
+/// largest convex combination of 8-bit values (127) fits the signed output.
+pub fn deferred_output_frac_bits(output_bits: u32) -> u32 {
+    output_bits - 8
+}
+
+/// Deferred normalisation: `acc = sum_j w_j v_j` over `keys` (exact), then each output element
+/// is `round(acc * 2^F / sum)` (half away from zero), saturated to `output_bits` signed bits
+/// and written to `dst` in real units (`v_scale / 2^F` per step). Returns the number of
+/// saturated elements. `v8` holds every key's value codes, `d` per key.
+#[allow(clippy::too_many_arguments)]
+pub fn deferred(
+    keys: &[usize],
+    weights: &[u64],
+    sum: u64,
+    v8: &[f64],
+    v_scale: f32,
+    output_bits: u32,
+    acc: &mut [f64],
+    dst: &mut [f32],
+) -> u64 {
+    let d = dst.len();
+    acc.fill(0.0);
+    for (&j, &w) in keys.iter().zip(weights) {
+        let w = w as f64;
+        for (a, &x) in acc.iter_mut().zip(&v8[j * d..(j + 1) * d]) {
+            *a += w * x;
+        }
+    }
+    let frac = deferred_output_frac_bits(output_bits);
+    let scale = f64::from(1u32 << frac) / sum as f64;
+    let hi = ((1i64 << (output_bits - 1)) - 1) as f64;
+    let unit = v_scale / (1u32 << frac) as f32;
+    let mut saturated = 0u64;
+    for (o, &a) in dst.iter_mut().zip(acc.iter()) {
+        let x = a * scale;
+        let code = (x + 0.5f64.copysign(x)).trunc();
+        let clamped = code.clamp(-hi - 1.0, hi);
+        saturated += u64::from(clamped != code);
+        *o = clamped as f32 * unit;
+    }
+    saturated
+}
+
+/// The literal per-key datapath: `acc = sum_j p_j v_j` with `p_j` probability codes of
+/// `prob_bits` fractional bits, the low bits that do not fit the `output_bits` output dropped
+/// (round half up) and the result saturated; written to `dst` in real units. Returns the
+/// number of saturated elements. `v8` holds every key's value codes, `d` per key.
+#[allow(clippy::too_many_arguments)]
+pub fn per_key(
+    keys: &[usize],
+    probs: &[u32],
+    prob_bits: u32,
+    v8: &[f32],
+    v_scale: f32,
+    output_bits: u32,
+    acc: &mut [f32],
+    dst: &mut [f32],
+) -> u64 {
+    let d = dst.len();
+    acc.fill(0.0);
+    // Integer products and sums below 2^24 are exact in f32 (|sum| <= (2^P + n/2) * 127).
+    for (&j, &p) in keys.iter().zip(probs) {
+        let p = p as f32;
+        for (a, &x) in acc.iter_mut().zip(&v8[j * d..(j + 1) * d]) {
+            *a += p * x;
+        }
+    }
+    // |acc| < 2^(P+7) + n * 64: drop the low bits that do not fit the W-bit output, round half
+    // up, and saturate.
+    let shift = (prob_bits + 8).saturating_sub(output_bits);
+    let hi = (1i64 << (output_bits - 1)) - 1;
+    let unit = v_scale * (2f32).powi(shift as i32 - prob_bits as i32);
+    let mut saturated = 0u64;
+    for (o, &a) in dst.iter_mut().zip(acc.iter()) {
+        let a = a as i64;
+        let code = if shift == 0 {
+            a
+        } else {
+            (a + (1i64 << (shift - 1))) >> shift
+        };
+        let clamped = code.clamp(-hi - 1, hi);
+        saturated += u64::from(clamped != code);
+        *o = clamped as f32 * unit;
+    }
+    saturated
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferred_is_the_weighted_mean() {
+        // Two keys, weights 3 and 1: (3 * 100 + 1 * -20) / 4 = 70 V steps.
+        let v8 = [100.0f64, -20.0];
+        let mut acc = [0f64; 1];
+        let mut out = [0f32; 1];
+        let sat = deferred(&[0, 1], &[3, 1], 4, &v8, 0.5, 16, &mut acc, &mut out);
+        assert_eq!(sat, 0);
+        assert_eq!(out[0], 35.0);
+        // A sum truncated below the true one scales up and saturates an 8-bit output.
+        let sat = deferred(
+            &[0],
+            &[1 << 16],
+            1 << 15,
+            &[127.0],
+            1.0,
+            8,
+            &mut acc,
+            &mut out,
+        );
+        assert_eq!(sat, 1);
+        assert_eq!(out[0], 127.0);
+    }
+}
