@@ -115,7 +115,7 @@ pub fn program_crossbar(
     layer: usize,
     kv_head: usize,
 ) -> Crossbar {
-    let d = if n_keys == 0 { 0 } else { k_msb.len() / n_keys };
+    let d = k_msb.len().checked_div(n_keys).unwrap_or(0);
     let mut weights: Vec<f32> = k_msb.iter().map(|&w| f32::from(w)).collect();
     let mut read_back = Vec::new();
     if !noise.cells_ideal() {

@@ -41,7 +41,7 @@ pub fn split_key_bits(k: i8, msb_bits: u32) -> (i8, u8) {
     debug_assert!((1..=8).contains(&msb_bits));
     let lsb_bits = 8 - msb_bits;
     let msb = k >> lsb_bits;
-    let lsb = ((k as u8) & ((1u16 << lsb_bits) - 1) as u8) as u8;
+    let lsb = (k as u8) & ((1u16 << lsb_bits) - 1) as u8;
     (msb, lsb)
 }
 

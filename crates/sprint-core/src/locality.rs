@@ -229,8 +229,8 @@ impl ResidencyTable {
     /// Evicts every resident key outside `kept` (the paper's rule: the buffer only ever
     /// holds keys of the current kept set).
     fn drop_outside(&mut self, kept: &[u64]) {
-        for wi in 0..kept.len() {
-            let mut out = self.resident[wi] & !kept[wi];
+        for (wi, &k) in kept.iter().enumerate() {
+            let mut out = self.resident[wi] & !k;
             while out != 0 {
                 let key = wi * 64 + out.trailing_zeros() as usize;
                 out &= out - 1;
