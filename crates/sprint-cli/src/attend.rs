@@ -110,9 +110,15 @@ pub const BYTES_PER_PAIR_IN_FLIGHT: u64 = 10;
 /// within it. Bytes.
 pub const ATTEND_WORKING_BYTES: u64 = 1 << 30;
 
+/// Most timed passes `--repeat` may ask for (each is a full run over the input).
+pub const MAX_REPEAT: usize = 1000;
+
 /// Runs `sprint attend`.
 pub fn run(a: Args) -> Result<()> {
     let threads = sprint_core::outfile::check_threads(a.threads)?;
+    if a.repeat > MAX_REPEAT {
+        bail!("--repeat {}: at most {MAX_REPEAT} timed passes", a.repeat);
+    }
     let cfg = load_config(&a)?;
     let out_is_npy = a.out.extension().is_some_and(|e| e == "npy");
     if !out_is_npy && a.out.extension().is_none_or(|e| e != "safetensors") {

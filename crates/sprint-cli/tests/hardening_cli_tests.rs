@@ -218,6 +218,19 @@ fn row03_thread_counts_over_the_limit_are_refused() {
             "100000",
         ],
     ];
+    let e = refuse(
+        d.path(),
+        &[
+            "attend",
+            "--input",
+            "in.safetensors",
+            "--out",
+            "o.safetensors",
+            "--repeat",
+            "1000000",
+        ],
+    );
+    assert!(e.contains("--repeat 1000000: at most 1000"), "{e}");
     for args in cases {
         let e = refuse(d.path(), args);
         assert!(
