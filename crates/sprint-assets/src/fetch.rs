@@ -624,7 +624,13 @@ pub fn status(cache: &Cache, asset: Asset, verify: bool) -> AssetStatus {
     st
 }
 
-fn check_files(dir: &Path, entries: &[marker::ManifestEntry], verify: bool) -> Result<(), String> {
+/// Checks the extracted files of `entries` in `dir`: sizes, and sha256 with `verify`.
+/// The error names the file and the problem.
+pub(crate) fn check_files(
+    dir: &Path,
+    entries: &[marker::ManifestEntry],
+    verify: bool,
+) -> Result<(), String> {
     for e in entries {
         let p = dir.join(&e.path);
         let size = match std::fs::metadata(&p) {

@@ -510,3 +510,47 @@ fn empty_apt_lists_are_detected_and_the_error_says_apt_get_update() {
     .to_string();
     assert!(e.contains("run `apt-get update`"), "{e}");
 }
+
+/// Issue #11 row 11: a command opening a damaged asset (a file deleted, truncated or
+/// replaced) refuses it and names `sprint assets fetch --force`, instead of running on it.
+#[test]
+fn require_refuses_a_damaged_asset_and_names_the_fix() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::new(t.path());
+    let dir = cache.dir(Asset::MobyDick);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("data.txt"), b"call me ishmael").unwrap();
+    let (sha, size) = extract::sha256_file(&dir.join("data.txt")).unwrap();
+    let header = marker::MarkerHeader {
+        asset: "moby-dick".into(),
+        package: "x".into(),
+        package_file: "x".into(),
+        sha256: Asset::MobyDick.package().sha256.into(),
+        files: 1,
+        bytes: size,
+    };
+    let entry = marker::ManifestEntry {
+        path: "data.txt".into(),
+        size,
+        sha256: sha,
+    };
+    marker::write(&dir, &header, &[entry]).unwrap();
+    assert!(cache.require(Asset::MobyDick).is_ok());
+    // Same size, random bytes: a small asset is hashed in full at open.
+    std::fs::write(dir.join("data.txt"), b"\x8f\x01zq\xee\x00\x13\x37abcdefg").unwrap();
+    let e = cache.require(Asset::MobyDick).unwrap_err().to_string();
+    assert!(e.contains("damaged") && e.contains("data.txt"), "{e}");
+    assert!(e.contains("sprint assets fetch --force moby-dick"), "{e}");
+    // Truncated.
+    std::fs::write(dir.join("data.txt"), b"call").unwrap();
+    let e = cache
+        .require_file(Asset::MobyDick, "data.txt")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("4 bytes, expected 15"), "{e}");
+    assert!(e.contains("--force moby-dick"), "{e}");
+    // Deleted.
+    std::fs::remove_file(dir.join("data.txt")).unwrap();
+    let e = cache.require(Asset::MobyDick).unwrap_err().to_string();
+    assert!(e.contains("--force moby-dick"), "{e}");
+}

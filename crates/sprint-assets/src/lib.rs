@@ -131,6 +131,15 @@ pub enum AssetError {
         /// The file.
         path: PathBuf,
     },
+    /// An extracted file of a present asset has the wrong size (or, for small assets,
+    /// the wrong sha256): it was truncated, replaced or edited after the fetch.
+    #[error("asset `{id}` is damaged: {problem}; re-fetch with `sprint assets fetch --force {id}`")]
+    Damaged {
+        /// Asset identifier.
+        id: &'static str,
+        /// The file and what is wrong with it.
+        problem: String,
+    },
     /// An asset identifier that `sprint` does not know.
     #[error("unknown asset `{given}`; known assets: {known}")]
     UnknownAsset {
@@ -249,6 +258,11 @@ impl AssetError {
     }
 }
 
+/// Assets of at most this many extracted bytes are sha256-checked in full each time a
+/// command opens them ([`Cache::require`]); larger ones (the models) only by file sizes,
+/// and in full by `sprint assets status --verify`. Bytes.
+pub const VERIFY_AT_OPEN_BYTES: u64 = 32 << 20;
+
 /// The asset cache folder.
 #[derive(Clone, Debug)]
 pub struct Cache {
@@ -302,16 +316,26 @@ impl Cache {
         self.root.join(".staging")
     }
 
-    /// Folder of `asset`, or an error naming the command that fetches it.
+    /// Folder of `asset`, or an error naming the command that fetches it. What is used is
+    /// checked cheaply first: every file of the manifest must have its recorded size, and
+    /// an asset of at most [`VERIFY_AT_OPEN_BYTES`] (the data sets) is hashed in full
+    /// against the manifest; a damaged asset is an error naming `sprint assets fetch --force`.
     pub fn require(&self, asset: Asset) -> Result<PathBuf, AssetError> {
-        if self.is_present(asset) {
-            Ok(self.dir(asset))
-        } else {
-            Err(AssetError::Missing {
+        if !self.is_present(asset) {
+            return Err(AssetError::Missing {
                 id: asset.id(),
                 cache: self.root.clone(),
-            })
+            });
         }
+        let dir = self.dir(asset);
+        let damaged = |problem: String| AssetError::Damaged {
+            id: asset.id(),
+            problem,
+        };
+        let (header, entries) = marker::read(&dir).map_err(|e| damaged(e.to_string()))?;
+        fetch::check_files(&dir, &entries, header.bytes <= VERIFY_AT_OPEN_BYTES)
+            .map_err(damaged)?;
+        Ok(dir)
     }
 
     /// Path of `file` inside `asset`, checked to exist.

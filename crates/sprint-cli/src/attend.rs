@@ -8,11 +8,13 @@ use comfy_table::Table;
 use sprint_attention::summary::{RunSummary, error_stats, provenance, trace_header};
 use sprint_attention::{dense, run_layer};
 use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
+use sprint_core::outfile::PendingFile;
 
 use crate::io::{load_input, npy_bytes, safetensors_bytes, write_atomic};
 
 /// Arguments of `sprint attend`.
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// Q/K/V: a .safetensors file with tensors q, k, v (and optional valid), or a folder
     /// with q.npy, k.npy, v.npy (and optional valid.npy). Shapes [heads, seq, head_dim]
@@ -59,7 +61,7 @@ pub struct Args {
 
 fn load_config(a: &Args) -> Result<AttentionConfig> {
     let mut cfg = match &a.config {
-        Some(p) => AttentionConfig::from_file(p)?,
+        Some(p) => crate::io::read_attention_config(p)?,
         None => AttentionConfig::default(),
     };
     if let Some(v) = &a.variant {
@@ -89,8 +91,34 @@ fn load_config(a: &Args) -> Result<AttentionConfig> {
     Ok(cfg)
 }
 
+/// Largest `n_queries x n_keys` of one head that `sprint attend` accepts (query-key pairs):
+/// a head being computed holds about [`BYTES_PER_PAIR_IN_FLIGHT`] bytes per pair of scores
+/// and masks, so 2^26 pairs (8192 x 8192) is about 640 MiB. Pairs.
+pub const MAX_HEAD_PAIRS: u64 = 1 << 26;
+
+/// Largest `layers x heads x n_queries x n_keys` of one input (query-key pairs): the kept
+/// bit of every pair stays in memory for the trace and the summary, 2^31 bits = 256 MiB.
+/// Pairs.
+pub const MAX_ATTEND_PAIRS: u64 = 1 << 31;
+
+/// Measured working memory of one head in flight, per query-key pair (scores, bit masks,
+/// dense reference); bytes.
+pub const BYTES_PER_PAIR_IN_FLIGHT: u64 = 10;
+
+/// Memory the heads computed in parallel may take together; the worker count is lowered
+/// (never below 1) so that `workers x n_queries x n_keys x BYTES_PER_PAIR_IN_FLIGHT` stays
+/// within it. Bytes.
+pub const ATTEND_WORKING_BYTES: u64 = 1 << 30;
+
+/// Most timed passes `--repeat` may ask for (each is a full run over the input).
+pub const MAX_REPEAT: usize = 1000;
+
 /// Runs `sprint attend`.
 pub fn run(a: Args) -> Result<()> {
+    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    if a.repeat > MAX_REPEAT {
+        bail!("--repeat {}: at most {MAX_REPEAT} timed passes", a.repeat);
+    }
     let cfg = load_config(&a)?;
     let out_is_npy = a.out.extension().is_some_and(|e| e == "npy");
     if !out_is_npy && a.out.extension().is_none_or(|e| e != "safetensors") {
@@ -99,8 +127,24 @@ pub fn run(a: Args) -> Result<()> {
             a.out.display()
         );
     }
+    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("--input", &a.input)];
+    if let Some(c) = &a.config {
+        inputs.push(("--config", c));
+    }
+    if let Some(f) = &cfg.threshold.file {
+        inputs.push(("threshold.file", f));
+    }
+    let mut outputs: Vec<(&str, &std::path::Path)> = vec![("--out", &a.out)];
+    if let Some(t) = &a.trace {
+        outputs.push(("--trace", t));
+    }
+    sprint_core::outfile::check_outputs(&inputs, &outputs)?;
+
     let loaded = load_input(&a.input)?;
-    let shape = loaded.layers[0].validate()?;
+    let Some(first) = loaded.layers.first() else {
+        bail!("{}: the input holds 0 layers", a.input.display());
+    };
+    let shape = first.validate()?;
     for (l, layer) in loaded.layers.iter().enumerate() {
         if layer.validate()? != shape {
             bail!(
@@ -109,10 +153,37 @@ pub fn run(a: Args) -> Result<()> {
             );
         }
     }
+    let head_pairs = shape.n_queries as u64 * shape.n_keys as u64;
+    if head_pairs > MAX_HEAD_PAIRS {
+        bail!(
+            "{}: {} queries x {} keys = {head_pairs} query-key pairs per head exceeds the limit of {MAX_HEAD_PAIRS} (memory grows with queries x keys, about {BYTES_PER_PAIR_IN_FLIGHT} bytes per pair; docs/limits.md)",
+            a.input.display(),
+            shape.n_queries,
+            shape.n_keys
+        );
+    }
+    let pairs = head_pairs
+        .saturating_mul(loaded.layers.len() as u64)
+        .saturating_mul(shape.heads as u64);
+    if pairs > MAX_ATTEND_PAIRS {
+        bail!(
+            "{}: {} layer(s) x {} heads x {} queries x {} keys = {pairs} query-key pairs exceeds the limit of {MAX_ATTEND_PAIRS} (one kept bit per pair is held for the trace; split the input into several runs; docs/limits.md)",
+            a.input.display(),
+            loaded.layers.len(),
+            shape.heads,
+            shape.n_queries,
+            shape.n_keys
+        );
+    }
+    let all_cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let wanted = if threads == 0 { all_cores } else { threads };
+    let by_memory = (ATTEND_WORKING_BYTES / (head_pairs * BYTES_PER_PAIR_IN_FLIGHT).max(1)).max(1);
+    let threads = wanted.min(usize::try_from(by_memory).unwrap_or(usize::MAX));
+    sprint_core::shape_check::check_config_fits(&cfg, shape.heads, shape.kv_heads, shape.head_dim)?;
     let n_layers = loaded.layers.len();
     let thresholds = cfg.thresholds(n_layers, shape.heads)?;
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads)
+        .num_threads(threads)
         .build()
         .context("cannot start worker threads")?;
 
@@ -150,13 +221,31 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         safetensors_bytes(&[("out", dims, &output)])?
     };
-    if let Some(trace) = &a.trace {
-        let mut header = trace_header(&cfg, &shape, n_layers, &a.input.display().to_string());
-        header.provenance = Some(provenance(&cfg, Some(&thresholds)));
-        let heads: Vec<_> = runs.iter().flat_map(|r| r.heads.iter()).collect();
-        sprint_core::trace::write_trace(trace, &header, heads)?;
-    }
+    // Both outputs or neither: the trace is staged (a registered temporary file, removed
+    // on error or signal) and renamed into place only once the output is written.
+    let staged = match &a.trace {
+        Some(trace) => {
+            let mut header = trace_header(&cfg, &shape, n_layers, &a.input.display().to_string());
+            header.provenance = Some(provenance(&cfg, Some(&thresholds)));
+            let heads: Vec<_> = runs.iter().flat_map(|r| r.heads.iter()).collect();
+            let staged = PendingFile::new(trace);
+            sprint_core::trace::write_trace(staged.path(), &header, heads).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}",
+                    e.to_string().replace(
+                        &staged.path().display().to_string(),
+                        &trace.display().to_string()
+                    )
+                )
+            })?;
+            Some((staged, trace))
+        }
+        None => None,
+    };
     write_atomic(&a.out, |f| Ok(f.write_all(&bytes)?))?;
+    if let Some((staged, trace)) = staged {
+        staged.persist(trace)?;
+    }
 
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -13,6 +13,7 @@ use sprint_eval::tasks::TaskKind;
 
 /// Arguments of `sprint eval`.
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// Model: `minilm`, `smollm2` (from the asset cache), or a path (GGUF file or Hugging
     /// Face checkpoint folder).
@@ -115,7 +116,7 @@ fn options(a: &Args) -> Result<EvalOptions> {
         bail!("--dump-windows applies to the perplexity tasks only");
     }
     let mut cfg = match &a.config {
-        Some(p) => AttentionConfig::from_file(p)?,
+        Some(p) => crate::io::read_attention_config(p)?,
         None => AttentionConfig::default(),
     };
     if let Some(r) = &a.recompute {
@@ -144,16 +145,44 @@ fn options(a: &Args) -> Result<EvalOptions> {
             items: a.calib,
         }
     };
+    if let ThresholdChoice::Calibrate { .. } = opts.thresholds {
+        if a.calib == Some(0) {
+            bail!("--calib 0: give at least 1 calibration item");
+        }
+    } else {
+        for (given, flag) in [
+            (a.per_head, "--per-head"),
+            (a.calib.is_some(), "--calib"),
+            (a.save_thresholds.is_some(), "--save-thresholds"),
+        ] {
+            if given {
+                bail!(
+                    "{flag} applies to calibration only; the thresholds come from {}",
+                    if a.thresholds.is_some() {
+                        "--thresholds"
+                    } else {
+                        "--config"
+                    }
+                );
+            }
+        }
+    }
+    if a.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
     opts.attention = cfg;
     Ok(opts)
 }
 
 /// Runs `sprint eval`.
 pub fn run(a: Args) -> Result<()> {
+    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    check_paths(&a, None)?;
     let opts = options(&a)?;
+    check_paths(&a, opts.attention.threshold.file.as_deref())?;
     let cache = sprint_assets::Cache::from_env();
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads)
+        .num_threads(threads)
         .build()
         .context("cannot start worker threads")?;
     let bar = crate::progress::bar(0, "");
@@ -175,6 +204,48 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         print_report(&report);
     }
+    Ok(())
+}
+
+/// Checks every output path before the model is loaded: creatable, and distinct from the
+/// inputs and from each other (`--trace` expands to one file per variant).
+fn check_paths(a: &Args, threshold_file: Option<&std::path::Path>) -> Result<()> {
+    let model = std::path::Path::new(&a.model);
+    let mut inputs: Vec<(&str, &std::path::Path)> = Vec::new();
+    if model.exists() {
+        inputs.push(("--model", model));
+    }
+    if let Some(p) = &a.thresholds {
+        inputs.push(("--thresholds", p));
+    }
+    if let Some(p) = &a.config {
+        inputs.push(("--config", p));
+    }
+    if let Some(p) = threshold_file {
+        inputs.push(("threshold.file", p));
+    }
+    // Unknown variants are reported by `options`; here only the known ones name files.
+    let variants: Vec<Variant> = a
+        .variants
+        .split(',')
+        .filter_map(|v| Variant::parse(v.trim()).ok())
+        .collect();
+    let traces: Vec<PathBuf> = match &a.trace {
+        Some(base) => variants
+            .iter()
+            .map(|&v| sprint_eval::run::trace_path(base, v, variants.len() > 1))
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut outputs: Vec<(&str, &std::path::Path)> =
+        traces.iter().map(|p| ("--trace", p.as_path())).collect();
+    if let Some(p) = &a.save_thresholds {
+        outputs.push(("--save-thresholds", p));
+    }
+    if let Some(p) = &a.dump_windows {
+        outputs.push(("--dump-windows", p));
+    }
+    sprint_core::outfile::check_outputs(&inputs, &outputs)?;
     Ok(())
 }
 

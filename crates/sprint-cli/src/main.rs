@@ -39,8 +39,28 @@ enum Command {
     Eval(eval::Args),
 }
 
+/// On SIGINT or SIGTERM, removes every temporary output file being written (see
+/// `sprint_core::outfile`) and exits with 128 + the signal number: an interrupted run leaves
+/// only complete files. Uses the `signal-hook` crate (a handler thread, no unsafe code here).
+fn install_signal_cleanup() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                    eprintln!("error: interrupted ({name}); partial output files removed");
+                    sprint_core::outfile::remove_pending_and_exit(128 + sig);
+                }
+            });
+        }
+        Err(e) => eprintln!("warning: cannot install the signal handler ({e})"),
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    install_signal_cleanup();
     let result = match cli.command {
         Command::Assets(a) => assets::run(a),
         Command::Attend(a) => attend::run(a),
@@ -49,10 +69,9 @@ fn main() {
         Command::Eval(a) => eval::run(a),
     };
     if let Err(e) = result {
-        let msg = format!("{e:#}");
         eprintln!(
             "error: {}",
-            msg.split_whitespace().collect::<Vec<_>>().join(" ")
+            sprint_core::outfile::one_line(&format!("{e:#}"))
         );
         std::process::exit(1);
     }

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use comfy_table::Table;
 use serde_json::{Value, json};
 use sprint_core::trace::TraceReader;
@@ -22,6 +22,7 @@ use crate::io::write_atomic;
 
 /// Arguments of `sprint simulate`.
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// Hardware preset (built-in name or TOML file); repeat to compare designs. Ratios are
     /// against the first. Built-in: s-sprint, m-sprint, l-sprint, s-baseline, m-baseline,
@@ -38,9 +39,9 @@ pub struct Args {
     /// energy-table value with the `energy.` prefix, e.g. energy.reram.read_pj_per_bit=1.0.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
-    /// Energy table: default, optimistic, conservative, or a TOML file.
-    #[arg(long, default_value = "default")]
-    energy: String,
+    /// Energy table: default, optimistic, conservative, or a TOML file [default: default].
+    #[arg(long, value_name = "TABLE")]
+    energy: Option<String>,
     /// Workload statistics for synthetic kept sets (TOML); the built-in defaults (configs/workload-stats/default.toml) if omitted.
     #[arg(long)]
     stats: Option<PathBuf>,
@@ -75,23 +76,102 @@ fn split_sets(sets: &[String]) -> (Vec<String>, Vec<String>) {
     (hw, en)
 }
 
-fn open_trace(path: &PathBuf) -> Result<TraceReader<BufReader<File>>> {
-    let f = File::open(path).with_context(|| format!("cannot open trace {}", path.display()))?;
-    TraceReader::new(BufReader::new(f)).with_context(|| format!("{}", path.display()))
+/// `trace FILE: problem`, with the reader's placeholder stream name replaced by the file.
+fn trace_error(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
+    let msg = e.to_string();
+    let msg = msg
+        .strip_prefix("<stream>: ")
+        .unwrap_or(&msg)
+        .replace("<stream>", "");
+    anyhow!("trace {}: {msg}", path.display())
+}
+
+fn open_trace(path: &Path) -> Result<TraceReader<BufReader<File>>> {
+    if path.is_dir() {
+        bail!("trace {}: is a folder, not a trace file", path.display());
+    }
+    let f = File::open(path).map_err(|e| trace_error(path, e))?;
+    TraceReader::new(BufReader::new(f)).map_err(|e| trace_error(path, e))
+}
+
+/// Refuses flags that the chosen mode would ignore.
+fn check_flags(a: &Args) -> Result<()> {
+    let refuse = |flag: &str, why: &str| -> Result<()> { bail!("{flag} {why}") };
+    if a.compare_paper {
+        for (given, flag) in [
+            (!a.presets.is_empty(), "--preset"),
+            (a.workload.is_some(), "--workload"),
+            (a.trace.is_some(), "--trace"),
+            (a.seq_len.is_some(), "--seq-len"),
+            (a.padding.is_some(), "--padding"),
+            (a.measure_stats.is_some(), "--measure-stats"),
+        ] {
+            if given {
+                refuse(
+                    flag,
+                    "cannot be used with --compare-paper (it runs the paper's designs on every paper workload)",
+                )?;
+            }
+        }
+    }
+    if a.measure_stats.is_some() {
+        for (given, flag) in [
+            (!a.presets.is_empty(), "--preset"),
+            (a.workload.is_some(), "--workload"),
+            (a.seq_len.is_some(), "--seq-len"),
+            (a.padding.is_some(), "--padding"),
+            (a.stats.is_some(), "--stats"),
+            (!a.sets.is_empty(), "--set"),
+            (a.energy.is_some(), "--energy"),
+            (a.compare_paper, "--compare-paper"),
+            (a.json, "--json"),
+        ] {
+            if given {
+                refuse(
+                    flag,
+                    "cannot be used with --measure-stats (it only measures the trace)",
+                )?;
+            }
+        }
+    }
+    if a.trace.is_some() {
+        for (given, flag) in [
+            (a.seq_len.is_some(), "--seq-len"),
+            (a.padding.is_some(), "--padding"),
+            (a.stats.is_some(), "--stats"),
+        ] {
+            if given {
+                refuse(
+                    flag,
+                    "cannot be used with --trace (the trace fixes the shape, the padding and the kept sets)",
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `sprint simulate`.
 pub fn run(a: Args) -> Result<()> {
+    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    check_flags(&a)?;
+    if let Some(out) = &a.measure_stats {
+        let mut inputs: Vec<(&str, &Path)> = Vec::new();
+        if let Some(t) = &a.trace {
+            inputs.push(("--trace", t));
+        }
+        sprint_core::outfile::check_outputs(&inputs, &[("--measure-stats", out)])?;
+    }
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads)
+        .num_threads(threads)
         .build()
         .context("cannot start worker threads")?;
     let (hw_sets, energy_sets) = split_sets(&a.sets);
-    let table = load_energy(&a.energy, &energy_sets)?;
+    let table = load_energy(a.energy.as_deref().unwrap_or("default"), &energy_sets)?;
     let stats = match &a.stats {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).map_err(|e| anyhow!("--stats {}: {e}", p.display()))?;
             StatsFile::from_toml_str(&text, &p.display().to_string())?
         }
         None => StatsFile::default_stats(),
@@ -102,7 +182,7 @@ pub fn run(a: Args) -> Result<()> {
         let Some(trace) = &a.trace else {
             bail!("--measure-stats needs --trace FILE");
         };
-        let m = measure(open_trace(trace)?)?;
+        let m = measure(open_trace(trace)?).map_err(|e| trace_error(trace, e))?;
         let name = out
             .file_stem()
             .map_or("measured".into(), |s| s.to_string_lossy().to_string());
@@ -168,7 +248,20 @@ pub fn run(a: Args) -> Result<()> {
     let (label, totals, stats_source) = match (&a.trace, &workload) {
         (Some(path), w) => {
             let reader = open_trace(path)?;
-            let (h, t) = pool.install(|| run_trace(&designs, reader, w.as_ref()))?;
+            let (h, t) = pool
+                .install(|| run_trace(&designs, reader, w.as_ref()))
+                .map_err(|e| match e {
+                    sprint_sim::SimError::Core(c) => trace_error(path, c),
+                    other => other.into(),
+                })?;
+            if h.n_queries == 0 || h.n_keys == 0 {
+                eprintln!(
+                    "warning: trace {} has {} queries x {} keys: nothing to simulate, ratios are n/a",
+                    path.display(),
+                    h.n_queries,
+                    h.n_keys
+                );
+            }
             (
                 format!(
                     "trace {} ({}, {} layers x {} heads, {} tokens, d = {})",
@@ -339,14 +432,21 @@ fn print_reports(rs: &[DesignReport]) {
         format!("{:.1}, {:.1}", r.gops_per_s, r.gops_per_j)
     });
     let first = &rs[0].name;
+    let ratio = |x: f64, suffix: &str, digits: usize| {
+        if x.is_finite() {
+            format!("{x:.digits$}{suffix}")
+        } else {
+            "n/a".to_string()
+        }
+    };
     row(&format!("speedup vs {first}"), &|r| {
-        format!("{:.2}x", r.speedup)
+        ratio(r.speedup, "x", 2)
     });
     row(&format!("energy reduction vs {first}"), &|r| {
-        format!("{:.2}x", r.energy_reduction)
+        ratio(r.energy_reduction, "x", 2)
     });
     row(&format!("data-movement reduction vs {first}"), &|r| {
-        format!("{:.1}%", r.data_movement_reduction_pct)
+        ratio(r.data_movement_reduction_pct, "%", 1)
     });
     println!("{t}");
 }

@@ -10,6 +10,7 @@ use crate::io::{safetensors_bytes, write_atomic};
 
 /// Arguments of `sprint synth`.
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// Output safetensors file (tensors `q`, `k`, `v`, and `valid` when padded).
     #[arg(long)]
@@ -37,12 +38,26 @@ pub struct Args {
     seed: u64,
 }
 
+/// Largest `heads x seq x head_dim` of one synthetic tensor (values): three such f32
+/// tensors and their serialised copy stay under about 800 MB.
+pub const MAX_SYNTH_VALUES: u64 = 1 << 25;
+
 /// Runs `sprint synth`.
 pub fn run(a: Args) -> Result<()> {
     let kv_heads = a.kv_heads.unwrap_or(a.heads);
     if a.heads == 0 || a.seq == 0 || a.head_dim == 0 || kv_heads == 0 {
         bail!("--heads, --kv-heads, --seq and --head-dim must be > 0");
     }
+    let values = [a.heads, a.seq, a.head_dim]
+        .iter()
+        .try_fold(1u64, |acc, &x| acc.checked_mul(x as u64))
+        .unwrap_or(u64::MAX);
+    if values > MAX_SYNTH_VALUES {
+        bail!(
+            "--heads x --seq x --head-dim = {values} values per tensor exceeds the limit of {MAX_SYNTH_VALUES} (docs/limits.md)"
+        );
+    }
+    sprint_core::outfile::check_outputs(&[], &[("--out", &a.out)])?;
     if !a.heads.is_multiple_of(kv_heads) {
         bail!(
             "--heads ({}) must be a multiple of --kv-heads ({kv_heads})",

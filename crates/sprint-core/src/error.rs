@@ -13,6 +13,15 @@ pub enum CoreError {
         /// What is wrong, in one line.
         message: String,
     },
+    /// A command-line value or path is unusable (an output that would overwrite an input,
+    /// a thread count over the limit); `place` names the flag and the user's value.
+    #[error("{place}: {message}")]
+    Usage {
+        /// The flag and value, e.g. `--out result.safetensors`.
+        place: String,
+        /// What is wrong, in one line.
+        message: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -35,6 +44,16 @@ impl CoreError {
     /// Shorthand for a [`CoreError::Config`].
     pub fn config(place: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Config {
+            place: place.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl CoreError {
+    /// Shorthand for a [`CoreError::Usage`].
+    pub fn usage(place: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Usage {
             place: place.into(),
             message: message.into(),
         }

@@ -6,6 +6,8 @@ pub mod bits;
 pub mod config;
 pub mod error;
 pub mod locality;
+pub mod outfile;
+pub mod shape_check;
 pub mod trace;
 pub mod visibility;
 

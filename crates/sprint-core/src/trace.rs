@@ -4,9 +4,8 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -1285,51 +1284,23 @@ impl<R: Read> std::iter::FusedIterator for TraceReader<R> {}
 
 // ----------------------------------- files -----------------------------------------------------
 
-/// A temporary path next to `path`, unique within this process.
-fn temp_path(path: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "trace".into());
-    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
-}
-
 /// Writes a whole trace to `path` atomically: the blocks stream into a temporary file in the
-/// same directory, which is synced and then renamed over `path`. On error the temporary file
-/// is removed and `path` is left untouched.
+/// same directory, which is synced and then renamed over `path`. On error or signal the temporary
+/// file is removed and `path` is left untouched ([`crate::outfile::write_atomic`]).
 pub fn write_trace<'a>(
     path: &Path,
     header: &TraceHeader,
     heads: impl IntoIterator<Item = &'a HeadTrace>,
 ) -> Result<()> {
-    let tmp = temp_path(path);
-    let io_tmp = |source| CoreError::Io {
-        path: tmp.clone(),
-        source,
-    };
-    let result = (|| {
-        let file = File::create(&tmp).map_err(io_tmp)?;
-        let mut w = TraceWriter::new(BufWriter::new(file), header)?;
+    crate::outfile::write_atomic(path, |file| {
+        let mut w = TraceWriter::new(file, header)?;
         for h in heads {
             w.write_head(h)?;
         }
-        let file = w
-            .finish()?
-            .into_inner()
-            .map_err(|e| io_tmp(e.into_error()))?;
-        file.sync_all().map_err(io_tmp)?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(|source| CoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| with_path(e, path))
+        w.finish()?;
+        Ok(())
+    })
+    .map_err(|e| with_path(e, path))
 }
 
 /// Reads and validates a whole trace file.

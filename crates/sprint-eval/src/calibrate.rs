@@ -315,13 +315,12 @@ pub fn threshold_file(th: &Thresholds, meta: &CalibrationMeta) -> ThresholdFile 
 pub fn write_threshold_file(path: &Path, file: &ThresholdFile) -> Result<()> {
     let text = toml::to_string(file)
         .map_err(|e| EvalError::Input(format!("cannot serialise thresholds: {e}")))?;
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text).map_err(|source| EvalError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| EvalError::Io {
-        path: path.to_path_buf(),
-        source,
+    sprint_core::outfile::write_atomic::<EvalError>(path, |w| {
+        use std::io::Write;
+        w.write_all(text.as_bytes())
+            .map_err(|source| EvalError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
     })
 }

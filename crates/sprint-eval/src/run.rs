@@ -416,7 +416,9 @@ fn resolve_given(
     }
 }
 
-fn trace_path(base: &Path, variant: Variant, several: bool) -> PathBuf {
+/// Where the trace of `variant` goes when the user asked for `--trace base`: `base` itself
+/// with one variant, else `STEM.VARIANT.EXT` next to it.
+pub fn trace_path(base: &Path, variant: Variant, several: bool) -> PathBuf {
     if !several {
         return base.to_path_buf();
     }
@@ -476,6 +478,8 @@ pub fn evaluate(
         TaskKind::Probe => ensure_encoder(model, opts.task)?,
         _ => ensure_decoder(model, opts.task)?,
     }
+    let g = model.model.geometry();
+    sprint_core::shape_check::check_config_fits(&opts.attention, g.heads, g.kv_heads, g.head_dim)?;
     let seq_len = opts.seq_len.unwrap_or(opts.task.default_seq_len());
     if seq_len < 2 {
         return Err(EvalError::Input(format!(
@@ -593,6 +597,9 @@ impl Ctx<'_> {
         let several = self.opts.variants.len() > 1;
         let mut rows: Vec<VariantResult> = Vec::new();
         let mut tokens = 0;
+        // All traces or none: each is written to a registered temporary file (removed on
+        // error or signal) and renamed into place only once every variant has run.
+        let mut staged: Vec<(sprint_core::outfile::PendingFile, PathBuf)> = Vec::new();
         for &v in &self.opts.variants {
             let attn = make_backend(self.opts, v, th, g.layers, g.heads)?;
             self.progress.stage(
@@ -617,7 +624,16 @@ impl Ctx<'_> {
                         attn.config(),
                         th.as_ref(),
                     ));
-                    t.write(&p)?;
+                    let tmp = sprint_core::outfile::PendingFile::new(&p);
+                    t.write(tmp.path()).map_err(|e| {
+                        EvalError::Input(
+                            e.to_string().replace(
+                                &tmp.path().display().to_string(),
+                                &p.display().to_string(),
+                            ),
+                        )
+                    })?;
+                    staged.push((tmp, p.clone()));
                     Some(p)
                 }
                 _ => None,
@@ -648,6 +664,9 @@ impl Ctx<'_> {
                 perplexity: r.perplexity,
                 trace,
             });
+        }
+        for (tmp, p) in staged {
+            tmp.persist(&p)?;
         }
         if let Some(d) = rows.iter().find(|r| r.variant == "dense").map(|r| r.metric) {
             for r in &mut rows {
@@ -845,9 +864,13 @@ impl Ctx<'_> {
                 "windowing": WINDOWING,
                 "windows": eval,
             });
-            std::fs::write(p, json.to_string()).map_err(|source| EvalError::Io {
-                path: p.clone(),
-                source,
+            sprint_core::outfile::write_atomic::<EvalError>(p, |w| {
+                use std::io::Write;
+                w.write_all(json.to_string().as_bytes())
+                    .map_err(|source| EvalError::Io {
+                        path: p.clone(),
+                        source,
+                    })
             })?;
         }
         let (th, th_report) = self.thresholds(|items| {

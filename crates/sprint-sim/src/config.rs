@@ -251,6 +251,21 @@ fn non_negative(x: f64, key: &str) -> Result<f64> {
     }
 }
 
+/// Largest latency or burst time a preset may give, ns (1 ms; real DRAM/ReRAM timings are
+/// tens of ns). Keeps every per-event cycle count far from 64-bit overflow.
+pub const MAX_LATENCY_NS: f64 = 1e6;
+
+fn latency(x: f64, key: &str) -> Result<f64> {
+    let x = non_negative(x, key)?;
+    if x > MAX_LATENCY_NS {
+        return Err(SimError::config(
+            key,
+            format!("{x:e} ns exceeds the limit of {MAX_LATENCY_NS:e} ns"),
+        ));
+    }
+    Ok(x)
+}
+
 fn in_range(x: u32, lo: u32, hi: u32, key: &str) -> Result<u32> {
     if (lo..=hi).contains(&x) {
         Ok(x)
@@ -312,6 +327,14 @@ impl PresetFile {
             ));
         }
         let tburst_ns = f64::from(burst) / bw;
+        if tburst_ns > MAX_LATENCY_NS {
+            return Err(SimError::config(
+                "memory.bus_bytes_per_ns",
+                format!(
+                    "{bw:e} B/ns makes one {burst} B burst last {tburst_ns:e} ns, over the limit of {MAX_LATENCY_NS:e} ns"
+                ),
+            ));
+        }
         let memory = Memory {
             channels: in_range(m.channels.value, 1, 1024, "memory.channels")?,
             banks: in_range(
@@ -323,10 +346,10 @@ impl PresetFile {
             burst_bytes: burst,
             row_bytes: row,
             tburst: ns_to_cycles(tburst_ns, clock).max(1),
-            trcd: ns_to_cycles(non_negative(m.trcd_ns.value, "memory.trcd_ns")?, clock),
-            tcl: ns_to_cycles(non_negative(m.tcl_ns.value, "memory.tcl_ns")?, clock),
-            trp: ns_to_cycles(non_negative(m.trp_ns.value, "memory.trp_ns")?, clock),
-            taxth: ns_to_cycles(non_negative(m.taxth_ns.value, "memory.taxth_ns")?, clock),
+            trcd: ns_to_cycles(latency(m.trcd_ns.value, "memory.trcd_ns")?, clock),
+            tcl: ns_to_cycles(latency(m.tcl_ns.value, "memory.tcl_ns")?, clock),
+            trp: ns_to_cycles(latency(m.trp_ns.value, "memory.trp_ns")?, clock),
+            taxth: ns_to_cycles(latency(m.taxth_ns.value, "memory.taxth_ns")?, clock),
             readp_activates_row: m.readp_activates_row.value,
             crossbar_rows: in_range(m.crossbar_rows.value, 1, 1 << 16, "memory.crossbar_rows")?,
             crossbar_columns: in_range(

@@ -139,6 +139,14 @@ fn key_at(text: &str, pos: usize) -> Option<String> {
     let before = &text[..pos.min(text.len())];
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next()?;
+    // The span of an unknown section (`[memory.channelz]`) is its own header line.
+    if line.trim_start().starts_with('[') {
+        let h = line
+            .trim()
+            .trim_matches(|c| c == '[' || c == ']')
+            .replace('"', "");
+        return Some(h.strip_suffix(".value").unwrap_or(&h).to_string());
+    }
     let key = line.split('=').next()?.trim().trim_matches('"').to_string();
     let header = before[..line_start]
         .lines()

@@ -14,14 +14,40 @@ use crate::stats::HeadStats;
 use crate::workload::ModelWorkload;
 use crate::wstats::WorkloadStats;
 
-fn sum(per_head: Vec<Vec<HeadStats>>, designs: usize) -> Vec<HeadStats> {
+fn sum(per_head: Vec<Vec<HeadStats>>, designs: usize) -> Result<Vec<HeadStats>> {
     let mut total = vec![HeadStats::default(); designs];
     for h in per_head {
         for (t, s) in total.iter_mut().zip(h) {
-            *t += s;
+            add_checked(t, s)?;
         }
     }
-    total
+    Ok(total)
+}
+
+/// Largest total a simulation reports (cycles, bursts, operations): 2^62, far beyond any
+/// plausible run, so that no sum can wrap around 64 bits silently.
+pub const MAX_COUNT: u64 = 1 << 62;
+
+/// `t += s`, refusing a total whose cycles, bursts or operation counts exceed
+/// [`MAX_COUNT`] (the sums are of u64 counts that would otherwise wrap silently).
+fn add_checked(t: &mut HeadStats, s: HeadStats) -> Result<()> {
+    for (what, a, b) in [
+        ("cycles", t.cycles, s.cycles),
+        ("bursts", t.bursts, s.bursts),
+        ("dense operations", t.dense_ops, s.dense_ops),
+        ("executed MACs", t.executed_macs, s.executed_macs),
+    ] {
+        if a.checked_add(b).is_none_or(|x| x > MAX_COUNT) {
+            return Err(SimError::workload(
+                "simulation",
+                format!(
+                    "the total of {what} exceeds {MAX_COUNT}: the workload or the preset's timings are implausibly large"
+                ),
+            ));
+        }
+    }
+    *t += s;
+    Ok(())
 }
 
 /// Simulates head (`layer`, `head`) of a model workload under every design.
@@ -94,7 +120,7 @@ pub fn run_model(
         .par_iter()
         .map(|&(l, h)| synth_head(designs, w, stats, l, h))
         .collect();
-    Ok(sum(per_head, designs.len()))
+    sum(per_head, designs.len())
 }
 
 /// Simulates one trace head under every design.
@@ -148,6 +174,23 @@ pub fn check_trace_shape(h: &TraceHeader, w: &ModelWorkload) -> Result<()> {
     Ok(())
 }
 
+/// Bytes of decoded trace heads [`run_trace`] holds at once (at least one head). Bytes.
+pub const TRACE_DECODE_BUDGET_BYTES: u64 = 512 << 20;
+
+/// Decoded size of one head of a trace with this header: its kept-set bit matrix, padding
+/// masks and per-query records. Bytes (an estimate from above).
+pub fn decoded_head_bytes(h: &TraceHeader) -> u64 {
+    let (q, k) = (u64::from(h.n_queries), u64::from(h.n_keys));
+    q * k.div_ceil(64) * 8 + (q + k).div_ceil(8) + q * 64 + 256
+}
+
+/// How many heads [`run_trace`] decodes at a time: `2 x threads`, capped so that their
+/// decoded size stays within [`TRACE_DECODE_BUDGET_BYTES`]; at least 1.
+pub fn heads_in_flight(h: &TraceHeader, threads: usize) -> usize {
+    let by_budget = (TRACE_DECODE_BUDGET_BYTES / decoded_head_bytes(h).max(1)).max(1);
+    (2 * threads.max(1)).min(usize::try_from(by_budget).unwrap_or(usize::MAX))
+}
+
 /// Replays a trace under every design, streaming: heads are read in chunks of a few per
 /// worker thread and simulated in parallel. Returns the header and one sum per design.
 pub fn run_trace<R: Read>(
@@ -162,7 +205,9 @@ pub fn run_trace<R: Read>(
     for d in designs {
         d.check_head_dim(header.head_dim)?;
     }
-    let chunk = 2 * rayon::current_num_threads().max(1);
+    // Heads decoded at once: 2 per worker thread, but never more than the decode budget
+    // allows for this header's shape (at least one head), whatever the thread count.
+    let chunk = heads_in_flight(&header, rayon::current_num_threads());
     let mut total = vec![HeadStats::default(); designs.len()];
     loop {
         let mut heads = Vec::with_capacity(chunk);
@@ -179,9 +224,99 @@ pub fn run_trace<R: Read>(
             .par_iter()
             .map(|h| trace_head(designs, &header, h))
             .collect();
-        for (t, s) in total.iter_mut().zip(sum(per_head, designs.len())) {
-            *t += s;
+        for (t, s) in total.iter_mut().zip(sum(per_head, designs.len())?) {
+            add_checked(t, s)?;
         }
     }
     Ok((header, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sprint_core::trace::KindBytes;
+
+    fn header(n: u32) -> TraceHeader {
+        TraceHeader {
+            producer: "t".into(),
+            workload: "t".into(),
+            variant: "sprint".into(),
+            layers: 1,
+            heads: 65536,
+            kv_heads: 65536,
+            head_dim: 64,
+            n_queries: n,
+            n_keys: n,
+            causal: false,
+            bytes: KindBytes {
+                k_msb: 32,
+                k_lsb: 32,
+                v: 64,
+                q: 64,
+                index: 2,
+            },
+            k_buffer_bytes: 8192,
+            v_buffer_bytes: 8192,
+            locality_policy: sprint_core::config::LocalityPolicy::Paper,
+            provenance: None,
+        }
+    }
+
+    /// Issue #11 row 4: the heads decoded at once fit the budget whatever the thread count
+    /// and the declared shape (at least one head).
+    #[test]
+    fn heads_in_flight_are_bounded_by_memory_not_threads() {
+        for threads in [1, 2, 4, 64, 256] {
+            for n in [0, 64, 4096, 16384, 32768, 65536] {
+                let h = header(n);
+                let k = heads_in_flight(&h, threads);
+                assert!(k >= 1 && k <= 2 * threads);
+                if k > 1 {
+                    assert!(k as u64 * decoded_head_bytes(&h) <= TRACE_DECODE_BUDGET_BYTES);
+                }
+            }
+        }
+        assert_eq!(heads_in_flight(&header(65536), 256), 1);
+        assert_eq!(heads_in_flight(&header(64), 4), 8);
+    }
+
+    /// Issue #11 row 6: sums that would wrap around 64 bits are refused.
+    #[test]
+    fn overflowing_sums_are_errors() {
+        let mut t = HeadStats {
+            cycles: MAX_COUNT - 1,
+            ..HeadStats::default()
+        };
+        let s = HeadStats {
+            cycles: 2,
+            ..HeadStats::default()
+        };
+        let e = add_checked(&mut t, s).unwrap_err().to_string();
+        assert!(e.contains("cycles") && e.contains("exceeds"), "{e}");
+        assert_eq!(t.cycles, MAX_COUNT - 1);
+        let big = HeadStats {
+            bursts: u64::MAX,
+            ..HeadStats::default()
+        };
+        assert!(
+            add_checked(
+                &mut HeadStats {
+                    bursts: 1,
+                    ..HeadStats::default()
+                },
+                big
+            )
+            .is_err()
+        );
+        assert!(
+            add_checked(
+                &mut t,
+                HeadStats {
+                    cycles: 1,
+                    ..HeadStats::default()
+                }
+            )
+            .is_ok()
+        );
+    }
 }

@@ -27,6 +27,13 @@ pub struct ModelWorkload {
     pub source: String,
 }
 
+/// Longest sequence a model workload may have (tokens): 4 x the paper's longest (4096).
+pub const MAX_SEQ_LEN: u32 = 16384;
+
+/// Most query-key pairs (layers x heads x seq_len^2) of one simulated model workload: about
+/// 100 x the paper's Synth-2. Pairs.
+pub const MAX_PAIRS: u64 = 1 << 38;
+
 /// (name, layers, heads, head_dim, seq_len, padding, causal, source).
 type Row = (&'static str, u32, u32, u32, u32, f64, bool, &'static str);
 
@@ -137,6 +144,21 @@ impl ModelWorkload {
             return bad(format!(
                 "kv_heads {} must divide heads {}",
                 self.kv_heads, self.heads
+            ));
+        }
+        if self.seq_len > MAX_SEQ_LEN {
+            return bad(format!(
+                "seq_len {} exceeds the limit of {MAX_SEQ_LEN} tokens (docs/limits.md)",
+                self.seq_len
+            ));
+        }
+        let pairs = u64::from(self.layers)
+            .saturating_mul(u64::from(self.heads))
+            .saturating_mul(u64::from(self.seq_len) * u64::from(self.seq_len));
+        if pairs > MAX_PAIRS {
+            return bad(format!(
+                "{} layers x {} heads x {} x {} tokens = {pairs} query-key pairs exceeds the limit of {MAX_PAIRS} (run time grows with the pairs; docs/limits.md)",
+                self.layers, self.heads, self.seq_len, self.seq_len
             ));
         }
         if !(0.0..1.0).contains(&self.padding_fraction) {
