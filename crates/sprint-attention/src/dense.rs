@@ -26,11 +26,7 @@ pub fn attention(input: &AttentionInput, causal: bool) -> Result<Tensor3> {
                 if input.query_valid.as_ref().is_some_and(|m| !m[i]) {
                     continue;
                 }
-                let limit = if causal {
-                    (i + 1 + nk).saturating_sub(nq).min(nk)
-                } else {
-                    nk
-                };
+                let limit = sprint_core::visibility::visible_limit(i, nq, nk, causal);
                 visible.clear();
                 visible
                     .extend((0..limit).filter(|&j| input.key_valid.as_ref().is_none_or(|m| m[j])));

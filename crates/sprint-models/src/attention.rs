@@ -98,26 +98,14 @@ pub fn backend(cfg: AttentionConfig, thresholds: Thresholds) -> Result<Box<dyn A
 
 /// Keys visible to query `i` of a sequence: real keys, and `j <= i` when causal.
 fn visible_row(valid: &[bool], i: usize, causal: bool) -> impl Iterator<Item = usize> + '_ {
-    let limit = if causal { i + 1 } else { valid.len() };
+    let limit = sprint_core::visibility::visible_limit(i, valid.len(), valid.len(), causal);
     (0..limit).filter(move |&j| valid[j])
 }
 
-/// Visible (query, key) pairs of one head of a sequence.
+/// Visible (query, key) pairs of one head of a sequence (real queries x the real keys each
+/// sees).
 fn visible_pairs(valid: &[bool], causal: bool) -> u64 {
-    if causal {
-        let mut real_before = 0u64;
-        let mut total = 0u64;
-        for &v in valid {
-            if v {
-                real_before += 1;
-                total += real_before;
-            }
-        }
-        total
-    } else {
-        let n = valid.iter().filter(|&&v| v).count() as u64;
-        n * n
-    }
+    sprint_core::visibility::visible_pairs(valid, valid, causal)
 }
 
 /// Float softmax attention over every visible key ([`kernels::dense_attention`]): the fast

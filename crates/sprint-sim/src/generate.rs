@@ -80,11 +80,8 @@ impl SynthHead {
             }
             return (false, &self.row, 0);
         }
-        let visible = if s.causal {
-            (i + 1).min(s.valid)
-        } else {
-            s.valid
-        };
+        // Real keys are the prefix `0..valid` of `n` (queries and keys aligned).
+        let visible = sprint_core::visibility::visible_limit(i, s.n, s.n, s.causal).min(s.valid);
         let target = ((s.keep_rate * visible as f64).round() as usize).clamp(1, visible);
         let drop = ((1.0 - s.overlap) * self.members.len() as f64).round() as usize;
         for _ in 0..drop.min(self.members.len()) {

@@ -165,7 +165,8 @@ impl<'d> HeadSim<'d> {
     /// Keys query `i` may attend to under this design.
     fn visible(&mut self, i: usize) -> KeySet<'_> {
         let n = self.shape.n_keys;
-        let hi = if self.shape.causal { (i + 1).min(n) } else { n };
+        let hi =
+            sprint_core::visibility::visible_limit(i, self.shape.n_queries, n, self.shape.causal);
         match (&self.key_valid, self.d.skip_padding) {
             (_, false) => KeySet::Range(0, hi),
             (Validity::Prefix(m), true) => KeySet::Range(0, hi.min(*m)),

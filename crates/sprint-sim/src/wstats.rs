@@ -185,11 +185,17 @@ pub fn measure<R: Read>(mut reader: TraceReader<R>) -> Result<MeasuredStats> {
             if !head.query_valid.get(i) {
                 continue;
             }
-            let visible = if h.causal {
-                head.key_valid.iter_ones().take_while(|&j| j <= i).count() as u64
-            } else {
-                valid_keys
-            };
+            let limit = sprint_core::visibility::visible_limit(
+                i,
+                head.query_valid.len(),
+                head.key_valid.len(),
+                h.causal,
+            );
+            let visible = head
+                .key_valid
+                .iter_ones()
+                .take_while(|&j| j < limit)
+                .count() as u64;
             let l = head.layer as usize;
             kept_l[l] += u64::from(r.kept);
             vis_l[l] += visible;
