@@ -208,7 +208,8 @@ def sprint_attention_forward(
     session = _session(module)
     if dropout and getattr(module, "training", False):
         raise SprintUnsupported("attention dropout in training mode (call model.eval())")
-    for name in ("sliding_window", "softcap", "s_aux", "sinks", "head_mask"):
+    # A sliding window shows in the mask (checked below); these do not.
+    for name in ("softcap", "s_aux", "sinks", "head_mask"):
         if kwargs.get(name) is not None:
             raise SprintUnsupported(f"`{name}` is not supported by SPRINT attention")
     if query.device.type != "cpu":
