@@ -1016,6 +1016,40 @@ fn simulate(
     json_to_py(py, &Json::Object(doc))
 }
 
+/// Benchmark helper: runs the Rust computation behind `attend` (the same function, on
+/// inputs already in Rust memory, without any Python conversion) `repeats` times on
+/// `[heads, seq, d]` float32 arrays and returns the wall time of each run in seconds.
+/// Used to measure the overhead of the Python binding (docs/python.md).
+#[pyfunction]
+#[pyo3(signature = (q, k, v, config=None, repeats=1))]
+fn _rust_attend_seconds(
+    py: Python<'_>,
+    q: PyReadonlyArrayDyn<'_, f32>,
+    k: PyReadonlyArrayDyn<'_, f32>,
+    v: PyReadonlyArrayDyn<'_, f32>,
+    config: Option<PyRef<'_, PyConfig>>,
+    repeats: usize,
+) -> PyResult<Vec<f64>> {
+    let cfg = config.map(|c| c.inner.clone()).unwrap_or_default();
+    let input = AttentionInput::new(
+        split_layers("q", q.shape(), to_vec(&q))?.remove(0),
+        split_layers("k", k.shape(), to_vec(&k))?.remove(0),
+        split_layers("v", v.shape(), to_vec(&v))?.remove(0),
+    );
+    let inputs = [input];
+    py.detach(|| {
+        (0..repeats)
+            .map(|_| {
+                let t = Instant::now();
+                let done = attend_inputs(&cfg, &inputs, None, 0, None, false, "bench")?;
+                std::hint::black_box(&done.output);
+                Ok(t.elapsed().as_secs_f64())
+            })
+            .collect::<Result<Vec<f64>, String>>()
+    })
+    .map_err(err)
+}
+
 /// Built-in hardware preset names.
 #[pyfunction]
 fn presets() -> Vec<&'static str> {
@@ -1048,5 +1082,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(presets, m)?)?;
     m.add_function(wrap_pyfunction!(workloads, m)?)?;
     m.add_function(wrap_pyfunction!(vector_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(_rust_attend_seconds, m)?)?;
     Ok(())
 }

@@ -1,0 +1,47 @@
+"""Overhead of the Python binding: `sprint_attn.attend` on 4 heads x 4096 tokens x d = 64
+against the same Rust computation (`attend`'s Rust body on inputs already in Rust memory,
+timed inside Rust), side by side in one process. Prints the medians and the overhead.
+
+    python examples/overhead.py [--repeats 5] [--threshold 0.0]
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import sprint_attn as sa
+from sprint_attn import _native
+
+p = argparse.ArgumentParser()
+p.add_argument("--heads", type=int, default=4)
+p.add_argument("--seq", type=int, default=4096)
+p.add_argument("--dim", type=int, default=64)
+p.add_argument("--repeats", type=int, default=5)
+p.add_argument("--threshold", type=float, default=0.0, help="Th, logit units")
+p.add_argument("--torch", action="store_true", help="pass torch CPU tensors instead of numpy")
+a = p.parse_args()
+
+rng = np.random.default_rng(0)
+shape = (a.heads, a.seq, a.dim)
+q, k, v = (rng.standard_normal(shape, dtype=np.float32) for _ in range(3))
+cfg = sa.Config(threshold={"value": a.threshold})
+args = (q, k, v)
+if a.torch:
+    import torch
+
+    args = tuple(torch.from_numpy(x) for x in args)
+
+sa.attend(*args, cfg)  # warm-up (thread pool, page faults)
+py, rust = [], []
+for _ in range(a.repeats):
+    t = time.perf_counter()
+    sa.attend(*args, cfg)
+    py.append(time.perf_counter() - t)
+    rust += _native._rust_attend_seconds(q, k, v, cfg, 1)
+mp, mr = statistics.median(py), statistics.median(rust)
+print(f"shape {shape}, Th = {a.threshold}, {'torch' if a.torch else 'numpy'} inputs, {a.repeats} runs each")
+print(f"python attend: median {mp:.4f} s  (runs: {', '.join(f'{x:.4f}' for x in py)})")
+print(f"rust (same fn): median {mr:.4f} s  (runs: {', '.join(f'{x:.4f}' for x in rust)})")
+print(f"overhead: {100 * (mp / mr - 1):+.2f} %")
