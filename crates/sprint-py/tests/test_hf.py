@@ -151,3 +151,18 @@ def test_training_dropout_raises():
     x, _ = inputs("bert")
     with pytest.raises(shf.SprintUnsupported, match="dropout"):
         model(**x)
+
+
+def test_generate_with_kv_cache_matches_eager():
+    model = tiny("llama")
+    model.generation_config.pad_token_id = 0
+    x, _ = inputs("llama")  # batch 2, the second left-padded
+    with torch.no_grad():
+        ref = model.generate(**x, max_new_tokens=5, do_sample=False)
+    patched = copy.deepcopy(model)
+    session = shf.patch(patched, DENSE)
+    with torch.no_grad():
+        got = patched.generate(**x, max_new_tokens=5, do_sample=False)
+    assert torch.equal(got, ref)
+    shapes = {(r.summary["n_queries"], r.summary["n_keys"]) for r in session.records}
+    assert (20, 20) in shapes and (1, 24) in shapes  # prefill, then one query per step
