@@ -166,3 +166,14 @@ def test_generate_with_kv_cache_matches_eager():
     assert torch.equal(got, ref)
     shapes = {(r.summary["n_queries"], r.summary["n_keys"]) for r in session.records}
     assert (20, 20) in shapes and (1, 24) in shapes  # prefill, then one query per step
+
+
+def test_traces_are_per_forward_pass():
+    model = tiny("qwen2")
+    x, _ = inputs("qwen2", pad=False)
+    session = shf.patch(model, {"threshold": {"value": 0.0}})
+    output(model, x)
+    output(model, x)
+    assert {r.forward for r in session.records} == {0, 1}
+    assert len(session.traces()) == 3 and len(session.traces(forward=0)) == 3
+    assert session.model_trace().layers == 3

@@ -1,7 +1,8 @@
 """Hugging Face transformers with SPRINT attention.
 
 :func:`register` adds ``"sprint"`` to transformers' attention-function registry
-(``AttentionInterface``) and its mask registry (``AttentionMaskInterface``, so that the
+(``AttentionInterface``; done on import when transformers is installed) and its mask
+registry (``AttentionMaskInterface``, so that the
 attention function always receives the full boolean mask and padding is never dropped).
 Then either
 
@@ -52,7 +53,7 @@ class Record:
     layer: int
     #: Batch element.
     batch: int
-    #: Forward pass counter of the session (starts at 0; see :meth:`Session.next_forward`).
+    #: Forward pass of the model (0, 1, ...; counted by :func:`patch`'s forward hook).
     forward: int
     #: The summary dict of :func:`sprint_attn.attend`.
     summary: dict
@@ -75,6 +76,7 @@ class Session:
     #: Every call, in order.
     records: List[Record] = field(default_factory=list)
     _forward: int = 0
+    _hooked: bool = False
     _order: Dict[int, int] = field(default_factory=dict)
 
     def layer_of(self, module: Any) -> int:
@@ -87,13 +89,14 @@ class Session:
         return self._order[key]
 
     def next_forward(self) -> None:
-        """Starts a new forward pass (records of later calls get the next counter)."""
+        """Starts a new forward pass (records of later calls get the next counter).
+        :func:`patch` calls it before every forward of the model."""
         self._forward += 1
 
     def clear(self) -> None:
         """Forgets every record."""
         self.records.clear()
-        self._forward = 0
+        self._forward = -1 if self._hooked else 0
 
     def traces(self, forward: int = -1, batch: int = 0) -> List[Trace]:
         """The per-layer traces of one forward pass (default: the last) and batch element,
@@ -106,6 +109,12 @@ class Session:
             (r for r in self.records if r.forward == forward and r.batch == batch),
             key=lambda r: r.layer,
         )
+        layers = [r.layer for r in recs]
+        if len(set(layers)) != len(layers):
+            raise ValueError(
+                f"forward {forward} has several calls of one layer: call "
+                "session.next_forward() between forward passes (patch() does it by itself)"
+            )
         if any(r.trace is None for r in recs):
             raise ValueError("this session does not keep traces (keep_traces=False)")
         return [r.trace for r in recs]
@@ -284,6 +293,13 @@ def register(name: str = NAME) -> None:
     AttentionMaskInterface.register(name, _mask_function)
 
 
+# Importing this module makes attn_implementation="sprint" available when transformers is.
+try:
+    register()
+except ImportError:  # pragma: no cover - depends on the environment
+    pass
+
+
 def patch(
     model: Any,
     config: Any = None,
@@ -312,6 +328,15 @@ def patch(
     n_layers = getattr(text_cfg, "num_hidden_layers", None)
     name = workload or getattr(mcfg, "model_type", None) or type(model).__name__
     session = Session(cfg, num_layers=n_layers, keep_traces=keep_traces, workload=name)
+    session._forward = -1  # the hook below makes the first forward number 0
+    session._hooked = True
     for m in model.modules():
         m._sprint_session = session
+    old = getattr(model, "_sprint_hook", None)
+    if old is not None:
+        old.remove()
+    if hasattr(model, "register_forward_pre_hook"):
+        model._sprint_hook = model.register_forward_pre_hook(
+            lambda *_: session.next_forward()
+        )
     return session
