@@ -322,3 +322,13 @@ def test_simulate_same_as_cli_json(tmp_path, sprint_bin, presets):
     py_mem = dict(sa.simulate(t, presets, {"memory.trcd_ns": 25}, energy="optimistic"))
     py_mem.pop("wall_seconds")
     assert py_mem["designs"] == cli["designs"]
+
+
+def test_simulate_workload_same_as_cli_json(sprint_bin):
+    args = [sprint_bin, "simulate", "--workload", "Synth-1", "--seq-len", "96", "--padding",
+            "0.25", "--preset", "s-sprint", "--preset", "s-baseline", "--json"]
+    cli = json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+    cli.pop("wall_seconds"), cli.pop("peak_rss_bytes")
+    py = dict(sa.simulate("Synth-1", ["s-sprint", "s-baseline"], seq_len=96, padding=0.25))
+    py.pop("wall_seconds")
+    assert py == cli
