@@ -13,6 +13,7 @@
 use std::fmt::Display;
 use std::io::{BufReader, Cursor};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use numpy::ndarray::{Array, IxDyn};
@@ -880,6 +881,7 @@ fn attend<'py>(
             input
         })
         .collect();
+    let started = Instant::now();
     let done = py
         .detach(|| {
             attend_inputs(
@@ -893,6 +895,7 @@ fn attend<'py>(
             )
         })
         .map_err(err)?;
+    LAST_COMPUTE_NANOS.store(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     let mut dims = out_shape;
     if let Some(d) = dims.last_mut() {
         *d = done.summary.head_dim;
@@ -1016,6 +1019,17 @@ fn simulate(
     json_to_py(py, &Json::Object(doc))
 }
 
+/// Wall time of the Rust computation (GIL released) of the last `attend` call, ns.
+static LAST_COMPUTE_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// Benchmark helper: wall time, in seconds, of the Rust computation inside the last
+/// `attend` call (everything between receiving the converted inputs and building the
+/// Python results), so that `call time - this` is what the binding itself costs.
+#[pyfunction]
+fn _last_compute_seconds() -> f64 {
+    LAST_COMPUTE_NANOS.load(Ordering::Relaxed) as f64 * 1e-9
+}
+
 /// Benchmark helper: runs the Rust computation behind `attend` (the same function, on
 /// inputs already in Rust memory, without any Python conversion) `repeats` times on
 /// `[heads, seq, d]` float32 arrays and returns the wall time of each run in seconds.
@@ -1083,5 +1097,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(workloads, m)?)?;
     m.add_function(wrap_pyfunction!(vector_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(_rust_attend_seconds, m)?)?;
+    m.add_function(wrap_pyfunction!(_last_compute_seconds, m)?)?;
     Ok(())
 }
