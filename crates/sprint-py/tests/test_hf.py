@@ -177,3 +177,35 @@ def test_traces_are_per_forward_pass():
     assert {r.forward for r in session.records} == {0, 1}
     assert len(session.traces()) == 3 and len(session.traces(forward=0)) == 3
     assert session.model_trace().layers == 3
+
+
+def test_additive_biases_raise():
+    q = torch.randn(1, 2, 4, 8)
+    k = torch.randn(1, 2, 4, 8)
+    module = torch.nn.Module()
+    module._sprint_session = shf.Session(sa.Config(DENSE))
+    with pytest.raises(shf.SprintUnsupported, match="position_bias"):
+        shf.sprint_attention_forward(module, q, k, k, None, position_bias=torch.ones(1, 2, 4, 4))
+    bias_mask = torch.zeros(1, 1, 4, 4)
+    bias_mask[..., 0] = -1.5
+    with pytest.raises(shf.SprintUnsupported, match="additive bias"):
+        shf.sprint_attention_forward(module, q, k, k, bias_mask)
+    # A float mask of 0 / -inf (eager style) is a plain mask.
+    causal = torch.full((4, 4), torch.finfo(torch.float32).min).triu(1)[None, None]
+    out, _ = shf.sprint_attention_forward(module, q, k, k, causal)
+    assert out.shape == (1, 4, 2, 8)
+    assert len(module._sprint_session.records) == 1
+    assert module._sprint_session.records[0].trace.header["causal"] is True
+
+
+def test_t5_is_refused():
+    cfg = transformers.T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=1,
+                                num_heads=4)
+    model = transformers.T5EncoderModel._from_config(cfg, attn_implementation="eager").eval()
+    if getattr(model, "_supports_attention_backend", False):
+        shf.patch(model, DENSE)
+        with pytest.raises(shf.SprintUnsupported, match="bias"):
+            model(input_ids=torch.randint(0, 64, (1, 6)))
+    else:
+        with pytest.raises(shf.SprintUnsupported, match="AttentionInterface"):
+            shf.patch(model, DENSE)

@@ -18,7 +18,8 @@ sets ``_supports_attention_backend`` on them: Llama, Mistral, Qwen2/3, Phi-3, Ge
 GPT-2, BERT, RoBERTa, ViT, DeiT, ...), with causal or bidirectional masks plus padding.
 Anything SPRINT cannot express raises :class:`SprintUnsupported`, never a silent fallback
 to dense attention: models without the attention backend, sliding-window or packed-sequence
-masks, attention sinks, logit soft-capping, head masks, attention dropout in training, and
+masks, additive score biases (T5's relative position bias, ALiBi), attention sinks, logit
+soft-capping, head masks, attention dropout in training, and
 tensors not on the CPU.
 """
 
@@ -199,6 +200,9 @@ def _pattern(
     return query_valid, key_valid, causal
 
 
+_BIAS_KWARGS = ("position_bias", "alibi", "attention_bias", "attn_bias", "relative_position_bias")
+
+
 def sprint_attention_forward(
     module: Any,
     query: Any,
@@ -221,6 +225,14 @@ def sprint_attention_forward(
     for name in ("softcap", "s_aux", "sinks", "head_mask"):
         if kwargs.get(name) is not None:
             raise SprintUnsupported(f"`{name}` is not supported by SPRINT attention")
+    # Additive score biases (T5's relative position bias, ALiBi) change the scores.
+    for name in _BIAS_KWARGS:
+        bias = kwargs.get(name)
+        if bias is not None and (not torch.is_tensor(bias) or bool(torch.any(bias != 0))):
+            raise SprintUnsupported(
+                f"additive attention bias `{name}` (relative position bias, ALiBi) is not "
+                "supported by SPRINT attention"
+            )
     if query.device.type != "cpu":
         raise SprintUnsupported(f"tensors on {query.device}: SPRINT attention runs on the CPU")
     b, h, n_q, d = query.shape
@@ -239,7 +251,13 @@ def sprint_attention_forward(
         if mask.dim() != 4 or mask.shape[1] != 1:
             raise SprintUnsupported(f"attention mask of shape {tuple(mask.shape)}")
         if mask.dtype != torch.bool:
-            mask = mask > torch.finfo(mask.dtype).min / 2
+            blocked = mask <= torch.finfo(mask.dtype).min / 2
+            if bool(torch.any((mask != 0) & ~blocked)):
+                raise SprintUnsupported(
+                    "the float attention mask carries an additive bias (values other than 0 "
+                    "and -inf); SPRINT attention only takes masks"
+                )
+            mask = ~blocked
     layer = session.layer_of(module)
     outs = []
     for i in range(b):
