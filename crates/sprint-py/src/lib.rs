@@ -23,9 +23,9 @@ use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::Value as Json;
-use sprint_attention::summary::{RunSummary, error_stats, kind_bytes, trace_header};
+use sprint_attention::summary::{RunSummary, error_stats, kind_bytes, provenance, trace_header};
 use sprint_attention::{AttentionInput, LayerShape, Tensor3, dense, run_layer};
-use sprint_core::config::AttentionConfig;
+use sprint_core::config::{AttentionConfig, Thresholds};
 use sprint_core::trace::{HeadTrace, KindTotals, TraceHeader, TraceReader, TraceWriter};
 use sprint_sim::presets::{load_design, load_energy, preset_names};
 use sprint_sim::simulate::{json_document, simulate as run_simulation, split_sets};
@@ -134,6 +134,57 @@ fn merge(base: &mut toml::Table, over: &Bound<'_, PyDict>, path: &str) -> PyResu
     Ok(())
 }
 
+/// Turns keyword overrides into `key=value` assignments for
+/// `AttentionConfig::with_overrides` (the code behind `sprint attend --set`, which knows
+/// that `noise.preset` resets the noise table): a dict descends into a section that exists
+/// in `base`, any other value is written as TOML; `None` leaves go to `removals`.
+fn flatten(
+    base: Option<&toml::Table>,
+    over: &Bound<'_, PyDict>,
+    prefix: &str,
+    sets: &mut Vec<String>,
+    removals: &mut Vec<String>,
+) -> PyResult<()> {
+    for (k, v) in over.iter() {
+        let key: String = k
+            .extract()
+            .map_err(|_| err(format!("{prefix}: keys must be strings")))?;
+        let here = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if v.is_none() {
+            removals.push(here);
+            continue;
+        }
+        if let (Ok(d), Some(Toml::Table(sub))) =
+            (v.cast::<PyDict>(), base.and_then(|b| b.get(&key)))
+        {
+            flatten(Some(sub), d, &here, sets, removals)?;
+            continue;
+        }
+        if let Some(x) = py_to_toml(&v, &here)? {
+            sets.push(format!("{here}={x}"));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the dotted `key` from `t` (if present).
+fn remove_dotted(t: &mut toml::Table, key: &str) {
+    match key.split_once('.') {
+        None => {
+            t.remove(key);
+        }
+        Some((head, rest)) => {
+            if let Some(Toml::Table(sub)) = t.get_mut(head) {
+                remove_dotted(sub, rest);
+            }
+        }
+    }
+}
+
 fn toml_to_py(py: Python<'_>, v: &Toml) -> PyResult<Py<PyAny>> {
     Ok(match v {
         Toml::String(s) => s.into_pyobject(py)?.into_any().unbind(),
@@ -225,9 +276,10 @@ impl PyConfig {
 
 #[pymethods]
 impl PyConfig {
-    /// Builds a configuration from a mapping (the TOML document as nested dicts) and keyword
-    /// overrides of top-level keys (a dict value merges into that section, `None` removes
-    /// a key).
+    /// Builds a configuration from a mapping (the TOML document as nested dicts, read like a
+    /// TOML file) and keyword overrides of top-level keys, applied like `sprint attend --set`
+    /// (a dict value sets keys of that section, `None` removes a key, `noise={"preset": ..}`
+    /// starts the noise table from that preset).
     #[new]
     #[pyo3(signature = (mapping=None, **overrides))]
     fn new(
@@ -238,10 +290,11 @@ impl PyConfig {
         if let Some(m) = mapping {
             merge(&mut t, m, "")?;
         }
-        if let Some(o) = overrides {
-            merge(&mut t, o, "")?;
+        let cfg = Self::from_table(&t, "dict")?;
+        match overrides {
+            Some(o) if !o.is_empty() => cfg.replace(Some(o)),
+            _ => Ok(cfg),
         }
-        Self::from_table(&t, "dict")
     }
 
     /// Parses TOML text (same parser and checks as `sprint attend --config`).
@@ -266,14 +319,26 @@ impl PyConfig {
         }
     }
 
-    /// A copy with keyword overrides applied (a dict value merges into that section).
+    /// A copy with keyword overrides applied like `sprint attend --set` (a dict value sets
+    /// keys of that section, `None` removes a key back to its default).
     #[pyo3(signature = (**overrides))]
     fn replace(&self, overrides: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let Some(o) = overrides else {
+            return Ok(self.clone());
+        };
         let mut t = self.table()?;
-        if let Some(o) = overrides {
-            merge(&mut t, o, "")?;
-        }
-        Self::from_table(&t, "dict")
+        let (mut sets, mut removals) = (Vec::new(), Vec::new());
+        flatten(Some(&t), o, "", &mut sets, &mut removals)?;
+        let base = if removals.is_empty() {
+            self.clone()
+        } else {
+            for key in &removals {
+                remove_dotted(&mut t, key);
+            }
+            Self::from_table(&t, "dict")?
+        };
+        let inner = base.inner.with_overrides(&sets).map_err(err)?;
+        Ok(Self { inner })
     }
 
     /// Every key as nested dicts (floats may be `-inf`).
@@ -768,7 +833,14 @@ fn attend_inputs(
     if compare_dense {
         summary.error_vs_dense = Some(error_stats(&output, &reference));
     }
-    let header = trace_header(cfg, &shape, n_layers, workload);
+    let mut header = trace_header(cfg, &shape, n_layers, workload);
+    // As `sprint attend --trace`: the config and the thresholds of these layers.
+    header.provenance = Some(provenance(
+        cfg,
+        Some(&Thresholds {
+            values: rows.clone(),
+        }),
+    ));
     let mut heads = Vec::with_capacity(n_layers * shape.heads);
     for r in runs {
         for mut h in r.heads {

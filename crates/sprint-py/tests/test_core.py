@@ -66,6 +66,20 @@ def test_config_bad_python_values_raise():
         sa.Config({1: 2})
 
 
+def test_config_noise_presets():
+    ideal = sa.Config()
+    typical = sa.Config(noise={"preset": "typical"})
+    assert typical.to_dict()["noise"]["preset"] == "typical"
+    assert typical.to_dict()["noise"] != ideal.to_dict()["noise"]
+    # A key beside the preset overrides it; replace() starts the noise table anew.
+    quiet = sa.Config(noise={"preset": "typical", "read_sigma_fs": 0.0})
+    assert quiet.to_dict()["noise"]["read_sigma_fs"] == 0.0
+    assert ideal.replace(noise={"preset": "typical"}) == typical
+    assert sa.Config({"noise": {"preset": "typical"}}) == typical
+    with pytest.raises(sa.SprintError, match="preset"):
+        sa.Config(noise={"preset": "awful"})
+
+
 def test_config_per_layer_thresholds():
     c = sa.Config(threshold={"per_layer": [0.0, 1.0]})
     assert c.thresholds(2, 3) == [[0.0] * 3, [1.0] * 3]
@@ -268,6 +282,7 @@ CLI_CONFIGS = [
     {"variant": "dense", "recompute": "float"},
     {"threshold": {"value": 0.0, "margin": 0.5}, "seed": 3,
      "noise": {"read_sigma_fs": 0.02, "conductance_sigma": 0.05}},
+    {"threshold": {"value": 0.0}, "seed": 5, "noise": {"preset": "typical"}},
 ]
 
 
