@@ -1,7 +1,6 @@
 //! `sprint simulate`: performance and energy of SPRINT and its baselines on a paper workload
 //! or a trace, optionally side by side with the paper.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +14,7 @@ use sprint_sim::paper::{Comparison, compare, geomean, mean};
 use sprint_sim::presets::{load_design, load_energy, preset_names};
 use sprint_sim::report::{DesignReport, build};
 use sprint_sim::run::{run_model, run_trace};
+use sprint_sim::simulate::{Outcome, json_document, split_sets};
 use sprint_sim::workload::{model_workload, workload_names};
 use sprint_sim::wstats::{StatsFile, measure};
 
@@ -63,17 +63,6 @@ pub struct Args {
     /// With --trace: write the trace's workload statistics to this TOML file.
     #[arg(long)]
     measure_stats: Option<PathBuf>,
-}
-
-fn split_sets(sets: &[String]) -> (Vec<String>, Vec<String>) {
-    let (mut hw, mut en) = (Vec::new(), Vec::new());
-    for s in sets {
-        match s.strip_prefix("energy.") {
-            Some(rest) => en.push(rest.to_string()),
-            None => hw.push(s.clone()),
-        }
-    }
-    (hw, en)
 }
 
 /// `trace FILE: problem`, with the reader's placeholder stream name replaced by the file.
@@ -302,28 +291,15 @@ pub fn run(a: Args) -> Result<()> {
     let reports = build(&designs, &table, &totals)?;
     let elapsed = started.elapsed().as_secs_f64();
     if a.json {
-        let designs_json: Vec<Value> = reports
-            .iter()
-            .zip(&designs)
-            .map(|(r, d)| {
-                let mut reg: BTreeMap<String, Value> = r.registry();
-                reg.insert(
-                    "config".into(),
-                    serde_json::to_value(&d.file).unwrap_or(Value::Null),
-                );
-                json!(reg)
-            })
-            .collect();
-        let doc = json!({
-            "workload": label,
-            "workload_statistics": stats_source,
-            "energy_table": table.name(),
-            "energy_table_values": serde_json::to_value(&table.file)?,
-            "wall_seconds": elapsed,
-            "peak_rss_bytes": peak_rss_bytes(),
-            "designs": designs_json,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        let outcome = Outcome {
+            label,
+            stats_source,
+            reports,
+        };
+        let mut doc = json_document(&outcome, &designs, &table);
+        doc.insert("wall_seconds".into(), json!(elapsed));
+        doc.insert("peak_rss_bytes".into(), json!(peak_rss_bytes()));
+        println!("{}", serde_json::to_string_pretty(&Value::Object(doc))?);
     } else {
         println!("workload: {label}");
         println!("kept sets: {stats_source}");

@@ -21,6 +21,7 @@ pub mod paper;
 pub mod presets;
 pub mod report;
 pub mod run;
+pub mod simulate;
 pub mod sourced;
 pub mod stats;
 pub mod workload;
