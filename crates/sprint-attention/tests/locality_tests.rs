@@ -526,3 +526,57 @@ proptest! {
         }
     }
 }
+
+/// Policy `paper` against an independent model of the paper's rule: the buffer holds what
+/// fitted of the previous kept set; reuse = kept AND held; the rest is fetched, filling free
+/// slots in ascending key order, and whatever does not fit streams. Rows of 4096 keys with
+/// real keep rates (10-40 %), drifting kept sets, and buffers smaller and larger than a set.
+#[test]
+fn paper_policy_matches_an_independent_model() {
+    use sprint_core::config::LocalityPolicy;
+    let n = 4096;
+    let mut state = 0x5eed_u64;
+    let mut next = |m: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % m
+    };
+    for capacity in [0usize, 128, 700, 4096] {
+        let mut engine = LocalityEngine::with_policy(n, capacity, capacity, LocalityPolicy::Paper);
+        let mut held: BTreeSet<usize> = BTreeSet::new();
+        let mut kept: BTreeSet<usize> = (0..n).filter(|_| next(100) < 25).collect();
+        for _ in 0..200 {
+            // Drift: drop and add a few percent of the keys, keep rate 10-40 %.
+            let target = (n as u64 * (10 + next(31)) / 100) as usize;
+            kept.retain(|_| next(100) >= 3);
+            while kept.len() < target {
+                kept.insert(next(n as u64) as usize);
+            }
+            while kept.len() > target {
+                let k = *kept.iter().nth(next(kept.len() as u64) as usize).unwrap();
+                kept.remove(&k);
+            }
+            let mut row = vec![0u64; n.div_ceil(64)];
+            for &k in &kept {
+                row[k / 64] |= 1 << (k % 64);
+            }
+            let (k, v) = engine.step(&row);
+            let reused: BTreeSet<usize> = kept.intersection(&held).copied().collect();
+            let fetched: Vec<usize> = kept.difference(&held).copied().collect();
+            let admit = capacity.saturating_sub(reused.len()).min(fetched.len());
+            assert_eq!(k.reused as usize, reused.len(), "capacity {capacity}");
+            assert_eq!(k.fetched as usize, fetched.len(), "capacity {capacity}");
+            assert_eq!(
+                k.streamed as usize,
+                fetched.len() - admit,
+                "capacity {capacity}"
+            );
+            assert_eq!(k, v);
+            held = reused;
+            held.extend(fetched.into_iter().take(admit));
+            let resident: BTreeSet<usize> = engine.key_buffer().resident_keys().collect();
+            assert_eq!(resident, held, "capacity {capacity}");
+        }
+    }
+}

@@ -14,7 +14,7 @@ use sprint_sim::paper::{Comparison, compare, geomean, mean};
 use sprint_sim::presets::{load_design, load_energy, preset_names};
 use sprint_sim::report::{DesignReport, build};
 use sprint_sim::run::{run_model, run_trace};
-use sprint_sim::simulate::{Outcome, json_document, split_sets};
+use sprint_sim::simulate::{Outcome, json_document, split_sets, workload_label};
 use sprint_sim::workload::{model_workload, workload_names};
 use sprint_sim::wstats::{StatsFile, measure};
 
@@ -268,20 +268,7 @@ pub fn run(a: Args) -> Result<()> {
         (None, Some(w)) => {
             let st = stats.resolve(&w.name);
             let t = pool.install(|| run_model(&designs, w, &st))?;
-            (
-                format!(
-                    "{} ({} layers x {} heads, {} tokens, {:.0}% padding, d = {}{})",
-                    w.name,
-                    w.layers,
-                    w.heads,
-                    w.seq_len,
-                    100.0 * w.padding_fraction,
-                    w.head_dim,
-                    if w.causal { ", causal" } else { "" }
-                ),
-                t,
-                st.source,
-            )
+            (workload_label(w), t, st.source)
         }
         (None, None) => bail!(
             "give --workload NAME ({}) or --trace FILE",

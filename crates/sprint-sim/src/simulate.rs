@@ -16,6 +16,20 @@ use crate::run::{run_model, run_trace};
 use crate::workload::{ModelWorkload, workload_names};
 use crate::wstats::StatsFile;
 
+/// The one-line description of a paper workload printed above its results.
+pub fn workload_label(w: &ModelWorkload) -> String {
+    format!(
+        "{} ({} layers x {} heads, {} tokens, {:.0}% padding, d = {}{})",
+        w.name,
+        w.layers,
+        w.heads,
+        w.seq_len,
+        100.0 * w.padding_fraction,
+        w.head_dim,
+        if w.causal { ", causal" } else { "" }
+    )
+}
+
 /// Splits `KEY=VALUE` overrides into hardware ones and energy-table ones (the `energy.`
 /// prefix, stripped), in order.
 pub fn split_sets(sets: &[String]) -> (Vec<String>, Vec<String>) {
@@ -65,20 +79,7 @@ pub fn simulate<R: Read>(
         (None, Some(w)) => {
             let st = stats.resolve(&w.name);
             let t = run_model(designs, w, &st)?;
-            (
-                format!(
-                    "{} ({} layers x {} heads, {} tokens, {:.0}% padding, d = {}{})",
-                    w.name,
-                    w.layers,
-                    w.heads,
-                    w.seq_len,
-                    100.0 * w.padding_fraction,
-                    w.head_dim,
-                    if w.causal { ", causal" } else { "" }
-                ),
-                t,
-                st.source,
-            )
+            (workload_label(w), t, st.source)
         }
         (None, None) => {
             return Err(SimError::workload(
