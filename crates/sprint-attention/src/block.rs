@@ -6,8 +6,9 @@ use sprint_core::config::{RecomputeMode, SoftmaxNormalisation, Variant};
 use sprint_core::trace::HeadStats;
 use sprint_core::visibility::{clear_from, visible_limit};
 
-use crate::comparator::Comparator;
-use crate::engine::{HeadCtx, MAX_EXACT_GEMM_DIM, audited, needs_all_exact_scores, quantize_score};
+use crate::comparator::{Comparator, ge_bits};
+use crate::engine::{HeadCtx, QUERY_BLOCK, audited, needs_all_exact_scores, quantize_score};
+use crate::int8_gemm;
 use crate::gemm::matmul_nt;
 use crate::kernels::{axpy_f32, dot_f32, dot_i16};
 use crate::noise::{Purpose, stream_key};
@@ -27,66 +28,170 @@ pub(crate) struct BlockOut {
 
 /// Scratch buffers reused across the rows of a block.
 #[derive(Default)]
-struct Scratch {
-    keys: Vec<usize>,
+pub(crate) struct Scratch {
+    keys: Vec<u32>,
+    raw: Vec<i32>,
     codes: Vec<i32>,
     logits: Vec<f32>,
     exps: Vec<u64>,
     probs: Vec<u32>,
-    weights: Vec<u64>,
+    weights: Vec<u32>,
     probs_f: Vec<f32>,
     acc_f32: Vec<f32>,
     acc_i32: Vec<i32>,
     acc_i64: Vec<i64>,
 }
 
+/// The score matrices of a block (`rows x n_keys`, row-major), reused per thread. Each is
+/// empty when the block's variant and mode do not need it.
+#[derive(Default)]
+pub(crate) struct BlockScores {
+    /// In-memory scores in steps from an ideal crossbar (int8 GEMM).
+    pub approx_int: Vec<i32>,
+    /// In-memory scores in steps from a crossbar with cell non-idealities (f32 GEMM).
+    pub approx_f32: Vec<f32>,
+    /// Fixed point: exact integer scores `q8 . k8` of every key.
+    pub exact_int: Vec<i32>,
+    /// Fixed point: the recompute's integer scores against the stuck-at read-back of K.
+    pub recompute_int: Vec<i32>,
+    /// Float mode: exact logits `q . k / sqrt(d)` of every key.
+    pub exact_f32: Vec<f32>,
+    /// Staging for the f32 GEMM fallback of the integer scores.
+    staging: Vec<f32>,
+}
+
+/// One row of in-memory scores.
+#[derive(Clone, Copy)]
+pub(crate) enum ApproxRow<'a> {
+    None,
+    Int(&'a [i32]),
+    F32(&'a [f32]),
+}
+
+impl ApproxRow<'_> {
+    /// Key `j`'s score in steps.
+    #[inline(always)]
+    fn get(&self, j: usize) -> f64 {
+        match self {
+            ApproxRow::None => 0.0,
+            ApproxRow::Int(x) => f64::from(x[j]),
+            ApproxRow::F32(x) => f64::from(x[j]),
+        }
+    }
+}
+
 thread_local! {
     /// Per-thread score buffers of a block, reused across blocks (a fresh megabyte per block
     /// cost more in page faults than the GEMM that fills it).
-    static SCORE_BUFFERS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static SCORE_BUFFERS: std::cell::RefCell<BlockScores> =
+        std::cell::RefCell::new(BlockScores::default());
+    /// Per-thread row scratch, reused across blocks.
+    static ROW_SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// Phase: the in-memory scores (steps of `q_dac . K_MSB`) of the whole block, one crossbar
-/// read per query, into `approx`; left empty for the variants that score on chip.
-fn score_in_memory(ctx: &HeadCtx, rows: &std::ops::Range<usize>, approx: &mut Vec<f32>) {
-    approx.clear();
+/// read per query: integer when the crossbar is ideal, f32 from the programmed weights
+/// otherwise; nothing for the variants that score on chip.
+fn score_in_memory(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockScores) {
+    sc.approx_int.clear();
+    sc.approx_f32.clear();
     let Some(xb) = &ctx.kv.crossbar else {
         return;
     };
     let (n, d, m) = (ctx.shape.n_keys, ctx.shape.head_dim, rows.len());
-    approx.resize(m * n, 0.0);
-    let q = &ctx.qh.q_dac[rows.start * d..rows.end * d];
-    matmul_nt(q, &xb.weights, approx, m, n, d);
+    if let Some(packed) = &ctx.kv.k_msb_packed {
+        let q = &ctx.qh.q_dac_u8[rows.start * d..rows.end * d];
+        int8_gemm::scores(q, &ZERO_POINTS[..m], packed, &mut sc.approx_int);
+    } else {
+        sc.approx_f32.resize(m * n, 0.0);
+        let q = &ctx.qh.q_dac[rows.start * d..rows.end * d];
+        matmul_nt(q, &xb.weights, &mut sc.approx_f32, m, n, d);
+    }
 }
 
-/// Phase: the exact scores of every key for the block, into `full`: integer `q8 . k8`
-/// (fixed point) or float logits `q . k / sqrt(d)` (float mode). They drive runtime pruning,
-/// the recompute and the audit of the in-memory decisions.
-fn exact_scores(ctx: &HeadCtx, rows: &std::ops::Range<usize>, full: &mut Vec<f32>) {
+/// Zero points of the int8 GEMMs' left operands (`code + 128`), one per block row.
+static ZERO_POINTS: [u8; QUERY_BLOCK] = [128; QUERY_BLOCK];
+
+/// Exact integer scores of the block's queries against one set of keys: the int8 GEMM when
+/// its kernel is exact, else an f32 GEMM of exact small integers, else integer dots.
+fn integer_scores(
+    ctx: &HeadCtx,
+    rows: &std::ops::Range<usize>,
+    packed: Option<&int8_gemm::PackedKeys>,
+    keys_f32: &[f32],
+    keys_i16: &[i16],
+    staging: &mut Vec<f32>,
+    out: &mut Vec<i32>,
+) {
     let (n, d, m) = (ctx.shape.n_keys, ctx.shape.head_dim, rows.len());
-    full.clear();
-    if !needs_all_exact_scores(ctx.cfg) {
+    if let Some(packed) = packed {
+        let q = &ctx.qh.q8_u8[rows.start * d..rows.end * d];
+        int8_gemm::scores(q, &ZERO_POINTS[..m], packed, out);
         return;
     }
-    full.resize(m * n, 0.0);
-    if ctx.cfg.recompute == RecomputeMode::Float {
-        let q = &ctx.q_f[rows.start * d..rows.end * d];
-        matmul_nt(q, ctx.k_f, full, m, n, d);
-        let inv = 1.0 / (d as f32).sqrt();
-        full.iter_mut().for_each(|x| *x *= inv);
-    } else if d <= MAX_EXACT_GEMM_DIM {
+    out.clear();
+    out.resize(m * n, 0);
+    if !keys_f32.is_empty() {
+        // Exact: integer products and sums below 2^24.
+        staging.clear();
+        staging.resize(m * n, 0.0);
         let q = &ctx.qh.q8_f32[rows.start * d..rows.end * d];
-        matmul_nt(q, &ctx.kv.k8_f32, full, m, n, d);
+        matmul_nt(q, keys_f32, staging, m, n, d);
+        out.iter_mut().zip(staging.iter()).for_each(|(o, &x)| *o = x as i32);
     } else {
-        // Too wide for exact f32 sums: integer dots (scores of such heads overflow the
-        // 12-bit code anyway, but stay exact here).
+        // Too wide for exact f32 sums and no exact int8 kernel: integer dots.
         for (r, i) in rows.clone().enumerate() {
             let q8 = &ctx.qh.q8[i * d..(i + 1) * d];
             for j in 0..n {
-                full[r * n + j] = dot_i16(q8, &ctx.kv.k8[j * d..(j + 1) * d]) as f32;
+                out[r * n + j] = dot_i16(q8, &keys_i16[j * d..(j + 1) * d]);
             }
         }
+    }
+}
+
+/// Phase: the exact scores of every key for the block. Fixed point: integer `q8 . k8` (for
+/// runtime pruning, dense, the audit and the recompute) and, with stuck-at cells, the
+/// recompute's `q8 . k_read_back`; float mode: logits `q . k / sqrt(d)` (for the variants
+/// that score on chip and the audit).
+fn exact_scores(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockScores) {
+    let (n, d, m) = (ctx.shape.n_keys, ctx.shape.head_dim, rows.len());
+    sc.exact_int.clear();
+    sc.recompute_int.clear();
+    sc.exact_f32.clear();
+    let kv = ctx.kv;
+    if ctx.cfg.recompute == RecomputeMode::Float {
+        if needs_all_exact_scores(ctx.cfg) {
+            sc.exact_f32.resize(m * n, 0.0);
+            let q = &ctx.q_f[rows.start * d..rows.end * d];
+            matmul_nt(q, ctx.k_f, &mut sc.exact_f32, m, n, d);
+            let inv = 1.0 / (d as f32).sqrt();
+            sc.exact_f32.iter_mut().for_each(|x| *x *= inv);
+        }
+        return;
+    }
+    let read_back = !kv.k_read_back.is_empty();
+    let recomputes_true_keys = ctx.cfg.variant == Variant::Sprint && !read_back;
+    if needs_all_exact_scores(ctx.cfg) || recomputes_true_keys {
+        integer_scores(
+            ctx,
+            rows,
+            kv.k8_packed.as_ref(),
+            &kv.k8_f32,
+            &kv.k8,
+            &mut sc.staging,
+            &mut sc.exact_int,
+        );
+    }
+    if ctx.cfg.variant == Variant::Sprint && read_back {
+        integer_scores(
+            ctx,
+            rows,
+            kv.k_read_back_packed.as_ref(),
+            &kv.k_read_back_f32,
+            &kv.k_read_back,
+            &mut sc.staging,
+            &mut sc.recompute_int,
+        );
     }
 }
 
@@ -110,20 +215,22 @@ fn comparator(ctx: &HeadCtx, i: usize) -> Comparator {
     }
 }
 
-/// Phase: counts the in-memory decisions of one row against exact pruning at the same `Th`.
+/// Phase: counts the in-memory decisions of one row against exact pruning at the same `Th`
+/// (`exact_row[j] >= exact_min`).
 #[inline(always)]
-fn audit(exact_row: &[f32], exact_min: f32, visible: &[u64], kept: &[u64], stats: &mut HeadStats) {
+fn audit<T: Copy + PartialOrd>(
+    exact_row: &[T],
+    exact_min: T,
+    visible: &[u64],
+    kept: &[u64],
+    stats: &mut HeadStats,
+) {
     for (wi, (&vis, &kept)) in visible.iter().zip(kept).enumerate() {
         if vis == 0 {
             continue;
         }
         let lo = wi * 64;
-        let chunk = &exact_row[lo..(lo + 64).min(exact_row.len())];
-        let mut pass = 0u64;
-        for (b, &s) in chunk.iter().enumerate() {
-            pass |= u64::from(s >= exact_min) << b;
-        }
-        pass &= vis;
+        let pass = ge_bits(&exact_row[lo..(lo + 64).min(exact_row.len())], exact_min) & vis;
         stats.exact_kept += u64::from(pass.count_ones());
         stats.false_pruned += u64::from((pass & !kept).count_ones());
         stats.false_kept += u64::from((!pass & kept).count_ones());
@@ -132,7 +239,7 @@ fn audit(exact_row: &[f32], exact_min: f32, visible: &[u64], kept: &[u64], stats
 
 /// Keeps the pairs `(keys[t], vals[t])` whose value passes `keep`, in order.
 #[inline(always)]
-fn retain_pairs<T: Copy>(keys: &mut Vec<usize>, vals: &mut Vec<T>, keep: impl Fn(T) -> bool) {
+fn retain_pairs<T: Copy>(keys: &mut Vec<u32>, vals: &mut Vec<T>, keep: impl Fn(T) -> bool) {
     let mut w = 0;
     for t in 0..keys.len() {
         if keep(vals[t]) {
@@ -158,11 +265,17 @@ fn rechecks(ctx: &HeadCtx) -> bool {
 /// Runs query rows `rows` of one head.
 pub(crate) fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut {
     SCORE_BUFFERS.with(|b| {
-        let (approx, exact) = &mut *b.borrow_mut();
-        score_in_memory(ctx, &rows, approx);
-        exact_scores(ctx, &rows, exact);
-        crate::simd::run_rows_dispatch(ctx, rows, approx, exact)
+        let sc = &mut *b.borrow_mut();
+        score_in_memory(ctx, &rows, sc);
+        exact_scores(ctx, &rows, sc);
+        ROW_SCRATCH.with(|s| crate::simd::run_rows_dispatch(ctx, rows, sc, &mut s.borrow_mut()))
     })
+}
+
+/// The `r`-th row of a `rows x n` score matrix, or an empty slice when the matrix is empty.
+#[inline(always)]
+fn row_of<T>(m: &[T], r: usize, n: usize) -> &[T] {
+    if m.is_empty() { &[] } else { &m[r * n..(r + 1) * n] }
 }
 
 /// Runs the per-query phases of a block whose scores are computed (inlined into each
@@ -171,8 +284,8 @@ pub(crate) fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut
 pub(crate) fn run_rows(
     ctx: &HeadCtx,
     rows: std::ops::Range<usize>,
-    approx: &[f32],
-    exact: &[f32],
+    sc: &BlockScores,
+    s: &mut Scratch,
 ) -> BlockOut {
     let n = ctx.shape.n_keys;
     let d = ctx.shape.head_dim;
@@ -180,6 +293,8 @@ pub(crate) fn run_rows(
     let wpr = words_for(n);
     let offsets: &[f32] = ctx.kv.crossbar.as_ref().map_or(&[], |x| &x.offsets);
     let audit_on = audited(ctx.cfg);
+    let fixed = ctx.cfg.recompute == RecomputeMode::FixedPoint;
+    let exact_min_int = exact_min_int(ctx.exact_min);
 
     let mut out = BlockOut {
         rows: rows.clone(),
@@ -193,21 +308,20 @@ pub(crate) fn run_rows(
             ..HeadStats::default()
         },
     };
-    let mut s = Scratch {
-        acc_f32: vec![0f32; d],
-        acc_i32: vec![0i32; d],
-        acc_i64: vec![0i64; d],
-        ..Scratch::default()
-    };
+    s.acc_f32.resize(d, 0.0);
+    s.acc_i32.resize(d, 0);
+    s.acc_i64.resize(d, 0);
     let mut visible = vec![0u64; wpr];
     for (r, i) in rows.clone().enumerate() {
         if !ctx.query_valid[i] {
             continue;
         }
-        let exact_row = if exact.is_empty() {
-            &[][..]
+        let approx_row = if !sc.approx_int.is_empty() {
+            ApproxRow::Int(row_of(&sc.approx_int, r, n))
+        } else if !sc.approx_f32.is_empty() {
+            ApproxRow::F32(row_of(&sc.approx_f32, r, n))
         } else {
-            &exact[r * n..(r + 1) * n]
+            ApproxRow::None
         };
         let row_mask = &mut out.masks[r * wpr..(r + 1) * wpr];
         visible_keys(ctx, i, &mut visible);
@@ -218,42 +332,38 @@ pub(crate) fn run_rows(
             .sum::<u64>();
         let cmp = ctx.kv.crossbar.as_ref().map(|_| comparator(ctx, i));
         if let Some(c) = &cmp {
-            c.decide(&approx[r * n..(r + 1) * n], offsets, row_mask);
+            match approx_row {
+                ApproxRow::Int(a) => c.decide_int(a, offsets, row_mask),
+                ApproxRow::F32(a) => c.decide(a, offsets, row_mask),
+                ApproxRow::None => {}
+            }
             if audit_on {
-                audit(exact_row, ctx.exact_min, &visible, row_mask, &mut out.stats);
+                if fixed {
+                    let e = row_of(&sc.exact_int, r, n);
+                    audit(e, exact_min_int, &visible, row_mask, &mut out.stats);
+                } else {
+                    let e = row_of(&sc.exact_f32, r, n);
+                    audit(e, ctx.exact_min, &visible, row_mask, &mut out.stats);
+                }
             }
         }
         out.kept[r] = row_mask.iter().map(|w| w.count_ones()).sum();
-        s.keys.clear();
-        s.keys.extend(iter_ones(row_mask));
-        let approx_row = if approx.is_empty() {
-            &[][..]
-        } else {
-            &approx[r * n..(r + 1) * n]
-        };
         let dst = &mut out.output[r * d..(r + 1) * d];
-        let (kept, sat_scores, sat_out) = if ctx.cfg.recompute == RecomputeMode::FixedPoint {
-            fixed_point_row(
-                ctx,
-                i,
-                cmp.as_ref(),
-                approx_row,
-                exact_row,
-                offsets,
-                &mut s,
-                dst,
-            )
+        let (kept, sat_scores, sat_out) = if !fixed {
+            s.keys.clear();
+            s.keys.extend(iter_ones(row_mask).map(|j| j as u32));
+            float_row(ctx, i, cmp.as_ref(), approx_row, row_of(&sc.exact_f32, r, n), offsets, s, dst)
+        } else if ctx.cfg.variant == Variant::SprintNoRecompute {
+            s.keys.clear();
+            s.keys.extend(iter_ones(row_mask).map(|j| j as u32));
+            no_recompute_row(ctx, i, cmp.as_ref(), approx_row, offsets, s, dst)
         } else {
-            float_row(
-                ctx,
-                i,
-                cmp.as_ref(),
-                approx_row,
-                exact_row,
-                offsets,
-                &mut s,
-                dst,
-            )
+            let scores = if sc.recompute_int.is_empty() {
+                row_of(&sc.exact_int, r, n)
+            } else {
+                row_of(&sc.recompute_int, r, n)
+            };
+            recompute_row(ctx, scores, exact_min_int, row_mask, s, dst)
         };
         out.softmax_kept[r] = kept;
         out.stats.score_saturated += sat_scores;
@@ -262,75 +372,91 @@ pub(crate) fn run_rows(
     out
 }
 
-/// Phases recompute, recheck, softmax and V-PU of one row on the integer datapath. Returns
-/// (keys in the softmax, saturated score codes, saturated output elements).
-#[allow(clippy::too_many_arguments)]
+/// The exact-score threshold as an integer: scores `>= exact_min` (an integer or +-inf in
+/// f32) are exactly those `>=` this.
 #[inline(always)]
-fn fixed_point_row(
+fn exact_min_int(exact_min: f32) -> i32 {
+    if exact_min == f32::NEG_INFINITY {
+        i32::MIN
+    } else if exact_min == f32::INFINITY {
+        i32::MAX
+    } else {
+        exact_min as i32
+    }
+}
+
+/// The fixed-point score code of an exact integer score (see [`quantize_score`]); the
+/// saturation flag is counted separately from the head's bounds.
+#[inline(always)]
+fn score_code(score: i32, unit: f64, hi: f64, scale: f64) -> i32 {
+    quantize_score(f64::from(score) * unit, hi, scale).0
+}
+
+/// Phases recompute, recheck, softmax and V-PU of one row whose score codes come from exact
+/// integer scores (SPRINT's recompute, runtime pruning, dense). `scores` are the integer
+/// scores of every key, `kept` the keys that reached the recompute. Word by word, the keys
+/// whose score code saturates are counted and those below `Th` dropped (`exact_min`, the
+/// same rule as comparing codes), then only the softmax's keys are quantised. Returns (keys
+/// in the softmax, saturated score codes, saturated output elements).
+#[inline(always)]
+fn recompute_row(
     ctx: &HeadCtx,
-    i: usize,
-    cmp: Option<&Comparator>,
-    approx_row: &[f32],
-    exact_row: &[f32],
-    offsets: &[f32],
+    scores: &[i32],
+    exact_min: i32,
+    kept: &[u64],
     s: &mut Scratch,
     dst: &mut [f32],
 ) -> (u32, u64, u64) {
+    let recheck = rechecks(ctx);
+    let mut saturated = 0u64;
+    s.keys.clear();
+    s.raw.clear();
+    for (wi, &word) in kept.iter().enumerate() {
+        if word == 0 {
+            continue;
+        }
+        let lo = wi * 64;
+        let chunk = &scores[lo..(lo + 64).min(scores.len())];
+        let outside = !ge_bits(chunk, ctx.sat_below.saturating_add(1)) | ge_bits(chunk, ctx.sat_above);
+        saturated += u64::from((outside & word).count_ones());
+        let mut soft = if recheck {
+            word & ge_bits(chunk, exact_min)
+        } else {
+            word
+        };
+        while soft != 0 {
+            let b = soft.trailing_zeros() as usize;
+            soft &= soft - 1;
+            s.keys.push((lo + b) as u32);
+            s.raw.push(chunk[b]);
+        }
+    }
     let q = &ctx.cfg.quant;
-    let d = ctx.shape.head_dim;
     let hi = f64::from((1u32 << (q.score_bits - 1)) - 1);
     let scale = f64::from(1u32 << q.score_frac_bits);
-    let mut saturated = 0u64;
-    let mut code = |logit: f64| {
-        let (c, sat) = quantize_score(logit, hi, scale);
-        saturated += u64::from(sat);
-        c
-    };
+    let unit = ctx.exact_unit;
     s.codes.clear();
-    match (ctx.cfg.variant, cmp) {
-        (Variant::SprintNoRecompute, Some(c)) => {
-            let corr = ctx.qh.lsb_correction[i];
-            for &j in &s.keys {
-                let steps = c.analog_score(approx_row[j], offsets, j) + corr;
-                s.codes.push(code(steps * ctx.approx_unit));
-            }
-        }
-        (Variant::Sprint, _) if !ctx.kv.k_read_back.is_empty() || exact_row.is_empty() => {
-            // The recompute of the kept keys alone; stuck cells corrupt the transposed K_MSB
-            // read it uses.
-            let keys = if ctx.kv.k_read_back.is_empty() {
-                &ctx.kv.k8
-            } else {
-                &ctx.kv.k_read_back
-            };
-            let q8 = &ctx.qh.q8[i * d..(i + 1) * d];
-            for &j in &s.keys {
-                let dot = dot_i16(q8, &keys[j * d..(j + 1) * d]);
-                s.codes.push(code(f64::from(dot) * ctx.exact_unit));
-            }
-        }
-        _ => {
-            for &j in &s.keys {
-                s.codes.push(code(f64::from(exact_row[j]) * ctx.exact_unit));
-            }
-        }
+    s.codes.extend(s.raw.iter().map(|&x| score_code(x, unit, hi, scale)));
+    let sat_out = softmax_and_vpu(ctx, s, dst);
+    (s.keys.len() as u32, saturated, sat_out)
+}
+
+/// Phases softmax and V-PU of the keys in `s.keys` with score codes `s.codes`; returns the
+/// saturated output elements.
+#[inline(always)]
+fn softmax_and_vpu(ctx: &HeadCtx, s: &mut Scratch, dst: &mut [f32]) -> u64 {
+    if s.keys.is_empty() {
+        return 0;
     }
-    if rechecks(ctx) {
-        let th_code = f64::from(ctx.threshold) * scale;
-        retain_pairs(&mut s.keys, &mut s.codes, |c| f64::from(c) >= th_code);
-    }
-    let kept = s.keys.len() as u32;
-    if kept == 0 {
-        return (0, saturated, 0);
-    }
-    let sat_out = match q.softmax_normalisation {
+    let q = &ctx.cfg.quant;
+    match q.softmax_normalisation {
         SoftmaxNormalisation::Deferred => {
             let sum = ctx.softmax.deferred_weights(&s.codes, &mut s.weights);
             vpu::deferred(
                 &s.keys,
                 &s.weights,
                 sum,
-                &ctx.kv.v8_i16,
+                &ctx.kv.v8,
                 ctx.kv.v_scale,
                 q.output_bits,
                 &mut s.acc_i32,
@@ -352,8 +478,38 @@ fn fixed_point_row(
                 dst,
             )
         }
-    };
-    (kept, saturated, sat_out)
+    }
+}
+
+/// Phases softmax and V-PU of one row of SPRINT without recompute: the score codes are the
+/// analog scores read out of the crossbar. Returns (keys in the softmax, saturated score
+/// codes, saturated output elements).
+#[inline(always)]
+fn no_recompute_row(
+    ctx: &HeadCtx,
+    i: usize,
+    cmp: Option<&Comparator>,
+    approx_row: ApproxRow,
+    offsets: &[f32],
+    s: &mut Scratch,
+    dst: &mut [f32],
+) -> (u32, u64, u64) {
+    let q = &ctx.cfg.quant;
+    let hi = f64::from((1u32 << (q.score_bits - 1)) - 1);
+    let scale = f64::from(1u32 << q.score_frac_bits);
+    let mut saturated = 0u64;
+    s.codes.clear();
+    if let Some(c) = cmp {
+        let corr = ctx.qh.lsb_correction[i];
+        for &j in &s.keys {
+            let steps = c.analog_score(approx_row.get(j as usize), offsets, j as usize) + corr;
+            let (code, sat) = quantize_score(steps * ctx.approx_unit, hi, scale);
+            saturated += u64::from(sat);
+            s.codes.push(code);
+        }
+    }
+    let sat_out = softmax_and_vpu(ctx, s, dst);
+    (s.keys.len() as u32, saturated, sat_out)
 }
 
 /// Phases recompute, recheck, softmax and x V of one row in float (isolates pruning from
@@ -364,7 +520,7 @@ fn float_row(
     ctx: &HeadCtx,
     i: usize,
     cmp: Option<&Comparator>,
-    approx_row: &[f32],
+    approx_row: ApproxRow,
     exact_row: &[f32],
     offsets: &[f32],
     s: &mut Scratch,
@@ -376,19 +532,19 @@ fn float_row(
         (Variant::SprintNoRecompute, Some(c)) => {
             let corr = ctx.qh.lsb_correction[i];
             s.logits.extend(s.keys.iter().map(|&j| {
-                ((c.analog_score(approx_row[j], offsets, j) + corr) * ctx.approx_unit) as f32
+                let j = j as usize;
+                ((c.analog_score(approx_row.get(j), offsets, j) + corr) * ctx.approx_unit) as f32
             }));
         }
         (Variant::Sprint, _) if exact_row.is_empty() => {
             let q_f = &ctx.q_f[i * d..(i + 1) * d];
             let inv = 1.0 / (d as f32).sqrt();
-            s.logits.extend(
-                s.keys
-                    .iter()
-                    .map(|&j| dot_f32(q_f, &ctx.k_f[j * d..(j + 1) * d]) * inv),
-            );
+            s.logits.extend(s.keys.iter().map(|&j| {
+                let j = j as usize;
+                dot_f32(q_f, &ctx.k_f[j * d..(j + 1) * d]) * inv
+            }));
         }
-        _ => s.logits.extend(s.keys.iter().map(|&j| exact_row[j])),
+        _ => s.logits.extend(s.keys.iter().map(|&j| exact_row[j as usize])),
     }
     if rechecks(ctx) {
         let th = ctx.threshold;
@@ -400,6 +556,7 @@ fn float_row(
     }
     softmax_f32(&s.logits, &mut s.probs_f);
     for (&j, &p) in s.keys.iter().zip(&s.probs_f) {
+        let j = j as usize;
         axpy_f32(dst, p, &ctx.v_f[j * d..(j + 1) * d]);
     }
     (kept, 0, 0)

@@ -28,8 +28,8 @@ impl Comparator {
     /// The analog score of key `j` as the bitline holds it: `score + offset + noise`, in
     /// steps (used by SPRINT without recompute, which reads the scores out).
     #[inline(always)]
-    pub fn analog_score(&self, score: f32, offsets: &[f32], j: usize) -> f64 {
-        let mut s = f64::from(score);
+    pub fn analog_score(&self, score: f64, offsets: &[f32], j: usize) -> f64 {
+        let mut s = score;
         if let Some(o) = offsets.get(j) {
             s += f64::from(*o);
         }
@@ -47,11 +47,32 @@ impl Comparator {
         if self.threshold == f64::NEG_INFINITY {
             return;
         }
-        let t = self.threshold;
         if self.read_sigma == 0.0 && offsets.is_empty() {
-            decide_noiseless(scores, t, out);
+            decide_noiseless(scores, self.threshold, out);
             return;
         }
+        self.decide_each(|j| f64::from(scores[j]), offsets, out);
+    }
+
+    /// [`Self::decide`] for integer scores (an ideal crossbar read by the int8 GEMM).
+    #[inline(always)]
+    pub fn decide_int(&self, scores: &[i32], offsets: &[f32], out: &mut [u64]) {
+        if self.threshold == f64::NEG_INFINITY {
+            return;
+        }
+        if self.read_sigma == 0.0 && offsets.is_empty() {
+            // s >= t for an integer s exactly when s >= ceil(t).
+            let t = self.threshold.ceil().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
+            and_ge(scores, t, out);
+            return;
+        }
+        self.decide_each(|j| f64::from(scores[j]), offsets, out);
+    }
+
+    /// The key-by-key rule with offsets and read noise (drawn only near the reference).
+    #[inline(always)]
+    fn decide_each(&self, score: impl Fn(usize) -> f64, offsets: &[f32], out: &mut [u64]) {
+        let t = self.threshold;
         let band = self.tail_sigmas * self.read_sigma;
         for (wi, word) in out.iter_mut().enumerate() {
             let mut w = *word;
@@ -60,7 +81,7 @@ impl Comparator {
                 let b = w.trailing_zeros() as usize;
                 w &= w - 1;
                 let j = wi * 64 + b;
-                let mut s = f64::from(scores[j]);
+                let mut s = score(j);
                 if let Some(o) = offsets.get(j) {
                     s += f64::from(*o);
                 }
@@ -76,6 +97,28 @@ impl Comparator {
     }
 }
 
+/// Bits `b` of the 64-key chunk where `chunk[b] >= t` (vectorised to mask compares).
+#[inline(always)]
+pub(crate) fn ge_bits<T: Copy + PartialOrd>(chunk: &[T], t: T) -> u64 {
+    let mut bits = 0u64;
+    for (b, &s) in chunk.iter().enumerate() {
+        bits |= u64::from(s >= t) << b;
+    }
+    bits
+}
+
+/// Clears in the packed words `out` every key whose score in `scores` is below `t`.
+#[inline(always)]
+pub(crate) fn and_ge<T: Copy + PartialOrd>(scores: &[T], t: T, out: &mut [u64]) {
+    for (wi, word) in out.iter_mut().enumerate() {
+        if *word == 0 {
+            continue;
+        }
+        let lo = wi * 64;
+        *word &= ge_bits(&scores[lo..(lo + 64).min(scores.len())], t);
+    }
+}
+
 /// Noiseless comparator over whole words: `s >= t` evaluated in f32 against the smallest f32
 /// not below `t`, which decides every f32 score exactly as the f64 comparison would.
 #[inline(always)]
@@ -84,18 +127,7 @@ fn decide_noiseless(scores: &[f32], t: f64, out: &mut [u64]) {
     if f64::from(t32) < t {
         t32 = t32.next_up();
     }
-    for (wi, word) in out.iter_mut().enumerate() {
-        if *word == 0 {
-            continue;
-        }
-        let lo = wi * 64;
-        let chunk = &scores[lo..(lo + 64).min(scores.len())];
-        let mut keep = 0u64;
-        for (b, &s) in chunk.iter().enumerate() {
-            keep |= u64::from(s >= t32) << b;
-        }
-        *word &= keep;
-    }
+    and_ge(scores, t32, out);
 }
 
 #[cfg(test)]

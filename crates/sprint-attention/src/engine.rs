@@ -17,6 +17,7 @@ use sprint_core::trace::{HeadStats, HeadTrace, QueryRecord};
 
 use crate::block::{BlockOut, run_block};
 use crate::error::{AttentionError, Result, shape_error};
+use crate::int8_gemm::{self, PackedKeys};
 use crate::noise::{self, Crossbar};
 use crate::quant;
 use crate::softmax::FixedSoftmax;
@@ -26,8 +27,8 @@ use crate::tensor::{AttentionInput, LayerShape, Tensor3};
 pub const QUERY_BLOCK: usize = 64;
 
 /// Largest head dimension for which int8 x int8 dot products are exact in an f32 GEMM
-/// (`127^2 * d < 2^24`).
-pub(crate) const MAX_EXACT_GEMM_DIM: usize = (1 << 24) / (127 * 127);
+/// (`128^2 * d <= 2^24`; keys read back through stuck cells reach -128).
+pub(crate) const MAX_EXACT_GEMM_DIM: usize = (1 << 24) / (128 * 128);
 
 /// Output of one layer.
 #[derive(Clone, Debug)]
@@ -45,20 +46,29 @@ pub struct LayerRun {
 pub(crate) struct KvHead {
     pub k_scale: f32,
     pub v_scale: f32,
-    /// K codes widened to i16 for exact dot products (heads too wide for the exact GEMM).
+    /// K codes widened to i16 for exact dot products (heads too wide for the exact GEMMs).
     pub k8: Vec<i16>,
-    /// K codes as f32 (exact small integers) for the exact-score GEMM; empty when
-    /// `d > MAX_EXACT_GEMM_DIM` or in float mode.
+    /// K codes as f32 (exact small integers) for the f32 exact-score GEMM (CPUs whose int8
+    /// kernels could saturate); empty otherwise, when `d > MAX_EXACT_GEMM_DIM` or in float
+    /// mode.
     pub k8_f32: Vec<f32>,
+    /// K codes packed for the int8 exact-score GEMM (fixed point, exact kernels).
+    pub k8_packed: Option<PackedKeys>,
     /// K codes the recompute sees when stuck-at cells change the `K_MSB` read-back; empty
     /// when the read-back is exact.
     pub k_read_back: Vec<i16>,
+    /// [`Self::k_read_back`] as f32 or packed, like `k8_f32` / `k8_packed`.
+    pub k_read_back_f32: Vec<f32>,
+    pub k_read_back_packed: Option<PackedKeys>,
     /// V codes as f32 for the per-key V-PU.
     pub v8_f32: Vec<f32>,
-    /// V codes as i16 for the deferred V-PU.
-    pub v8_i16: Vec<i16>,
+    /// V codes for the deferred V-PU.
+    pub v8: Vec<i8>,
     /// The crossbar holding `K_MSB` (the variants that prune in memory).
     pub crossbar: Option<Crossbar>,
+    /// The ideal crossbar's levels packed for the int8 in-memory-score GEMM; `None` when the
+    /// cells are not ideal (the scores then come from the f32 weights).
+    pub k_msb_packed: Option<PackedKeys>,
 }
 
 /// Per-query-head data.
@@ -66,7 +76,11 @@ pub(crate) struct QHead {
     pub q_scale: f32,
     pub q8: Vec<i16>,
     pub q8_f32: Vec<f32>,
+    /// `q8 + 128` (the int8 GEMMs' unsigned left operand, zero point 128).
+    pub q8_u8: Vec<u8>,
     pub q_dac: Vec<f32>,
+    /// `q_dac + 128`, like `q8_u8`.
+    pub q_dac_u8: Vec<u8>,
     /// Per query: the expected score of the unseen `K_LSB` bits, in in-memory score steps
     /// (0 without bias correction).
     pub lsb_correction: Vec<f64>,
@@ -94,6 +108,10 @@ pub(crate) struct HeadCtx<'a> {
     pub noise_seed: (u64, usize, usize),
     /// Smallest exact score (in the units of the exact-score GEMM) that reaches `Th`.
     pub exact_min: f32,
+    /// Fixed point: the exact integer scores whose codes saturate are `<= sat_below` or
+    /// `>= sat_above`.
+    pub sat_below: i32,
+    pub sat_above: i32,
     pub approx_unit: f64,
     pub exact_unit: f64,
 }
@@ -128,6 +146,33 @@ pub(crate) fn quantize_score(logit: f64, hi: f64, scale: f64) -> (i32, bool) {
     (c as i32, c != r)
 }
 
+/// The smallest `s` in `[lo, hi]` for which the monotone predicate `pred` (false, then true)
+/// holds; `None` when it holds nowhere.
+fn first_passing(lo: i64, hi: i64, pred: impl Fn(i64) -> bool) -> Option<i64> {
+    if pred(lo) {
+        return Some(lo);
+    }
+    if !pred(hi) {
+        return None;
+    }
+    let (mut lo, mut hi) = (lo, hi);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Some(hi)
+}
+
+/// A bound on the magnitude of an exact integer score `q8 . k` of a `d`-wide head (`k` may be
+/// a stuck-at read-back, down to -128).
+fn exact_score_bound(d: usize) -> i64 {
+    128 * 128 * d as i64
+}
+
 /// The smallest exact integer score `s` (`q8 . k8`) whose fixed-point code reaches `th`
 /// logits, as an f32 (exact); `-inf` when every score does, `+inf` when none does.
 fn exact_min_fixed(cfg: &AttentionConfig, th: f32, unit: f64, d: usize) -> f32 {
@@ -139,24 +184,66 @@ fn exact_min_fixed(cfg: &AttentionConfig, th: f32, unit: f64, d: usize) -> f32 {
     let scale = f64::from(1u32 << q.score_frac_bits);
     let th_code = f64::from(th) * scale;
     let passes = |s: i64| f64::from(quantize_score(s as f64 * unit, hi, scale).0) >= th_code;
-    let bound = 127 * 127 * d as i64;
-    if passes(-bound) {
-        return f32::NEG_INFINITY;
+    let bound = exact_score_bound(d);
+    match first_passing(-bound, bound, passes) {
+        Some(s) if s == -bound => f32::NEG_INFINITY,
+        Some(s) => s as f32,
+        None => f32::INFINITY,
     }
-    if !passes(bound) {
-        return f32::INFINITY;
-    }
-    // The code is monotone in s: binary search for the first passing score.
-    let (mut lo, mut hi_s) = (-bound, bound);
-    while hi_s - lo > 1 {
-        let mid = lo + (hi_s - lo) / 2;
-        if passes(mid) {
-            hi_s = mid;
+}
+
+/// The exact integer scores whose fixed-point codes saturate: `(below, above)` such that a
+/// score saturates exactly when it is `<= below` or `>= above` (`i32::MIN` / `i32::MAX` when
+/// no score of the head's range does).
+fn saturation_bounds(cfg: &AttentionConfig, unit: f64, d: usize) -> (i32, i32) {
+    let q = &cfg.quant;
+    let hi = f64::from((1u32 << (q.score_bits - 1)) - 1);
+    let scale = f64::from(1u32 << q.score_frac_bits);
+    // The rounded value before the clamp, as `quantize_score` computes it.
+    let rounded = |s: i64| {
+        let x = s as f64 * unit * scale;
+        (x + 0.5f64.copysign(x)) as i64 as f64
+    };
+    let bound = exact_score_bound(d);
+    let above = first_passing(-bound, bound, |s| rounded(s) > hi).map_or(i32::MAX, |s| s as i32);
+    let below = match first_passing(-bound, bound, |s| rounded(s) >= -hi - 1.0) {
+        Some(s) if s == -bound => i32::MIN,
+        Some(s) => (s - 1) as i32,
+        None => bound as i32,
+    };
+    (below, above)
+}
+
+/// A head's keys in the form the exact-score GEMM takes: packed for the int8 kernels when
+/// they are exact, else as f32 (exact small integers) when the head is narrow enough; neither
+/// outside fixed point or for an empty key set.
+struct ExactKeys {
+    packed: Option<PackedKeys>,
+    f32: Vec<f32>,
+}
+
+impl ExactKeys {
+    fn new(keys: &[i8], n: usize, d: usize, fixed: bool) -> Self {
+        let none = Self {
+            packed: None,
+            f32: Vec::new(),
+        };
+        if !fixed || keys.is_empty() {
+            none
+        } else if int8_gemm::exact_for(255, 128) {
+            Self {
+                packed: Some(PackedKeys::new(keys, n, d)),
+                f32: Vec::new(),
+            }
+        } else if d <= MAX_EXACT_GEMM_DIM {
+            Self {
+                packed: None,
+                f32: keys.iter().map(|&x| f32::from(x)).collect(),
+            }
         } else {
-            lo = mid;
+            none
         }
     }
-    hi_s as f32
 }
 
 /// Phase 1: quantises every KV head (K, V; `K_MSB` into the crossbar) and query head (Q, the
@@ -200,39 +287,45 @@ fn prepare(
                     h,
                 )
             });
-            let k_read_back = match &crossbar {
+            let k_read_back: Vec<i8> = match &crossbar {
                 Some(xb) if !xb.read_back.is_empty() && fixed => k8
                     .iter()
                     .zip(&xb.read_back)
                     .map(|(&x, &m)| {
                         let lsb = quant::split_key_bits(x, q.k_msb_bits).1;
-                        (i16::from(m) << lsb_bits) + i16::from(lsb)
+                        // MSB level << lsb_bits plus the LSBs stays within i8.
+                        ((i16::from(m) << lsb_bits) + i16::from(lsb)) as i8
                     })
                     .collect(),
                 _ => Vec::new(),
             };
-            let k8_f32 = if fixed && d <= MAX_EXACT_GEMM_DIM {
-                k8.iter().map(|&x| f32::from(x)).collect()
-            } else {
-                Vec::new()
-            };
+            let k_msb_packed = crossbar.as_ref().and_then(|xb| {
+                let ideal = cfg.noise.cells_ideal()
+                    && int8_gemm::exact_for(255, 1 << (q.k_msb_bits - 1));
+                ideal.then(|| {
+                    let levels: Vec<i8> = xb.weights.iter().map(|&w| w as i8).collect();
+                    PackedKeys::new(&levels, shape.n_keys, d)
+                })
+            });
+            let exact = ExactKeys::new(&k8, shape.n_keys, d, fixed);
+            let read_back = ExactKeys::new(&k_read_back, shape.n_keys, d, fixed);
             Ok(KvHead {
                 k_scale,
                 v_scale,
                 k8: k8.iter().map(|&x| i16::from(x)).collect(),
-                k8_f32,
-                k_read_back,
+                k8_f32: exact.f32,
+                k8_packed: exact.packed,
+                k_read_back: k_read_back.iter().map(|&x| i16::from(x)).collect(),
+                k_read_back_f32: read_back.f32,
+                k_read_back_packed: read_back.packed,
                 v8_f32: if fixed && !deferred {
                     v8.iter().map(|&x| f32::from(x)).collect()
                 } else {
                     Vec::new()
                 },
-                v8_i16: if fixed && deferred {
-                    v8.iter().map(|&x| i16::from(x)).collect()
-                } else {
-                    Vec::new()
-                },
+                v8: if fixed && deferred { v8 } else { Vec::new() },
                 crossbar,
+                k_msb_packed,
             })
         })
         .collect::<Result<_>>()?;
@@ -262,8 +355,16 @@ fn prepare(
             } else {
                 (Vec::new(), Vec::new())
             };
+            let to_u8 = |x: &[i8]| -> Vec<u8> { x.iter().map(|&v| (i16::from(v) + 128) as u8).collect() };
+            let q_dac_u8 = if in_memory {
+                to_u8(&q8.iter().map(|&x| quant::query_to_dac(x, q.query_dac_bits)).collect::<Vec<_>>())
+            } else {
+                Vec::new()
+            };
             Ok(QHead {
                 q_scale,
+                q8_u8: if fixed { to_u8(&q8) } else { Vec::new() },
+                q_dac_u8,
                 q8: q8.iter().map(|&x| i16::from(x)).collect(),
                 q8_f32: if fixed {
                     q8.iter().map(|&x| f32::from(x)).collect()
@@ -325,6 +426,11 @@ pub fn run_layer(
             );
             let exact_unit = quant::exact_score_unit(qh.q_scale, kv.k_scale, d);
             let th = thresholds[h];
+            let sat = if fixed {
+                saturation_bounds(cfg, exact_unit, d)
+            } else {
+                (i32::MIN, i32::MAX)
+            };
             HeadCtx {
                 cfg,
                 shape,
@@ -345,6 +451,8 @@ pub fn run_layer(
                 } else {
                     th
                 },
+                sat_below: sat.0,
+                sat_above: sat.1,
                 approx_unit,
                 exact_unit,
             }

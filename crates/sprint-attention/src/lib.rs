@@ -10,6 +10,7 @@ pub mod dense;
 pub mod engine;
 pub mod error;
 pub mod gemm;
+mod int8_gemm;
 pub mod kernels;
 pub use sprint_core::locality;
 pub mod noise;

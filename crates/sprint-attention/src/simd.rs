@@ -7,7 +7,7 @@
 //! (no fast-math, no contraction), so the three copies give bit-identical results.
 #![allow(unsafe_code)]
 
-use crate::block::{BlockOut, run_rows};
+use crate::block::{BlockOut, BlockScores, Scratch, run_rows};
 use crate::engine::HeadCtx;
 
 /// The instruction sets a block can run with.
@@ -50,17 +50,17 @@ fn level() -> Level {
 pub(crate) fn run_rows_dispatch(
     ctx: &HeadCtx,
     rows: std::ops::Range<usize>,
-    approx: &[f32],
-    exact: &[f32],
+    sc: &BlockScores,
+    s: &mut Scratch,
 ) -> BlockOut {
     match level() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
-        Level::Avx512 => unsafe { rows_avx512(ctx, rows, approx, exact) },
+        Level::Avx512 => unsafe { rows_avx512(ctx, rows, sc, s) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
-        Level::Avx2 => unsafe { rows_avx2(ctx, rows, approx, exact) },
-        _ => run_rows(ctx, rows, approx, exact),
+        Level::Avx2 => unsafe { rows_avx2(ctx, rows, sc, s) },
+        _ => run_rows(ctx, rows, sc, s),
     }
 }
 
@@ -69,10 +69,10 @@ pub(crate) fn run_rows_dispatch(
 fn rows_avx512(
     ctx: &HeadCtx,
     rows: std::ops::Range<usize>,
-    approx: &[f32],
-    exact: &[f32],
+    sc: &BlockScores,
+    s: &mut Scratch,
 ) -> BlockOut {
-    run_rows(ctx, rows, approx, exact)
+    run_rows(ctx, rows, sc, s)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -80,8 +80,8 @@ fn rows_avx512(
 fn rows_avx2(
     ctx: &HeadCtx,
     rows: std::ops::Range<usize>,
-    approx: &[f32],
-    exact: &[f32],
+    sc: &BlockScores,
+    s: &mut Scratch,
 ) -> BlockOut {
-    run_rows(ctx, rows, approx, exact)
+    run_rows(ctx, rows, sc, s)
 }

@@ -37,6 +37,9 @@ pub struct FixedSoftmax {
     sum_bits: u32,
     prob_bits: u32,
     max_u: u32,
+    /// Deferred-normalisation weight of every `u = max - s` up to the last non-zero one
+    /// (`round_to_bits(exp_code(u), prob_bits)`; larger `u` weigh 0).
+    weight_table: Vec<u32>,
 }
 
 impl FixedSoftmax {
@@ -57,7 +60,7 @@ impl FixedSoftmax {
         let hi_table = (0..1u64 << hi_bits)
             .map(|h| entry(-((h << lo_bits) as f64) / scale))
             .collect();
-        Self {
+        let mut unit = Self {
             lo_bits,
             hi_table,
             lo_table,
@@ -65,7 +68,19 @@ impl FixedSoftmax {
             sum_bits: q.sum_bits,
             prob_bits: q.prob_bits,
             max_u: (1u32 << u_bits) - 1,
-        }
+            weight_table: Vec::new(),
+        };
+        let mut table: Vec<u32> = (0..=unit.max_u)
+            .map(|u| {
+                let w = round_to_bits(unit.exp_code(u), unit.prob_bits);
+                u32::try_from(w).expect("exponentials of at most 32 bits")
+            })
+            .collect();
+        let len = table.iter().rposition(|&w| w != 0).map_or(0, |i| i + 1);
+        table.truncate(len);
+        table.push(0);
+        unit.weight_table = table;
+        unit
     }
 
     /// `e^(-u / 2^F)` as an exponential code (1.0 = 2^(exp_bits-1)), for `u >= 0`.
@@ -105,19 +120,21 @@ impl FixedSoftmax {
     /// Deferred normalisation: the V-PU weights `w_j` (each exponential rounded to
     /// `prob_bits` significant bits, half up) of the score codes `scores`, written to
     /// `weights`, and their sum kept to `sum_bits` significant bits (truncated). An empty
-    /// input writes nothing and returns 0.
+    /// input writes nothing and returns 0. The weights are looked up by `max - s` in a table
+    /// built from [`Self::exp_code`], so they are those of the two-table unit.
     #[inline(always)]
-    pub fn deferred_weights(&self, scores: &[i32], weights: &mut Vec<u64>) -> u64 {
+    pub fn deferred_weights(&self, scores: &[i32], weights: &mut Vec<u32>) -> u64 {
         weights.clear();
         let Some(&max) = scores.iter().max() else {
             return 0;
         };
+        let last = self.weight_table.len() - 1;
         weights.extend(
             scores
                 .iter()
-                .map(|&s| round_to_bits(self.exp_code((max - s) as u32), self.prob_bits)),
+                .map(|&s| self.weight_table[((max - s) as u32 as usize).min(last)]),
         );
-        let sum: u64 = weights.iter().sum();
+        let sum: u64 = weights.iter().map(|&w| u64::from(w)).sum();
         let len = 64 - sum.leading_zeros();
         let shift = len.saturating_sub(self.sum_bits);
         (sum >> shift) << shift

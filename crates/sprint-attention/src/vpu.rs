@@ -24,10 +24,10 @@ const KEYS_PER_I32_CHUNK: usize = 128;
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn deferred(
-    keys: &[usize],
-    weights: &[u64],
+    keys: &[u32],
+    weights: &[u32],
     sum: u64,
-    v8: &[i16],
+    v8: &[i8],
     v_scale: f32,
     output_bits: u32,
     acc32: &mut [i32],
@@ -43,7 +43,11 @@ pub fn deferred(
         acc32.fill(0);
         for (&j, &w) in kc.iter().zip(wc) {
             debug_assert!(w <= 1 << 17);
+            if w == 0 {
+                continue;
+            }
             let w = w as i32;
+            let j = j as usize;
             for (a, &x) in acc32.iter_mut().zip(&v8[j * d..(j + 1) * d]) {
                 *a += w * i32::from(x);
             }
@@ -75,7 +79,7 @@ pub fn deferred(
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn per_key(
-    keys: &[usize],
+    keys: &[u32],
     probs: &[u32],
     prob_bits: u32,
     v8: &[f32],
@@ -89,6 +93,7 @@ pub fn per_key(
     // Integer products and sums below 2^24 are exact in f32 (|sum| <= (2^P + n/2) * 127).
     for (&j, &p) in keys.iter().zip(probs) {
         let p = p as f32;
+        let j = j as usize;
         for (a, &x) in acc.iter_mut().zip(&v8[j * d..(j + 1) * d]) {
             *a += p * x;
         }
@@ -120,7 +125,7 @@ mod tests {
     #[test]
     fn deferred_is_the_weighted_mean() {
         // Two keys, weights 3 and 1: (3 * 100 + 1 * -20) / 4 = 70 V steps.
-        let v8 = [100i16, -20];
+        let v8 = [100i8, -20];
         let (mut acc32, mut acc) = ([0i32; 1], [0i64; 1]);
         let mut out = [0f32; 1];
         let sat = deferred(
@@ -152,12 +157,12 @@ mod tests {
         assert_eq!(out[0], 127.0);
         // Many keys at the largest weight and value: exact past the 32-bit chunk.
         let n = 1000;
-        let keys: Vec<usize> = (0..n).collect();
+        let keys: Vec<u32> = (0..n as u32).collect();
         let sat = deferred(
             &keys,
             &vec![1 << 16; n],
             (n as u64) << 16,
-            &vec![-127i16; n],
+            &vec![-127i8; n],
             1.0,
             16,
             &mut acc32,

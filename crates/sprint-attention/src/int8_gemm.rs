@@ -1,0 +1,133 @@
+//! Exact integer score GEMMs (`q . k` of small signed integers, 32-bit sums) on the `rten-gemm`
+//! crate's int8 kernels (AVX-512 VNNI / AVX2 on x86-64, dot-product instructions on Arm).
+//!
+//! The kernels multiply unsigned 8-bit left operands by signed 8-bit right operands. A signed
+//! query code `q` is stored as `q + zero_point` (unsigned) with that zero point declared, so the
+//! kernel subtracts `zero_point * sum(k)` and the result is the signed dot product, exactly:
+//! integer sums do not depend on the order of accumulation, so every thread count and every
+//! kernel gives the same scores.
+#![allow(unsafe_code)]
+
+use rten_gemm::{GemmExecutor, GemmInputA, GemmInputB, GemmUninitOptions, PackedBMatrix, QuantParams};
+use rten_tensor::Matrix;
+
+/// A head's keys (`n` rows of `d` signed codes) packed once for every query block.
+pub(crate) struct PackedKeys {
+    packed: PackedBMatrix<i8>,
+    n: usize,
+    d: usize,
+}
+
+thread_local! {
+    /// The int8 GEMM executor of this thread (the kernel is chosen by CPU features, the same
+    /// on every thread, so keys packed on one thread serve all).
+    static EXEC: GemmExecutor<u8, i8, i32> = GemmExecutor::default();
+}
+
+/// Whether the int8 kernels are exact for left operands up to `max_lhs` (unsigned, after the
+/// zero-point shift) and right operands of magnitude up to `max_rhs`. Kernels without a
+/// 32-bit dot-product instruction (AVX2 without VNNI) add pairs of products in saturating
+/// 16-bit lanes, which is exact only while `2 * max_lhs * max_rhs < 2^15`.
+pub(crate) fn exact_for(max_lhs: u32, max_rhs: u32) -> bool {
+    !EXEC.with(|e| e.may_saturate()) || 2 * max_lhs * max_rhs < 1 << 15
+}
+
+impl PackedKeys {
+    /// Packs `keys` (`n x d`, row-major) as the right operand `K^T`.
+    pub(crate) fn new(keys: &[i8], n: usize, d: usize) -> Self {
+        assert_eq!(keys.len(), n * d, "keys length");
+        let view = Matrix::from_data([n, d], keys);
+        let packed = EXEC.with(|e| e.prepack_b(view.transposed()));
+        Self { packed, n, d }
+    }
+}
+
+/// `out[r * n + j] = sum_l (lhs[r * d + l] - zero_point) * k[j * d + l]` for the `m = lhs.len()
+/// / d` query rows; `zero_points` holds `zero_point` once per row (scratch the caller keeps).
+pub(crate) fn scores(lhs: &[u8], zero_points: &[u8], keys: &PackedKeys, out: &mut Vec<i32>) {
+    let (n, d) = (keys.n, keys.d);
+    assert_eq!(lhs.len() % d.max(1), 0, "lhs length");
+    let m = if d == 0 { 0 } else { lhs.len() / d };
+    assert_eq!(zero_points.len(), m, "zero points");
+    out.clear();
+    out.resize(m * n, 0);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let a = Matrix::from_data([m, d], lhs);
+    let opts = GemmUninitOptions {
+        a_quant: Some(QuantParams {
+            zero_point: zero_points,
+        }),
+        ..GemmUninitOptions::default()
+    };
+    // `gemm_uninit` writes every element of its output.
+    let dst = as_uninit(out);
+    EXEC.with(|e| {
+        e.gemm_uninit(dst, GemmInputA::Unpacked(a), GemmInputB::Packed(&keys.packed), opts)
+            .map(|_| ())
+    })
+    .expect("int8 score GEMM: operand shapes are checked above");
+}
+
+/// Views an initialised slice as possibly-uninitialised storage for an output parameter.
+fn as_uninit(x: &mut [i32]) -> &mut [std::mem::MaybeUninit<i32>] {
+    // `MaybeUninit<i32>` has the layout of `i32`; writing through it keeps the values valid.
+    let len = x.len();
+    let ptr = x.as_mut_ptr().cast::<std::mem::MaybeUninit<i32>>();
+    // SAFETY: same pointer, length and layout; the borrow of `x` is held for the lifetime.
+    unsafe {
+        std::slice::from_raw_parts_mut(ptr, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_scores_match_naive_at_real_lengths() {
+        for (m, n, d) in [(1, 1, 1), (3, 17, 5), (64, 4096, 64), (7, 600, 128)] {
+            let q: Vec<i32> = (0..m * d).map(|i| (i as i32 * 37 % 255) - 127).collect();
+            let k: Vec<i8> = (0..n * d).map(|i| ((i as i32 * 91 % 255) - 127) as i8).collect();
+            let lhs: Vec<u8> = q.iter().map(|&x| (x + 128) as u8).collect();
+            let packed = PackedKeys::new(&k, n, d);
+            let mut out = Vec::new();
+            scores(&lhs, &vec![128u8; m], &packed, &mut out);
+            for r in 0..m {
+                for j in 0..n {
+                    let naive: i32 = (0..d)
+                        .map(|l| q[r * d + l] * i32::from(k[j * d + l]))
+                        .sum();
+                    assert_eq!(out[r * n + j], naive, "m {m} n {n} d {d} ({r}, {j})");
+                }
+            }
+        }
+    }
+}
+#[cfg(test)]
+mod speed_probe {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn probe() {
+        let (m, n, d) = (64, 4096, 64);
+        let q: Vec<u8> = (0..m * d).map(|i| (i * 37 % 255) as u8).collect();
+        let k: Vec<i8> = (0..n * d).map(|i| ((i as i32 * 91 % 255) - 127) as i8).collect();
+        let qf: Vec<f32> = q.iter().map(|&x| x as f32).collect();
+        let kf: Vec<f32> = k.iter().map(|&x| x as f32).collect();
+        let packed = PackedKeys::new(&k, n, d);
+        let zp = vec![128u8; m];
+        let mut out = Vec::new();
+        let mut outf = vec![0f32; m * n];
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            for _ in 0..100 { scores(&q, &zp, &packed, &mut out); }
+            let a = t.elapsed();
+            let t = std::time::Instant::now();
+            for _ in 0..100 { crate::gemm::matmul_nt(&qf, &kf, &mut outf, m, n, d); }
+            let b = t.elapsed();
+            eprintln!("int8 {:?} f32 {:?} kernel {}", a / 100, b / 100, EXEC.with(|e| e.kernel_name().to_string()));
+        }
+    }
+}
