@@ -47,17 +47,51 @@ pub(crate) struct Scratch {
 #[derive(Default)]
 pub(crate) struct BlockScores {
     /// In-memory scores in steps from an ideal crossbar (int8 GEMM).
-    pub approx_int: Vec<i32>,
+    pub approx_int: ScoreMatrix<i32>,
     /// In-memory scores in steps from a crossbar with cell non-idealities (f32 GEMM).
-    pub approx_f32: Vec<f32>,
+    pub approx_f32: ScoreMatrix<f32>,
     /// Fixed point: exact integer scores `q8 . k8` of every key.
-    pub exact_int: Vec<i32>,
+    pub exact_int: ScoreMatrix<i32>,
     /// Fixed point: the recompute's integer scores against the stuck-at read-back of K.
-    pub recompute_int: Vec<i32>,
+    pub recompute_int: ScoreMatrix<i32>,
     /// Float mode: exact logits `q . k / sqrt(d)` of every key.
-    pub exact_f32: Vec<f32>,
+    pub exact_f32: ScoreMatrix<f32>,
     /// Staging for the f32 GEMM fallback of the integer scores.
-    staging: Vec<f32>,
+    staging: ScoreMatrix<f32>,
+}
+
+/// A block's score matrix whose storage outlives the block: it is sized once and never
+/// zero-filled again, because every producer overwrites all of it. Empty means "not
+/// computed for this block".
+#[derive(Default)]
+pub(crate) struct ScoreMatrix<T> {
+    buf: Vec<T>,
+    len: usize,
+}
+
+impl<T: Copy + Default> ScoreMatrix<T> {
+    /// Marks the matrix as not computed.
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Storage for `len` elements, every one of which the caller must overwrite.
+    fn for_overwrite(&mut self, len: usize) -> &mut [T] {
+        if self.buf.len() < len {
+            self.buf.resize(len, T::default());
+        }
+        self.len = len;
+        &mut self.buf[..len]
+    }
+
+    /// The computed elements (empty when not computed).
+    fn as_slice(&self) -> &[T] {
+        &self.buf[..self.len]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// One row of in-memory scores.
@@ -101,11 +135,10 @@ fn score_in_memory(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockS
     let (n, d, m) = (ctx.shape.n_keys, ctx.shape.head_dim, rows.len());
     if let Some(packed) = &ctx.kv.k_msb_packed {
         let q = &ctx.qh.q_dac_u8[rows.start * d..rows.end * d];
-        int8_gemm::scores(q, &ZERO_POINTS[..m], packed, &mut sc.approx_int);
+        int8_gemm::scores(q, &ZERO_POINTS[..m], packed, sc.approx_int.for_overwrite(m * n));
     } else {
-        sc.approx_f32.resize(m * n, 0.0);
         let q = &ctx.qh.q_dac[rows.start * d..rows.end * d];
-        matmul_nt(q, &xb.weights, &mut sc.approx_f32, m, n, d);
+        matmul_nt(q, &xb.weights, sc.approx_f32.for_overwrite(m * n), m, n, d);
     }
 }
 
@@ -120,21 +153,19 @@ fn integer_scores(
     packed: Option<&int8_gemm::PackedKeys>,
     keys_f32: &[f32],
     keys_i16: &[i16],
-    staging: &mut Vec<f32>,
-    out: &mut Vec<i32>,
+    staging: &mut ScoreMatrix<f32>,
+    out: &mut ScoreMatrix<i32>,
 ) {
     let (n, d, m) = (ctx.shape.n_keys, ctx.shape.head_dim, rows.len());
+    let out = out.for_overwrite(m * n);
     if let Some(packed) = packed {
         let q = &ctx.qh.q8_u8[rows.start * d..rows.end * d];
         int8_gemm::scores(q, &ZERO_POINTS[..m], packed, out);
         return;
     }
-    out.clear();
-    out.resize(m * n, 0);
     if !keys_f32.is_empty() {
         // Exact: integer products and sums below 2^24.
-        staging.clear();
-        staging.resize(m * n, 0.0);
+        let staging = staging.for_overwrite(m * n);
         let q = &ctx.qh.q8_f32[rows.start * d..rows.end * d];
         matmul_nt(q, keys_f32, staging, m, n, d);
         out.iter_mut().zip(staging.iter()).for_each(|(o, &x)| *o = x as i32);
@@ -161,11 +192,11 @@ fn exact_scores(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockScor
     let kv = ctx.kv;
     if ctx.cfg.recompute == RecomputeMode::Float {
         if needs_all_exact_scores(ctx.cfg) {
-            sc.exact_f32.resize(m * n, 0.0);
+            let exact = sc.exact_f32.for_overwrite(m * n);
             let q = &ctx.q_f[rows.start * d..rows.end * d];
-            matmul_nt(q, ctx.k_f, &mut sc.exact_f32, m, n, d);
+            matmul_nt(q, ctx.k_f, exact, m, n, d);
             let inv = 1.0 / (d as f32).sqrt();
-            sc.exact_f32.iter_mut().for_each(|x| *x *= inv);
+            exact.iter_mut().for_each(|x| *x *= inv);
         }
         return;
     }
@@ -317,9 +348,9 @@ pub(crate) fn run_rows(
             continue;
         }
         let approx_row = if !sc.approx_int.is_empty() {
-            ApproxRow::Int(row_of(&sc.approx_int, r, n))
+            ApproxRow::Int(row_of(sc.approx_int.as_slice(), r, n))
         } else if !sc.approx_f32.is_empty() {
-            ApproxRow::F32(row_of(&sc.approx_f32, r, n))
+            ApproxRow::F32(row_of(sc.approx_f32.as_slice(), r, n))
         } else {
             ApproxRow::None
         };
@@ -339,10 +370,10 @@ pub(crate) fn run_rows(
             }
             if audit_on {
                 if fixed {
-                    let e = row_of(&sc.exact_int, r, n);
+                    let e = row_of(sc.exact_int.as_slice(), r, n);
                     audit(e, exact_min_int, &visible, row_mask, &mut out.stats);
                 } else {
-                    let e = row_of(&sc.exact_f32, r, n);
+                    let e = row_of(sc.exact_f32.as_slice(), r, n);
                     audit(e, ctx.exact_min, &visible, row_mask, &mut out.stats);
                 }
             }
@@ -352,16 +383,16 @@ pub(crate) fn run_rows(
         let (kept, sat_scores, sat_out) = if !fixed {
             s.keys.clear();
             s.keys.extend(iter_ones(row_mask).map(|j| j as u32));
-            float_row(ctx, i, cmp.as_ref(), approx_row, row_of(&sc.exact_f32, r, n), offsets, s, dst)
+            float_row(ctx, i, cmp.as_ref(), approx_row, row_of(sc.exact_f32.as_slice(), r, n), offsets, s, dst)
         } else if ctx.cfg.variant == Variant::SprintNoRecompute {
             s.keys.clear();
             s.keys.extend(iter_ones(row_mask).map(|j| j as u32));
             no_recompute_row(ctx, i, cmp.as_ref(), approx_row, offsets, s, dst)
         } else {
             let scores = if sc.recompute_int.is_empty() {
-                row_of(&sc.exact_int, r, n)
+                row_of(sc.exact_int.as_slice(), r, n)
             } else {
-                row_of(&sc.recompute_int, r, n)
+                row_of(sc.recompute_int.as_slice(), r, n)
             };
             recompute_row(ctx, scores, exact_min_int, row_mask, s, dst)
         };
@@ -409,15 +440,21 @@ fn recompute_row(
 ) -> (u32, u64, u64) {
     let recheck = rechecks(ctx);
     let mut saturated = 0u64;
-    s.keys.clear();
-    s.raw.clear();
+    // Sized for every kept key and written by index (pushes would store the length back to
+    // memory on every key).
+    let most: usize = kept.iter().map(|w| w.count_ones() as usize).sum();
+    s.keys.resize(most, 0);
+    s.raw.resize(most, 0);
+    let (keys, raw) = (&mut s.keys[..], &mut s.raw[..]);
+    let mut len = 0;
     for (wi, &word) in kept.iter().enumerate() {
         if word == 0 {
             continue;
         }
         let lo = wi * 64;
         let chunk = &scores[lo..(lo + 64).min(scores.len())];
-        let outside = !ge_bits(chunk, ctx.sat_below.saturating_add(1)) | ge_bits(chunk, ctx.sat_above);
+        let outside =
+            !ge_bits(chunk, ctx.sat_below.saturating_add(1)) | ge_bits(chunk, ctx.sat_above);
         saturated += u64::from((outside & word).count_ones());
         let mut soft = if recheck {
             word & ge_bits(chunk, exact_min)
@@ -427,16 +464,23 @@ fn recompute_row(
         while soft != 0 {
             let b = soft.trailing_zeros() as usize;
             soft &= soft - 1;
-            s.keys.push((lo + b) as u32);
-            s.raw.push(chunk[b]);
+            keys[len] = (lo + b) as u32;
+            raw[len] = chunk[b];
+            len += 1;
         }
     }
+    s.keys.truncate(len);
+    s.raw.truncate(len);
     let q = &ctx.cfg.quant;
     let hi = f64::from((1u32 << (q.score_bits - 1)) - 1);
     let scale = f64::from(1u32 << q.score_frac_bits);
     let unit = ctx.exact_unit;
-    s.codes.clear();
-    s.codes.extend(s.raw.iter().map(|&x| score_code(x, unit, hi, scale)));
+    // A plain loop (not `extend` over an iterator, whose fold is not inlined into the
+    // instruction-set copies of `crate::simd`) so that it vectorises.
+    s.codes.resize(s.raw.len(), 0);
+    for (c, &x) in s.codes.iter_mut().zip(&s.raw) {
+        *c = score_code(x, unit, hi, scale);
+    }
     let sat_out = softmax_and_vpu(ctx, s, dst);
     (s.keys.len() as u32, saturated, sat_out)
 }

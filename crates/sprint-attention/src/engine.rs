@@ -140,8 +140,8 @@ pub fn full_scale_steps(head_dim: usize, query_dac_bits: u32, k_msb_bits: u32) -
 #[inline(always)]
 pub(crate) fn quantize_score(logit: f64, hi: f64, scale: f64) -> (i32, bool) {
     let x = logit * scale;
-    // `as` truncates toward zero; adding +-0.5 first rounds half away from zero without libm.
-    let r = (x + 0.5f64.copysign(x)) as i64 as f64;
+    // Adding +-0.5 and truncating rounds half away from zero without libm or branches.
+    let r = (x + 0.5f64.copysign(x)).trunc();
     let c = r.clamp(-hi - 1.0, hi);
     (c as i32, c != r)
 }
@@ -202,7 +202,7 @@ fn saturation_bounds(cfg: &AttentionConfig, unit: f64, d: usize) -> (i32, i32) {
     // The rounded value before the clamp, as `quantize_score` computes it.
     let rounded = |s: i64| {
         let x = s as f64 * unit * scale;
-        (x + 0.5f64.copysign(x)) as i64 as f64
+        (x + 0.5f64.copysign(x)).trunc()
     };
     let bound = exact_score_bound(d);
     let above = first_passing(-bound, bound, |s| rounded(s) > hi).map_or(i32::MAX, |s| s as i32);
@@ -262,6 +262,12 @@ fn prepare(
     let deferred = q.softmax_normalisation == sprint_core::config::SoftmaxNormalisation::Deferred;
     let lsb_bits = 8 - q.k_msb_bits;
 
+    // Which forms of the codes the blocks will read (see `block::integer_scores`).
+    let int8_crossbar = in_memory
+        && cfg.noise.cells_ideal()
+        && int8_gemm::exact_for(255, 1 << (q.k_msb_bits - 1));
+    let integer_dots = fixed && !int8_gemm::exact_for(255, 128) && d > MAX_EXACT_GEMM_DIM;
+    let f32_exact_gemm = fixed && !int8_gemm::exact_for(255, 128) && d <= MAX_EXACT_GEMM_DIM;
     let kv_heads: Vec<KvHead> = (0..shape.kv_heads)
         .into_par_iter()
         .map(|h| -> Result<KvHead> {
@@ -299,23 +305,27 @@ fn prepare(
                     .collect(),
                 _ => Vec::new(),
             };
-            let k_msb_packed = crossbar.as_ref().and_then(|xb| {
-                let ideal = cfg.noise.cells_ideal()
-                    && int8_gemm::exact_for(255, 1 << (q.k_msb_bits - 1));
-                ideal.then(|| {
-                    let levels: Vec<i8> = xb.weights.iter().map(|&w| w as i8).collect();
-                    PackedKeys::new(&levels, shape.n_keys, d)
-                })
+            let k_msb_packed = crossbar.as_ref().filter(|_| int8_crossbar).map(|xb| {
+                // Ideal cells: the weights are the programmed levels.
+                let levels: Vec<i8> = xb.weights.iter().map(|&w| w as i8).collect();
+                PackedKeys::new(&levels, shape.n_keys, d)
             });
             let exact = ExactKeys::new(&k8, shape.n_keys, d, fixed);
             let read_back = ExactKeys::new(&k_read_back, shape.n_keys, d, fixed);
+            let widen = |x: &[i8]| -> Vec<i16> {
+                if integer_dots {
+                    x.iter().map(|&v| i16::from(v)).collect()
+                } else {
+                    Vec::new()
+                }
+            };
             Ok(KvHead {
                 k_scale,
                 v_scale,
-                k8: k8.iter().map(|&x| i16::from(x)).collect(),
+                k8: widen(&k8),
                 k8_f32: exact.f32,
                 k8_packed: exact.packed,
-                k_read_back: k_read_back.iter().map(|&x| i16::from(x)).collect(),
+                k_read_back: widen(&k_read_back),
                 k_read_back_f32: read_back.f32,
                 k_read_back_packed: read_back.packed,
                 v8_f32: if fixed && !deferred {
@@ -336,37 +346,46 @@ fn prepare(
         }
         sprint_core::config::MsbBiasCorrection::None => 0.0,
     };
+    let dac_table = quant::dac_table(q.query_dac_bits);
     let q_heads: Vec<QHead> = (0..shape.heads)
         .into_par_iter()
         .map(|h| -> Result<QHead> {
             let qf = input.q.head(h);
             let q_scale = scales_for(&q.scales, qf, h, "q")?;
             let q8 = quant::quantize(qf, q_scale);
-            let (q_dac, lsb_correction) = if in_memory {
-                let dac: Vec<f32> = q8
-                    .iter()
-                    .map(|&x| f32::from(quant::query_to_dac(x, q.query_dac_bits)))
-                    .collect();
+            let to_u8 = |x: &[i8]| -> Vec<u8> {
+                x.iter().map(|&v| (i16::from(v) + 128) as u8).collect()
+            };
+            let (q_dac, q_dac_u8, lsb_correction) = if in_memory {
+                let dac: Vec<i8> = q8.iter().map(|&x| dac_table[x as u8 as usize]).collect();
                 let corr = dac
                     .chunks_exact(d)
-                    .map(|row| correction * row.iter().map(|&x| f64::from(x)).sum::<f64>())
+                    .map(|row| correction * f64::from(row.iter().map(|&x| i32::from(x)).sum::<i32>()))
                     .collect();
-                (dac, corr)
+                let dac_f32 = if int8_crossbar {
+                    Vec::new()
+                } else {
+                    dac.iter().map(|&x| f32::from(x)).collect()
+                };
+                let dac_u8 = if int8_crossbar { to_u8(&dac) } else { Vec::new() };
+                (dac_f32, dac_u8, corr)
             } else {
-                (Vec::new(), Vec::new())
-            };
-            let to_u8 = |x: &[i8]| -> Vec<u8> { x.iter().map(|&v| (i16::from(v) + 128) as u8).collect() };
-            let q_dac_u8 = if in_memory {
-                to_u8(&q8.iter().map(|&x| quant::query_to_dac(x, q.query_dac_bits)).collect::<Vec<_>>())
-            } else {
-                Vec::new()
+                (Vec::new(), Vec::new(), Vec::new())
             };
             Ok(QHead {
                 q_scale,
-                q8_u8: if fixed { to_u8(&q8) } else { Vec::new() },
+                q8_u8: if fixed && !f32_exact_gemm && !integer_dots {
+                    to_u8(&q8)
+                } else {
+                    Vec::new()
+                },
                 q_dac_u8,
-                q8: q8.iter().map(|&x| i16::from(x)).collect(),
-                q8_f32: if fixed {
+                q8: if integer_dots {
+                    q8.iter().map(|&x| i16::from(x)).collect()
+                } else {
+                    Vec::new()
+                },
+                q8_f32: if f32_exact_gemm {
                     q8.iter().map(|&x| f32::from(x)).collect()
                 } else {
                     Vec::new()

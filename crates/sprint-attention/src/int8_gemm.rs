@@ -44,13 +44,12 @@ impl PackedKeys {
 
 /// `out[r * n + j] = sum_l (lhs[r * d + l] - zero_point) * k[j * d + l]` for the `m = lhs.len()
 /// / d` query rows; `zero_points` holds `zero_point` once per row (scratch the caller keeps).
-pub(crate) fn scores(lhs: &[u8], zero_points: &[u8], keys: &PackedKeys, out: &mut Vec<i32>) {
+pub(crate) fn scores(lhs: &[u8], zero_points: &[u8], keys: &PackedKeys, out: &mut [i32]) {
     let (n, d) = (keys.n, keys.d);
     assert_eq!(lhs.len() % d.max(1), 0, "lhs length");
     let m = if d == 0 { 0 } else { lhs.len() / d };
     assert_eq!(zero_points.len(), m, "zero points");
-    out.clear();
-    out.resize(m * n, 0);
+    assert_eq!(out.len(), m * n, "output length");
     if m == 0 || n == 0 {
         return;
     }
@@ -92,7 +91,7 @@ mod tests {
             let k: Vec<i8> = (0..n * d).map(|i| ((i as i32 * 91 % 255) - 127) as i8).collect();
             let lhs: Vec<u8> = q.iter().map(|&x| (x + 128) as u8).collect();
             let packed = PackedKeys::new(&k, n, d);
-            let mut out = Vec::new();
+            let mut out = vec![0; m * n];
             scores(&lhs, &vec![128u8; m], &packed, &mut out);
             for r in 0..m {
                 for j in 0..n {
@@ -118,7 +117,7 @@ mod speed_probe {
         let kf: Vec<f32> = k.iter().map(|&x| x as f32).collect();
         let packed = PackedKeys::new(&k, n, d);
         let zp = vec![128u8; m];
-        let mut out = Vec::new();
+        let mut out = vec![0; m * n];
         let mut outf = vec![0f32; m * n];
         for _ in 0..3 {
             let t = std::time::Instant::now();

@@ -14,7 +14,13 @@ pub fn symmetric_scale(x: &[f32]) -> f32 {
 pub fn quantize(x: &[f32], scale: f32) -> Vec<i8> {
     let inv = 1.0 / scale;
     x.iter()
-        .map(|&v| round_half_away(v * inv).clamp(-INT8_MAX, INT8_MAX) as i8)
+        .map(|&v| {
+            // round_half_away(v * inv) clamped to +-127, branch-free: adding +-0.5 in f64 is
+            // exact, and clamping before the truncating cast to +-127.75 truncates to the
+            // same code (NaN casts to 0 either way).
+            let y = f64::from(v * inv);
+            (y + 0.5f64.copysign(y)).clamp(-127.75, 127.75) as i32 as i8
+        })
         .collect()
 }
 
@@ -52,6 +58,11 @@ pub fn lsb_mean_in_msb_steps(msb_bits: u32) -> f64 {
     let lsb_bits = 8 - msb_bits;
     let step = f64::from(1u32 << lsb_bits);
     (step - 1.0) / (2.0 * step)
+}
+
+/// [`query_to_dac`] of every 8-bit code, indexed by `code as u8`.
+pub fn dac_table(bits: u32) -> [i8; 256] {
+    std::array::from_fn(|u| query_to_dac(u as u8 as i8, bits))
 }
 
 /// The query code driven into the DACs at `bits` bits: `round(q / 2^(8-bits))`, clamped to the

@@ -124,17 +124,22 @@ impl FixedSoftmax {
     /// built from [`Self::exp_code`], so they are those of the two-table unit.
     #[inline(always)]
     pub fn deferred_weights(&self, scores: &[i32], weights: &mut Vec<u32>) -> u64 {
+        // Plain loops, inlined into the caller's instruction-set copy (`crate::simd`).
         weights.clear();
-        let Some(&max) = scores.iter().max() else {
+        if scores.is_empty() {
             return 0;
-        };
+        }
+        let mut max = i32::MIN;
+        for &s in scores {
+            max = max.max(s);
+        }
         let last = self.weight_table.len() - 1;
-        weights.extend(
-            scores
-                .iter()
-                .map(|&s| self.weight_table[((max - s) as u32 as usize).min(last)]),
-        );
-        let sum: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+        weights.resize(scores.len(), 0);
+        let mut sum = 0u64;
+        for (w, &s) in weights.iter_mut().zip(scores) {
+            *w = self.weight_table[((max - s) as u32 as usize).min(last)];
+            sum += u64::from(*w);
+        }
         let len = 64 - sum.leading_zeros();
         let shift = len.saturating_sub(self.sum_bits);
         (sum >> shift) << shift

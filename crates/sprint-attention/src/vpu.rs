@@ -36,25 +36,12 @@ pub fn deferred(
 ) -> u64 {
     let d = dst.len();
     acc.fill(0);
-    for (kc, wc) in keys
-        .chunks(KEYS_PER_I32_CHUNK)
-        .zip(weights.chunks(KEYS_PER_I32_CHUNK))
-    {
-        acc32.fill(0);
-        for (&j, &w) in kc.iter().zip(wc) {
-            debug_assert!(w <= 1 << 17);
-            if w == 0 {
-                continue;
-            }
-            let w = w as i32;
-            let j = j as usize;
-            for (a, &x) in acc32.iter_mut().zip(&v8[j * d..(j + 1) * d]) {
-                *a += w * i32::from(x);
-            }
-        }
-        for (a, &p) in acc.iter_mut().zip(acc32.iter()) {
-            *a += i64::from(p);
-        }
+    // The common head widths get a copy whose accumulators live in registers.
+    match d {
+        32 => accumulate_fixed::<32>(keys, weights, v8, acc),
+        64 => accumulate_fixed::<64>(keys, weights, v8, acc),
+        128 => accumulate_fixed::<128>(keys, weights, v8, acc),
+        _ => accumulate(keys, weights, v8, acc32, acc),
     }
     let frac = deferred_output_frac_bits(output_bits);
     let scale = f64::from(1u32 << frac) / sum as f64;
@@ -70,6 +57,60 @@ pub fn deferred(
         *o = clamped as f32 * unit;
     }
     saturated
+}
+
+/// `acc += sum_j w_j v_j` over `keys` for any head width `d = acc.len()` (`acc32` is scratch
+/// of the same length).
+#[inline(always)]
+fn accumulate(keys: &[u32], weights: &[u32], v8: &[i8], acc32: &mut [i32], acc: &mut [i64]) {
+    let d = acc.len();
+    for (kc, wc) in keys
+        .chunks(KEYS_PER_I32_CHUNK)
+        .zip(weights.chunks(KEYS_PER_I32_CHUNK))
+    {
+        acc32.fill(0);
+        for (&j, &w) in kc.iter().zip(wc) {
+            debug_assert!(w <= 1 << 17);
+            if w == 0 {
+                continue;
+            }
+            let j = j as usize;
+            for (a, &x) in acc32.iter_mut().zip(&v8[j * d..(j + 1) * d]) {
+                *a += w as i32 * i32::from(x);
+            }
+        }
+        for (a, &p) in acc.iter_mut().zip(acc32.iter()) {
+            *a += i64::from(p);
+        }
+    }
+}
+
+/// [`accumulate`] for a head width known at compile time: the 32-bit partial sums stay in
+/// vector registers across the keys.
+#[inline(always)]
+fn accumulate_fixed<const D: usize>(keys: &[u32], weights: &[u32], v8: &[i8], acc: &mut [i64]) {
+    for (kc, wc) in keys
+        .chunks(KEYS_PER_I32_CHUNK)
+        .zip(weights.chunks(KEYS_PER_I32_CHUNK))
+    {
+        let mut acc32 = [0i32; D];
+        for (&j, &w) in kc.iter().zip(wc) {
+            debug_assert!(w <= 1 << 17);
+            if w == 0 {
+                continue;
+            }
+            let j = j as usize;
+            let row: &[i8; D] = v8[j * D..(j + 1) * D]
+                .try_into()
+                .expect("a value row of D codes");
+            for l in 0..D {
+                acc32[l] += w as i32 * i32::from(row[l]);
+            }
+        }
+        for (a, &p) in acc.iter_mut().zip(acc32.iter()) {
+            *a += i64::from(p);
+        }
+    }
 }
 
 /// The literal per-key datapath: `acc = sum_j p_j v_j` with `p_j` probability codes of
