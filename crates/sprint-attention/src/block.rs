@@ -6,10 +6,11 @@ use sprint_core::config::{RecomputeMode, SoftmaxNormalisation, Variant};
 use sprint_core::trace::HeadStats;
 use sprint_core::visibility::{clear_from, visible_limit};
 
+use crate::compact::{Compact, SLACK};
 use crate::comparator::{Comparator, ge_bits};
 use crate::engine::{HeadCtx, QUERY_BLOCK, audited, needs_all_exact_scores, quantize_score};
-use crate::int8_gemm;
 use crate::gemm::matmul_nt;
+use crate::int8_gemm;
 use crate::kernels::{axpy_f32, dot_f32, dot_i16};
 use crate::noise::{Purpose, stream_key};
 use crate::softmax::softmax_f32;
@@ -135,7 +136,12 @@ fn score_in_memory(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockS
     let (n, d, m) = (ctx.shape.n_keys, ctx.shape.head_dim, rows.len());
     if let Some(packed) = &ctx.kv.k_msb_packed {
         let q = &ctx.qh.q_dac_u8[rows.start * d..rows.end * d];
-        int8_gemm::scores(q, &ZERO_POINTS[..m], packed, sc.approx_int.for_overwrite(m * n));
+        int8_gemm::scores(
+            q,
+            &ZERO_POINTS[..m],
+            packed,
+            sc.approx_int.for_overwrite(m * n),
+        );
     } else {
         let q = &ctx.qh.q_dac[rows.start * d..rows.end * d];
         matmul_nt(q, &xb.weights, sc.approx_f32.for_overwrite(m * n), m, n, d);
@@ -168,7 +174,9 @@ fn integer_scores(
         let staging = staging.for_overwrite(m * n);
         let q = &ctx.qh.q8_f32[rows.start * d..rows.end * d];
         matmul_nt(q, keys_f32, staging, m, n, d);
-        out.iter_mut().zip(staging.iter()).for_each(|(o, &x)| *o = x as i32);
+        out.iter_mut()
+            .zip(staging.iter())
+            .for_each(|(o, &x)| *o = x as i32);
     } else {
         // Too wide for exact f32 sums and no exact int8 kernel: integer dots.
         for (r, i) in rows.clone().enumerate() {
@@ -306,13 +314,17 @@ pub(crate) fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut
 /// The `r`-th row of a `rows x n` score matrix, or an empty slice when the matrix is empty.
 #[inline(always)]
 fn row_of<T>(m: &[T], r: usize, n: usize) -> &[T] {
-    if m.is_empty() { &[] } else { &m[r * n..(r + 1) * n] }
+    if m.is_empty() {
+        &[]
+    } else {
+        &m[r * n..(r + 1) * n]
+    }
 }
 
 /// Runs the per-query phases of a block whose scores are computed (inlined into each
 /// instruction-set copy of [`crate::simd`]).
 #[inline(always)]
-pub(crate) fn run_rows(
+pub(crate) fn run_rows<C: Compact>(
     ctx: &HeadCtx,
     rows: std::ops::Range<usize>,
     sc: &BlockScores,
@@ -364,7 +376,10 @@ pub(crate) fn run_rows(
         let cmp = ctx.kv.crossbar.as_ref().map(|_| comparator(ctx, i));
         if let Some(c) = &cmp {
             match approx_row {
-                ApproxRow::Int(a) => c.decide_int(a, offsets, row_mask),
+                ApproxRow::Int(a) => match c.integer_threshold(offsets) {
+                    Some(t) => C::and_ge(a, t, row_mask),
+                    None => c.decide_int(a, offsets, row_mask),
+                },
                 ApproxRow::F32(a) => c.decide(a, offsets, row_mask),
                 ApproxRow::None => {}
             }
@@ -383,7 +398,16 @@ pub(crate) fn run_rows(
         let (kept, sat_scores, sat_out) = if !fixed {
             s.keys.clear();
             s.keys.extend(iter_ones(row_mask).map(|j| j as u32));
-            float_row(ctx, i, cmp.as_ref(), approx_row, row_of(sc.exact_f32.as_slice(), r, n), offsets, s, dst)
+            float_row(
+                ctx,
+                i,
+                cmp.as_ref(),
+                approx_row,
+                row_of(sc.exact_f32.as_slice(), r, n),
+                offsets,
+                s,
+                dst,
+            )
         } else if ctx.cfg.variant == Variant::SprintNoRecompute {
             s.keys.clear();
             s.keys.extend(iter_ones(row_mask).map(|j| j as u32));
@@ -394,7 +418,11 @@ pub(crate) fn run_rows(
             } else {
                 row_of(sc.recompute_int.as_slice(), r, n)
             };
-            recompute_row(ctx, scores, exact_min_int, row_mask, s, dst)
+            // |q8 . k| <= 128 sum|q8|: most rows cannot reach a saturating score.
+            let bound = 128 * i64::from(ctx.qh.q_abs_sum[i]);
+            let may_saturate =
+                bound >= i64::from(ctx.sat_above) || -bound <= i64::from(ctx.sat_below);
+            recompute_row::<C>(ctx, scores, exact_min_int, row_mask, may_saturate, s, dst)
         };
         out.softmax_kept[r] = kept;
         out.stats.score_saturated += sat_scores;
@@ -420,7 +448,10 @@ fn exact_min_int(exact_min: f32) -> i32 {
 /// saturation flag is counted separately from the head's bounds.
 #[inline(always)]
 fn score_code(score: i32, unit: f64, hi: f64, scale: f64) -> i32 {
-    quantize_score(f64::from(score) * unit, hi, scale).0
+    // `quantize_score` without the flag, written with max/min so that it vectorises.
+    let x = f64::from(score) * unit * scale;
+    let r = (x + 0.5f64.copysign(x)).trunc();
+    r.max(-hi - 1.0).min(hi) as i32
 }
 
 /// Phases recompute, recheck, softmax and V-PU of one row whose score codes come from exact
@@ -430,11 +461,12 @@ fn score_code(score: i32, unit: f64, hi: f64, scale: f64) -> i32 {
 /// same rule as comparing codes), then only the softmax's keys are quantised. Returns (keys
 /// in the softmax, saturated score codes, saturated output elements).
 #[inline(always)]
-fn recompute_row(
+fn recompute_row<C: Compact>(
     ctx: &HeadCtx,
     scores: &[i32],
     exact_min: i32,
     kept: &[u64],
+    may_saturate: bool,
     s: &mut Scratch,
     dst: &mut [f32],
 ) -> (u32, u64, u64) {
@@ -443,8 +475,8 @@ fn recompute_row(
     // Sized for every kept key and written by index (pushes would store the length back to
     // memory on every key).
     let most: usize = kept.iter().map(|w| w.count_ones() as usize).sum();
-    s.keys.resize(most, 0);
-    s.raw.resize(most, 0);
+    s.keys.resize(most + SLACK, 0);
+    s.raw.resize(most + SLACK, 0);
     let (keys, raw) = (&mut s.keys[..], &mut s.raw[..]);
     let mut len = 0;
     for (wi, &word) in kept.iter().enumerate() {
@@ -453,21 +485,17 @@ fn recompute_row(
         }
         let lo = wi * 64;
         let chunk = &scores[lo..(lo + 64).min(scores.len())];
-        let outside =
-            !ge_bits(chunk, ctx.sat_below.saturating_add(1)) | ge_bits(chunk, ctx.sat_above);
-        saturated += u64::from((outside & word).count_ones());
-        let mut soft = if recheck {
-            word & ge_bits(chunk, exact_min)
+        if may_saturate {
+            let outside = !C::ge_bits(chunk, ctx.sat_below.saturating_add(1))
+                | C::ge_bits(chunk, ctx.sat_above);
+            saturated += u64::from((outside & word).count_ones());
+        }
+        let soft = if recheck {
+            word & C::ge_bits(chunk, exact_min)
         } else {
             word
         };
-        while soft != 0 {
-            let b = soft.trailing_zeros() as usize;
-            soft &= soft - 1;
-            keys[len] = (lo + b) as u32;
-            raw[len] = chunk[b];
-            len += 1;
-        }
+        len = C::append(soft, lo, chunk, keys, raw, len);
     }
     s.keys.truncate(len);
     s.raw.truncate(len);
@@ -588,7 +616,9 @@ fn float_row(
                 dot_f32(q_f, &ctx.k_f[j * d..(j + 1) * d]) * inv
             }));
         }
-        _ => s.logits.extend(s.keys.iter().map(|&j| exact_row[j as usize])),
+        _ => s
+            .logits
+            .extend(s.keys.iter().map(|&j| exact_row[j as usize])),
     }
     if rechecks(ctx) {
         let th = ctx.threshold;

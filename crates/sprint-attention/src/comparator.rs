@@ -54,15 +54,27 @@ impl Comparator {
         self.decide_each(|j| f64::from(scores[j]), offsets, out);
     }
 
+    /// For a noiseless read without offsets, the integer reference: an integer score `s`
+    /// passes exactly when `s >= ceil(Th')`. `None` when noise or offsets are on, or when
+    /// every key passes (`Th' = -inf`).
+    #[inline(always)]
+    pub fn integer_threshold(&self, offsets: &[f32]) -> Option<i32> {
+        (self.read_sigma == 0.0 && offsets.is_empty() && self.threshold != f64::NEG_INFINITY).then(
+            || {
+                self.threshold
+                    .ceil()
+                    .clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
+            },
+        )
+    }
+
     /// [`Self::decide`] for integer scores (an ideal crossbar read by the int8 GEMM).
     #[inline(always)]
     pub fn decide_int(&self, scores: &[i32], offsets: &[f32], out: &mut [u64]) {
         if self.threshold == f64::NEG_INFINITY {
             return;
         }
-        if self.read_sigma == 0.0 && offsets.is_empty() {
-            // s >= t for an integer s exactly when s >= ceil(t).
-            let t = self.threshold.ceil().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
+        if let Some(t) = self.integer_threshold(offsets) {
             and_ge(scores, t, out);
             return;
         }
@@ -101,6 +113,21 @@ impl Comparator {
 #[inline(always)]
 pub(crate) fn ge_bits<T: Copy + PartialOrd>(chunk: &[T], t: T) -> u64 {
     let mut bits = 0u64;
+    if let Ok(full) = <&[T; 64]>::try_from(chunk) {
+        // Whole-vector compares into one flag byte per key, then eight flag bytes at a time
+        // gathered into their bits by one multiply: byte `i` (0 or 1) lands on bit `56 + i`
+        // of `v * 0x0102_0408_1020_4080`, and the partial products below bit 56 never carry
+        // into it.
+        let mut flags = [0u8; 64];
+        for b in 0..64 {
+            flags[b] = u8::from(full[b] >= t);
+        }
+        for (k, eight) in flags.chunks_exact(8).enumerate() {
+            let v = u64::from_le_bytes(eight.try_into().expect("eight flags"));
+            bits |= (v.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
+        }
+        return bits;
+    }
     for (b, &s) in chunk.iter().enumerate() {
         bits |= u64::from(s >= t) << b;
     }
@@ -133,6 +160,26 @@ fn decide_noiseless(scores: &[f32], t: f64, out: &mut [u64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ge_bits_matches_the_bit_loop() {
+        let mut state = 3u64;
+        for len in [64usize, 63, 17, 1, 0] {
+            for _ in 0..200 {
+                let chunk: Vec<i32> = (0..len)
+                    .map(|_| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        (state >> 40) as i32 % 9 - 4
+                    })
+                    .collect();
+                let naive = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |acc, (b, &x)| acc | (u64::from(x >= 0) << b));
+                assert_eq!(ge_bits(&chunk, 0), naive, "len {len}");
+            }
+        }
+    }
 
     #[test]
     fn noiseless_rule() {

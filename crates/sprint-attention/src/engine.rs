@@ -79,6 +79,8 @@ pub(crate) struct QHead {
     /// `q8 + 128` (the int8 GEMMs' unsigned left operand, zero point 128).
     pub q8_u8: Vec<u8>,
     pub q_dac: Vec<f32>,
+    /// Per query: `sum |q8|` (fixed point), which bounds its exact scores by `128 sum |q8|`.
+    pub q_abs_sum: Vec<u32>,
     /// `q_dac + 128`, like `q8_u8`.
     pub q_dac_u8: Vec<u8>,
     /// Per query: the expected score of the unseen `K_LSB` bits, in in-memory score steps
@@ -263,9 +265,8 @@ fn prepare(
     let lsb_bits = 8 - q.k_msb_bits;
 
     // Which forms of the codes the blocks will read (see `block::integer_scores`).
-    let int8_crossbar = in_memory
-        && cfg.noise.cells_ideal()
-        && int8_gemm::exact_for(255, 1 << (q.k_msb_bits - 1));
+    let int8_crossbar =
+        in_memory && cfg.noise.cells_ideal() && int8_gemm::exact_for(255, 1 << (q.k_msb_bits - 1));
     let integer_dots = fixed && !int8_gemm::exact_for(255, 128) && d > MAX_EXACT_GEMM_DIM;
     let f32_exact_gemm = fixed && !int8_gemm::exact_for(255, 128) && d <= MAX_EXACT_GEMM_DIM;
     let kv_heads: Vec<KvHead> = (0..shape.kv_heads)
@@ -353,27 +354,40 @@ fn prepare(
             let qf = input.q.head(h);
             let q_scale = scales_for(&q.scales, qf, h, "q")?;
             let q8 = quant::quantize(qf, q_scale);
-            let to_u8 = |x: &[i8]| -> Vec<u8> {
-                x.iter().map(|&v| (i16::from(v) + 128) as u8).collect()
-            };
+            let to_u8 =
+                |x: &[i8]| -> Vec<u8> { x.iter().map(|&v| (i16::from(v) + 128) as u8).collect() };
             let (q_dac, q_dac_u8, lsb_correction) = if in_memory {
                 let dac: Vec<i8> = q8.iter().map(|&x| dac_table[x as u8 as usize]).collect();
                 let corr = dac
                     .chunks_exact(d)
-                    .map(|row| correction * f64::from(row.iter().map(|&x| i32::from(x)).sum::<i32>()))
+                    .map(|row| {
+                        correction * f64::from(row.iter().map(|&x| i32::from(x)).sum::<i32>())
+                    })
                     .collect();
                 let dac_f32 = if int8_crossbar {
                     Vec::new()
                 } else {
                     dac.iter().map(|&x| f32::from(x)).collect()
                 };
-                let dac_u8 = if int8_crossbar { to_u8(&dac) } else { Vec::new() };
+                let dac_u8 = if int8_crossbar {
+                    to_u8(&dac)
+                } else {
+                    Vec::new()
+                };
                 (dac_f32, dac_u8, corr)
             } else {
                 (Vec::new(), Vec::new(), Vec::new())
             };
+            let q_abs_sum = if fixed {
+                q8.chunks_exact(d)
+                    .map(|row| row.iter().map(|&x| u32::from(x.unsigned_abs())).sum())
+                    .collect()
+            } else {
+                Vec::new()
+            };
             Ok(QHead {
                 q_scale,
+                q_abs_sum,
                 q8_u8: if fixed && !f32_exact_gemm && !integer_dots {
                     to_u8(&q8)
                 } else {

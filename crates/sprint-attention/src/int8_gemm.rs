@@ -8,7 +8,9 @@
 //! kernel gives the same scores.
 #![allow(unsafe_code)]
 
-use rten_gemm::{GemmExecutor, GemmInputA, GemmInputB, GemmUninitOptions, PackedBMatrix, QuantParams};
+use rten_gemm::{
+    GemmExecutor, GemmInputA, GemmInputB, GemmUninitOptions, PackedBMatrix, QuantParams,
+};
 use rten_tensor::Matrix;
 
 /// A head's keys (`n` rows of `d` signed codes) packed once for every query block.
@@ -47,7 +49,7 @@ impl PackedKeys {
 pub(crate) fn scores(lhs: &[u8], zero_points: &[u8], keys: &PackedKeys, out: &mut [i32]) {
     let (n, d) = (keys.n, keys.d);
     assert_eq!(lhs.len() % d.max(1), 0, "lhs length");
-    let m = if d == 0 { 0 } else { lhs.len() / d };
+    let m = lhs.len().checked_div(d).unwrap_or(0);
     assert_eq!(zero_points.len(), m, "zero points");
     assert_eq!(out.len(), m * n, "output length");
     if m == 0 || n == 0 {
@@ -63,8 +65,13 @@ pub(crate) fn scores(lhs: &[u8], zero_points: &[u8], keys: &PackedKeys, out: &mu
     // `gemm_uninit` writes every element of its output.
     let dst = as_uninit(out);
     EXEC.with(|e| {
-        e.gemm_uninit(dst, GemmInputA::Unpacked(a), GemmInputB::Packed(&keys.packed), opts)
-            .map(|_| ())
+        e.gemm_uninit(
+            dst,
+            GemmInputA::Unpacked(a),
+            GemmInputB::Packed(&keys.packed),
+            opts,
+        )
+        .map(|_| ())
     })
     .expect("int8 score GEMM: operand shapes are checked above");
 }
@@ -75,9 +82,7 @@ fn as_uninit(x: &mut [i32]) -> &mut [std::mem::MaybeUninit<i32>] {
     let len = x.len();
     let ptr = x.as_mut_ptr().cast::<std::mem::MaybeUninit<i32>>();
     // SAFETY: same pointer, length and layout; the borrow of `x` is held for the lifetime.
-    unsafe {
-        std::slice::from_raw_parts_mut(ptr, len)
-    }
+    unsafe { std::slice::from_raw_parts_mut(ptr, len) }
 }
 
 #[cfg(test)]
@@ -88,45 +93,19 @@ mod tests {
     fn signed_scores_match_naive_at_real_lengths() {
         for (m, n, d) in [(1, 1, 1), (3, 17, 5), (64, 4096, 64), (7, 600, 128)] {
             let q: Vec<i32> = (0..m * d).map(|i| (i as i32 * 37 % 255) - 127).collect();
-            let k: Vec<i8> = (0..n * d).map(|i| ((i as i32 * 91 % 255) - 127) as i8).collect();
+            let k: Vec<i8> = (0..n * d)
+                .map(|i| ((i as i32 * 91 % 255) - 127) as i8)
+                .collect();
             let lhs: Vec<u8> = q.iter().map(|&x| (x + 128) as u8).collect();
             let packed = PackedKeys::new(&k, n, d);
             let mut out = vec![0; m * n];
             scores(&lhs, &vec![128u8; m], &packed, &mut out);
             for r in 0..m {
                 for j in 0..n {
-                    let naive: i32 = (0..d)
-                        .map(|l| q[r * d + l] * i32::from(k[j * d + l]))
-                        .sum();
+                    let naive: i32 = (0..d).map(|l| q[r * d + l] * i32::from(k[j * d + l])).sum();
                     assert_eq!(out[r * n + j], naive, "m {m} n {n} d {d} ({r}, {j})");
                 }
             }
-        }
-    }
-}
-#[cfg(test)]
-mod speed_probe {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn probe() {
-        let (m, n, d) = (64, 4096, 64);
-        let q: Vec<u8> = (0..m * d).map(|i| (i * 37 % 255) as u8).collect();
-        let k: Vec<i8> = (0..n * d).map(|i| ((i as i32 * 91 % 255) - 127) as i8).collect();
-        let qf: Vec<f32> = q.iter().map(|&x| x as f32).collect();
-        let kf: Vec<f32> = k.iter().map(|&x| x as f32).collect();
-        let packed = PackedKeys::new(&k, n, d);
-        let zp = vec![128u8; m];
-        let mut out = vec![0; m * n];
-        let mut outf = vec![0f32; m * n];
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            for _ in 0..100 { scores(&q, &zp, &packed, &mut out); }
-            let a = t.elapsed();
-            let t = std::time::Instant::now();
-            for _ in 0..100 { crate::gemm::matmul_nt(&qf, &kf, &mut outf, m, n, d); }
-            let b = t.elapsed();
-            eprintln!("int8 {:?} f32 {:?} kernel {}", a / 100, b / 100, EXEC.with(|e| e.kernel_name().to_string()));
         }
     }
 }

@@ -8,6 +8,9 @@
 #![allow(unsafe_code)]
 
 use crate::block::{BlockOut, BlockScores, Scratch, run_rows};
+#[cfg(target_arch = "x86_64")]
+use crate::compact::Avx512;
+use crate::compact::Scalar;
 use crate::engine::HeadCtx;
 
 /// The instruction sets a block can run with.
@@ -60,7 +63,7 @@ pub(crate) fn run_rows_dispatch(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
         Level::Avx2 => unsafe { rows_avx2(ctx, rows, sc, s) },
-        _ => run_rows(ctx, rows, sc, s),
+        _ => run_rows::<Scalar>(ctx, rows, sc, s),
     }
 }
 
@@ -72,7 +75,7 @@ fn rows_avx512(
     sc: &BlockScores,
     s: &mut Scratch,
 ) -> BlockOut {
-    run_rows(ctx, rows, sc, s)
+    run_rows::<Avx512>(ctx, rows, sc, s)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -83,5 +86,5 @@ fn rows_avx2(
     sc: &BlockScores,
     s: &mut Scratch,
 ) -> BlockOut {
-    run_rows(ctx, rows, sc, s)
+    run_rows::<Scalar>(ctx, rows, sc, s)
 }
