@@ -31,6 +31,10 @@ thread_local! {
 /// 32-bit dot-product instruction (AVX2 without VNNI) add pairs of products in saturating
 /// 16-bit lanes, which is exact only while `2 * max_lhs * max_rhs < 2^15`.
 pub(crate) fn exact_for(max_lhs: u32, max_rhs: u32) -> bool {
+    if crate::simd::level() == crate::simd::Level::Baseline {
+        // The int8 kernels are wide-vector code too: a baseline run uses the f32 GEMMs.
+        return false;
+    }
     !EXEC.with(|e| e.may_saturate()) || 2 * max_lhs * max_rhs < 1 << 15
 }
 
