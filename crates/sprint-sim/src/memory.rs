@@ -3,15 +3,19 @@
 //! Cycle-exact for its protocol (all times in core cycles): a request reads `bytes` from one
 //! row of one bank. If another row is open the bank precharges (`tRP`) and activates
 //! (`tRCD`) first; data starts `tCL` after the column command and occupies the channel's
-//! bus for `ceil(bytes / burst_bytes)` bursts of `tBURST` each, back to back with the
-//! previous data on that channel. A bank accepts its next column command as soon as its
-//! data can follow on the bus. Not modelled: command-bus conflicts, tRRD/tFAW, refresh
-//! (ReRAM has none), write timing (K/V writes happen during the projections).
+//! bus for `bytes` rounded up to whole `min_transfer_bytes` (a whole burst costs `tBURST`,
+//! a chopped one its share), back to back with the previous data on that channel. A bank
+//! accepts its next column command as soon as its data can follow on the bus. Not
+//! modelled: command-bus conflicts, tRRD/tFAW, refresh (ReRAM has none), write timing
+//! (K/V writes happen during the projections).
 //!
-//! Address map: key (or token) `j` of a head lives on channel `j % C`, bank `(j / C) % B`
-//! (adjacent keys in different channels and banks, SPRINT.md s2), at slot `j / (C B)` of
-//! that bank; slots are packed into rows of `row_bytes`, one region per kind. A transposed
-//! read of `K_MSB` (one key out of a transposable array) needs its own activation.
+//! Address map: key (or token) `j` of a head lives on channel `j % C`, bank
+//! `(j / C + o) % B` where the offset `o` is the kind's ([`Kind::bank_offset`]: K_MSB,
+//! K_LSB, V and Q of one token sit in different banks, SPRINT.md s2), at slot `j / (C B)`
+//! of that bank; slots are packed into rows of `row_bytes`, one region per kind. `K_MSB`
+//! lives in separate transposable arrays (SPRINT.md s2): a transposed read (one key out of
+//! an array) needs its own activation of that array, but leaves the bank's ordinary open
+//! row alone.
 
 use crate::config::Memory;
 use crate::keyset::{KeySet, count_congruent};
@@ -31,6 +35,20 @@ pub enum Kind {
     Q = 4,
 }
 
+impl Kind {
+    /// Bank offset of this kind's region, banks: the kinds of one token land in
+    /// different banks when the channel has at least 4 (`KWhole` shares K_MSB's offset, as
+    /// a design stores one or the other).
+    pub fn bank_offset(self) -> usize {
+        match self {
+            Kind::KMsb | Kind::KWhole => 0,
+            Kind::KLsb => 1,
+            Kind::V => 2,
+            Kind::Q => 3,
+        }
+    }
+}
+
 /// One read of `bytes` from a row of a bank.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
@@ -48,7 +66,10 @@ pub struct Request {
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Bank {
+    /// Open row of the ordinary arrays.
     open: Option<(Kind, u64)>,
+    /// Key whose K_MSB is open in the transposable arrays.
+    open_t: Option<u64>,
     ready: u64,
 }
 
@@ -87,19 +108,41 @@ impl MemoryState {
         }
     }
 
-    /// Channel and bank of key (token) `j`, and its slot within the bank.
-    pub fn locate(&self, j: usize) -> (u32, u32, u64) {
+    /// Channel and bank of `kind` of key (token) `j`, and its slot within the bank.
+    pub fn locate(&self, j: usize, kind: Kind) -> (u32, u32, u64) {
         let c = self.cfg.channels as usize;
         let b = self.cfg.banks as usize;
-        ((j % c) as u32, ((j / c) % b) as u32, (j / (c * b)) as u64)
+        (
+            (j % c) as u32,
+            ((j / c + kind.bank_offset()) % b) as u32,
+            (j / (c * b)) as u64,
+        )
+    }
+
+    /// Bus cycles of a transfer of `bytes`: whole bursts at `tBURST`, the rest in smallest
+    /// transfers; at least one smallest transfer.
+    pub fn transfer_cycles(&self, bytes: u64) -> u64 {
+        let m = &self.cfg;
+        let chop = u64::from(m.min_transfer_bytes);
+        let per_burst = u64::from(m.burst_bytes) / chop;
+        let chops = bytes.div_ceil(chop).max(1);
+        (chops / per_burst) * m.tburst + (chops % per_burst) * m.ttransfer
     }
 
     /// Issues one request no earlier than `t0`; returns the cycle its last data arrives.
     pub fn issue(&mut self, t0: u64, r: Request) -> u64 {
+        let busy = self.transfer_cycles(r.bytes);
         let m = &self.cfg;
         let bank = &mut self.banks[(r.channel * m.banks + r.bank) as usize];
         let mut col = t0.max(bank.ready);
-        if bank.open != Some((r.kind, r.row)) {
+        if r.kind == Kind::KMsb {
+            if bank.open_t != Some(r.row) {
+                let pre = if bank.open_t.is_some() { m.trp } else { 0 };
+                col += pre + m.trcd;
+                bank.open_t = Some(r.row);
+                self.activations += 1;
+            }
+        } else if bank.open != Some((r.kind, r.row)) {
             let pre = if bank.open.is_some() { m.trp } else { 0 };
             col += pre + m.trcd;
             bank.open = Some((r.kind, r.row));
@@ -108,7 +151,7 @@ impl MemoryState {
         let bursts = r.bytes.div_ceil(u64::from(m.burst_bytes)).max(1);
         let bus = &mut self.bus_free[r.channel as usize];
         let start = (col + m.tcl).max(*bus);
-        let end = start + bursts * m.tburst;
+        let end = start + busy;
         *bus = end;
         bank.ready = end - m.tcl;
         self.bursts += bursts;
@@ -126,9 +169,11 @@ impl MemoryState {
         match keys {
             KeySet::Range(lo, hi) if kind != Kind::KMsb => {
                 let stride = c * b;
+                let off = kind.bank_offset() % b;
                 for ch in 0..c {
                     for bk in 0..b {
-                        let residue = bk * c + ch;
+                        // Keys on bank `bk` have (j / C) % B = (bk - off) mod B.
+                        let residue = ((bk + b - off) % b) * c + ch;
                         let n = count_congruent(lo, hi, stride, residue);
                         if n == 0 {
                             continue;
@@ -155,7 +200,7 @@ impl MemoryState {
             }
             _ => {
                 for j in keys.iter() {
-                    let (ch, bk, slot) = self.locate(j);
+                    let (ch, bk, slot) = self.locate(j, kind);
                     let row = if kind == Kind::KMsb {
                         j as u64
                     } else {
@@ -192,11 +237,12 @@ impl MemoryState {
     }
 
     /// Issues the pending batch no earlier than `t0`, interleaving banks (each bank's
-    /// requests in order, one per bank per round, like an FR-FCFS controller draining a
-    /// batch). Returns `(first data end, last data end)`; `(t0, t0)` for an empty batch.
+    /// requests in order, one per bank per round, the query vector first, like an FR-FCFS
+    /// controller draining a batch). Returns `(first data end, last data end)`; `(t0, t0)` for an empty batch.
     pub fn flush(&mut self, t0: u64) -> (u64, u64) {
         let mut batch = std::mem::take(&mut self.scratch);
-        batch.sort_by_key(|(round, r)| (*round, r.bank, r.channel));
+        // The query vector first in each round: the core needs it before any key.
+        batch.sort_by_key(|(round, r)| (*round, r.kind != Kind::Q, r.bank, r.channel));
         let (mut first, mut last) = (u64::MAX, t0);
         for (_, r) in batch.drain(..) {
             let end = self.issue(t0, r);
