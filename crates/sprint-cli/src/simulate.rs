@@ -10,6 +10,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use comfy_table::Table;
 use serde_json::{Value, json};
 use sprint_core::trace::TraceReader;
+use sprint_sim::calibration::Calibration;
+use sprint_sim::fit::{FitOutcome, Space, fit};
 use sprint_sim::paper::{Comparison, compare, geomean, mean};
 use sprint_sim::presets::{load_design, load_energy, preset_names};
 use sprint_sim::report::{DesignReport, build};
@@ -63,6 +65,26 @@ pub struct Args {
     /// With --trace: write the trace's workload statistics to this TOML file.
     #[arg(long)]
     measure_stats: Option<PathBuf>,
+    /// With --compare-paper: the calibration shown beside the sourced default (a TOML file;
+    /// the embedded configs/presets/paper-inferred.toml if omitted).
+    #[arg(long, value_name = "FILE")]
+    calibration: Option<PathBuf>,
+    /// Fit the parameters the paper does not publish to Fig 10 and Fig 12a's Baseline
+    /// shares (grid search, objective printed) and write the paper-inferred calibration.
+    #[arg(long)]
+    fit_paper: bool,
+    /// With --fit-paper: search NAME over `v1,v2,...` or `lo..hi:step` instead of its
+    /// default grid (repeatable). Names: baseline_query_block_per_corelet, padding_gpt2_l,
+    /// padding_synth, memory_channels, prefetch_queries, scoring_pipelined.
+    #[arg(long = "fit-range", value_name = "NAME=RANGE")]
+    fit_ranges: Vec<String>,
+    /// With --fit-paper: where to write the calibration.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "configs/presets/paper-inferred.toml"
+    )]
+    fit_out: PathBuf,
 }
 
 /// `trace FILE: problem`, with the reader's placeholder stream name replaced by the file.
@@ -102,6 +124,30 @@ fn check_flags(a: &Args) -> Result<()> {
                 )?;
             }
         }
+    }
+    if a.fit_paper {
+        for (given, flag) in [
+            (!a.presets.is_empty(), "--preset"),
+            (a.workload.is_some(), "--workload"),
+            (a.trace.is_some(), "--trace"),
+            (a.seq_len.is_some(), "--seq-len"),
+            (a.padding.is_some(), "--padding"),
+            (a.measure_stats.is_some(), "--measure-stats"),
+            (a.compare_paper, "--compare-paper"),
+            (a.calibration.is_some(), "--calibration"),
+        ] {
+            if given {
+                refuse(
+                    flag,
+                    "cannot be used with --fit-paper (it fits over every paper workload)",
+                )?;
+            }
+        }
+    } else if !a.fit_ranges.is_empty() {
+        refuse("--fit-range", "needs --fit-paper")?;
+    }
+    if a.calibration.is_some() && !a.compare_paper {
+        refuse("--calibration", "needs --compare-paper")?;
     }
     if a.measure_stats.is_some() {
         for (given, flag) in [
@@ -192,19 +238,59 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
 
-    if a.compare_paper {
+    if a.fit_paper {
+        let mut space = Space::default_grid();
+        for r in &a.fit_ranges {
+            space.set_range(r)?;
+        }
+        sprint_core::outfile::check_outputs(&[], &[("--fit-out", &a.fit_out)])?;
         let quiet = a.json;
-        let cmp = pool.install(|| {
-            compare(&hw_sets, &table, &stats, |m| {
+        let out = pool.install(|| {
+            fit(&space, &table, &stats, &hw_sets, |m| {
                 if !quiet {
-                    eprintln!("simulating {m} ...");
+                    eprintln!("fitting on {m} ...");
                 }
             })
         })?;
+        let text = out.calibration.to_toml();
+        write_atomic(&a.fit_out, |f| Ok(f.write_all(text.as_bytes())?))?;
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&cmp)?);
+            println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            print_comparison(&cmp);
+            print_fit(&out, &a.fit_out);
+            eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        return Ok(());
+    }
+
+    if a.compare_paper {
+        let quiet = a.json;
+        let inferred = match &a.calibration {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow!("--calibration {}: {e}", p.display()))?;
+                Calibration::from_toml_str(&text, &p.display().to_string())?
+            }
+            None => Calibration::paper_inferred()?,
+        };
+        let mut cmps = Vec::new();
+        for cal in [Calibration::sourced_default(), inferred] {
+            let name = cal.name.clone();
+            cmps.push(pool.install(|| {
+                compare(&hw_sets, &table, &stats, &cal, |m| {
+                    if !quiet {
+                        eprintln!("simulating {m} ({name}) ...");
+                    }
+                })
+            })?);
+        }
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&cmps)?);
+        } else {
+            for c in &cmps {
+                print_comparison(c);
+            }
+            print_summaries(&cmps);
             eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
         }
         return Ok(());
@@ -527,11 +613,111 @@ fn print_comparison(c: &Comparison) {
     t.add_row(avg);
     println!("{t}");
 
-    let gj: Vec<f64> = c.ours.iter().map(|(_, o)| o.m_sprint_gops_per_j).collect();
-    let gs: Vec<f64> = c.ours.iter().map(|(_, o)| o.m_sprint_gops_per_s).collect();
+    let sum = c.summary();
     println!(
-        "Table III, M-SPRINT (dense-equivalent ops, geomean over workloads): {:.1} GOPs/s (paper 1816.2), {:.1} GOPs/J (paper 902.7)",
-        geomean(&gs),
-        geomean(&gj)
+        "Table III, M-SPRINT (dense-equivalent ops, geomean over workloads): {:.1} GOPs/s (paper {:.1}), {:.1} GOPs/J (paper {:.1})",
+        sum.m_sprint_gops[0],
+        c.paper.table3_m_sprint[0],
+        sum.m_sprint_gops[1],
+        c.paper.table3_m_sprint[1]
+    );
+}
+
+/// The sourced default and the calibrations side by side: geomeans, Fig 10 error, worst
+/// cell (paper numbers from configs/paper-results.toml).
+fn print_summaries(cmps: &[Comparison]) {
+    let Some(first) = cmps.first() else {
+        return;
+    };
+    let p = &first.paper;
+    let paper_e: Vec<f64> = p
+        .models
+        .iter()
+        .map(|(_, m)| m.energy_reduction[1])
+        .collect();
+    let mut t = Table::new();
+    let mut head = vec!["Side by side".to_string(), "paper".to_string()];
+    head.extend(cmps.iter().map(|c| c.calibration.clone()));
+    t.set_header(head);
+    let sums: Vec<_> = cmps.iter().map(Comparison::summary).collect();
+    for (s, size) in ["S", "M", "L"].iter().enumerate() {
+        let mut r = vec![
+            format!("Fig 11 speedup geomean {size}"),
+            format!("{:.2}", p.speedup_geomean[s]),
+        ];
+        r.extend(sums.iter().map(|x| {
+            format!(
+                "{:.2} ({:.2})",
+                x.speedup_geomean[s],
+                x.speedup_geomean[s] / p.speedup_geomean[s]
+            )
+        }));
+        t.add_row(r);
+    }
+    let pe = geomean(&paper_e);
+    let mut r = vec![
+        "Fig 12a S-SPRINT energy geomean".to_string(),
+        format!("{pe:.2}"),
+    ];
+    r.extend(
+        sums.iter()
+            .map(|x| format!("{:.2} ({:.2})", x.energy_geomean, x.energy_geomean / pe)),
+    );
+    t.add_row(r);
+    let mut r = vec![
+        "Fig 10 mean |ours - paper|, pp".to_string(),
+        "0".to_string(),
+    ];
+    r.extend(sums.iter().map(|x| format!("{:.1}", x.fig10_mae_pp)));
+    t.add_row(r);
+    let mut r = vec![
+        "worst speedup cell (ours/paper)".to_string(),
+        "".to_string(),
+    ];
+    r.extend(sums.iter().map(|x| {
+        let (m, s, v) = &x.worst_speedup_cell;
+        format!("{m} {s}: {v:.2}x")
+    }));
+    t.add_row(r);
+    let mut r = vec![
+        "Table III M-SPRINT GOPs/s, GOPs/J".to_string(),
+        format!("{:.1}, {:.1}", p.table3_m_sprint[0], p.table3_m_sprint[1]),
+    ];
+    r.extend(
+        sums.iter()
+            .map(|x| format!("{:.1}, {:.1}", x.m_sprint_gops[0], x.m_sprint_gops[1])),
+    );
+    t.add_row(r);
+    println!("{t}");
+}
+
+fn print_fit(o: &FitOutcome, path: &Path) {
+    println!("fit: {}", o.calibration.fit);
+    let mut t = Table::new();
+    t.set_header(vec!["parameter", "value", "source"]);
+    for (k, v) in &o.calibration.params {
+        t.add_row(vec![k.clone(), format!("{}", v.value), v.source.clone()]);
+    }
+    println!("{t}");
+    println!(
+        "objective J = {:.3} pp (Fig 10 {:.3} + Fig 12a shares {:.3}); sourced default J = {:.3} pp; {} grid points",
+        o.objective_pp, o.fig10_mae_pp, o.share_mae_pp, o.sourced_objective_pp, o.evaluations
+    );
+    let prof: Vec<String> = o
+        .profile
+        .iter()
+        .map(|(b, j)| format!("{b}: {j:.2}"))
+        .collect();
+    println!(
+        "J by baseline query block per CORELET (best paddings): {}",
+        prof.join(", ")
+    );
+    for n in &o.not_identifiable {
+        println!("not identifiable: {n}");
+    }
+    println!(
+        "wrote {}; check out of sample with `sprint simulate --compare-paper --calibration {}`",
+        path.display(),
+        path.display()
     );
 }

@@ -250,6 +250,9 @@ pub struct Design {
     pub v_buffer_bytes: u64,
     /// Memory.
     pub memory: Memory,
+    /// Count work, bytes and energy actions only, skipping the memory and core timing
+    /// (cycles stay 0): what the fit needs, much faster. Not a preset key.
+    pub traffic_only: bool,
 }
 
 fn positive(x: f64, key: &str) -> Result<f64> {
@@ -437,6 +440,7 @@ impl PresetFile {
             k_buffer_bytes: self.buffer.k_buffer_bytes_per_corelet.value,
             v_buffer_bytes: self.buffer.v_buffer_bytes_per_corelet.value,
             memory,
+            traffic_only: false,
             file: self,
         })
     }

@@ -230,6 +230,10 @@ impl<'d> HeadSim<'d> {
             return;
         };
         let f = self.buffers(i, &sel);
+        if self.d.traffic_only {
+            self.count(&sel, &f, 0);
+            return;
+        }
         let (first, last, scoring) = self.memory(i, &sel, &f);
         self.core(&sel, first, last);
         self.count(&sel, &f, scoring);

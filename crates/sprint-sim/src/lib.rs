@@ -9,9 +9,11 @@
 //! [`report`] turns the counts into time, energy ([`energy`]) and the comparison with the
 //! paper ([`paper`]). What is cycle-exact and what is closed-form: `docs/simulator.md`.
 
+pub mod calibration;
 pub mod config;
 pub mod energy;
 pub mod error;
+pub mod fit;
 pub mod generate;
 pub mod head;
 pub mod keyset;
