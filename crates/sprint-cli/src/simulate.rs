@@ -11,6 +11,7 @@ use comfy_table::Table;
 use serde_json::{Value, json};
 use sprint_core::trace::TraceReader;
 use sprint_sim::calibration::Calibration;
+use sprint_sim::decode::{DecodeFile, run_decode};
 use sprint_sim::fit::{FitOutcome, Space, fit};
 use sprint_sim::paper::{Comparison, compare, geomean, mean};
 use sprint_sim::presets::{load_design, load_energy, preset_names};
@@ -78,6 +79,10 @@ pub struct Args {
     /// padding_synth, memory_channels, prefetch_queries, scoring_pipelined.
     #[arg(long = "fit-range", value_name = "NAME=RANGE")]
     fit_ranges: Vec<String>,
+    /// Decode with a growing KV cache under the --preset designs: `smollm2` (the embedded
+    /// configs/decode/smollm2.toml, the default) or a decode TOML file.
+    #[arg(long, value_name = "CONFIG", num_args = 0..=1, default_missing_value = "smollm2")]
+    decode: Option<String>,
     /// With --fit-paper: where to write the calibration.
     #[arg(
         long,
@@ -263,6 +268,10 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
 
+    if let Some(cfg) = &a.decode {
+        return run_decode_cmd(&a, cfg, &hw_sets, &table, &stats, &pool, started);
+    }
+
     if a.compare_paper {
         let quiet = a.json;
         let inferred = match &a.calibration {
@@ -384,6 +393,158 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--decode`: the designs on a decode configuration, with write share and endurance.
+fn run_decode_cmd(
+    a: &Args,
+    cfg: &str,
+    hw_sets: &[String],
+    table: &sprint_sim::EnergyTable,
+    stats: &StatsFile,
+    pool: &rayon::ThreadPool,
+    started: Instant,
+) -> Result<()> {
+    for (given, flag) in [
+        (a.workload.is_some(), "--workload"),
+        (a.trace.is_some(), "--trace"),
+        (a.seq_len.is_some(), "--seq-len"),
+        (a.padding.is_some(), "--padding"),
+        (a.compare_paper, "--compare-paper"),
+        (a.fit_paper, "--fit-paper"),
+    ] {
+        if given {
+            bail!("{flag} cannot be used with --decode (the decode configuration fixes the shape)");
+        }
+    }
+    if a.presets.is_empty() {
+        bail!("--decode needs at least one --preset");
+    }
+    let file = if cfg.eq_ignore_ascii_case("smollm2") {
+        DecodeFile::smollm2()?
+    } else {
+        let text = std::fs::read_to_string(cfg).map_err(|e| anyhow!("--decode {cfg}: {e}"))?;
+        DecodeFile::from_toml_str(&text, cfg)?
+    };
+    let designs = a
+        .presets
+        .iter()
+        .map(|p| load_design(p, hw_sets))
+        .collect::<sprint_sim::Result<Vec<_>>>()?;
+    let st = stats.resolve("GPT-2-L");
+    let out = pool.install(|| run_decode(&designs, &file, &st))?;
+    let totals: Vec<_> = out
+        .iter()
+        .map(|o| {
+            let mut t = o.totals;
+            t.cycles += o.write_stall_cycles;
+            t
+        })
+        .collect();
+    let reports = build(&designs, table, &totals)?;
+    let sh = &file.shape;
+    let new = f64::from(sh.new_tokens.value);
+    let w = &file.write;
+    if a.json {
+        let rows: Vec<Value> = reports
+            .iter()
+            .zip(&out)
+            .map(|(r, o)| {
+                json!({
+                    "design": r.key,
+                    "stats": r.registry(),
+                    "decode.write_stall_cycles": o.write_stall_cycles,
+                    "decode.writes": o.writes,
+                    "decode.tokens_per_s": new * f64::from(sh.batch.value) / r.seconds,
+                    "decode.write_energy_share": r.energy.reram_write / r.energy.total(),
+                    "decode.lifetime_s_at_stated_rate": w.endurance_writes_per_cell.value * new / w.token_rate_per_s.value,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"decode": file, "designs": rows}))?
+        );
+        return Ok(());
+    }
+    println!(
+        "decode: {} ({} layers x {} heads, {} K/V heads, d = {}, {} tokens after a {}-token prompt, batch {})",
+        file.name,
+        sh.layers.value,
+        sh.heads.value,
+        sh.kv_heads.value,
+        sh.head_dim.value,
+        sh.new_tokens.value,
+        sh.prompt_tokens.value,
+        sh.batch.value
+    );
+    println!(
+        "kept sets: {} (generator, causal rows of the growing cache)",
+        st.source
+    );
+    let mut t = Table::new();
+    let mut head = vec!["statistic".to_string()];
+    head.extend(reports.iter().map(|r| r.name.clone()));
+    t.set_header(head);
+    let mut row = |name: &str, f: &dyn Fn(usize) -> String| {
+        let mut r = vec![name.to_string()];
+        r.extend((0..reports.len()).map(f));
+        t.add_row(r);
+    };
+    row("cycles (incl. write stalls)", &|i| {
+        reports[i].totals.cycles.to_string()
+    });
+    row("  write stall cycles", &|i| {
+        out[i].write_stall_cycles.to_string()
+    });
+    row("tokens per second (per sequence)", &|i| {
+        format!("{:.1}", new / reports[i].seconds)
+    });
+    row("speedup vs first", &|i| {
+        format!("{:.2}x", reports[i].speedup)
+    });
+    row("energy total", &|i| eng(reports[i].energy.total()));
+    row("  ReRAM write (share)", &|i| {
+        format!(
+            "{} ({:.1}%)",
+            eng(reports[i].energy.reram_write),
+            100.0 * reports[i].energy.reram_write / reports[i].energy.total()
+        )
+    });
+    row("  ReRAM read (share)", &|i| {
+        format!(
+            "{} ({:.1}%)",
+            eng(reports[i].energy.reram_read),
+            100.0 * reports[i].energy.reram_read / reports[i].energy.total()
+        )
+    });
+    row("energy reduction vs first", &|i| {
+        format!("{:.2}x", reports[i].energy_reduction)
+    });
+    row("bytes moved from ReRAM", &|i| {
+        bytes(reports[i].totals.moved.total())
+    });
+    row("ReRAM writes (Q, K, V)", &|i| out[i].writes.to_string());
+    row("writes per cell per sequence", &|_| "1".to_string());
+    row("cell lifetime at the simulated rate", &|i| {
+        days(w.endurance_writes_per_cell.value * reports[i].seconds)
+    });
+    println!("{t}");
+    println!(
+        "endurance {:e} writes per cell ({}); at the stated {} tokens/s per sequence ({}): a cell is rewritten every {:.2} s, lifetime {}",
+        w.endurance_writes_per_cell.value,
+        w.endurance_writes_per_cell.source,
+        w.token_rate_per_s.value,
+        w.token_rate_per_s.source,
+        new / w.token_rate_per_s.value,
+        days(w.endurance_writes_per_cell.value * new / w.token_rate_per_s.value)
+    );
+    eprintln!("simulated in {:.2} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn days(seconds: f64) -> String {
+    format!("{:.1} days", seconds / 86400.0)
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), bytes.
@@ -711,6 +872,21 @@ fn print_fit(o: &FitOutcome, path: &Path) {
     println!(
         "J by baseline query block per CORELET (best paddings): {}",
         prof.join(", ")
+    );
+    let per: Vec<String> = o
+        .per_model
+        .iter()
+        .map(|(m, f, sh)| {
+            if sh.is_nan() {
+                format!("{m} {f:.1}")
+            } else {
+                format!("{m} {f:.1} / {sh:.1}")
+            }
+        })
+        .collect();
+    println!(
+        "mean |error| per model at the optimum, pp (Fig 10 / shares): {}",
+        per.join(", ")
     );
     for n in &o.not_identifiable {
         println!("not identifiable: {n}");

@@ -38,9 +38,9 @@ pub struct Space {
 
 impl Space {
     /// The documented default grid: baseline query block 1-32 per CORELET, padding of
-    /// GPT-2-L and of Synth 0-0.5 in steps of 0.1.
+    /// GPT-2-L and of Synth 0-0.7 in steps of 0.1.
     pub fn default_grid() -> Self {
-        let pads = vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5];
+        let pads = vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7];
         Self {
             grids: vec![
                 (
@@ -92,11 +92,11 @@ pub fn parse_range(spec: &str) -> Result<(&'static Param, Vec<f64>)> {
             None => (num(rest)?, 1.0),
         };
         let lo = num(lo)?;
-        if !(step > 0.0) {
+        if step.is_nan() || step <= 0.0 {
             return Err(SimError::config(p.name, format!("step {step} must be > 0")));
         }
         let n = ((hi - lo) / step + 1e-9).floor();
-        if !(n >= 0.0) || lo > hi {
+        if n.is_nan() || n < 0.0 || lo > hi {
             return Err(SimError::config(
                 p.name,
                 format!("empty search range {lo}..{hi}"),
@@ -144,6 +144,9 @@ pub struct FitOutcome {
     pub not_identifiable: Vec<String>,
     /// Objective per baseline query block at the best paddings (block, J).
     pub profile: Vec<(f64, f64)>,
+    /// At the optimum, per model: (name, mean |Fig 10 error|, mean |share error|), pp
+    /// (share error NaN where the model has no reliable share).
+    pub per_model: Vec<(String, f64, f64)>,
 }
 
 /// Errors of one model at one (padding, block): sums of absolute errors and counts.
@@ -214,10 +217,10 @@ fn model_errors(
                 // f: index of the family's S-Baseline in `designs`.
                 let mut e = Err4::default();
                 let ours = [[kv(f + 1), kv(0)], [kv(f + 2), kv(1)], [kv(f + 3), kv(2)]];
-                for s in 0..3 {
-                    for k in 0..2 {
-                        let pct = 100.0 * (1.0 - ours[s][k] / kv(f));
-                        e.fig10 += (pct - pm.data_movement_pct[s][k]).abs();
+                for (o, p) in ours.iter().zip(&pm.data_movement_pct) {
+                    for (ok, pk) in o.iter().zip(p) {
+                        let pct = 100.0 * (1.0 - ok / kv(f));
+                        e.fig10 += (pct - pk).abs();
                         e.n_fig10 += 1;
                     }
                 }
@@ -315,7 +318,7 @@ pub fn fit(
     let mut best: Option<(f64, usize, usize, usize, Err4)> = None;
     let mut evaluations = 0;
     let mut profile = Vec::new();
-    for b in 0..blocks.len() {
+    for (b, &block) in blocks.iter().enumerate() {
         let mut best_b = f64::INFINITY;
         for g in 0..n_g {
             for s in 0..n_s {
@@ -328,9 +331,30 @@ pub fn fit(
                 }
             }
         }
-        profile.push((blocks[b], best_b));
+        profile.push((block, best_b));
     }
     let (j, b, g, s, e) = best.expect("non-empty grids");
+    let per_model = names
+        .iter()
+        .enumerate()
+        .map(|(mi, name)| {
+            let pi = match *name {
+                "GPT-2-L" if gpt.is_some() => g,
+                "Synth-1" | "Synth-2" if syn.is_some() => s,
+                _ => 0,
+            };
+            let x = errs[mi][pi][b];
+            (
+                name.to_string(),
+                x.fig10 / x.n_fig10.max(1) as f64,
+                if x.n_share > 0 {
+                    x.share / x.n_share as f64
+                } else {
+                    f64::NAN
+                },
+            )
+        })
+        .collect();
     let mut cal = Calibration {
         name: "paper-inferred".into(),
         description: "parameters the paper does not publish, fitted to Fig 10 and Fig 12a's Baseline shares; Fig 11 and Table III are out of sample".into(),
@@ -382,5 +406,42 @@ pub fn fit(
         evaluations,
         not_identifiable,
         profile,
+        per_model,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_as_lists_and_steps() {
+        let (p, v) = parse_range("padding_synth=0..0.3:0.1").unwrap();
+        assert_eq!(p.name, "padding_synth");
+        assert_eq!(v, vec![0.0, 0.1, 0.2, 0.3]);
+        let (_, v) = parse_range("baseline_query_block_per_corelet=2,4,8").unwrap();
+        assert_eq!(v, vec![2.0, 4.0, 8.0]);
+        let (_, v) = parse_range("memory_channels=1..4").unwrap();
+        assert_eq!(v, vec![1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn bad_ranges_name_the_parameter() {
+        for (spec, key, what) in [
+            ("baseline_reuse=1,2", "baseline_reuse", "unknown"),
+            ("padding_synth=", "padding_synth", "empty"),
+            ("padding_synth=0.5..0.2", "padding_synth", "empty"),
+            ("padding_synth=0..0.5:0", "padding_synth", "step"),
+            ("padding_synth=0.95", "padding_synth", "outside"),
+            ("memory_channels=1.5", "memory_channels", "whole"),
+            ("memory_channels=a", "memory_channels", "not a number"),
+        ] {
+            let e = parse_range(spec).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(what), "{spec}: {e}");
+        }
+        let mut s = Space::default_grid();
+        assert!(s.set_range("nope=1").is_err());
+        s.set_range("padding_gpt2_l=0.2").unwrap();
+        assert_eq!(s.values("padding_gpt2_l"), Some(&[0.2][..]));
+    }
 }

@@ -11,6 +11,7 @@
 
 pub mod calibration;
 pub mod config;
+pub mod decode;
 pub mod energy;
 pub mod error;
 pub mod fit;

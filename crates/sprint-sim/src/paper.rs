@@ -321,13 +321,13 @@ impl Comparison {
         let mut err = Vec::new();
         let mut worst = (String::new(), String::new(), 1.0f64);
         for ((name, o), (_, p)) in self.ours.iter().zip(&self.paper.models) {
-            for s in 0..3 {
-                for k in 0..2 {
-                    err.push((o.data_movement_pct[s][k] - p.data_movement_pct[s][k]).abs());
+            for (s, size) in SIZES.iter().enumerate() {
+                for (ok, pk) in o.data_movement_pct[s].iter().zip(&p.data_movement_pct[s]) {
+                    err.push((ok - pk).abs());
                 }
                 let r = o.speedup[s] / p.speedup[s];
                 if r.ln().abs() > worst.2.ln().abs() {
-                    worst = (name.clone(), SIZES[s].to_string(), r);
+                    worst = (name.clone(), size.to_string(), r);
                 }
             }
         }
