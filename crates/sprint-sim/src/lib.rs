@@ -21,6 +21,7 @@ pub mod keyset;
 pub mod layers;
 pub mod memory;
 pub mod paper;
+pub mod paper_tables;
 pub mod presets;
 pub mod report;
 pub mod run;
