@@ -10,7 +10,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use comfy_table::Table;
 use serde_json::{Value, json};
 use sprint_core::trace::TraceReader;
-use sprint_sim::paper::{Comparison, compare, geomean, mean};
+use sprint_sim::calibration::Calibration;
+use sprint_sim::decode::{DecodeFile, run_decode};
+use sprint_sim::fit::{FitOutcome, Space, fit};
+use sprint_sim::paper::compare;
+use sprint_sim::paper_tables::{comparison_text, summaries_text};
 use sprint_sim::presets::{load_design, load_energy, preset_names};
 use sprint_sim::report::{DesignReport, build};
 use sprint_sim::run::{run_model, run_trace};
@@ -63,6 +67,30 @@ pub struct Args {
     /// With --trace: write the trace's workload statistics to this TOML file.
     #[arg(long)]
     measure_stats: Option<PathBuf>,
+    /// With --compare-paper: the calibration shown beside the sourced default (a TOML file;
+    /// the embedded configs/presets/paper-inferred.toml if omitted).
+    #[arg(long, value_name = "FILE")]
+    calibration: Option<PathBuf>,
+    /// Fit the parameters the paper does not publish to Fig 10 and Fig 12a's Baseline
+    /// shares (grid search, objective printed) and write the paper-inferred calibration.
+    #[arg(long)]
+    fit_paper: bool,
+    /// With --fit-paper: search NAME over `v1,v2,...` or `lo..hi:step` instead of its
+    /// default grid (repeatable). Names: baseline_query_block_per_corelet, padding_gpt2_l,
+    /// padding_synth, memory_channels, prefetch_queries, scoring_pipelined.
+    #[arg(long = "fit-range", value_name = "NAME=RANGE")]
+    fit_ranges: Vec<String>,
+    /// Decode with a growing KV cache under the --preset designs: `smollm2` (the embedded
+    /// configs/decode/smollm2.toml, the default) or a decode TOML file.
+    #[arg(long, value_name = "CONFIG", num_args = 0..=1, default_missing_value = "smollm2")]
+    decode: Option<String>,
+    /// With --fit-paper: where to write the calibration.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "configs/presets/paper-inferred.toml"
+    )]
+    fit_out: PathBuf,
 }
 
 /// `trace FILE: problem`, with the reader's placeholder stream name replaced by the file.
@@ -102,6 +130,30 @@ fn check_flags(a: &Args) -> Result<()> {
                 )?;
             }
         }
+    }
+    if a.fit_paper {
+        for (given, flag) in [
+            (!a.presets.is_empty(), "--preset"),
+            (a.workload.is_some(), "--workload"),
+            (a.trace.is_some(), "--trace"),
+            (a.seq_len.is_some(), "--seq-len"),
+            (a.padding.is_some(), "--padding"),
+            (a.measure_stats.is_some(), "--measure-stats"),
+            (a.compare_paper, "--compare-paper"),
+            (a.calibration.is_some(), "--calibration"),
+        ] {
+            if given {
+                refuse(
+                    flag,
+                    "cannot be used with --fit-paper (it fits over every paper workload)",
+                )?;
+            }
+        }
+    } else if !a.fit_ranges.is_empty() {
+        refuse("--fit-range", "needs --fit-paper")?;
+    }
+    if a.calibration.is_some() && !a.compare_paper {
+        refuse("--calibration", "needs --compare-paper")?;
     }
     if a.measure_stats.is_some() {
         for (given, flag) in [
@@ -192,19 +244,63 @@ pub fn run(a: Args) -> Result<()> {
         return Ok(());
     }
 
-    if a.compare_paper {
+    if a.fit_paper {
+        let mut space = Space::default_grid();
+        for r in &a.fit_ranges {
+            space.set_range(r)?;
+        }
+        sprint_core::outfile::check_outputs(&[], &[("--fit-out", &a.fit_out)])?;
         let quiet = a.json;
-        let cmp = pool.install(|| {
-            compare(&hw_sets, &table, &stats, |m| {
+        let out = pool.install(|| {
+            fit(&space, &table, &stats, &hw_sets, |m| {
                 if !quiet {
-                    eprintln!("simulating {m} ...");
+                    eprintln!("fitting on {m} ...");
                 }
             })
         })?;
+        let text = out.calibration.to_toml();
+        write_atomic(&a.fit_out, |f| Ok(f.write_all(text.as_bytes())?))?;
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&cmp)?);
+            println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            print_comparison(&cmp);
+            print_fit(&out, &a.fit_out);
+            eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        return Ok(());
+    }
+
+    if let Some(cfg) = &a.decode {
+        return run_decode_cmd(&a, cfg, &hw_sets, &table, &stats, &pool, started);
+    }
+
+    if a.compare_paper {
+        let quiet = a.json;
+        let inferred = match &a.calibration {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow!("--calibration {}: {e}", p.display()))?;
+                Calibration::from_toml_str(&text, &p.display().to_string())?
+            }
+            None => Calibration::paper_inferred()?,
+        };
+        let mut cmps = Vec::new();
+        for cal in [Calibration::sourced_default(), inferred] {
+            let name = cal.name.clone();
+            cmps.push(pool.install(|| {
+                compare(&hw_sets, &table, &stats, &cal, |m| {
+                    if !quiet {
+                        eprintln!("simulating {m} ({name}) ...");
+                    }
+                })
+            })?);
+        }
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&cmps)?);
+        } else {
+            for c in &cmps {
+                print!("{}", comparison_text(c));
+            }
+            print!("{}", summaries_text(&cmps));
             eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
         }
         return Ok(());
@@ -298,6 +394,158 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--decode`: the designs on a decode configuration, with write share and endurance.
+fn run_decode_cmd(
+    a: &Args,
+    cfg: &str,
+    hw_sets: &[String],
+    table: &sprint_sim::EnergyTable,
+    stats: &StatsFile,
+    pool: &rayon::ThreadPool,
+    started: Instant,
+) -> Result<()> {
+    for (given, flag) in [
+        (a.workload.is_some(), "--workload"),
+        (a.trace.is_some(), "--trace"),
+        (a.seq_len.is_some(), "--seq-len"),
+        (a.padding.is_some(), "--padding"),
+        (a.compare_paper, "--compare-paper"),
+        (a.fit_paper, "--fit-paper"),
+    ] {
+        if given {
+            bail!("{flag} cannot be used with --decode (the decode configuration fixes the shape)");
+        }
+    }
+    if a.presets.is_empty() {
+        bail!("--decode needs at least one --preset");
+    }
+    let file = if cfg.eq_ignore_ascii_case("smollm2") {
+        DecodeFile::smollm2()?
+    } else {
+        let text = std::fs::read_to_string(cfg).map_err(|e| anyhow!("--decode {cfg}: {e}"))?;
+        DecodeFile::from_toml_str(&text, cfg)?
+    };
+    let designs = a
+        .presets
+        .iter()
+        .map(|p| load_design(p, hw_sets))
+        .collect::<sprint_sim::Result<Vec<_>>>()?;
+    let st = stats.resolve("GPT-2-L");
+    let out = pool.install(|| run_decode(&designs, &file, &st))?;
+    let totals: Vec<_> = out
+        .iter()
+        .map(|o| {
+            let mut t = o.totals;
+            t.cycles += o.write_stall_cycles;
+            t
+        })
+        .collect();
+    let reports = build(&designs, table, &totals)?;
+    let sh = &file.shape;
+    let new = f64::from(sh.new_tokens.value);
+    let w = &file.write;
+    if a.json {
+        let rows: Vec<Value> = reports
+            .iter()
+            .zip(&out)
+            .map(|(r, o)| {
+                json!({
+                    "design": r.key,
+                    "stats": r.registry(),
+                    "decode.write_stall_cycles": o.write_stall_cycles,
+                    "decode.writes": o.writes,
+                    "decode.tokens_per_s": new * f64::from(sh.batch.value) / r.seconds,
+                    "decode.write_energy_share": r.energy.reram_write / r.energy.total(),
+                    "decode.lifetime_s_at_stated_rate": w.endurance_writes_per_cell.value * new / w.token_rate_per_s.value,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"decode": file, "designs": rows}))?
+        );
+        return Ok(());
+    }
+    println!(
+        "decode: {} ({} layers x {} heads, {} K/V heads, d = {}, {} tokens after a {}-token prompt, batch {})",
+        file.name,
+        sh.layers.value,
+        sh.heads.value,
+        sh.kv_heads.value,
+        sh.head_dim.value,
+        sh.new_tokens.value,
+        sh.prompt_tokens.value,
+        sh.batch.value
+    );
+    println!(
+        "kept sets: {} (generator, causal rows of the growing cache)",
+        st.source
+    );
+    let mut t = Table::new();
+    let mut head = vec!["statistic".to_string()];
+    head.extend(reports.iter().map(|r| r.name.clone()));
+    t.set_header(head);
+    let mut row = |name: &str, f: &dyn Fn(usize) -> String| {
+        let mut r = vec![name.to_string()];
+        r.extend((0..reports.len()).map(f));
+        t.add_row(r);
+    };
+    row("cycles (incl. write stalls)", &|i| {
+        reports[i].totals.cycles.to_string()
+    });
+    row("  write stall cycles", &|i| {
+        out[i].write_stall_cycles.to_string()
+    });
+    row("tokens per second (per sequence)", &|i| {
+        format!("{:.1}", new / reports[i].seconds)
+    });
+    row("speedup vs first", &|i| {
+        format!("{:.2}x", reports[i].speedup)
+    });
+    row("energy total", &|i| eng(reports[i].energy.total()));
+    row("  ReRAM write (share)", &|i| {
+        format!(
+            "{} ({:.1}%)",
+            eng(reports[i].energy.reram_write),
+            100.0 * reports[i].energy.reram_write / reports[i].energy.total()
+        )
+    });
+    row("  ReRAM read (share)", &|i| {
+        format!(
+            "{} ({:.1}%)",
+            eng(reports[i].energy.reram_read),
+            100.0 * reports[i].energy.reram_read / reports[i].energy.total()
+        )
+    });
+    row("energy reduction vs first", &|i| {
+        format!("{:.2}x", reports[i].energy_reduction)
+    });
+    row("bytes moved from ReRAM", &|i| {
+        bytes(reports[i].totals.moved.total())
+    });
+    row("ReRAM writes (Q, K, V)", &|i| out[i].writes.to_string());
+    row("writes per cell per sequence", &|_| "1".to_string());
+    row("cell lifetime at the simulated rate", &|i| {
+        days(w.endurance_writes_per_cell.value * reports[i].seconds)
+    });
+    println!("{t}");
+    println!(
+        "endurance {:e} writes per cell ({}); at the stated {} tokens/s per sequence ({}): a cell is rewritten every {:.2} s, lifetime {}",
+        w.endurance_writes_per_cell.value,
+        w.endurance_writes_per_cell.source,
+        w.token_rate_per_s.value,
+        w.token_rate_per_s.source,
+        new / w.token_rate_per_s.value,
+        days(w.endurance_writes_per_cell.value * new / w.token_rate_per_s.value)
+    );
+    eprintln!("simulated in {:.2} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn days(seconds: f64) -> String {
+    format!("{:.1} days", seconds / 86400.0)
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), bytes.
@@ -414,124 +662,48 @@ fn print_reports(rs: &[DesignReport]) {
     println!("{t}");
 }
 
-fn cell(ours: f64, paper: f64, pct: bool) -> String {
-    let ratio = if paper > 0.0 {
-        format!("{:.2}", ours / paper)
-    } else {
-        "n/a".into()
-    };
-    if pct {
-        format!("{ours:.1} / {paper:.1} ({ratio})")
-    } else {
-        format!("{ours:.2} / {paper:.2} ({ratio})")
-    }
-}
-
-fn print_comparison(c: &Comparison) {
-    println!(
-        "Ours vs paper (cells: ours / paper (ratio ours/paper)); energy table `{}`; kept sets: {}",
-        c.energy_table, c.stats_source
-    );
-    let models: Vec<&str> = c.paper.models.iter().map(|(n, _)| n.as_str()).collect();
-
+fn print_fit(o: &FitOutcome, path: &Path) {
+    println!("fit: {}", o.calibration.fit);
     let mut t = Table::new();
-    t.set_header(vec!["Fig 11 speedup vs same-size baseline", "S", "M", "L"]);
-    for (i, m) in models.iter().enumerate() {
-        let (o, p) = (&c.ours[i].1, &c.paper.models[i].1);
-        let mut r = vec![m.to_string()];
-        r.extend((0..3).map(|s| cell(o.speedup[s], p.speedup[s], false)));
-        t.add_row(r);
+    t.set_header(vec!["parameter", "value", "source"]);
+    for (k, v) in &o.calibration.params {
+        t.add_row(vec![k.clone(), format!("{}", v.value), v.source.clone()]);
     }
-    let mut g = vec!["geomean (paper: printed)".to_string()];
-    for s in 0..3 {
-        let ours: Vec<f64> = c.ours.iter().map(|(_, o)| o.speedup[s]).collect();
-        g.push(cell(geomean(&ours), c.paper.speedup_geomean[s], false));
-    }
-    t.add_row(g);
-    println!("{t}");
-
-    let mut t = Table::new();
-    t.set_header(vec![
-        "Fig 12a energy reduction vs S-Baseline",
-        "Pruning only",
-        "S-SPRINT",
-    ]);
-    for (i, m) in models.iter().enumerate() {
-        let (o, p) = (&c.ours[i].1, &c.paper.models[i].1);
-        t.add_row(vec![
-            m.to_string(),
-            cell(o.energy_reduction[0], p.energy_reduction[0], false),
-            cell(o.energy_reduction[1], p.energy_reduction[1], false),
-        ]);
-    }
-    let mut g = vec!["geomean (paper: of the 8 bars)".to_string()];
-    let mut am = vec!["arithmetic mean".to_string()];
-    for k in 0..2 {
-        let ours: Vec<f64> = c.ours.iter().map(|(_, o)| o.energy_reduction[k]).collect();
-        let paper: Vec<f64> = c
-            .paper
-            .models
-            .iter()
-            .map(|(_, p)| p.energy_reduction[k])
-            .collect();
-        g.push(cell(geomean(&ours), geomean(&paper), false));
-        am.push(cell(mean(&ours), mean(&paper), false));
-    }
-    t.add_row(g);
-    t.add_row(am);
     println!("{t}");
     println!(
-        "The abstract's {:.1}x energy reduction matches neither mean of Fig 12a's bars; we compare geomean with geomean.",
-        c.paper.energy_headline
+        "objective J = {:.3} pp (Fig 10 {:.3} + Fig 12a shares {:.3}); sourced default J = {:.3} pp; {} grid points",
+        o.objective_pp, o.fig10_mae_pp, o.share_mae_pp, o.sourced_objective_pp, o.evaluations
     );
-
-    let mut t = Table::new();
-    t.set_header(vec![
-        "Fig 10 data-movement reduction % vs S-Baseline",
-        "S mask only",
-        "S SPRINT",
-        "M mask only",
-        "M SPRINT",
-        "L mask only",
-        "L SPRINT",
-    ]);
-    for (i, m) in models.iter().enumerate() {
-        let (o, p) = (&c.ours[i].1, &c.paper.models[i].1);
-        let mut r = vec![m.to_string()];
-        for s in 0..3 {
-            for k in 0..2 {
-                r.push(cell(
-                    o.data_movement_pct[s][k],
-                    p.data_movement_pct[s][k],
-                    true,
-                ));
+    let prof: Vec<String> = o
+        .profile
+        .iter()
+        .map(|(b, j)| format!("{b}: {j:.2}"))
+        .collect();
+    println!(
+        "J by baseline query block per CORELET (best paddings): {}",
+        prof.join(", ")
+    );
+    let per: Vec<String> = o
+        .per_model
+        .iter()
+        .map(|(m, f, sh)| {
+            if sh.is_nan() {
+                format!("{m} {f:.1}")
+            } else {
+                format!("{m} {f:.1} / {sh:.1}")
             }
-        }
-        t.add_row(r);
-    }
-    let mut avg = vec!["average (arithmetic)".to_string()];
-    for s in 0..3 {
-        for k in 0..2 {
-            let ours: Vec<f64> = c
-                .ours
-                .iter()
-                .map(|(_, o)| o.data_movement_pct[s][k])
-                .collect();
-            avg.push(cell(
-                mean(&ours),
-                c.paper.data_movement_average_pct[s][k],
-                true,
-            ));
-        }
-    }
-    t.add_row(avg);
-    println!("{t}");
-
-    let gj: Vec<f64> = c.ours.iter().map(|(_, o)| o.m_sprint_gops_per_j).collect();
-    let gs: Vec<f64> = c.ours.iter().map(|(_, o)| o.m_sprint_gops_per_s).collect();
+        })
+        .collect();
     println!(
-        "Table III, M-SPRINT (dense-equivalent ops, geomean over workloads): {:.1} GOPs/s (paper 1816.2), {:.1} GOPs/J (paper 902.7)",
-        geomean(&gs),
-        geomean(&gj)
+        "mean |error| per model at the optimum, pp (Fig 10 / shares): {}",
+        per.join(", ")
+    );
+    for n in &o.not_identifiable {
+        println!("not identifiable: {n}");
+    }
+    println!(
+        "wrote {}; check out of sample with `sprint simulate --compare-paper --calibration {}`",
+        path.display(),
+        path.display()
     );
 }

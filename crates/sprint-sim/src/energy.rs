@@ -297,6 +297,12 @@ impl EnergyBreakdown {
     pub fn total(&self) -> f64 {
         self.parts().iter().map(|(_, v)| v).sum()
     }
+
+    /// Sum of Fig 12a's categories (everything but on-chip leakage, which the figure does
+    /// not have), pJ.
+    pub fn fig12a_total(&self) -> f64 {
+        self.total() - self.onchip_leakage
+    }
 }
 
 /// Energy of `counts`, with `k_buffer_bytes` / `v_buffer_bytes` per CORELET (for the SRAM

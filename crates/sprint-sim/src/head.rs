@@ -3,21 +3,29 @@
 //! is fetched. Heads are independent (all buffers and banks start empty), so they can be
 //! simulated in parallel and their statistics summed.
 //!
-//! Per query `k` (padding rows skipped when the design skips padding):
+//! Per query `k` (padding rows skipped when the design skips padding), in phases select ->
+//! buffers -> memory -> core -> count. Latencies (tCL, the adder-tree fill, the divide, the
+//! cross-CORELET reduce) delay one query's result; only occupancies (the arrays during
+//! tAxTh, the data bus, the QK-PU, the divider and the V-PU) delay the next query:
 //! ```text
-//! gate       = core_a_done[k-1-prefetch]            -- bounded run-ahead of the controller
-//! scoring    = CopyQ (tCL) -> tAxTh -> ReadP (tCL + bursts, + tRCD if configured), each a
-//!              pipeline stage (or, unpipelined, only after the previous query's transfers)
+//! gate       = a_done[k-1-prefetch]                  -- bounded run-ahead of the controller
+//! scoring    = CopyQ (tCL) -> tAxTh -> ReadP (tCL latency, then its bus transfer)
+//!   pipelined:   CopyQ starts once the DAC buffer is free (previous tAxTh done); tAxTh
+//!                occupies the arrays; ReadP's data follow the previous ReadP's data
+//!   unpipelined: CopyQ starts after the previous query's transfers
 //! (first, last) = memory batch issued at the end of ReadP (at `gate` without in-memory
 //!              pruning): q, then K (K_MSB transposed + K_LSB, or whole K), then V
-//! core_start = max(core_a_done[k-1], first)        -- the query vector and kept set arrived
-//! core_a_done = max(core_start + A, last + tail)   -- bypass: resident keys first
-//!            | max(core_start, last) + A           -- no bypass: wait for every miss
-//! core_b_done = max(core_a_done, core_b_done[k-1]) + B
+//! core_start = max(a_free[k-1], first)               -- the query vector arrived
+//! a_free     = max(core_start + A, last + qk_per_key) -- bypass: resident keys first
+//!            | max(core_start, last) + A             -- no bypass: wait for every miss
+//! a_done     = a_free + fill + reduce                -- latency of the adder tree and sum
+//! recip      = max(a_done, div_free[k-1]) + divide   -- the divider's occupancy
+//! v_free     = max(recip, v_free[k-1]) + V
+//! b_done     = v_free + reduce
 //! ```
 //! `A` = QK-PU and softmax exponentials over the keys of the busiest CORELET (keys are
-//! interleaved, key `j` on CORELET `j % n`) plus the adder-tree fill and the cross-CORELET
-//! sum; `B` = divide + V-PU over the softmax keys + the cross-CORELET output reduction.
+//! interleaved, key `j` on CORELET `j % n`), `V` = V-PU over the softmax keys of the
+//! busiest CORELET, `fill` = adder-tree depth + 1, `reduce` = log2(CORELETs) adder levels.
 
 use std::collections::VecDeque;
 
@@ -94,14 +102,45 @@ pub struct HeadSim<'d> {
     row: Vec<u64>,
     fetch_k: Vec<u64>,
     fetch_v: Vec<u64>,
+    block: Option<usize>,
     mem_done: u64,
-    copyq_free: u64,
     axth_done: u64,
     readp_done: u64,
     a_hist: VecDeque<u64>,
-    a_done: u64,
+    a_free: u64,
+    div_free: u64,
+    v_free: u64,
     b_done: u64,
     s: HeadStats,
+}
+
+/// What one query scores (phase `select`); the sets themselves are in `HeadSim::row`
+/// (scored, when a bit set) and `HeadSim::vis` (visible).
+#[derive(Clone, Copy, Debug)]
+struct Selection {
+    /// Visible keys (scored in ReRAM by in-memory pruning).
+    vis_n: u64,
+    /// The scored set as a range, when it is one.
+    scored_range: Option<(usize, usize)>,
+    /// Keys scored on chip.
+    scored: u64,
+    /// Keys entering softmax and x V.
+    sm: u64,
+    /// The workload carries a kept set for this (real) query.
+    prune_info: bool,
+}
+
+/// What one query fetches and reuses (phase `buffers`), keys.
+#[derive(Clone, Copy, Debug)]
+struct Fetch {
+    k_src: Src,
+    v_src: Src,
+    k_fetched: u64,
+    k_reused: u64,
+    k_streamed: u64,
+    v_fetched: u64,
+    v_reused: u64,
+    v_streamed: u64,
 }
 
 fn log2_ceil(x: u64) -> u64 {
@@ -129,7 +168,7 @@ impl<'d> HeadSim<'d> {
                 v_cap,
                 sprint_core::config::LocalityPolicy::ResidencyLru,
             )),
-            ReusePolicy::None | ReusePolicy::WholeHead => None,
+            ReusePolicy::None | ReusePolicy::WholeHead | ReusePolicy::QueryBlock => None,
         };
         let w = words_for(n);
         Self {
@@ -147,12 +186,14 @@ impl<'d> HeadSim<'d> {
             row: vec![0; w],
             fetch_k: vec![0; w],
             fetch_v: vec![0; w],
+            block: None,
             mem_done: 0,
-            copyq_free: 0,
             axth_done: 0,
             readp_done: 0,
             a_hist: VecDeque::new(),
-            a_done: 0,
+            a_free: 0,
+            div_free: 0,
+            v_free: 0,
             b_done: 0,
             s: HeadStats {
                 heads: 1,
@@ -165,8 +206,8 @@ impl<'d> HeadSim<'d> {
     /// Keys query `i` may attend to under this design.
     fn visible(&mut self, i: usize) -> KeySet<'_> {
         let n = self.shape.n_keys;
-        let hi =
-            sprint_core::visibility::visible_limit(i, self.shape.n_queries, n, self.shape.causal);
+        let causal = self.shape.causal && self.d.causal_aware;
+        let hi = sprint_core::visibility::visible_limit(i, self.shape.n_queries, n, causal);
         match (&self.key_valid, self.d.skip_padding) {
             (_, false) => KeySet::Range(0, hi),
             (Validity::Prefix(m), true) => KeySet::Range(0, hi.min(*m)),
@@ -182,38 +223,58 @@ impl<'d> HeadSim<'d> {
     /// of `words_for(n_keys)` words), `None` when the workload carries no pruning (all
     /// visible keys kept). `softmax_kept`: keys passing the exact threshold (`<= |kept|`).
     pub fn query(&mut self, i: usize, valid: bool, kept: Option<&[u64]>, softmax_kept: u32) {
-        let d = self.d;
-        if !valid && d.skip_padding {
+        if !valid && self.d.skip_padding {
             return;
         }
-        let dim = u64::from(self.shape.head_dim);
-        // Visible keys (materialised in `vis` when they are a bit set).
+        let Some(sel) = self.select(i, valid, kept, softmax_kept) else {
+            return;
+        };
+        let f = self.buffers(i, &sel);
+        if self.d.traffic_only {
+            self.count(&sel, &f, 0);
+            return;
+        }
+        let (first, last, scoring) = self.memory(i, &sel, &f);
+        self.core(&sel, first, last);
+        self.count(&sel, &f, scoring);
+    }
+
+    /// Phase 1: the visible keys (into `vis` when a bit set), the set scored on chip (into
+    /// `row`: the kept set, or every visible key) and the softmax count. `None` when the
+    /// query has nothing to score.
+    fn select(
+        &mut self,
+        i: usize,
+        valid: bool,
+        kept: Option<&[u64]>,
+        softmax_kept: u32,
+    ) -> Option<Selection> {
+        let d = self.d;
         let vis_set = self.visible(i);
         let vis_n = vis_set.count();
         if vis_n == 0 {
-            return;
+            return None;
         }
         let vis_range = match vis_set {
             KeySet::Range(a, b) => Some((a, b)),
             KeySet::Bits(_) => None,
         };
         let use_kept = d.in_memory_pruning && valid && kept.is_some();
-        // The set scored on chip: the kept set, or every visible key.
-        if use_kept {
-            self.row.copy_from_slice(kept.expect("checked"));
-        } else {
-            match vis_range {
-                Some((a, b)) => fill_range(&mut self.row, a, b),
-                None => self.row.copy_from_slice(&self.vis),
-            }
+        match (kept, use_kept, vis_range) {
+            (Some(k), true, _) => self.row.copy_from_slice(k),
+            (_, _, Some((a, b))) => fill_range(&mut self.row, a, b),
+            _ => self.row.copy_from_slice(&self.vis),
         }
-        let scored_set: KeySet<'_> = match vis_range {
-            Some((a, b)) if !use_kept => KeySet::Range(a, b),
-            _ => KeySet::Bits(&self.row),
+        let scored_range = match vis_range {
+            Some(r) if !use_kept => Some(r),
+            _ => None,
         };
-        let scored = scored_set.count();
+        let scored = match scored_range {
+            Some((a, b)) => (b - a) as u64,
+            None => KeySet::Bits(&self.row).count(),
+        };
         if scored == 0 {
-            return;
+            return None;
         }
         let prune_info = valid && kept.is_some();
         let sm = if d.on_chip_pruning && prune_info {
@@ -221,16 +282,21 @@ impl<'d> HeadSim<'d> {
         } else {
             scored
         };
+        Some(Selection {
+            vis_n,
+            scored_range,
+            scored,
+            sm,
+            prune_info,
+        })
+    }
 
-        // --- buffers: which keys and values are fetched ---
-        let v_count_only = d.on_chip_pruning && !d.in_memory_pruning && prune_info;
-        let scored_range = match scored_set {
-            KeySet::Range(a, b) => Some((a, b)),
-            KeySet::Bits(_) => None,
-        };
-        let (k_src, v_src);
-        let (k_fetched, k_reused, k_streamed, mut v_fetched, mut v_reused, mut v_streamed);
-        match d.reuse {
+    /// Phase 2: the buffer policy decides which of the scored keys (and values) are
+    /// fetched (into `fetch_k` / `fetch_v` when a bit set) and which are reused.
+    fn buffers(&mut self, i: usize, sel: &Selection) -> Fetch {
+        let d = self.d;
+        let scored = sel.scored;
+        let mut f = match d.reuse {
             ReusePolicy::Locality | ReusePolicy::LocalityLru => {
                 let engine = self.engine.as_mut().expect("locality engine");
                 diff_resident(
@@ -244,51 +310,81 @@ impl<'d> HeadSim<'d> {
                     &mut self.fetch_v,
                 );
                 let (k, v) = engine.step(&self.row);
-                (k_fetched, k_reused, k_streamed) = (
-                    u64::from(k.fetched),
-                    u64::from(k.reused),
-                    u64::from(k.streamed),
-                );
-                (v_fetched, v_reused, v_streamed) = (
-                    u64::from(v.fetched),
-                    u64::from(v.reused),
-                    u64::from(v.streamed),
-                );
-                (k_src, v_src) = (Src::FetchBuf, Src::FetchBuf);
-            }
-            ReusePolicy::None => {
-                (k_src, v_src) = (Src::Scored, Src::Scored);
-                (k_fetched, k_reused) = (scored, 0);
-                k_streamed = scored.saturating_sub(self.k_cap as u64);
-                (v_fetched, v_reused) = (scored, 0);
-                v_streamed = scored.saturating_sub(self.v_cap as u64);
-            }
-            ReusePolicy::WholeHead => {
-                if self.fits_k {
-                    k_fetched = and_not_update(&self.row, &mut self.loaded_k, &mut self.fetch_k);
-                    (k_streamed, k_src) = (0, Src::FetchBuf);
-                } else {
-                    (k_fetched, k_streamed, k_src) = (scored, scored, Src::Scored);
+                Fetch {
+                    k_src: Src::FetchBuf,
+                    v_src: Src::FetchBuf,
+                    k_fetched: u64::from(k.fetched),
+                    k_reused: u64::from(k.reused),
+                    k_streamed: u64::from(k.streamed),
+                    v_fetched: u64::from(v.fetched),
+                    v_reused: u64::from(v.reused),
+                    v_streamed: u64::from(v.streamed),
                 }
-                k_reused = scored - k_fetched;
-                if self.fits_v {
-                    v_fetched = and_not_update(&self.row, &mut self.loaded_v, &mut self.fetch_v);
-                    (v_streamed, v_src) = (0, Src::FetchBuf);
-                } else {
-                    (v_fetched, v_streamed, v_src) = (scored, scored, Src::Scored);
-                }
-                v_reused = scored - v_fetched;
             }
-        }
+            ReusePolicy::None => Fetch {
+                k_src: Src::Scored,
+                v_src: Src::Scored,
+                k_fetched: scored,
+                k_reused: 0,
+                k_streamed: scored.saturating_sub(self.k_cap as u64),
+                v_fetched: scored,
+                v_reused: 0,
+                v_streamed: scored.saturating_sub(self.v_cap as u64),
+            },
+            ReusePolicy::WholeHead | ReusePolicy::QueryBlock => {
+                // Query-block: a new block of queries forgets what does not fit.
+                if d.reuse == ReusePolicy::QueryBlock {
+                    let block = d.query_block_per_corelet as usize * d.core.corelets as usize;
+                    let b = i / block;
+                    if self.block != Some(b) {
+                        self.block = Some(b);
+                        if !self.fits_k {
+                            self.loaded_k.fill(0);
+                        }
+                        if !self.fits_v {
+                            self.loaded_v.fill(0);
+                        }
+                    }
+                }
+                let blockwise = d.reuse == ReusePolicy::QueryBlock;
+                let (k_fetched, k_streamed, k_src) = if self.fits_k || blockwise {
+                    let n = and_not_update(&self.row, &mut self.loaded_k, &mut self.fetch_k);
+                    (n, if self.fits_k { 0 } else { n }, Src::FetchBuf)
+                } else {
+                    (scored, scored, Src::Scored)
+                };
+                let (v_fetched, v_streamed, v_src) = if self.fits_v || blockwise {
+                    let n = and_not_update(&self.row, &mut self.loaded_v, &mut self.fetch_v);
+                    (n, if self.fits_v { 0 } else { n }, Src::FetchBuf)
+                } else {
+                    (scored, scored, Src::Scored)
+                };
+                Fetch {
+                    k_src,
+                    v_src,
+                    k_fetched,
+                    k_reused: scored - k_fetched,
+                    k_streamed,
+                    v_fetched,
+                    v_reused: scored - v_fetched,
+                    v_streamed,
+                }
+            }
+        };
         // On-chip pruning alone: only the kept keys' values are needed; their identities
         // are unknown (counts only), so their addresses are approximated by the first `sm`.
-        let v_src = if v_count_only && !self.fits_v {
-            (v_fetched, v_reused, v_streamed) = (sm, 0, sm);
-            Src::FirstN(sm as usize)
-        } else {
-            v_src
-        };
-        // --- memory: scoring, then the fetch batch ---
+        let v_count_only = d.on_chip_pruning && !d.in_memory_pruning && sel.prune_info;
+        if v_count_only && !self.fits_v {
+            (f.v_fetched, f.v_reused, f.v_streamed) = (sel.sm, 0, sel.sm);
+            f.v_src = Src::FirstN(sel.sm as usize);
+        }
+        f
+    }
+
+    /// Phase 3: in-memory scoring (CopyQ, tAxTh, ReadP) and the fetch batch. Returns
+    /// (first data, last data, scoring cycles).
+    fn memory(&mut self, i: usize, sel: &Selection, f: &Fetch) -> (u64, u64, u64) {
+        let d = self.d;
         let m = &d.memory;
         let p = d.prefetch_queries as usize;
         let gate = if self.a_hist.len() > p {
@@ -297,29 +393,28 @@ impl<'d> HeadSim<'d> {
             0
         };
         let (t0, scoring) = if d.in_memory_pruning {
-            let pv_bursts = vis_n.div_ceil(8).div_ceil(u64::from(m.burst_bytes));
-            let readp =
-                if m.readp_activates_row { m.trcd } else { 0 } + m.tcl + pv_bursts * m.tburst;
+            let readp_bus = self.mem.transfer_cycles(sel.vis_n.div_ceil(8));
+            let act = if m.readp_activates_row { m.trcd } else { 0 };
             let start = if d.scoring_pipelined {
                 // CopyQ may overwrite the DAC buffer once the previous tAxTh is done.
-                gate.max(self.copyq_free)
-                    .max(self.axth_done.saturating_sub(m.tcl))
+                gate.max(self.axth_done.saturating_sub(m.tcl))
             } else {
                 gate.max(self.mem_done)
             };
             let copyq_done = start + m.tcl;
             let axth_done = copyq_done.max(self.axth_done) + m.taxth;
-            let readp_done = axth_done.max(self.readp_done) + readp;
-            self.copyq_free = copyq_done;
+            // tCL is a latency; ReadP's data follow the previous ReadP's on the bus.
+            let readp_done = (axth_done + act + m.tcl).max(self.readp_done) + readp_bus;
             self.axth_done = axth_done;
             self.readp_done = readp_done;
             (readp_done, readp_done - start)
         } else {
             (gate, 0)
         };
+        let dim = u64::from(self.shape.head_dim);
         let half = (4 * dim).div_ceil(8);
-        let k_set = set_of(k_src, scored_range, &self.fetch_k, &self.row);
-        let v_set = set_of(v_src, scored_range, &self.fetch_v, &self.row);
+        let k_set = set_of(f.k_src, sel.scored_range, &self.fetch_k, &self.row);
+        let v_set = set_of(f.v_src, sel.scored_range, &self.fetch_v, &self.row);
         self.mem.add(KeySet::Range(i, i + 1), Kind::Q, dim);
         if d.in_memory_pruning {
             self.mem.add(k_set, Kind::KMsb, half);
@@ -330,16 +425,21 @@ impl<'d> HeadSim<'d> {
         self.mem.add(v_set, Kind::V, dim);
         let (first, last) = self.mem.flush(t0);
         self.mem_done = self.mem_done.max(last);
+        (first, last, scoring)
+    }
 
-        // --- core ---
+    /// Phase 4: the CORELET stages, with latencies separated from occupancies.
+    fn core(&mut self, sel: &Selection, first: u64, last: u64) {
+        let d = self.d;
         let c = &d.core;
+        let dim = u64::from(self.shape.head_dim);
         let n = u64::from(c.corelets);
-        let scored_set = set_of(Src::Scored, scored_range, &self.fetch_k, &self.row);
+        let scored_set = set_of(Src::Scored, sel.scored_range, &self.fetch_k, &self.row);
         let qk_max = (0..c.corelets as usize)
             .map(|r| scored_set.count_residue(n as usize, r))
             .max()
             .unwrap_or(0);
-        let sm_max = sm.div_ceil(n);
+        let sm_max = sel.sm.div_ceil(n);
         let qk_per_key = dim.div_ceil(u64::from(c.qk_multipliers));
         let v_per_key = dim.div_ceil(u64::from(c.v_multipliers));
         let fill = log2_ceil(dim.min(u64::from(c.qk_multipliers))) + 1;
@@ -348,62 +448,74 @@ impl<'d> HeadSim<'d> {
         } else {
             0
         };
-        let stage_a =
-            (qk_per_key * qk_max + fill).max(sm_max.div_ceil(u64::from(c.exps_per_cycle))) + reduce;
-        let stage_b = c.divide_cycles + v_per_key * sm_max + reduce;
-        let tail = qk_per_key + fill;
-        let core_start = self.a_done.max(first);
-        if first > self.a_done {
-            self.s.core_wait_cycles += first - self.a_done;
+        let occ_a = (qk_per_key * qk_max).max(sm_max.div_ceil(u64::from(c.exps_per_cycle)));
+        let core_start = self.a_free.max(first);
+        if first > self.a_free {
+            self.s.core_wait_cycles += first - self.a_free;
         }
-        self.a_done = if d.miss_bypass {
-            (core_start + stage_a).max(last + tail)
+        self.a_free = if d.miss_bypass {
+            (core_start + occ_a).max(last + qk_per_key)
         } else {
-            core_start.max(last) + stage_a
+            core_start.max(last) + occ_a
         };
-        self.b_done = self.a_done.max(self.b_done) + stage_b;
-        self.a_hist.push_back(self.a_done);
+        let a_done = self.a_free + fill + reduce;
+        let recip = a_done.max(self.div_free) + c.divide_cycles;
+        self.div_free = recip;
+        self.v_free = recip.max(self.v_free) + v_per_key * sm_max;
+        self.b_done = self.b_done.max(self.v_free + reduce);
+        let p = d.prefetch_queries as usize;
+        self.a_hist.push_back(a_done);
         if self.a_hist.len() > p + 1 {
             self.a_hist.pop_front();
         }
+    }
 
-        // --- counts ---
+    /// Phase 5: the counts of the query (work, bytes moved, energy-relevant actions).
+    fn count(&mut self, sel: &Selection, f: &Fetch, scoring: u64) {
+        let d = self.d;
+        let dim = u64::from(self.shape.head_dim);
+        let half = (4 * dim).div_ceil(8);
+        let n = u64::from(d.core.corelets);
+        let (scored, sm, vis_n) = (sel.scored, sel.sm, sel.vis_n);
+        let qk_per_key = dim.div_ceil(u64::from(d.core.qk_multipliers));
+        let v_per_key = dim.div_ceil(u64::from(d.core.v_multipliers));
         let s = &mut self.s;
         s.queries += 1;
         s.scoring_cycles += scoring;
         s.keys_scored += scored;
         s.keys_softmax += sm;
-        s.k_fetched += k_fetched;
-        s.k_reused += k_reused;
-        s.k_streamed += k_streamed;
-        s.v_fetched += v_fetched;
-        s.v_reused += v_reused;
-        s.v_streamed += v_streamed;
+        s.k_fetched += f.k_fetched;
+        s.k_reused += f.k_reused;
+        s.k_streamed += f.k_streamed;
+        s.v_fetched += f.v_fetched;
+        s.v_reused += f.v_reused;
+        s.v_streamed += f.v_streamed;
         s.qk_busy_cycles += qk_per_key * scored;
         s.v_busy_cycles += v_per_key * sm;
         s.executed_macs += (scored + sm) * dim;
         s.moved.q += dim;
         if d.in_memory_pruning {
-            s.moved.k_msb += k_fetched * half;
-            s.moved.k_lsb += k_fetched * half;
-            s.moved.index += k_fetched * u64::from(d.index_bytes);
+            s.moved.k_msb += f.k_fetched * half;
+            s.moved.k_lsb += f.k_fetched * half;
+            s.moved.index += f.k_fetched * u64::from(d.index_bytes);
         } else {
-            s.moved.k_whole += k_fetched * dim;
+            s.moved.k_whole += f.k_fetched * dim;
         }
-        s.moved.v += v_fetched * dim;
+        s.moved.v += f.v_fetched * dim;
         let a = &mut s.actions;
         let k_bytes = if d.in_memory_pruning { 2 * half } else { dim };
-        a.reram_read_bits += 8 * (dim + k_fetched * k_bytes + v_fetched * dim);
+        a.reram_read_bits += 8 * (dim + f.k_fetched * k_bytes + f.v_fetched * dim);
         if d.in_memory_pruning {
+            let m = &d.memory;
             a.in_memory_macs += vis_n * dim;
             a.comparator_decisions += vis_n;
             a.dac_rows += vis_n.div_ceil(u64::from(m.crossbar_columns)) * dim;
             a.copy_q_bits += dim * u64::from(d.query_dac_bits);
             a.read_p_bits += vis_n;
         }
-        a.sram_k_write_bits += 8 * k_fetched * dim;
+        a.sram_k_write_bits += 8 * f.k_fetched * dim;
         a.sram_k_read_bits += 8 * scored * dim;
-        a.sram_v_write_bits += 8 * v_fetched * dim;
+        a.sram_v_write_bits += 8 * f.v_fetched * dim;
         a.sram_v_read_bits += 8 * sm * dim;
         a.qk_mults += scored * dim;
         a.qk_adds += scored * dim.saturating_sub(1);
@@ -425,15 +537,19 @@ impl<'d> HeadSim<'d> {
             nq * nk
         };
         self.s.dense_ops = 4 * dim * pairs;
+        let (tokens, queries) = if self.d.skip_padding {
+            let m = self.key_valid.count() as u64;
+            (m, m.min(nq))
+        } else {
+            (nk, nq)
+        };
+        // Every query head's Q is written into ReRAM by the projection (CopyQ and the
+        // q fetch read it back); the first head of a K/V group writes its K and V.
+        self.s.written_q_bytes = queries * dim;
         if self.shape.writes_kv {
-            let tokens = if self.d.skip_padding {
-                self.key_valid.count() as u64
-            } else {
-                nk
-            };
             self.s.written_bytes = tokens * 2 * dim;
-            self.s.actions.reram_write_bits = 8 * self.s.written_bytes;
         }
+        self.s.actions.reram_write_bits = 8 * (self.s.written_bytes + self.s.written_q_bytes);
         self.s.cycles = self.b_done;
         self.s.activations = self.mem.activations;
         self.s.bursts = self.mem.bursts;
@@ -442,7 +558,7 @@ impl<'d> HeadSim<'d> {
 }
 
 /// Where a fetch set's keys are.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Src {
     /// The policy's fetch buffer (`fetch_k` / `fetch_v`).
     FetchBuf,

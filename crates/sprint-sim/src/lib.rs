@@ -9,15 +9,19 @@
 //! [`report`] turns the counts into time, energy ([`energy`]) and the comparison with the
 //! paper ([`paper`]). What is cycle-exact and what is closed-form: `docs/simulator.md`.
 
+pub mod calibration;
 pub mod config;
+pub mod decode;
 pub mod energy;
 pub mod error;
+pub mod fit;
 pub mod generate;
 pub mod head;
 pub mod keyset;
 pub mod layers;
 pub mod memory;
 pub mod paper;
+pub mod paper_tables;
 pub mod presets;
 pub mod report;
 pub mod run;

@@ -3,15 +3,19 @@
 //! Cycle-exact for its protocol (all times in core cycles): a request reads `bytes` from one
 //! row of one bank. If another row is open the bank precharges (`tRP`) and activates
 //! (`tRCD`) first; data starts `tCL` after the column command and occupies the channel's
-//! bus for `ceil(bytes / burst_bytes)` bursts of `tBURST` each, back to back with the
-//! previous data on that channel. A bank accepts its next column command as soon as its
-//! data can follow on the bus. Not modelled: command-bus conflicts, tRRD/tFAW, refresh
-//! (ReRAM has none), write timing (K/V writes happen during the projections).
+//! bus for `bytes` rounded up to whole `min_transfer_bytes` (a whole burst costs `tBURST`,
+//! a chopped one its share), back to back with the previous data on that channel. A bank
+//! accepts its next column command as soon as its data can follow on the bus. Not
+//! modelled: command-bus conflicts, tRRD/tFAW, refresh (ReRAM has none), write timing
+//! (K/V writes happen during the projections).
 //!
-//! Address map: key (or token) `j` of a head lives on channel `j % C`, bank `(j / C) % B`
-//! (adjacent keys in different channels and banks, SPRINT.md s2), at slot `j / (C B)` of
-//! that bank; slots are packed into rows of `row_bytes`, one region per kind. A transposed
-//! read of `K_MSB` (one key out of a transposable array) needs its own activation.
+//! Address map: key (or token) `j` of a head lives on channel `j % C`, bank
+//! `(j / C + o) % B` where the offset `o` is the kind's ([`Kind::bank_offset`]: K_MSB,
+//! K_LSB, V and Q of one token sit in different banks, SPRINT.md s2), at slot `j / (C B)`
+//! of that bank; slots are packed into rows of `row_bytes`, one region per kind. `K_MSB`
+//! lives in separate transposable arrays (SPRINT.md s2): a transposed read (one key out of
+//! an array) needs its own activation of that array, but leaves the bank's ordinary open
+//! row alone.
 
 use crate::config::Memory;
 use crate::keyset::{KeySet, count_congruent};
@@ -31,6 +35,20 @@ pub enum Kind {
     Q = 4,
 }
 
+impl Kind {
+    /// Bank offset of this kind's region, banks: the kinds of one token land in
+    /// different banks when the channel has at least 4 (`KWhole` shares K_MSB's offset, as
+    /// a design stores one or the other).
+    pub fn bank_offset(self) -> usize {
+        match self {
+            Kind::KMsb | Kind::KWhole => 0,
+            Kind::KLsb => 1,
+            Kind::V => 2,
+            Kind::Q => 3,
+        }
+    }
+}
+
 /// One read of `bytes` from a row of a bank.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
@@ -48,7 +66,10 @@ pub struct Request {
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Bank {
+    /// Open row of the ordinary arrays.
     open: Option<(Kind, u64)>,
+    /// Key whose K_MSB is open in the transposable arrays.
+    open_t: Option<u64>,
     ready: u64,
 }
 
@@ -62,9 +83,11 @@ pub struct MemoryState {
     pub activations: u64,
     /// Bursts transferred so far.
     pub bursts: u64,
-    scratch: Vec<(u32, Request)>,
-    rounds: Vec<u32>,
-    /// Index in `scratch` of the last pending request per (bank, kind).
+    /// Pending requests per bank (index `channel x banks + bank`), in arrival order.
+    queues: Vec<Vec<Request>>,
+    /// Banks with pending requests, in order of first arrival.
+    active: Vec<usize>,
+    /// Index in its bank's queue of the last pending request per (bank, kind).
     last: Vec<usize>,
 }
 
@@ -81,34 +104,78 @@ impl MemoryState {
             bus_free: vec![0; cfg.channels as usize],
             activations: 0,
             bursts: 0,
-            scratch: Vec::new(),
-            rounds: vec![0; n],
+            queues: vec![Vec::new(); n],
+            active: Vec::new(),
             last: vec![usize::MAX; n * KINDS],
         }
     }
 
-    /// Channel and bank of key (token) `j`, and its slot within the bank.
-    pub fn locate(&self, j: usize) -> (u32, u32, u64) {
+    /// Channel and bank of `kind` of key (token) `j`, and its slot within the bank.
+    #[inline]
+    pub fn locate(&self, j: usize, kind: Kind) -> (u32, u32, u64) {
         let c = self.cfg.channels as usize;
         let b = self.cfg.banks as usize;
-        ((j % c) as u32, ((j / c) % b) as u32, (j / (c * b)) as u64)
+        if c.is_power_of_two() && b.is_power_of_two() {
+            // The same map with shifts and masks (the presets' 4 x 4).
+            let (cs, bs) = (c.trailing_zeros(), b.trailing_zeros());
+            let jc = j >> cs;
+            return (
+                (j & (c - 1)) as u32,
+                ((jc + kind.bank_offset()) & (b - 1)) as u32,
+                (jc >> bs) as u64,
+            );
+        }
+        (
+            (j % c) as u32,
+            ((j / c + kind.bank_offset()) % b) as u32,
+            (j / (c * b)) as u64,
+        )
+    }
+
+    /// Bus cycles of a transfer of `bytes`: whole bursts at `tBURST`, the rest in smallest
+    /// transfers; at least one smallest transfer.
+    pub fn transfer_cycles(&self, bytes: u64) -> u64 {
+        let m = &self.cfg;
+        let chop = u64::from(m.min_transfer_bytes);
+        let per_burst = u64::from(m.burst_bytes) / chop;
+        if chop.is_power_of_two() && per_burst.is_power_of_two() {
+            // The same with shifts and masks (the presets' 32 B of a 64 B burst).
+            let chops = ((bytes + chop - 1) >> chop.trailing_zeros()).max(1);
+            let full = chops >> per_burst.trailing_zeros();
+            return full * m.tburst + (chops & (per_burst - 1)) * m.ttransfer;
+        }
+        let chops = bytes.div_ceil(chop).max(1);
+        (chops / per_burst) * m.tburst + (chops % per_burst) * m.ttransfer
     }
 
     /// Issues one request no earlier than `t0`; returns the cycle its last data arrives.
     pub fn issue(&mut self, t0: u64, r: Request) -> u64 {
+        let busy = self.transfer_cycles(r.bytes);
         let m = &self.cfg;
         let bank = &mut self.banks[(r.channel * m.banks + r.bank) as usize];
         let mut col = t0.max(bank.ready);
-        if bank.open != Some((r.kind, r.row)) {
+        if r.kind == Kind::KMsb {
+            if bank.open_t != Some(r.row) {
+                let pre = if bank.open_t.is_some() { m.trp } else { 0 };
+                col += pre + m.trcd;
+                bank.open_t = Some(r.row);
+                self.activations += 1;
+            }
+        } else if bank.open != Some((r.kind, r.row)) {
             let pre = if bank.open.is_some() { m.trp } else { 0 };
             col += pre + m.trcd;
             bank.open = Some((r.kind, r.row));
             self.activations += 1;
         }
-        let bursts = r.bytes.div_ceil(u64::from(m.burst_bytes)).max(1);
+        let burst = u64::from(m.burst_bytes);
+        let bursts = if burst.is_power_of_two() {
+            ((r.bytes + burst - 1) >> burst.trailing_zeros()).max(1)
+        } else {
+            r.bytes.div_ceil(burst).max(1)
+        };
         let bus = &mut self.bus_free[r.channel as usize];
         let start = (col + m.tcl).max(*bus);
-        let end = start + bursts * m.tburst;
+        let end = start + busy;
         *bus = end;
         bank.ready = end - m.tcl;
         self.bursts += bursts;
@@ -126,9 +193,11 @@ impl MemoryState {
         match keys {
             KeySet::Range(lo, hi) if kind != Kind::KMsb => {
                 let stride = c * b;
+                let off = kind.bank_offset() % b;
                 for ch in 0..c {
                     for bk in 0..b {
-                        let residue = bk * c + ch;
+                        // Keys on bank `bk` have (j / C) % B = (bk - off) mod B.
+                        let residue = ((bk + b - off) % b) * c + ch;
                         let n = count_congruent(lo, hi, stride, residue);
                         if n == 0 {
                             continue;
@@ -153,59 +222,109 @@ impl MemoryState {
                     }
                 }
             }
-            _ => {
-                for j in keys.iter() {
-                    let (ch, bk, slot) = self.locate(j);
-                    let row = if kind == Kind::KMsb {
-                        j as u64
-                    } else {
-                        slot / per_row
-                    };
-                    // Merge with the pending request of the same bank, kind and row.
-                    let slot_idx = ((ch * self.cfg.banks + bk) as usize) * KINDS + kind as usize;
-                    if kind != Kind::KMsb
-                        && let Some(&i) = self.last.get(slot_idx)
-                        && i != usize::MAX
-                        && self.scratch[i].1.row == row
-                    {
-                        self.scratch[i].1.bytes += bytes_per_key;
-                        continue;
+            KeySet::Range(lo, hi) => {
+                for j in lo..hi {
+                    self.add_key(j, kind, bytes_per_key, per_row);
+                }
+            }
+            KeySet::Bits(words) => {
+                for (wi, &w) in words.iter().enumerate() {
+                    let mut bits = w;
+                    while bits != 0 {
+                        let j = wi * 64 + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        self.add_key(j, kind, bytes_per_key, per_row);
                     }
-                    self.push(Request {
-                        channel: ch,
-                        bank: bk,
-                        kind,
-                        row,
-                        bytes: bytes_per_key,
-                    });
                 }
             }
         }
     }
 
-    fn push(&mut self, r: Request) {
-        let i = (r.channel * self.cfg.banks + r.bank) as usize;
-        let round = self.rounds[i];
-        self.rounds[i] += 1;
-        self.last[i * KINDS + r.kind as usize] = self.scratch.len();
-        self.scratch.push((round, r));
+    /// Adds the read of key `j`, merged with the pending request of the same bank, kind
+    /// and row (`KMsb`: one request per key).
+    #[inline]
+    fn add_key(&mut self, j: usize, kind: Kind, bytes_per_key: u64, per_row: u64) {
+        let (ch, bk, slot) = self.locate(j, kind);
+        let row = if kind == Kind::KMsb {
+            j as u64
+        } else {
+            slot / per_row
+        };
+        let bank_idx = (ch * self.cfg.banks + bk) as usize;
+        let slot_idx = bank_idx * KINDS + kind as usize;
+        if kind != Kind::KMsb {
+            let i = self.last[slot_idx];
+            if i != usize::MAX && self.queues[bank_idx][i].row == row {
+                self.queues[bank_idx][i].bytes += bytes_per_key;
+                return;
+            }
+        }
+        self.push(Request {
+            channel: ch,
+            bank: bk,
+            kind,
+            row,
+            bytes: bytes_per_key,
+        });
     }
 
-    /// Issues the pending batch no earlier than `t0`, interleaving banks (each bank's
-    /// requests in order, one per bank per round, like an FR-FCFS controller draining a
-    /// batch). Returns `(first data end, last data end)`; `(t0, t0)` for an empty batch.
+    fn push(&mut self, r: Request) {
+        let i = (r.channel * self.cfg.banks + r.bank) as usize;
+        let q = &mut self.queues[i];
+        if q.is_empty() {
+            self.active.push(i);
+        }
+        self.last[i * KINDS + r.kind as usize] = q.len();
+        q.push(r);
+    }
+
+    /// Issues the pending batch no earlier than `t0`, interleaving banks like an FR-FCFS
+    /// controller draining a batch: in rounds, one request per bank per round in (bank,
+    /// channel) order, each bank's requests in arrival order, and the query vector (always
+    /// the first request of its bank) before everything else, as the core needs it first.
+    /// Returns `(first data end, last data end)`; `(t0, t0)` for an empty batch.
     pub fn flush(&mut self, t0: u64) -> (u64, u64) {
-        let mut batch = std::mem::take(&mut self.scratch);
-        batch.sort_by_key(|(round, r)| (*round, r.bank, r.channel));
+        let banks = self.cfg.banks as usize;
+        let channels = self.cfg.channels as usize;
+        let mut active = std::mem::take(&mut self.active);
+        active.sort_unstable_by_key(|&i| (i % banks) * channels + i / banks);
         let (mut first, mut last) = (u64::MAX, t0);
-        for (_, r) in batch.drain(..) {
-            let end = self.issue(t0, r);
+        let mut note = |end: u64| {
             first = first.min(end);
             last = last.max(end);
+        };
+        let mut q_first = false;
+        for &i in &active {
+            if self.queues[i][0].kind == Kind::Q {
+                let r = self.queues[i][0];
+                note(self.issue(t0, r));
+                q_first = true;
+            }
         }
-        self.scratch = batch;
-        self.rounds.fill(0);
-        self.last.fill(usize::MAX);
+        let rounds = active
+            .iter()
+            .map(|&i| self.queues[i].len())
+            .max()
+            .unwrap_or(0);
+        for round in 0..rounds {
+            for &i in &active {
+                let Some(&r) = self.queues[i].get(round) else {
+                    continue;
+                };
+                if round == 0 && q_first && r.kind == Kind::Q {
+                    continue;
+                }
+                note(self.issue(t0, r));
+            }
+        }
+        for &i in &active {
+            self.queues[i].clear();
+            for k in 0..KINDS {
+                self.last[i * KINDS + k] = usize::MAX;
+            }
+        }
+        active.clear();
+        self.active = active;
         if first == u64::MAX {
             (t0, t0)
         } else {

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use toml::{Table, Value};
 
+use crate::calibration::Calibration;
 use crate::config::Design;
 use crate::energy::EnergyTable;
 use crate::error::{Result, SimError};
@@ -49,6 +50,11 @@ pub struct PaperResults {
     pub data_movement_average_pct: [[f64; 2]; 3],
     /// The abstract's energy reduction.
     pub energy_headline: f64,
+    /// Fig 12a Baseline bars: [ReRAM read, ReRAM write] share of the energy, percent, for
+    /// the models whose bar is read as reliable.
+    pub baseline_shares: Vec<(String, [f64; 2])>,
+    /// Table III, M-SPRINT: [GOPs/s, GOPs/J].
+    pub table3_m_sprint: [f64; 2],
 }
 
 fn bad(what: &str) -> SimError {
@@ -124,11 +130,31 @@ impl PaperResults {
             .and_then(|h| h.get("energy_reduction_mean"))
             .and_then(Value::as_float)
             .ok_or_else(|| bad("headline.energy_reduction_mean"))?;
+        let sh = sec("energy_share_baseline")?;
+        let mut baseline_shares = Vec::new();
+        for name in workload_names() {
+            if let Some(v) = sh.get(name) {
+                let v = nums(Some(v), 2, &format!("energy_share_baseline.{name}"))?;
+                baseline_shares.push((name.to_string(), [v[0], v[1]]));
+            }
+        }
+        let m = sec("table3")?
+            .get("M-SPRINT")
+            .and_then(Value::as_table)
+            .ok_or_else(|| bad("table3.M-SPRINT"))?;
+        let num = |k: &str| {
+            m.get(k)
+                .and_then(|x| x.as_float().or_else(|| x.as_integer().map(|i| i as f64)))
+                .ok_or_else(|| bad(&format!("table3.M-SPRINT.{k}")))
+        };
+        let table3_m_sprint = [num("gops_per_s")?, num("gops_per_j")?];
         Ok(Self {
             models,
             speedup_geomean,
             data_movement_average_pct: avg,
             energy_headline,
+            baseline_shares,
+            table3_m_sprint,
         })
     }
 }
@@ -159,6 +185,8 @@ pub struct Comparison {
     pub energy_table: String,
     /// Statistics source used for the synthetic kept sets.
     pub stats_source: String,
+    /// Calibration applied (`sourced-default` or `paper-inferred`).
+    pub calibration: String,
 }
 
 /// Geometric mean (0 for an empty list or a non-positive entry).
@@ -180,6 +208,17 @@ pub fn mean(xs: &[f64]) -> f64 {
 
 /// The designs of the comparison: S/M/L baselines, S/M/L SPRINT, Pruning, Mask only S/M/L.
 pub fn comparison_designs(sets: &[String]) -> Result<Vec<Design>> {
+    comparison_designs_with(sets, &Calibration::sourced_default())
+}
+
+/// [`comparison_designs`] with a calibration's overrides on top of `sets`.
+pub fn comparison_designs_with(sets: &[String], cal: &Calibration) -> Result<Vec<Design>> {
+    let with = |key: &str, extra: &[&str]| -> Result<Design> {
+        let mut s = sets.to_vec();
+        s.extend(cal.design_sets(key));
+        s.extend(extra.iter().map(|x| x.to_string()));
+        load_design(key, &s)
+    };
     let mut ds = Vec::new();
     for k in [
         "s-baseline",
@@ -191,12 +230,10 @@ pub fn comparison_designs(sets: &[String]) -> Result<Vec<Design>> {
         "pruning",
         "mask-only",
     ] {
-        ds.push(load_design(k, sets)?);
+        ds.push(with(k, &[])?);
     }
     for k in ["m-baseline", "l-baseline"] {
-        let mut s = sets.to_vec();
-        s.push("design.skip_padding=true".into());
-        let mut d = load_design(k, &s)?;
+        let mut d = with(k, &["design.skip_padding=true", "design.causal_aware=true"])?;
         d.key = format!("mask-only ({k} hardware)");
         d.file.name = format!("Mask only {}", &k[..1].to_uppercase());
         ds.push(d);
@@ -207,7 +244,8 @@ pub fn comparison_designs(sets: &[String]) -> Result<Vec<Design>> {
 /// Our numbers of one model from the reports of [`comparison_designs`] (first = S-Baseline).
 pub fn our_model(r: &[DesignReport]) -> OurModel {
     let cyc = |i: usize| r[i].totals.cycles as f64;
-    let en = |i: usize| r[i].energy.total();
+    // Fig 12a has no leakage category: its ratio is of the categories it shows.
+    let en = |i: usize| r[i].energy.fig12a_total();
     let dm = |i: usize| r[i].data_movement_reduction_pct;
     OurModel {
         speedup: [cyc(0) / cyc(3), cyc(1) / cyc(4), cyc(2) / cyc(5)],
@@ -218,21 +256,24 @@ pub fn our_model(r: &[DesignReport]) -> OurModel {
     }
 }
 
-/// Runs every paper workload under the comparison designs (on the caller's rayon pool) and
-/// returns the comparison; `progress` is called with each model name before it runs.
+/// Runs every paper workload under the comparison designs with calibration `cal` (on the
+/// caller's rayon pool) and returns the comparison; `progress` is called with each model
+/// name before it runs.
 pub fn compare(
     sets: &[String],
     table: &EnergyTable,
     stats: &StatsFile,
+    cal: &Calibration,
     mut progress: impl FnMut(&str),
 ) -> Result<Comparison> {
     let paper = PaperResults::load()?;
-    let designs = comparison_designs(sets)?;
+    let designs = comparison_designs_with(sets, cal)?;
     let mut ours = Vec::new();
     let mut sources = BTreeMap::new();
     for (name, _) in &paper.models {
         progress(name);
-        let w = model_workload(name)?;
+        let mut w = model_workload(name)?;
+        cal.apply_workload(&mut w);
         let st = stats.resolve(name);
         sources.insert(st.source.clone(), ());
         let totals = run_model(&designs, &w, &st)?;
@@ -244,5 +285,68 @@ pub fn compare(
         ours,
         energy_table: table.name().to_string(),
         stats_source: sources.into_keys().collect::<Vec<_>>().join("; "),
+        calibration: cal.name.clone(),
     })
+}
+
+/// Headline numbers of one comparison: what `--compare-paper` prints side by side.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    /// Geomean Fig 11 speedup, S/M/L.
+    pub speedup_geomean: [f64; 3],
+    /// Geomean Fig 12a S-SPRINT energy reduction.
+    pub energy_geomean: f64,
+    /// Mean absolute Fig 10 error over the 48 cells, percentage points.
+    pub fig10_mae_pp: f64,
+    /// Worst per-model speedup cell: (model, size, ours / paper), worst = farthest from 1
+    /// in ratio.
+    pub worst_speedup_cell: (String, String, f64),
+    /// Table III M-SPRINT geomean GOPs/s and GOPs/J over the workloads.
+    pub m_sprint_gops: [f64; 2],
+}
+
+impl Comparison {
+    /// The headline numbers of this comparison.
+    pub fn summary(&self) -> Summary {
+        let mut sg = [0.0; 3];
+        for (s, g) in sg.iter_mut().enumerate() {
+            let v: Vec<f64> = self.ours.iter().map(|(_, o)| o.speedup[s]).collect();
+            *g = geomean(&v);
+        }
+        let e: Vec<f64> = self
+            .ours
+            .iter()
+            .map(|(_, o)| o.energy_reduction[1])
+            .collect();
+        let mut err = Vec::new();
+        let mut worst = (String::new(), String::new(), 1.0f64);
+        for ((name, o), (_, p)) in self.ours.iter().zip(&self.paper.models) {
+            for (s, size) in SIZES.iter().enumerate() {
+                for (ok, pk) in o.data_movement_pct[s].iter().zip(&p.data_movement_pct[s]) {
+                    err.push((ok - pk).abs());
+                }
+                let r = o.speedup[s] / p.speedup[s];
+                if r.ln().abs() > worst.2.ln().abs() {
+                    worst = (name.clone(), size.to_string(), r);
+                }
+            }
+        }
+        let gs: Vec<f64> = self
+            .ours
+            .iter()
+            .map(|(_, o)| o.m_sprint_gops_per_s)
+            .collect();
+        let gj: Vec<f64> = self
+            .ours
+            .iter()
+            .map(|(_, o)| o.m_sprint_gops_per_j)
+            .collect();
+        Summary {
+            speedup_geomean: sg,
+            energy_geomean: geomean(&e),
+            fig10_mae_pp: mean(&err),
+            worst_speedup_cell: worst,
+            m_sprint_gops: [geomean(&gs), geomean(&gj)],
+        }
+    }
 }

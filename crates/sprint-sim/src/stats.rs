@@ -50,6 +50,8 @@ pub struct HeadStats {
     pub moved: MovedBytes,
     /// Bytes of K and V written into ReRAM at run time.
     pub written_bytes: u64,
+    /// Bytes of Q written into ReRAM at run time (every query head).
+    pub written_q_bytes: u64,
     /// Keys scored on chip (QK-PU dot products).
     pub keys_scored: u64,
     /// Keys that entered softmax and x V.
@@ -97,6 +99,7 @@ impl std::ops::AddAssign for HeadStats {
         self.moved.q += o.moved.q;
         self.moved.index += o.moved.index;
         self.written_bytes += o.written_bytes;
+        self.written_q_bytes += o.written_q_bytes;
         self.keys_scored += o.keys_scored;
         self.keys_softmax += o.keys_softmax;
         self.k_fetched += o.k_fetched;

@@ -8,7 +8,7 @@ use sprint_sim::run::run_model;
 
 /// One channel, one bank, no row timing: the bus never idles, so the run is the bytes moved
 /// over the channel bandwidth plus the core's tail after the last byte (QK tail 1 + fill 7,
-/// then stage B = divide 16 + 512 values).
+/// then divide 16 + 512 values).
 #[test]
 fn streaming_baseline_is_bytes_over_bandwidth_plus_fill() {
     let d = common::design(
@@ -47,7 +47,9 @@ fn streaming_baseline_with_row_timing_is_bandwidth_bound() {
 }
 
 /// K/V fit (64 KB buffers), memory made instant (64 channels, 1 cycle per burst, no row
-/// timing): every query costs its QK MACs over 64 multipliers plus the adder-tree fill.
+/// timing): the QK-PU is busy n x d / 64 cycles per query, back to back; the adder-tree
+/// fill (7) and the divide (16) are latencies paid once, at the end (issue #10: they were
+/// counted as occupancy per query).
 #[test]
 fn compute_bound_is_macs_over_macs_per_cycle() {
     let d = common::design(
@@ -61,7 +63,6 @@ fn compute_bound_is_macs_over_macs_per_cycle() {
             "memory.trcd_ns=0",
             "memory.tcl_ns=0",
             "memory.trp_ns=0",
-            "core.softmax_divide_cycles=0",
         ],
     );
     let (n, dim) = (512u64, 64u64);
@@ -70,10 +71,38 @@ fn compute_bound_is_macs_over_macs_per_cycle() {
     let macs_per_query = n * dim;
     let macs_per_cycle = u64::from(d.core.qk_multipliers);
     let fill = 7; // log2(64) adder levels + 1 multiplier stage
-    // First query vector arrives at cycle 1; last stage B = 512 values.
-    let expected = 1 + n * (macs_per_query / macs_per_cycle + fill) + n;
+    let divide = 16;
+    // First query vector arrives at cycle 1; then n queries of 512 QK cycles back to back;
+    // the last query's fill and divide, then its 512 values through the V-PU.
+    let expected = 1 + n * (macs_per_query / macs_per_cycle) + fill + divide + n;
     assert_eq!(t[0].cycles, expected);
     assert_eq!(t[0].k_fetched, n, "each key fetched once");
+}
+
+/// A short query on 4 CORELETs: the per-query latencies (fill 7, cross-CORELET reduce
+/// 2 x 2, divide 16) no longer set a floor on the throughput; the QK-PU occupancy does.
+/// 64 keys on 4 CORELETs = 16 cycles per query, so 256 queries take 256 x 16 cycles plus
+/// one set of latencies and the last V stage (16 values + reduce 4).
+#[test]
+fn per_query_latencies_are_not_occupancy() {
+    let d = common::design(
+        "l-baseline",
+        &[
+            "memory.channels=64",
+            "memory.banks_per_channel=1",
+            "memory.bus_bytes_per_ns=64.0",
+            "memory.trcd_ns=0",
+            "memory.tcl_ns=0",
+            "memory.trp_ns=0",
+        ],
+    );
+    let n = 64u64;
+    let w = common::small_workload(1, 1, n as u32, 64, 0.0, false);
+    // 64 tokens give 64 queries; repeat the head 4 times via heads = 4 (summed cycles).
+    let t = run_model(std::slice::from_ref(&d), &w, &common::stats(1.0, 1.0, 1.0)).unwrap();
+    let (fill, reduce, divide) = (7, 4, 16);
+    let expected = 1 + n * 16 + fill + reduce + divide + 16 + reduce;
+    assert_eq!(t[0].cycles, expected);
 }
 
 /// More CORELETs divide the compute-bound time (keys interleaved, exact per-CORELET counts).

@@ -71,49 +71,100 @@ fn two_banks_share_the_bus_two_channels_do_not() {
     );
     assert_eq!(
         s.issue(100, req(2, 3, 9, 1)),
-        150,
-        "a partial burst costs a whole burst"
+        145,
+        "a partial burst costs a whole 32 B transfer (5 cycles)"
     );
+    assert_eq!(
+        s.issue(200, req(3, 0, 0, 96)),
+        200 + 25 + 15 + 10 + 5,
+        "96 B = one burst + one chop"
+    );
+    let whole = common::design("s-sprint", &["memory.min_transfer_bytes=64"]).memory;
+    let mut w = MemoryState::new(&whole);
+    assert_eq!(w.issue(100, req(2, 3, 9, 1)), 150, "no chop: a whole burst");
+}
+
+/// The kinds of one token sit in different banks (offsets K_MSB 0, K_LSB 1, V 2, Q 3), and
+/// a transposed K_MSB read leaves the bank's ordinary row open.
+#[test]
+fn kinds_of_a_token_in_different_banks_and_kmsb_arrays_apart() {
+    let m = common::design("s-sprint", &[]).memory;
+    let s = MemoryState::new(&m);
+    let banks: Vec<u32> = [Kind::KMsb, Kind::KLsb, Kind::V, Kind::Q]
+        .iter()
+        .map(|&k| s.locate(5, k).1)
+        .collect();
+    assert_eq!(banks, vec![1, 2, 3, 0], "token 5: channel 1, base bank 1");
+    let mut s = MemoryState::new(&m);
+    let lsb = |row| Request {
+        channel: 0,
+        bank: 0,
+        kind: Kind::KLsb,
+        row,
+        bytes: 64,
+    };
+    let msb = Request {
+        kind: Kind::KMsb,
+        ..lsb(7)
+    };
+    assert_eq!(s.issue(0, lsb(0)), 50);
+    // K_MSB opens its transposable array (tRCD, no precharge of the ordinary row): column
+    // at 35 + 25 = 60, data 75..85.
+    assert_eq!(s.issue(0, msb), 85);
+    // The ordinary row is still open: a row hit, column at 75, data behind the bus at 85.
+    assert_eq!(s.issue(0, lsb(0)), 95);
+    assert_eq!(s.activations, 2);
 }
 
 /// One SPRINT query keeping one key: CopyQ (tCL 15) -> tAxTh (8) -> ReadP (tCL 15 + one
-/// burst 10) = 48; then on bank (0, 0): q at 48 + 25 + 15 + 10 = 98 (ready 83); K_MSB
-/// (transposed, other row): 83 + 3 + 25 = 111 -> data 126..136; K_LSB: 121 + 28 = 149 ->
-/// 164..174; V: 159 + 28 = 187 -> 202..212. Core: starts at 98, bypass: A ends at
-/// max(98 + 8, 212 + 8) = 220 (A = 1 key + adder-tree fill 7); B = divide 16 + 1 = 17.
+/// 32 B transfer 5) = 43; then on channel 0, all in different banks (q on bank 3, K_MSB 0,
+/// K_LSB 1, V 2), each activated at 43 + 25 and its data after tCL at 83, one after the
+/// other on the bus, q first: q 83..93, K_MSB (32 B) 93..98, K_LSB 98..103, V 103..113.
+/// Core: starts at 93, bypass: A frees at max(93 + 1, 113 + 1) = 114, done after the fill
+/// (7) at 121; divide 16 -> 137; V 1 -> 138.
 #[test]
 fn one_sprint_query_exact_timing() {
     let d = common::design("s-sprint", &[]);
-    let shape = HeadShape {
-        n_queries: 1,
-        n_keys: 64,
-        head_dim: 64,
-        causal: false,
-        writes_kv: false,
-        locality: sprint_core::config::LocalityPolicy::Paper,
-    };
-    let mut sim = HeadSim::new(&d, shape, Validity::Prefix(64));
+    let mut sim = HeadSim::new(&d, one_key_shape(), Validity::Prefix(64));
     sim.query(0, true, Some(&[1u64]), 1);
     let s = sim.finish();
-    assert_eq!(s.scoring_cycles, 48);
-    assert_eq!(s.cycles, 237);
+    assert_eq!(s.scoring_cycles, 43);
+    assert_eq!(s.cycles, 138);
     assert_eq!(s.activations, 4);
     assert_eq!(s.bursts, 4);
 }
 
-/// The same query without bypass waits for every miss before scoring: A = 212 + 8.
-#[test]
-fn no_bypass_waits_for_misses() {
-    let d = common::design("s-sprint", &["design.miss_bypass=false"]);
-    let shape = HeadShape {
+fn one_key_shape() -> HeadShape {
+    HeadShape {
         n_queries: 1,
         n_keys: 64,
         head_dim: 64,
         causal: false,
         writes_kv: false,
         locality: sprint_core::config::LocalityPolicy::Paper,
-    };
-    let mut sim = HeadSim::new(&d, shape, Validity::Prefix(64));
+    }
+}
+
+/// Without bypass the core waits for the last miss (113) before scoring: 113 + 1 + 7 +
+/// 16 + 1; with a single kept key the bypass has nothing to overlap, so the same 138.
+#[test]
+fn no_bypass_waits_for_misses() {
+    let d = common::design("s-sprint", &["design.miss_bypass=false"]);
+    let mut sim = HeadSim::new(&d, one_key_shape(), Validity::Prefix(64));
     sim.query(0, true, Some(&[1u64]), 1);
-    assert_eq!(sim.finish().cycles, 212 + 8 + 17);
+    assert_eq!(sim.finish().cycles, 113 + 1 + 7 + 16 + 1);
+}
+
+/// Two consecutive queries keeping one key each, pipelined scoring: query 1's CopyQ starts
+/// when query 0's tAxTh is done less tCL (38 - 15 = 23): CopyQ 23..38, tAxTh 38..46, ReadP
+/// data from max(46 + 15, 43) = 61 to 66. The tCL of CopyQ and ReadP no longer block the
+/// next query (issue #10: they were counted as occupancy, a floor of about 25 cycles per
+/// query); scoring took 66 - 23 = 43 cycles, 43 + 43 = 86 in total.
+#[test]
+fn scoring_latencies_overlap_across_queries() {
+    let d = common::design("s-sprint", &["design.prefetch_queries=4"]);
+    let mut sim = HeadSim::new(&d, one_key_shape(), Validity::Prefix(64));
+    sim.query(0, true, Some(&[1u64]), 1);
+    sim.query(0, true, Some(&[1u64]), 1);
+    assert_eq!(sim.finish().scoring_cycles, 86);
 }

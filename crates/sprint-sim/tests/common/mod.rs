@@ -2,8 +2,8 @@
 
 #![allow(dead_code)]
 
-use sprint_attention::locality::LocalityEngine;
 use sprint_core::bits::{BitMatrix, BitVec};
+use sprint_core::locality::LocalityEngine;
 use sprint_core::trace::{HeadTrace, KindBytes, TraceHeader, TraceReader, TraceWriter};
 use sprint_sim::Design;
 use sprint_sim::generate::{SynthHead, SynthHeadSpec, head_seed};
