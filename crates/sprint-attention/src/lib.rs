@@ -24,6 +24,6 @@ pub mod tensor;
 pub mod vpu;
 
 pub use engine::{LayerRun, run_layer};
-pub use simd::SIMD_CAP_ENV;
 pub use error::{AttentionError, Result};
+pub use simd::SIMD_CAP_ENV;
 pub use tensor::{AttentionInput, LayerShape, Tensor3};

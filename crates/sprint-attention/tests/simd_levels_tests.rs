@@ -51,7 +51,10 @@ fn digest_of_all_variants() -> u64 {
                 cfg.recompute = recompute;
                 cfg.causal = true;
                 let run = run_layer(&cfg, 0, &[0.4, 0.9], &input).expect("run");
-                run.output.data.iter().for_each(|x| digest.add(u64::from(x.to_bits())));
+                run.output
+                    .data
+                    .iter()
+                    .for_each(|x| digest.add(u64::from(x.to_bits())));
                 for h in &run.heads {
                     (0..h.masks.rows()).for_each(|i| {
                         h.masks.row_words(i).iter().for_each(|&w| digest.add(w));
