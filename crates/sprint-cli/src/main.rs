@@ -8,6 +8,7 @@ mod io;
 mod progress;
 mod simulate;
 mod synth;
+mod thresholds;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +38,8 @@ enum Command {
     Simulate(simulate::Args),
     /// Accuracy of a real model on a real task with each attention variant (Fig 9 layout).
     Eval(eval::Args),
+    /// Learn or calibrate pruning thresholds; writes a thresholds file (docs/thresholds.md).
+    Thresholds(thresholds::Args),
 }
 
 /// On SIGINT or SIGTERM, removes every temporary output file being written (see
@@ -67,6 +70,7 @@ fn main() {
         Command::Synth(a) => synth::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Thresholds(a) => thresholds::run(a),
     };
     if let Err(e) = result {
         eprintln!(

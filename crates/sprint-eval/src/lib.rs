@@ -12,6 +12,7 @@
 
 pub mod calibrate;
 pub mod error;
+pub mod learn;
 pub mod logreg;
 pub mod metrics;
 pub mod run;

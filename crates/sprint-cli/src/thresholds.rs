@@ -1,0 +1,245 @@
+//! `sprint thresholds`: learn thresholds (thresholds only, model frozen) or calibrate them,
+//! writing a thresholds file `sprint eval --thresholds` and `sprint attend` accept
+//! (docs/thresholds.md).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use sprint_eval::Task;
+use sprint_eval::learn::{CheckpointPlan, LearnOptions, LearnProgress, LearnReport, learn};
+
+/// Arguments of `sprint thresholds`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Learn thresholds by gradient descent through a soft mask (model frozen).
+    Learn(LearnArgs),
+}
+
+/// Arguments of `sprint thresholds learn`.
+#[derive(clap::Args)]
+pub struct LearnArgs {
+    /// Model: `minilm` (probe tasks) or `smollm2` (perplexity tasks), or a path.
+    #[arg(long)]
+    model: String,
+    /// Task: bbc, spam, austen (MiniLM), ppl-austen, ppl-moby, ppl-sotu (SmolLM2).
+    #[arg(long)]
+    task: String,
+    /// Write the learned thresholds (TOML) here.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Target fraction of visible (query, key) pairs kept.
+    #[arg(long, default_value_t = 0.25)]
+    keep: f64,
+    /// One threshold per layer instead of per head.
+    #[arg(long)]
+    per_layer: bool,
+    /// Training items: train-split documents or windows (0 = all); default 256 documents
+    /// or 32 windows.
+    #[arg(long)]
+    items: Option<usize>,
+    /// Tokens per training sequence (default 256 for documents, 512 for windows).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Probe tasks: documents before the train/test split, as `sprint eval --limit`
+    /// (0 = all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Perplexity tasks: evaluation windows reserved at the start of the text.
+    #[arg(long, default_value_t = 8)]
+    eval_windows: usize,
+    /// Perplexity tasks: their length in tokens.
+    #[arg(long, default_value_t = 1024)]
+    eval_seq_len: usize,
+    /// Passes over the training items.
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// Sequences per step (default 8 documents, 1 window).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam learning rate (logits per step).
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    /// Initial temperature of the soft mask (logits).
+    #[arg(long, default_value_t = 1.0)]
+    t_start: f64,
+    /// Final temperature (logits).
+    #[arg(long, default_value_t = 0.05)]
+    t_end: f64,
+    /// Weight of the kept-fraction regulariser `max(0, kept - keep)^2`.
+    #[arg(long, default_value_t = 100.0)]
+    weight: f64,
+    /// Seed of the splits and the item order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Checkpoint file (JSON), written every --checkpoint-every steps and at the end.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 10)]
+    checkpoint_every: usize,
+    /// Resume from --checkpoint when it exists (the options must match).
+    #[arg(long, requires = "checkpoint")]
+    resume: bool,
+    /// Stop after this many steps in all (the checkpoint lets a later run resume).
+    #[arg(long, hide = true)]
+    stop_after: Option<usize>,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Bar(ProgressBar);
+
+impl LearnProgress for Bar {
+    fn stage(&self, what: &str, len: u64) {
+        self.0.reset();
+        self.0.set_length(len);
+        self.0.set_prefix(what.to_string());
+        self.0.set_message("");
+    }
+    fn inc(&self, status: Option<&str>) {
+        if let Some(s) = status {
+            self.0.set_message(s.to_string());
+            // Without a terminal the bar is hidden: one line per step instead.
+            if self.0.is_hidden() {
+                eprintln!(
+                    "step {}/{} {s} ({:.0} s)",
+                    self.0.position() + 1,
+                    self.0.length().unwrap_or(0),
+                    self.0.elapsed().as_secs_f64()
+                );
+            }
+        }
+        self.0.inc(1);
+    }
+}
+
+/// Runs `sprint thresholds`.
+pub fn run(a: Args) -> Result<()> {
+    match a.command {
+        Command::Learn(l) => run_learn(l),
+    }
+}
+
+fn run_learn(a: LearnArgs) -> Result<()> {
+    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    let task = Task::parse(&a.task)?;
+    let mut o = LearnOptions::new(task);
+    o.keep = a.keep;
+    o.per_head = !a.per_layer;
+    if let Some(n) = a.items {
+        o.items = n;
+    }
+    if let Some(s) = a.seq_len {
+        o.seq_len = s;
+    }
+    if let Some(b) = a.batch_size {
+        o.batch_size = b;
+    }
+    o.limit = a.limit;
+    o.eval_windows = a.eval_windows;
+    o.eval_seq_len = a.eval_seq_len;
+    o.epochs = a.epochs;
+    o.lr = a.lr;
+    o.t_start = a.t_start;
+    o.t_end = a.t_end;
+    o.weight = a.weight;
+    o.seed = a.seed;
+    if a.stop_after.is_some() && a.checkpoint.is_none() {
+        bail!("--stop-after needs --checkpoint");
+    }
+    let model_path = std::path::Path::new(&a.model);
+    let mut inputs: Vec<(&str, &std::path::Path)> = Vec::new();
+    if model_path.exists() {
+        inputs.push(("--model", model_path));
+    }
+    let mut outputs: Vec<(&str, &std::path::Path)> = vec![("--output", a.output.as_path())];
+    if let Some(c) = &a.checkpoint {
+        outputs.push(("--checkpoint", c.as_path()));
+    }
+    sprint_core::outfile::check_outputs(&inputs, &outputs)?;
+    let plan = CheckpointPlan {
+        path: a.checkpoint.clone(),
+        every: a.checkpoint_every,
+        resume: a.resume,
+        stop_after: a.stop_after,
+    };
+    let cache = sprint_assets::Cache::from_env();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
+    let bar = crate::progress::bar(0, "");
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} {prefix} [{bar:25}] {pos}/{len} {msg} (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (file, report) = pool.install(|| -> Result<_> {
+        bar.set_prefix(format!("loading {}", a.model));
+        let model = sprint_models::load(&a.model, &cache)
+            .with_context(|| format!("cannot load model `{}`", a.model))?;
+        let (_, file, report) = learn(&model, &cache, task, &o, &plan, &Bar(bar.clone()))?;
+        Ok((file, report))
+    })?;
+    bar.finish_and_clear();
+    if report.finished {
+        sprint_eval::calibrate::write_threshold_file(&a.output, &file)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_learn(&report, &a.output);
+    }
+    Ok(())
+}
+
+fn print_learn(r: &LearnReport, out: &std::path::Path) {
+    println!("{} on {}: {} steps", r.model, r.task, r.steps);
+    println!("data: {}", r.split);
+    println!(
+        "loss {:.5} -> {:.5}; soft kept at the last step {:.2} %",
+        r.loss_first,
+        r.loss_last,
+        100.0 * r.kept_last
+    );
+    println!(
+        "hard kept on the training items: calibrated start {:.2} %, learned {:.2} %",
+        100.0 * r.train_kept_initial,
+        100.0 * r.train_kept
+    );
+    let f = |v: &[f32]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "Th per layer (logits), calibrated: [{}]",
+        f(&r.initial_per_layer)
+    );
+    println!(
+        "Th per layer (logits), learned:    [{}]",
+        f(&r.learned_per_layer)
+    );
+    println!(
+        "wall time {:.1} s ({:.1} s training)",
+        r.seconds, r.train_seconds
+    );
+    if r.finished {
+        println!("thresholds: {}", out.display());
+    } else {
+        println!("stopped early: no thresholds file written; resume with --resume");
+    }
+}
