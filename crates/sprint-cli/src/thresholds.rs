@@ -20,6 +20,8 @@ pub struct Args {
 enum Command {
     /// Learn thresholds by gradient descent through a soft mask (model frozen).
     Learn(LearnArgs),
+    /// Calibrate thresholds on the training items: score quantile or softmax mass.
+    Calibrate(CalibrateArgs),
 }
 
 /// Arguments of `sprint thresholds learn`.
@@ -67,13 +69,13 @@ pub struct LearnArgs {
     #[arg(long, default_value_t = 0.05)]
     lr: f64,
     /// Initial temperature of the soft mask (logits).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.5)]
     t_start: f64,
     /// Final temperature (logits).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.02)]
     t_end: f64,
-    /// Weight of the kept-fraction regulariser `max(0, kept - keep)^2`.
-    #[arg(long, default_value_t = 100.0)]
+    /// Weight of the kept-fraction regulariser `(kept - keep)^2`.
+    #[arg(long, default_value_t = 200.0)]
     weight: f64,
     /// Seed of the splits and the item order.
     #[arg(long, default_value_t = 0)]
@@ -128,6 +130,7 @@ impl LearnProgress for Bar {
 pub fn run(a: Args) -> Result<()> {
     match a.command {
         Command::Learn(l) => run_learn(l),
+        Command::Calibrate(c) => run_calibrate(c),
     }
 }
 
@@ -242,4 +245,132 @@ fn print_learn(r: &LearnReport, out: &std::path::Path) {
     } else {
         println!("stopped early: no thresholds file written; resume with --resume");
     }
+}
+
+/// Arguments of `sprint thresholds calibrate`.
+#[derive(clap::Args)]
+pub struct CalibrateArgs {
+    /// Model: `minilm`, `smollm2`, or a path.
+    #[arg(long)]
+    model: String,
+    /// Task: bbc, spam, austen (MiniLM), ppl-austen, ppl-moby, ppl-sotu (decoders).
+    #[arg(long)]
+    task: String,
+    /// Write the calibrated thresholds (TOML) here.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// `quantile`: keep a fraction --target of the visible pairs; `mass`: keep on average a
+    /// share --target of each row's dense softmax mass.
+    #[arg(long, default_value = "quantile")]
+    method: String,
+    /// The target fraction (of pairs, or of softmax mass), in (0, 1].
+    #[arg(long)]
+    target: f64,
+    /// One threshold per head instead of per layer.
+    #[arg(long)]
+    per_head: bool,
+    /// Calibration items: train-split documents or windows (0 = all); default 256
+    /// documents or 32 windows, the items `sprint thresholds learn` trains on.
+    #[arg(long)]
+    items: Option<usize>,
+    /// Tokens per sequence (default 256 for documents, 512 for windows).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Probe tasks: documents before the train/test split (0 = all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Perplexity tasks: evaluation windows reserved at the start of the text.
+    #[arg(long, default_value_t = 8)]
+    eval_windows: usize,
+    /// Perplexity tasks: their length in tokens.
+    #[arg(long, default_value_t = 1024)]
+    eval_seq_len: usize,
+    /// Seed of the splits.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+fn run_calibrate(a: CalibrateArgs) -> Result<()> {
+    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    let task = Task::parse(&a.task)?;
+    let mass = match a.method.as_str() {
+        "quantile" => false,
+        "mass" => true,
+        other => bail!("--method must be quantile or mass, got `{other}`"),
+    };
+    if !(a.target > 0.0 && a.target <= 1.0) {
+        bail!("--target must be in (0, 1], got {}", a.target);
+    }
+    let mut o = LearnOptions::new(task);
+    if let Some(n) = a.items {
+        o.items = n;
+    }
+    if let Some(s) = a.seq_len {
+        o.seq_len = s;
+    }
+    o.limit = a.limit;
+    o.eval_windows = a.eval_windows;
+    o.eval_seq_len = a.eval_seq_len;
+    o.seed = a.seed;
+    let model_path = std::path::Path::new(&a.model);
+    let mut inputs: Vec<(&str, &std::path::Path)> = Vec::new();
+    if model_path.exists() {
+        inputs.push(("--model", model_path));
+    }
+    sprint_core::outfile::check_outputs(&inputs, &[("--output", a.output.as_path())])?;
+    let cache = sprint_assets::Cache::from_env();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
+    let bar = crate::progress::bar(0, "");
+    let (file, kept, split) = pool.install(|| -> Result<_> {
+        let model = sprint_models::load(&a.model, &cache)
+            .with_context(|| format!("cannot load model `{}`", a.model))?;
+        let (seqs, split) = sprint_eval::learn::training_items(&model, &cache, task, &o)?;
+        let progress = Bar(bar.clone());
+        progress.stage("calibration items", seqs.len() as u64);
+        let stats = sprint_eval::learn::score_stats(&model, &seqs, &progress)?;
+        let th = if mass {
+            stats.mass_thresholds(a.target, a.per_head)?
+        } else {
+            stats.thresholds(a.target, a.per_head)?
+        };
+        let kept = stats.kept_fraction(&th);
+        let meta = sprint_eval::calibrate::CalibrationMeta {
+            target_keep: if mass { kept } else { a.target },
+            per_head: a.per_head,
+            model: model.name.clone(),
+            task: task.name().into(),
+            split: split.clone(),
+            seed: a.seed,
+            scores: stats.total(),
+        };
+        let mut file = sprint_eval::calibrate::threshold_file(&th, &meta);
+        if mass {
+            file.meta.insert(
+                "method".into(),
+                format!(
+                    "per-{} softmax-mass calibration: the smallest score Th such that the pairs with dense scores >= Th carry on average {} of each query row's dense softmax mass",
+                    if a.per_head { "head" } else { "layer" },
+                    a.target
+                ),
+            );
+            file.meta.insert("target_mass".into(), a.target.to_string());
+        }
+        file.meta.insert("calibration_kept".into(), format!("{kept:.6}"));
+        Ok((file, kept, split))
+    })?;
+    bar.finish_and_clear();
+    sprint_eval::calibrate::write_threshold_file(&a.output, &file)?;
+    println!("{} calibration on {split}", a.method);
+    println!(
+        "kept fraction on the calibration items: {:.2} %",
+        100.0 * kept
+    );
+    println!("thresholds: {}", a.output.display());
+    Ok(())
 }

@@ -6,10 +6,11 @@
 //! ([`sprint_models::soft`]); `T` is annealed geometrically from `t_start` to `t_end`
 //! (logit units) over the run, approaching the hard mask. The loss is
 //!
-//! `task + weight * max(0, kept - keep)^2`
+//! `task + weight * (kept - keep)^2`
 //!
 //! where `kept` is the expected fraction of visible (query, key) pairs the soft mask keeps
-//! (all layers and heads pooled) and `keep` the target. The task loss is, for MiniLM probe
+//! (all layers and heads pooled) and `keep` the target: the penalty pins the kept fraction
+//! to the target and the task loss decides how it is shared between layers and heads. The task loss is, for MiniLM probe
 //! tasks, the distance of the sentence embedding to the dense one, `1 - cos` (the probe is
 //! trained on dense embeddings, so matching them is what keeps its accuracy); for decoder
 //! perplexity tasks, the mean next-token negative log-likelihood (nats) of the window.
@@ -80,7 +81,7 @@ pub struct LearnOptions {
 
 impl LearnOptions {
     /// Defaults for `task`: keep 0.25, per head, 256 training documents (or 32 windows of
-    /// 512 tokens), 2 epochs, batch 8 (1 window), lr 0.05, T from 1 to 0.05, weight 100.
+    /// 512 tokens), 2 epochs, batch 8 (1 window), lr 0.05, T from 0.5 to 0.02, weight 200.
     pub fn new(task: Task) -> Self {
         let ppl = task.kind() == TaskKind::Perplexity;
         Self {
@@ -95,9 +96,9 @@ impl LearnOptions {
             epochs: 2,
             batch_size: if ppl { 1 } else { 8 },
             lr: 0.05,
-            t_start: 1.0,
-            t_end: 0.05,
-            weight: 100.0,
+            t_start: 0.5,
+            t_end: 0.02,
+            weight: 200.0,
             seed: 0,
         }
     }
@@ -181,12 +182,40 @@ impl Checkpoint {
             path: path.to_path_buf(),
             source,
         })?;
-        let c: Checkpoint = serde_json::from_str(&text).map_err(|e| {
+        let bad = |what: String| {
             EvalError::Input(format!(
-                "{}: not a thresholds checkpoint: {e}",
+                "{}: not a thresholds checkpoint: {what}",
                 path.display()
             ))
-        })?;
+        };
+        let serde_json::Value::Object(mut map) =
+            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?
+        else {
+            return Err(bad("not a JSON object".into()));
+        };
+        fn field<T: serde::de::DeserializeOwned>(
+            map: &mut serde_json::Map<String, serde_json::Value>,
+            name: &str,
+            bad: &dyn Fn(String) -> EvalError,
+        ) -> Result<T> {
+            let v = map
+                .remove(name)
+                .ok_or_else(|| bad(format!("field `{name}` is missing")))?;
+            serde_json::from_value(v).map_err(|e| bad(format!("field `{name}`: {e}")))
+        }
+        let c = Checkpoint {
+            options: field(&mut map, "options", &bad)?,
+            model: field(&mut map, "model", &bad)?,
+            step: field(&mut map, "step", &bad)?,
+            params: field(&mut map, "params", &bad)?,
+            m: field(&mut map, "m", &bad)?,
+            v: field(&mut map, "v", &bad)?,
+            losses: field(&mut map, "losses", &bad)?,
+            kept: field(&mut map, "kept", &bad)?,
+        };
+        if let Some(k) = map.keys().next() {
+            return Err(bad(format!("unknown field `{k}`")));
+        }
         let n = c.params.len();
         if c.m.len() != n || c.v.len() != n {
             return Err(EvalError::Input(format!(
@@ -276,7 +305,9 @@ pub struct LearnReport {
     pub train_seconds: f64,
 }
 
-fn prepare(
+/// The training (and calibration) items of `task` for options `o`: token sequences of at
+/// most `o.seq_len` tokens, and a description of the data.
+pub fn training_items(
     model: &LoadedModel,
     cache: &Cache,
     task: Task,
@@ -454,7 +485,7 @@ pub fn learn(
     let np = if o.per_head { layers * heads } else { layers };
 
     progress.stage("preparing data", 1);
-    let (seqs, split) = prepare(model, cache, task, o)?;
+    let (seqs, split) = training_items(model, cache, task, o)?;
     let pad = model.tokenizer()?.pad_id();
     let n = seqs.len();
     progress.inc(None);
@@ -572,7 +603,6 @@ pub fn learn(
         let kept = (out.kept / out.visible).op("kept fraction")?;
         let excess = kept
             .affine(1.0, -o.keep)
-            .and_then(|x| x.relu())
             .and_then(|x| x.sqr())
             .and_then(|x| x * o.weight)
             .op("regulariser")?;
@@ -674,6 +704,24 @@ pub fn learn(
     Ok((learned, file, report))
 }
 
+/// Dense score and softmax-mass statistics of `model` over `seqs` (one sequence per
+/// forward), for calibration; progress advances by one per sequence.
+pub fn score_stats(
+    model: &LoadedModel,
+    seqs: &[Vec<u32>],
+    progress: &dyn LearnProgress,
+) -> Result<crate::calibrate::ScoreStats> {
+    let g = model.model.geometry();
+    let pad = model.tokenizer()?.pad_id();
+    let cal = CalibratingAttention::new(AttentionConfig::default(), g.layers, g.heads);
+    for s in seqs {
+        let b = TokenBatch::from_sequences(vec![s.clone()], pad)?;
+        forward_any(&model.model, &b, &cal)?;
+        progress.inc(None);
+    }
+    Ok(cal.into_stats())
+}
+
 fn finite(x: f32) -> f64 {
     if x.is_finite() { f64::from(x) } else { -64.0 }
 }
@@ -721,7 +769,7 @@ pub fn learned_file(th: &Thresholds, o: &LearnOptions, r: &LearnReport) -> Thres
     m.insert(
         "method".into(),
         format!(
-            "learned (thresholds only, model frozen): per-{} thresholds trained on candle autograd with the soft mask sigmoid((s - Th)/T), T annealed {} -> {}, loss {} + {} * max(0, kept - {})^2, Adam lr {}, {} epochs of batch {}, from the quantile calibration at keep {}",
+            "learned (thresholds only, model frozen): per-{} thresholds trained on candle autograd with the soft mask sigmoid((s - Th)/T), T annealed {} -> {}, loss {} + {} * (kept - {})^2, Adam lr {}, {} epochs of batch {}, from the quantile calibration at keep {}",
             if o.per_head { "head" } else { "layer" },
             o.t_start,
             o.t_end,
