@@ -7,6 +7,7 @@ mod eval;
 mod io;
 mod progress;
 mod simulate;
+mod sweep;
 mod synth;
 mod thresholds;
 
@@ -40,6 +41,8 @@ enum Command {
     Eval(eval::Args),
     /// Learn or calibrate pruning thresholds; writes a thresholds file (docs/thresholds.md).
     Thresholds(thresholds::Args),
+    /// Accuracy against kept fraction per variant and threshold method: CSV and SVG.
+    SweepSparsity(sweep::Args),
 }
 
 /// On SIGINT or SIGTERM, removes every temporary output file being written (see
@@ -71,6 +74,7 @@ fn main() {
         Command::Simulate(a) => simulate::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Thresholds(a) => thresholds::run(a),
+        Command::SweepSparsity(a) => sweep::run(a),
     };
     if let Err(e) = result {
         eprintln!(

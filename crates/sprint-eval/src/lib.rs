@@ -16,6 +16,7 @@ pub mod learn;
 pub mod logreg;
 pub mod metrics;
 pub mod run;
+pub mod sweep;
 pub mod tasks;
 
 pub use error::{EvalError, Result};

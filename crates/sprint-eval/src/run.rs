@@ -48,6 +48,13 @@ pub enum ThresholdChoice {
     File(PathBuf),
     /// Use the thresholds of the attention configuration (`[threshold]` section).
     Config,
+    /// Use these thresholds (logit units), obtained as `method` says.
+    Given {
+        /// The thresholds.
+        thresholds: Thresholds,
+        /// How they were obtained.
+        method: String,
+    },
 }
 
 /// What to evaluate and how.
@@ -411,6 +418,23 @@ fn resolve_given(
                 per_layer: per_layer(&th),
             };
             Ok(Some((th, report)))
+        }
+        ThresholdChoice::Given { thresholds, method } => {
+            if thresholds.values.len() != layers
+                || thresholds.values.iter().any(|r| r.len() != heads)
+            {
+                return Err(EvalError::Input(format!(
+                    "given thresholds are not {layers} layers x {heads} heads"
+                )));
+            }
+            let report = ThresholdReport {
+                source: "given".into(),
+                method: method.clone(),
+                target_keep: None,
+                split: None,
+                per_layer: per_layer(thresholds),
+            };
+            Ok(Some((thresholds.clone(), report)))
         }
         ThresholdChoice::Calibrate { .. } => Ok(None),
     }
