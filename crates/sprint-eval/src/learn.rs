@@ -406,26 +406,6 @@ fn step_items(o: &LearnOptions, n: usize, step: usize) -> Vec<usize> {
     perm[b * o.batch_size..((b + 1) * o.batch_size).min(n)].to_vec()
 }
 
-/// Hard kept fraction of thresholds `th` on `batches`: the fraction of visible pairs whose
-/// exact float score reaches `Th` (the dense scores of the frozen model).
-fn hard_kept(model: &Model, batches: &[TokenBatch], th: &Thresholds) -> Result<f64> {
-    let g = model.geometry();
-    let cal = CalibratingAttention::new(AttentionConfig::default(), g.layers, g.heads);
-    for b in batches {
-        forward_any(model, b, &cal)?;
-    }
-    let stats = cal.into_stats();
-    let (mut kept, mut total) = (0.0, 0.0);
-    for (l, layer) in stats.hist.iter().enumerate() {
-        for (h, hist) in layer.iter().enumerate() {
-            let n = hist.total() as f64;
-            kept += hist.fraction_at_or_above(th.values[l][h]) * n;
-            total += n;
-        }
-    }
-    Ok(kept / total.max(1.0))
-}
-
 fn forward_any(
     model: &Model,
     batch: &TokenBatch,
@@ -511,7 +491,8 @@ pub fn learn(
         }
         progress.inc(None);
     }
-    let initial = cal.into_stats().thresholds(o.keep, o.per_head)?;
+    let stats = cal.into_stats();
+    let initial = stats.thresholds(o.keep, o.per_head)?;
     let init_params: Vec<f64> = if o.per_head {
         initial
             .values
@@ -673,10 +654,10 @@ pub fn learn(
             })
             .collect(),
     };
-    progress.stage("hard kept fraction on the training items", 1);
-    let train_kept = hard_kept(&model.model, &single, &learned)?;
-    let train_kept_initial = hard_kept(&model.model, &single, &initial)?;
-    progress.inc(None);
+    // The dense scores of the frozen model do not depend on the thresholds: the hard kept
+    // fractions come from the statistics of the first pass.
+    let train_kept = stats.kept_fraction(&learned);
+    let train_kept_initial = stats.kept_fraction(&initial);
     let finished = ck.step >= total;
     let mean = |th: &Thresholds| -> Vec<f32> {
         th.values
