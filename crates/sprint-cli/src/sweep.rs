@@ -148,7 +148,12 @@ pub fn run(a: Args) -> Result<()> {
     };
     let mut methods = Vec::new();
     let mut files: Vec<PathBuf> = Vec::new();
-    for m in a.methods.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+    for m in a
+        .methods
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
         methods.push(match m {
             "quantile" => SweepMethod::Quantile,
             "mass" => SweepMethod::Mass,
@@ -315,7 +320,10 @@ fn write_svg(path: &Path, r: &SweepReport) -> Result<()> {
         hi += pad;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("{} on {}: {} vs softmax-kept keys", r.model, r.task, r.metric),
+                format!(
+                    "{} on {}: {} vs softmax-kept keys",
+                    r.model, r.task, r.metric
+                ),
                 ("sans-serif", 20),
             )
             .margin(15)

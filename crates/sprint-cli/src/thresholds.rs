@@ -80,6 +80,9 @@ pub struct LearnArgs {
     /// Seed of the splits and the item order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Start per-head thresholds from per-head quantiles instead of their layer's quantile.
+    #[arg(long)]
+    init_per_head: bool,
     /// Checkpoint file (JSON), written every --checkpoint-every steps and at the end.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -158,6 +161,7 @@ fn run_learn(a: LearnArgs) -> Result<()> {
     o.t_end = a.t_end;
     o.weight = a.weight;
     o.seed = a.seed;
+    o.init_per_head = a.init_per_head;
     if a.stop_after.is_some() && a.checkpoint.is_none() {
         bail!("--stop-after needs --checkpoint");
     }

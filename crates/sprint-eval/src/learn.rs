@@ -77,6 +77,10 @@ pub struct LearnOptions {
     pub weight: f64,
     /// Seed of the splits and the item order.
     pub seed: u64,
+    /// Start per-head thresholds from per-head quantiles (true) or from their layer's
+    /// quantile (false).
+    #[serde(default)]
+    pub init_per_head: bool,
 }
 
 impl LearnOptions {
@@ -100,6 +104,7 @@ impl LearnOptions {
             t_end: 0.02,
             weight: 200.0,
             seed: 0,
+            init_per_head: false,
         }
     }
 
@@ -492,7 +497,7 @@ pub fn learn(
         progress.inc(None);
     }
     let stats = cal.into_stats();
-    let initial = stats.thresholds(o.keep, o.per_head)?;
+    let initial = stats.thresholds(o.keep, o.per_head && o.init_per_head)?;
     let init_params: Vec<f64> = if o.per_head {
         initial
             .values
@@ -765,7 +770,7 @@ pub fn learned_file(th: &Thresholds, o: &LearnOptions, r: &LearnReport) -> Thres
             o.epochs,
             o.batch_size,
             o.keep
-        ),
+        ) + if o.init_per_head { " (per head)" } else { " (per layer)" },
     );
     m.insert("target_keep".into(), o.keep.to_string());
     m.insert("model".into(), r.model.clone());
