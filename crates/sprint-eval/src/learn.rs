@@ -609,8 +609,8 @@ pub fn learn(
         }
         // Adam, bias-corrected, in f64 on the host.
         let k = (step + 1) as i32;
-        for i in 0..np {
-            let gi = f64::from(g[i]);
+        for (i, &gi) in g.iter().enumerate().take(np) {
+            let gi = f64::from(gi);
             ck.m[i] = b1 * ck.m[i] + (1.0 - b1) * gi;
             ck.v[i] = b2 * ck.v[i] + (1.0 - b2) * gi * gi;
             let mh = ck.m[i] / (1.0 - b1.powi(k));
@@ -638,7 +638,7 @@ pub fn learn(
         )));
         if let Some(p) = &plan.path
             && plan.every > 0
-            && ck.step % plan.every == 0
+            && ck.step.is_multiple_of(plan.every)
         {
             ck.write(p)?;
         }

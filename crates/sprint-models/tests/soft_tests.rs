@@ -3,6 +3,8 @@
 //! differences, and the soft forward of MiniLM (real weights) against the model's own
 //! forward.
 
+#![allow(clippy::needless_range_loop)] // index loops mirror the formulas of the reference
+
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
