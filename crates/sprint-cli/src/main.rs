@@ -7,7 +7,9 @@ mod eval;
 mod io;
 mod progress;
 mod simulate;
+mod sweep;
 mod synth;
+mod thresholds;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +39,10 @@ enum Command {
     Simulate(simulate::Args),
     /// Accuracy of a real model on a real task with each attention variant (Fig 9 layout).
     Eval(eval::Args),
+    /// Learn or calibrate pruning thresholds; writes a thresholds file (docs/thresholds.md).
+    Thresholds(thresholds::Args),
+    /// Accuracy against kept fraction per variant and threshold method: CSV and SVG.
+    SweepSparsity(sweep::Args),
 }
 
 /// On SIGINT or SIGTERM, removes every temporary output file being written (see
@@ -67,6 +73,8 @@ fn main() {
         Command::Synth(a) => synth::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Thresholds(a) => thresholds::run(a),
+        Command::SweepSparsity(a) => sweep::run(a),
     };
     if let Err(e) = result {
         eprintln!(

@@ -116,11 +116,88 @@ fn check_keep(keep: f64) -> Result<()> {
     }
 }
 
-/// Per-(layer, head) score histograms.
+/// Softmax mass of the dense attention rows by score, in the bins of [`ScoreHistogram`]:
+/// `mass[b]` sums the dense probabilities `p_ij` of the pairs whose score falls in bin `b`,
+/// over `rows` query rows (so the total is `rows`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MassHistogram {
+    mass: Vec<f64>,
+    rows: u64,
+}
+
+impl Default for MassHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MassHistogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        Self {
+            mass: vec![0.0; HIST_BINS],
+            rows: 0,
+        }
+    }
+
+    /// Adds one attention row: its visible scores (logits) and their dense probabilities.
+    pub fn add_row(&mut self, scores: &[f32], probs: &[f64]) {
+        for (&x, &p) in scores.iter().zip(probs) {
+            let b = ((x as f64 - HIST_MIN) * HIST_BINS_PER_LOGIT).floor();
+            let b = b.clamp(0.0, (HIST_BINS - 1) as f64) as usize;
+            self.mass[b] += p;
+        }
+        self.rows += 1;
+    }
+
+    /// Adds the mass and rows of `other`.
+    pub fn merge(&mut self, other: &MassHistogram) {
+        for (a, b) in self.mass.iter_mut().zip(&other.mass) {
+            *a += b;
+        }
+        self.rows += other.rows;
+    }
+
+    /// Query rows added.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The threshold `Th` (logits) such that the pairs with scores `>= Th` carry, on
+    /// average over the rows, a share `mass` of the dense softmax mass (linear inside the
+    /// bin). `mass >= 1` or no rows gives -inf. `mass` must be in (0, 1].
+    pub fn threshold_for_mass(&self, mass: f64) -> Result<f32> {
+        if !(mass.is_finite() && mass > 0.0 && mass <= 1.0) {
+            return Err(EvalError::Input(format!(
+                "target softmax mass must be in (0, 1], got {mass}"
+            )));
+        }
+        if mass >= 1.0 || self.rows == 0 {
+            return Ok(f32::NEG_INFINITY);
+        }
+        let target = mass * self.rows as f64;
+        let width = 1.0 / HIST_BINS_PER_LOGIT;
+        let mut above = 0.0;
+        for b in (0..HIST_BINS).rev() {
+            let c = self.mass[b];
+            if c > 0.0 && above + c >= target {
+                let frac = (target - above) / c;
+                let upper = HIST_MIN + (b + 1) as f64 * width;
+                return Ok((upper - frac * width) as f32);
+            }
+            above += c;
+        }
+        Ok(f32::NEG_INFINITY)
+    }
+}
+
+/// Per-(layer, head) score histograms and softmax-mass histograms.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScoreStats {
     /// `hist[layer][head]`.
     pub hist: Vec<Vec<ScoreHistogram>>,
+    /// `mass[layer][head]`.
+    pub mass: Vec<Vec<MassHistogram>>,
 }
 
 impl ScoreStats {
@@ -128,7 +205,42 @@ impl ScoreStats {
     pub fn new(layers: usize, heads: usize) -> Self {
         Self {
             hist: vec![vec![ScoreHistogram::new(); heads]; layers],
+            mass: vec![vec![MassHistogram::new(); heads]; layers],
         }
+    }
+
+    /// Thresholds keeping on average a share `mass` of each row's dense softmax mass, per
+    /// layer (heads pooled) or per head.
+    pub fn mass_thresholds(&self, mass: f64, per_head: bool) -> Result<Thresholds> {
+        let mut values = Vec::with_capacity(self.mass.len());
+        for layer in &self.mass {
+            if per_head {
+                values.push(
+                    layer
+                        .iter()
+                        .map(|h| h.threshold_for_mass(mass))
+                        .collect::<Result<Vec<_>>>()?,
+                );
+            } else {
+                let mut pooled = MassHistogram::new();
+                layer.iter().for_each(|h| pooled.merge(h));
+                values.push(vec![pooled.threshold_for_mass(mass)?; layer.len()]);
+            }
+        }
+        Ok(Thresholds { values })
+    }
+
+    /// Fraction of all visible pairs (every layer and head) with scores `>= Th`.
+    pub fn kept_fraction(&self, th: &Thresholds) -> f64 {
+        let (mut kept, mut total) = (0.0, 0.0);
+        for (l, layer) in self.hist.iter().enumerate() {
+            for (h, hist) in layer.iter().enumerate() {
+                let n = hist.total() as f64;
+                kept += hist.fraction_at_or_above(th.values[l][h]) * n;
+                total += n;
+            }
+        }
+        kept / total.max(1.0)
     }
 
     /// Scores collected in all.
@@ -205,8 +317,9 @@ impl CalibratingAttention {
                     .and_then(|k| k.t())
                     .and_then(|k| k.contiguous())
                     .op("calibration")?;
-                let hist = &mut stats.hist[call.layer][h];
                 let mut start = 0;
+                let mut vis_scores: Vec<f32> = Vec::with_capacity(seq);
+                let mut probs: Vec<f64> = Vec::with_capacity(seq);
                 while start < seq {
                     let len = CALIB_ROWS.min(seq - start);
                     let s: Tensor = q
@@ -221,11 +334,19 @@ impl CalibratingAttention {
                             continue;
                         }
                         let limit = if call.causal { i + 1 } else { seq };
+                        vis_scores.clear();
                         for (j, &x) in row.iter().enumerate().take(limit) {
                             if valid[j] {
-                                hist.add(x);
+                                stats.hist[call.layer][h].add(x);
+                                vis_scores.push(x);
                             }
                         }
+                        let m = vis_scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        probs.clear();
+                        probs.extend(vis_scores.iter().map(|&x| f64::from(x - m).exp()));
+                        let z: f64 = probs.iter().sum();
+                        probs.iter_mut().for_each(|p| *p /= z);
+                        stats.mass[call.layer][h].add_row(&vis_scores, &probs);
                     }
                     start += len;
                 }

@@ -12,9 +12,11 @@
 
 pub mod calibrate;
 pub mod error;
+pub mod learn;
 pub mod logreg;
 pub mod metrics;
 pub mod run;
+pub mod sweep;
 pub mod tasks;
 
 pub use error::{EvalError, Result};

@@ -26,6 +26,11 @@ use crate::tasks::{
     sentiment_prompt, subset, windows,
 };
 
+/// Probes fitted in this process, by model, task, document limit, length and seed.
+static PROBES: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, (LogisticRegression, f64)>>,
+> = std::sync::LazyLock::new(Default::default);
+
 /// Fraction of a labelled corpus held out for testing the probe (stratified).
 pub const TEST_FRACTION: f64 = 0.2;
 /// Fraction of the Pang & Lee sentences used to calibrate (stratified); the rest is scored.
@@ -48,6 +53,13 @@ pub enum ThresholdChoice {
     File(PathBuf),
     /// Use the thresholds of the attention configuration (`[threshold]` section).
     Config,
+    /// Use these thresholds (logit units), obtained as `method` says.
+    Given {
+        /// The thresholds.
+        thresholds: Thresholds,
+        /// How they were obtained.
+        method: String,
+    },
 }
 
 /// What to evaluate and how.
@@ -412,6 +424,23 @@ fn resolve_given(
             };
             Ok(Some((th, report)))
         }
+        ThresholdChoice::Given { thresholds, method } => {
+            if thresholds.values.len() != layers
+                || thresholds.values.iter().any(|r| r.len() != heads)
+            {
+                return Err(EvalError::Input(format!(
+                    "given thresholds are not {layers} layers x {heads} heads"
+                )));
+            }
+            let report = ThresholdReport {
+                source: "given".into(),
+                method: method.clone(),
+                target_keep: None,
+                split: None,
+                per_layer: per_layer(thresholds),
+            };
+            Ok(Some((thresholds.clone(), report)))
+        }
         ThresholdChoice::Calibrate { .. } => Ok(None),
     }
 }
@@ -757,23 +786,51 @@ impl Ctx<'_> {
         let test_labels: Vec<usize> = sp.test.iter().map(|&i| labels[i]).collect();
         let bs = self.opts.batch_size;
 
-        // Probe on dense embeddings of the train split.
-        self.progress
-            .stage("dense train documents", train_texts.len() as u64);
-        let dense = make_backend(self.opts, Variant::Dense, &None, 1, 1)?;
-        let (train_x, _) = embed_all(
-            self.model,
-            &train_texts,
+        // Probe on dense embeddings of the train split (fitted once per model, task, data
+        // and seed in a process: a sweep evaluates many thresholds with the same probe).
+        let key = format!(
+            "{}|{}|{:?}|{}|{}",
+            self.model.name,
+            self.opts.task.name(),
+            self.limit,
             self.seq_len,
-            bs,
-            dense.as_ref(),
-            false,
-            self.progress,
-        )?;
-        let classes = corpus.labels.len();
-        let clf =
-            LogisticRegression::fit(&train_x, &train_labels, classes, &LogRegOptions::default())?;
-        let train_acc = accuracy(&clf.predict(&train_x)?, &train_labels);
+            self.opts.seed
+        );
+        let cached = PROBES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let (clf, train_acc) = match cached {
+            Some(c) => c,
+            None => {
+                self.progress
+                    .stage("dense train documents", train_texts.len() as u64);
+                let dense = make_backend(self.opts, Variant::Dense, &None, 1, 1)?;
+                let (train_x, _) = embed_all(
+                    self.model,
+                    &train_texts,
+                    self.seq_len,
+                    bs,
+                    dense.as_ref(),
+                    false,
+                    self.progress,
+                )?;
+                let classes = corpus.labels.len();
+                let clf = LogisticRegression::fit(
+                    &train_x,
+                    &train_labels,
+                    classes,
+                    &LogRegOptions::default(),
+                )?;
+                let train_acc = accuracy(&clf.predict(&train_x)?, &train_labels);
+                PROBES
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, (clf.clone(), train_acc));
+                (clf, train_acc)
+            }
+        };
 
         // Thresholds.
         let (th, th_report) = self.thresholds(|items| {

@@ -136,6 +136,16 @@ impl BertModel {
         })
     }
 
+    /// The input embeddings.
+    pub fn embeddings(&self) -> &TokenEmbeddings {
+        &self.embeddings
+    }
+
+    /// The encoder layers, in order.
+    pub fn layers(&self) -> &[PostLnLayer] {
+        &self.layers
+    }
+
     /// The configuration.
     pub fn config(&self) -> &BertConfig {
         &self.cfg

@@ -44,6 +44,7 @@ pub mod mha;
 pub mod model;
 pub mod nn;
 pub mod record;
+pub mod soft;
 pub mod tokenizer;
 pub mod vit;
 pub mod weights;

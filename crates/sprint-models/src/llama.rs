@@ -107,13 +107,13 @@ impl LlamaConfig {
 }
 
 #[derive(Clone, Debug)]
-struct Block {
-    attn_norm: RmsNorm,
-    attn: SelfAttention,
-    ffn_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+pub(crate) struct Block {
+    pub(crate) attn_norm: RmsNorm,
+    pub(crate) attn: SelfAttention,
+    pub(crate) ffn_norm: RmsNorm,
+    pub(crate) gate: Linear,
+    pub(crate) up: Linear,
+    pub(crate) down: Linear,
 }
 
 /// A Llama-family language model.
@@ -181,6 +181,11 @@ impl LlamaModel {
             output,
             cfg,
         })
+    }
+
+    /// Token embeddings, blocks, final norm and output head (for the soft forward).
+    pub(crate) fn parts(&self) -> (&Embedding, &[Block], &RmsNorm, &Linear) {
+        (&self.embed, &self.blocks, &self.norm, &self.output)
     }
 
     /// The configuration.

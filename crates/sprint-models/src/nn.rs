@@ -55,6 +55,16 @@ impl Linear {
         Self::new(stored.unwrap_or_else(|| embedding.table().clone()), None)
     }
 
+    /// The weight `[out, in]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `[out]`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
     /// Output features.
     pub fn out_dim(&self) -> usize {
         self.weight.dims()[0]
@@ -134,6 +144,11 @@ impl LayerNorm {
         })
     }
 
+    /// Gain `[dim]`, bias `[dim]` and epsilon.
+    pub fn parts(&self) -> (&Tensor, &Tensor, f32) {
+        (&self.weight, &self.bias, self.eps)
+    }
+
     /// Normalises `x` over its last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous().op("layer norm")?;
@@ -177,6 +192,11 @@ impl RmsNorm {
             weight,
             eps: eps as f32,
         }
+    }
+
+    /// Gain `[dim]` and epsilon.
+    pub fn parts(&self) -> (&Tensor, f32) {
+        (&self.weight, self.eps)
     }
 
     /// Normalises `x` over its last dimension.

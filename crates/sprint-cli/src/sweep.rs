@@ -1,0 +1,392 @@
+//! `sprint sweep-sparsity`: the task's metric against the kept fraction for each attention
+//! variant and threshold method, as a CSV table and an SVG plot (docs/thresholds.md).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use indicatif::ProgressBar;
+use plotters::prelude::*;
+use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
+use sprint_eval::Task;
+use sprint_eval::learn::LearnOptions;
+use sprint_eval::run::{EvalOptions, Progress};
+use sprint_eval::sweep::{SweepMethod, SweepOptions, SweepReport, sweep};
+use sprint_eval::tasks::TaskKind;
+
+/// Arguments of `sprint sweep-sparsity`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model: `minilm`, `smollm2`, or a path.
+    #[arg(long)]
+    model: String,
+    /// Task: bbc, spam, austen (MiniLM), ppl-austen, ppl-moby, ppl-sotu (decoders).
+    #[arg(long)]
+    task: String,
+    /// Comma-separated variants (dense always runs once, as the reference).
+    #[arg(long, default_value = "runtime-pruning,sprint-no-recompute,sprint")]
+    variants: String,
+    /// Comma-separated calibrated methods: quantile, mass (empty for none).
+    #[arg(long, default_value = "quantile,mass")]
+    methods: String,
+    /// Comma-separated targets of the calibrated methods: kept fraction (quantile) or
+    /// softmax share (mass).
+    #[arg(long, default_value = "0.1,0.2,0.3,0.5")]
+    targets: String,
+    /// Comma-separated mass targets, when they should differ from --targets.
+    #[arg(long)]
+    mass_targets: Option<String>,
+    /// Thresholds files to add as points, `LABEL=FILE` (repeatable), e.g. learned ones.
+    #[arg(long = "file", value_name = "LABEL=FILE")]
+    files: Vec<String>,
+    /// Calibrate one threshold per head.
+    #[arg(long)]
+    per_head: bool,
+    /// Evaluated items (as `sprint eval --limit`; 0 = all); default all documents, 4
+    /// windows.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Tokens per evaluated sequence (default 256 for documents, 1024 for windows).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Calibration items (train-split documents or windows after the evaluated ones).
+    #[arg(long)]
+    calib_items: Option<usize>,
+    /// Tokens per calibration window (perplexity tasks; default 512).
+    #[arg(long)]
+    calib_seq_len: Option<usize>,
+    /// Override the recompute mode: fixed-point or float.
+    #[arg(long)]
+    recompute: Option<String>,
+    /// Seed of the splits and noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Write the table here (CSV).
+    #[arg(long)]
+    csv: PathBuf,
+    /// Write the plot here (SVG).
+    #[arg(long)]
+    svg: PathBuf,
+}
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn stage(&self, what: &str, len: u64) {
+        self.0.reset();
+        self.0.set_length(len);
+        self.0.set_message(what.to_string());
+    }
+    fn inc(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+fn parse_list(s: &str, what: &str) -> Result<Vec<f64>> {
+    s.split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| {
+            let v: f64 = x
+                .trim()
+                .parse()
+                .with_context(|| format!("{what}: `{x}` is not a number"))?;
+            if !(v > 0.0 && v <= 1.0) {
+                bail!("{what}: {v} is not in (0, 1]");
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
+/// Runs `sprint sweep-sparsity`.
+pub fn run(a: Args) -> Result<()> {
+    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    let task = Task::parse(&a.task)?;
+    let ppl = task.kind() == TaskKind::Perplexity;
+    let mut eval = EvalOptions::new(task);
+    eval.variants = a
+        .variants
+        .split(',')
+        .map(|v| Variant::parse(v.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    eval.limit = Some(a.limit.unwrap_or(if ppl { 4 } else { 0 }));
+    eval.seq_len = Some(a.seq_len.unwrap_or(if ppl { 1024 } else { 256 }));
+    eval.seed = a.seed;
+    eval.batch_size = a.batch_size;
+    let mut cfg = AttentionConfig::default();
+    if let Some(r) = &a.recompute {
+        cfg.recompute = match r.as_str() {
+            "fixed-point" => RecomputeMode::FixedPoint,
+            "float" => RecomputeMode::Float,
+            other => bail!("--recompute must be fixed-point or float, got `{other}`"),
+        };
+    }
+    cfg.seed = a.seed;
+    eval.attention = cfg;
+    let mut calib = LearnOptions::new(task);
+    calib.seed = a.seed;
+    calib.limit = if ppl { 0 } else { a.limit.unwrap_or(0) };
+    calib.eval_windows = eval.limit.unwrap_or(0);
+    calib.eval_seq_len = eval.seq_len.unwrap_or(1024);
+    if let Some(n) = a.calib_items {
+        calib.items = n;
+    }
+    if let Some(s) = a.calib_seq_len {
+        calib.seq_len = s;
+    } else if !ppl {
+        calib.seq_len = eval.seq_len.unwrap_or(256);
+    }
+    let targets = parse_list(&a.targets, "--targets")?;
+    let mass_targets = match &a.mass_targets {
+        Some(s) => parse_list(s, "--mass-targets")?,
+        None => targets.clone(),
+    };
+    let mut methods = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for m in a
+        .methods
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        methods.push(match m {
+            "quantile" => SweepMethod::Quantile,
+            "mass" => SweepMethod::Mass,
+            other => bail!("--methods: `{other}` is not quantile or mass"),
+        });
+    }
+    for f in &a.files {
+        let Some((label, path)) = f.split_once('=') else {
+            bail!("--file `{f}`: give LABEL=FILE");
+        };
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("--file {label}: {} does not exist", path.display());
+        }
+        files.push(path.clone());
+        methods.push(SweepMethod::File {
+            label: label.to_string(),
+            path,
+        });
+    }
+    if methods.is_empty() {
+        bail!("nothing to sweep: give --methods or --file");
+    }
+    let mut inputs: Vec<(&str, &Path)> = files.iter().map(|p| ("--file", p.as_path())).collect();
+    let model_path = Path::new(&a.model);
+    if model_path.exists() {
+        inputs.push(("--model", model_path));
+    }
+    sprint_core::outfile::check_outputs(
+        &inputs,
+        &[("--csv", a.csv.as_path()), ("--svg", a.svg.as_path())],
+    )?;
+    let cache = sprint_assets::Cache::from_env();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
+    let bar = crate::progress::bar(0, "");
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    // The mass targets differ from the quantile ones: run mass separately when asked.
+    let report = pool.install(|| -> Result<SweepReport> {
+        let model = sprint_models::load(&a.model, &cache)
+            .with_context(|| format!("cannot load model `{}`", a.model))?;
+        let (mass, rest): (Vec<_>, Vec<_>) =
+            methods.into_iter().partition(|m| *m == SweepMethod::Mass);
+        let mut o = SweepOptions {
+            eval,
+            calib,
+            methods: rest,
+            targets,
+            per_head: a.per_head,
+        };
+        let mut r = sweep(&model, &cache, &o, &Bar(bar.clone()))?;
+        if !mass.is_empty() {
+            o.methods = mass;
+            o.targets = mass_targets;
+            let m = sweep(&model, &cache, &o, &Bar(bar.clone()))?;
+            if r.calibration.is_empty() {
+                r.calibration = m.calibration;
+            }
+            r.rows.extend(m.rows);
+        }
+        Ok(r)
+    })?;
+    bar.finish_and_clear();
+    write_csv(&a.csv, &report)?;
+    write_svg(&a.svg, &report)?;
+    println!(
+        "{} on {}: dense {} {:.4}; {} points",
+        report.model,
+        report.task,
+        report.metric,
+        report.dense,
+        report.rows.len()
+    );
+    println!("data: {}", report.split);
+    if !report.calibration.is_empty() {
+        println!("calibration: {}", report.calibration);
+    }
+    for r in &report.rows {
+        println!(
+            "{:<10} {:>6} {:<20} {} {:.4} (delta {:+.4}), kept {:.2} %, softmax {:.2} %",
+            r.method,
+            r.target.map_or("-".into(), |t| format!("{t}")),
+            r.variant,
+            report.metric,
+            r.metric,
+            r.delta,
+            100.0 * r.kept_fraction,
+            100.0 * r.softmax_fraction
+        );
+    }
+    println!("table: {}\nplot: {}", a.csv.display(), a.svg.display());
+    Ok(())
+}
+
+fn write_csv(path: &Path, r: &SweepReport) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "model",
+        "task",
+        "method",
+        "target",
+        "variant",
+        "metric",
+        "value",
+        "dense",
+        "delta",
+        "kept_fraction",
+        "softmax_fraction",
+    ])?;
+    for row in &r.rows {
+        w.write_record([
+            r.model.clone(),
+            r.task.clone(),
+            row.method.clone(),
+            row.target.map_or(String::new(), |t| t.to_string()),
+            row.variant.clone(),
+            r.metric.clone(),
+            format!("{:.6}", row.metric),
+            format!("{:.6}", r.dense),
+            format!("{:.6}", row.delta),
+            format!("{:.6}", row.kept_fraction),
+            format!("{:.6}", row.softmax_fraction),
+        ])?;
+    }
+    let bytes = w.into_inner().context("csv")?;
+    sprint_core::outfile::write_atomic::<anyhow::Error>(path, |f| {
+        use std::io::Write;
+        f.write_all(&bytes)
+            .with_context(|| format!("cannot write {}", path.display()))
+    })
+}
+
+fn write_svg(path: &Path, r: &SweepReport) -> Result<()> {
+    let mut svg = String::new();
+    {
+        let backend = SVGBackend::with_string(&mut svg, (900, 600));
+        let root = backend.into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("svg: {e}"))?;
+        let scale = if r.metric == "accuracy" { 100.0 } else { 1.0 };
+        let ys: Vec<f64> = r
+            .rows
+            .iter()
+            .map(|x| x.metric * scale)
+            .chain([r.dense * scale])
+            .collect();
+        let (mut lo, mut hi) = ys
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| {
+                (a.min(y), b.max(y))
+            });
+        if r.metric == "perplexity" {
+            // Keep the interesting part visible: at most 3x dense.
+            hi = hi.min(3.0 * r.dense);
+        }
+        let pad = ((hi - lo) * 0.05).max(1e-3);
+        lo -= pad;
+        hi += pad;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "{} on {}: {} vs softmax-kept keys",
+                    r.model, r.task, r.metric
+                ),
+                ("sans-serif", 20),
+            )
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0f64..100.0f64, lo..hi)
+            .map_err(|e| anyhow::anyhow!("svg: {e}"))?;
+        chart
+            .configure_mesh()
+            .x_desc("keys in the softmax (% of visible)")
+            .y_desc(if scale > 1.0 {
+                "accuracy (%)"
+            } else {
+                "perplexity"
+            })
+            .draw()
+            .map_err(|e| anyhow::anyhow!("svg: {e}"))?;
+        let dense = r.dense * scale;
+        chart
+            .draw_series(LineSeries::new(
+                [(0.0, dense), (100.0, dense)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(|e| anyhow::anyhow!("svg: {e}"))?
+            .label("dense")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
+        let mut keys: Vec<(String, String)> = Vec::new();
+        for row in &r.rows {
+            let k = (row.method.clone(), row.variant.clone());
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        for (i, (method, variant)) in keys.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let mut pts: Vec<(f64, f64)> = r
+                .rows
+                .iter()
+                .filter(|x| &x.method == method && &x.variant == variant)
+                .map(|x| (100.0 * x.softmax_fraction, (x.metric * scale).clamp(lo, hi)))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(|e| anyhow::anyhow!("svg: {e}"))?
+                .label(format!("{variant} / {method}"))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| anyhow::anyhow!("svg: {e}"))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| anyhow::anyhow!("svg: {e}"))?;
+        root.present().map_err(|e| anyhow::anyhow!("svg: {e}"))?;
+    }
+    sprint_core::outfile::write_atomic::<anyhow::Error>(path, |f| {
+        use std::io::Write;
+        f.write_all(svg.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))
+    })
+}

@@ -1,0 +1,380 @@
+//! `sprint thresholds`: learn thresholds (thresholds only, model frozen) or calibrate them,
+//! writing a thresholds file `sprint eval --thresholds` and `sprint attend` accept
+//! (docs/thresholds.md).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use sprint_eval::Task;
+use sprint_eval::learn::{CheckpointPlan, LearnOptions, LearnProgress, LearnReport, learn};
+
+/// Arguments of `sprint thresholds`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Learn thresholds by gradient descent through a soft mask (model frozen).
+    Learn(LearnArgs),
+    /// Calibrate thresholds on the training items: score quantile or softmax mass.
+    Calibrate(CalibrateArgs),
+}
+
+/// Arguments of `sprint thresholds learn`.
+#[derive(clap::Args)]
+pub struct LearnArgs {
+    /// Model: `minilm` (probe tasks) or `smollm2` (perplexity tasks), or a path.
+    #[arg(long)]
+    model: String,
+    /// Task: bbc, spam, austen (MiniLM), ppl-austen, ppl-moby, ppl-sotu (SmolLM2).
+    #[arg(long)]
+    task: String,
+    /// Write the learned thresholds (TOML) here.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Target fraction of visible (query, key) pairs kept.
+    #[arg(long, default_value_t = 0.25)]
+    keep: f64,
+    /// One threshold per layer instead of per head.
+    #[arg(long)]
+    per_layer: bool,
+    /// Training items: train-split documents or windows (0 = all); default 256 documents
+    /// or 32 windows.
+    #[arg(long)]
+    items: Option<usize>,
+    /// Tokens per training sequence (default 256 for documents, 512 for windows).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Probe tasks: documents before the train/test split, as `sprint eval --limit`
+    /// (0 = all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Perplexity tasks: evaluation windows reserved at the start of the text.
+    #[arg(long, default_value_t = 8)]
+    eval_windows: usize,
+    /// Perplexity tasks: their length in tokens.
+    #[arg(long, default_value_t = 1024)]
+    eval_seq_len: usize,
+    /// Passes over the training items.
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// Sequences per step (default 8 documents, 1 window).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam learning rate (logits per step).
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    /// Initial temperature of the soft mask (logits).
+    #[arg(long, default_value_t = 0.5)]
+    t_start: f64,
+    /// Final temperature (logits).
+    #[arg(long, default_value_t = 0.02)]
+    t_end: f64,
+    /// Weight of the kept-fraction regulariser `(kept - keep)^2`.
+    #[arg(long, default_value_t = 200.0)]
+    weight: f64,
+    /// Seed of the splits and the item order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Start per-head thresholds from per-head quantiles instead of their layer's quantile.
+    #[arg(long)]
+    init_per_head: bool,
+    /// Checkpoint file (JSON), written every --checkpoint-every steps and at the end.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 10)]
+    checkpoint_every: usize,
+    /// Resume from --checkpoint when it exists (the options must match).
+    #[arg(long, requires = "checkpoint")]
+    resume: bool,
+    /// Stop after this many steps in all (the checkpoint lets a later run resume).
+    #[arg(long, hide = true)]
+    stop_after: Option<usize>,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Bar(ProgressBar);
+
+impl LearnProgress for Bar {
+    fn stage(&self, what: &str, len: u64) {
+        self.0.reset();
+        self.0.set_length(len);
+        self.0.set_prefix(what.to_string());
+        self.0.set_message("");
+    }
+    fn inc(&self, status: Option<&str>) {
+        if let Some(s) = status {
+            self.0.set_message(s.to_string());
+            // Without a terminal the bar is hidden: one line per step instead.
+            if self.0.is_hidden() {
+                eprintln!(
+                    "step {}/{} {s} ({:.0} s)",
+                    self.0.position() + 1,
+                    self.0.length().unwrap_or(0),
+                    self.0.elapsed().as_secs_f64()
+                );
+            }
+        }
+        self.0.inc(1);
+    }
+}
+
+/// Runs `sprint thresholds`.
+pub fn run(a: Args) -> Result<()> {
+    match a.command {
+        Command::Learn(l) => run_learn(l),
+        Command::Calibrate(c) => run_calibrate(c),
+    }
+}
+
+fn run_learn(a: LearnArgs) -> Result<()> {
+    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    let task = Task::parse(&a.task)?;
+    let mut o = LearnOptions::new(task);
+    o.keep = a.keep;
+    o.per_head = !a.per_layer;
+    if let Some(n) = a.items {
+        o.items = n;
+    }
+    if let Some(s) = a.seq_len {
+        o.seq_len = s;
+    }
+    if let Some(b) = a.batch_size {
+        o.batch_size = b;
+    }
+    o.limit = a.limit;
+    o.eval_windows = a.eval_windows;
+    o.eval_seq_len = a.eval_seq_len;
+    o.epochs = a.epochs;
+    o.lr = a.lr;
+    o.t_start = a.t_start;
+    o.t_end = a.t_end;
+    o.weight = a.weight;
+    o.seed = a.seed;
+    o.init_per_head = a.init_per_head;
+    if a.stop_after.is_some() && a.checkpoint.is_none() {
+        bail!("--stop-after needs --checkpoint");
+    }
+    let model_path = std::path::Path::new(&a.model);
+    let mut inputs: Vec<(&str, &std::path::Path)> = Vec::new();
+    if model_path.exists() {
+        inputs.push(("--model", model_path));
+    }
+    let mut outputs: Vec<(&str, &std::path::Path)> = vec![("--output", a.output.as_path())];
+    if let Some(c) = &a.checkpoint {
+        outputs.push(("--checkpoint", c.as_path()));
+    }
+    sprint_core::outfile::check_outputs(&inputs, &outputs)?;
+    let plan = CheckpointPlan {
+        path: a.checkpoint.clone(),
+        every: a.checkpoint_every,
+        resume: a.resume,
+        stop_after: a.stop_after,
+    };
+    let cache = sprint_assets::Cache::from_env();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
+    let bar = crate::progress::bar(0, "");
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} {prefix} [{bar:25}] {pos}/{len} {msg} (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (file, report) = pool.install(|| -> Result<_> {
+        bar.set_prefix(format!("loading {}", a.model));
+        let model = sprint_models::load(&a.model, &cache)
+            .with_context(|| format!("cannot load model `{}`", a.model))?;
+        let (_, file, report) = learn(&model, &cache, task, &o, &plan, &Bar(bar.clone()))?;
+        Ok((file, report))
+    })?;
+    bar.finish_and_clear();
+    if report.finished {
+        sprint_eval::calibrate::write_threshold_file(&a.output, &file)?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_learn(&report, &a.output);
+    }
+    Ok(())
+}
+
+fn print_learn(r: &LearnReport, out: &std::path::Path) {
+    println!("{} on {}: {} steps", r.model, r.task, r.steps);
+    println!("data: {}", r.split);
+    println!(
+        "loss {:.5} -> {:.5}; soft kept at the last step {:.2} %",
+        r.loss_first,
+        r.loss_last,
+        100.0 * r.kept_last
+    );
+    println!(
+        "hard kept on the training items: calibrated start {:.2} %, learned {:.2} %",
+        100.0 * r.train_kept_initial,
+        100.0 * r.train_kept
+    );
+    let f = |v: &[f32]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "Th per layer (logits), calibrated: [{}]",
+        f(&r.initial_per_layer)
+    );
+    println!(
+        "Th per layer (logits), learned:    [{}]",
+        f(&r.learned_per_layer)
+    );
+    println!(
+        "wall time {:.1} s ({:.1} s training)",
+        r.seconds, r.train_seconds
+    );
+    if r.finished {
+        println!("thresholds: {}", out.display());
+    } else {
+        println!("stopped early: no thresholds file written; resume with --resume");
+    }
+}
+
+/// Arguments of `sprint thresholds calibrate`.
+#[derive(clap::Args)]
+pub struct CalibrateArgs {
+    /// Model: `minilm`, `smollm2`, or a path.
+    #[arg(long)]
+    model: String,
+    /// Task: bbc, spam, austen (MiniLM), ppl-austen, ppl-moby, ppl-sotu (decoders).
+    #[arg(long)]
+    task: String,
+    /// Write the calibrated thresholds (TOML) here.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// `quantile`: keep a fraction --target of the visible pairs; `mass`: keep on average a
+    /// share --target of each row's dense softmax mass.
+    #[arg(long, default_value = "quantile")]
+    method: String,
+    /// The target fraction (of pairs, or of softmax mass), in (0, 1].
+    #[arg(long)]
+    target: f64,
+    /// One threshold per head instead of per layer.
+    #[arg(long)]
+    per_head: bool,
+    /// Calibration items: train-split documents or windows (0 = all); default 256
+    /// documents or 32 windows, the items `sprint thresholds learn` trains on.
+    #[arg(long)]
+    items: Option<usize>,
+    /// Tokens per sequence (default 256 for documents, 512 for windows).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Probe tasks: documents before the train/test split (0 = all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Perplexity tasks: evaluation windows reserved at the start of the text.
+    #[arg(long, default_value_t = 8)]
+    eval_windows: usize,
+    /// Perplexity tasks: their length in tokens.
+    #[arg(long, default_value_t = 1024)]
+    eval_seq_len: usize,
+    /// Seed of the splits.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+fn run_calibrate(a: CalibrateArgs) -> Result<()> {
+    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    let task = Task::parse(&a.task)?;
+    let mass = match a.method.as_str() {
+        "quantile" => false,
+        "mass" => true,
+        other => bail!("--method must be quantile or mass, got `{other}`"),
+    };
+    if !(a.target > 0.0 && a.target <= 1.0) {
+        bail!("--target must be in (0, 1], got {}", a.target);
+    }
+    let mut o = LearnOptions::new(task);
+    if let Some(n) = a.items {
+        o.items = n;
+    }
+    if let Some(s) = a.seq_len {
+        o.seq_len = s;
+    }
+    o.limit = a.limit;
+    o.eval_windows = a.eval_windows;
+    o.eval_seq_len = a.eval_seq_len;
+    o.seed = a.seed;
+    let model_path = std::path::Path::new(&a.model);
+    let mut inputs: Vec<(&str, &std::path::Path)> = Vec::new();
+    if model_path.exists() {
+        inputs.push(("--model", model_path));
+    }
+    sprint_core::outfile::check_outputs(&inputs, &[("--output", a.output.as_path())])?;
+    let cache = sprint_assets::Cache::from_env();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
+    let bar = crate::progress::bar(0, "");
+    let (file, kept, split) = pool.install(|| -> Result<_> {
+        let model = sprint_models::load(&a.model, &cache)
+            .with_context(|| format!("cannot load model `{}`", a.model))?;
+        let (seqs, split) = sprint_eval::learn::training_items(&model, &cache, task, &o)?;
+        let progress = Bar(bar.clone());
+        progress.stage("calibration items", seqs.len() as u64);
+        let stats = sprint_eval::learn::score_stats(&model, &seqs, &progress)?;
+        let th = if mass {
+            stats.mass_thresholds(a.target, a.per_head)?
+        } else {
+            stats.thresholds(a.target, a.per_head)?
+        };
+        let kept = stats.kept_fraction(&th);
+        let meta = sprint_eval::calibrate::CalibrationMeta {
+            target_keep: if mass { kept } else { a.target },
+            per_head: a.per_head,
+            model: model.name.clone(),
+            task: task.name().into(),
+            split: split.clone(),
+            seed: a.seed,
+            scores: stats.total(),
+        };
+        let mut file = sprint_eval::calibrate::threshold_file(&th, &meta);
+        if mass {
+            file.meta.insert(
+                "method".into(),
+                format!(
+                    "per-{} softmax-mass calibration: the smallest score Th such that the pairs with dense scores >= Th carry on average {} of each query row's dense softmax mass",
+                    if a.per_head { "head" } else { "layer" },
+                    a.target
+                ),
+            );
+            file.meta.insert("target_mass".into(), a.target.to_string());
+        }
+        file.meta.insert("calibration_kept".into(), format!("{kept:.6}"));
+        Ok((file, kept, split))
+    })?;
+    bar.finish_and_clear();
+    sprint_eval::calibrate::write_threshold_file(&a.output, &file)?;
+    println!("{} calibration on {split}", a.method);
+    println!(
+        "kept fraction on the calibration items: {:.2} %",
+        100.0 * kept
+    );
+    println!("thresholds: {}", a.output.display());
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Accuracy against kept fraction (the paper's Fig 9 as curves): for each threshold method
+//! (score quantile, softmax mass, learned thresholds files) and target, the task's metric
+//! under each attention variant with the kept fractions it reached (in memory and in the
+//! softmax). Calibrations use the training items of [`crate::learn::training_items`],
+//! disjoint from the evaluated ones.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sprint_assets::Cache;
+use sprint_core::config::Variant;
+use sprint_models::LoadedModel;
+
+use crate::error::Result;
+use crate::learn::{LearnOptions, LearnProgress, score_stats, training_items};
+use crate::run::{EvalOptions, Progress, ThresholdChoice, evaluate};
+
+/// A threshold method of a sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SweepMethod {
+    /// Per-layer (or per-head) score quantile keeping a target fraction of the pairs.
+    Quantile,
+    /// Per-layer (or per-head) threshold keeping a target share of the softmax mass.
+    Mass,
+    /// A thresholds file (e.g. learned), labelled `label`.
+    File {
+        /// Label in the outputs.
+        label: String,
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// What to sweep.
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    /// The evaluation (task, limit, seq_len, seed, attention configuration, batch size);
+    /// its variants are run for every point, dense once.
+    pub eval: EvalOptions,
+    /// The calibration items (their task, items, seq_len, limit, reserved windows, seed).
+    pub calib: LearnOptions,
+    /// Methods.
+    pub methods: Vec<SweepMethod>,
+    /// Targets of the quantile (kept fraction) and mass (softmax share) methods, in (0, 1].
+    pub targets: Vec<f64>,
+    /// One threshold per head for the calibrated methods.
+    pub per_head: bool,
+}
+
+/// One point of a sweep.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepRow {
+    /// `quantile`, `mass`, or a file's label.
+    pub method: String,
+    /// The target (kept fraction or softmax share); none for files.
+    pub target: Option<f64>,
+    /// Variant name.
+    pub variant: String,
+    /// The metric (accuracy as a fraction, or perplexity).
+    pub metric: f64,
+    /// `metric - dense`.
+    pub delta: f64,
+    /// Fraction of visible pairs kept in memory (moved on chip).
+    pub kept_fraction: f64,
+    /// Fraction of visible pairs in the softmax.
+    pub softmax_fraction: f64,
+}
+
+/// The result of a sweep.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepReport {
+    /// Model name.
+    pub model: String,
+    /// Task name.
+    pub task: String,
+    /// `accuracy` or `perplexity`.
+    pub metric: String,
+    /// The evaluated data.
+    pub split: String,
+    /// The calibration data.
+    pub calibration: String,
+    /// The dense metric.
+    pub dense: f64,
+    /// One row per (method, target, variant).
+    pub rows: Vec<SweepRow>,
+}
+
+struct Quiet;
+impl LearnProgress for Quiet {
+    fn stage(&self, _w: &str, _l: u64) {}
+    fn inc(&self, _s: Option<&str>) {}
+}
+
+/// Runs the sweep; `progress` sees each evaluation's stages.
+pub fn sweep(
+    model: &LoadedModel,
+    cache: &Cache,
+    o: &SweepOptions,
+    progress: &dyn Progress,
+) -> Result<SweepReport> {
+    let mut dense_opts = o.eval.clone();
+    dense_opts.variants = vec![Variant::Dense];
+    let dense = evaluate(model, cache, &dense_opts, progress)?;
+    let dense_metric = dense.rows[0].metric;
+    let task = o.eval.task;
+    let needs_stats = o
+        .methods
+        .iter()
+        .any(|m| matches!(m, SweepMethod::Quantile | SweepMethod::Mass));
+    let (stats, calibration) = if needs_stats {
+        progress.stage("calibration items", 0);
+        let (seqs, split) = training_items(model, cache, task, &o.calib)?;
+        (Some(score_stats(model, &seqs, &Quiet)?), split)
+    } else {
+        (None, String::new())
+    };
+    let variants: Vec<Variant> = o
+        .eval
+        .variants
+        .iter()
+        .copied()
+        .filter(|&v| v != Variant::Dense)
+        .collect();
+    let mut rows = Vec::new();
+    for m in &o.methods {
+        let points: Vec<(String, Option<f64>, ThresholdChoice)> = match (m, &stats) {
+            (SweepMethod::File { label, path }, _) => {
+                vec![(label.clone(), None, ThresholdChoice::File(path.clone()))]
+            }
+            (SweepMethod::Quantile, Some(st)) => o
+                .targets
+                .iter()
+                .map(|&t| {
+                    Ok((
+                        "quantile".to_string(),
+                        Some(t),
+                        ThresholdChoice::Given {
+                            thresholds: st.thresholds(t, o.per_head)?,
+                            method: format!("quantile keep {t}"),
+                        },
+                    ))
+                })
+                .collect::<Result<_>>()?,
+            (SweepMethod::Mass, Some(st)) => o
+                .targets
+                .iter()
+                .map(|&t| {
+                    Ok((
+                        "mass".to_string(),
+                        Some(t),
+                        ThresholdChoice::Given {
+                            thresholds: st.mass_thresholds(t, o.per_head)?,
+                            method: format!("softmax mass {t}"),
+                        },
+                    ))
+                })
+                .collect::<Result<_>>()?,
+            _ => unreachable!("statistics are collected for the calibrated methods"),
+        };
+        for (label, target, choice) in points {
+            let mut e = o.eval.clone();
+            e.variants = variants.clone();
+            e.thresholds = choice;
+            e.save_thresholds = None;
+            e.trace = None;
+            e.dump_windows = None;
+            let r = evaluate(model, cache, &e, progress)?;
+            for row in r.rows {
+                rows.push(SweepRow {
+                    method: label.clone(),
+                    target,
+                    variant: row.variant,
+                    metric: row.metric,
+                    delta: row.metric - dense_metric,
+                    kept_fraction: row.kept_fraction,
+                    softmax_fraction: row.softmax_fraction,
+                });
+            }
+        }
+    }
+    Ok(SweepReport {
+        model: model.name.clone(),
+        task: task.name().into(),
+        metric: task.metric_name().into(),
+        split: dense.split,
+        calibration,
+        dense: dense_metric,
+        rows,
+    })
+}

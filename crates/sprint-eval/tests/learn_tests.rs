@@ -1,0 +1,179 @@
+//! Learned thresholds on a small subset of the real data (MiniLM on BBC): bit-reproducible
+//! with a seed whatever the thread count, resuming from a checkpoint gives the same
+//! thresholds, a malformed checkpoint is rejected naming the file and the field, and the
+//! mass calibration keeps the softmax mass it targets.
+
+use std::sync::OnceLock;
+
+use sprint_assets::{Asset, Cache};
+use sprint_core::config::Thresholds;
+use sprint_eval::Task;
+use sprint_eval::learn::{
+    Checkpoint, CheckpointPlan, LearnOptions, NoLearnProgress, learn, score_stats, training_items,
+};
+use sprint_models::LoadedModel;
+
+fn minilm() -> Option<&'static LoadedModel> {
+    if let Err(e) = Cache::from_env().require(Asset::MiniLm) {
+        eprintln!("SKIPPED (asset missing): {e}");
+        return None;
+    }
+    if let Err(e) = Cache::from_env().require(Asset::Bbc) {
+        eprintln!("SKIPPED (asset missing): {e}");
+        return None;
+    }
+    static M: OnceLock<LoadedModel> = OnceLock::new();
+    Some(M.get_or_init(|| sprint_models::load("minilm", &Cache::from_env()).expect("MiniLM loads")))
+}
+
+/// 4 BBC training documents of 48 tokens, 2 per step, 2 epochs: 4 steps.
+fn options() -> LearnOptions {
+    let mut o = LearnOptions::new(Task::Bbc);
+    o.items = 4;
+    o.seq_len = 48;
+    o.batch_size = 2;
+    o.epochs = 2;
+    o.lr = 0.1;
+    o.seed = 3;
+    o
+}
+
+fn run(m: &LoadedModel, plan: &CheckpointPlan, threads: usize) -> Thresholds {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        learn(
+            m,
+            &Cache::from_env(),
+            Task::Bbc,
+            &options(),
+            plan,
+            &NoLearnProgress,
+        )
+        .unwrap()
+        .0
+    })
+}
+
+fn bits(t: &Thresholds) -> Vec<u32> {
+    t.values.iter().flatten().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn reproducible_and_resumable() {
+    let Some(m) = minilm() else { return };
+    let none = CheckpointPlan::default();
+    let a = run(m, &none, 1);
+    let b = run(m, &none, 2);
+    assert_eq!(bits(&a), bits(&b), "thread count changed the thresholds");
+    // The thresholds moved from the calibration they start at.
+    let cal = {
+        let seqs = training_items(m, &Cache::from_env(), Task::Bbc, &options())
+            .unwrap()
+            .0;
+        score_stats(m, &seqs, &NoLearnProgress)
+            .unwrap()
+            .thresholds(0.25, true)
+            .unwrap()
+    };
+    assert_ne!(bits(&a), bits(&cal));
+
+    // Stop after 1 step (checkpoint), resume to the end: the same thresholds.
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.json");
+    let mut plan = CheckpointPlan {
+        path: Some(ck.clone()),
+        every: 1,
+        resume: true,
+        stop_after: Some(1),
+    };
+    run(m, &plan, 2);
+    assert_eq!(Checkpoint::read(&ck).unwrap().step, 1);
+    plan.stop_after = None;
+    let c = run(m, &plan, 1);
+    assert_eq!(bits(&a), bits(&c), "resumed run differs");
+
+    // A malformed checkpoint names the file and the field.
+    let mut bad = Checkpoint::read(&ck).unwrap();
+    bad.m.pop();
+    std::fs::write(&ck, serde_json::to_string(&bad).unwrap()).unwrap();
+    let e = Checkpoint::read(&ck).unwrap_err().to_string();
+    assert!(e.contains("ck.json") && e.contains("`m`"), "{e}");
+    std::fs::write(&ck, r#"{"options": 3}"#).unwrap();
+    let e = Checkpoint::read(&ck).unwrap_err().to_string();
+    assert!(
+        e.contains("ck.json") && e.contains("field `options`"),
+        "{e}"
+    );
+}
+
+/// Mass calibration against an independent count on synthetic scores: the dense softmax
+/// mass each row keeps at the per-head mass threshold, recomputed with plain loops,
+/// averages the target to within one histogram bin's mass (tolerance 0.01).
+#[test]
+fn mass_calibration_keeps_its_target_mass() {
+    use candle_core::{Device, Tensor};
+    use sprint_core::config::AttentionConfig;
+    use sprint_eval::calibrate::CalibratingAttention;
+    use sprint_models::Attention;
+    use sprint_models::attention::AttentionCall;
+    use sprint_models::record::Recorder;
+    let (h, s, d) = (2usize, 40usize, 8usize);
+    let mut x = 12345u64;
+    let mut rnd = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((x >> 33) as f64 / (1u64 << 31) as f64 * 2.0 - 1.0) as f32 * 2.0
+    };
+    let q: Vec<f32> = (0..h * s * d).map(|_| rnd()).collect();
+    let k: Vec<f32> = (0..h * s * d).map(|_| rnd()).collect();
+    let qt = Tensor::from_vec(q.clone(), (1, h, s, d), &Device::Cpu).unwrap();
+    let kt = Tensor::from_vec(k.clone(), (1, h, s, d), &Device::Cpu).unwrap();
+    let valid = vec![vec![true; s]];
+    let cal = CalibratingAttention::new(AttentionConfig::default(), 1, h);
+    let call = AttentionCall {
+        layer: 0,
+        q: &qt,
+        k: &kt,
+        v: &kt,
+        valid: &valid,
+        causal: true,
+    };
+    cal.attend(&call, &mut Recorder::new(1, 1, false, "test"))
+        .unwrap();
+    let stats = cal.into_stats();
+    for target in [0.5, 0.8, 0.95] {
+        let th = stats.mass_thresholds(target, true).unwrap();
+        for hh in 0..h {
+            let mut kept_mass = 0.0;
+            for i in 0..s {
+                let sc: Vec<f64> = (0..=i)
+                    .map(|j| {
+                        (0..d)
+                            .map(|e| {
+                                f64::from(q[(hh * s + i) * d + e])
+                                    * f64::from(k[(hh * s + j) * d + e])
+                            })
+                            .sum::<f64>()
+                            / (d as f64).sqrt()
+                    })
+                    .collect();
+                let mx = sc.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = sc.iter().map(|x| (x - mx).exp()).sum();
+                kept_mass += sc
+                    .iter()
+                    .filter(|&&x| x >= f64::from(th.values[0][hh]))
+                    .map(|x| (x - mx).exp() / z)
+                    .sum::<f64>();
+            }
+            let avg = kept_mass / s as f64;
+            assert!(
+                (avg - target).abs() < 0.01,
+                "head {hh}, target {target}: kept mass {avg}"
+            );
+        }
+    }
+}

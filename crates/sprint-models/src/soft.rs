@@ -1,0 +1,525 @@
+//! Differentiable forwards with a soft pruning mask, for learning thresholds on candle's
+//! autograd (LeOPArd-style, arXiv 2204.03227).
+//!
+//! Runtime pruning keeps key `j` for query `i` of head `h` when the score
+//! `s_ij = q_i . k_j / sqrt(d)` (logit units) reaches the threshold `Th_h`; a query whose
+//! every key is pruned gets a zero output. In training the hard test is replaced by the
+//! mask `m_ij = sigmoid((s_ij - Th_h) / T)` (temperature `T`, logit units) over the visible
+//! keys, and attention becomes
+//!
+//! `out_i = sum_j m_ij e_ij v_j / (sum_j m_ij e_ij + EPS)`, `e_ij = exp(s_ij - max_j s_ij)`,
+//!
+//! so that `T -> 0` gives exactly the pruned softmax (the row maximum is kept whenever any
+//! key is, so the denominator is at least 1 and `EPS` moves the output by at most `1e-6`
+//! relative). The expected kept fraction is `sum m_ij / visible pairs`.
+//!
+//! The model stays frozen: every linear layer is a custom op whose backward returns only
+//! the gradient of its input (the weights get none), through the same fused kernel as the
+//! inference forward. Norms, activations, RoPE and the attention are plain candle ops.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor};
+
+use crate::error::{CandleContext, ModelError, Result};
+use crate::kernels::{self, with_f32};
+use crate::mha::SelfAttention;
+use crate::model::Model;
+use crate::nn::{Activation, LayerNorm, Linear, RmsNorm, l2_normalize, mean_pool};
+use crate::tokenizer::TokenBatch;
+
+/// Added to the soft softmax denominator (the row maximum contributes `e = 1`).
+pub const EPS: f64 = 1e-6;
+
+/// The soft mask of a forward: thresholds and temperature.
+#[derive(Clone, Copy, Debug)]
+pub struct SoftMask<'a> {
+    /// Thresholds `Th` `[layers, heads]` (logit units), f32; usually a candle `Var`.
+    pub thresholds: &'a Tensor,
+    /// Temperature `T` of the sigmoid (logit units, > 0).
+    pub temperature: f64,
+}
+
+/// What a soft forward returns.
+#[derive(Clone, Debug)]
+pub struct SoftOutput {
+    /// Encoders: sentence embeddings `[batch, hidden]` (mean pooled, L2-normalised).
+    /// Decoders: final normalised hidden states `[batch, seq, hidden]`.
+    pub output: Tensor,
+    /// Sum of the soft masks over every visible (query, key) pair of every layer and head
+    /// (a scalar tensor, pairs).
+    pub kept: Tensor,
+    /// Visible (query, key) pairs over every layer and head.
+    pub visible: f64,
+}
+
+/// `[batch, 1, seq, seq]` f32 with 1 where query `i` sees key `j` (both real, and `j <= i`
+/// when causal), and the number of visible pairs of one head.
+pub fn visibility(valid: &[Vec<bool>], causal: bool) -> Result<(Tensor, f64)> {
+    let b = valid.len();
+    let s = valid.first().map_or(0, Vec::len);
+    let mut m = vec![0f32; b * s * s];
+    let mut count = 0.0;
+    for (bi, row) in valid.iter().enumerate() {
+        if row.len() != s {
+            return Err(ModelError::Input(
+                "visibility: rows of different lengths".into(),
+            ));
+        }
+        for i in 0..s {
+            if !row[i] {
+                continue;
+            }
+            let limit = if causal { i + 1 } else { s };
+            for j in 0..limit {
+                if row[j] {
+                    m[(bi * s + i) * s + j] = 1.0;
+                    count += 1.0;
+                }
+            }
+        }
+    }
+    let t = Tensor::from_vec(m, (b, 1, s, s), &Device::Cpu).op("visibility mask")?;
+    Ok((t, count))
+}
+
+/// Soft-masked attention of `q` `[b, heads, s, d]` over `k`, `v` `[b, kv_heads, s, d]`
+/// (unscaled, grouped-query when `kv_heads < heads`) with visibility `vis`
+/// `[b, 1, s, s]` and thresholds `th` `[heads]` at temperature `t`. Returns the output
+/// `[b, heads, s, d]` and the sum of the soft masks (scalar).
+pub fn soft_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    vis: &Tensor,
+    th: &Tensor,
+    t: f64,
+) -> Result<(Tensor, Tensor)> {
+    if !(t.is_finite() && t > 0.0) {
+        return Err(ModelError::Input(format!(
+            "soft mask temperature must be positive, got {t}"
+        )));
+    }
+    let (b, heads, s, d) = q.dims4().op("soft attention q")?;
+    let kv_heads = k.dim(1).op("soft attention k")?;
+    let group = heads / kv_heads.max(1);
+    let expand = |x: &Tensor| -> Result<Tensor> {
+        if group == 1 {
+            return Ok(x.clone());
+        }
+        x.unsqueeze(2)
+            .and_then(|x| x.broadcast_as((b, kv_heads, group, s, d)))
+            .and_then(|x| x.reshape((b, heads, s, d)))
+            .op("soft attention groups")
+    };
+    let (k, v) = (expand(k)?, expand(v)?);
+    let scale = 1.0 / (d as f64).sqrt();
+    let scores = q
+        .contiguous()
+        .and_then(|q| q.matmul(&k.t()?))
+        .and_then(|x| x * scale)
+        .op("soft attention scores")?;
+    let th = th
+        .reshape((1, heads, 1, 1))
+        .op("soft attention thresholds")?;
+    let m = scores
+        .broadcast_sub(&th)
+        .and_then(|x| x / t)
+        .and_then(|x| candle_nn::ops::sigmoid(&x))
+        .and_then(|x| x.broadcast_mul(vis))
+        .op("soft mask")?;
+    // Row maximum over the visible keys, a constant for the gradient (softmax is
+    // shift-invariant; it only keeps exp in range).
+    let hidden = ((vis - 1.0).op("soft attention")? * 1e30).op("soft attention")?;
+    let rowmax = scores
+        .detach()
+        .broadcast_add(&hidden)
+        .and_then(|x| x.max_keepdim(D::Minus1))
+        .and_then(|x| x.maximum(-1e30))
+        .op("soft attention row max")?;
+    // Invisible keys get -1e30 (exp = 0; their mask is 0 anyway).
+    let e = scores
+        .broadcast_sub(&rowmax)
+        .and_then(|x| x.broadcast_add(&hidden))
+        .and_then(|x| x.exp())
+        .op("soft attention exp")?;
+    let w = (e * &m).op("soft attention weights")?;
+    let z = w
+        .sum_keepdim(D::Minus1)
+        .and_then(|z| z + EPS)
+        .op("soft attention denominator")?;
+    let out = w
+        .broadcast_div(&z)
+        .and_then(|p| p.matmul(&v.contiguous()?))
+        .op("soft attention output")?;
+    let kept = m.sum_all().op("soft kept")?;
+    Ok((out, kept))
+}
+
+/// A frozen linear layer as a custom op: forward `x W^T + b` with the fused kernel,
+/// backward `grad W` (no gradient for `W` or `b`).
+#[derive(Clone, Debug)]
+struct FrozenLinear {
+    in_dim: usize,
+    out_dim: usize,
+    /// `[out, in]`.
+    w: Arc<Vec<f32>>,
+    /// `[in, out]` (the backward's weight).
+    wt: Arc<Vec<f32>>,
+    b: Option<Arc<Vec<f32>>>,
+}
+
+impl FrozenLinear {
+    fn new(l: &Linear) -> Result<Self> {
+        let (in_dim, out_dim) = (l.in_dim(), l.out_dim());
+        let w = with_f32(l.weight(), "frozen weight", <[f32]>::to_vec)?;
+        let wt = with_f32(
+            &l.weight().t().op("frozen weight")?,
+            "frozen weight",
+            <[f32]>::to_vec,
+        )?;
+        let b = match l.bias() {
+            Some(b) => Some(Arc::new(with_f32(b, "frozen bias", <[f32]>::to_vec)?)),
+            None => None,
+        };
+        Ok(Self {
+            in_dim,
+            out_dim,
+            w: Arc::new(w),
+            wt: Arc::new(wt),
+            b,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.contiguous()
+            .and_then(|x| x.apply_op1_arc(Arc::new(Box::new(self.clone()))))
+            .op("frozen linear")
+    }
+}
+
+impl CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "frozen-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let data = storage.as_slice::<f32>()?;
+        let (lo, hi) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("frozen linear: input not contiguous".into()))?;
+        let mut dims = layout.shape().dims().to_vec();
+        if dims.last() != Some(&self.in_dim) {
+            return Err(candle_core::Error::Msg(format!(
+                "frozen linear of {} inputs applied to {dims:?}",
+                self.in_dim
+            )));
+        }
+        let y = kernels::linear(
+            &data[lo..hi],
+            self.in_dim,
+            &self.w,
+            self.b.as_deref().map(|b| &b[..]),
+            None,
+        );
+        *dims.last_mut().expect("non-empty") = self.out_dim;
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let grad = grad.contiguous()?;
+        let mut dims = grad.dims().to_vec();
+        let g = grad.flatten_all()?.to_vec1::<f32>()?;
+        let gx = kernels::linear(&g, self.out_dim, &self.wt, None, None);
+        *dims.last_mut().expect("non-empty") = self.in_dim;
+        Ok(Some(Tensor::from_vec(gx, dims, grad.device())?))
+    }
+}
+
+/// Differentiable layer norm over the last dimension.
+fn layer_norm(x: &Tensor, n: &LayerNorm) -> Result<Tensor> {
+    let (w, b, eps) = n.parts();
+    let mu = x.mean_keepdim(D::Minus1).op("layer norm")?;
+    let xc = x.broadcast_sub(&mu).op("layer norm")?;
+    let var = xc
+        .sqr()
+        .and_then(|v| v.mean_keepdim(D::Minus1))
+        .op("layer norm")?;
+    let inv = (var + f64::from(eps))
+        .and_then(|v| v.sqrt())
+        .and_then(|v| v.recip())
+        .op("layer norm")?;
+    xc.broadcast_mul(&inv)
+        .and_then(|y| y.broadcast_mul(w))
+        .and_then(|y| y.broadcast_add(b))
+        .op("layer norm")
+}
+
+/// Differentiable RMS norm over the last dimension.
+fn rms_norm(x: &Tensor, n: &RmsNorm) -> Result<Tensor> {
+    let (w, eps) = n.parts();
+    let inv = x
+        .sqr()
+        .and_then(|v| v.mean_keepdim(D::Minus1))
+        .and_then(|v| v + f64::from(eps))
+        .and_then(|v| v.sqrt())
+        .and_then(|v| v.recip())
+        .op("rms norm")?;
+    x.broadcast_mul(&inv)
+        .and_then(|y| y.broadcast_mul(w))
+        .op("rms norm")
+}
+
+fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {
+    match act {
+        Activation::Gelu => x.gelu_erf(),
+        Activation::GeluTanh => x.gelu(),
+        Activation::Relu => x.relu(),
+        Activation::Silu => x.silu(),
+    }
+    .op("activation")
+}
+
+/// The frozen attention block of one layer.
+#[derive(Clone, Debug)]
+struct SoftSelfAttention {
+    qkv: FrozenLinear,
+    o: FrozenLinear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    rope: Option<crate::mha::Rope>,
+}
+
+impl SoftSelfAttention {
+    fn new(a: &SelfAttention) -> Result<Self> {
+        Ok(Self {
+            qkv: FrozenLinear::new(&a.qkv)?,
+            o: FrozenLinear::new(&a.o)?,
+            heads: a.heads,
+            kv_heads: a.kv_heads,
+            head_dim: a.head_dim,
+            rope: a.rope.clone(),
+        })
+    }
+
+    /// Attends `x` `[b, s, hidden]`; returns the projected output and the soft kept sum.
+    fn forward(&self, x: &Tensor, vis: &Tensor, th: &Tensor, t: f64) -> Result<(Tensor, Tensor)> {
+        let (b, s, _) = x.dims3().op("soft self attention")?;
+        let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
+        let qkv = self.qkv.forward(x)?;
+        let split = |start: usize, n: usize| -> Result<Tensor> {
+            qkv.narrow(D::Minus1, start * d, n * d)
+                .and_then(|x| x.reshape((b, s, n, d)))
+                .and_then(|x| x.transpose(1, 2))
+                .and_then(|x| x.contiguous())
+                .op("soft split heads")
+        };
+        let (mut q, mut k, v) = (split(0, h)?, split(h, kvh)?, split(h + kvh, kvh)?);
+        if let Some(rope) = &self.rope {
+            q = rope.apply(&q)?;
+            k = rope.apply(&k)?;
+        }
+        let (ctx, kept) = soft_attention(&q, &k, &v, vis, th, t)?;
+        let ctx = ctx
+            .transpose(1, 2)
+            .and_then(|x| x.contiguous())
+            .and_then(|x| x.reshape((b, s, h * d)))
+            .op("soft merge heads")?;
+        Ok((self.o.forward(&ctx)?, kept))
+    }
+}
+
+#[derive(Clone, Debug)]
+enum SoftLayer {
+    PostLn {
+        attn: SoftSelfAttention,
+        attn_norm: LayerNorm,
+        ffn_in: FrozenLinear,
+        ffn_out: FrozenLinear,
+        out_norm: LayerNorm,
+        act: Activation,
+    },
+    Llama {
+        attn_norm: RmsNorm,
+        attn: SoftSelfAttention,
+        ffn_norm: RmsNorm,
+        gate: FrozenLinear,
+        up: FrozenLinear,
+        down: FrozenLinear,
+    },
+}
+
+/// A frozen copy of a BERT or Llama model whose attention runs with a soft mask.
+#[derive(Clone, Debug)]
+pub struct SoftModel {
+    model: Model,
+    layers: Vec<SoftLayer>,
+    final_norm: Option<RmsNorm>,
+    lm_head: Option<FrozenLinear>,
+    heads: usize,
+    causal: bool,
+}
+
+impl SoftModel {
+    /// Builds the soft forward of `model` (BERT encoders and Llama decoders).
+    pub fn new(model: &Model) -> Result<Self> {
+        match model {
+            Model::Bert(m) => {
+                let layers = m
+                    .layers()
+                    .iter()
+                    .map(|l| {
+                        Ok(SoftLayer::PostLn {
+                            attn: SoftSelfAttention::new(&l.attention)?,
+                            attn_norm: l.attention_norm.clone(),
+                            ffn_in: FrozenLinear::new(&l.ffn_in)?,
+                            ffn_out: FrozenLinear::new(&l.ffn_out)?,
+                            out_norm: l.output_norm.clone(),
+                            act: l.act,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Self {
+                    model: model.clone(),
+                    layers,
+                    final_norm: None,
+                    lm_head: None,
+                    heads: m.geometry().heads,
+                    causal: false,
+                })
+            }
+            Model::Llama(m) => {
+                let (_, blocks, norm, out) = m.parts();
+                let layers = blocks
+                    .iter()
+                    .map(|b| {
+                        Ok(SoftLayer::Llama {
+                            attn_norm: b.attn_norm.clone(),
+                            attn: SoftSelfAttention::new(&b.attn)?,
+                            ffn_norm: b.ffn_norm.clone(),
+                            gate: FrozenLinear::new(&b.gate)?,
+                            up: FrozenLinear::new(&b.up)?,
+                            down: FrozenLinear::new(&b.down)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Self {
+                    model: model.clone(),
+                    layers,
+                    final_norm: Some(norm.clone()),
+                    lm_head: Some(FrozenLinear::new(out)?),
+                    heads: m.geometry().heads,
+                    causal: true,
+                })
+            }
+            other => Err(ModelError::Input(format!(
+                "learned thresholds support BERT encoders and Llama decoders, not {}",
+                other.architecture().name()
+            ))),
+        }
+    }
+
+    /// Attention layers.
+    pub fn layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Query heads per layer.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// Whether attention is causal (decoders).
+    pub fn causal(&self) -> bool {
+        self.causal
+    }
+
+    /// The soft forward of `batch` under `mask` (see [`SoftOutput`]).
+    pub fn forward(&self, batch: &TokenBatch, mask: SoftMask) -> Result<SoftOutput> {
+        let (layers, heads) = mask.thresholds.dims2().op("soft thresholds")?;
+        if layers != self.layers.len() || heads != self.heads {
+            return Err(ModelError::Thresholds(format!(
+                "{layers} x {heads} soft thresholds for a model of {} layers x {} heads",
+                self.layers.len(),
+                self.heads
+            )));
+        }
+        let (vis, pairs) = visibility(&batch.valid, self.causal)?;
+        let mut kept = Tensor::zeros((), DType::F32, &Device::Cpu).op("soft kept")?;
+        let mut x = match &self.model {
+            Model::Bert(m) => m.embeddings().forward(batch)?,
+            Model::Llama(m) => {
+                batch.check_len(m.config().context_length)?;
+                m.parts().0.forward(&batch.ids_tensor(&Device::Cpu)?)?
+            }
+            _ => unreachable!("checked in SoftModel::new"),
+        };
+        for (l, layer) in self.layers.iter().enumerate() {
+            let th = mask.thresholds.get(l).op("soft thresholds")?;
+            match layer {
+                SoftLayer::PostLn {
+                    attn,
+                    attn_norm,
+                    ffn_in,
+                    ffn_out,
+                    out_norm,
+                    act,
+                } => {
+                    let (a, k) = attn.forward(&x, &vis, &th, mask.temperature)?;
+                    kept = (kept + k).op("soft kept")?;
+                    let x1 = layer_norm(&(x + a).op("residual")?, attn_norm)?;
+                    let h = activation(&ffn_in.forward(&x1)?, *act)?;
+                    let h = ffn_out.forward(&h)?;
+                    x = layer_norm(&(x1 + h).op("residual")?, out_norm)?;
+                }
+                SoftLayer::Llama {
+                    attn_norm,
+                    attn,
+                    ffn_norm,
+                    gate,
+                    up,
+                    down,
+                } => {
+                    let (a, k) =
+                        attn.forward(&rms_norm(&x, attn_norm)?, &vis, &th, mask.temperature)?;
+                    kept = (kept + k).op("soft kept")?;
+                    x = (x + a).op("residual")?;
+                    let hn = rms_norm(&x, ffn_norm)?;
+                    let g = gate.forward(&hn)?.silu().op("swiglu")?;
+                    let m = down.forward(&(g * up.forward(&hn)?).op("swiglu")?)?;
+                    x = (x + m).op("residual")?;
+                }
+            }
+        }
+        let output = match &self.final_norm {
+            Some(n) => rms_norm(&x, n)?,
+            None => l2_normalize(&mean_pool(&x, &batch.valid)?)?,
+        };
+        Ok(SoftOutput {
+            output,
+            kept,
+            visible: pairs * (self.heads * self.layers.len()) as f64,
+        })
+    }
+
+    /// Decoders: next-token logits `[..., vocab]` of hidden states `[..., hidden]`
+    /// (differentiable in the hidden states).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        match &self.lm_head {
+            Some(h) => h.forward(hidden),
+            None => Err(ModelError::Input(
+                "an encoder has no language-model head".into(),
+            )),
+        }
+    }
+}
