@@ -74,9 +74,14 @@ pub struct BufferStep {
 /// Residency table of one on-chip buffer (key buffer or value buffer).
 ///
 /// Holds at most [`ResidencyTable::capacity`] keys, each in a slot. Keys are identified by
-/// their index within the head (`0..n_keys`).
+/// their index within the head (`0..n_keys`). Under the `paper` policy the buffer only ever
+/// holds keys of the current kept set and never evicts by age, so the table keeps the
+/// resident set alone (word-wide bit operations) and no slots.
 #[derive(Clone, Debug)]
 pub struct ResidencyTable {
+    policy: LocalityPolicy,
+    /// Resident keys (kept up to date under every policy).
+    count: usize,
     /// Bit `k` set when key `k` is resident (same packing as the kept rows).
     resident: Vec<u64>,
     /// Slot of each key, or [`NONE`].
@@ -94,9 +99,11 @@ pub struct ResidencyTable {
 impl ResidencyTable {
     /// Empty table for `n_keys` keys holding at most `capacity` of them (capacities above
     /// `n_keys` behave exactly like `n_keys`).
-    fn new(n_keys: usize, capacity: usize) -> Self {
+    fn new(n_keys: usize, capacity: usize, policy: LocalityPolicy) -> Self {
         let slots = capacity.min(n_keys);
         Self {
+            policy,
+            count: 0,
             resident: vec![0; words_for(n_keys)],
             slot_of: vec![NONE; n_keys],
             slot_key: vec![NONE; slots],
@@ -113,7 +120,7 @@ impl ResidencyTable {
 
     /// Number of resident keys.
     pub fn len(&self) -> usize {
-        self.slot_key.len() - self.free.len()
+        self.count
     }
 
     /// True when no key is resident.
@@ -123,10 +130,12 @@ impl ResidencyTable {
 
     /// Whether key `key` is resident. Panics if `key >= n_keys`.
     pub fn is_resident(&self, key: usize) -> bool {
-        self.slot_of[key] != NONE
+        self.resident[key / 64] >> (key % 64) & 1 == 1
     }
 
-    /// Buffer slot holding key `key`, if resident. Panics if `key >= n_keys`.
+    /// Buffer slot holding key `key`, if resident and slots are tracked (the
+    /// `residency-lru` policy; the `paper` policy keeps no slots and answers `None`).
+    /// Panics if `key >= n_keys`.
     pub fn slot_of(&self, key: usize) -> Option<usize> {
         match self.slot_of[key] {
             NONE => None,
@@ -141,6 +150,7 @@ impl ResidencyTable {
 
     /// Empties the table (all slots free).
     fn clear(&mut self) {
+        self.count = 0;
         self.resident.fill(0);
         self.slot_of.fill(NONE);
         self.slot_key.fill(NONE);
@@ -161,17 +171,54 @@ impl ResidencyTable {
 
     /// Serves kept set `kept` (with `kept_count` set bits, non-zero) at query clock `now`,
     /// given the previous kept set `prev`.
-    fn serve(
-        &mut self,
-        kept: &[u64],
-        prev: &[u64],
-        kept_count: u32,
-        now: u64,
-        policy: LocalityPolicy,
-    ) -> BufferStep {
-        if policy == LocalityPolicy::Paper {
-            self.drop_outside(kept);
+    fn serve(&mut self, kept: &[u64], prev: &[u64], kept_count: u32, now: u64) -> BufferStep {
+        let step = match self.policy {
+            LocalityPolicy::Paper => self.serve_paper(kept, kept_count),
+            LocalityPolicy::ResidencyLru => self.serve_lru(kept, prev, kept_count, now),
+        };
+        self.count = (step.reused + step.fetched - step.streamed) as usize;
+        step
+    }
+
+    /// The `paper` policy on the resident set alone: drop what left the kept set, reuse what
+    /// stayed, admit the lowest fetched keys into the free capacity, stream the rest.
+    fn serve_paper(&mut self, kept: &[u64], kept_count: u32) -> BufferStep {
+        let mut reused = 0u32;
+        for (r, &p) in self.resident.iter_mut().zip(kept) {
+            *r &= p;
+            reused += r.count_ones();
         }
+        let fetched = kept_count - reused;
+        let admit = fetched.min(self.capacity() as u32 - reused);
+        let mut left = admit;
+        for (r, &p) in self.resident.iter_mut().zip(kept) {
+            if left == 0 {
+                break;
+            }
+            let miss = p & !*r;
+            let c = miss.count_ones();
+            if c <= left {
+                *r |= miss;
+                left -= c;
+            } else {
+                // The lowest `left` misses of this word.
+                let mut above = miss;
+                for _ in 0..left {
+                    above &= above - 1;
+                }
+                *r |= miss & !above;
+                left = 0;
+            }
+        }
+        BufferStep {
+            fetched,
+            reused,
+            streamed: fetched - admit,
+        }
+    }
+
+    /// The `residency-lru` policy with slots and last-use times.
+    fn serve_lru(&mut self, kept: &[u64], prev: &[u64], kept_count: u32, now: u64) -> BufferStep {
         let reused: u32 = kept
             .iter()
             .zip(&self.resident)
@@ -223,19 +270,6 @@ impl ResidencyTable {
             fetched,
             reused,
             streamed,
-        }
-    }
-
-    /// Evicts every resident key outside `kept` (the paper's rule: the buffer only ever
-    /// holds keys of the current kept set).
-    fn drop_outside(&mut self, kept: &[u64]) {
-        for (wi, &k) in kept.iter().enumerate() {
-            let mut out = self.resident[wi] & !k;
-            while out != 0 {
-                let key = wi * 64 + out.trailing_zeros() as usize;
-                out &= out - 1;
-                self.evict(key);
-            }
         }
     }
 
@@ -317,9 +351,9 @@ impl LocalityEngine {
         policy: LocalityPolicy,
     ) -> Self {
         assert!(n_keys < NONE as usize, "n_keys {n_keys} too large");
-        let key = ResidencyTable::new(n_keys, k_capacity);
+        let key = ResidencyTable::new(n_keys, k_capacity, policy);
         let value = (v_capacity.min(n_keys) != key.capacity())
-            .then(|| ResidencyTable::new(n_keys, v_capacity));
+            .then(|| ResidencyTable::new(n_keys, v_capacity, policy));
         Self {
             n_keys,
             policy,
@@ -392,9 +426,9 @@ impl LocalityEngine {
             return (BufferStep::default(), BufferStep::default());
         }
         let now = self.queries;
-        let k = self.key.serve(kept_row, &self.prev, kept, now, self.policy);
+        let k = self.key.serve(kept_row, &self.prev, kept, now);
         let v = match &mut self.value {
-            Some(table) => table.serve(kept_row, &self.prev, kept, now, self.policy),
+            Some(table) => table.serve(kept_row, &self.prev, kept, now),
             None => k,
         };
         self.prev.copy_from_slice(kept_row);
