@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use comfy_table::Table;
-use indicatif::ProgressBar;
 use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
 use sprint_eval::Task;
-use sprint_eval::run::{EvalOptions, EvalReport, Progress, ThresholdChoice, evaluate};
+
+use crate::progress::EvalBar;
+use sprint_eval::run::{EvalOptions, EvalReport, ThresholdChoice, evaluate};
 use sprint_eval::tasks::TaskKind;
 
 /// Arguments of `sprint eval`.
@@ -82,19 +83,6 @@ pub struct Args {
     /// Print the report as one JSON document.
     #[arg(long)]
     json: bool,
-}
-
-struct Bar(ProgressBar);
-
-impl Progress for Bar {
-    fn stage(&self, what: &str, len: u64) {
-        self.0.reset();
-        self.0.set_length(len);
-        self.0.set_message(what.to_string());
-    }
-    fn inc(&self, n: u64) {
-        self.0.inc(n);
-    }
 }
 
 fn options(a: &Args) -> Result<EvalOptions> {
@@ -196,7 +184,7 @@ pub fn run(a: Args) -> Result<()> {
         bar.set_message(format!("loading {}", a.model));
         let model = sprint_models::load(&a.model, &cache)
             .with_context(|| format!("cannot load model `{}`", a.model))?;
-        Ok(evaluate(&model, &cache, &opts, &Bar(bar.clone()))?)
+        Ok(evaluate(&model, &cache, &opts, &EvalBar(bar.clone()))?)
     })?;
     bar.finish_and_clear();
     if a.json {

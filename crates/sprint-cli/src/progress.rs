@@ -12,3 +12,18 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     bar.set_style(style);
     bar
 }
+
+/// An evaluation's progress ([`sprint_eval::run::Progress`]) drawn on a bar: each stage resets
+/// it to the stage's length and names the stage in the message.
+pub struct EvalBar(pub ProgressBar);
+
+impl sprint_eval::run::Progress for EvalBar {
+    fn stage(&self, what: &str, len: u64) {
+        self.0.reset();
+        self.0.set_length(len);
+        self.0.set_message(what.to_string());
+    }
+    fn inc(&self, n: u64) {
+        self.0.inc(n);
+    }
+}

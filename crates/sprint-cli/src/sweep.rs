@@ -4,12 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use indicatif::ProgressBar;
 use plotters::prelude::*;
 use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
 use sprint_eval::Task;
+
+use crate::progress::EvalBar;
 use sprint_eval::learn::LearnOptions;
-use sprint_eval::run::{EvalOptions, Progress};
+use sprint_eval::run::EvalOptions;
 use sprint_eval::sweep::{SweepMethod, SweepOptions, SweepReport, sweep};
 use sprint_eval::tasks::TaskKind;
 
@@ -72,19 +73,6 @@ pub struct Args {
     /// Write the plot here (SVG).
     #[arg(long)]
     svg: PathBuf,
-}
-
-struct Bar(ProgressBar);
-
-impl Progress for Bar {
-    fn stage(&self, what: &str, len: u64) {
-        self.0.reset();
-        self.0.set_length(len);
-        self.0.set_message(what.to_string());
-    }
-    fn inc(&self, n: u64) {
-        self.0.inc(n);
-    }
 }
 
 fn parse_list(s: &str, what: &str) -> Result<Vec<f64>> {
@@ -211,11 +199,11 @@ pub fn run(a: Args) -> Result<()> {
             targets,
             per_head: a.per_head,
         };
-        let mut r = sweep(&model, &cache, &o, &Bar(bar.clone()))?;
+        let mut r = sweep(&model, &cache, &o, &EvalBar(bar.clone()))?;
         if !mass.is_empty() {
             o.methods = mass;
             o.targets = mass_targets;
-            let m = sweep(&model, &cache, &o, &Bar(bar.clone()))?;
+            let m = sweep(&model, &cache, &o, &EvalBar(bar.clone()))?;
             if r.calibration.is_empty() {
                 r.calibration = m.calibration;
             }
