@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use comfy_table::Table;
 use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
 use sprint_eval::Task;
 
@@ -190,7 +189,7 @@ pub fn run(a: Args) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_report(&report);
+        print!("{}", sprint_eval::report_text::eval_text(&report));
     }
     Ok(())
 }
@@ -235,90 +234,4 @@ fn check_paths(a: &Args, threshold_file: Option<&std::path::Path>) -> Result<()>
     }
     sprint_core::outfile::check_outputs(&inputs, &outputs)?;
     Ok(())
-}
-
-fn print_report(r: &EvalReport) {
-    println!(
-        "{} on {}: {} {} ({} tokens each), seed {}",
-        r.model, r.task, r.items, r.item_name, r.seq_len, r.seed
-    );
-    println!("data: {}", r.split);
-    if let Some(p) = &r.probe {
-        println!(
-            "probe: multinomial logistic regression on dense embeddings of {} train documents (train accuracy {:.2} %), frozen",
-            p.train_documents,
-            100.0 * p.train_accuracy
-        );
-    }
-    if let Some(t) = &r.thresholds {
-        let keep = t.target_keep.map_or(String::new(), |k| {
-            format!(", target keep {:.1} %", 100.0 * k)
-        });
-        println!("thresholds: {} ({}{keep})", t.source, t.method);
-        if let Some(s) = &t.split {
-            println!("  calibrated on {s}");
-        }
-        let shown: Vec<String> = t.per_layer.iter().map(|x| format!("{x:.2}")).collect();
-        println!("  Th per layer (logits): [{}]", shown.join(", "));
-    }
-    let ppl = r.metric == "perplexity";
-    let mut t = Table::new();
-    let unit = if ppl { "perplexity" } else { "accuracy (%)" };
-    let per = format!("{}/s", r.item_name);
-    t.set_header(vec![
-        "variant",
-        unit,
-        "delta vs dense",
-        "kept keys (%)",
-        "softmax keys (%)",
-        per.as_str(),
-        "tokens/s",
-    ]);
-    for row in &r.rows {
-        let (m, d) = if ppl {
-            (
-                format!("{:.4}", row.metric),
-                row.delta.map_or("-".into(), |d| format!("{d:+.4}")),
-            )
-        } else {
-            (
-                format!("{:.2}", 100.0 * row.metric),
-                row.delta
-                    .map_or("-".into(), |d| format!("{:+.2}", 100.0 * d)),
-            )
-        };
-        t.add_row(vec![
-            row.variant.clone(),
-            m,
-            d,
-            format!("{:.2}", 100.0 * row.kept_fraction),
-            format!("{:.2}", 100.0 * row.softmax_fraction),
-            format!("{:.2}", row.items_per_second),
-            format!("{:.0}", row.tokens_per_second),
-        ]);
-    }
-    println!("{t}");
-    for row in &r.rows {
-        if let (Some(fp), Some(fk)) = (row.false_prune_rate, row.false_keep_rate) {
-            println!(
-                "{}: comparator vs exact pruning at the same thresholds: false-prune {:.2} %, false-keep {:.2} %; newly fetched per query {:.2} % of the visible keys (paper: ~2.1 %)",
-                row.variant,
-                100.0 * fp,
-                100.0 * fk,
-                100.0 * row.new_fetch_share
-            );
-        }
-        let dp = &row.datapath;
-        if dp.score_saturated + dp.output_saturated > 0 {
-            println!(
-                "{}: saturated {} score codes and {} output elements",
-                row.variant, dp.score_saturated, dp.output_saturated
-            );
-        }
-    }
-    for row in &r.rows {
-        if let Some(p) = &row.trace {
-            println!("trace of {}: {}", row.variant, p.display());
-        }
-    }
 }

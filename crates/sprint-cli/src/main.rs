@@ -4,8 +4,10 @@
 mod assets;
 mod attend;
 mod eval;
+mod grid;
 mod io;
 mod progress;
+mod reproduce;
 mod simulate;
 mod sweep;
 mod synth;
@@ -43,6 +45,12 @@ enum Command {
     Thresholds(thresholds::Args),
     /// Accuracy against kept fraction per variant and threshold method: CSV and SVG.
     SweepSparsity(sweep::Args),
+    /// The paper's evaluation in one command: accuracy, sweeps, simulator; a report with
+    /// tables (CSV, JSON) and plots (SVG), cached per stage (docs/reproduce.md).
+    Reproduce(reproduce::Args),
+    /// Grid sweep of configuration keys x values x workloads x designs (or models, tasks,
+    /// variants): CSV and Pareto SVG, resumable and shardable (`--shard i/n`, `merge`).
+    Sweep(grid::Args),
 }
 
 /// On SIGINT or SIGTERM, removes every temporary output file being written (see
@@ -75,6 +83,8 @@ fn main() {
         Command::Eval(a) => eval::run(a),
         Command::Thresholds(a) => thresholds::run(a),
         Command::SweepSparsity(a) => sweep::run(a),
+        Command::Reproduce(a) => reproduce::run(a),
+        Command::Sweep(a) => grid::run(a),
     };
     if let Err(e) = result {
         eprintln!(

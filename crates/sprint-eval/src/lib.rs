@@ -8,13 +8,15 @@
 //! - [`metrics`]: accuracy and perplexity; [`logreg`]: the deterministic linear probe.
 //! - [`calibrate`]: thresholds from score quantiles on a calibration split, written to and
 //!   read from thresholds files with their provenance.
-//! - [`run`]: the driver behind `sprint eval`.
+//! - [`run`]: the driver behind `sprint eval`; [`report_text`]: its terminal report.
+//! - [`sweep`]: accuracy against kept fraction, as a table and a plot (report layer).
 
 pub mod calibrate;
 pub mod error;
 pub mod learn;
 pub mod logreg;
 pub mod metrics;
+pub mod report_text;
 pub mod run;
 pub mod sweep;
 pub mod tasks;

@@ -188,3 +188,94 @@ pub fn sweep(
         rows,
     })
 }
+
+impl SweepReport {
+    /// The sweep as a table: one row per (method, target, variant), with the dense metric.
+    pub fn table(&self) -> sprint_report::Table {
+        use sprint_report::{Cell, Column, Table};
+        let mut t = Table::new(
+            "sweep-sparsity",
+            &format!(
+                "{} on {}: {} against kept keys",
+                self.model, self.task, self.metric
+            ),
+            vec![
+                Column::text("model"),
+                Column::text("task"),
+                Column::text("method"),
+                Column::text("target"),
+                Column::text("variant"),
+                Column::text("metric"),
+                Column::text("value"),
+                Column::text("dense"),
+                Column::text("delta"),
+                Column::unit("kept_fraction", "fraction"),
+                Column::unit("softmax_fraction", "fraction"),
+            ],
+        );
+        for r in &self.rows {
+            t.push(vec![
+                Cell::text(&self.model),
+                Cell::text(&self.task),
+                Cell::text(&r.method),
+                Cell::opt(r.target, 2),
+                Cell::text(&r.variant),
+                Cell::text(&self.metric),
+                Cell::num(r.metric, 4),
+                Cell::num(self.dense, 4),
+                Cell::num(r.delta, 4),
+                Cell::num(r.kept_fraction, 4),
+                Cell::num(r.softmax_fraction, 4),
+            ]);
+        }
+        t.note(format!("Data: {}", self.split));
+        if !self.calibration.is_empty() {
+            t.note(format!("Calibration: {}", self.calibration));
+        }
+        t
+    }
+
+    /// The sweep as a plot: the metric against the keys in the softmax, one line per
+    /// (method, variant), dense as a reference line (perplexity clipped at 3x dense).
+    pub fn plot(&self) -> sprint_report::Plot {
+        use sprint_report::plot::{Line, Lines};
+        let acc = self.metric == "accuracy";
+        let scale = if acc { 100.0 } else { 1.0 };
+        let cap = if acc { f64::INFINITY } else { 3.0 * self.dense };
+        let mut keys: Vec<(String, String)> = Vec::new();
+        for r in &self.rows {
+            let k = (r.method.clone(), r.variant.clone());
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        let lines = keys
+            .iter()
+            .map(|(m, v)| Line {
+                name: format!("{v} / {m}"),
+                points: self
+                    .rows
+                    .iter()
+                    .filter(|r| &r.method == m && &r.variant == v)
+                    .map(|r| (100.0 * r.softmax_fraction, (scale * r.metric).min(cap)))
+                    .collect(),
+                paper: false,
+            })
+            .collect();
+        sprint_report::Plot::Lines(Lines {
+            id: "sweep-sparsity".into(),
+            title: format!(
+                "{} on {}: {} vs softmax-kept keys",
+                self.model, self.task, self.metric
+            ),
+            x_label: "keys in the softmax (% of visible)".into(),
+            y_label: if acc {
+                "accuracy (%)".into()
+            } else {
+                "perplexity".into()
+            },
+            lines,
+            references: vec![("dense".into(), scale * self.dense)],
+        })
+    }
+}

@@ -270,3 +270,75 @@ pub fn run_decode(
     }
     Ok(out)
 }
+
+/// A decode run per design, as reported: time, energy shares, writes and cell lifetime.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecodeSummary {
+    /// Design display name.
+    pub design: String,
+    /// Cycles including the write stalls.
+    pub cycles: u64,
+    /// Cycles spent waiting for the new token's writes.
+    pub write_stall_cycles: u64,
+    /// Generated tokens per second per sequence.
+    pub tokens_per_s: f64,
+    /// Speedup over the first design.
+    pub speedup: f64,
+    /// Total energy, pJ.
+    pub energy_pj: f64,
+    /// Share of the energy in ReRAM writes (fraction).
+    pub write_energy_share: f64,
+    /// Share of the energy in ReRAM reads (fraction).
+    pub read_energy_share: f64,
+    /// Energy reduction over the first design.
+    pub energy_reduction: f64,
+    /// Bytes moved from ReRAM.
+    pub bytes_moved: u64,
+    /// ReRAM write operations (Q, K, V).
+    pub writes: u64,
+    /// Lifetime of a cell if decode ran back to back at the simulated rate, seconds
+    /// (every cell of the cache is rewritten once per sequence).
+    pub lifetime_s_at_simulated_rate: f64,
+}
+
+/// Cell lifetime at the decode file's stated token rate, seconds.
+pub fn lifetime_s_at_stated_rate(f: &DecodeFile) -> f64 {
+    f.write.endurance_writes_per_cell.value * f64::from(f.shape.new_tokens.value)
+        / f.write.token_rate_per_s.value
+}
+
+/// One [`DecodeSummary`] per design from the reports built on the totals with their write
+/// stalls added (`reports[i]` of `out[i]`).
+pub fn summarise(
+    reports: &[crate::report::DesignReport],
+    out: &[DecodeTotals],
+    f: &DecodeFile,
+) -> Vec<DecodeSummary> {
+    let new = f64::from(f.shape.new_tokens.value);
+    reports
+        .iter()
+        .zip(out)
+        .map(|(r, o)| {
+            let total = r.energy.total();
+            let share = |x: f64| if total > 0.0 { x / total } else { 0.0 };
+            DecodeSummary {
+                design: r.name.clone(),
+                cycles: r.totals.cycles,
+                write_stall_cycles: o.write_stall_cycles,
+                tokens_per_s: if r.seconds > 0.0 {
+                    new / r.seconds
+                } else {
+                    0.0
+                },
+                speedup: r.speedup,
+                energy_pj: total,
+                write_energy_share: share(r.energy.reram_write),
+                read_energy_share: share(r.energy.reram_read),
+                energy_reduction: r.energy_reduction,
+                bytes_moved: r.totals.moved.total(),
+                writes: o.writes,
+                lifetime_s_at_simulated_rate: f.write.endurance_writes_per_cell.value * r.seconds,
+            }
+        })
+        .collect()
+}

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
 use crate::calibration::Calibration;
@@ -160,7 +160,7 @@ impl PaperResults {
 }
 
 /// Our numbers for one model.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OurModel {
     /// Speedup of SPRINT over the same-size baseline, S/M/L.
     pub speedup: [f64; 3],
@@ -264,11 +264,24 @@ pub fn compare(
     table: &EnergyTable,
     stats: &StatsFile,
     cal: &Calibration,
-    mut progress: impl FnMut(&str),
+    progress: impl FnMut(&str),
 ) -> Result<Comparison> {
+    Ok(compare_with_reports(sets, table, stats, cal, progress)?.0)
+}
+
+/// [`compare`], also returning every design's report per model (same order as
+/// `paper.models`; designs in the order of [`comparison_designs`]), for energy by component.
+pub fn compare_with_reports(
+    sets: &[String],
+    table: &EnergyTable,
+    stats: &StatsFile,
+    cal: &Calibration,
+    mut progress: impl FnMut(&str),
+) -> Result<(Comparison, Vec<Vec<DesignReport>>)> {
     let paper = PaperResults::load()?;
     let designs = comparison_designs_with(sets, cal)?;
     let mut ours = Vec::new();
+    let mut all = Vec::new();
     let mut sources = BTreeMap::new();
     for (name, _) in &paper.models {
         progress(name);
@@ -279,14 +292,16 @@ pub fn compare(
         let totals = run_model(&designs, &w, &st)?;
         let reports = build(&designs, table, &totals)?;
         ours.push((name.clone(), our_model(&reports)));
+        all.push(reports);
     }
-    Ok(Comparison {
+    let c = Comparison {
         paper,
         ours,
         energy_table: table.name().to_string(),
         stats_source: sources.into_keys().collect::<Vec<_>>().join("; "),
         calibration: cal.name.clone(),
-    })
+    };
+    Ok((c, all))
 }
 
 /// Headline numbers of one comparison: what `--compare-paper` prints side by side.

@@ -1,0 +1,127 @@
+//! `sprint sweep --grid FILE` and `sprint sweep merge`: grid sweeps of configuration keys,
+//! resumable and shardable (docs/reproduce.md).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use sprint_reproduce::grid::{
+    Grid, GridProgress, Shard, merge, read_shard, run_grid, write_outcome,
+};
+
+/// Arguments of `sprint sweep`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Join shard CSVs (each with its `.csv.json`) into the CSV of the whole grid.
+    Merge(MergeArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The grid file (TOML; keys in docs/reproduce.md).
+    #[arg(long)]
+    grid: Option<PathBuf>,
+    /// Output CSV (its description is written beside it as CSV.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Pareto plot (SVG) of the grid's [pareto] columns; whole grids only.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Run one slice: points whose index is i modulo n.
+    #[arg(long, default_value = "0/1")]
+    shard: String,
+    /// Cache of point results (resumes an interrupted run); default OUT.cache.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Worker threads (0 = all cores); results are identical for any count.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// The merged CSV.
+    #[arg(long)]
+    out: PathBuf,
+    /// Pareto plot (SVG) of the merged grid.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Shard CSVs.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+}
+
+struct Bar(ProgressBar);
+
+impl sprint_eval::run::Progress for Bar {
+    fn stage(&self, _what: &str, _len: u64) {}
+    fn inc(&self, _n: u64) {}
+}
+
+impl GridProgress for Bar {
+    fn point_done(&self, _index: usize, _cached: bool) {
+        self.0.inc(1);
+    }
+}
+
+/// Runs `sprint sweep`.
+pub fn run(a: Args) -> Result<()> {
+    if let Some(Sub::Merge(m)) = a.command {
+        let parts = m
+            .shards
+            .iter()
+            .map(|p| read_shard(p))
+            .collect::<sprint_reproduce::Result<Vec<_>>>()?;
+        let o = merge(parts)?;
+        write_outcome(&o, &m.out, m.svg.as_deref())?;
+        println!("merged {} points into {}", o.info.points, m.out.display());
+        return Ok(());
+    }
+    let r = a.run;
+    let (Some(grid_path), Some(out)) = (r.grid, r.out) else {
+        anyhow::bail!("give --grid FILE and --out CSV (or `sprint sweep merge`)");
+    };
+    let threads = sprint_core::outfile::check_threads(r.threads)?;
+    let text = std::fs::read_to_string(&grid_path)
+        .with_context(|| format!("--grid {}", grid_path.display()))?;
+    let grid = Grid::from_toml_str(&text, &grid_path.display().to_string())?;
+    let shard = Shard::parse(&r.shard)?;
+    sprint_core::outfile::check_outputs(
+        &[("--grid", grid_path.as_path())],
+        &[("--out", out.as_path())],
+    )?;
+    let cache_dir = r.cache.unwrap_or_else(|| {
+        let mut s = out.as_os_str().to_os_string();
+        s.push(".cache");
+        s.into()
+    });
+    let n = grid.points().iter().filter(|p| shard.owns(p.index)).count();
+    let bar = crate::progress::bar(n as u64, "points");
+    let assets = sprint_assets::Cache::from_env();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
+    let progress = Bar(bar.clone());
+    let o = pool.install(|| run_grid(&grid, shard, &cache_dir, &assets, &progress))?;
+    bar.finish_and_clear();
+    write_outcome(&o, &out, r.svg.as_deref())?;
+    println!(
+        "{} of {} points (shard {}/{}) -> {}",
+        o.info.covered.len(),
+        o.info.points,
+        shard.index,
+        shard.count,
+        out.display()
+    );
+    Ok(())
+}

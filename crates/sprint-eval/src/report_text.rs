@@ -1,0 +1,107 @@
+//! `sprint eval`'s terminal report of an [`EvalReport`]: the header lines (data, probe,
+//! thresholds), the variants' table (report layer) and the comparator and trace lines.
+
+use sprint_report::{Cell, Column, Table};
+
+use crate::run::EvalReport;
+
+/// The variants of `r` as a table: metric, delta against dense, kept and softmax shares,
+/// throughput.
+pub fn variants_table(r: &EvalReport) -> Table {
+    let ppl = r.metric == "perplexity";
+    let per = format!("{}/s", r.item_name);
+    let mut t = Table::new(
+        "eval",
+        &format!("{} on {}", r.model, r.task),
+        vec![
+            Column::text("variant"),
+            if ppl {
+                Column::text("perplexity")
+            } else {
+                Column::unit("accuracy", "%")
+            },
+            Column::text("delta vs dense"),
+            Column::unit("kept keys", "%"),
+            Column::unit("softmax keys", "%"),
+            Column::text(&per),
+            Column::text("tokens/s"),
+        ],
+    );
+    for row in &r.rows {
+        let (m, d) = if ppl {
+            (Cell::num(row.metric, 4), Cell::opt(row.delta, 4))
+        } else {
+            (
+                Cell::num(100.0 * row.metric, 2),
+                Cell::opt(row.delta.map(|d| 100.0 * d), 2),
+            )
+        };
+        t.push(vec![
+            Cell::text(&row.variant),
+            m,
+            d,
+            Cell::num(100.0 * row.kept_fraction, 2),
+            Cell::num(100.0 * row.softmax_fraction, 2),
+            Cell::num(row.items_per_second, 2),
+            Cell::num(row.tokens_per_second, 0),
+        ]);
+    }
+    t
+}
+
+/// The whole terminal report of `r`.
+pub fn eval_text(r: &EvalReport) -> String {
+    let mut out = format!(
+        "{} on {}: {} {} ({} tokens each), seed {}\ndata: {}\n",
+        r.model, r.task, r.items, r.item_name, r.seq_len, r.seed, r.split
+    );
+    if let Some(p) = &r.probe {
+        out.push_str(&format!(
+            "probe: multinomial logistic regression on dense embeddings of {} train documents (train accuracy {:.2} %), frozen\n",
+            p.train_documents,
+            100.0 * p.train_accuracy
+        ));
+    }
+    if let Some(t) = &r.thresholds {
+        let keep = t.target_keep.map_or(String::new(), |k| {
+            format!(", target keep {:.1} %", 100.0 * k)
+        });
+        out.push_str(&format!("thresholds: {} ({}{keep})\n", t.source, t.method));
+        if let Some(s) = &t.split {
+            out.push_str(&format!("  calibrated on {s}\n"));
+        }
+        let shown: Vec<String> = t.per_layer.iter().map(|x| format!("{x:.2}")).collect();
+        out.push_str(&format!(
+            "  Th per layer (logits): [{}]\n",
+            shown.join(", ")
+        ));
+    }
+    let t = variants_table(r);
+    let term = t.terminal();
+    // The title repeats the first line: print the table only.
+    out.push_str(term.split_once('\n').map_or(term.as_str(), |x| x.1));
+    for row in &r.rows {
+        if let (Some(fp), Some(fk)) = (row.false_prune_rate, row.false_keep_rate) {
+            out.push_str(&format!(
+                "{}: comparator vs exact pruning at the same thresholds: false-prune {:.2} %, false-keep {:.2} %; newly fetched per query {:.2} % of the visible keys (paper: ~2.1 %)\n",
+                row.variant,
+                100.0 * fp,
+                100.0 * fk,
+                100.0 * row.new_fetch_share
+            ));
+        }
+        let dp = &row.datapath;
+        if dp.score_saturated + dp.output_saturated > 0 {
+            out.push_str(&format!(
+                "{}: saturated {} score codes and {} output elements\n",
+                row.variant, dp.score_saturated, dp.output_saturated
+            ));
+        }
+    }
+    for row in &r.rows {
+        if let Some(p) = &row.trace {
+            out.push_str(&format!("trace of {}: {}\n", row.variant, p.display()));
+        }
+    }
+    out
+}

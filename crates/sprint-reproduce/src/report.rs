@@ -1,0 +1,1041 @@
+//! The report of a run, built from the stage results: the verdict first (ours / paper /
+//! ratio for the headline measures, then the largest deviations with their documented
+//! causes), one section per figure with its tables and plots, provenance last. Every paper
+//! number is read from configs/paper-results.toml; every cause from configs/report/causes.toml.
+
+use serde::Deserialize;
+use sprint_report::plot::{BarSeries, Bars, Line, Lines, Stacked};
+use sprint_report::{Cell, Column, Document, Plot, Section, Table};
+use sprint_sim::paper::{Comparison, PaperResults, Summary, geomean, mean};
+
+use crate::error::{ReproduceError, Result};
+use crate::mode::{Mode, Plan};
+use crate::provenance::Provenance;
+use crate::results::{AccuracyResult, CurveResult, DecodeResult, SimPaperResult, TraceSimResult};
+
+/// Documented causes of deviations, by measure family.
+pub const CAUSES: &str = include_str!("../../../configs/report/causes.toml");
+
+/// Every stage's result.
+#[derive(Clone, Debug)]
+pub struct Results {
+    /// The plan that produced them.
+    pub plan: Plan,
+    /// The four variants per model and task.
+    pub accuracy: Vec<AccuracyResult>,
+    /// Accuracy against the key bits in the crossbar.
+    pub precision: CurveResult,
+    /// Accuracy against the analog non-ideality presets.
+    pub noise: CurveResult,
+    /// Accuracy against the kept fraction.
+    pub sparsity: CurveResult,
+    /// The simulator against the paper, per configuration.
+    pub sim_paper: Vec<SimPaperResult>,
+    /// The simulator on real traces.
+    pub traces: Vec<TraceSimResult>,
+    /// Decode with a growing KV cache.
+    pub decode: DecodeResult,
+}
+
+#[derive(Deserialize)]
+struct Cause {
+    cause: String,
+    doc: String,
+}
+
+fn cause(family: &str) -> Result<String> {
+    let all: std::collections::BTreeMap<String, Cause> = toml::from_str(CAUSES)
+        .map_err(|e| ReproduceError::Usage(format!("configs/report/causes.toml: {e}")))?;
+    Ok(all
+        .get(family)
+        .map_or_else(String::new, |c| format!("{} (see {})", c.cause, c.doc)))
+}
+
+/// The paper's Fig 9 numbers: model -> [baseline, runtime pruning, no recompute, SPRINT].
+fn paper_accuracy() -> Result<Vec<(String, [f64; 4])>> {
+    let doc: toml::Table = toml::from_str(sprint_sim::paper::PAPER_RESULTS)
+        .map_err(|e| ReproduceError::Usage(format!("configs/paper-results.toml: {e}")))?;
+    let acc = doc
+        .get("accuracy")
+        .and_then(|v| v.as_table())
+        .ok_or_else(|| ReproduceError::Usage("configs/paper-results.toml: no [accuracy]".into()))?;
+    let mut out = Vec::new();
+    for (k, v) in acc {
+        if let Some(a) = v.as_array() {
+            let xs: Vec<f64> = a
+                .iter()
+                .filter_map(|x| x.as_float().or_else(|| x.as_integer().map(|i| i as f64)))
+                .collect();
+            if xs.len() == 4 {
+                out.push((k.clone(), [xs[0], xs[1], xs[2], xs[3]]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn headline(key: &str) -> Result<f64> {
+    let doc: toml::Table = toml::from_str(sprint_sim::paper::PAPER_RESULTS)
+        .map_err(|e| ReproduceError::Usage(format!("configs/paper-results.toml: {e}")))?;
+    doc.get("headline")
+        .and_then(|h| h.get(key))
+        .and_then(|v| v.as_float())
+        .ok_or_else(|| ReproduceError::Usage(format!("configs/paper-results.toml: headline.{key}")))
+}
+
+fn comparison(s: &SimPaperResult, paper: &PaperResults) -> Comparison {
+    Comparison {
+        paper: paper.clone(),
+        ours: s.ours.clone(),
+        energy_table: s.energy_table.clone(),
+        stats_source: s.stats_source.clone(),
+        calibration: s.calibration.clone(),
+    }
+}
+
+fn ratio(ours: f64, paper: f64) -> Option<f64> {
+    (paper != 0.0 && ours.is_finite()).then(|| ours / paper)
+}
+
+/// One verdict row: measure, configuration, ours, paper, ratio, unit, family.
+struct Verdict {
+    measure: String,
+    config: String,
+    ours: f64,
+    paper: f64,
+    unit: &'static str,
+    family: &'static str,
+}
+
+fn is_classification(a: &AccuracyResult) -> bool {
+    a.metric == "accuracy"
+}
+
+fn loss_points(a: &AccuracyResult, variant: &str) -> Option<f64> {
+    let d = a.row("dense")?.metric;
+    Some(100.0 * (d - a.row(variant)?.metric))
+}
+
+fn verdicts(r: &Results) -> Result<Vec<Verdict>> {
+    let paper = PaperResults::load().map_err(|e| ReproduceError::stage("report", e))?;
+    let mut v = Vec::new();
+    for s in &r.sim_paper {
+        let sum: Summary = comparison(s, &paper).summary();
+        for (i, size) in ["S", "M", "L"].iter().enumerate() {
+            v.push(Verdict {
+                measure: format!("Fig 11 speedup, geomean, {size}"),
+                config: s.calibration.clone(),
+                ours: sum.speedup_geomean[i],
+                paper: paper.speedup_geomean[i],
+                unit: "x",
+                family: "speedup",
+            });
+        }
+        let pe: Vec<f64> = paper
+            .models
+            .iter()
+            .map(|(_, m)| m.energy_reduction[1])
+            .collect();
+        v.push(Verdict {
+            measure: "Fig 12a S-SPRINT energy reduction, geomean".into(),
+            config: s.calibration.clone(),
+            ours: sum.energy_geomean,
+            paper: geomean(&pe),
+            unit: "x",
+            family: "energy",
+        });
+        let dm: Vec<f64> = s
+            .ours
+            .iter()
+            .map(|(_, o)| o.data_movement_pct[0][1])
+            .collect();
+        v.push(Verdict {
+            measure: "Fig 10 SPRINT data-movement reduction at S, mean".into(),
+            config: s.calibration.clone(),
+            ours: mean(&dm),
+            paper: paper.data_movement_average_pct[0][1],
+            unit: "%",
+            family: "data-movement",
+        });
+    }
+    let pa = paper_accuracy()?;
+    let paper_models: Vec<&[f64; 4]> = pa
+        .iter()
+        .filter(|(k, _)| !k.contains("perplexity"))
+        .map(|(_, x)| x)
+        .collect();
+    let cls: Vec<&AccuracyResult> = r.accuracy.iter().filter(|a| is_classification(a)).collect();
+    let tasks = cls
+        .iter()
+        .map(|a| format!("{} {}", a.model, a.task))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for (variant, idx, name) in [
+        ("sprint", 3, "SPRINT"),
+        ("sprint-no-recompute", 2, "SPRINT without recompute"),
+    ] {
+        let ours: Vec<f64> = cls.iter().filter_map(|a| loss_points(a, variant)).collect();
+        let paper_loss = if variant == "sprint" {
+            headline("accuracy_loss_mean_pct")?
+        } else {
+            mean(
+                &paper_models
+                    .iter()
+                    .map(|x| x[0] - x[idx])
+                    .collect::<Vec<_>>(),
+            )
+        };
+        if !ours.is_empty() {
+            v.push(Verdict {
+                measure: format!("{name} accuracy loss vs dense, mean ({tasks})"),
+                config: "functional model".into(),
+                ours: mean(&ours),
+                paper: paper_loss,
+                unit: "points",
+                family: "accuracy",
+            });
+        }
+    }
+    if let (Some(a), Some((_, p))) = (
+        r.accuracy.iter().find(|a| a.metric == "perplexity"),
+        pa.iter().find(|(k, _)| k.contains("perplexity")),
+    ) && let (Some(d), Some(s)) = (a.row("dense"), a.row("sprint"))
+    {
+        v.push(Verdict {
+            measure: format!(
+                "SPRINT perplexity change vs dense ({} {}; paper: GPT-2-L)",
+                a.model, a.task
+            ),
+            config: "functional model".into(),
+            ours: 100.0 * (s.metric / d.metric - 1.0),
+            paper: 100.0 * (p[3] / p[0] - 1.0),
+            unit: "%",
+            family: "perplexity",
+        });
+    }
+    Ok(v)
+}
+
+/// The verdict table: ours / paper / ratio for the headline measures.
+pub fn verdict_table(r: &Results) -> Result<Table> {
+    let mut t = Table::new(
+        "verdict",
+        "Verdict: ours against the paper",
+        vec![
+            Column::text("measure"),
+            Column::text("configuration"),
+            Column::text("unit"),
+            Column::text("ours"),
+            Column::text("paper"),
+            Column::text("ours / paper"),
+        ],
+    );
+    for v in verdicts(r)? {
+        t.push(vec![
+            Cell::text(v.measure),
+            Cell::text(v.config),
+            Cell::text(v.unit),
+            Cell::num(v.ours, 2),
+            Cell::num(v.paper, 2),
+            Cell::opt(ratio(v.ours, v.paper), 2),
+        ]);
+    }
+    t.note("Paper values: configs/paper-results.toml (Fig 11 geomeans printed; Fig 12a geomean of its eight bars; Fig 10 printed averages; accuracy loss: the abstract's 0.36 %, and Fig 9's bars for SPRINT without recompute).");
+    t.note("sourced-default: every constant from a cited source; paper-inferred: the unpublished ones fitted to Fig 10 + Fig 12a shares (docs/simulator.md), so Fig 11 is out of sample.");
+    Ok(t)
+}
+
+fn deviations(r: &Results) -> Result<Vec<String>> {
+    let paper = PaperResults::load().map_err(|e| ReproduceError::stage("report", e))?;
+    let mut vs = verdicts(r)?;
+    vs.retain(|v| ratio(v.ours, v.paper).is_some_and(|x| !(0.8..=1.25).contains(&x)));
+    vs.sort_by(|a, b| {
+        let k = |v: &Verdict| (v.ours / v.paper).ln().abs();
+        k(b).total_cmp(&k(a))
+    });
+    let mut out = Vec::new();
+    for v in vs.iter().take(6) {
+        out.push(format!(
+            "{} ({}): ours {:.2} {}, paper {:.2} {} (ratio {:.2}). Cause: {}",
+            v.measure,
+            v.config,
+            v.ours,
+            v.unit,
+            v.paper,
+            v.unit,
+            v.ours / v.paper,
+            cause(v.family)?
+        ));
+    }
+    for s in &r.sim_paper {
+        let (m, size, x) = comparison(s, &paper).summary().worst_speedup_cell;
+        out.push(format!(
+            "Worst Fig 11 cell ({}): {m} at {size}, ours / paper = {x:.2}. Cause: {}",
+            s.calibration,
+            cause("speedup")?
+        ));
+    }
+    Ok(out)
+}
+
+fn pct(x: f64) -> Cell {
+    Cell::num(100.0 * x, 2)
+}
+
+fn metric_cell(a: &str, x: f64) -> Cell {
+    if a == "accuracy" {
+        pct(x)
+    } else {
+        Cell::num(x, 3)
+    }
+}
+
+fn metric_unit(a: &str) -> &'static str {
+    if a == "accuracy" { "%" } else { "perplexity" }
+}
+
+fn accuracy_section(r: &Results) -> Result<Section> {
+    let mut s = Section::new(
+        "accuracy",
+        "Accuracy of the four attention variants (Fig 9)",
+    );
+    s.paragraph("Each task runs dense attention, runtime pruning (exact scores, threshold), SPRINT without recompute (in-memory approximate scores, 1-bit comparator, no digital recompute) and SPRINT, with the same thresholds. Kept = keys moved on chip; softmax = keys in the softmax; both as a share of the visible (query, key) pairs.");
+    for a in &r.accuracy {
+        let mut t = Table::new(
+            &format!("accuracy-{}-{}", a.model, a.task),
+            &format!(
+                "{} on {}: {} of {} tokens; thresholds {}",
+                a.model, a.task, a.items, a.seq_len, a.thresholds
+            ),
+            vec![
+                Column::text("variant"),
+                Column::unit(&a.metric, metric_unit(&a.metric)),
+                Column::unit(
+                    "delta vs dense",
+                    if a.metric == "accuracy" {
+                        "points"
+                    } else {
+                        "perplexity"
+                    },
+                ),
+                Column::unit("kept", "%"),
+                Column::unit("softmax", "%"),
+                Column::unit("newly fetched per query", "% of visible"),
+                Column::unit("comparator false-prune", "%"),
+            ],
+        );
+        for v in &a.rows {
+            t.push(vec![
+                Cell::text(&v.variant),
+                metric_cell(&a.metric, v.metric),
+                Cell::opt(
+                    v.delta
+                        .map(|d| if a.metric == "accuracy" { 100.0 * d } else { d }),
+                    if a.metric == "accuracy" { 2 } else { 3 },
+                ),
+                pct(v.kept_fraction),
+                pct(v.softmax_fraction),
+                pct(v.new_fetch_share),
+                Cell::opt(v.false_prune_rate.map(|x| 100.0 * x), 2),
+            ]);
+        }
+        t.note(format!("Data: {}", a.split));
+        s.table(t);
+    }
+    let pa = paper_accuracy()?;
+    let mut t = Table::new(
+        "accuracy-paper-fig9",
+        "The paper's Fig 9 (read off the chart)",
+        vec![
+            Column::text("model"),
+            Column::text("metric"),
+            Column::text("dense"),
+            Column::text("runtime pruning"),
+            Column::text("SPRINT without recompute"),
+            Column::text("SPRINT"),
+        ],
+    );
+    for (m, x) in &pa {
+        t.push(vec![
+            Cell::text(m.trim_end_matches("-perplexity")),
+            Cell::text(if m.contains("perplexity") {
+                "perplexity"
+            } else {
+                "accuracy (%)"
+            }),
+            Cell::num(x[0], 1),
+            Cell::num(x[1], 1),
+            Cell::num(x[2], 1),
+            Cell::num(x[3], 1),
+        ]);
+    }
+    s.table(t);
+    // Loss against dense per variant: ours per task, the paper's mean over its models.
+    let variants = ["runtime-pruning", "sprint-no-recompute", "sprint"];
+    let mut series: Vec<BarSeries> = r
+        .accuracy
+        .iter()
+        .filter(|a| is_classification(a))
+        .map(|a| BarSeries {
+            name: format!("ours: {} {}", a.model, a.task),
+            values: variants.iter().map(|v| loss_points(a, v)).collect(),
+            paper: false,
+        })
+        .collect();
+    let models: Vec<&[f64; 4]> = pa
+        .iter()
+        .filter(|(k, _)| !k.contains("perplexity"))
+        .map(|(_, x)| x)
+        .collect();
+    series.push(BarSeries {
+        name: "paper: mean of its five models".into(),
+        values: (1..4)
+            .map(|i| {
+                Some(mean(
+                    &models.iter().map(|x| x[0] - x[i]).collect::<Vec<_>>(),
+                ))
+            })
+            .collect(),
+        paper: true,
+    });
+    s.plot(Plot::Bars(Bars {
+        id: "fig9-accuracy-loss".into(),
+        title: "Accuracy loss against dense attention (Fig 9)".into(),
+        x_label: "attention variant".into(),
+        y_label: "accuracy loss (points)".into(),
+        categories: variants.iter().map(|v| v.to_string()).collect(),
+        series,
+    }));
+    Ok(s)
+}
+
+fn curve_table(id: &str, title: &str, x_name: &str, c: &CurveResult) -> Table {
+    let mut t = Table::new(
+        id,
+        title,
+        vec![
+            Column::text("series"),
+            Column::text(x_name),
+            Column::unit(&c.metric, metric_unit(&c.metric)),
+            Column::unit(&format!("dense {}", c.metric), metric_unit(&c.metric)),
+            Column::unit("kept", "%"),
+            Column::unit("softmax", "%"),
+        ],
+    );
+    for p in &c.points {
+        t.push(vec![
+            Cell::text(&p.series),
+            Cell::text(&p.x_label),
+            metric_cell(&c.metric, p.metric),
+            metric_cell(&c.metric, c.dense),
+            pct(p.kept_fraction),
+            pct(p.softmax_fraction),
+        ]);
+    }
+    t.note(format!("{} on {}; data: {}", c.model, c.task, c.split));
+    t
+}
+
+fn curve_lines(
+    c: &CurveResult,
+    x_of: impl Fn(&crate::results::SweepPoint) -> f64,
+) -> (Vec<Line>, Vec<(String, f64)>) {
+    let scale = if c.metric == "accuracy" { 100.0 } else { 1.0 };
+    let mut names: Vec<String> = Vec::new();
+    for p in &c.points {
+        if !names.contains(&p.series) {
+            names.push(p.series.clone());
+        }
+    }
+    let lines = names
+        .iter()
+        .map(|n| Line {
+            name: n.clone(),
+            points: c
+                .points
+                .iter()
+                .filter(|p| &p.series == n)
+                .map(|p| (x_of(p), scale * p.metric))
+                .collect(),
+            paper: false,
+        })
+        .collect();
+    (lines, vec![("dense".into(), scale * c.dense)])
+}
+
+fn sweeps_sections(r: &Results) -> Vec<Section> {
+    let y = |c: &CurveResult| {
+        if c.metric == "accuracy" {
+            "accuracy (%)".to_string()
+        } else {
+            "perplexity".to_string()
+        }
+    };
+    let mut p = Section::new("precision", "Precision of the in-memory score (Fig 5)");
+    p.paragraph("SPRINT and SPRINT without recompute with K_MSB = 1..6 key bits in the crossbar (the rest recomputed from K_LSB on chip), at fixed thresholds. The paper: accuracy collapses at 1-2 bits, is close at 3 and flat from 4 upward (Fig 5; its numbers are not printed, so no paper line is drawn).");
+    p.table(curve_table(
+        "precision",
+        "Accuracy against key bits in the crossbar",
+        "K_MSB bits",
+        &r.precision,
+    ));
+    let (lines, refs) = curve_lines(&r.precision, |x| x.x);
+    p.plot(Plot::Lines(Lines {
+        id: "fig5-precision".into(),
+        title: "Accuracy against the in-memory key precision (Fig 5)".into(),
+        x_label: "key bits in the crossbar (K_MSB)".into(),
+        y_label: y(&r.precision),
+        lines,
+        references: refs,
+    }));
+
+    let mut k = Section::new("sparsity", "Accuracy against kept keys");
+    k.paragraph("Per-layer quantile calibration at several kept fractions, and the learned per-head thresholds, for runtime pruning, SPRINT without recompute and SPRINT; x is the share of visible keys that enter the softmax. Beyond the paper, which shows one operating point per model.");
+    k.table(curve_table(
+        "sparsity",
+        "Accuracy against keys in the softmax",
+        "thresholds",
+        &r.sparsity,
+    ));
+    let (lines, refs) = curve_lines(&r.sparsity, |x| x.x);
+    k.plot(Plot::Lines(Lines {
+        id: "accuracy-vs-kept".into(),
+        title: "Accuracy against keys in the softmax".into(),
+        x_label: "keys in the softmax (% of visible)".into(),
+        y_label: y(&r.sparsity),
+        lines,
+        references: refs,
+    }));
+
+    let mut n = Section::new("noise", "Accuracy against analog non-idealities");
+    n.paragraph("The non-ideality presets of docs/non-idealities.md (ideal, typical, pessimistic: conductance variation, read noise, comparator offset, stuck cells, finite on/off ratio, IR drop), at fixed thresholds. Beyond the paper, which assumes ideal crossbars.");
+    n.table(curve_table(
+        "noise",
+        "Accuracy against the non-ideality preset",
+        "preset",
+        &r.noise,
+    ));
+    let presets: Vec<String> = {
+        let mut v: Vec<String> = Vec::new();
+        for q in &r.noise.points {
+            if !v.contains(&q.x_label) {
+                v.push(q.x_label.clone());
+            }
+        }
+        v
+    };
+    let scale = if r.noise.metric == "accuracy" {
+        100.0
+    } else {
+        1.0
+    };
+    let mut series: Vec<BarSeries> = Vec::new();
+    for q in &r.noise.points {
+        if !series.iter().any(|s| s.name == q.series) {
+            series.push(BarSeries {
+                name: q.series.clone(),
+                values: presets
+                    .iter()
+                    .map(|pz| {
+                        r.noise
+                            .points
+                            .iter()
+                            .find(|z| z.series == q.series && &z.x_label == pz)
+                            .map(|z| scale * z.metric)
+                    })
+                    .collect(),
+                paper: false,
+            });
+        }
+    }
+    series.push(BarSeries {
+        name: "dense".into(),
+        values: presets
+            .iter()
+            .map(|_| Some(scale * r.noise.dense))
+            .collect(),
+        paper: false,
+    });
+    n.plot(Plot::Bars(Bars {
+        id: "accuracy-vs-noise".into(),
+        title: "Accuracy under analog non-idealities".into(),
+        x_label: "non-ideality preset".into(),
+        y_label: y(&r.noise),
+        categories: presets,
+        series,
+    }));
+    vec![p, k, n]
+}
+
+fn sim_sections(r: &Results) -> Result<Vec<Section>> {
+    let paper = PaperResults::load().map_err(|e| ReproduceError::stage("report", e))?;
+    let models: Vec<String> = paper.models.iter().map(|(n, _)| n.clone()).collect();
+    let sizes = ["S", "M", "L"];
+
+    let mut dm = Section::new("data-movement", "Data movement (Fig 10)");
+    dm.paragraph("Reduction of the K and V bytes moved from ReRAM against S-Baseline, per model and buffer size, for Mask only (skip padding) and SPRINT. The paper's values are read off Fig 10.");
+    let mut sp = Section::new("speedup", "Speedup (Fig 11)");
+    sp.paragraph("Self-attention time of SPRINT against the same-size baseline (S: 16 KB, M, L), on the paper's model shapes with kept sets drawn from statistics measured on real traces.");
+    let mut en = Section::new("energy", "Energy (Fig 12a)");
+    en.paragraph("Energy reduction over S-Baseline of Pruning only and S-SPRINT (Fig 12a's categories; on-chip leakage, which Fig 12a does not show, excluded), and our energy by component normalised to each model's S-Baseline.");
+    for s in &r.sim_paper {
+        let mut t = Table::new(
+            &format!("fig10-data-movement-{}", s.calibration),
+            &format!(
+                "Data-movement reduction vs S-Baseline, {} (ours / paper)",
+                s.calibration
+            ),
+            std::iter::once(Column::text("model"))
+                .chain(sizes.iter().flat_map(|z| {
+                    [
+                        Column::unit(&format!("{z} mask only ours"), "%"),
+                        Column::unit(&format!("{z} mask only paper"), "%"),
+                        Column::unit(&format!("{z} SPRINT ours"), "%"),
+                        Column::unit(&format!("{z} SPRINT paper"), "%"),
+                    ]
+                }))
+                .collect(),
+        );
+        for ((m, o), (_, p)) in s.ours.iter().zip(&paper.models) {
+            let mut row = vec![Cell::text(m)];
+            for z in 0..3 {
+                for k in 0..2 {
+                    row.push(Cell::num(o.data_movement_pct[z][k], 1));
+                    row.push(Cell::num(p.data_movement_pct[z][k], 1));
+                }
+            }
+            // Order: mask ours, mask paper, sprint ours, sprint paper per size.
+            t.push(row);
+        }
+        dm.table(t);
+        let mut t = Table::new(
+            &format!("fig11-speedup-{}", s.calibration),
+            &format!("Speedup over the same-size baseline, {}", s.calibration),
+            std::iter::once(Column::text("model"))
+                .chain(sizes.iter().flat_map(|z| {
+                    [
+                        Column::unit(&format!("{z} ours"), "x"),
+                        Column::unit(&format!("{z} paper"), "x"),
+                        Column::unit(&format!("{z} ours / paper"), "ratio"),
+                    ]
+                }))
+                .collect(),
+        );
+        for ((m, o), (_, p)) in s.ours.iter().zip(&paper.models) {
+            let mut row = vec![Cell::text(m)];
+            for z in 0..3 {
+                row.push(Cell::num(o.speedup[z], 2));
+                row.push(Cell::num(p.speedup[z], 2));
+                row.push(Cell::opt(ratio(o.speedup[z], p.speedup[z]), 2));
+            }
+            t.push(row);
+        }
+        sp.table(t);
+        let mut series: Vec<BarSeries> = (0..3)
+            .map(|z| BarSeries {
+                name: format!("ours {}", sizes[z]),
+                values: s.ours.iter().map(|(_, o)| Some(o.speedup[z])).collect(),
+                paper: false,
+            })
+            .collect();
+        series.extend((0..3).map(|z| {
+            BarSeries {
+                name: format!("paper {}", sizes[z]),
+                values: paper
+                    .models
+                    .iter()
+                    .map(|(_, p)| Some(p.speedup[z]))
+                    .collect(),
+                paper: true,
+            }
+        }));
+        sp.plot(Plot::Bars(Bars {
+            id: format!("fig11-speedup-{}", s.calibration),
+            title: format!(
+                "Speedup over the same-size baseline (Fig 11), {}",
+                s.calibration
+            ),
+            x_label: "workload".into(),
+            y_label: "speedup (x)".into(),
+            categories: models.clone(),
+            series,
+        }));
+        let mut t = Table::new(
+            &format!("fig12a-energy-{}", s.calibration),
+            &format!("Energy reduction over S-Baseline, {}", s.calibration),
+            vec![
+                Column::text("model"),
+                Column::unit("Pruning only ours", "x"),
+                Column::unit("Pruning only paper", "x"),
+                Column::unit("S-SPRINT ours", "x"),
+                Column::unit("S-SPRINT paper", "x"),
+                Column::unit("S-SPRINT ours / paper", "ratio"),
+            ],
+        );
+        for ((m, o), (_, p)) in s.ours.iter().zip(&paper.models) {
+            t.push(vec![
+                Cell::text(m),
+                Cell::num(o.energy_reduction[0], 2),
+                Cell::num(p.energy_reduction[0], 2),
+                Cell::num(o.energy_reduction[1], 2),
+                Cell::num(p.energy_reduction[1], 2),
+                Cell::opt(ratio(o.energy_reduction[1], p.energy_reduction[1]), 2),
+            ]);
+        }
+        en.table(t);
+    }
+    // Fig 10 plot (SPRINT at S, both configurations against the paper) and the stacked
+    // energy of the sourced default.
+    let mut series: Vec<BarSeries> = r
+        .sim_paper
+        .iter()
+        .map(|s| BarSeries {
+            name: format!("ours, {}", s.calibration),
+            values: s
+                .ours
+                .iter()
+                .map(|(_, o)| Some(o.data_movement_pct[0][1]))
+                .collect(),
+            paper: false,
+        })
+        .collect();
+    series.push(BarSeries {
+        name: "paper".into(),
+        values: paper
+            .models
+            .iter()
+            .map(|(_, p)| Some(p.data_movement_pct[0][1]))
+            .collect(),
+        paper: true,
+    });
+    dm.plot(Plot::Bars(Bars {
+        id: "fig10-data-movement".into(),
+        title: "SPRINT's data-movement reduction at S (Fig 10)".into(),
+        x_label: "workload".into(),
+        y_label: "K and V bytes saved vs S-Baseline (%)".into(),
+        categories: models.clone(),
+        series,
+    }));
+    if let Some(s) = r.sim_paper.first() {
+        let mut cats = Vec::new();
+        let mut parts: Vec<(String, Vec<f64>)> = Vec::new();
+        for (m, designs) in &s.fig12a {
+            let base = designs
+                .first()
+                .map_or(1.0, |d| d.fig12a_energy_pj.max(1e-30));
+            for (d, short) in designs.iter().zip(["base", "prune", "SPRINT"]) {
+                cats.push(format!("{m} {short}"));
+                for (k, v) in &d.energy_pj {
+                    if k == "onchip_leakage" {
+                        continue;
+                    }
+                    let i = match parts.iter().position(|(n, _)| n == k) {
+                        Some(i) => i,
+                        None => {
+                            parts.push((k.clone(), Vec::new()));
+                            parts.len() - 1
+                        }
+                    };
+                    let col = &mut parts[i].1;
+                    col.resize(cats.len() - 1, 0.0);
+                    col.push(100.0 * v / base);
+                }
+            }
+        }
+        for (_, col) in &mut parts {
+            col.resize(cats.len(), 0.0);
+        }
+        parts.retain(|(_, v)| v.iter().any(|&x| x > 0.05));
+        en.plot(Plot::Stacked(Stacked {
+            id: "fig12a-energy-components".into(),
+            title: format!(
+                "Energy by component, normalised to S-Baseline (Fig 12a), {}",
+                s.calibration
+            ),
+            x_label: "workload and design".into(),
+            y_label: "energy (% of the model's S-Baseline)".into(),
+            categories: cats,
+            components: parts,
+        }));
+        let mut t = Table::new(
+            "fig12a-baseline-shares",
+            "S-Baseline's ReRAM read and write shares of energy: ours against Fig 12a",
+            vec![
+                Column::text("model"),
+                Column::unit("ReRAM read ours", "%"),
+                Column::unit("ReRAM read paper", "%"),
+                Column::unit("ReRAM write ours", "%"),
+                Column::unit("ReRAM write paper", "%"),
+            ],
+        );
+        for (m, shares) in &paper.baseline_shares {
+            if let Some((_, d)) = s.fig12a.iter().find(|(n, _)| n == m)
+                && let Some(b) = d.first()
+            {
+                let part = |k: &str| {
+                    b.energy_pj
+                        .iter()
+                        .find(|(n, _)| n == k)
+                        .map_or(0.0, |x| x.1)
+                        / b.fig12a_energy_pj.max(1e-30)
+                };
+                t.push(vec![
+                    Cell::text(m),
+                    Cell::num(100.0 * part("reram_read"), 1),
+                    Cell::num(shares[0], 1),
+                    Cell::num(100.0 * part("reram_write"), 1),
+                    Cell::num(shares[1], 1),
+                ]);
+            }
+        }
+        en.table(t);
+    }
+    let mut tr = Section::new("traces", "The simulator on real traces");
+    tr.paragraph("The SPRINT traces of the first evaluated sequence of each accuracy run (real kept sets and locality counts), replayed on S, M and L: SPRINT against the same-size baseline. Short encoder sequences whose K and V fit the buffer show little data-movement reduction: the baseline then fetches each key once.");
+    let mut t = Table::new(
+        "traces",
+        "SPRINT against the same-size baseline on real traces",
+        vec![
+            Column::text("trace"),
+            Column::text("size"),
+            Column::unit("speedup", "x"),
+            Column::unit("energy reduction", "x"),
+            Column::unit("K and V bytes saved", "%"),
+        ],
+    );
+    let mut cats = Vec::new();
+    let mut speed = Vec::new();
+    let mut energy = Vec::new();
+    for x in &r.traces {
+        for (z, size) in sizes.iter().enumerate() {
+            let (Some(b), Some(s)) = (x.designs.get(2 * z), x.designs.get(2 * z + 1)) else {
+                continue;
+            };
+            let sp_ = b.cycles as f64 / s.cycles.max(1) as f64;
+            let en_ = b.energy_total_pj / s.energy_total_pj.max(1e-30);
+            let saved = if b.kv_bytes > 0 {
+                100.0 * (1.0 - s.kv_bytes as f64 / b.kv_bytes as f64)
+            } else {
+                0.0
+            };
+            t.push(vec![
+                Cell::text(&x.label),
+                Cell::text(*size),
+                Cell::num(sp_, 2),
+                Cell::num(en_, 2),
+                Cell::num(saved, 1),
+            ]);
+            let short = x.label.split(':').next().unwrap_or_default();
+            let short = short.split(" (").next().unwrap_or(short);
+            cats.push(format!("{short} {size}"));
+            speed.push(Some(sp_));
+            energy.push(Some(en_));
+        }
+    }
+    tr.table(t);
+    if !cats.is_empty() {
+        tr.plot(Plot::Bars(Bars {
+            id: "traces-speedup-energy".into(),
+            title: "SPRINT on real traces: speedup and energy reduction".into(),
+            x_label: "trace and size".into(),
+            y_label: "ratio over the same-size baseline (x)".into(),
+            categories: cats,
+            series: vec![
+                BarSeries {
+                    name: "speedup".into(),
+                    values: speed,
+                    paper: false,
+                },
+                BarSeries {
+                    name: "energy reduction".into(),
+                    values: energy,
+                    paper: false,
+                },
+            ],
+        }));
+    }
+    Ok(vec![dm, sp, en, tr])
+}
+
+fn decode_section(d: &DecodeResult) -> Section {
+    let mut s = Section::new(
+        "decode",
+        "Decode with a growing KV cache (beyond the paper)",
+    );
+    s.paragraph(format!("{}. Each new token's K is written into the crossbars and its V into ReRAM; the table gives time, energy with the ReRAM write share, and the lifetime of a cell.", d.label));
+    let mut t = Table::new(
+        "decode",
+        "Decode: S-Baseline against S-SPRINT",
+        vec![
+            Column::text("design"),
+            Column::unit("tokens per second per sequence", "tokens/s"),
+            Column::unit("speedup", "x"),
+            Column::unit("energy", "uJ"),
+            Column::unit("energy reduction", "x"),
+            Column::unit("ReRAM write share", "%"),
+            Column::unit("ReRAM read share", "%"),
+            Column::unit("write stall", "% of cycles"),
+            Column::unit("cell lifetime at the simulated rate", "days"),
+        ],
+    );
+    for r in &d.rows {
+        t.push(vec![
+            Cell::text(&r.design),
+            Cell::num(r.tokens_per_s, 1),
+            Cell::num(r.speedup, 2),
+            Cell::num(r.energy_pj * 1e-6, 1),
+            Cell::num(r.energy_reduction, 2),
+            pct(r.write_energy_share),
+            pct(r.read_energy_share),
+            Cell::num(
+                100.0 * r.write_stall_cycles as f64 / r.cycles.max(1) as f64,
+                2,
+            ),
+            Cell::num(r.lifetime_s_at_simulated_rate / 86400.0, 2),
+        ]);
+    }
+    t.note(format!(
+        "Endurance {:e} writes per cell; at the stated {} tokens/s per sequence a cell lasts {:.1} days.",
+        d.endurance_writes,
+        d.token_rate_per_s,
+        d.lifetime_s_at_stated_rate / 86400.0
+    ));
+    s.table(t);
+    s.plot(Plot::Stacked(Stacked {
+        id: "decode-energy".into(),
+        title: "Decode energy by kind".into(),
+        x_label: "design".into(),
+        y_label: "energy (uJ)".into(),
+        categories: d.rows.iter().map(|r| r.design.clone()).collect(),
+        components: vec![
+            (
+                "ReRAM write".into(),
+                d.rows
+                    .iter()
+                    .map(|r| r.energy_pj * r.write_energy_share * 1e-6)
+                    .collect(),
+            ),
+            (
+                "ReRAM read".into(),
+                d.rows
+                    .iter()
+                    .map(|r| r.energy_pj * r.read_energy_share * 1e-6)
+                    .collect(),
+            ),
+            (
+                "on chip and other".into(),
+                d.rows
+                    .iter()
+                    .map(|r| {
+                        r.energy_pj * (1.0 - r.write_energy_share - r.read_energy_share) * 1e-6
+                    })
+                    .collect(),
+            ),
+        ],
+    }));
+    s
+}
+
+fn provenance_section(p: &Provenance) -> Section {
+    let mut s = Section::new("provenance", "Provenance");
+    let mut t = Table::new(
+        "provenance",
+        "Tool and run",
+        vec![Column::text("item"), Column::text("value")],
+    );
+    let plan = serde_json::to_string(&p.plan).unwrap_or_default();
+    for (k, v) in [
+        ("sprint version", p.version.clone()),
+        ("commit", p.commit.clone()),
+        ("executable sha256", p.tool_sha256.clone()),
+        ("mode", format!("{:?}", p.plan.mode).to_lowercase()),
+        ("seed", p.plan.seed.to_string()),
+        ("plan", plan),
+        (
+            "worker threads (results do not depend on them)",
+            p.threads.to_string(),
+        ),
+    ] {
+        t.push(vec![Cell::text(k), Cell::text(v)]);
+    }
+    s.table(t);
+    let mut t = Table::new(
+        "provenance-stages",
+        "Stages: content key of their inputs and wall time of their computation",
+        vec![
+            Column::text("stage"),
+            Column::text("key (sha256 prefix)"),
+            Column::unit("wall time", "s"),
+        ],
+    );
+    for r in &p.stages {
+        t.push(vec![
+            Cell::text(&r.stage),
+            Cell::text(&r.key[..16.min(r.key.len())]),
+            Cell::num(r.seconds, 1),
+        ]);
+    }
+    t.note(format!(
+        "Total {:.1} s of computation.",
+        p.stages.iter().map(|r| r.seconds).sum::<f64>()
+    ));
+    s.table(t);
+    let mut t = Table::new(
+        "provenance-configs",
+        "Configuration files (embedded in the executable)",
+        vec![Column::text("file"), Column::text("sha256")],
+    );
+    for (f, h) in &p.configs {
+        t.push(vec![Cell::text(f), Cell::text(h)]);
+    }
+    s.table(t);
+    let mut t = Table::new(
+        "provenance-assets",
+        "Pinned assets (package sha256 checked at fetch)",
+        vec![
+            Column::text("asset"),
+            Column::text("package"),
+            Column::text("sha256"),
+            Column::text("present"),
+        ],
+    );
+    for (a, pk, h, present) in &p.assets {
+        t.push(vec![
+            Cell::text(a),
+            Cell::text(pk),
+            Cell::text(h),
+            Cell::text(if *present { "yes" } else { "no" }),
+        ]);
+    }
+    s.table(t);
+    s
+}
+
+/// The whole report.
+pub fn document(r: &Results, p: &Provenance) -> Result<Document> {
+    let mut v = Section::new("verdict", "Verdict");
+    v.paragraph(format!(
+        "sprint {} reproduction of SPRINT (MICRO 2022): {} run ({}). Ratios are ours / paper; the simulator is shown in two configurations, the sourced default and the labelled paper-inferred one.",
+        p.version,
+        match r.plan.mode {
+            Mode::Quick => "quick",
+            Mode::Full => "full",
+        },
+        match r.plan.mode {
+            Mode::Quick => "small real subsets: accuracy numbers carry the sampling error of a few hundred documents",
+            Mode::Full => "the full data sets",
+        }
+    ));
+    v.table(verdict_table(r)?);
+    v.paragraph("Largest deviations, with their documented causes:");
+    v.list(deviations(r)?);
+    let mut sections = vec![v, accuracy_section(r)?];
+    sections.extend(sweeps_sections(r));
+    sections.extend(sim_sections(r)?);
+    sections.push(decode_section(&r.decode));
+    sections.push(provenance_section(p));
+    Ok(Document {
+        title: "SPRINT reproduction report".into(),
+        sections,
+    })
+}

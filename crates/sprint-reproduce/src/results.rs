@@ -1,0 +1,170 @@
+//! The result of every stage, as cached (serde both ways) and as the report reads it.
+
+use serde::{Deserialize, Serialize};
+use sprint_sim::paper::OurModel;
+
+/// One attention variant's accuracy on a task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VariantRow {
+    /// Variant name (`dense`, `runtime-pruning`, `sprint-no-recompute`, `sprint`).
+    pub variant: String,
+    /// Accuracy as a fraction, or perplexity.
+    pub metric: f64,
+    /// `metric - dense`.
+    pub delta: Option<f64>,
+    /// Fraction of visible (query, key) pairs whose key was moved on chip.
+    pub kept_fraction: f64,
+    /// Fraction of visible pairs in the softmax.
+    pub softmax_fraction: f64,
+    /// Share of the visible keys newly fetched per query by the locality engine.
+    pub new_fetch_share: f64,
+    /// Comparator false-prune rate against exact pruning (SPRINT variants).
+    pub false_prune_rate: Option<f64>,
+}
+
+/// The four variants on one model and task (Fig 9).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccuracyResult {
+    /// Model name.
+    pub model: String,
+    /// Task name.
+    pub task: String,
+    /// `accuracy` or `perplexity`.
+    pub metric: String,
+    /// Evaluated items and their unit.
+    pub items: String,
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// The evaluated data.
+    pub split: String,
+    /// How the thresholds were obtained.
+    pub thresholds: String,
+    /// One row per variant, dense first.
+    pub rows: Vec<VariantRow>,
+    /// File name (in the cache's artefacts) of the SPRINT trace of the first sequence.
+    pub sprint_trace: Option<String>,
+}
+
+impl AccuracyResult {
+    /// The row of `variant`.
+    pub fn row(&self, variant: &str) -> Option<&VariantRow> {
+        self.rows.iter().find(|r| r.variant == variant)
+    }
+}
+
+/// One point of a sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// Series (variant, or variant / method).
+    pub series: String,
+    /// The swept value (bits, kept percent, noise preset index).
+    pub x: f64,
+    /// Label of the swept value (e.g. `typical`).
+    pub x_label: String,
+    /// Accuracy as a fraction, or perplexity.
+    pub metric: f64,
+    /// Fraction of visible pairs moved on chip.
+    pub kept_fraction: f64,
+    /// Fraction of visible pairs in the softmax.
+    pub softmax_fraction: f64,
+}
+
+/// A sweep of one model and task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurveResult {
+    /// Model name.
+    pub model: String,
+    /// Task name.
+    pub task: String,
+    /// `accuracy` or `perplexity`.
+    pub metric: String,
+    /// The dense model's metric.
+    pub dense: f64,
+    /// The evaluated data.
+    pub split: String,
+    /// Points.
+    pub points: Vec<SweepPoint>,
+}
+
+/// One design's simulated totals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DesignSummary {
+    /// Preset key.
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// Cycles.
+    pub cycles: u64,
+    /// Seconds at the design's clock.
+    pub seconds: f64,
+    /// Energy by component (Fig 12a categories plus leakage), pJ.
+    pub energy_pj: Vec<(String, f64)>,
+    /// Energy of Fig 12a's categories (leakage excluded), pJ.
+    pub fig12a_energy_pj: f64,
+    /// Total energy, pJ.
+    pub energy_total_pj: f64,
+    /// K and V bytes moved from ReRAM.
+    pub kv_bytes: u64,
+}
+
+impl DesignSummary {
+    /// The summary of a simulator report.
+    pub fn of(r: &sprint_sim::report::DesignReport) -> Self {
+        Self {
+            key: r.key.clone(),
+            name: r.name.clone(),
+            cycles: r.totals.cycles,
+            seconds: r.seconds,
+            energy_pj: r
+                .energy
+                .parts()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            fig12a_energy_pj: r.energy.fig12a_total(),
+            energy_total_pj: r.energy.total(),
+            kv_bytes: r.totals.moved.kv(),
+        }
+    }
+}
+
+/// The simulator against the paper's figures in one configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimPaperResult {
+    /// `sourced-default` or `paper-inferred`.
+    pub calibration: String,
+    /// Energy table.
+    pub energy_table: String,
+    /// Where the synthetic kept sets' statistics come from.
+    pub stats_source: String,
+    /// Our numbers per paper workload.
+    pub ours: Vec<(String, OurModel)>,
+    /// S-Baseline, Pruning and S-SPRINT per workload (Fig 12a's bars).
+    pub fig12a: Vec<(String, Vec<DesignSummary>)>,
+}
+
+/// S/M/L SPRINT against the same-size baseline on one real trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceSimResult {
+    /// What the trace is (model, task, variant, shape).
+    pub label: String,
+    /// Tokens of the traced sequence.
+    pub tokens: usize,
+    /// S, M, L baseline and SPRINT designs, in that order (baseline, SPRINT per size).
+    pub designs: Vec<DesignSummary>,
+}
+
+/// Decode with a growing KV cache on SmolLM2 shapes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecodeResult {
+    /// The decode configuration in words.
+    pub label: String,
+    /// One row per design.
+    pub rows: Vec<sprint_sim::decode::DecodeSummary>,
+    /// Endurance of a cell, writes.
+    pub endurance_writes: f64,
+    /// Stated token rate per sequence, tokens/s.
+    pub token_rate_per_s: f64,
+    /// Cell lifetime at the stated token rate, seconds.
+    pub lifetime_s_at_stated_rate: f64,
+}

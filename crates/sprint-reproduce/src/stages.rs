@@ -1,0 +1,433 @@
+//! The stages of a run and how each is computed. Every function here does the work of one
+//! stage; [`crate::run`] decides whether it runs (cache) and in what order.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use sprint_assets::Cache;
+use sprint_core::config::{AttentionConfig, Variant};
+use sprint_core::trace::TraceReader;
+use sprint_eval::Task;
+use sprint_eval::learn::LearnOptions;
+use sprint_eval::run::{EvalOptions, EvalReport, Progress, ThresholdChoice, evaluate, trace_path};
+use sprint_eval::sweep::{SweepMethod, SweepOptions, sweep};
+use sprint_models::LoadedModel;
+use sprint_sim::calibration::Calibration;
+use sprint_sim::decode::{DecodeFile, lifetime_s_at_stated_rate, run_decode, summarise};
+use sprint_sim::paper::compare_with_reports;
+use sprint_sim::presets::{load_design, load_energy};
+use sprint_sim::report::build;
+use sprint_sim::run::run_trace;
+use sprint_sim::wstats::StatsFile;
+
+use crate::error::{ReproduceError, Result};
+use crate::mode::Plan;
+use crate::results::{
+    AccuracyResult, CurveResult, DecodeResult, DesignSummary, SimPaperResult, SweepPoint,
+    TraceSimResult, VariantRow,
+};
+
+/// Learned per-head thresholds of MiniLM on BBC at keep 0.25 (docs/thresholds.md), the
+/// best available thresholds for that task; embedded so the run does not depend on the
+/// working folder.
+pub const MINILM_BBC_THRESHOLDS: &str =
+    include_str!("../../../configs/thresholds/minilm-bbc-learned-keep0.25.toml");
+
+/// What the stages share: the plan, the asset cache, the folder for artefacts (traces,
+/// thresholds files) and the models, loaded once.
+pub struct StageCtx<'a> {
+    /// Sizes and seed.
+    pub plan: &'a Plan,
+    /// Real models and data.
+    pub assets: &'a Cache,
+    /// Progress of the evaluations inside a stage.
+    pub progress: &'a dyn Progress,
+    models: RefCell<BTreeMap<String, Rc<LoadedModel>>>,
+}
+
+impl<'a> StageCtx<'a> {
+    /// A context over `plan` and `assets`.
+    pub fn new(plan: &'a Plan, assets: &'a Cache, progress: &'a dyn Progress) -> Self {
+        Self {
+            plan,
+            assets,
+            progress,
+            models: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// The model `name`, loaded on first use.
+    pub fn model(&self, stage: &str, name: &str) -> Result<Rc<LoadedModel>> {
+        if let Some(m) = self.models.borrow().get(name) {
+            return Ok(m.clone());
+        }
+        self.progress.stage(&format!("loading {name}"), 0);
+        let m = Rc::new(
+            sprint_models::load(name, self.assets).map_err(|e| ReproduceError::stage(stage, e))?,
+        );
+        self.models.borrow_mut().insert(name.into(), m.clone());
+        Ok(m)
+    }
+
+    fn attention(&self, sets: &[String], stage: &str) -> Result<AttentionConfig> {
+        let mut cfg = AttentionConfig::default();
+        cfg.seed = self.plan.seed;
+        if sets.is_empty() {
+            Ok(cfg)
+        } else {
+            cfg.with_overrides(sets)
+                .map_err(|e| ReproduceError::stage(stage, e))
+        }
+    }
+}
+
+/// Where a stage's thresholds come from, as part of its cache key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Thresholds {
+    /// The embedded learned MiniLM/BBC file, written to this path.
+    Learned(PathBuf),
+    /// Calibrated per layer at the plan's keep fraction.
+    Calibrated,
+}
+
+impl Thresholds {
+    /// The thresholds of `task` on `model`: the learned file for MiniLM on BBC, calibration
+    /// otherwise. The learned file is written under `artefacts` (content-named).
+    pub fn best_for(model: &str, task: &str, artefacts: &Path) -> Result<Self> {
+        if model == "minilm" && task == "bbc" {
+            let path = artefacts.join(format!(
+                "thresholds-minilm-bbc-{}.toml",
+                &crate::cache::sha256_hex(MINILM_BBC_THRESHOLDS.as_bytes())[..16]
+            ));
+            if !path.is_file() {
+                std::fs::create_dir_all(artefacts).map_err(|e| ReproduceError::Cache {
+                    path: artefacts.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+                sprint_report::document::write_text(&path, MINILM_BBC_THRESHOLDS)?;
+            }
+            Ok(Thresholds::Learned(path))
+        } else {
+            Ok(Thresholds::Calibrated)
+        }
+    }
+
+    /// A short description for the cache key and the report.
+    pub fn describe(&self, keep: f64) -> String {
+        match self {
+            Thresholds::Learned(_) => format!(
+                "learned per head (configs/thresholds/minilm-bbc-learned-keep0.25.toml, sha256 {})",
+                &crate::cache::sha256_hex(MINILM_BBC_THRESHOLDS.as_bytes())[..16]
+            ),
+            Thresholds::Calibrated => format!("calibrated per layer, quantile keep {keep}"),
+        }
+    }
+
+    fn choice(&self, keep: f64) -> ThresholdChoice {
+        match self {
+            Thresholds::Learned(p) => ThresholdChoice::File(p.clone()),
+            Thresholds::Calibrated => ThresholdChoice::Calibrate {
+                keep,
+                per_head: false,
+                items: None,
+            },
+        }
+    }
+}
+
+fn rows(r: &EvalReport) -> Vec<VariantRow> {
+    r.rows
+        .iter()
+        .map(|v| VariantRow {
+            variant: v.variant.clone(),
+            metric: v.metric,
+            delta: v.delta,
+            kept_fraction: v.kept_fraction,
+            softmax_fraction: v.softmax_fraction,
+            new_fetch_share: v.new_fetch_share,
+            false_prune_rate: v.false_prune_rate,
+        })
+        .collect()
+}
+
+fn task_of(stage: &str, name: &str) -> Result<Task> {
+    Task::parse(name).map_err(|e| ReproduceError::stage(stage, e))
+}
+
+/// The four variants on `model` / `task` (Fig 9), with the SPRINT trace of the first
+/// sequence written to `trace_base` (its variant files sit beside it).
+pub fn accuracy(
+    ctx: &StageCtx,
+    stage: &str,
+    model: &str,
+    task: &str,
+    thresholds: &Thresholds,
+    trace_base: &Path,
+) -> Result<AccuracyResult> {
+    let t = task_of(stage, task)?;
+    let m = ctx.model(stage, model)?;
+    let p = ctx.plan;
+    let ppl = model == "smollm2";
+    let mut o = EvalOptions::new(t);
+    o.variants = Variant::ALL.to_vec();
+    o.limit = Some(if ppl {
+        p.smollm2_windows
+    } else {
+        p.minilm_limit
+    });
+    o.seq_len = Some(if ppl {
+        p.smollm2_seq_len
+    } else {
+        p.minilm_seq_len
+    });
+    o.seed = p.seed;
+    o.attention = ctx.attention(&[], stage)?;
+    o.thresholds = thresholds.choice(p.keep);
+    o.trace = Some(trace_base.to_path_buf());
+    let r =
+        evaluate(&m, ctx.assets, &o, ctx.progress).map_err(|e| ReproduceError::stage(stage, e))?;
+    let sprint_trace = trace_path(trace_base, Variant::Sprint, true);
+    Ok(AccuracyResult {
+        model: r.model.clone(),
+        task: r.task.clone(),
+        metric: r.metric.clone(),
+        items: format!("{} {}", r.items, r.item_name),
+        seq_len: r.seq_len,
+        split: r.split.clone(),
+        thresholds: thresholds.describe(p.keep),
+        rows: rows(&r),
+        sprint_trace: sprint_trace
+            .is_file()
+            .then(|| {
+                sprint_trace
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+            })
+            .flatten(),
+    })
+}
+
+/// SPRINT on MiniLM / BBC with each attention override of `points` (label, x, `--set`s):
+/// the precision (Fig 5) and noise sweeps, at the thresholds of the accuracy stage.
+pub fn sprint_sweep(
+    ctx: &StageCtx,
+    stage: &str,
+    thresholds: &Thresholds,
+    points: &[(String, f64, Vec<String>)],
+) -> Result<CurveResult> {
+    let t = task_of(stage, "bbc")?;
+    let m = ctx.model(stage, "minilm")?;
+    let p = ctx.plan;
+    let mut base = EvalOptions::new(t);
+    base.limit = Some(p.sweep_limit);
+    base.seq_len = Some(p.minilm_seq_len);
+    base.seed = p.seed;
+    base.thresholds = thresholds.choice(p.keep);
+    let mut dense_opts = base.clone();
+    dense_opts.variants = vec![Variant::Dense];
+    dense_opts.attention = ctx.attention(&[], stage)?;
+    let dense = evaluate(&m, ctx.assets, &dense_opts, ctx.progress)
+        .map_err(|e| ReproduceError::stage(stage, e))?;
+    let mut out = Vec::new();
+    for (label, x, sets) in points {
+        let mut o = base.clone();
+        o.variants = vec![Variant::SprintNoRecompute, Variant::Sprint];
+        o.attention = ctx.attention(sets, stage)?;
+        let r = evaluate(&m, ctx.assets, &o, ctx.progress)
+            .map_err(|e| ReproduceError::stage(stage, e))?;
+        for v in &r.rows {
+            out.push(SweepPoint {
+                series: v.variant.clone(),
+                x: *x,
+                x_label: label.clone(),
+                metric: v.metric,
+                kept_fraction: v.kept_fraction,
+                softmax_fraction: v.softmax_fraction,
+            });
+        }
+    }
+    Ok(CurveResult {
+        model: dense.model,
+        task: dense.task,
+        metric: dense.metric,
+        dense: dense.rows[0].metric,
+        split: dense.split,
+        points: out,
+    })
+}
+
+/// Accuracy against kept fraction on MiniLM / BBC: quantile calibration at each target and
+/// the learned file, for runtime pruning, SPRINT without recompute and SPRINT.
+pub fn sparsity(ctx: &StageCtx, stage: &str, learned: &Path) -> Result<CurveResult> {
+    let t = task_of(stage, "bbc")?;
+    let m = ctx.model(stage, "minilm")?;
+    let p = ctx.plan;
+    let mut eval = EvalOptions::new(t);
+    eval.variants = vec![
+        Variant::RuntimePruning,
+        Variant::SprintNoRecompute,
+        Variant::Sprint,
+    ];
+    eval.limit = Some(p.sweep_limit);
+    eval.seq_len = Some(p.minilm_seq_len);
+    eval.seed = p.seed;
+    eval.attention = ctx.attention(&[], stage)?;
+    let mut calib = LearnOptions::new(t);
+    calib.seed = p.seed;
+    calib.limit = p.sweep_limit;
+    calib.seq_len = p.minilm_seq_len;
+    if p.sweep_limit > 0 {
+        calib.items = calib.items.min(p.sweep_limit / 2).max(1);
+    }
+    let o = SweepOptions {
+        eval,
+        calib,
+        methods: vec![
+            SweepMethod::Quantile,
+            SweepMethod::File {
+                label: "learned".into(),
+                path: learned.to_path_buf(),
+            },
+        ],
+        targets: p.sparsity_targets.clone(),
+        per_head: false,
+    };
+    let r = sweep(&m, ctx.assets, &o, ctx.progress).map_err(|e| ReproduceError::stage(stage, e))?;
+    Ok(CurveResult {
+        model: r.model,
+        task: r.task,
+        metric: r.metric,
+        dense: r.dense,
+        split: r.split,
+        points: r
+            .rows
+            .iter()
+            .map(|x| SweepPoint {
+                series: format!("{} / {}", x.variant, x.method),
+                x: 100.0 * x.softmax_fraction,
+                x_label: x
+                    .target
+                    .map_or_else(|| x.method.clone(), |t| format!("{} {t}", x.method)),
+                metric: x.metric,
+                kept_fraction: x.kept_fraction,
+                softmax_fraction: x.softmax_fraction,
+            })
+            .collect(),
+    })
+}
+
+/// The simulator on the paper's workloads in one configuration (`sourced-default` or
+/// `paper-inferred`): Figs 10, 11, 12a and Table III.
+pub fn sim_paper(stage: &str, calibration: &str) -> Result<SimPaperResult> {
+    let err = |e: sprint_sim::SimError| ReproduceError::stage(stage, e);
+    let table = load_energy("default", &[]).map_err(err)?;
+    let stats = StatsFile::default_stats();
+    let cal = match calibration {
+        "paper-inferred" => Calibration::paper_inferred().map_err(err)?,
+        _ => Calibration::sourced_default(),
+    };
+    let (c, reports) = compare_with_reports(&[], &table, &stats, &cal, |_| {}).map_err(err)?;
+    // Fig 12a's bars: S-Baseline (0), Pruning (6), S-SPRINT (3) of comparison_designs.
+    let fig12a = c
+        .ours
+        .iter()
+        .zip(&reports)
+        .map(|((name, _), r)| {
+            (
+                name.clone(),
+                [0, 6, 3]
+                    .iter()
+                    .map(|&i| DesignSummary::of(&r[i]))
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok(SimPaperResult {
+        calibration: c.calibration,
+        energy_table: c.energy_table,
+        stats_source: c.stats_source,
+        ours: c.ours,
+        fig12a,
+    })
+}
+
+/// The designs every real trace is replayed on: baseline and SPRINT at S, M and L.
+pub const TRACE_DESIGNS: [&str; 6] = [
+    "s-baseline",
+    "s-sprint",
+    "m-baseline",
+    "m-sprint",
+    "l-baseline",
+    "l-sprint",
+];
+
+/// S/M/L SPRINT against the same-size baselines on a real trace.
+pub fn sim_trace(stage: &str, label: &str, trace: &Path) -> Result<TraceSimResult> {
+    let err = |e: sprint_sim::SimError| ReproduceError::stage(stage, e);
+    let designs = TRACE_DESIGNS
+        .iter()
+        .map(|k| load_design(k, &[]))
+        .collect::<sprint_sim::Result<Vec<_>>>()
+        .map_err(err)?;
+    let table = load_energy("default", &[]).map_err(err)?;
+    let f = File::open(trace)
+        .map_err(|e| ReproduceError::stage(stage, format!("{}: {e}", trace.display())))?;
+    let reader =
+        TraceReader::new(BufReader::new(f)).map_err(|e| ReproduceError::stage(stage, e))?;
+    let (h, totals) = run_trace(&designs, reader, None).map_err(err)?;
+    let reports = build(&designs, &table, &totals).map_err(err)?;
+    Ok(TraceSimResult {
+        label: format!(
+            "{label}: {} layers x {} heads, {} tokens, d = {}, variant {}",
+            h.layers, h.heads, h.n_queries, h.head_dim, h.variant
+        ),
+        tokens: h.n_queries as usize,
+        designs: reports.iter().map(DesignSummary::of).collect(),
+    })
+}
+
+/// Decode with a growing KV cache on SmolLM2 shapes: S-Baseline against S-SPRINT.
+pub fn decode(stage: &str) -> Result<DecodeResult> {
+    let err = |e: sprint_sim::SimError| ReproduceError::stage(stage, e);
+    let file = DecodeFile::smollm2().map_err(err)?;
+    let designs = ["s-baseline", "s-sprint"]
+        .iter()
+        .map(|k| load_design(k, &[]))
+        .collect::<sprint_sim::Result<Vec<_>>>()
+        .map_err(err)?;
+    let table = load_energy("default", &[]).map_err(err)?;
+    let st = StatsFile::default_stats().resolve("GPT-2-L");
+    let out = run_decode(&designs, &file, &st).map_err(err)?;
+    let totals: Vec<_> = out
+        .iter()
+        .map(|o| {
+            let mut t = o.totals;
+            t.cycles += o.write_stall_cycles;
+            t
+        })
+        .collect();
+    let reports = build(&designs, &table, &totals).map_err(err)?;
+    let sh = &file.shape;
+    Ok(DecodeResult {
+        label: format!(
+            "{}: {} layers x {} heads, {} K/V heads, d = {}, {} tokens after a {}-token prompt, batch {}; kept sets from {}",
+            file.name,
+            sh.layers.value,
+            sh.heads.value,
+            sh.kv_heads.value,
+            sh.head_dim.value,
+            sh.new_tokens.value,
+            sh.prompt_tokens.value,
+            sh.batch.value,
+            st.source
+        ),
+        rows: summarise(&reports, &out, &file),
+        endurance_writes: file.write.endurance_writes_per_cell.value,
+        token_rate_per_s: file.write.token_rate_per_s.value,
+        lifetime_s_at_stated_rate: lifetime_s_at_stated_rate(&file),
+    })
+}

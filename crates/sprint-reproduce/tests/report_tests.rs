@@ -1,0 +1,279 @@
+//! The report of a run, built from stage results shaped like a real run's: the verdict
+//! comes first with ours / paper / ratio, every table is written as CSV and JSON, and every
+//! plot the report writes rasterises (resvg) with its title and axis labels.
+
+use sprint_report::Plot;
+use sprint_report::render_check::render_check;
+use sprint_reproduce::mode::{Mode, Plan};
+use sprint_reproduce::provenance::{Provenance, StageRecord};
+use sprint_reproduce::report::{Results, document, verdict_table};
+use sprint_reproduce::results::*;
+use sprint_sim::decode::DecodeSummary;
+use sprint_sim::paper::{OurModel, PaperResults};
+
+fn row(variant: &str, metric: f64, dense: f64) -> VariantRow {
+    VariantRow {
+        variant: variant.into(),
+        metric,
+        delta: Some(metric - dense),
+        kept_fraction: 0.3,
+        softmax_fraction: 0.22,
+        new_fetch_share: 0.02,
+        false_prune_rate: (variant.starts_with("sprint")).then_some(0.08),
+    }
+}
+
+fn accuracy(model: &str, task: &str, metric: &str, m: [f64; 4]) -> AccuracyResult {
+    AccuracyResult {
+        model: model.into(),
+        task: task.into(),
+        metric: metric.into(),
+        items: "60 documents".into(),
+        seq_len: 256,
+        split: "test split".into(),
+        thresholds: "learned".into(),
+        rows: ["dense", "runtime-pruning", "sprint-no-recompute", "sprint"]
+            .iter()
+            .zip(m)
+            .map(|(v, x)| row(v, x, m[0]))
+            .collect(),
+        sprint_trace: None,
+    }
+}
+
+fn curve(series: &[&str], xs: &[(f64, &str)]) -> CurveResult {
+    CurveResult {
+        model: "minilm".into(),
+        task: "bbc".into(),
+        metric: "accuracy".into(),
+        dense: 0.95,
+        split: "test split".into(),
+        points: series
+            .iter()
+            .flat_map(|s| {
+                xs.iter().map(move |(x, l)| SweepPoint {
+                    series: s.to_string(),
+                    x: *x,
+                    x_label: l.to_string(),
+                    metric: 0.9 + 0.01 * x.min(5.0),
+                    kept_fraction: 0.3,
+                    softmax_fraction: 0.2,
+                })
+            })
+            .collect(),
+    }
+}
+
+fn design(key: &str, cycles: u64, energy: f64, kv: u64) -> DesignSummary {
+    DesignSummary {
+        key: key.into(),
+        name: key.into(),
+        cycles,
+        seconds: cycles as f64 * 1e-9,
+        energy_pj: vec![
+            ("reram_read".into(), 0.6 * energy),
+            ("reram_write".into(), 0.1 * energy),
+            ("sram".into(), 0.3 * energy),
+            ("onchip_leakage".into(), 0.01 * energy),
+        ],
+        fig12a_energy_pj: energy,
+        energy_total_pj: 1.01 * energy,
+        kv_bytes: kv,
+    }
+}
+
+fn results() -> Results {
+    let paper = PaperResults::load().unwrap();
+    let sim = |cal: &str, f: f64| SimPaperResult {
+        calibration: cal.into(),
+        energy_table: "default".into(),
+        stats_source: "test".into(),
+        ours: paper
+            .models
+            .iter()
+            .map(|(n, p)| {
+                (
+                    n.clone(),
+                    OurModel {
+                        speedup: p.speedup.map(|x| x * f),
+                        energy_reduction: p.energy_reduction.map(|x| x * f),
+                        data_movement_pct: p.data_movement_pct,
+                        m_sprint_gops_per_j: 1000.0,
+                        m_sprint_gops_per_s: 800.0,
+                    },
+                )
+            })
+            .collect(),
+        fig12a: paper
+            .models
+            .iter()
+            .map(|(n, _)| {
+                (
+                    n.clone(),
+                    vec![
+                        design("s-baseline", 100, 1e6, 1000),
+                        design("pruning", 90, 5e5, 1000),
+                        design("s-sprint", 10, 5e4, 30),
+                    ],
+                )
+            })
+            .collect(),
+    };
+    let dec = |d: &str, s: f64| DecodeSummary {
+        design: d.into(),
+        cycles: 1000,
+        write_stall_cycles: 10,
+        tokens_per_s: 100.0 * s,
+        speedup: s,
+        energy_pj: 1e9 / s,
+        write_energy_share: 0.02,
+        read_energy_share: 0.6,
+        energy_reduction: s,
+        bytes_moved: 1 << 20,
+        writes: 1000,
+        lifetime_s_at_simulated_rate: 1e7,
+    };
+    Results {
+        plan: Plan::new(Mode::Quick, 0),
+        accuracy: vec![
+            accuracy("minilm", "bbc", "accuracy", [0.96, 0.95, 0.90, 0.955]),
+            accuracy(
+                "smollm2",
+                "ppl-austen",
+                "perplexity",
+                [23.7, 30.1, 40.0, 31.0],
+            ),
+        ],
+        precision: curve(
+            &["sprint-no-recompute", "sprint"],
+            &[(1.0, "1 bits"), (4.0, "4 bits")],
+        ),
+        noise: curve(
+            &["sprint-no-recompute", "sprint"],
+            &[(0.0, "ideal"), (1.0, "typical")],
+        ),
+        sparsity: curve(
+            &["sprint / quantile"],
+            &[(15.0, "quantile 0.15"), (25.0, "quantile 0.25")],
+        ),
+        sim_paper: vec![sim("sourced-default", 0.8), sim("paper-inferred", 1.1)],
+        traces: vec![TraceSimResult {
+            label: "minilm on bbc (first sequence, SPRINT): 6 layers".into(),
+            tokens: 256,
+            designs: (0..6)
+                .map(|i| {
+                    design(
+                        if i % 2 == 0 { "base" } else { "sprint" },
+                        100 - 40 * (i % 2),
+                        1e6,
+                        1000,
+                    )
+                })
+                .collect(),
+        }],
+        decode: DecodeResult {
+            label: "SmolLM2".into(),
+            rows: vec![dec("S-Baseline", 1.0), dec("S-SPRINT", 3.0)],
+            endurance_writes: 1e6,
+            token_rate_per_s: 100.0,
+            lifetime_s_at_stated_rate: 1e7,
+        },
+    }
+}
+
+fn provenance(p: &Plan) -> Provenance {
+    Provenance::collect(
+        p,
+        "00",
+        2,
+        &sprint_assets::Cache::new("/nonexistent"),
+        &[StageRecord {
+            stage: "precision".into(),
+            key: "0123456789abcdef0123".into(),
+            seconds: 12.5,
+            cached: false,
+        }],
+    )
+}
+
+#[test]
+fn verdict_compares_every_headline_with_the_paper() {
+    let r = results();
+    let t = verdict_table(&r).unwrap();
+    let speed: Vec<_> = (0..t.rows.len())
+        .filter(|&i| {
+            t.cell(i, "measure")
+                .unwrap()
+                .display()
+                .starts_with("Fig 11")
+        })
+        .collect();
+    assert_eq!(speed.len(), 6, "S, M, L for both configurations");
+    // sourced-default was built at 0.8x the paper's per-model speedups: ratio 0.8.
+    let ratio = t.cell(speed[0], "ours / paper").unwrap().value().unwrap();
+    assert!((ratio - 0.8).abs() < 1e-9, "{ratio}");
+    let acc = (0..t.rows.len())
+        .find(|&i| {
+            t.cell(i, "measure")
+                .unwrap()
+                .display()
+                .starts_with("SPRINT accuracy loss")
+        })
+        .unwrap();
+    assert!((t.cell(acc, "ours").unwrap().value().unwrap() - 0.5).abs() < 1e-9);
+    assert_eq!(t.cell(acc, "paper").unwrap().value(), Some(0.36));
+}
+
+#[test]
+fn report_writes_verdict_first_every_table_twice_and_renderable_plots() {
+    let r = results();
+    let doc = document(&r, &provenance(&r.plan)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let w = doc.write(dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let first_section = md.split("\n## ").nth(1).unwrap();
+    assert!(first_section.starts_with("Verdict"), "{md}");
+    assert!(first_section.contains("ours / paper") && first_section.contains("Cause:"));
+    let tables: Vec<_> = doc.tables().collect();
+    assert_eq!(w.tables.len(), 2 * tables.len());
+    for t in &tables {
+        for ext in ["csv", "json"] {
+            let p = dir.path().join(format!("tables/{}.{ext}", t.id));
+            assert!(std::fs::metadata(&p).unwrap().len() > 10, "{}", p.display());
+        }
+    }
+    let plots: Vec<&Plot> = doc.plots().collect();
+    let ids: Vec<&str> = plots.iter().map(|p| p.id()).collect();
+    for want in [
+        "fig5-precision",
+        "fig9-accuracy-loss",
+        "fig10-data-movement",
+        "fig12a-energy-components",
+        "accuracy-vs-kept",
+        "accuracy-vs-noise",
+        "decode-energy",
+    ] {
+        assert!(ids.contains(&want), "{want} missing from {ids:?}");
+    }
+    assert!(ids.iter().any(|i| i.starts_with("fig11-speedup")));
+    for p in plots {
+        let svg =
+            std::fs::read_to_string(dir.path().join(format!("plots/{}.svg", p.id()))).unwrap();
+        let (x, y) = match p {
+            Plot::Bars(b) => (b.x_label.as_str(), b.y_label.as_str()),
+            Plot::Stacked(b) => (b.x_label.as_str(), b.y_label.as_str()),
+            Plot::Lines(b) => (b.x_label.as_str(), b.y_label.as_str()),
+            Plot::Scatter(b) => (b.x_label.as_str(), b.y_label.as_str()),
+        };
+        assert!(y.contains('('), "{}: y axis without a unit: {y}", p.id());
+        let r =
+            render_check(&svg, &[p.title(), x, y]).unwrap_or_else(|e| panic!("{}: {e}", p.id()));
+        assert!(r.inked > 2_000, "{}: {} pixels", p.id(), r.inked);
+    }
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(!html.contains("<script") && html.contains("<svg"));
+    // CI opens this report in headless Chromium (.ci/run): keep a copy where it says.
+    if let Some(keep) = std::env::var_os("SPRINT_KEEP_REPORT") {
+        doc.write(std::path::Path::new(&keep)).unwrap();
+    }
+}
