@@ -278,7 +278,7 @@ fn draw_bars(root: &DrawingArea<SVGBackend, Shift>, p: &Bars) -> Draw {
     let yr = y_range(
         p.series
             .iter()
-            .flat_map(|s| s.values.iter().flatten().copied()),
+            .flat_map(|s| s.values.iter().flatten().map(|v| v * 1.3)),
         true,
     );
     let mut chart = ChartBuilder::on(root)
@@ -347,7 +347,8 @@ fn draw_stacked(root: &DrawingArea<SVGBackend, Shift>, p: &Stacked) -> Draw {
     let totals: Vec<f64> = (0..p.categories.len())
         .map(|i| p.components.iter().map(|(_, v)| v[i].max(0.0)).sum())
         .collect();
-    let yr = y_range(totals.iter().copied(), true);
+    // Headroom above the tallest bar for the legend.
+    let yr = y_range(totals.iter().map(|t| t * 1.45), true);
     let mut chart = ChartBuilder::on(root)
         .caption(&p.title, ("sans-serif", 20))
         .margin(12)

@@ -723,8 +723,9 @@ fn sim_sections(r: &Results) -> Result<Vec<Section>> {
             let base = designs
                 .first()
                 .map_or(1.0, |d| d.fig12a_energy_pj.max(1e-30));
-            for (d, short) in designs.iter().zip(["base", "prune", "SPRINT"]) {
-                cats.push(format!("{m} {short}"));
+            // Three bars per workload (S-Baseline, Pruning only, S-SPRINT), named once.
+            for (k, d) in designs.iter().enumerate() {
+                cats.push(if k == 1 { m.clone() } else { String::new() });
                 for (k, v) in &d.energy_pj {
                     if k == "onchip_leakage" {
                         continue;
