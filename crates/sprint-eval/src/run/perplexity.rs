@@ -1,0 +1,103 @@
+//! The perplexity tasks: a decoder's perplexity over non-overlapping windows of a text,
+//! under each variant, calibrated on windows after the evaluated ones.
+
+use sprint_assets::{Cache, data};
+use sprint_models::TokenBatch;
+
+use super::pass::{HiddenOnly, PassResult, PassTotals};
+use super::{Ctx, EvalReport};
+use crate::error::{EvalError, Result};
+use crate::metrics::{Perplexity, token_nll};
+use crate::tasks::{perplexity_text, windows};
+
+/// The perplexity windowing, stated in every report.
+pub const WINDOWING: &str = "the text is tokenised once without BOS; each window is an independent sequence of exactly seq_len ids (no BOS prepended, the shorter tail is dropped); tokens 2..seq_len of each window are scored from their prefix inside the window; perplexity = exp(total NLL / scored tokens)";
+
+impl Ctx<'_> {
+    pub(super) fn perplexity(&self, cache: &Cache) -> Result<EvalReport> {
+        let text = perplexity_text(self.opts.task, cache)?;
+        let tok = self.model.tokenizer()?;
+        self.progress.stage("tokenising", 1);
+        let ids = tok.encode_plain(&text)?;
+        self.progress.inc(1);
+        let all = windows(&ids, self.seq_len);
+        if all.is_empty() {
+            return Err(EvalError::Input(format!(
+                "the text has {} tokens, fewer than one window of {}",
+                ids.len(),
+                self.seq_len
+            )));
+        }
+        let n_eval = self.limit.map_or(all.len(), |l| l.min(all.len()));
+        let eval: Vec<&[u32]> = all[..n_eval].to_vec();
+        if let Some(p) = &self.opts.dump_windows {
+            let json = serde_json::json!({
+                "task": self.opts.task.name(),
+                "seq_len": self.seq_len,
+                "windowing": WINDOWING,
+                "windows": eval,
+            });
+            sprint_core::outfile::write_atomic::<EvalError>(p, |w| {
+                use std::io::Write;
+                w.write_all(json.to_string().as_bytes())
+                    .map_err(|source| EvalError::Io {
+                        path: p.clone(),
+                        source,
+                    })
+            })?;
+        }
+        let (th, th_report) = self.thresholds(|items| {
+            let rest = all.len() - n_eval;
+            if rest == 0 {
+                return Err(EvalError::Input(format!(
+                    "all {} windows are evaluated: none is left to calibrate on (use --limit or --thresholds)",
+                    all.len()
+                )));
+            }
+            let n = items.unwrap_or(2).min(rest).max(1);
+            let mut order = data::permutation(rest, self.opts.seed ^ 0xca11_b000);
+            order.truncate(n);
+            order.sort_unstable();
+            self.progress.stage("calibration windows", n as u64);
+            let cal = self.calibrator();
+            for &j in &order {
+                let batch =
+                    TokenBatch::from_sequences(vec![all[n_eval + j].to_vec()], tok.pad_id())?;
+                self.model.model.logits_hidden_only(&batch, &cal)?;
+                self.progress.inc(1);
+            }
+            let split = format!(
+                "{n} windows chosen with seed {} among the {rest} windows after the evaluated ones",
+                self.opts.seed
+            );
+            Ok((cal.into_stats(), split))
+        })?;
+        let (rows, tokens) = self.rows(&th, eval.len(), |attn, trace| {
+            let mut ppl = Perplexity::default();
+            let mut totals = PassTotals::new(trace);
+            self.decode_all(
+                &eval,
+                1,
+                attn,
+                &mut totals,
+                |len| (0..len - 1).collect(),
+                |w, p, row| {
+                    ppl.add(token_nll(row, eval[w][p + 1] as usize));
+                    Ok(())
+                },
+            )?;
+            Ok(PassResult {
+                metric: ppl.perplexity(),
+                perplexity: Some(ppl),
+                totals,
+            })
+        })?;
+        let split = format!(
+            "first {n_eval} of {} non-overlapping {}-token windows ({} tokens in all); {WINDOWING}",
+            all.len(),
+            self.seq_len,
+            ids.len()
+        );
+        Ok(self.report(eval.len(), tokens, split, th_report, None, rows))
+    }
+}

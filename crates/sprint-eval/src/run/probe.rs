@@ -1,0 +1,151 @@
+//! The probe tasks (BBC News, SpamAssassin, Austen attribution): a linear probe fitted on
+//! dense encoder embeddings of a stratified train split, then scored on the test split's
+//! embeddings under each variant.
+
+use sprint_assets::{Cache, data};
+use sprint_core::config::Variant;
+
+use super::pass::{PassResult, embed_all};
+use super::variants::make_backend;
+use super::{Ctx, EvalReport, ProbeReport, TEST_FRACTION};
+use crate::error::{EvalError, Result};
+use crate::logreg::{LogRegOptions, LogisticRegression};
+use crate::metrics::accuracy;
+use crate::tasks::{labeled_corpus, subset};
+
+/// Probes fitted in this process, by model, task, document limit, length and seed.
+static PROBES: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, (LogisticRegression, f64)>>,
+> = std::sync::LazyLock::new(Default::default);
+
+impl Ctx<'_> {
+    pub(super) fn probe(&self, cache: &Cache) -> Result<EvalReport> {
+        let corpus = labeled_corpus(self.opts.task, cache)?;
+        let chosen = subset(corpus.docs.len(), self.limit, self.opts.seed);
+        let labels: Vec<usize> = chosen.iter().map(|&i| corpus.docs[i].label).collect();
+        let sp = data::stratified_split(&labels, TEST_FRACTION, self.opts.seed)?;
+        if sp.train.is_empty() || sp.test.is_empty() {
+            return Err(EvalError::Input(format!(
+                "{} documents are too few for a train/test split",
+                chosen.len()
+            )));
+        }
+        let text = |i: usize| corpus.docs[chosen[i]].text.as_str();
+        let train_texts: Vec<&str> = sp.train.iter().map(|&i| text(i)).collect();
+        let train_labels: Vec<usize> = sp.train.iter().map(|&i| labels[i]).collect();
+        let test_texts: Vec<&str> = sp.test.iter().map(|&i| text(i)).collect();
+        let test_labels: Vec<usize> = sp.test.iter().map(|&i| labels[i]).collect();
+        let bs = self.opts.batch_size;
+
+        // Probe on dense embeddings of the train split (fitted once per model, task, data
+        // and seed in a process: a sweep evaluates many thresholds with the same probe).
+        let key = format!(
+            "{}|{}|{:?}|{}|{}",
+            self.model.name,
+            self.opts.task.name(),
+            self.limit,
+            self.seq_len,
+            self.opts.seed
+        );
+        let cached = PROBES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let (clf, train_acc) = match cached {
+            Some(c) => c,
+            None => {
+                self.progress
+                    .stage("dense train documents", train_texts.len() as u64);
+                let dense = make_backend(self.opts, Variant::Dense, &None, 1, 1)?;
+                let (train_x, _) = embed_all(
+                    self.model,
+                    &train_texts,
+                    self.seq_len,
+                    bs,
+                    dense.as_ref(),
+                    false,
+                    self.progress,
+                )?;
+                let classes = corpus.labels.len();
+                let clf = LogisticRegression::fit(
+                    &train_x,
+                    &train_labels,
+                    classes,
+                    &LogRegOptions::default(),
+                )?;
+                let train_acc = accuracy(&clf.predict(&train_x)?, &train_labels);
+                PROBES
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, (clf.clone(), train_acc));
+                (clf, train_acc)
+            }
+        };
+
+        // Thresholds.
+        let (th, th_report) = self.thresholds(|items| {
+            let n = items.unwrap_or(16).min(sp.train.len()).max(1);
+            let mut order = data::permutation(sp.train.len(), self.opts.seed ^ 0xca11_b000);
+            order.truncate(n);
+            order.sort_unstable();
+            let texts: Vec<&str> = order.iter().map(|&j| train_texts[j]).collect();
+            self.progress.stage("calibration documents", n as u64);
+            let cal = self.calibrator();
+            embed_all(
+                self.model,
+                &texts,
+                self.seq_len,
+                bs,
+                &cal,
+                false,
+                self.progress,
+            )?;
+            let split = format!(
+                "{n} documents of the train split (seeded choice, seed {})",
+                self.opts.seed
+            );
+            Ok((cal.into_stats(), split))
+        })?;
+
+        let (rows, tokens) = self.rows(&th, test_texts.len(), |attn, trace| {
+            let (x, totals) = embed_all(
+                self.model,
+                &test_texts,
+                self.seq_len,
+                bs,
+                attn,
+                trace,
+                self.progress,
+            )?;
+            let pred = clf.predict(&x)?;
+            Ok(PassResult {
+                metric: accuracy(&pred, &test_labels),
+                perplexity: None,
+                totals,
+            })
+        })?;
+        let split = format!(
+            "stratified {:.0}% test split of {} documents (seed {}), {} train / {} test, first {} tokens",
+            TEST_FRACTION * 100.0,
+            chosen.len(),
+            self.opts.seed,
+            sp.train.len(),
+            sp.test.len(),
+            self.seq_len
+        );
+        let probe = ProbeReport {
+            train_documents: sp.train.len(),
+            train_accuracy: train_acc,
+            classes: corpus.labels.clone(),
+        };
+        Ok(self.report(
+            test_texts.len(),
+            tokens,
+            split,
+            th_report,
+            Some(probe),
+            rows,
+        ))
+    }
+}

@@ -1,0 +1,135 @@
+//! The thresholds of the non-dense variants: the given ones (file, configuration,
+//! explicit values), or a calibration on the task's data when the options ask for one,
+//! with the [`ThresholdReport`] saying where they came from.
+
+use sprint_core::config::{ThresholdFile, Thresholds};
+
+use super::{Ctx, EvalOptions, ThresholdChoice, ThresholdReport};
+use crate::calibrate::{
+    CalibratingAttention, CalibrationMeta, ScoreStats, method_description, threshold_file,
+    write_threshold_file,
+};
+use crate::error::{EvalError, Result};
+
+/// Per-layer thresholds `Th` (logit units) of `th`: each layer's value, or the mean over
+/// its heads.
+fn per_layer(th: &Thresholds) -> Vec<f32> {
+    th.values
+        .iter()
+        .map(|r| r.iter().sum::<f32>() / r.len().max(1) as f32)
+        .collect()
+}
+
+pub(super) fn resolve_given(
+    choice: &ThresholdChoice,
+    opts: &EvalOptions,
+    layers: usize,
+    heads: usize,
+) -> Result<Option<(Thresholds, ThresholdReport)>> {
+    match choice {
+        ThresholdChoice::File(path) => {
+            let f = ThresholdFile::read(path)?;
+            let th = f.resolve(layers, heads, &path.display().to_string())?;
+            let report = ThresholdReport {
+                source: format!("file {}", path.display()),
+                method: f
+                    .meta
+                    .get("method")
+                    .cloned()
+                    .unwrap_or_else(|| "not stated in the file".into()),
+                target_keep: f.meta.get("target_keep").and_then(|s| s.parse().ok()),
+                split: f.meta.get("split").cloned(),
+                per_layer: per_layer(&th),
+            };
+            Ok(Some((th, report)))
+        }
+        ThresholdChoice::Config => {
+            let th = opts.attention.thresholds(layers, heads)?;
+            let report = ThresholdReport {
+                source: "config".into(),
+                method: "given in the attention configuration".into(),
+                target_keep: None,
+                split: None,
+                per_layer: per_layer(&th),
+            };
+            Ok(Some((th, report)))
+        }
+        ThresholdChoice::Given { thresholds, method } => {
+            if thresholds.values.len() != layers
+                || thresholds.values.iter().any(|r| r.len() != heads)
+            {
+                return Err(EvalError::Input(format!(
+                    "given thresholds are not {layers} layers x {heads} heads"
+                )));
+            }
+            let report = ThresholdReport {
+                source: "given".into(),
+                method: method.clone(),
+                target_keep: None,
+                split: None,
+                per_layer: per_layer(thresholds),
+            };
+            Ok(Some((thresholds.clone(), report)))
+        }
+        ThresholdChoice::Calibrate { .. } => Ok(None),
+    }
+}
+
+impl Ctx<'_> {
+    pub(super) fn calib_choice(&self) -> Option<(f64, bool, Option<usize>)> {
+        match (&self.opts.thresholds, self.needs_th, &self.given) {
+            (
+                ThresholdChoice::Calibrate {
+                    keep,
+                    per_head,
+                    items,
+                },
+                true,
+                None,
+            ) => Some((*keep, *per_head, *items)),
+            _ => None,
+        }
+    }
+
+    pub(super) fn calibrator(&self) -> CalibratingAttention {
+        let g = self.model.model.geometry();
+        CalibratingAttention::new(self.opts.attention.clone(), g.layers, g.heads)
+    }
+
+    /// The thresholds (logit units) of the non-dense variants and their report. When the
+    /// options ask for a calibration, `calibrate(items)` (`items`: the requested number of
+    /// calibration items, if any) returns the score statistics and a description of the
+    /// calibration data; the thresholds are their quantiles at the target keep fraction,
+    /// written to `--save-thresholds` when asked. Otherwise the given ones (file or
+    /// configuration), or none when only dense runs.
+    pub(super) fn thresholds(
+        &self,
+        calibrate: impl FnOnce(Option<usize>) -> Result<(ScoreStats, String)>,
+    ) -> Result<(Option<Thresholds>, Option<ThresholdReport>)> {
+        let Some((keep, per_head, items)) = self.calib_choice() else {
+            return Ok(self.given.clone().unzip());
+        };
+        let (stats, split) = calibrate(items)?;
+        let th = stats.thresholds(keep, per_head)?;
+        let meta = CalibrationMeta {
+            target_keep: keep,
+            per_head,
+            model: self.model.name.clone(),
+            task: self.opts.task.name().into(),
+            split: split.clone(),
+            seed: self.opts.seed,
+            scores: stats.total(),
+        };
+        if let Some(p) = &self.opts.save_thresholds {
+            write_threshold_file(p, &threshold_file(&th, &meta))?;
+        }
+        let report = ThresholdReport {
+            source: "calibrated".into(),
+            method: method_description(per_head),
+            target_keep: Some(keep),
+            split: Some(split),
+            per_layer: per_layer(&th),
+        };
+        Ok((Some(th), Some(report)))
+    }
+}

@@ -1,0 +1,141 @@
+//! The variants of an evaluation: the attention backend of each, one pass of the task per
+//! variant with its wall time, the [`VariantResult`] rows with their delta vs dense, and
+//! the traces, written only once every variant has run.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sprint_core::config::{Thresholds, Variant};
+use sprint_models::attention::{Attention, backend};
+
+use super::pass::{PassResult, PassTotals};
+use super::{Ctx, EvalOptions, VariantResult};
+use crate::error::{EvalError, Result};
+
+/// Where the trace of `variant` goes when the user asked for `--trace base`: `base` itself
+/// with one variant, else `STEM.VARIANT.EXT` next to it.
+pub fn trace_path(base: &Path, variant: Variant, several: bool) -> PathBuf {
+    if !several {
+        return base.to_path_buf();
+    }
+    let stem = base
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "trace".into());
+    let name = match base.extension() {
+        Some(ext) => format!("{stem}.{}.{}", variant.name(), ext.to_string_lossy()),
+        None => format!("{stem}.{}", variant.name()),
+    };
+    base.with_file_name(name)
+}
+
+pub(super) fn make_backend(
+    opts: &EvalOptions,
+    variant: Variant,
+    th: &Option<Thresholds>,
+    geometry_layers: usize,
+    heads: usize,
+) -> Result<Box<dyn Attention>> {
+    let mut cfg = opts.attention.clone();
+    cfg.variant = variant;
+    let th = th.clone().unwrap_or_else(|| Thresholds {
+        values: vec![vec![f32::NEG_INFINITY; heads]; geometry_layers],
+    });
+    Ok(backend(cfg, th)?)
+}
+
+impl Ctx<'_> {
+    /// Runs every variant through `pass` (given the variant's attention backend and whether
+    /// to trace) and builds the rows: the pass's metric and pair counts, its wall time in
+    /// seconds with the item and token rates derived from it, and the trace written to its
+    /// file. Returns the rows, with their delta vs dense when dense ran, and the tokens of
+    /// one pass.
+    pub(super) fn rows(
+        &self,
+        th: &Option<Thresholds>,
+        items: usize,
+        mut pass: impl FnMut(&dyn Attention, bool) -> Result<PassResult>,
+    ) -> Result<(Vec<VariantResult>, u64)> {
+        let g = self.model.model.geometry();
+        let several = self.opts.variants.len() > 1;
+        let mut rows: Vec<VariantResult> = Vec::new();
+        let mut tokens = 0;
+        // All traces or none: each is written to a registered temporary file (removed on
+        // error or signal) and renamed into place only once every variant has run.
+        let mut staged: Vec<(sprint_core::outfile::PendingFile, PathBuf)> = Vec::new();
+        for &v in &self.opts.variants {
+            let attn = make_backend(self.opts, v, th, g.layers, g.heads)?;
+            self.progress.stage(
+                &format!("{} {}", v.name(), self.opts.task.item_name()),
+                items as u64,
+            );
+            let t0 = Instant::now();
+            let r = pass(attn.as_ref(), self.opts.trace.is_some())?;
+            let seconds = t0.elapsed().as_secs_f64();
+            let PassTotals {
+                stats,
+                tokens: pass_tokens,
+                trace,
+                ..
+            } = r.totals;
+            tokens = pass_tokens;
+            let trace = match (&self.opts.trace, trace) {
+                (Some(base), Some(mut t)) => {
+                    let p = trace_path(base, v, several);
+                    t.header.workload = format!("{} {}", self.model.name, self.opts.task.name());
+                    t.header.provenance = Some(sprint_attention::summary::provenance(
+                        attn.config(),
+                        th.as_ref(),
+                    ));
+                    let tmp = sprint_core::outfile::PendingFile::new(&p);
+                    t.write(tmp.path()).map_err(|e| {
+                        EvalError::Input(
+                            e.to_string().replace(
+                                &tmp.path().display().to_string(),
+                                &p.display().to_string(),
+                            ),
+                        )
+                    })?;
+                    staged.push((tmp, p.clone()));
+                    Some(p)
+                }
+                _ => None,
+            };
+            rows.push(VariantResult {
+                variant: v.name().into(),
+                metric: r.metric,
+                delta: None,
+                kept_fraction: stats.kept_fraction(),
+                softmax_fraction: stats.softmax_fraction(),
+                visible_pairs: stats.visible,
+                false_prune_rate: (stats.datapath.audited == 1).then(|| {
+                    stats.datapath.false_pruned as f64 / stats.datapath.exact_kept.max(1) as f64
+                }),
+                false_keep_rate: (stats.datapath.audited == 1).then(|| {
+                    stats.datapath.false_kept as f64
+                        / stats
+                            .visible
+                            .saturating_sub(stats.datapath.exact_kept)
+                            .max(1) as f64
+                }),
+                datapath: stats.datapath,
+                new_fetch_share: stats.k_fetched as f64 / stats.visible.max(1) as f64,
+                kept_pairs: stats.kept,
+                seconds,
+                items_per_second: items as f64 / seconds.max(1e-9),
+                tokens_per_second: tokens as f64 / seconds.max(1e-9),
+                perplexity: r.perplexity,
+                trace,
+            });
+        }
+        for (tmp, p) in staged {
+            tmp.persist(&p)?;
+        }
+        if let Some(d) = rows.iter().find(|r| r.variant == "dense").map(|r| r.metric) {
+            for r in &mut rows {
+                r.delta = Some(r.metric - d);
+            }
+        }
+        Ok((rows, tokens))
+    }
+}
