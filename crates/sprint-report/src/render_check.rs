@@ -33,17 +33,25 @@ pub fn render_check(svg: &str, labels: &[&str]) -> Result<Rendered, String> {
         .chunks_exact(4)
         .filter(|p| p[0] < 235 || p[1] < 235 || p[2] < 235)
         .count();
+    let unescape = |t: &str| {
+        t.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&#39;", "'")
+            .replace("&amp;", "&")
+    };
+    let texts: Vec<String> = svg
+        .split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let (_, rest) = t.split_once('>')?;
+            let (content, _) = rest.split_once("</text>")?;
+            Some(unescape(content))
+        })
+        .collect();
     for l in labels {
-        let escaped = l
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;");
-        let found = svg.split("<text").skip(1).any(|t| {
-            t.split_once('>')
-                .and_then(|(_, rest)| rest.split_once("</text>"))
-                .is_some_and(|(content, _)| content.contains(&escaped) || content.contains(l))
-        });
-        if !found {
+        if !texts.iter().any(|t| t.contains(l)) {
             return Err(format!("label `{l}` is not a text of the SVG"));
         }
     }
