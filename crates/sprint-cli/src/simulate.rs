@@ -13,7 +13,7 @@ use sprint_core::trace::TraceReader;
 use sprint_sim::calibration::Calibration;
 use sprint_sim::decode::{DecodeFile, run_decode};
 use sprint_sim::fit::{FitOutcome, Space, fit};
-use sprint_sim::paper::compare;
+use sprint_sim::paper::compare_many;
 use sprint_sim::paper_tables::{comparison_text, summaries_text};
 use sprint_sim::presets::{load_design, load_energy, preset_names};
 use sprint_sim::report::{DesignReport, build};
@@ -283,17 +283,23 @@ pub fn run(a: Args) -> Result<()> {
             }
             None => Calibration::paper_inferred()?,
         };
-        let mut cmps = Vec::new();
-        for cal in [Calibration::sourced_default(), inferred] {
-            let name = cal.name.clone();
-            cmps.push(pool.install(|| {
-                compare(&hw_sets, &table, &stats, &cal, |m| {
-                    if !quiet {
-                        eprintln!("simulating {m} ({name}) ...");
-                    }
-                })
-            })?);
+        let cals = [Calibration::sourced_default(), inferred];
+        if !quiet {
+            eprintln!(
+                "simulating every paper workload under {} and {} ...",
+                cals[0].name, cals[1].name
+            );
         }
+        // Progress in steps of 10 % of the heads (workers report as heads finish).
+        let shown = std::sync::atomic::AtomicUsize::new(0);
+        let cmps = pool.install(|| {
+            compare_many(&hw_sets, &table, &stats, &cals, |done, total| {
+                let tenth = 10 * done / total.max(1);
+                if !quiet && shown.fetch_max(tenth, std::sync::atomic::Ordering::Relaxed) < tenth {
+                    eprintln!("  {}% of {total} heads", 10 * tenth);
+                }
+            })
+        })?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&cmps)?);
         } else {
