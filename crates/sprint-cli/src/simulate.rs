@@ -77,7 +77,8 @@ pub struct Args {
     fit_paper: bool,
     /// With --fit-paper: search NAME over `v1,v2,...` or `lo..hi:step` instead of its
     /// default grid (repeatable). Names: baseline_query_block_per_corelet, padding_gpt2_l,
-    /// padding_synth, memory_channels, prefetch_queries, scoring_pipelined.
+    /// padding_synth, memory_channels, memory_channels_per_corelet, prefetch_queries,
+    /// scoring_pipelined.
     #[arg(long = "fit-range", value_name = "NAME=RANGE")]
     fit_ranges: Vec<String>,
     /// Decode with a growing KV cache under the --preset designs: `smollm2` (the embedded
