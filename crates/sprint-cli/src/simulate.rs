@@ -11,7 +11,7 @@ use comfy_table::Table;
 use serde_json::{Value, json};
 use sprint_core::trace::TraceReader;
 use sprint_sim::calibration::Calibration;
-use sprint_sim::decode::{DecodeFile, run_decode};
+use sprint_sim::decode::{DecodeFile, DecodeTrace, run_decode, run_decode_trace};
 use sprint_sim::fit::{FitOutcome, Space, fit};
 use sprint_sim::paper::compare_many;
 use sprint_sim::paper_tables::{comparison_text, summaries_text};
@@ -37,6 +37,7 @@ pub struct Args {
     #[arg(long)]
     workload: Option<String>,
     /// Replay an attention trace (docs/trace-format.md). With --workload, its shape must agree.
+    /// With --decode: a causal trace whose row t gives decode step t's kept sets.
     #[arg(long)]
     trace: Option<PathBuf>,
     /// Override a preset value, e.g. memory.trcd_ns=30 (applies to every preset), or an
@@ -415,7 +416,6 @@ fn run_decode_cmd(
 ) -> Result<()> {
     for (given, flag) in [
         (a.workload.is_some(), "--workload"),
-        (a.trace.is_some(), "--trace"),
         (a.seq_len.is_some(), "--seq-len"),
         (a.padding.is_some(), "--padding"),
         (a.compare_paper, "--compare-paper"),
@@ -440,7 +440,31 @@ fn run_decode_cmd(
         .map(|p| load_design(p, hw_sets))
         .collect::<sprint_sim::Result<Vec<_>>>()?;
     let st = stats.resolve("GPT-2-L");
-    let out = pool.install(|| run_decode(&designs, &file, &st))?;
+    let (out, kept_source) = match &a.trace {
+        Some(path) => {
+            let trace = DecodeTrace::read(open_trace(path)?, &file).map_err(|e| match e {
+                sprint_sim::SimError::Core(c) => trace_error(path, c),
+                other => anyhow!("trace {}: {other}", path.display()),
+            })?;
+            let src = format!(
+                "trace {} ({}, variant {}; row t of the causal trace = decode step t)",
+                path.display(),
+                trace.header.workload,
+                trace.header.variant
+            );
+            (
+                pool.install(|| run_decode_trace(&designs, &file, &trace))?,
+                src,
+            )
+        }
+        None => (
+            pool.install(|| run_decode(&designs, &file, &st))?,
+            format!(
+                "{} (generator, causal rows of the growing cache)",
+                st.source
+            ),
+        ),
+    };
     let totals: Vec<_> = out
         .iter()
         .map(|o| {
@@ -471,7 +495,9 @@ fn run_decode_cmd(
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"decode": file, "designs": rows}))?
+            serde_json::to_string_pretty(
+                &json!({"decode": file, "kept_sets": kept_source, "designs": rows})
+            )?
         );
         return Ok(());
     }
@@ -486,10 +512,7 @@ fn run_decode_cmd(
         sh.prompt_tokens.value,
         sh.batch.value
     );
-    println!(
-        "kept sets: {} (generator, causal rows of the growing cache)",
-        st.source
-    );
+    println!("kept sets: {kept_source}");
     let mut t = Table::new();
     let mut head = vec!["statistic".to_string()];
     head.extend(reports.iter().map(|r| r.name.clone()));
