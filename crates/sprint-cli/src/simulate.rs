@@ -11,9 +11,9 @@ use comfy_table::Table;
 use serde_json::{Value, json};
 use sprint_core::trace::TraceReader;
 use sprint_sim::calibration::Calibration;
-use sprint_sim::decode::{DecodeFile, run_decode};
+use sprint_sim::decode::{DecodeFile, DecodeTrace, run_decode, run_decode_trace};
 use sprint_sim::fit::{FitOutcome, Space, fit};
-use sprint_sim::paper::compare;
+use sprint_sim::paper::compare_many;
 use sprint_sim::paper_tables::{comparison_text, summaries_text};
 use sprint_sim::presets::{load_design, load_energy, preset_names};
 use sprint_sim::report::{DesignReport, build};
@@ -37,6 +37,7 @@ pub struct Args {
     #[arg(long)]
     workload: Option<String>,
     /// Replay an attention trace (docs/trace-format.md). With --workload, its shape must agree.
+    /// With --decode: a causal trace whose row t gives decode step t's kept sets.
     #[arg(long)]
     trace: Option<PathBuf>,
     /// Override a preset value, e.g. memory.trcd_ns=30 (applies to every preset), or an
@@ -77,7 +78,8 @@ pub struct Args {
     fit_paper: bool,
     /// With --fit-paper: search NAME over `v1,v2,...` or `lo..hi:step` instead of its
     /// default grid (repeatable). Names: baseline_query_block_per_corelet, padding_gpt2_l,
-    /// padding_synth, memory_channels, prefetch_queries, scoring_pipelined.
+    /// padding_synth, memory_channels, memory_channels_per_corelet, prefetch_queries,
+    /// scoring_pipelined.
     #[arg(long = "fit-range", value_name = "NAME=RANGE")]
     fit_ranges: Vec<String>,
     /// Decode with a growing KV cache under the --preset designs: `smollm2` (the embedded
@@ -283,17 +285,23 @@ pub fn run(a: Args) -> Result<()> {
             }
             None => Calibration::paper_inferred()?,
         };
-        let mut cmps = Vec::new();
-        for cal in [Calibration::sourced_default(), inferred] {
-            let name = cal.name.clone();
-            cmps.push(pool.install(|| {
-                compare(&hw_sets, &table, &stats, &cal, |m| {
-                    if !quiet {
-                        eprintln!("simulating {m} ({name}) ...");
-                    }
-                })
-            })?);
+        let cals = [Calibration::sourced_default(), inferred];
+        if !quiet {
+            eprintln!(
+                "simulating every paper workload under {} and {} ...",
+                cals[0].name, cals[1].name
+            );
         }
+        // Progress in steps of 10 % of the heads (workers report as heads finish).
+        let shown = std::sync::atomic::AtomicUsize::new(0);
+        let cmps = pool.install(|| {
+            compare_many(&hw_sets, &table, &stats, &cals, |done, total| {
+                let tenth = 10 * done / total.max(1);
+                if !quiet && shown.fetch_max(tenth, std::sync::atomic::Ordering::Relaxed) < tenth {
+                    eprintln!("  {}% of {total} heads", 10 * tenth);
+                }
+            })
+        })?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&cmps)?);
         } else {
@@ -408,7 +416,6 @@ fn run_decode_cmd(
 ) -> Result<()> {
     for (given, flag) in [
         (a.workload.is_some(), "--workload"),
-        (a.trace.is_some(), "--trace"),
         (a.seq_len.is_some(), "--seq-len"),
         (a.padding.is_some(), "--padding"),
         (a.compare_paper, "--compare-paper"),
@@ -433,7 +440,31 @@ fn run_decode_cmd(
         .map(|p| load_design(p, hw_sets))
         .collect::<sprint_sim::Result<Vec<_>>>()?;
     let st = stats.resolve("GPT-2-L");
-    let out = pool.install(|| run_decode(&designs, &file, &st))?;
+    let (out, kept_source) = match &a.trace {
+        Some(path) => {
+            let trace = DecodeTrace::read(open_trace(path)?, &file).map_err(|e| match e {
+                sprint_sim::SimError::Core(c) => trace_error(path, c),
+                other => anyhow!("trace {}: {other}", path.display()),
+            })?;
+            let src = format!(
+                "trace {} ({}, variant {}; row t of the causal trace = decode step t)",
+                path.display(),
+                trace.header.workload,
+                trace.header.variant
+            );
+            (
+                pool.install(|| run_decode_trace(&designs, &file, &trace))?,
+                src,
+            )
+        }
+        None => (
+            pool.install(|| run_decode(&designs, &file, &st))?,
+            format!(
+                "{} (generator, causal rows of the growing cache)",
+                st.source
+            ),
+        ),
+    };
     let totals: Vec<_> = out
         .iter()
         .map(|o| {
@@ -464,7 +495,9 @@ fn run_decode_cmd(
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"decode": file, "designs": rows}))?
+            serde_json::to_string_pretty(
+                &json!({"decode": file, "kept_sets": kept_source, "designs": rows})
+            )?
         );
         return Ok(());
     }
@@ -479,10 +512,7 @@ fn run_decode_cmd(
         sh.prompt_tokens.value,
         sh.batch.value
     );
-    println!(
-        "kept sets: {} (generator, causal rows of the growing cache)",
-        st.source
-    );
+    println!("kept sets: {kept_source}");
     let mut t = Table::new();
     let mut head = vec!["statistic".to_string()];
     head.extend(reports.iter().map(|r| r.name.clone()));

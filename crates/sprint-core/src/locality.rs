@@ -143,6 +143,12 @@ impl ResidencyTable {
         }
     }
 
+    /// The resident set as a bit row (`words_for(n_keys)` words, same packing as the kept
+    /// rows): bit `k % 64` of word `k / 64` is set when key `k` is resident.
+    pub fn resident_words(&self) -> &[u64] {
+        &self.resident
+    }
+
     /// Resident keys, ascending.
     pub fn resident_keys(&self) -> impl Iterator<Item = usize> + '_ {
         iter_ones(&self.resident)

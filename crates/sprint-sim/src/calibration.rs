@@ -61,6 +61,13 @@ pub const PARAMS: &[Param] = &[
         doc: "ReRAM channels of every design",
     },
     Param {
+        name: "memory_channels_per_corelet",
+        min: 0.0,
+        max: 1.0,
+        integer: true,
+        doc: "memory channels per CORELET of every design (0 = shared by all sizes, 1 = `memory_channels` per CORELET)",
+    },
+    Param {
         name: "prefetch_queries",
         min: 0.0,
         max: 64.0,
@@ -176,6 +183,9 @@ impl Calibration {
         }
         if let Some(c) = self.get("memory_channels") {
             out.push(format!("memory.channels={}", c as u64));
+        }
+        if let Some(p) = self.get("memory_channels_per_corelet") {
+            out.push(format!("memory.channels_per_corelet={}", p != 0.0));
         }
         if let Some(p) = self.get("prefetch_queries") {
             out.push(format!("design.prefetch_queries={}", p as u64));

@@ -109,8 +109,14 @@ pub struct BufferFile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryFile {
-    /// Independent channels (each with its own data bus).
+    /// Independent channels (each with its own data bus): of the whole design, or of each
+    /// CORELET when `channels_per_corelet` is true.
     pub channels: Sourced<u32>,
+    /// Memory channels per CORELET: `channels` counts per CORELET, so the design has
+    /// `channels x CORELETs` channels and its ReRAM bandwidth grows with its size (read
+    /// from Fig 11's flat S/M/L speedups; docs/simulator.md). `false`: the same memory for
+    /// every size.
+    pub channels_per_corelet: Sourced<bool>,
     /// Banks per channel.
     pub banks_per_channel: Sourced<u32>,
     /// Data-bus bandwidth of one channel, bytes per ns.
@@ -181,7 +187,8 @@ pub struct Core {
 /// Memory timing in core cycles.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Memory {
-    /// Channels.
+    /// Channels of the whole design (`memory.channels`, times the CORELETs when
+    /// `memory.channels_per_corelet` is true).
     pub channels: u32,
     /// Banks per channel.
     pub banks: u32,
@@ -374,7 +381,16 @@ impl PresetFile {
             ));
         }
         let memory = Memory {
-            channels: in_range(m.channels.value, 1, 1024, "memory.channels")?,
+            channels: in_range(
+                if m.channels_per_corelet.value {
+                    m.channels.value.saturating_mul(corelets)
+                } else {
+                    m.channels.value
+                },
+                1,
+                1024,
+                "memory.channels",
+            )?,
             banks: in_range(
                 m.banks_per_channel.value,
                 1,

@@ -17,9 +17,12 @@
 //! slot, so a cell is written once per sequence; the projected lifetime is
 //! `endurance x new_tokens / token_rate` seconds.
 
+use std::io::Read;
+
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sprint_core::bits::words_for;
+use sprint_core::trace::{HeadTrace, TraceHeader, TraceReader};
 
 use crate::config::{Design, ns_to_cycles};
 use crate::error::{Result, SimError};
@@ -166,7 +169,8 @@ pub fn step_write_stall(d: &Design, f: &DecodeFile) -> (u64, u64) {
     (stall, writes)
 }
 
-/// One (layer, group, sequence): every step under every design.
+/// One (layer, group, sequence): every step under every design, kept sets from the
+/// generator.
 fn unit(
     designs: &[Design],
     f: &DecodeFile,
@@ -179,7 +183,6 @@ fn unit(
     let (p, t_new) = (s.prompt_tokens.value as usize, s.new_tokens.value as usize);
     let n = p + t_new;
     let per = (s.heads.value / s.kv_heads.value) as usize;
-    let dim = u64::from(s.head_dim.value);
     let mut gens: Vec<SynthHead> = (0..per)
         .map(|q| {
             let head = group * per as u32 + q as u32;
@@ -199,16 +202,34 @@ fn unit(
             g.next(i);
         }
     }
-    let mut rows: Vec<Vec<u64>> = vec![vec![0; words_for(n)]; per];
-    let mut sms = vec![0u32; per];
-    let mut out = vec![HeadStats::default(); designs.len()];
-    for t in 0..t_new {
-        let i = p + t;
+    steps(designs, f, words_for(n), |i, rows, sms| {
         for (q, g) in gens.iter_mut().enumerate() {
             let (_, row, sm) = g.next(i);
             rows[q].copy_from_slice(row);
             sms[q] = sm;
         }
+    })
+}
+
+/// The decode steps of one (layer, group, sequence) under every design: `fill(i, rows,
+/// softmax_kept)` writes the kept row (`row_words` words, keys `0..=i` only) and the
+/// softmax count of each of the group's query heads at token `i`.
+fn steps(
+    designs: &[Design],
+    f: &DecodeFile,
+    row_words: usize,
+    mut fill: impl FnMut(usize, &mut [Vec<u64>], &mut [u32]),
+) -> Vec<HeadStats> {
+    let s = &f.shape;
+    let (p, t_new) = (s.prompt_tokens.value as usize, s.new_tokens.value as usize);
+    let per = (s.heads.value / s.kv_heads.value) as usize;
+    let dim = u64::from(s.head_dim.value);
+    let mut rows: Vec<Vec<u64>> = vec![vec![0; row_words]; per];
+    let mut sms = vec![0u32; per];
+    let mut out = vec![HeadStats::default(); designs.len()];
+    for t in 0..t_new {
+        let i = p + t;
+        fill(i, &mut rows, &mut sms);
         let keys = i + 1;
         let w = words_for(keys);
         for (d, o) in designs.iter().zip(out.iter_mut()) {
@@ -254,11 +275,177 @@ pub fn run_decode(
         .par_iter()
         .map(|&(l, g, b)| unit(designs, f, stats, l, g, b))
         .collect();
+    Ok(totals(designs, f, &per_unit))
+}
+
+/// Kept sets of a decode taken from a causal prefill trace of the functional model
+/// (teacher forcing): row `t` of a causal trace is exactly the attention of decode step `t`
+/// over the cache `0..=t`, so step `t` of the decode uses row `t` of every query head.
+#[derive(Clone, Debug)]
+pub struct DecodeTrace {
+    /// The trace's header.
+    pub header: TraceHeader,
+    /// Every head, ordered by (layer, head).
+    heads: Vec<HeadTrace>,
+}
+
+impl DecodeTrace {
+    /// Reads a whole causal trace and checks it against decode configuration `f`: same
+    /// layers, heads, K/V heads and head dimension; causal; `n_queries = n_keys >=
+    /// prompt + new` tokens; every (layer, head) present with the standard GQA grouping
+    /// (`kv_head = head / (heads / kv_heads)`), no padding in the tokens used, no kept key
+    /// after its query; batch 1 (a trace is one sequence). Errors name the mismatch.
+    pub fn read<R: Read>(mut reader: TraceReader<R>, f: &DecodeFile) -> Result<Self> {
+        let h = reader.header().clone();
+        let s = &f.shape;
+        let bad = |k: &str, m: String| Err(SimError::workload("decode trace", format!("{k}: {m}")));
+        for (k, ours, theirs) in [
+            ("shape.layers", s.layers.value, h.layers),
+            ("shape.heads", s.heads.value, h.heads),
+            ("shape.kv_heads", s.kv_heads.value, h.kv_heads),
+            ("shape.head_dim", s.head_dim.value, h.head_dim),
+        ] {
+            if ours != theirs {
+                return bad(
+                    k,
+                    format!("the decode configuration has {ours}, the trace {theirs}"),
+                );
+            }
+        }
+        if !h.causal {
+            return bad(
+                "causal",
+                "the trace is not causal: its rows are not decode steps".into(),
+            );
+        }
+        let need = u64::from(s.prompt_tokens.value) + u64::from(s.new_tokens.value);
+        if h.n_queries != h.n_keys || u64::from(h.n_queries) < need {
+            return bad(
+                "shape.new_tokens",
+                format!(
+                    "prompt {} + new {} = {need} tokens, the trace has {} queries x {} keys (use a decode file with prompt_tokens + new_tokens <= {})",
+                    s.prompt_tokens.value,
+                    s.new_tokens.value,
+                    h.n_queries,
+                    h.n_keys,
+                    h.n_queries.min(h.n_keys)
+                ),
+            );
+        }
+        if s.batch.value != 1 {
+            return bad(
+                "shape.batch",
+                format!(
+                    "{} sequences, a trace holds one (set batch = 1)",
+                    s.batch.value
+                ),
+            );
+        }
+        let per = h.heads / h.kv_heads;
+        let n = need as usize;
+        let mut heads = Vec::new();
+        while let Some(t) = reader.next_head()? {
+            if t.kv_head != t.head / per {
+                return bad(
+                    "kv_head",
+                    format!(
+                        "layer {} head {} uses K/V head {}, expected {} (head / {per})",
+                        t.layer,
+                        t.head,
+                        t.kv_head,
+                        t.head / per
+                    ),
+                );
+            }
+            for i in 0..n {
+                if !t.query_valid.get(i) || !t.key_valid.get(i) {
+                    return bad(
+                        "padding",
+                        format!("layer {} head {}: token {i} is padding", t.layer, t.head),
+                    );
+                }
+            }
+            for i in s.prompt_tokens.value as usize..n {
+                let row = t.masks.row_words(i);
+                let lo = i + 1;
+                let past = row.iter().enumerate().any(|(wi, &w)| {
+                    let first = wi * 64;
+                    if first >= lo {
+                        w != 0
+                    } else if lo - first < 64 {
+                        w >> (lo - first) != 0
+                    } else {
+                        false
+                    }
+                });
+                if past {
+                    return bad(
+                        "causal",
+                        format!(
+                            "layer {} head {}: query {i} keeps a later key",
+                            t.layer, t.head
+                        ),
+                    );
+                }
+            }
+            heads.push(t);
+        }
+        heads.sort_by_key(|t| (t.layer, t.head));
+        let expected = h.layers as usize * h.heads as usize;
+        if heads.len() != expected {
+            return bad(
+                "heads",
+                format!(
+                    "the trace holds {} of the {expected} (layer, head) pairs",
+                    heads.len()
+                ),
+            );
+        }
+        Ok(Self { header: h, heads })
+    }
+}
+
+/// Simulates the decode under every design with the kept sets of `trace` (read against
+/// `f` by [`DecodeTrace::read`]); otherwise exactly [`run_decode`] (same steps, writes,
+/// stalls). On the caller's rayon pool.
+pub fn run_decode_trace(
+    designs: &[Design],
+    f: &DecodeFile,
+    trace: &DecodeTrace,
+) -> Result<Vec<DecodeTotals>> {
+    for d in designs {
+        d.check_head_dim(f.shape.head_dim.value)?;
+    }
+    let s = &f.shape;
+    let per = (s.heads.value / s.kv_heads.value) as usize;
+    let words = words_for(trace.header.n_keys as usize);
+    let units: Vec<(u32, u32)> = (0..s.layers.value)
+        .flat_map(|l| (0..s.kv_heads.value).map(move |g| (l, g)))
+        .collect();
+    let per_unit: Vec<Vec<HeadStats>> = units
+        .par_iter()
+        .map(|&(l, g)| {
+            let first = (l * s.heads.value) as usize + g as usize * per;
+            let group = &trace.heads[first..first + per];
+            steps(designs, f, words, |i, rows, sms| {
+                for (q, h) in group.iter().enumerate() {
+                    rows[q].copy_from_slice(h.masks.row_words(i));
+                    sms[q] = h.records[i].softmax_kept;
+                }
+            })
+        })
+        .collect();
+    Ok(totals(designs, f, &per_unit))
+}
+
+/// Sums the units per design and adds the write stalls and writes of every (layer, step).
+fn totals(designs: &[Design], f: &DecodeFile, per_unit: &[Vec<HeadStats>]) -> Vec<DecodeTotals> {
+    let s = &f.shape;
     let steps = u64::from(s.layers.value) * u64::from(s.new_tokens.value);
     let mut out = Vec::new();
     for (k, d) in designs.iter().enumerate() {
         let mut t = HeadStats::default();
-        for u in &per_unit {
+        for u in per_unit {
             t += u[k];
         }
         let (stall, writes) = step_write_stall(d, f);
@@ -268,7 +455,7 @@ pub fn run_decode(
             writes: writes * steps,
         });
     }
-    Ok(out)
+    out
 }
 
 /// A decode run per design, as reported: time, energy shares, writes and cell lifetime.

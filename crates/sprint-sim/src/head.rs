@@ -301,12 +301,12 @@ impl<'d> HeadSim<'d> {
                 let engine = self.engine.as_mut().expect("locality engine");
                 diff_resident(
                     &self.row,
-                    |j| engine.key_buffer().is_resident(j),
+                    engine.key_buffer().resident_words(),
                     &mut self.fetch_k,
                 );
                 diff_resident(
                     &self.row,
-                    |j| engine.value_buffer().is_resident(j),
+                    engine.value_buffer().resident_words(),
                     &mut self.fetch_v,
                 );
                 let (k, v) = engine.step(&self.row);
@@ -612,18 +612,10 @@ fn fill_range(words: &mut [u64], a: usize, b: usize) {
     }
 }
 
-/// `out = set & !resident` (`resident` tested per key of `set`).
-fn diff_resident(set: &[u64], resident: impl Fn(usize) -> bool, out: &mut [u64]) {
-    out.fill(0);
-    for (wi, &w) in set.iter().enumerate() {
-        let mut bits = w;
-        while bits != 0 {
-            let j = wi * 64 + bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            if !resident(j) {
-                out[wi] |= 1 << (j % 64);
-            }
-        }
+/// `out = set & !resident` (bit rows of the same length).
+fn diff_resident(set: &[u64], resident: &[u64], out: &mut [u64]) {
+    for ((o, &s), &r) in out.iter_mut().zip(set).zip(resident) {
+        *o = s & !r;
     }
 }
 

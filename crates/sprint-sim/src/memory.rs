@@ -85,10 +85,14 @@ pub struct MemoryState {
     pub bursts: u64,
     /// Pending requests per bank (index `channel x banks + bank`), in arrival order.
     queues: Vec<Vec<Request>>,
-    /// Banks with pending requests, in order of first arrival.
+    /// Every bank index in the order a batch is drained: bank-major, then channel.
+    drain_order: Vec<usize>,
+    /// Scratch: the banks with pending requests, in drain order.
     active: Vec<usize>,
     /// Index in its bank's queue of the last pending request per (bank, kind).
     last: Vec<usize>,
+    /// Scratch: keys per residue `j mod (channels x banks)` within one row window.
+    residue_counts: Vec<u64>,
 }
 
 /// Number of [`Kind`]s.
@@ -98,15 +102,20 @@ impl MemoryState {
     /// All banks closed and idle at cycle 0.
     pub fn new(cfg: &Memory) -> Self {
         let n = (cfg.channels * cfg.banks) as usize;
+        let (c, b) = (cfg.channels as usize, cfg.banks as usize);
         Self {
             cfg: cfg.clone(),
             banks: vec![Bank::default(); n],
-            bus_free: vec![0; cfg.channels as usize],
+            bus_free: vec![0; c],
             activations: 0,
             bursts: 0,
             queues: vec![Vec::new(); n],
-            active: Vec::new(),
+            drain_order: (0..b)
+                .flat_map(|bk| (0..c).map(move |ch| ch * b + bk))
+                .collect(),
+            active: Vec::with_capacity(n),
             last: vec![usize::MAX; n * KINDS],
+            residue_counts: vec![0; n],
         }
     }
 
@@ -227,17 +236,100 @@ impl MemoryState {
                     self.add_key(j, kind, bytes_per_key, per_row);
                 }
             }
+            KeySet::Bits(words) if kind != Kind::KMsb => {
+                self.add_bits_by_row(words, kind, bytes_per_key, per_row);
+            }
             KeySet::Bits(words) => {
+                // K_MSB: one request per key (its own transposed read).
                 for (wi, &w) in words.iter().enumerate() {
                     let mut bits = w;
                     while bits != 0 {
                         let j = wi * 64 + bits.trailing_zeros() as usize;
                         bits &= bits - 1;
-                        self.add_key(j, kind, bytes_per_key, per_row);
+                        let (ch, bk, _) = self.locate(j, kind);
+                        self.push(Request {
+                            channel: ch,
+                            bank: bk,
+                            kind,
+                            row: j as u64,
+                            bytes: bytes_per_key,
+                        });
                     }
                 }
             }
         }
+    }
+
+    /// The requests of a bit set of keys of `kind` (not `KMsb`): the same requests, in the
+    /// same order per bank, as adding its keys one by one ([`Self::add_key`]). The keys of
+    /// one row of every bank form a window of `channels x banks x per_row` consecutive
+    /// keys, and within a window key `j` goes to the bank of residue `j mod (channels x
+    /// banks)`; so the keys are counted per residue, window by window, and each (bank, row)
+    /// with keys becomes one request (merged with the bank's pending request of that kind
+    /// and row, as key-by-key adding would).
+    fn add_bits_by_row(&mut self, words: &[u64], kind: Kind, bytes_per_key: u64, per_row: u64) {
+        let (c, b) = (self.cfg.channels as usize, self.cfg.banks as usize);
+        let stride = c * b;
+        let window = stride as u64 * per_row;
+        let pow2 = stride.is_power_of_two();
+        let mut counts = std::mem::take(&mut self.residue_counts);
+        let mut win = 0u64;
+        let mut win_end = window;
+        let mut any = false;
+        for (wi, &w) in words.iter().enumerate() {
+            let mut bits = w;
+            while bits != 0 {
+                let j = wi * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if j as u64 >= win_end {
+                    if any {
+                        self.emit_window(&mut counts, kind, win, bytes_per_key);
+                    }
+                    win = j as u64 / window;
+                    win_end = (win + 1) * window;
+                }
+                let r = if pow2 { j & (stride - 1) } else { j % stride };
+                counts[r] += 1;
+                any = true;
+            }
+        }
+        if any {
+            self.emit_window(&mut counts, kind, win, bytes_per_key);
+        }
+        self.residue_counts = counts;
+    }
+
+    /// One request per residue with keys in row window `row` (counts reset to 0).
+    fn emit_window(&mut self, counts: &mut [u64], kind: Kind, row: u64, bytes_per_key: u64) {
+        let (c, b) = (self.cfg.channels as usize, self.cfg.banks as usize);
+        let off = kind.bank_offset();
+        for (r, n) in counts.iter_mut().enumerate() {
+            if *n == 0 {
+                continue;
+            }
+            let (ch, bk) = (r % c, (r / c + off) % b);
+            self.push_merged(ch as u32, bk as u32, kind, row, *n * bytes_per_key);
+            *n = 0;
+        }
+    }
+
+    /// Adds a read of `bytes` of `kind` from `row` of bank (`ch`, `bk`), merged with the
+    /// bank's pending request of the same kind when it reads the same row.
+    #[inline]
+    fn push_merged(&mut self, ch: u32, bk: u32, kind: Kind, row: u64, bytes: u64) {
+        let bank_idx = (ch * self.cfg.banks + bk) as usize;
+        let i = self.last[bank_idx * KINDS + kind as usize];
+        if i != usize::MAX && self.queues[bank_idx][i].row == row {
+            self.queues[bank_idx][i].bytes += bytes;
+            return;
+        }
+        self.push(Request {
+            channel: ch,
+            bank: bk,
+            kind,
+            row,
+            bytes,
+        });
     }
 
     /// Adds the read of key `j`, merged with the pending request of the same bank, kind
@@ -268,13 +360,14 @@ impl MemoryState {
         });
     }
 
+    #[inline]
     fn push(&mut self, r: Request) {
         let i = (r.channel * self.cfg.banks + r.bank) as usize;
         let q = &mut self.queues[i];
-        if q.is_empty() {
-            self.active.push(i);
+        // K_MSB requests are never merged, so their position is not needed.
+        if r.kind != Kind::KMsb {
+            self.last[i * KINDS + r.kind as usize] = q.len();
         }
-        self.last[i * KINDS + r.kind as usize] = q.len();
         q.push(r);
     }
 
@@ -284,10 +377,14 @@ impl MemoryState {
     /// the first request of its bank) before everything else, as the core needs it first.
     /// Returns `(first data end, last data end)`; `(t0, t0)` for an empty batch.
     pub fn flush(&mut self, t0: u64) -> (u64, u64) {
-        let banks = self.cfg.banks as usize;
-        let channels = self.cfg.channels as usize;
         let mut active = std::mem::take(&mut self.active);
-        active.sort_unstable_by_key(|&i| (i % banks) * channels + i / banks);
+        active.clear();
+        active.extend(
+            self.drain_order
+                .iter()
+                .copied()
+                .filter(|&i| !self.queues[i].is_empty()),
+        );
         let (mut first, mut last) = (u64::MAX, t0);
         let mut note = |end: u64| {
             first = first.min(end);
@@ -306,9 +403,10 @@ impl MemoryState {
             .map(|&i| self.queues[i].len())
             .max()
             .unwrap_or(0);
+        let queues = std::mem::take(&mut self.queues);
         for round in 0..rounds {
             for &i in &active {
-                let Some(&r) = self.queues[i].get(round) else {
+                let Some(&r) = queues[i].get(round) else {
                     continue;
                 };
                 if round == 0 && q_first && r.kind == Kind::Q {
@@ -317,6 +415,7 @@ impl MemoryState {
                 note(self.issue(t0, r));
             }
         }
+        self.queues = queues;
         for &i in &active {
             self.queues[i].clear();
             for k in 0..KINDS {
@@ -329,6 +428,70 @@ impl MemoryState {
             (t0, t0)
         } else {
             (first, last)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn memory(channels: u32, banks: u32, row_bytes: u32) -> Memory {
+        Memory {
+            channels,
+            banks,
+            burst_bytes: 64,
+            row_bytes,
+            min_transfer_bytes: 32,
+            tburst: 10,
+            ttransfer: 5,
+            trcd: 25,
+            tcl: 15,
+            trp: 3,
+            taxth: 8,
+            readp_activates_row: false,
+            crossbar_rows: 64,
+            crossbar_columns: 64,
+            bytes_per_cycle: 6.4,
+        }
+    }
+
+    /// A bit set added at once gives exactly the requests, per bank and in order, of
+    /// adding its keys one by one (the window-counting path against the key-by-key one),
+    /// also merging with a request already pending, for power-of-two and other maps.
+    #[test]
+    fn bit_sets_give_the_key_by_key_requests() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for (c, b, row) in [(4, 4, 4096), (3, 3, 1024), (1, 2, 256), (2, 8, 512)] {
+            for density in [0.02, 0.3, 0.9] {
+                let n: usize = 1500;
+                let mut words = vec![0u64; n.div_ceil(64)];
+                for j in 0..n {
+                    if rng.random_range(0.0..1.0) < density {
+                        words[j / 64] |= 1 << (j % 64);
+                    }
+                }
+                for (kind, bytes) in [(Kind::KLsb, 32), (Kind::V, 64), (Kind::KWhole, 64)] {
+                    let cfg = memory(c, b, row);
+                    let (mut fast, mut slow) = (MemoryState::new(&cfg), MemoryState::new(&cfg));
+                    let per_row = (u64::from(row) / bytes).max(1);
+                    for s in [&mut fast, &mut slow] {
+                        s.add_key(0, kind, bytes, per_row);
+                    }
+                    fast.add(KeySet::Bits(&words), kind, bytes);
+                    for j in sprint_core::bits::iter_ones(&words) {
+                        slow.add_key(j, kind, bytes, per_row);
+                    }
+                    assert_eq!(fast.queues, slow.queues, "{c}x{b} row {row} {kind:?}");
+                    assert_eq!(fast.flush(7), slow.flush(7));
+                    assert_eq!(
+                        (fast.activations, fast.bursts),
+                        (slow.activations, slow.bursts)
+                    );
+                }
+            }
         }
     }
 }

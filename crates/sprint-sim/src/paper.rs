@@ -18,7 +18,8 @@ use crate::energy::EnergyTable;
 use crate::error::{Result, SimError};
 use crate::presets::load_design;
 use crate::report::{DesignReport, build};
-use crate::run::run_model;
+use crate::run::{ModelJob, run_model, run_models_with_progress};
+use crate::stats::HeadStats;
 use crate::workload::{model_workload, workload_names};
 use crate::wstats::StatsFile;
 
@@ -241,6 +242,16 @@ pub fn comparison_designs_with(sets: &[String], cal: &Calibration) -> Result<Vec
     Ok(ds)
 }
 
+/// Marks the designs of [`comparison_designs`] whose time the comparison never reads as
+/// traffic-only (Pruning and the three Mask-only designs: [`our_model`] takes only their
+/// Fig 12a energy, which has no time-dependent part, and their bytes moved), so they skip
+/// the memory and core timing; every number of the comparison stays the same.
+pub fn skip_unused_timing(designs: &mut [Design]) {
+    for d in designs.iter_mut().skip(6) {
+        d.traffic_only = true;
+    }
+}
+
 /// Our numbers of one model from the reports of [`comparison_designs`] (first = S-Baseline).
 pub fn our_model(r: &[DesignReport]) -> OurModel {
     let cyc = |i: usize| r[i].totals.cycles as f64;
@@ -279,7 +290,8 @@ pub fn compare_with_reports(
     mut progress: impl FnMut(&str),
 ) -> Result<(Comparison, Vec<Vec<DesignReport>>)> {
     let paper = PaperResults::load()?;
-    let designs = comparison_designs_with(sets, cal)?;
+    let mut designs = comparison_designs_with(sets, cal)?;
+    skip_unused_timing(&mut designs);
     let mut ours = Vec::new();
     let mut all = Vec::new();
     let mut sources = BTreeMap::new();
@@ -302,6 +314,107 @@ pub fn compare_with_reports(
         calibration: cal.name.clone(),
     };
     Ok((c, all))
+}
+
+/// Whether two designs simulate identically: equal in everything but their key and the
+/// provenance file (names and sources do not enter the simulation).
+pub fn same_simulation(a: &Design, b: &Design) -> bool {
+    let mut b2 = b.clone();
+    b2.key.clone_from(&a.key);
+    b2.file.clone_from(&a.file);
+    *a == b2
+}
+
+/// [`compare`] for several calibrations at once, with the same results: every paper
+/// workload under every calibration's designs, simulated as one parallel run
+/// ([`run_models_with_progress`]) in which a (workload, design) pair that two
+/// calibrations share (same workload after the calibration, [`same_simulation`] designs)
+/// is simulated once. `progress(heads done, heads total)` is called from the worker
+/// threads as heads finish. One comparison per calibration, in order.
+pub fn compare_many(
+    sets: &[String],
+    table: &EnergyTable,
+    stats: &StatsFile,
+    cals: &[Calibration],
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<Vec<Comparison>> {
+    let paper = PaperResults::load()?;
+    let designs: Vec<Vec<Design>> = cals
+        .iter()
+        .map(|c| {
+            let mut ds = comparison_designs_with(sets, c)?;
+            skip_unused_timing(&mut ds);
+            Ok(ds)
+        })
+        .collect::<Result<_>>()?;
+    // Distinct (workload, statistics) units and their distinct designs; `slot[c][m][i]` is
+    // (unit, design in the unit) of design `i` of calibration `c` on model `m`.
+    struct Unit {
+        workload: crate::workload::ModelWorkload,
+        stats: crate::wstats::WorkloadStats,
+        designs: Vec<Design>,
+    }
+    let mut units: Vec<Unit> = Vec::new();
+    let mut slot = vec![Vec::new(); cals.len()];
+    for (name, _) in &paper.models {
+        let st = stats.resolve(name);
+        for (c, cal) in cals.iter().enumerate() {
+            let mut w = model_workload(name)?;
+            cal.apply_workload(&mut w);
+            let u = match units.iter().position(|u| u.workload == w && u.stats == st) {
+                Some(u) => u,
+                None => {
+                    units.push(Unit {
+                        workload: w,
+                        stats: st.clone(),
+                        designs: Vec::new(),
+                    });
+                    units.len() - 1
+                }
+            };
+            let mut at = Vec::new();
+            for d in &designs[c] {
+                let ds = &mut units[u].designs;
+                let k = match ds.iter().position(|x| same_simulation(x, d)) {
+                    Some(k) => k,
+                    None => {
+                        ds.push(d.clone());
+                        ds.len() - 1
+                    }
+                };
+                at.push((u, k));
+            }
+            slot[c].push(at);
+        }
+    }
+    let jobs: Vec<ModelJob<'_>> = units
+        .iter()
+        .map(|u| ModelJob {
+            designs: &u.designs,
+            workload: &u.workload,
+            stats: &u.stats,
+        })
+        .collect();
+    let totals = run_models_with_progress(&jobs, progress)?;
+    let mut out = Vec::new();
+    for (c, cal) in cals.iter().enumerate() {
+        let mut ours = Vec::new();
+        let mut sources = BTreeMap::new();
+        for ((name, _), at) in paper.models.iter().zip(&slot[c]) {
+            let t: Vec<HeadStats> = at.iter().map(|&(u, k)| totals[u][k]).collect();
+            sources.insert(units[at[0].0].stats.source.clone(), ());
+            let reports = build(&designs[c], table, &t)?;
+            ours.push((name.clone(), our_model(&reports)));
+        }
+        out.push(Comparison {
+            paper: paper.clone(),
+            ours,
+            energy_table: table.name().to_string(),
+            stats_source: sources.into_keys().collect::<Vec<_>>().join("; "),
+            calibration: cal.name.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// Headline numbers of one comparison: what `--compare-paper` prints side by side.

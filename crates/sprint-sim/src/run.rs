@@ -109,18 +109,74 @@ pub fn run_model(
     w: &ModelWorkload,
     stats: &WorkloadStats,
 ) -> Result<Vec<HeadStats>> {
-    w.validate()?;
-    for d in designs {
-        d.check_head_dim(w.head_dim)?;
+    let mut out = run_models(&[ModelJob {
+        designs,
+        workload: w,
+        stats,
+    }])?;
+    Ok(out.pop().unwrap_or_default())
+}
+
+/// One model workload under some designs: a unit of [`run_models`].
+#[derive(Clone, Copy, Debug)]
+pub struct ModelJob<'a> {
+    /// Designs, each summed on its own.
+    pub designs: &'a [Design],
+    /// The workload.
+    pub workload: &'a ModelWorkload,
+    /// Statistics of its synthetic kept sets.
+    pub stats: &'a WorkloadStats,
+}
+
+/// Simulates several model workloads at once (each as [`run_model`] would): every (job,
+/// layer, head) is one task of the caller's rayon pool, so workloads of different sizes
+/// share the threads without a barrier between them; per job the heads are summed in
+/// head order (integer sums), so the result is identical for any thread count and equal
+/// to running the jobs one by one. One vector per job, one sum per design.
+pub fn run_models(jobs: &[ModelJob<'_>]) -> Result<Vec<Vec<HeadStats>>> {
+    run_models_with_progress(jobs, |_, _| {})
+}
+
+/// [`run_models`], calling `progress(heads done, heads total)` from the worker threads as
+/// heads finish (in completion order, which varies between runs; the results do not).
+pub fn run_models_with_progress(
+    jobs: &[ModelJob<'_>],
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<Vec<Vec<HeadStats>>> {
+    for j in jobs {
+        j.workload.validate()?;
+        for d in j.designs {
+            d.check_head_dim(j.workload.head_dim)?;
+        }
     }
-    let heads: Vec<(u32, u32)> = (0..w.layers)
-        .flat_map(|l| (0..w.heads).map(move |h| (l, h)))
+    let tasks: Vec<(usize, u32, u32)> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(k, j)| {
+            (0..j.workload.layers).flat_map(move |l| (0..j.workload.heads).map(move |h| (k, l, h)))
+        })
         .collect();
-    let per_head: Vec<Vec<HeadStats>> = heads
+    let total = tasks.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let per_head: Vec<Vec<HeadStats>> = tasks
         .par_iter()
-        .map(|&(l, h)| synth_head(designs, w, stats, l, h))
+        .map(|&(k, l, h)| {
+            let j = &jobs[k];
+            let s = synth_head(j.designs, j.workload, j.stats, l, h);
+            progress(
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                total,
+            );
+            s
+        })
         .collect();
-    sum(per_head, designs.len())
+    let mut per_head = per_head.into_iter();
+    let mut out = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        let n = j.workload.layers as usize * j.workload.heads as usize;
+        out.push(sum(per_head.by_ref().take(n).collect(), j.designs.len())?);
+    }
+    Ok(out)
 }
 
 /// Simulates one trace head under every design.

@@ -125,3 +125,39 @@ fn corelets_divide_compute() {
     let r = t[0].cycles as f64 / t[1].cycles as f64;
     assert!(r > 3.5 && r <= 4.0, "speedup of 4 CORELETs = {r}");
 }
+
+/// Memory channels per CORELET (`memory.channels_per_corelet`), derived by hand: M-Baseline
+/// (2 CORELETs) with 1 channel per CORELET has 2 channels of 6.4 B/cycle, one bank each, no
+/// row timing. Keys alternate between the channels (key `j` on channel `j % 2`), so each
+/// channel carries half of every query's K and V (512 x 64 B), and query `i`'s 64 B vector
+/// goes to channel `i % 2`: 256 vectors each. Each bus never idles, so both finish at
+/// (512 x 32768 + 256 x 64) / 6.4 = 2 624 000 cycles; then the last query's tail: QK 1,
+/// fill 7, reduce r, divide 16, 256 values per CORELET, reduce r. With the channels shared
+/// (the default) the one channel carries everything: (512 x (64 + 65536)) / 6.4 = 5 248 000.
+#[test]
+fn memory_channels_per_corelet_scale_the_bandwidth() {
+    let base = [
+        "memory.channels=1",
+        "memory.banks_per_channel=1",
+        "memory.trcd_ns=0",
+        "memory.tcl_ns=0",
+        "memory.trp_ns=0",
+    ];
+    let mut per = base.to_vec();
+    per.push("memory.channels_per_corelet=true");
+    let shared = common::design("m-baseline", &base);
+    let scaled = common::design("m-baseline", &per);
+    assert_eq!((shared.memory.channels, scaled.memory.channels), (1, 2));
+    let w = common::small_workload(1, 1, 512, 64, 0.0, false);
+    let st = common::stats(1.0, 1.0, 1.0);
+    let t = run_model(&[shared, scaled.clone()], &w, &st).unwrap();
+    let r = scaled.core.reduce_cycles;
+    let tail = 1 + 7 + r + 16 + 256 + r;
+    assert_eq!(t[1].cycles, 2_624_000 + tail);
+    assert_eq!(t[0].cycles, 5_248_000 + tail);
+    assert_eq!(t[0].moved, t[1].moved, "same bytes, twice the bandwidth");
+    // One CORELET: per-CORELET channels are the shared channels.
+    let s1 = common::design("s-baseline", &[]);
+    let s2 = common::design("s-baseline", &["memory.channels_per_corelet=true"]);
+    assert_eq!(s1.memory, s2.memory);
+}

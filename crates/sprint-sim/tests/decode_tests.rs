@@ -3,7 +3,7 @@
 
 mod common;
 
-use sprint_sim::decode::{DecodeFile, run_decode, step_write_stall};
+use sprint_sim::decode::{DecodeFile, DecodeTrace, run_decode, run_decode_trace, step_write_stall};
 
 fn small(layers: u32, heads: u32, kv: u32, prompt: u32, new: u32) -> DecodeFile {
     let mut f = DecodeFile::smollm2().unwrap();
@@ -70,4 +70,92 @@ fn deterministic_and_bad_shapes_named() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("shape.kv_heads"), "{e}");
+}
+
+/// A causal trace of `layers x heads` (K/V heads `kv`) over `n` tokens whose kept sets are
+/// the generator's (the same rows the statistics-driven decode draws for sequence 0).
+fn causal_trace(
+    layers: u32,
+    heads: u32,
+    kv: u32,
+    n: u32,
+    st: &sprint_sim::wstats::WorkloadStats,
+) -> Vec<u8> {
+    let mut w = common::small_workload(layers, heads, n, 64, 0.0, true);
+    w.kv_heads = kv;
+    common::trace_bytes(&w, st)
+}
+
+/// Teacher forcing, by hand: 1 layer, 2 query heads on 1 K/V head, a causal trace of 6
+/// tokens keeping every visible key, prompt 2 and 4 new tokens. Step t (token i = 2 + t)
+/// reads row i of both heads: i + 1 keys. S-SPRINT's buffer (128 keys) holds them, the
+/// first head fetches all, the second reuses all: K fetched = 3 + 4 + 5 + 6 = 18, reused
+/// 18, scored 2 x 18 = 36. The statistics-driven decode with keep 1.0 gives the same.
+#[test]
+fn decode_from_a_causal_trace_by_hand() {
+    let st = common::stats(1.0, 1.0, 1.0);
+    let bytes = causal_trace(1, 2, 1, 6, &st);
+    let f = small(1, 2, 1, 2, 4);
+    let tr = DecodeTrace::read(common::reader(&bytes), &f).unwrap();
+    let ds = [common::design("s-sprint", &[])];
+    let t = run_decode_trace(&ds, &f, &tr).unwrap();
+    assert_eq!(t[0].totals.k_fetched, 18);
+    assert_eq!(t[0].totals.k_reused, 18);
+    assert_eq!(t[0].totals.keys_scored, 36);
+    assert_eq!(t, run_decode(&ds, &f, &st).unwrap());
+}
+
+/// The trace-driven decode equals the statistics-driven one when the trace holds the
+/// generator's rows (GQA, several layers, pruned and reused sets, every preset), and a
+/// longer trace than the decode needs is fine.
+#[test]
+fn decode_trace_equals_the_statistics_path() {
+    let st = common::stats(0.3, 0.8, 0.7);
+    let f = small(2, 4, 2, 40, 60);
+    let ds: Vec<_> = [
+        "s-sprint",
+        "l-sprint",
+        "s-baseline",
+        "sprint-no-reuse",
+        "pruning",
+    ]
+    .iter()
+    .map(|p| common::design(p, &[]))
+    .collect();
+    let from_stats = run_decode(&ds, &f, &st).unwrap();
+    for n in [100, 130] {
+        let bytes = causal_trace(2, 4, 2, n, &st);
+        let tr = DecodeTrace::read(common::reader(&bytes), &f).unwrap();
+        assert_eq!(
+            run_decode_trace(&ds, &f, &tr).unwrap(),
+            from_stats,
+            "n = {n}"
+        );
+    }
+}
+
+/// A trace that does not fit the decode is refused with the mismatch named.
+#[test]
+fn decode_trace_mismatches_are_named() {
+    let st = common::stats(0.3, 0.8, 0.7);
+    let bytes = causal_trace(1, 2, 1, 20, &st);
+    let e = |f: &DecodeFile| {
+        DecodeTrace::read(common::reader(&bytes), f)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(e(&small(1, 4, 1, 8, 4)).contains("shape.heads"));
+    assert!(e(&small(1, 2, 1, 16, 8)).contains("shape.new_tokens"));
+    let mut b = small(1, 2, 1, 8, 4);
+    b.shape.batch.value = 2;
+    assert!(e(&b).contains("shape.batch"));
+    let mut w = common::small_workload(1, 2, 20, 64, 0.0, false);
+    w.kv_heads = 1;
+    let not_causal = common::trace_bytes(&w, &st);
+    assert!(
+        DecodeTrace::read(common::reader(&not_causal), &small(1, 2, 1, 8, 4))
+            .unwrap_err()
+            .to_string()
+            .contains("causal")
+    );
 }

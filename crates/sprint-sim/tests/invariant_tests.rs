@@ -3,9 +3,10 @@
 mod common;
 
 use sprint_sim::energy::energy;
+use sprint_sim::paper::same_simulation;
 use sprint_sim::presets::{load_energy, preset_names};
 use sprint_sim::report::build;
-use sprint_sim::run::{run_model, run_trace};
+use sprint_sim::run::{ModelJob, run_model, run_models, run_trace};
 
 /// SPRINT keeping every key (threshold -inf) without reuse moves at least the K/V bytes of
 /// the streaming baseline (every query fetches every key either way; here the K/V do not
@@ -147,4 +148,100 @@ fn each_mechanism_reduces_traffic() {
             names[i - 1]
         );
     }
+}
+
+/// Several workloads in one parallel run (`run_models`): identical for 1 and 2 threads, and
+/// equal to running each workload on its own.
+#[test]
+fn run_models_is_thread_count_independent_and_equals_one_by_one() {
+    let a: Vec<_> = ["s-sprint", "s-baseline"]
+        .iter()
+        .map(|p| common::design(p, &[]))
+        .collect();
+    let b: Vec<_> = ["m-sprint", "mask-only", "l-baseline"]
+        .iter()
+        .map(|p| common::design(p, &[]))
+        .collect();
+    let w1 = common::small_workload(2, 3, 130, 64, 0.3, false);
+    let w2 = common::small_workload(3, 2, 200, 64, 0.0, true);
+    let s1 = common::stats(0.25, 0.9, 0.85);
+    let s2 = common::stats(0.4, 0.7, 0.6);
+    let jobs = [
+        ModelJob {
+            designs: &a,
+            workload: &w1,
+            stats: &s1,
+        },
+        ModelJob {
+            designs: &b,
+            workload: &w2,
+            stats: &s2,
+        },
+        ModelJob {
+            designs: &b,
+            workload: &w1,
+            stats: &s2,
+        },
+    ];
+    let run = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| run_models(&jobs).unwrap())
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    for (j, got) in jobs.iter().zip(&one) {
+        assert_eq!(got, &run_model(j.designs, j.workload, j.stats).unwrap());
+    }
+}
+
+/// Traffic-only mode (what `--compare-paper` uses for Pruning and Mask only, whose time it
+/// never reads) counts the same actions, bytes and writes as the timed run; only the
+/// timing statistics are left at 0.
+#[test]
+fn traffic_only_counts_equal_the_timed_run() {
+    let w = common::small_workload(2, 2, 150, 64, 0.3, true);
+    let st = common::stats(0.3, 0.8, 0.7);
+    for p in ["pruning", "mask-only", "s-sprint", "s-baseline"] {
+        let timed = common::design(p, &[]);
+        let mut fast = timed.clone();
+        fast.traffic_only = true;
+        let t = run_model(&[timed, fast], &w, &st).unwrap();
+        assert_eq!(t[0].actions, t[1].actions, "{p}");
+        assert_eq!(t[0].moved, t[1].moved, "{p}");
+        assert_eq!(
+            (
+                t[0].written_bytes,
+                t[0].written_q_bytes,
+                t[0].k_fetched,
+                t[0].v_fetched
+            ),
+            (
+                t[1].written_bytes,
+                t[1].written_q_bytes,
+                t[1].k_fetched,
+                t[1].v_fetched
+            ),
+            "{p}"
+        );
+        assert_eq!(t[1].cycles, 0);
+    }
+}
+
+/// Designs that differ only in key and names simulate identically; any simulated value
+/// makes them different.
+#[test]
+fn same_simulation_ignores_names_only() {
+    let a = common::design("s-baseline", &[]);
+    let mut b = a.clone();
+    b.key = "other".into();
+    b.file.name = "Other".into();
+    assert!(same_simulation(&a, &b));
+    let c = common::design("s-baseline", &["design.query_block_per_corelet=3"]);
+    let d = common::design("s-baseline", &["memory.channels=2"]);
+    assert_ne!(a.query_block_per_corelet, 3);
+    assert!(!same_simulation(&a, &c));
+    assert!(!same_simulation(&a, &d));
 }

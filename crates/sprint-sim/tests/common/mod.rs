@@ -114,7 +114,7 @@ pub fn trace_bytes(w: &ModelWorkload, st: &WorkloadStats) -> Vec<u8> {
             let head = HeadTrace {
                 layer: l,
                 head: h,
-                kv_head: h,
+                kv_head: h / (w.heads / w.kv_heads),
                 query_valid: BitVec::from_indices(n, 0..valid),
                 key_valid: BitVec::from_indices(n, 0..valid),
                 masks,
