@@ -301,8 +301,10 @@ fn eval_point(
     o.variants = variants;
     o.limit = g.limit;
     o.seed = g.seed;
-    let mut cfg = AttentionConfig::default();
-    cfg.seed = g.seed;
+    let cfg = AttentionConfig {
+        seed: g.seed,
+        ..AttentionConfig::default()
+    };
     o.attention = cfg
         .with_overrides(&sets_of(p))
         .map_err(|e| ReproduceError::stage(&stage, e))?;

@@ -74,8 +74,10 @@ impl<'a> StageCtx<'a> {
     }
 
     fn attention(&self, sets: &[String], stage: &str) -> Result<AttentionConfig> {
-        let mut cfg = AttentionConfig::default();
-        cfg.seed = self.plan.seed;
+        let cfg = AttentionConfig {
+            seed: self.plan.seed,
+            ..AttentionConfig::default()
+        };
         if sets.is_empty() {
             Ok(cfg)
         } else {

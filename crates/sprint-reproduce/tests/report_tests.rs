@@ -216,7 +216,10 @@ fn verdict_compares_every_headline_with_the_paper() {
     let want = 0.8 * sprint_sim::paper::geomean(&bars) / paper.speedup_geomean[0];
     let ratio = t.cell(speed[0], "ours / paper").unwrap().value().unwrap();
     assert!((ratio - want).abs() < 1e-9, "{ratio} vs {want}");
-    assert_eq!(t.cell(speed[0], "paper").unwrap().value(), Some(paper.speedup_geomean[0]));
+    assert_eq!(
+        t.cell(speed[0], "paper").unwrap().value(),
+        Some(paper.speedup_geomean[0])
+    );
     let acc = (0..t.rows.len())
         .find(|&i| {
             t.cell(i, "measure")
