@@ -174,6 +174,7 @@ fn run_learn(a: LearnArgs) -> Result<()> {
     o.init_per_head = a.init_per_head;
     o.datapath = a.datapath;
     o.datapath_sets = a.datapath_sets.clone();
+    o.datapath_config()?;
     if a.stop_after.is_some() && a.checkpoint.is_none() {
         bail!("--stop-after needs --checkpoint");
     }
