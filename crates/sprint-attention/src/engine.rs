@@ -118,7 +118,7 @@ pub(crate) struct HeadCtx<'a> {
     pub exact_unit: f64,
 }
 
-fn scales_for(src: &ScaleSource, data: &[f32], head: usize, which: &str) -> Result<f32> {
+pub(crate) fn scales_for(src: &ScaleSource, data: &[f32], head: usize, which: &str) -> Result<f32> {
     Ok(match src {
         ScaleSource::Dynamic => quant::symmetric_scale(data),
         ScaleSource::Fixed { q, k, v } => {

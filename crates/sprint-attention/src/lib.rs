@@ -7,6 +7,7 @@
 pub(crate) mod block;
 mod compact;
 pub mod comparator;
+pub mod decision;
 pub mod dense;
 pub mod engine;
 pub mod error;

@@ -57,6 +57,10 @@ pub struct Args {
     /// Override the recompute mode: fixed-point or float.
     #[arg(long)]
     recompute: Option<String>,
+    /// Override any attention-config key, as `sprint eval --set` (repeatable; after
+    /// --recompute): `--set noise.preset=typical`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
     /// Seed of the splits and noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -114,6 +118,9 @@ pub fn run(a: Args) -> Result<()> {
         };
     }
     cfg.seed = a.seed;
+    if !a.sets.is_empty() {
+        cfg = cfg.with_overrides(&a.sets)?;
+    }
     eval.attention = cfg;
     let mut calib = LearnOptions::new(task);
     calib.seed = a.seed;

@@ -83,6 +83,16 @@ pub struct LearnArgs {
     /// Start per-head thresholds from per-head quantiles instead of their layer's quantile.
     #[arg(long)]
     init_per_head: bool,
+    /// Train against SPRINT's datapath: the soft mask follows the in-memory comparator's
+    /// approximate score and the recheck, so the thresholds are learned in the
+    /// comparator's terms and --keep applies to the keys that reach the softmax.
+    #[arg(long)]
+    datapath: bool,
+    /// Override a key of the training datapath's attention configuration (as `sprint
+    /// eval --set`; repeatable; needs --datapath): `--datapath-set noise.preset=typical`
+    /// for noise-aware training (a new chip drawn every step).
+    #[arg(long = "datapath-set", value_name = "KEY=VALUE", requires = "datapath")]
+    datapath_sets: Vec<String>,
     /// Checkpoint file (JSON), written every --checkpoint-every steps and at the end.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -162,6 +172,9 @@ fn run_learn(a: LearnArgs) -> Result<()> {
     o.weight = a.weight;
     o.seed = a.seed;
     o.init_per_head = a.init_per_head;
+    o.datapath = a.datapath;
+    o.datapath_sets = a.datapath_sets.clone();
+    o.datapath_config()?;
     if a.stop_after.is_some() && a.checkpoint.is_none() {
         bail!("--stop-after needs --checkpoint");
     }

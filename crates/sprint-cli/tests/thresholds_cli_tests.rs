@@ -67,6 +67,29 @@ fn bad_arguments_are_refused_without_output() {
         ],
         "nope",
     );
+    let learn = |extra: &[&str], needle: &str| {
+        let mut args = vec![
+            "thresholds",
+            "learn",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "-o",
+            o,
+        ];
+        args.extend_from_slice(extra);
+        refused(&args, needle);
+    };
+    learn(&["--datapath-set", "noise.preset=typical"], "--datapath");
+    learn(
+        &["--datapath", "--datapath-set", "variant=runtime-pruning"],
+        "in-memory variant",
+    );
+    learn(
+        &["--datapath", "--datapath-set", "quant.k_msb_bits=9"],
+        "quant.k_msb_bits: must be in 1..=8",
+    );
     let csv = dir.path().join("s.csv");
     let svg = dir.path().join("s.svg");
     refused(
@@ -100,6 +123,22 @@ fn bad_arguments_are_refused_without_output() {
             "0.2,1.5",
         ],
         "--targets: 1.5 is not in (0, 1]",
+    );
+    refused(
+        &[
+            "sweep-sparsity",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--svg",
+            svg.to_str().unwrap(),
+            "--set",
+            "noise.bogus=1",
+        ],
+        "unknown field `bogus`",
     );
     assert!(!out.exists() && !csv.exists() && !svg.exists());
 }

@@ -81,6 +81,19 @@ pub struct LearnOptions {
     /// quantile (false).
     #[serde(default)]
     pub init_per_head: bool,
+    /// Train against SPRINT's datapath: the soft mask follows the in-memory comparator's
+    /// approximate score (quantised Q, `K_MSB` cells) and the recheck of the recomputed
+    /// score ([`sprint_models::soft::datapath_scores`]) instead of the exact float score, so
+    /// the thresholds are learned in the comparator's terms and the kept-fraction target
+    /// applies to the keys that reach the softmax.
+    #[serde(default)]
+    pub datapath: bool,
+    /// Overrides of the training datapath's attention configuration (`KEY=VALUE` as
+    /// `sprint eval --set`; e.g. `noise.preset=typical` for noise-aware training). With
+    /// noise, each step draws a new chip (crossbar, offsets, read noise) from a seed of
+    /// `seed` and the step.
+    #[serde(default)]
+    pub datapath_sets: Vec<String>,
 }
 
 impl LearnOptions {
@@ -105,10 +118,33 @@ impl LearnOptions {
             weight: 200.0,
             seed: 0,
             init_per_head: false,
+            datapath: false,
+            datapath_sets: Vec::new(),
         }
     }
 
+    /// The attention configuration of the training datapath (`None` without `datapath`).
+    pub fn datapath_config(&self) -> Result<Option<AttentionConfig>> {
+        if !self.datapath {
+            if !self.datapath_sets.is_empty() {
+                return Err(EvalError::Input(
+                    "datapath overrides (--datapath-set) need --datapath".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let cfg = AttentionConfig::default().with_overrides(&self.datapath_sets)?;
+        if !cfg.variant.prunes_in_memory() {
+            return Err(EvalError::Input(format!(
+                "--datapath trains against an in-memory variant (sprint, sprint-no-recompute), not {:?}",
+                cfg.variant
+            )));
+        }
+        Ok(Some(cfg))
+    }
+
     fn check(&self) -> Result<()> {
+        self.datapath_config()?;
         let bad = |what: &str, v: String| Err(EvalError::Input(format!("{what} {v}")));
         if !(self.keep > 0.0 && self.keep <= 1.0) {
             return bad("--keep must be in (0, 1], got", self.keep.to_string());
@@ -466,6 +502,7 @@ pub fn learn(
         }
     }
     let soft = SoftModel::new(&model.model)?;
+    let datapath = o.datapath_config()?;
     let (layers, heads) = (soft.layers(), soft.heads());
     let np = if o.per_head { layers * heads } else { layers };
 
@@ -564,11 +601,25 @@ pub fn learn(
             .as_tensor()
             .broadcast_as((layers, heads))
             .op("thresholds")?;
+        // A chip per step (noise-aware training draws the crossbar, offsets and read
+        // noise anew each step; without noise the seed changes nothing).
+        let step_cfg = datapath.as_ref().map(|c| {
+            let mut c = c.clone();
+            c.seed = sprint_attention::noise::stream_key(
+                o.seed,
+                sprint_attention::noise::Purpose::Cells,
+                usize::MAX,
+                usize::MAX,
+                step,
+            );
+            c
+        });
         let out = soft.forward(
             &batch,
             SoftMask {
                 thresholds: &th,
                 temperature: t,
+                datapath: step_cfg.as_ref(),
             },
         )?;
         let task_loss = if is_probe {
@@ -772,13 +823,32 @@ pub fn learned_file(th: &Thresholds, o: &LearnOptions, r: &LearnReport) -> Thres
             o.keep
         ) + if o.init_per_head { " (per head)" } else { " (per layer)" },
     );
+    m.insert(
+        "trained_against".into(),
+        if o.datapath {
+            format!(
+                "SPRINT's datapath: the soft mask follows the in-memory comparator (quantised Q DAC codes on K_MSB cells, bias correction, margin) and the recheck of the recomputed score, straight-through gradients; keep target on the keys reaching the softmax; attention-config overrides {:?}{}",
+                o.datapath_sets,
+                if o.datapath_sets.iter().any(|x| x.starts_with("noise")) {
+                    " (noise-aware: a new chip drawn every step)"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            "exact float scores (the runtime-pruning decision)".into()
+        },
+    );
     m.insert("target_keep".into(), o.keep.to_string());
     m.insert("model".into(), r.model.clone());
     m.insert("task".into(), r.task.clone());
     m.insert("split".into(), r.split.clone());
     m.insert("seed".into(), o.seed.to_string());
     m.insert("steps".into(), r.steps.to_string());
-    m.insert("train_kept".into(), format!("{:.6}", r.train_kept));
+    m.insert(
+        "train_kept".into(),
+        format!("{:.6} (exact scores >= Th)", r.train_kept),
+    );
     m.insert("units".into(), "logits (softmax input q.k/sqrt(d))".into());
     let (per_layer, per_head) = if o.per_head {
         (None, Some(th.values.clone()))

@@ -39,21 +39,23 @@ fn options() -> LearnOptions {
 }
 
 fn run(m: &LoadedModel, plan: &CheckpointPlan, threads: usize) -> Thresholds {
+    run_with(m, &options(), plan, threads)
+}
+
+fn run_with(
+    m: &LoadedModel,
+    o: &LearnOptions,
+    plan: &CheckpointPlan,
+    threads: usize,
+) -> Thresholds {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .unwrap();
     pool.install(|| {
-        learn(
-            m,
-            &Cache::from_env(),
-            Task::Bbc,
-            &options(),
-            plan,
-            &NoLearnProgress,
-        )
-        .unwrap()
-        .0
+        learn(m, &Cache::from_env(), Task::Bbc, o, plan, &NoLearnProgress)
+            .unwrap()
+            .0
     })
 }
 
@@ -107,6 +109,50 @@ fn reproducible_and_resumable() {
         e.contains("ck.json") && e.contains("field `options`"),
         "{e}"
     );
+}
+
+/// Training against SPRINT's datapath with the `typical` noise preset (a new chip per
+/// step): bit-identical for 1 and 2 threads and across a resume, and different from
+/// training on the exact scores.
+#[test]
+fn datapath_noise_aware_reproducible_and_resumable() {
+    let Some(m) = minilm() else { return };
+    let mut o = options();
+    o.epochs = 1;
+    o.datapath = true;
+    o.datapath_sets = vec!["noise.preset=typical".into()];
+    let none = CheckpointPlan::default();
+    let a = run_with(m, &o, &none, 1);
+    let b = run_with(m, &o, &none, 2);
+    assert_eq!(bits(&a), bits(&b), "thread count changed the thresholds");
+    let mut exact = options();
+    exact.epochs = 1;
+    assert_ne!(bits(&a), bits(&run_with(m, &exact, &none, 2)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.json");
+    let mut plan = CheckpointPlan {
+        path: Some(ck.clone()),
+        every: 1,
+        resume: true,
+        stop_after: Some(1),
+    };
+    run_with(m, &o, &plan, 2);
+    plan.stop_after = None;
+    assert_eq!(
+        bits(&a),
+        bits(&run_with(m, &o, &plan, 1)),
+        "resumed run differs"
+    );
+
+    // Overrides without the datapath, or a variant that does not prune in memory: refused.
+    let mut bad = options();
+    bad.datapath_sets = vec!["noise.preset=typical".into()];
+    assert!(bad.datapath_config().is_err());
+    bad.datapath = true;
+    bad.datapath_sets = vec!["variant=runtime-pruning".into()];
+    let e = bad.datapath_config().unwrap_err().to_string();
+    assert!(e.contains("in-memory"), "{e}");
 }
 
 /// Mass calibration against an independent count on synthetic scores: the dense softmax

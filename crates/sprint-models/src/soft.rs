@@ -21,6 +21,10 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor};
 
+use rayon::prelude::*;
+use sprint_attention::decision::decision_scores;
+use sprint_core::config::AttentionConfig;
+
 use crate::error::{CandleContext, ModelError, Result};
 use crate::kernels::{self, with_f32};
 use crate::mha::SelfAttention;
@@ -38,6 +42,11 @@ pub struct SoftMask<'a> {
     pub thresholds: &'a Tensor,
     /// Temperature `T` of the sigmoid (logit units, > 0).
     pub temperature: f64,
+    /// The datapath whose decisions the mask follows: `None` = the exact float scores
+    /// (runtime pruning); `Some(cfg)` = SPRINT's in-memory comparator and, with recompute,
+    /// its recheck ([`sprint_attention::decision`]), with `cfg`'s precisions, margins and
+    /// noise (`cfg.seed` keys the crossbar and the read noise).
+    pub datapath: Option<&'a AttentionConfig>,
 }
 
 /// What a soft forward returns.
@@ -83,10 +92,63 @@ pub fn visibility(valid: &[Vec<bool>], causal: bool) -> Result<(Tensor, f64)> {
     Ok((t, count))
 }
 
+/// The decision scores (logits) of every head of a batch under the datapath `cfg`, as
+/// constants `[b, heads, s, s]`: the comparator's, and the recheck's (`None` without
+/// recompute). `q` `[b, heads, s, d]`, `k` `[b, kv_heads, s, d]` (unscaled).
+pub fn datapath_scores(
+    cfg: &AttentionConfig,
+    layer: usize,
+    q: &Tensor,
+    k: &Tensor,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let (b, heads, s, d) = q.dims4().op("decision scores q")?;
+    let kv_heads = k.dim(1).op("decision scores k")?;
+    let group = heads / kv_heads.max(1);
+    let qv = q
+        .flatten_all()
+        .and_then(|x| x.to_vec1::<f32>())
+        .op("decision scores q")?;
+    let kv = k
+        .flatten_all()
+        .and_then(|x| x.to_vec1::<f32>())
+        .op("decision scores k")?;
+    let per: Vec<sprint_attention::decision::DecisionScores> = (0..b * heads)
+        .into_par_iter()
+        .map(|t| {
+            let (bi, h) = (t / heads, t % heads);
+            let kvh = h / group.max(1);
+            let qs = &qv[t * s * d..(t + 1) * s * d];
+            let ks = &kv[(bi * kv_heads + kvh) * s * d..(bi * kv_heads + kvh + 1) * s * d];
+            decision_scores(cfg, layer, h, kvh, qs, ks, s, s, d)
+                .map_err(|source| ModelError::Attention { layer, source })
+        })
+        .collect::<Result<_>>()?;
+    let recheck = !per.first().is_none_or(|p| p.recheck.is_empty());
+    let mut comp = Vec::with_capacity(b * heads * s * s);
+    let mut rech = Vec::with_capacity(if recheck { b * heads * s * s } else { 0 });
+    for p in per {
+        comp.extend_from_slice(&p.comparator);
+        rech.extend_from_slice(&p.recheck);
+    }
+    let comp = Tensor::from_vec(comp, (b, heads, s, s), &Device::Cpu).op("comparator scores")?;
+    let rech = if recheck {
+        Some(Tensor::from_vec(rech, (b, heads, s, s), &Device::Cpu).op("recheck scores")?)
+    } else {
+        None
+    };
+    Ok((comp, rech))
+}
+
 /// Soft-masked attention of `q` `[b, heads, s, d]` over `k`, `v` `[b, kv_heads, s, d]`
 /// (unscaled, grouped-query when `kv_heads < heads`) with visibility `vis`
 /// `[b, 1, s, s]` and thresholds `th` `[heads]` at temperature `t`. Returns the output
 /// `[b, heads, s, d]` and the sum of the soft masks (scalar).
+///
+/// With `decide = Some((comparator, recheck))` (logits `[b, heads, s, s]`, constants from
+/// [`datapath_scores`]) the mask follows SPRINT's decisions: `sigmoid((c_ij - Th) / T)`
+/// times, with a recheck, `sigmoid((r_ij - Th) / T)`, where `c = s + (comparator - s)` with
+/// the bracket a constant, so the mask has the datapath's value and the exact score's
+/// gradient (straight-through). The softmax itself uses the exact scores.
 pub fn soft_attention(
     q: &Tensor,
     k: &Tensor,
@@ -94,6 +156,7 @@ pub fn soft_attention(
     vis: &Tensor,
     th: &Tensor,
     t: f64,
+    decide: Option<(&Tensor, Option<&Tensor>)>,
 ) -> Result<(Tensor, Tensor)> {
     if !(t.is_finite() && t > 0.0) {
         return Err(ModelError::Input(format!(
@@ -122,12 +185,29 @@ pub fn soft_attention(
     let th = th
         .reshape((1, heads, 1, 1))
         .op("soft attention thresholds")?;
-    let m = scores
-        .broadcast_sub(&th)
-        .and_then(|x| x / t)
-        .and_then(|x| candle_nn::ops::sigmoid(&x))
-        .and_then(|x| x.broadcast_mul(vis))
-        .op("soft mask")?;
+    let sig = |x: &Tensor| -> Result<Tensor> {
+        x.broadcast_sub(&th)
+            .and_then(|x| x / t)
+            .and_then(|x| candle_nn::ops::sigmoid(&x))
+            .op("soft mask")
+    };
+    // The datapath's value with the exact score's gradient.
+    let through = |c: &Tensor| -> Result<Tensor> {
+        (c - scores.detach())
+            .and_then(|delta| &scores + delta.detach())
+            .op("datapath scores")
+    };
+    let m = match decide {
+        None => sig(&scores)?,
+        Some((c, r)) => {
+            let mc = sig(&through(c)?)?;
+            match r {
+                Some(r) => (mc * sig(&through(r)?)?).op("soft mask")?,
+                None => mc,
+            }
+        }
+    };
+    let m = m.broadcast_mul(vis).op("soft mask")?;
     // Row maximum over the visible keys, a constant for the gradient (softmax is
     // shift-invariant; it only keeps exp in range).
     let hidden = ((vis - 1.0).op("soft attention")? * 1e30).op("soft attention")?;
@@ -313,7 +393,14 @@ impl SoftSelfAttention {
     }
 
     /// Attends `x` `[b, s, hidden]`; returns the projected output and the soft kept sum.
-    fn forward(&self, x: &Tensor, vis: &Tensor, th: &Tensor, t: f64) -> Result<(Tensor, Tensor)> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        vis: &Tensor,
+        th: &Tensor,
+        t: f64,
+        datapath: Option<(&AttentionConfig, usize)>,
+    ) -> Result<(Tensor, Tensor)> {
         let (b, s, _) = x.dims3().op("soft self attention")?;
         let (h, kvh, d) = (self.heads, self.kv_heads, self.head_dim);
         let qkv = self.qkv.forward(x)?;
@@ -329,7 +416,12 @@ impl SoftSelfAttention {
             q = rope.apply(&q)?;
             k = rope.apply(&k)?;
         }
-        let (ctx, kept) = soft_attention(&q, &k, &v, vis, th, t)?;
+        let decide = match datapath {
+            Some((cfg, layer)) => Some(datapath_scores(cfg, layer, &q.detach(), &k.detach())?),
+            None => None,
+        };
+        let decide = decide.as_ref().map(|(c, r)| (c, r.as_ref()));
+        let (ctx, kept) = soft_attention(&q, &k, &v, vis, th, t, decide)?;
         let ctx = ctx
             .transpose(1, 2)
             .and_then(|x| x.contiguous())
@@ -475,7 +567,8 @@ impl SoftModel {
                     out_norm,
                     act,
                 } => {
-                    let (a, k) = attn.forward(&x, &vis, &th, mask.temperature)?;
+                    let dp = mask.datapath.map(|c| (c, l));
+                    let (a, k) = attn.forward(&x, &vis, &th, mask.temperature, dp)?;
                     kept = (kept + k).op("soft kept")?;
                     let x1 = layer_norm(&(x + a).op("residual")?, attn_norm)?;
                     let h = activation(&ffn_in.forward(&x1)?, *act)?;
@@ -490,8 +583,9 @@ impl SoftModel {
                     up,
                     down,
                 } => {
+                    let dp = mask.datapath.map(|c| (c, l));
                     let (a, k) =
-                        attn.forward(&rms_norm(&x, attn_norm)?, &vis, &th, mask.temperature)?;
+                        attn.forward(&rms_norm(&x, attn_norm)?, &vis, &th, mask.temperature, dp)?;
                     kept = (kept + k).op("soft kept")?;
                     x = (x + a).op("residual")?;
                     let hn = rms_norm(&x, ffn_norm)?;
