@@ -465,14 +465,7 @@ fn run_decode_cmd(
             ),
         ),
     };
-    let totals: Vec<_> = out
-        .iter()
-        .map(|o| {
-            let mut t = o.totals;
-            t.cycles += o.write_stall_cycles;
-            t
-        })
-        .collect();
+    let totals: Vec<_> = out.iter().map(|o| o.with_stalls()).collect();
     let reports = build(&designs, table, &totals)?;
     let sh = &file.shape;
     let new = f64::from(sh.new_tokens.value);

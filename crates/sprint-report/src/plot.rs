@@ -259,6 +259,38 @@ impl ValueFormatter<f64> for CategoryAxis {
     }
 }
 
+type CategoryChart<'a> =
+    ChartContext<'a, SVGBackend<'a>, Cartesian2d<CategoryAxis, RangedCoordf64>>;
+
+/// A chart with one x slot per category (labelled at its centre) and the y range `yr`,
+/// its mesh drawn with the axis descriptions; `label_px` is the category label size.
+fn category_chart<'a>(
+    root: &DrawingArea<SVGBackend<'a>, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    categories: &[String],
+    yr: std::ops::Range<f64>,
+    label_px: u32,
+) -> std::result::Result<CategoryChart<'a>, String> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(CategoryAxis::new(categories), yr)
+        .map_err(e2s)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_label_style(("sans-serif", label_px))
+        .draw()
+        .map_err(e2s)?;
+    Ok(chart)
+}
+
 fn draw_bars(root: &DrawingArea<SVGBackend, Shift>, p: &Bars) -> Draw {
     if p.categories.is_empty() || p.series.is_empty() {
         return Err("nothing to draw".into());
@@ -281,20 +313,15 @@ fn draw_bars(root: &DrawingArea<SVGBackend, Shift>, p: &Bars) -> Draw {
             .flat_map(|s| s.values.iter().flatten().map(|v| v * 1.3)),
         true,
     );
-    let mut chart = ChartBuilder::on(root)
-        .caption(&p.title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(CategoryAxis::new(&p.categories), yr)
-        .map_err(e2s)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_desc(&p.x_label)
-        .y_desc(&p.y_label)
-        .draw()
-        .map_err(e2s)?;
+    let mut chart = category_chart(
+        root,
+        &p.title,
+        &p.x_label,
+        &p.y_label,
+        &p.categories,
+        yr,
+        12,
+    )?;
     let k = p.series.len() as f64;
     let width = 0.8 / k;
     for (si, s) in p.series.iter().enumerate() {
@@ -349,21 +376,15 @@ fn draw_stacked(root: &DrawingArea<SVGBackend, Shift>, p: &Stacked) -> Draw {
         .collect();
     // Headroom above the tallest bar for the legend.
     let yr = y_range(totals.iter().map(|t| t * 1.45), true);
-    let mut chart = ChartBuilder::on(root)
-        .caption(&p.title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(50)
-        .y_label_area_size(70)
-        .build_cartesian_2d(CategoryAxis::new(&p.categories), yr)
-        .map_err(e2s)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_desc(&p.x_label)
-        .y_desc(&p.y_label)
-        .x_label_style(("sans-serif", 11))
-        .draw()
-        .map_err(e2s)?;
+    let mut chart = category_chart(
+        root,
+        &p.title,
+        &p.x_label,
+        &p.y_label,
+        &p.categories,
+        yr,
+        11,
+    )?;
     let mut base = vec![0.0; p.categories.len()];
     for (k, (name, vals)) in p.components.iter().enumerate() {
         let fill = color(k).filled();

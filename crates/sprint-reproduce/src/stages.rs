@@ -404,14 +404,7 @@ pub fn decode(stage: &str) -> Result<DecodeResult> {
     let table = load_energy("default", &[]).map_err(err)?;
     let st = StatsFile::default_stats().resolve("GPT-2-L");
     let out = run_decode(&designs, &file, &st).map_err(err)?;
-    let totals: Vec<_> = out
-        .iter()
-        .map(|o| {
-            let mut t = o.totals;
-            t.cycles += o.write_stall_cycles;
-            t
-        })
-        .collect();
+    let totals: Vec<_> = out.iter().map(|o| o.with_stalls()).collect();
     let reports = build(&designs, &table, &totals).map_err(err)?;
     let sh = &file.shape;
     Ok(DecodeResult {

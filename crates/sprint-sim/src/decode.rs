@@ -153,6 +153,16 @@ pub struct DecodeTotals {
     pub writes: u64,
 }
 
+impl DecodeTotals {
+    /// The attention counts with the write stalls added to the cycles (what a report of the
+    /// decode is built from).
+    pub fn with_stalls(&self) -> HeadStats {
+        let mut t = self.totals;
+        t.cycles += self.write_stall_cycles;
+        t
+    }
+}
+
 /// Write stall of one (layer, step), cycles, and its write count (module doc).
 pub fn step_write_stall(d: &Design, f: &DecodeFile) -> (u64, u64) {
     let s = &f.shape;
