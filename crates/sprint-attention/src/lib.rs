@@ -20,6 +20,7 @@ pub mod quant;
 mod simd;
 pub mod softmax;
 pub mod summary;
+pub mod summary_text;
 pub mod synth;
 pub mod tensor;
 pub mod vpu;

@@ -7,18 +7,18 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use comfy_table::Table;
 use serde_json::{Value, json};
 use sprint_core::trace::TraceReader;
 use sprint_sim::calibration::Calibration;
-use sprint_sim::decode::{DecodeFile, DecodeTrace, run_decode, run_decode_trace};
-use sprint_sim::fit::{FitOutcome, Space, fit};
+use sprint_sim::decode::{DecodeFile, DecodeTrace, run_decode, run_decode_trace, summarise};
+use sprint_sim::fit::{Space, fit};
 use sprint_sim::paper::compare_many;
 use sprint_sim::paper_tables::{comparison_text, summaries_text};
 use sprint_sim::presets::{load_design, load_energy, preset_names};
-use sprint_sim::report::{DesignReport, build};
+use sprint_sim::report::build;
 use sprint_sim::run::{run_model, run_trace};
 use sprint_sim::simulate::{Outcome, json_document, split_sets, workload_label};
+use sprint_sim::text::{decode_json, decode_text, designs_text, fit_text};
 use sprint_sim::workload::{model_workload, workload_names};
 use sprint_sim::wstats::{StatsFile, measure};
 
@@ -235,14 +235,7 @@ pub fn run(a: Args) -> Result<()> {
             stats.seed,
         );
         write_atomic(out, |f| Ok(f.write_all(text.as_bytes())?))?;
-        println!(
-            "wrote {}: keep rate per layer {:?}, softmax fraction {:.4}, query overlap {:.4}, padding {:.4}",
-            out.display(),
-            m.keep_rate_per_layer,
-            m.softmax_fraction,
-            m.query_overlap,
-            m.padding_fraction
-        );
+        println!("wrote {}: {}", out.display(), m.summary_line());
         return Ok(());
     }
 
@@ -265,7 +258,7 @@ pub fn run(a: Args) -> Result<()> {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            print_fit(&out, &a.fit_out);
+            print!("{}", fit_text(&out, &a.fit_out));
             eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
         }
         return Ok(());
@@ -395,7 +388,7 @@ pub fn run(a: Args) -> Result<()> {
         println!("workload: {label}");
         println!("kept sets: {stats_source}");
         println!("energy table: {}", table.name());
-        print_reports(&reports);
+        print!("{}", designs_text(&reports));
         eprintln!(
             "simulated in {elapsed:.2} s, peak memory {}",
             peak_rss_bytes().map_or("n/a".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0))
@@ -467,108 +460,15 @@ fn run_decode_cmd(
     };
     let totals: Vec<_> = out.iter().map(|o| o.with_stalls()).collect();
     let reports = build(&designs, table, &totals)?;
-    let sh = &file.shape;
-    let new = f64::from(sh.new_tokens.value);
-    let w = &file.write;
+    let summaries = summarise(&reports, &out, &file);
     if a.json {
-        let rows: Vec<Value> = reports
-            .iter()
-            .zip(&out)
-            .map(|(r, o)| {
-                json!({
-                    "design": r.key,
-                    "stats": r.registry(),
-                    "decode.write_stall_cycles": o.write_stall_cycles,
-                    "decode.writes": o.writes,
-                    "decode.tokens_per_s": new * f64::from(sh.batch.value) / r.seconds,
-                    "decode.write_energy_share": r.energy.reram_write / r.energy.total(),
-                    "decode.lifetime_s_at_stated_rate": w.endurance_writes_per_cell.value * new / w.token_rate_per_s.value,
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"decode": file, "kept_sets": kept_source, "designs": rows})
-            )?
-        );
+        let doc = decode_json(&file, &kept_source, &reports, &summaries);
+        println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
-    println!(
-        "decode: {} ({} layers x {} heads, {} K/V heads, d = {}, {} tokens after a {}-token prompt, batch {})",
-        file.name,
-        sh.layers.value,
-        sh.heads.value,
-        sh.kv_heads.value,
-        sh.head_dim.value,
-        sh.new_tokens.value,
-        sh.prompt_tokens.value,
-        sh.batch.value
-    );
-    println!("kept sets: {kept_source}");
-    let mut t = Table::new();
-    let mut head = vec!["statistic".to_string()];
-    head.extend(reports.iter().map(|r| r.name.clone()));
-    t.set_header(head);
-    let mut row = |name: &str, f: &dyn Fn(usize) -> String| {
-        let mut r = vec![name.to_string()];
-        r.extend((0..reports.len()).map(f));
-        t.add_row(r);
-    };
-    row("cycles (incl. write stalls)", &|i| {
-        reports[i].totals.cycles.to_string()
-    });
-    row("  write stall cycles", &|i| {
-        out[i].write_stall_cycles.to_string()
-    });
-    row("tokens per second (per sequence)", &|i| {
-        format!("{:.1}", new / reports[i].seconds)
-    });
-    row("speedup vs first", &|i| {
-        format!("{:.2}x", reports[i].speedup)
-    });
-    row("energy total", &|i| eng(reports[i].energy.total()));
-    row("  ReRAM write (share)", &|i| {
-        format!(
-            "{} ({:.1}%)",
-            eng(reports[i].energy.reram_write),
-            100.0 * reports[i].energy.reram_write / reports[i].energy.total()
-        )
-    });
-    row("  ReRAM read (share)", &|i| {
-        format!(
-            "{} ({:.1}%)",
-            eng(reports[i].energy.reram_read),
-            100.0 * reports[i].energy.reram_read / reports[i].energy.total()
-        )
-    });
-    row("energy reduction vs first", &|i| {
-        format!("{:.2}x", reports[i].energy_reduction)
-    });
-    row("bytes moved from ReRAM", &|i| {
-        bytes(reports[i].totals.moved.total())
-    });
-    row("ReRAM writes (Q, K, V)", &|i| out[i].writes.to_string());
-    row("writes per cell per sequence", &|_| "1".to_string());
-    row("cell lifetime at the simulated rate", &|i| {
-        days(w.endurance_writes_per_cell.value * reports[i].seconds)
-    });
-    println!("{t}");
-    println!(
-        "endurance {:e} writes per cell ({}); at the stated {} tokens/s per sequence ({}): a cell is rewritten every {:.2} s, lifetime {}",
-        w.endurance_writes_per_cell.value,
-        w.endurance_writes_per_cell.source,
-        w.token_rate_per_s.value,
-        w.token_rate_per_s.source,
-        new / w.token_rate_per_s.value,
-        days(w.endurance_writes_per_cell.value * new / w.token_rate_per_s.value)
-    );
+    print!("{}", decode_text(&file, &kept_source, &summaries));
     eprintln!("simulated in {:.2} s", started.elapsed().as_secs_f64());
     Ok(())
-}
-
-fn days(seconds: f64) -> String {
-    format!("{:.1} days", seconds / 86400.0)
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), bytes.
@@ -577,156 +477,4 @@ fn peak_rss_bytes() -> Option<u64> {
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-fn eng(x: f64) -> String {
-    let a = x.abs();
-    if a >= 1e12 {
-        format!("{:.3} J", x * 1e-12)
-    } else if a >= 1e9 {
-        format!("{:.3} mJ", x * 1e-9)
-    } else if a >= 1e6 {
-        format!("{:.3} uJ", x * 1e-6)
-    } else if a >= 1e3 {
-        format!("{:.3} nJ", x * 1e-3)
-    } else {
-        format!("{x:.3} pJ")
-    }
-}
-
-fn bytes(b: u64) -> String {
-    let x = b as f64;
-    if x >= 1073741824.0 {
-        format!("{:.2} GiB", x / 1073741824.0)
-    } else if x >= 1048576.0 {
-        format!("{:.2} MiB", x / 1048576.0)
-    } else if x >= 1024.0 {
-        format!("{:.1} KiB", x / 1024.0)
-    } else {
-        format!("{b} B")
-    }
-}
-
-fn print_reports(rs: &[DesignReport]) {
-    let mut t = Table::new();
-    let mut header = vec!["statistic".to_string()];
-    header.extend(rs.iter().map(|r| r.name.clone()));
-    t.set_header(header);
-    let mut row = |name: &str, f: &dyn Fn(&DesignReport) -> String| {
-        let mut cells = vec![name.to_string()];
-        cells.extend(rs.iter().map(f));
-        t.add_row(cells);
-    };
-    row("cycles", &|r| r.totals.cycles.to_string());
-    row("time", &|r| {
-        format!("{:.3} ms @ {} GHz", r.seconds * 1e3, r.clock_ghz)
-    });
-    row("energy total", &|r| eng(r.energy.total()));
-    for (i, (name, _)) in rs[0].energy.parts().iter().enumerate() {
-        let label = format!("  {}", name.replace('_', " "));
-        row(&label, &|r| {
-            let v = r.energy.parts()[i].1;
-            let pct = 100.0 * v / r.energy.total().max(f64::MIN_POSITIVE);
-            format!("{} ({pct:.1}%)", eng(v))
-        });
-    }
-    row("bytes moved from ReRAM", &|r| bytes(r.totals.moved.total()));
-    row("  K_MSB / K_LSB", &|r| {
-        format!(
-            "{} / {}",
-            bytes(r.totals.moved.k_msb),
-            bytes(r.totals.moved.k_lsb)
-        )
-    });
-    row("  K (whole)", &|r| bytes(r.totals.moved.k_whole));
-    row("  V", &|r| bytes(r.totals.moved.v));
-    row("  Q / index", &|r| {
-        format!(
-            "{} / {}",
-            bytes(r.totals.moved.q),
-            bytes(r.totals.moved.index)
-        )
-    });
-    row("K/V written to ReRAM", &|r| bytes(r.totals.written_bytes));
-    row("buffer hit rate K / V", &|r| {
-        format!(
-            "{:.1}% / {:.1}%",
-            100.0 * r.k_hit_rate,
-            100.0 * r.v_hit_rate
-        )
-    });
-    row("utilisation QK-PU / V-PU", &|r| {
-        format!(
-            "{:.1}% / {:.1}%",
-            100.0 * r.qk_utilisation,
-            100.0 * r.v_utilisation
-        )
-    });
-    row("effective GOPs/s, GOPs/J", &|r| {
-        format!("{:.1}, {:.1}", r.gops_per_s, r.gops_per_j)
-    });
-    let first = &rs[0].name;
-    let ratio = |x: f64, suffix: &str, digits: usize| {
-        if x.is_finite() {
-            format!("{x:.digits$}{suffix}")
-        } else {
-            "n/a".to_string()
-        }
-    };
-    row(&format!("speedup vs {first}"), &|r| {
-        ratio(r.speedup, "x", 2)
-    });
-    row(&format!("energy reduction vs {first}"), &|r| {
-        ratio(r.energy_reduction, "x", 2)
-    });
-    row(&format!("data-movement reduction vs {first}"), &|r| {
-        ratio(r.data_movement_reduction_pct, "%", 1)
-    });
-    println!("{t}");
-}
-
-fn print_fit(o: &FitOutcome, path: &Path) {
-    println!("fit: {}", o.calibration.fit);
-    let mut t = Table::new();
-    t.set_header(vec!["parameter", "value", "source"]);
-    for (k, v) in &o.calibration.params {
-        t.add_row(vec![k.clone(), format!("{}", v.value), v.source.clone()]);
-    }
-    println!("{t}");
-    println!(
-        "objective J = {:.3} pp (Fig 10 {:.3} + Fig 12a shares {:.3}); sourced default J = {:.3} pp; {} grid points",
-        o.objective_pp, o.fig10_mae_pp, o.share_mae_pp, o.sourced_objective_pp, o.evaluations
-    );
-    let prof: Vec<String> = o
-        .profile
-        .iter()
-        .map(|(b, j)| format!("{b}: {j:.2}"))
-        .collect();
-    println!(
-        "J by baseline query block per CORELET (best paddings): {}",
-        prof.join(", ")
-    );
-    let per: Vec<String> = o
-        .per_model
-        .iter()
-        .map(|(m, f, sh)| {
-            if sh.is_nan() {
-                format!("{m} {f:.1}")
-            } else {
-                format!("{m} {f:.1} / {sh:.1}")
-            }
-        })
-        .collect();
-    println!(
-        "mean |error| per model at the optimum, pp (Fig 10 / shares): {}",
-        per.join(", ")
-    );
-    for n in &o.not_identifiable {
-        println!("not identifiable: {n}");
-    }
-    println!(
-        "wrote {}; check out of sample with `sprint simulate --compare-paper --calibration {}`",
-        path.display(),
-        path.display()
-    );
 }

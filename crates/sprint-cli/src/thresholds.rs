@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use sprint_eval::Task;
-use sprint_eval::learn::{CheckpointPlan, LearnOptions, LearnProgress, LearnReport, learn};
+use sprint_eval::learn::{CheckpointPlan, LearnOptions, LearnProgress, learn};
 
 /// Arguments of `sprint thresholds`.
 #[derive(clap::Args)]
@@ -220,48 +220,12 @@ fn run_learn(a: LearnArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_learn(&report, &a.output);
+        print!(
+            "{}",
+            sprint_eval::report_text::learn_text(&report, &a.output)
+        );
     }
     Ok(())
-}
-
-fn print_learn(r: &LearnReport, out: &std::path::Path) {
-    println!("{} on {}: {} steps", r.model, r.task, r.steps);
-    println!("data: {}", r.split);
-    println!(
-        "loss {:.5} -> {:.5}; soft kept at the last step {:.2} %",
-        r.loss_first,
-        r.loss_last,
-        100.0 * r.kept_last
-    );
-    println!(
-        "hard kept on the training items: calibrated start {:.2} %, learned {:.2} %",
-        100.0 * r.train_kept_initial,
-        100.0 * r.train_kept
-    );
-    let f = |v: &[f32]| {
-        v.iter()
-            .map(|x| format!("{x:.2}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    println!(
-        "Th per layer (logits), calibrated: [{}]",
-        f(&r.initial_per_layer)
-    );
-    println!(
-        "Th per layer (logits), learned:    [{}]",
-        f(&r.learned_per_layer)
-    );
-    println!(
-        "wall time {:.1} s ({:.1} s training)",
-        r.seconds, r.train_seconds
-    );
-    if r.finished {
-        println!("thresholds: {}", out.display());
-    } else {
-        println!("stopped early: no thresholds file written; resume with --resume");
-    }
 }
 
 /// Arguments of `sprint thresholds calibrate`.
@@ -383,11 +347,9 @@ fn run_calibrate(a: CalibrateArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     sprint_eval::calibrate::write_threshold_file(&a.output, &file)?;
-    println!("{} calibration on {split}", a.method);
-    println!(
-        "kept fraction on the calibration items: {:.2} %",
-        100.0 * kept
+    print!(
+        "{}",
+        sprint_eval::report_text::calibration_text(&a.method, &split, kept, &a.output)
     );
-    println!("thresholds: {}", a.output.display());
     Ok(())
 }

@@ -3,6 +3,9 @@
 
 use sprint_report::{Cell, Column, Table};
 
+use std::fmt::Write;
+
+use crate::learn::LearnReport;
 use crate::run::EvalReport;
 
 /// The variants of `r` as a table: metric, delta against dense, kept and softmax shares,
@@ -104,4 +107,65 @@ pub fn eval_text(r: &EvalReport) -> String {
         }
     }
     out
+}
+
+/// `sprint thresholds learn`'s report: steps, data, loss, kept fractions (%), thresholds per
+/// layer before and after (logits), wall time and where the thresholds were written (`out`).
+pub fn learn_text(r: &LearnReport, out: &std::path::Path) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{} on {}: {} steps", r.model, r.task, r.steps);
+    let _ = writeln!(s, "data: {}", r.split);
+    let _ = writeln!(
+        s,
+        "loss {:.5} -> {:.5}; soft kept at the last step {:.2} %",
+        r.loss_first,
+        r.loss_last,
+        100.0 * r.kept_last
+    );
+    let _ = writeln!(
+        s,
+        "hard kept on the training items: calibrated start {:.2} %, learned {:.2} %",
+        100.0 * r.train_kept_initial,
+        100.0 * r.train_kept
+    );
+    let f = |v: &[f32]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        s,
+        "Th per layer (logits), calibrated: [{}]",
+        f(&r.initial_per_layer)
+    );
+    let _ = writeln!(
+        s,
+        "Th per layer (logits), learned:    [{}]",
+        f(&r.learned_per_layer)
+    );
+    let _ = writeln!(
+        s,
+        "wall time {:.1} s ({:.1} s training)",
+        r.seconds, r.train_seconds
+    );
+    if r.finished {
+        let _ = writeln!(s, "thresholds: {}", out.display());
+    } else {
+        let _ = writeln!(
+            s,
+            "stopped early: no thresholds file written; resume with --resume"
+        );
+    }
+    s
+}
+
+/// `sprint thresholds calibrate`'s report: method, calibration split, kept fraction on it
+/// (%) and where the thresholds were written.
+pub fn calibration_text(method: &str, split: &str, kept: f64, out: &std::path::Path) -> String {
+    format!(
+        "{method} calibration on {split}\nkept fraction on the calibration items: {:.2} %\nthresholds: {}\n",
+        100.0 * kept,
+        out.display()
+    )
 }

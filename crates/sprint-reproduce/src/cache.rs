@@ -169,7 +169,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = StageCache::new(dir.path());
         let key = StageCache::key(&a);
-        let v = vec![0.1 + 0.2, 1.0 / 3.0, 1e-300];
+        // Values seen to come back 1 ulp off without serde_json's float_roundtrip, then a
+        // seeded spread over magnitudes.
+        let mut v = vec![
+            0.1 + 0.2,
+            1.0 / 3.0,
+            1e-300,
+            12.463420680366038,
+            1.6666666666666607,
+            0.38226299694189725,
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mantissa = (x >> 11) as f64 / (1u64 << 53) as f64;
+            v.push(mantissa * 10f64.powi((x % 40) as i32 - 20));
+        }
         c.store(&Cached {
             stage: "x".into(),
             key: key.clone(),

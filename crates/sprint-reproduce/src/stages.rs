@@ -332,7 +332,7 @@ pub fn sim_paper(stage: &str, calibration: &str) -> Result<SimPaperResult> {
         "paper-inferred" => Calibration::paper_inferred().map_err(err)?,
         _ => Calibration::sourced_default(),
     };
-    let (c, reports) = compare_with_reports(&[], &table, &stats, &cal, |_| {}).map_err(err)?;
+    let (c, reports) = compare_with_reports(&[], &table, &stats, &cal).map_err(err)?;
     // Fig 12a's bars: S-Baseline (0), Pruning (6), S-SPRINT (3) of comparison_designs.
     let fig12a = c
         .ours
@@ -406,18 +406,11 @@ pub fn decode(stage: &str) -> Result<DecodeResult> {
     let out = run_decode(&designs, &file, &st).map_err(err)?;
     let totals: Vec<_> = out.iter().map(|o| o.with_stalls()).collect();
     let reports = build(&designs, &table, &totals).map_err(err)?;
-    let sh = &file.shape;
     Ok(DecodeResult {
         label: format!(
-            "{}: {} layers x {} heads, {} K/V heads, d = {}, {} tokens after a {}-token prompt, batch {}; kept sets from {}",
+            "{}: {}; kept sets from {}",
             file.name,
-            sh.layers.value,
-            sh.heads.value,
-            sh.kv_heads.value,
-            sh.head_dim.value,
-            sh.new_tokens.value,
-            sh.prompt_tokens.value,
-            sh.batch.value,
+            file.shape_text(),
             st.source
         ),
         rows: summarise(&reports, &out, &file),

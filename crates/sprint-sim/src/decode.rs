@@ -82,6 +82,22 @@ pub struct DecodeFile {
 }
 
 impl DecodeFile {
+    /// The shape in words: layers, heads, K/V heads, head dimension, tokens generated after
+    /// the prompt, batch.
+    pub fn shape_text(&self) -> String {
+        let sh = &self.shape;
+        format!(
+            "{} layers x {} heads, {} K/V heads, d = {}, {} tokens after a {}-token prompt, batch {}",
+            sh.layers.value,
+            sh.heads.value,
+            sh.kv_heads.value,
+            sh.head_dim.value,
+            sh.new_tokens.value,
+            sh.prompt_tokens.value,
+            sh.batch.value
+        )
+    }
+
     /// Parses and validates; errors name the key.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self> {
         let f: DecodeFile = toml::from_str(text)

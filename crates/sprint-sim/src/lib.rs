@@ -28,6 +28,7 @@ pub mod run;
 pub mod simulate;
 pub mod sourced;
 pub mod stats;
+pub mod text;
 pub mod workload;
 pub mod wstats;
 

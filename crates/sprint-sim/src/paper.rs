@@ -18,7 +18,7 @@ use crate::energy::EnergyTable;
 use crate::error::{Result, SimError};
 use crate::presets::load_design;
 use crate::report::{DesignReport, build};
-use crate::run::{ModelJob, run_model, run_models_with_progress};
+use crate::run::{ModelJob, run_models_with_progress};
 use crate::stats::HeadStats;
 use crate::workload::{model_workload, workload_names};
 use crate::wstats::StatsFile;
@@ -267,53 +267,19 @@ pub fn our_model(r: &[DesignReport]) -> OurModel {
     }
 }
 
-/// Runs every paper workload under the comparison designs with calibration `cal` (on the
-/// caller's rayon pool) and returns the comparison; `progress` is called with each model
-/// name before it runs.
-pub fn compare(
-    sets: &[String],
-    table: &EnergyTable,
-    stats: &StatsFile,
-    cal: &Calibration,
-    progress: impl FnMut(&str),
-) -> Result<Comparison> {
-    Ok(compare_with_reports(sets, table, stats, cal, progress)?.0)
-}
-
-/// [`compare`], also returning every design's report per model (same order as
-/// `paper.models`; designs in the order of [`comparison_designs`]), for energy by component.
+/// Every paper workload under the comparison designs with calibration `cal` (on the
+/// caller's rayon pool, all workloads as one parallel run): the comparison and every
+/// design's report per model (same order as `paper.models`; designs in the order of
+/// [`comparison_designs`]), for energy by component.
 pub fn compare_with_reports(
     sets: &[String],
     table: &EnergyTable,
     stats: &StatsFile,
     cal: &Calibration,
-    mut progress: impl FnMut(&str),
 ) -> Result<(Comparison, Vec<Vec<DesignReport>>)> {
-    let paper = PaperResults::load()?;
-    let mut designs = comparison_designs_with(sets, cal)?;
-    skip_unused_timing(&mut designs);
-    let mut ours = Vec::new();
-    let mut all = Vec::new();
-    let mut sources = BTreeMap::new();
-    for (name, _) in &paper.models {
-        progress(name);
-        let mut w = model_workload(name)?;
-        cal.apply_workload(&mut w);
-        let st = stats.resolve(name);
-        sources.insert(st.source.clone(), ());
-        let totals = run_model(&designs, &w, &st)?;
-        let reports = build(&designs, table, &totals)?;
-        ours.push((name.clone(), our_model(&reports)));
-        all.push(reports);
-    }
-    let c = Comparison {
-        paper,
-        ours,
-        energy_table: table.name().to_string(),
-        stats_source: sources.into_keys().collect::<Vec<_>>().join("; "),
-        calibration: cal.name.clone(),
-    };
-    Ok((c, all))
+    let mut all =
+        compare_many_with_reports(sets, table, stats, std::slice::from_ref(cal), |_, _| {})?;
+    Ok(all.remove(0))
 }
 
 /// Whether two designs simulate identically: equal in everything but their key and the
@@ -325,8 +291,8 @@ pub fn same_simulation(a: &Design, b: &Design) -> bool {
     *a == b2
 }
 
-/// [`compare`] for several calibrations at once, with the same results: every paper
-/// workload under every calibration's designs, simulated as one parallel run
+/// The comparison for several calibrations at once: every paper workload under every
+/// calibration's designs, simulated as one parallel run
 /// ([`run_models_with_progress`]) in which a (workload, design) pair that two
 /// calibrations share (same workload after the calibration, [`same_simulation`] designs)
 /// is simulated once. `progress(heads done, heads total)` is called from the worker
@@ -338,6 +304,23 @@ pub fn compare_many(
     cals: &[Calibration],
     progress: impl Fn(usize, usize) + Sync,
 ) -> Result<Vec<Comparison>> {
+    Ok(
+        compare_many_with_reports(sets, table, stats, cals, progress)?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect(),
+    )
+}
+
+/// [`compare_many`], also returning every design's report per model for each calibration
+/// (as [`compare_with_reports`]).
+pub fn compare_many_with_reports(
+    sets: &[String],
+    table: &EnergyTable,
+    stats: &StatsFile,
+    cals: &[Calibration],
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<Vec<(Comparison, Vec<Vec<DesignReport>>)>> {
     let paper = PaperResults::load()?;
     let designs: Vec<Vec<Design>> = cals
         .iter()
@@ -399,20 +382,23 @@ pub fn compare_many(
     let mut out = Vec::new();
     for (c, cal) in cals.iter().enumerate() {
         let mut ours = Vec::new();
+        let mut all = Vec::new();
         let mut sources = BTreeMap::new();
         for ((name, _), at) in paper.models.iter().zip(&slot[c]) {
             let t: Vec<HeadStats> = at.iter().map(|&(u, k)| totals[u][k]).collect();
             sources.insert(units[at[0].0].stats.source.clone(), ());
             let reports = build(&designs[c], table, &t)?;
             ours.push((name.clone(), our_model(&reports)));
+            all.push(reports);
         }
-        out.push(Comparison {
+        let comparison = Comparison {
             paper: paper.clone(),
             ours,
             energy_table: table.name().to_string(),
             stats_source: sources.into_keys().collect::<Vec<_>>().join("; "),
             calibration: cal.name.clone(),
-        });
+        };
+        out.push((comparison, all));
     }
     Ok(out)
 }

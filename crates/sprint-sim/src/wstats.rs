@@ -233,6 +233,18 @@ pub fn measure<R: Read>(mut reader: TraceReader<R>) -> Result<MeasuredStats> {
 }
 
 impl MeasuredStats {
+    /// One line of the measured statistics: keep rate per layer, softmax fraction, query
+    /// overlap and padding (fractions).
+    pub fn summary_line(&self) -> String {
+        format!(
+            "keep rate per layer {:?}, softmax fraction {:.4}, query overlap {:.4}, padding {:.4}",
+            self.keep_rate_per_layer,
+            self.softmax_fraction,
+            self.query_overlap,
+            self.padding_fraction
+        )
+    }
+
     /// A statistics file (TOML) with these values, labelled with `source`.
     pub fn to_toml(&self, name: &str, source: &str, seed: u64) -> String {
         let r = |x: f64| (x * 1e4).round() / 1e4;

@@ -3,7 +3,7 @@
 //! calibrated to keep 25% of the keys on 8 other documents). Skipped with a message when
 //! the assets are absent.
 //!
-//! `cargo bench -p sprint-eval --bench eval_throughput` (docs/evaluation.md).
+//! `cargo bench -p sprint-bench --bench eval_throughput` (docs/evaluation.md).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sprint_assets::{Asset, Cache, data};

@@ -2,7 +2,7 @@
 //! measured side by side at seq 512 and 4096, head_dim 64, on synthetic attention with
 //! realistic locality. SPRINT runs at a threshold that keeps about 20% of the keys, noise off.
 //!
-//! Run: `cargo bench -p sprint-attention --bench attention`. The kept fraction actually
+//! Run: `cargo bench -p sprint-bench --bench attention`. The kept fraction actually
 //! reached is printed before each group.
 
 use candle_core::{DType, Device, Tensor};

@@ -1,6 +1,6 @@
 //! Simulation speed by scenario. The acceptance scenario is `gpt2-l-1024/s-sprint+s-baseline`
 //! (36 layers x 20 heads at 1024 tokens, both designs in one pass): it must stay under 30 s
-//! on 2 cores. Run with `cargo bench -p sprint-sim --bench sim` (add a filter such as
+//! on 2 cores. Run with `cargo bench -p sprint-bench --bench sim` (add a filter such as
 //! `bert-b` for the quick scenarios only).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
