@@ -21,6 +21,7 @@ mod fetch_tests;
 pub mod marker;
 pub mod package;
 pub mod rdata;
+pub mod status_text;
 
 use std::path::{Path, PathBuf};
 

