@@ -271,7 +271,12 @@ fn finetune_reproducible_and_resumable() {
         "thread count changed the tensors"
     );
     assert_eq!(wa.tensors.len(), 62, "every norm and bias moved");
-    assert!(a.2.tuned_max_change > 0.0 && a.2.tuned_max_change <= 2.0 * 0.01 + 1e-6);
+    // Adam moves an element by at most lr (1 - b1) / sqrt(1 - b2) ~ 3.2 lr per step.
+    assert!(
+        a.2.tuned_max_change > 0.0 && a.2.tuned_max_change <= 2.0 * 3.2 * 0.01,
+        "largest change {}",
+        a.2.tuned_max_change
+    );
     assert_eq!(
         wa.meta.get("finetune").map(String::as_str),
         Some("norms-biases")

@@ -137,7 +137,12 @@ fn weights_file_round_trip_and_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let name = "encoder.layer.2.output.dense.bias";
     let before = ffn_out_bias(&m.model, 2);
-    let changed: Vec<f32> = before.iter().map(|x| x + 0.25).collect();
+    // Not a constant shift (the LayerNorm after the layer would remove it).
+    let changed: Vec<f32> = before
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x + 0.25 * (i % 3) as f32)
+        .collect();
     let mut meta = BTreeMap::new();
     meta.insert(BASE_SHA256.to_string(), sha.clone());
     meta.insert("task".to_string(), "bbc".to_string());
