@@ -40,6 +40,11 @@ pub struct Args {
     /// Thresholds file (TOML, per_layer or per_head, logit units); default: calibrate.
     #[arg(long, conflicts_with = "keep")]
     thresholds: Option<PathBuf>,
+    /// Fine-tuned weights file (safetensors from `sprint thresholds learn --finetune`)
+    /// overlaid on the model after checking its base sha256 and every tensor's name and
+    /// shape; every variant, dense included, and the probe run on the overlaid model.
+    #[arg(long)]
+    weights: Option<PathBuf>,
     /// Target fraction of visible keys kept by the calibrated thresholds.
     #[arg(long)]
     keep: Option<f64>,
@@ -99,6 +104,7 @@ fn options(a: &Args) -> Result<EvalOptions> {
     opts.trace = a.trace.clone();
     opts.save_thresholds = a.save_thresholds.clone();
     opts.dump_windows = a.dump_windows.clone();
+    opts.weights = a.weights.clone();
     if a.dump_windows.is_some() && task.kind() != TaskKind::Perplexity {
         bail!("--dump-windows applies to the perplexity tasks only");
     }
@@ -207,6 +213,9 @@ fn check_paths(a: &Args, threshold_file: Option<&std::path::Path>) -> Result<()>
     }
     if let Some(p) = &a.config {
         inputs.push(("--config", p));
+    }
+    if let Some(p) = &a.weights {
+        inputs.push(("--weights", p));
     }
     if let Some(p) = threshold_file {
         inputs.push(("threshold.file", p));

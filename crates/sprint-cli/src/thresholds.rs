@@ -1,12 +1,14 @@
-//! `sprint thresholds`: learn thresholds (thresholds only, model frozen) or calibrate them,
-//! writing a thresholds file `sprint eval --thresholds` and `sprint attend` accept
-//! (docs/thresholds.md).
+//! `sprint thresholds`: learn thresholds (model frozen, or with its norms and biases
+//! fine-tuned, then also writing a weights file `sprint eval --weights` accepts) or
+//! calibrate them, writing a thresholds file `sprint eval --thresholds` and `sprint attend`
+//! accept (docs/thresholds.md).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use sprint_eval::Task;
+use sprint_eval::finetune::Finetune;
 use sprint_eval::learn::{CheckpointPlan, LearnOptions, LearnProgress, learn};
 
 /// Arguments of `sprint thresholds`.
@@ -93,6 +95,23 @@ pub struct LearnArgs {
     /// for noise-aware training (a new chip drawn every step).
     #[arg(long = "datapath-set", value_name = "KEY=VALUE", requires = "datapath")]
     datapath_sets: Vec<String>,
+    /// What trains beside the thresholds: `none` (model frozen) or `norms-biases` (the
+    /// LayerNorm gains and biases and the linear layers' biases; BERT encoders loaded from
+    /// a checkpoint folder, e.g. minilm). Writes a weights file of the changed tensors.
+    #[arg(long, default_value = "none")]
+    finetune: String,
+    /// Adam learning rate of the fine-tuned tensors (per step; LayerNorm gains are
+    /// dimensionless, biases in the units of their layer's output).
+    #[arg(long, default_value_t = sprint_eval::learn::DEFAULT_FT_LR)]
+    ft_lr: f64,
+    /// Fine-tuning without pruning: no soft mask (thresholds not trained), the dense
+    /// reference of the recipe. Needs --finetune.
+    #[arg(long)]
+    no_prune: bool,
+    /// Write the fine-tuned weights (safetensors) here; default: the --output path with
+    /// the extension `weights.safetensors`.
+    #[arg(long)]
+    weights_out: Option<PathBuf>,
     /// Checkpoint file (JSON), written every --checkpoint-every steps and at the end.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -174,7 +193,21 @@ fn run_learn(a: LearnArgs) -> Result<()> {
     o.init_per_head = a.init_per_head;
     o.datapath = a.datapath;
     o.datapath_sets = a.datapath_sets.clone();
+    o.finetune = a
+        .finetune
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--finetune: {e}"))?;
+    o.ft_lr = a.ft_lr;
+    o.prune = !a.no_prune;
     o.datapath_config()?;
+    if o.finetune == Finetune::None && a.weights_out.is_some() {
+        bail!("--weights-out needs --finetune norms-biases");
+    }
+    let weights_out = (o.finetune != Finetune::None).then(|| {
+        a.weights_out
+            .clone()
+            .unwrap_or_else(|| a.output.with_extension("weights.safetensors"))
+    });
     if a.stop_after.is_some() && a.checkpoint.is_none() {
         bail!("--stop-after needs --checkpoint");
     }
@@ -186,6 +219,9 @@ fn run_learn(a: LearnArgs) -> Result<()> {
     let mut outputs: Vec<(&str, &std::path::Path)> = vec![("--output", a.output.as_path())];
     if let Some(c) = &a.checkpoint {
         outputs.push(("--checkpoint", c.as_path()));
+    }
+    if let Some(w) = &weights_out {
+        outputs.push(("--weights-out", w.as_path()));
     }
     sprint_core::outfile::check_outputs(&inputs, &outputs)?;
     let plan = CheckpointPlan {
@@ -206,15 +242,22 @@ fn run_learn(a: LearnArgs) -> Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (file, report) = pool.install(|| -> Result<_> {
+    let (mut file, report, weights) = pool.install(|| -> Result<_> {
         bar.set_prefix(format!("loading {}", a.model));
         let model = sprint_models::load(&a.model, &cache)
             .with_context(|| format!("cannot load model `{}`", a.model))?;
-        let (_, file, report) = learn(&model, &cache, task, &o, &plan, &Bar(bar.clone()))?;
-        Ok((file, report))
+        let (_, file, report, weights) = learn(&model, &cache, task, &o, &plan, &Bar(bar.clone()))?;
+        Ok((file, report, weights))
     })?;
     bar.finish_and_clear();
     if report.finished {
+        if let (Some(mut w), Some(path)) = (weights, &weights_out) {
+            w.meta
+                .insert("thresholds_file".into(), a.output.display().to_string());
+            w.write(path)?;
+            file.meta
+                .insert("weights_file".into(), path.display().to_string());
+        }
         sprint_eval::calibrate::write_threshold_file(&a.output, &file)?;
     }
     if a.json {
@@ -222,7 +265,7 @@ fn run_learn(a: LearnArgs) -> Result<()> {
     } else {
         print!(
             "{}",
-            sprint_eval::report_text::learn_text(&report, &a.output)
+            sprint_eval::report_text::learn_text(&report, &a.output, weights_out.as_deref())
         );
     }
     Ok(())

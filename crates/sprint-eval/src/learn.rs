@@ -41,8 +41,10 @@ use sprint_models::{LoadedModel, Model, TokenBatch};
 
 use crate::calibrate::CalibratingAttention;
 use crate::error::{CandleOp, EvalError, Result};
+use crate::finetune::{FineTuner, Finetune, TensorSlot};
 use crate::run::TEST_FRACTION;
 use crate::tasks::{Task, TaskKind, labeled_corpus, perplexity_text, subset, windows};
+use sprint_models::finetuned::FineTunedWeights;
 
 /// Options of a thresholds-only training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,6 +96,33 @@ pub struct LearnOptions {
     /// `seed` and the step.
     #[serde(default)]
     pub datapath_sets: Vec<String>,
+    /// What trains beside the thresholds ([`Finetune`]; default none: the model frozen).
+    #[serde(default)]
+    pub finetune: Finetune,
+    /// Adam learning rate of the fine-tuned tensors (their own units per step: LayerNorm
+    /// gains are dimensionless, biases are in the units of the layer's output).
+    #[serde(default = "default_ft_lr")]
+    pub ft_lr: f64,
+    /// Prune in training (true). False runs the soft forward with no mask (every threshold
+    /// at [`NO_PRUNE_THRESHOLD`], not trained, regulariser off): the fine-tuning recipe
+    /// without pruning, the dense reference of a fine-tuned run.
+    #[serde(default = "default_prune")]
+    pub prune: bool,
+}
+
+/// Default Adam learning rate of fine-tuned tensors, per step.
+pub const DEFAULT_FT_LR: f64 = 1e-3;
+
+/// The threshold (logits) of every head when pruning is off: far below any score, so the
+/// soft mask is exactly 1 in f32 at every temperature used.
+pub const NO_PRUNE_THRESHOLD: f64 = -1e9;
+
+fn default_ft_lr() -> f64 {
+    DEFAULT_FT_LR
+}
+
+fn default_prune() -> bool {
+    true
 }
 
 impl LearnOptions {
@@ -120,6 +149,9 @@ impl LearnOptions {
             init_per_head: false,
             datapath: false,
             datapath_sets: Vec::new(),
+            finetune: Finetune::None,
+            ft_lr: DEFAULT_FT_LR,
+            prune: true,
         }
     }
 
@@ -167,6 +199,19 @@ impl LearnOptions {
                 format!("{} and {}", self.t_start, self.t_end),
             );
         }
+        if !(self.ft_lr > 0.0 && self.ft_lr.is_finite()) {
+            return bad("--ft-lr must be positive, got", self.ft_lr.to_string());
+        }
+        if !self.prune && self.finetune == Finetune::None {
+            return Err(EvalError::Input(
+                "training without pruning (--no-prune) is the dense reference of a fine-tuning recipe: it needs --finetune".into(),
+            ));
+        }
+        if !self.prune && self.datapath {
+            return Err(EvalError::Input(
+                "--no-prune and --datapath exclude each other (no mask, no datapath)".into(),
+            ));
+        }
         if !(self.lr > 0.0 && self.lr.is_finite() && self.weight >= 0.0) {
             return bad(
                 "--lr must be positive and --weight non-negative, got",
@@ -194,7 +239,8 @@ impl LearnProgress for NoLearnProgress {
     fn inc(&self, _status: Option<&str>) {}
 }
 
-/// A training checkpoint (JSON): options, next step, thresholds and Adam's moments.
+/// A training checkpoint (JSON): options, next step, thresholds (and fine-tuned tensors)
+/// and Adam's moments.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
@@ -204,7 +250,8 @@ pub struct Checkpoint {
     pub model: String,
     /// Steps done.
     pub step: usize,
-    /// Parameters (logit units), layer-major.
+    /// Parameters: the thresholds (logit units), layer-major, then the values of the
+    /// fine-tuned tensors of `tensors`, in order.
     pub params: Vec<f64>,
     /// Adam first moments.
     pub m: Vec<f64>,
@@ -214,6 +261,9 @@ pub struct Checkpoint {
     pub losses: Vec<f64>,
     /// Soft kept fraction of each step done.
     pub kept: Vec<f64>,
+    /// The fine-tuned tensors whose values end `params` (empty without fine-tuning).
+    #[serde(default)]
+    pub tensors: Vec<TensorSlot>,
 }
 
 impl Checkpoint {
@@ -253,11 +303,25 @@ impl Checkpoint {
             v: field(&mut map, "v", &bad)?,
             losses: field(&mut map, "losses", &bad)?,
             kept: field(&mut map, "kept", &bad)?,
+            tensors: if map.contains_key("tensors") {
+                field(&mut map, "tensors", &bad)?
+            } else {
+                Vec::new()
+            },
         };
         if let Some(k) = map.keys().next() {
             return Err(bad(format!("unknown field `{k}`")));
         }
         let n = c.params.len();
+        let in_tensors: usize = c.tensors.iter().map(TensorSlot::len).sum();
+        if in_tensors > n || (c.options.finetune == Finetune::None) != c.tensors.is_empty() {
+            return Err(EvalError::Input(format!(
+                "{}: field `tensors` lists {} tensors of {in_tensors} values for {n} parameters and fine-tuning `{}`",
+                path.display(),
+                c.tensors.len(),
+                c.options.finetune
+            )));
+        }
         if c.m.len() != n || c.v.len() != n {
             return Err(EvalError::Input(format!(
                 "{}: field `m`/`v` has {}/{} values for {n} parameters",
@@ -275,9 +339,15 @@ impl Checkpoint {
                 c.step
             )));
         }
-        if let Some(x) = c.params.iter().find(|x| !x.is_finite()) {
+        if let Some(x) = c
+            .params
+            .iter()
+            .chain(&c.m)
+            .chain(&c.v)
+            .find(|x| !x.is_finite())
+        {
             return Err(EvalError::Input(format!(
-                "{}: field `params` holds {x}",
+                "{}: field `params`/`m`/`v` holds {x}",
                 path.display()
             )));
         }
@@ -344,6 +414,11 @@ pub struct LearnReport {
     pub seconds: f64,
     /// Wall time of the training steps of this invocation, seconds.
     pub train_seconds: f64,
+    /// Fine-tuned tensors written to the weights file (0 without fine-tuning).
+    pub tuned_tensors: usize,
+    /// Largest absolute change of a fine-tuned element from the base model (their units;
+    /// 0 without fine-tuning).
+    pub tuned_max_change: f64,
 }
 
 /// The training (and calibration) items of `task` for options `o`: token sequences of at
@@ -466,8 +541,18 @@ fn forward_any(
     Ok(())
 }
 
-/// Runs (or resumes) thresholds-only training of `model` on `task`. Returns the learned
-/// thresholds, the thresholds file (with its provenance in `[meta]`) and a report.
+/// What a training run gives: the learned thresholds, the thresholds file (with its
+/// provenance in `[meta]`), the report, and with fine-tuning the weights file of the
+/// changed tensors (its `thresholds_file` metadata is for the caller to fill in).
+pub type Learned = (
+    Thresholds,
+    ThresholdFile,
+    LearnReport,
+    Option<FineTunedWeights>,
+);
+
+/// Runs (or resumes) training of `model` on `task`: the thresholds, and with
+/// `o.finetune` the norms and biases too (see [`Learned`]).
 pub fn learn(
     model: &LoadedModel,
     cache: &Cache,
@@ -475,7 +560,7 @@ pub fn learn(
     o: &LearnOptions,
     plan: &CheckpointPlan,
     progress: &dyn LearnProgress,
-) -> Result<(Thresholds, ThresholdFile, LearnReport)> {
+) -> Result<Learned> {
     let t0 = Instant::now();
     o.check()?;
     if o.task != task.name() {
@@ -501,10 +586,21 @@ pub fn learn(
             });
         }
     }
-    let soft = SoftModel::new(&model.model)?;
+    let mut soft = SoftModel::new(&model.model)?;
     let datapath = o.datapath_config()?;
     let (layers, heads) = (soft.layers(), soft.heads());
     let np = if o.per_head { layers * heads } else { layers };
+    let tuner = FineTuner::new(&mut soft, o.finetune, np)?;
+    let base_sha256 = match (&tuner, &model.base) {
+        (None, _) => None,
+        (Some(_), Some(b)) => Some(b.sha256()?),
+        (Some(_), None) => {
+            return Err(EvalError::Input(format!(
+                "fine-tuning needs a model loaded from a checkpoint folder with model.safetensors (the base of the weights file), not `{}`",
+                model.name
+            )));
+        }
+    };
 
     progress.stage("preparing data", 1);
     let (seqs, split) = training_items(model, cache, task, o)?;
@@ -535,7 +631,9 @@ pub fn learn(
     }
     let stats = cal.into_stats();
     let initial = stats.thresholds(o.keep, o.per_head && o.init_per_head)?;
-    let init_params: Vec<f64> = if o.per_head {
+    let mut init_params: Vec<f64> = if !o.prune {
+        vec![NO_PRUNE_THRESHOLD; np]
+    } else if o.per_head {
         initial
             .values
             .iter()
@@ -545,6 +643,11 @@ pub fn learn(
     } else {
         initial.values.iter().map(|r| finite(r[0])).collect()
     };
+    if let Some(t) = &tuner {
+        init_params.extend(t.values()?);
+    }
+    let nt = init_params.len();
+    let slots = tuner.as_ref().map_or(Vec::new(), |t| t.slots().to_vec());
 
     let per_epoch = n.div_ceil(o.batch_size);
     let total = per_epoch * o.epochs;
@@ -552,20 +655,21 @@ pub fn learn(
         options: o.clone(),
         model: model.name.clone(),
         step: 0,
-        params: init_params,
-        m: vec![0.0; np],
-        v: vec![0.0; np],
+        params: init_params.clone(),
+        m: vec![0.0; nt],
+        v: vec![0.0; nt],
         losses: Vec::new(),
         kept: Vec::new(),
+        tensors: slots.clone(),
     };
     if plan.resume
         && let Some(p) = &plan.path
         && p.exists()
     {
         let c = Checkpoint::read(p)?;
-        if c.options != *o || c.model != model.name || c.params.len() != np {
+        if c.options != *o || c.model != model.name || c.params.len() != nt || c.tensors != slots {
             return Err(EvalError::Input(format!(
-                "{}: checkpoint of another run (model `{}`, task `{}`, {} parameters); this run: model `{}`, task `{}`, {np} parameters, and the options must match",
+                "{}: checkpoint of another run (model `{}`, task `{}`, {} parameters); this run: model `{}`, task `{}`, {nt} parameters, and the options and field `tensors` must match",
                 p.display(),
                 c.model,
                 c.options.task,
@@ -576,9 +680,15 @@ pub fn learn(
         }
         ck = c;
     }
+    if let Some(t) = &tuner {
+        t.load(&ck.params)?;
+    }
 
     let var = Var::from_vec(
-        ck.params.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+        ck.params[..np]
+            .iter()
+            .map(|&x| x as f32)
+            .collect::<Vec<_>>(),
         if o.per_head {
             (layers, heads)
         } else {
@@ -643,14 +753,29 @@ pub fn learn(
             .and_then(|x| x.sqr())
             .and_then(|x| x * o.weight)
             .op("regulariser")?;
-        let loss = (&task_loss + excess).op("loss")?;
+        let loss = if o.prune {
+            (&task_loss + excess).op("loss")?
+        } else {
+            task_loss.clone()
+        };
         let grads = loss.backward().op("backward")?;
-        let g = grads
-            .get(var.as_tensor())
-            .ok_or_else(|| EvalError::Input("no gradient reached the thresholds".into()))?
-            .flatten_all()
-            .and_then(|g| g.to_vec1::<f32>())
-            .op("gradient")?;
+        // Thresholds first, then the fine-tuned tensors (zero gradient for thresholds
+        // that do not train: pruning off).
+        let mut g = match grads.get(var.as_tensor()) {
+            Some(g) if o.prune => g
+                .flatten_all()
+                .and_then(|g| g.to_vec1::<f32>())
+                .op("gradient")?,
+            None if o.prune => {
+                return Err(EvalError::Input(
+                    "no gradient reached the thresholds".into(),
+                ));
+            }
+            _ => vec![0.0; np],
+        };
+        if let Some(t) = &tuner {
+            g.extend(t.gradients(&grads)?);
+        }
         let lv = f64::from(loss.to_scalar::<f32>().op("loss")?);
         let kv = f64::from(kept.to_scalar::<f32>().op("kept")?);
         if !lv.is_finite() || g.iter().any(|x| !x.is_finite()) {
@@ -660,17 +785,25 @@ pub fn learn(
         }
         // Adam, bias-corrected, in f64 on the host.
         let k = (step + 1) as i32;
-        for (i, &gi) in g.iter().enumerate().take(np) {
+        let first = if o.prune { 0 } else { np };
+        for (i, &gi) in g.iter().enumerate().take(nt).skip(first) {
             let gi = f64::from(gi);
+            let lr = if i < np { o.lr } else { o.ft_lr };
             ck.m[i] = b1 * ck.m[i] + (1.0 - b1) * gi;
             ck.v[i] = b2 * ck.v[i] + (1.0 - b2) * gi * gi;
             let mh = ck.m[i] / (1.0 - b1.powi(k));
             let vh = ck.v[i] / (1.0 - b2.powi(k));
-            ck.params[i] -= o.lr * mh / (vh.sqrt() + eps);
+            ck.params[i] -= lr * mh / (vh.sqrt() + eps);
+        }
+        if let Some(t) = &tuner {
+            t.load(&ck.params)?;
         }
         var.set(
             &Tensor::from_vec(
-                ck.params.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+                ck.params[..np]
+                    .iter()
+                    .map(|&x| x as f32)
+                    .collect::<Vec<_>>(),
                 var.as_tensor().dims(),
                 &Device::Cpu,
             )
@@ -711,7 +844,8 @@ pub fn learn(
             .collect(),
     };
     // The dense scores of the frozen model do not depend on the thresholds: the hard kept
-    // fractions come from the statistics of the first pass.
+    // fractions come from the statistics of the first pass (with fine-tuning: of the base
+    // model).
     let train_kept = stats.kept_fraction(&learned);
     let train_kept_initial = stats.kept_fraction(&initial);
     let finished = ck.step >= total;
@@ -721,7 +855,7 @@ pub fn learn(
             .map(|r| r.iter().sum::<f32>() / r.len() as f32)
             .collect()
     };
-    let report = LearnReport {
+    let mut report = LearnReport {
         model: model.name.clone(),
         task: task.name().into(),
         split: split.clone(),
@@ -736,9 +870,26 @@ pub fn learn(
         learned_per_layer: mean(&learned),
         seconds: t0.elapsed().as_secs_f64(),
         train_seconds,
+        tuned_tensors: 0,
+        tuned_max_change: 0.0,
     };
+    let weights = match (&tuner, base_sha256) {
+        (Some(t), Some(sha)) => {
+            let (w, change) = t.weights_file(
+                &ck.params,
+                &init_params,
+                &sha,
+                weights_meta(model, o, &report),
+            )?;
+            report.tuned_tensors = w.tensors.len();
+            report.tuned_max_change = change;
+            Some(w)
+        }
+        _ => None,
+    };
+    report.seconds = t0.elapsed().as_secs_f64();
     let file = learned_file(&learned, o, &report);
-    Ok((learned, file, report))
+    Ok((learned, file, report, weights))
 }
 
 /// Dense score and softmax-mass statistics of `model` over `seqs` (one sequence per
@@ -800,13 +951,66 @@ fn log_softmax(x: &Tensor) -> Result<Tensor> {
     z.broadcast_sub(&lse).op("log softmax")
 }
 
+/// The metadata of the weights file of a fine-tuned run: the base model, the recipe.
+fn weights_meta(
+    model: &LoadedModel,
+    o: &LearnOptions,
+    r: &LearnReport,
+) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    m.insert("base_model".into(), model.name.clone());
+    if let Some(b) = &model.base {
+        m.insert(
+            "base_asset".into(),
+            b.asset
+                .clone()
+                .unwrap_or_else(|| "(none: loaded by path)".into()),
+        );
+        m.insert("base_file".into(), b.file.display().to_string());
+    }
+    m.insert("finetune".into(), o.finetune.name().into());
+    m.insert("task".into(), o.task.clone());
+    m.insert(
+        "keep".into(),
+        if o.prune {
+            o.keep.to_string()
+        } else {
+            "1 (pruning off)".into()
+        },
+    );
+    m.insert("per_head".into(), o.per_head.to_string());
+    m.insert("steps".into(), r.steps.to_string());
+    m.insert("epochs".into(), o.epochs.to_string());
+    m.insert("batch_size".into(), o.batch_size.to_string());
+    m.insert("items".into(), o.items.to_string());
+    m.insert("seq_len".into(), o.seq_len.to_string());
+    m.insert("seed".into(), o.seed.to_string());
+    m.insert("lr".into(), o.lr.to_string());
+    m.insert("ft_lr".into(), o.ft_lr.to_string());
+    m.insert("datapath".into(), o.datapath.to_string());
+    m.insert(
+        "loss".into(),
+        if r.task.starts_with("ppl") {
+            "mean next-token NLL".into()
+        } else {
+            "1 - cos(embedding, base model's dense embedding)".into()
+        },
+    );
+    m
+}
+
 /// The thresholds file of learned thresholds, with how they were obtained in `[meta]`.
 pub fn learned_file(th: &Thresholds, o: &LearnOptions, r: &LearnReport) -> ThresholdFile {
     let mut m = BTreeMap::new();
     m.insert(
         "method".into(),
         format!(
-            "learned (thresholds only, model frozen): per-{} thresholds trained on candle autograd with the soft mask sigmoid((s - Th)/T), T annealed {} -> {}, loss {} + {} * (kept - {})^2, Adam lr {}, {} epochs of batch {}, from the quantile calibration at keep {}",
+            "learned ({}): per-{} thresholds trained on candle autograd with the soft mask sigmoid((s - Th)/T), T annealed {} -> {}, loss {} + {} * (kept - {})^2, Adam lr {}, {} epochs of batch {}, from the quantile calibration at keep {}",
+            if o.finetune == Finetune::None {
+                "thresholds only, model frozen".to_string()
+            } else {
+                format!("thresholds with fine-tuning of {}", o.finetune)
+            },
             if o.per_head { "head" } else { "layer" },
             o.t_start,
             o.t_end,
@@ -840,6 +1044,23 @@ pub fn learned_file(th: &Thresholds, o: &LearnOptions, r: &LearnReport) -> Thres
         },
     );
     m.insert("target_keep".into(), o.keep.to_string());
+    if o.finetune != Finetune::None {
+        m.insert(
+            "finetune".into(),
+            format!(
+                "{} (Adam lr {}; {} tensors changed, largest change {:.3e}); {}; needs its weights file (sprint eval --weights); train_kept is on the base model's scores",
+                o.finetune,
+                o.ft_lr,
+                r.tuned_tensors,
+                r.tuned_max_change,
+                if o.prune {
+                    "pruning on"
+                } else {
+                    "pruning off (dense reference of the recipe: thresholds not trained)"
+                }
+            ),
+        );
+    }
     m.insert("model".into(), r.model.clone());
     m.insert("task".into(), r.task.clone());
     m.insert("split".into(), r.split.clone());

@@ -8,11 +8,13 @@
 //! - [`metrics`]: accuracy and perplexity; [`logreg`]: the deterministic linear probe.
 //! - [`calibrate`]: thresholds from score quantiles on a calibration split, written to and
 //!   read from thresholds files with their provenance.
+//! - [`learn`]: learned thresholds; [`finetune`]: fine-tuning norms and biases beside them.
 //! - [`run`]: the driver behind `sprint eval`; [`report_text`]: its terminal report.
 //! - [`sweep`]: accuracy against kept fraction, as a table and a plot (report layer).
 
 pub mod calibrate;
 pub mod error;
+pub mod finetune;
 pub mod learn;
 pub mod logreg;
 pub mod metrics;

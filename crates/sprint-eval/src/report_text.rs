@@ -110,8 +110,13 @@ pub fn eval_text(r: &EvalReport) -> String {
 }
 
 /// `sprint thresholds learn`'s report: steps, data, loss, kept fractions (%), thresholds per
-/// layer before and after (logits), wall time and where the thresholds were written (`out`).
-pub fn learn_text(r: &LearnReport, out: &std::path::Path) -> String {
+/// layer before and after (logits), wall time and where the thresholds were written (`out`)
+/// and, with fine-tuning, the weights file (`weights`: tensors changed, largest change).
+pub fn learn_text(
+    r: &LearnReport,
+    out: &std::path::Path,
+    weights: Option<&std::path::Path>,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{} on {}: {} steps", r.model, r.task, r.steps);
     let _ = writeln!(s, "data: {}", r.split);
@@ -151,6 +156,15 @@ pub fn learn_text(r: &LearnReport, out: &std::path::Path) -> String {
     );
     if r.finished {
         let _ = writeln!(s, "thresholds: {}", out.display());
+        if let Some(w) = weights {
+            let _ = writeln!(
+                s,
+                "fine-tuned weights: {} ({} tensors, largest change {:.3e})",
+                w.display(),
+                r.tuned_tensors,
+                r.tuned_max_change
+            );
+        }
     } else {
         let _ = writeln!(
             s,

@@ -85,6 +85,14 @@ pub fn evaluate(
     progress: &dyn Progress,
 ) -> Result<EvalReport> {
     check_variants(opts)?;
+    let overlaid;
+    let model = match &opts.weights {
+        Some(w) => {
+            overlaid = model.with_weights(w)?;
+            &overlaid
+        }
+        None => model,
+    };
     if opts.batch_size == 0 {
         return Err(EvalError::Input("batch size must be at least 1".into()));
     }

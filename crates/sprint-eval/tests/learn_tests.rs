@@ -223,3 +223,116 @@ fn mass_calibration_keeps_its_target_mass() {
         }
     }
 }
+
+/// Fine-tuning norms and biases beside the thresholds: 1 and 2 threads give bit-identical
+/// thresholds and tensors, stopping after one step and resuming from the checkpoint gives
+/// the same as an uninterrupted run, the weights file overlays on the base model, a
+/// checkpoint whose `tensors` field does not fit is refused naming file and field; and the
+/// same recipe without pruning starts at zero loss (the distillation target is the dense
+/// model itself).
+#[test]
+fn finetune_reproducible_and_resumable() {
+    use sprint_eval::finetune::Finetune;
+    use sprint_models::finetuned::FineTunedWeights;
+    let Some(m) = minilm() else { return };
+    let mut o = options();
+    o.epochs = 1;
+    o.finetune = Finetune::NormsBiases;
+    o.ft_lr = 0.01;
+    let go = |o: &LearnOptions, plan: &CheckpointPlan, threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| learn(m, &Cache::from_env(), Task::Bbc, o, plan, &NoLearnProgress))
+            .unwrap()
+    };
+    let tensor_bits = |w: &FineTunedWeights| -> Vec<(String, Vec<u32>)> {
+        w.tensors
+            .iter()
+            .map(|(n, t)| {
+                let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                (n.clone(), v.iter().map(|x| x.to_bits()).collect())
+            })
+            .collect()
+    };
+    let none = CheckpointPlan::default();
+    let a = go(&o, &none, 1);
+    let b = go(&o, &none, 2);
+    let (wa, wb) = (a.3.as_ref().unwrap(), b.3.as_ref().unwrap());
+    assert_eq!(
+        bits(&a.0),
+        bits(&b.0),
+        "thread count changed the thresholds"
+    );
+    assert_eq!(
+        tensor_bits(wa),
+        tensor_bits(wb),
+        "thread count changed the tensors"
+    );
+    assert_eq!(wa.tensors.len(), 62, "every norm and bias moved");
+    // Adam moves an element by at most lr (1 - b1) / sqrt(1 - b2) ~ 3.2 lr per step.
+    assert!(
+        a.2.tuned_max_change > 0.0 && a.2.tuned_max_change <= 2.0 * 3.2 * 0.01,
+        "largest change {}",
+        a.2.tuned_max_change
+    );
+    assert_eq!(
+        wa.meta.get("finetune").map(String::as_str),
+        Some("norms-biases")
+    );
+    assert_eq!(
+        wa.meta.get("base_asset").map(String::as_str),
+        Some("minilm")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.json");
+    let mut plan = CheckpointPlan {
+        path: Some(ck.clone()),
+        every: 1,
+        resume: true,
+        stop_after: Some(1),
+    };
+    go(&o, &plan, 2);
+    let c1 = Checkpoint::read(&ck).unwrap();
+    assert_eq!(c1.step, 1);
+    assert_eq!(c1.tensors.len(), 62);
+    plan.stop_after = None;
+    let c = go(&o, &plan, 1);
+    assert_eq!(bits(&a.0), bits(&c.0), "resumed run differs (thresholds)");
+    assert_eq!(
+        tensor_bits(wa),
+        tensor_bits(c.3.as_ref().unwrap()),
+        "resumed run differs (tensors)"
+    );
+
+    // The weights file overlays on the base model.
+    let wp = dir.path().join("w.safetensors");
+    wa.write(&wp).unwrap();
+    let over = m.with_weights(&wp).unwrap();
+    assert!(over.name.contains("w.safetensors"));
+
+    // A checkpoint whose tensor list does not fit its parameters is refused.
+    let mut bad = c1.clone();
+    bad.tensors[0].shape = vec![100_000];
+    std::fs::write(&ck, serde_json::to_string(&bad).unwrap()).unwrap();
+    let e = Checkpoint::read(&ck).unwrap_err().to_string();
+    assert!(e.contains("ck.json") && e.contains("`tensors`"), "{e}");
+    let mut bad = c1.clone();
+    bad.tensors.clear();
+    std::fs::write(&ck, serde_json::to_string(&bad).unwrap()).unwrap();
+    let e = Checkpoint::read(&ck).unwrap_err().to_string();
+    assert!(e.contains("ck.json") && e.contains("`tensors`"), "{e}");
+
+    // Without pruning the soft forward is the dense model, the distillation target: the
+    // loss starts at (rounding) zero.
+    let mut dense = o.clone();
+    dense.prune = false;
+    let d = go(&dense, &CheckpointPlan::default(), 2);
+    assert!(d.2.loss_first.abs() < 1e-5, "loss {}", d.2.loss_first);
+    eprintln!(
+        "no pruning: loss {:e} -> {:e}, largest tensor change {:e}",
+        d.2.loss_first, d.2.loss_last, d.2.tuned_max_change
+    );
+}

@@ -85,12 +85,13 @@ impl BertConfig {
 #[derive(Clone, Debug)]
 pub struct BertModel {
     cfg: BertConfig,
+    prefix: String,
     embeddings: TokenEmbeddings,
     layers: Vec<PostLnLayer>,
 }
 
 /// Where a BERT layer (`encoder.layer.{i}`) stores its weights.
-const LAYER_NAMES: PostLnNames = PostLnNames {
+pub const LAYER_NAMES: PostLnNames = PostLnNames {
     query: "attention.self.query",
     key: "attention.self.key",
     value: "attention.self.value",
@@ -113,6 +114,7 @@ impl BertModel {
     pub fn from_weights(cfg: BertConfig, cfg_path: &Path, w: WeightMap) -> Result<Self> {
         let act = cfg.check(cfg_path)?;
         let w = w.with_prefix_if_stored("bert.", "embeddings.word_embeddings.weight");
+        let prefix = w.prefix().to_string();
         let dims = PostLnDims {
             hidden: cfg.hidden_size,
             heads: cfg.num_attention_heads,
@@ -133,7 +135,13 @@ impl BertModel {
             )?,
             layers,
             cfg,
+            prefix,
         })
+    }
+
+    /// The prefix of the names in its weights file (`bert.` or empty).
+    pub fn weight_prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The input embeddings.

@@ -43,6 +43,12 @@ impl TokenEmbeddings {
     /// Embeds `batch` into `[batch, seq, dim]`; an error if it is longer than the position
     /// table.
     pub fn forward(&self, batch: &TokenBatch) -> Result<Tensor> {
+        self.norm.forward(&self.sum(batch)?)
+    }
+
+    /// The sum of the word, position and type embeddings of `batch` before the norm,
+    /// `[batch, seq, dim]`.
+    pub fn sum(&self, batch: &TokenBatch) -> Result<Tensor> {
         batch.check_len(self.position.rows())?;
         let dev = Device::Cpu;
         let ids = batch.ids_tensor(&dev)?;
@@ -55,7 +61,12 @@ impl TokenEmbeddings {
             .forward(&ids)?
             .broadcast_add(&extra)
             .op("embeddings")?;
-        self.norm.forward(&x)
+        Ok(x)
+    }
+
+    /// The norm after the sum (`embeddings.LayerNorm`).
+    pub fn norm(&self) -> &LayerNorm {
+        &self.norm
     }
 }
 

@@ -36,6 +36,7 @@ pub mod config;
 pub mod encoder;
 pub mod error;
 pub mod fastmath;
+pub mod finetuned;
 pub mod gguf;
 pub mod gpt2;
 pub mod kernels;

@@ -13,12 +13,14 @@ use crate::attention::Attention;
 use crate::bert::BertModel;
 use crate::config::read_config;
 use crate::error::{ModelError, Result};
+use crate::finetuned::{BaseWeights, FineTunedWeights, sha256_hex};
 use crate::gguf::GgufFile;
 use crate::gpt2::Gpt2Model;
 use crate::llama::LlamaModel;
 use crate::record::RunRecord;
 use crate::tokenizer::{TextTokenizer, TokenBatch};
 use crate::vit::VitModel;
+use crate::weights::WeightMap;
 
 /// File name of SmolLM2 inside its asset folder.
 pub const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -170,6 +172,9 @@ pub struct LoadedModel {
     pub model: Model,
     /// Tokenizer, when the checkpoint ships one.
     pub tokenizer: Option<TextTokenizer>,
+    /// The weights file of a checkpoint folder (and the asset it belongs to), the base of
+    /// fine-tuned weights files; `None` for GGUF files.
+    pub base: Option<BaseWeights>,
 }
 
 impl LoadedModel {
@@ -180,6 +185,35 @@ impl LoadedModel {
                 "model `{}` has no tokenizer (no tokenizer.json)",
                 self.name
             ))
+        })
+    }
+
+    /// The same model with the tensors of the fine-tuned weights file `path` overlaid
+    /// ([`FineTunedWeights`]): the base weights file is read again, its sha256 checked
+    /// against the file's `base_sha256`, every tensor checked to exist with the same shape,
+    /// and the model rebuilt. Errors name `path` and the field or tensor. The name becomes
+    /// `NAME+weights:PATH`.
+    pub fn with_weights(&self, path: &Path) -> Result<LoadedModel> {
+        let ft = FineTunedWeights::read(path)?;
+        let base = self.base.as_ref().ok_or_else(|| ModelError::Weights {
+            path: path.to_path_buf(),
+            message: format!(
+                "model `{}` is not a checkpoint folder with model.safetensors: fine-tuned weights overlay Hugging Face checkpoint folders only",
+                self.name
+            ),
+        })?;
+        let data = std::fs::read(&base.file).map_err(|source| ModelError::Io {
+            path: base.file.clone(),
+            source,
+        })?;
+        let mut w = WeightMap::from_buffer(&base.file, &data)?;
+        ft.apply(path, &mut w, &sha256_hex(&data))?;
+        let dir = base.file.parent().unwrap_or(Path::new("."));
+        Ok(LoadedModel {
+            name: format!("{}+weights:{}", self.name, path.display()),
+            model: load_folder(dir, Some(w))?,
+            tokenizer: self.tokenizer.clone(),
+            base: self.base.clone(),
         })
     }
 
@@ -208,6 +242,11 @@ pub fn load(spec: &str, cache: &Cache) -> Result<LoadedModel> {
         }
     };
     m.name = spec.to_string();
+    if spec == "minilm"
+        && let Some(b) = &mut m.base
+    {
+        b.asset = Some(Asset::MiniLm.id().to_string());
+    }
     Ok(m)
 }
 
@@ -229,6 +268,7 @@ pub fn load_path(path: &Path) -> Result<LoadedModel> {
                 name,
                 model,
                 tokenizer,
+                base: None,
             });
         }
         if let Some(dir) = path.parent()
@@ -244,23 +284,7 @@ pub fn load_path(path: &Path) -> Result<LoadedModel> {
                 .into(),
         });
     }
-    let cfg_path = path.join("config.json");
-    let mt: ModelType = read_config(&cfg_path)?;
-    let kind = mt.model_type.unwrap_or_default();
-    let model = match kind.as_str() {
-        "bert" => Model::Bert(BertModel::load_dir(path)?),
-        "albert" => Model::Albert(AlbertModel::load_dir(path)?),
-        "gpt2" => Model::Gpt2(Gpt2Model::load_dir(path)?),
-        "vit" => Model::Vit(VitModel::load_dir(path)?),
-        other => {
-            return Err(ModelError::config(
-                &cfg_path,
-                format!(
-                    "model_type `{other}` is not supported (bert, albert, gpt2, vit; Llama from GGUF)"
-                ),
-            ));
-        }
-    };
+    let model = load_folder(path, None)?;
     let tok_path = path.join("tokenizer.json");
     let tokenizer = if tok_path.is_file() {
         Some(TextTokenizer::from_file(&tok_path)?)
@@ -271,5 +295,53 @@ pub fn load_path(path: &Path) -> Result<LoadedModel> {
         name,
         model,
         tokenizer,
+        base: Some(BaseWeights {
+            file: path.join("model.safetensors"),
+            asset: None,
+        }),
+    })
+}
+
+/// Builds the model of the checkpoint folder `path` from `weights` (default: its
+/// `model.safetensors`).
+fn load_folder(path: &Path, weights: Option<WeightMap>) -> Result<Model> {
+    let cfg_path = path.join("config.json");
+    let mt: ModelType = read_config(&cfg_path)?;
+    let kind = mt.model_type.unwrap_or_default();
+    let w = || -> Result<WeightMap> {
+        match &weights {
+            Some(w) => Ok(w.clone()),
+            None => WeightMap::from_safetensors(&path.join("model.safetensors")),
+        }
+    };
+    Ok(match kind.as_str() {
+        "bert" => Model::Bert(BertModel::from_weights(
+            read_config(&cfg_path)?,
+            &cfg_path,
+            w()?,
+        )?),
+        "albert" => Model::Albert(AlbertModel::from_weights(
+            read_config(&cfg_path)?,
+            &cfg_path,
+            w()?,
+        )?),
+        "gpt2" => Model::Gpt2(Gpt2Model::from_weights(
+            read_config(&cfg_path)?,
+            &cfg_path,
+            w()?,
+        )?),
+        "vit" => Model::Vit(VitModel::from_weights(
+            read_config(&cfg_path)?,
+            &cfg_path,
+            w()?,
+        )?),
+        other => {
+            return Err(ModelError::config(
+                &cfg_path,
+                format!(
+                    "model_type `{other}` is not supported (bert, albert, gpt2, vit; Llama from GGUF)"
+                ),
+            ));
+        }
     })
 }

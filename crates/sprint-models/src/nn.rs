@@ -135,6 +135,15 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// A norm with gain `weight` `[dim]`, bias `bias` `[dim]` and epsilon `eps`.
+    pub fn new(weight: Tensor, bias: Tensor, eps: f64) -> Self {
+        Self {
+            weight,
+            bias,
+            eps: eps as f32,
+        }
+    }
+
     /// Loads `{name}.weight` and `{name}.bias`, both `[dim]`.
     pub fn load(w: &WeightMap, name: &str, dim: usize, eps: f64) -> Result<Self> {
         Ok(Self {

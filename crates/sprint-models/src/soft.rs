@@ -16,10 +16,13 @@
 //! The model stays frozen: every linear layer is a custom op whose backward returns only
 //! the gradient of its input (the weights get none), through the same fused kernel as the
 //! inference forward. Norms, activations, RoPE and the attention are plain candle ops.
+//! [`SoftModel::make_trainable`] turns the norms' gains and biases and the linear layers'
+//! biases into variables (the bias then a separate differentiable add after the op), for
+//! fine-tuning them beside the thresholds; the weight matrices stay frozen.
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor, Var};
 
 use rayon::prelude::*;
 use sprint_attention::decision::decision_scores;
@@ -325,6 +328,93 @@ impl CustomOp1 for FrozenLinear {
     }
 }
 
+/// A linear layer of the soft forward: the frozen fused op, plus, once its bias is made
+/// trainable, the bias as a separate differentiable add (the op then has no bias).
+#[derive(Clone, Debug)]
+struct SoftLinear {
+    op: FrozenLinear,
+    /// The bias in parts (e.g. query, key and value of a stacked projection), concatenated
+    /// in the forward; empty = the bias stays inside the op.
+    bias: Vec<Tensor>,
+}
+
+impl SoftLinear {
+    fn new(l: &Linear) -> Result<Self> {
+        Ok(Self {
+            op: FrozenLinear::new(l)?,
+            bias: Vec::new(),
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.op.forward(x)?;
+        match self.bias.len() {
+            0 => Ok(y),
+            1 => y.broadcast_add(&self.bias[0]).op("linear bias"),
+            _ => Tensor::cat(&self.bias, 0)
+                .and_then(|b| y.broadcast_add(&b))
+                .op("linear bias"),
+        }
+    }
+
+    /// Makes the bias trainable as variables named `names`, splitting it into parts of
+    /// `sizes` elements (one part per name); appends them to `out`.
+    fn train_bias(
+        &mut self,
+        names: &[String],
+        sizes: &[usize],
+        out: &mut Vec<Trainable>,
+    ) -> Result<()> {
+        let Some(b) = self.op.b.take() else {
+            return Err(ModelError::Input(format!(
+                "`{}`: the layer has no bias to fine-tune",
+                names.join("`, `")
+            )));
+        };
+        let mut start = 0;
+        for (name, &n) in names.iter().zip(sizes) {
+            let var = Var::from_vec(b[start..start + n].to_vec(), n, &Device::Cpu).op(name)?;
+            self.bias.push(var.as_tensor().clone());
+            out.push(Trainable {
+                name: name.clone(),
+                var,
+            });
+            start += n;
+        }
+        Ok(())
+    }
+}
+
+/// A tensor of the model made trainable by [`SoftModel::make_trainable`].
+#[derive(Clone, Debug)]
+pub struct Trainable {
+    /// Its name in the model's weights file (e.g. `encoder.layer.0.output.dense.bias`).
+    pub name: String,
+    /// The variable the soft forward reads (f32, the stored shape).
+    pub var: Var,
+}
+
+/// Makes the gain and bias of `n` trainable, named `{name}.weight` and `{name}.bias`.
+fn train_norm(n: &mut LayerNorm, name: &str, out: &mut Vec<Trainable>) -> Result<()> {
+    let (w, b, eps) = n.parts();
+    let wv = Var::from_tensor(w).op(name)?;
+    let bv = Var::from_tensor(b).op(name)?;
+    *n = LayerNorm::new(
+        wv.as_tensor().clone(),
+        bv.as_tensor().clone(),
+        f64::from(eps),
+    );
+    out.push(Trainable {
+        name: format!("{name}.weight"),
+        var: wv,
+    });
+    out.push(Trainable {
+        name: format!("{name}.bias"),
+        var: bv,
+    });
+    Ok(())
+}
+
 /// Differentiable layer norm over the last dimension.
 fn layer_norm(x: &Tensor, n: &LayerNorm) -> Result<Tensor> {
     let (w, b, eps) = n.parts();
@@ -372,8 +462,8 @@ fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {
 /// The frozen attention block of one layer.
 #[derive(Clone, Debug)]
 struct SoftSelfAttention {
-    qkv: FrozenLinear,
-    o: FrozenLinear,
+    qkv: SoftLinear,
+    o: SoftLinear,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -383,8 +473,8 @@ struct SoftSelfAttention {
 impl SoftSelfAttention {
     fn new(a: &SelfAttention) -> Result<Self> {
         Ok(Self {
-            qkv: FrozenLinear::new(&a.qkv)?,
-            o: FrozenLinear::new(&a.o)?,
+            qkv: SoftLinear::new(&a.qkv)?,
+            o: SoftLinear::new(&a.o)?,
             heads: a.heads,
             kv_heads: a.kv_heads,
             head_dim: a.head_dim,
@@ -436,8 +526,8 @@ enum SoftLayer {
     PostLn {
         attn: SoftSelfAttention,
         attn_norm: LayerNorm,
-        ffn_in: FrozenLinear,
-        ffn_out: FrozenLinear,
+        ffn_in: SoftLinear,
+        ffn_out: SoftLinear,
         out_norm: LayerNorm,
         act: Activation,
     },
@@ -445,9 +535,9 @@ enum SoftLayer {
         attn_norm: RmsNorm,
         attn: SoftSelfAttention,
         ffn_norm: RmsNorm,
-        gate: FrozenLinear,
-        up: FrozenLinear,
-        down: FrozenLinear,
+        gate: SoftLinear,
+        up: SoftLinear,
+        down: SoftLinear,
     },
 }
 
@@ -455,9 +545,11 @@ enum SoftLayer {
 #[derive(Clone, Debug)]
 pub struct SoftModel {
     model: Model,
+    /// Encoders: the norm after the input embeddings.
+    emb_norm: Option<LayerNorm>,
     layers: Vec<SoftLayer>,
     final_norm: Option<RmsNorm>,
-    lm_head: Option<FrozenLinear>,
+    lm_head: Option<SoftLinear>,
     heads: usize,
     causal: bool,
 }
@@ -474,8 +566,8 @@ impl SoftModel {
                         Ok(SoftLayer::PostLn {
                             attn: SoftSelfAttention::new(&l.attention)?,
                             attn_norm: l.attention_norm.clone(),
-                            ffn_in: FrozenLinear::new(&l.ffn_in)?,
-                            ffn_out: FrozenLinear::new(&l.ffn_out)?,
+                            ffn_in: SoftLinear::new(&l.ffn_in)?,
+                            ffn_out: SoftLinear::new(&l.ffn_out)?,
                             out_norm: l.output_norm.clone(),
                             act: l.act,
                         })
@@ -483,6 +575,7 @@ impl SoftModel {
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Self {
                     model: model.clone(),
+                    emb_norm: Some(m.embeddings().norm().clone()),
                     layers,
                     final_norm: None,
                     lm_head: None,
@@ -499,17 +592,18 @@ impl SoftModel {
                             attn_norm: b.attn_norm.clone(),
                             attn: SoftSelfAttention::new(&b.attn)?,
                             ffn_norm: b.ffn_norm.clone(),
-                            gate: FrozenLinear::new(&b.gate)?,
-                            up: FrozenLinear::new(&b.up)?,
-                            down: FrozenLinear::new(&b.down)?,
+                            gate: SoftLinear::new(&b.gate)?,
+                            up: SoftLinear::new(&b.up)?,
+                            down: SoftLinear::new(&b.down)?,
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Self {
                     model: model.clone(),
+                    emb_norm: None,
                     layers,
                     final_norm: Some(norm.clone()),
-                    lm_head: Some(FrozenLinear::new(out)?),
+                    lm_head: Some(SoftLinear::new(out)?),
                     heads: m.geometry().heads,
                     causal: true,
                 })
@@ -519,6 +613,65 @@ impl SoftModel {
                 other.architecture().name()
             ))),
         }
+    }
+
+    /// Makes the norms' gains and biases and the linear layers' biases trainable (candle
+    /// `Var`s the soft forward reads; the weight matrices stay frozen) and returns them,
+    /// named as in the model's weights file, in a fixed order: the embedding norm, then
+    /// per layer the query, key, value and attention-output biases, the attention norm,
+    /// the feed-forward biases and the output norm. BERT encoders only.
+    pub fn make_trainable(&mut self) -> Result<Vec<Trainable>> {
+        let Model::Bert(m) = &self.model else {
+            return Err(ModelError::Input(format!(
+                "fine-tuning norms and biases supports BERT encoders, not {}",
+                self.model.architecture().name()
+            )));
+        };
+        let p = m.weight_prefix().to_string();
+        let names = crate::bert::LAYER_NAMES;
+        let hidden = m.config().hidden_size;
+        let mut out = Vec::new();
+        if let Some(n) = &mut self.emb_norm {
+            train_norm(n, &format!("{p}embeddings.LayerNorm"), &mut out)?;
+        }
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let SoftLayer::PostLn {
+                attn,
+                attn_norm,
+                ffn_in,
+                ffn_out,
+                out_norm,
+                ..
+            } = layer
+            else {
+                unreachable!("BERT layers are post-LN");
+            };
+            let at = |n: &str| format!("{p}encoder.layer.{i}.{n}");
+            attn.qkv.train_bias(
+                &[
+                    at(&format!("{}.bias", names.query)),
+                    at(&format!("{}.bias", names.key)),
+                    at(&format!("{}.bias", names.value)),
+                ],
+                &[hidden; 3],
+                &mut out,
+            )?;
+            attn.o.train_bias(
+                &[at(&format!("{}.bias", names.attention_out))],
+                &[hidden],
+                &mut out,
+            )?;
+            train_norm(attn_norm, &at(names.attention_norm), &mut out)?;
+            let inter = ffn_in.op.out_dim;
+            ffn_in.train_bias(&[at(&format!("{}.bias", names.ffn_in))], &[inter], &mut out)?;
+            ffn_out.train_bias(
+                &[at(&format!("{}.bias", names.ffn_out))],
+                &[hidden],
+                &mut out,
+            )?;
+            train_norm(out_norm, &at(names.output_norm), &mut out)?;
+        }
+        Ok(out)
     }
 
     /// Attention layers.
@@ -549,7 +702,10 @@ impl SoftModel {
         let (vis, pairs) = visibility(&batch.valid, self.causal)?;
         let mut kept = Tensor::zeros((), DType::F32, &Device::Cpu).op("soft kept")?;
         let mut x = match &self.model {
-            Model::Bert(m) => m.embeddings().forward(batch)?,
+            Model::Bert(m) => match &self.emb_norm {
+                Some(n) => layer_norm(&m.embeddings().sum(batch)?, n)?,
+                None => m.embeddings().forward(batch)?,
+            },
             Model::Llama(m) => {
                 batch.check_len(m.config().context_length)?;
                 m.parts().0.forward(&batch.ids_tensor(&Device::Cpu)?)?

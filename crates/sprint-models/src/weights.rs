@@ -32,7 +32,13 @@ impl WeightMap {
             path: path.to_path_buf(),
             source,
         })?;
-        let raw = candle_core::safetensors::load_buffer(&data, &Device::Cpu).map_err(|e| {
+        Self::from_buffer(path, &data)
+    }
+
+    /// Parses the bytes `data` of the safetensors file `path` (named in errors); every
+    /// tensor is converted to f32.
+    pub fn from_buffer(path: &Path, data: &[u8]) -> Result<Self> {
+        let raw = candle_core::safetensors::load_buffer(data, &Device::Cpu).map_err(|e| {
             ModelError::Weights {
                 path: path.to_path_buf(),
                 message: e.to_string(),
@@ -71,6 +77,38 @@ impl WeightMap {
     /// Shape of the tensor stored under `full_name` (prefix not applied), if present.
     pub fn dims_of(&self, full_name: &str) -> Option<Vec<usize>> {
         self.tensors.get(full_name).map(|t| t.dims().to_vec())
+    }
+
+    /// The prefix prepended to the names asked for (`bert.`, or empty).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Replaces the stored tensor `full_name` (prefix not applied) by `t`, which must have
+    /// the stored shape; `source` names the file `t` came from in errors.
+    pub fn replace(&mut self, full_name: &str, t: Tensor, source: &Path) -> Result<()> {
+        let Some(old) = self.tensors.get_mut(full_name) else {
+            return Err(ModelError::Weights {
+                path: source.to_path_buf(),
+                message: format!(
+                    "tensor `{full_name}` is not a tensor of the base model {}",
+                    self.path.display()
+                ),
+            });
+        };
+        if old.dims() != t.dims() {
+            return Err(ModelError::Weights {
+                path: source.to_path_buf(),
+                message: format!(
+                    "tensor `{full_name}` has shape {:?}; the base model {} stores {:?}",
+                    t.dims(),
+                    self.path.display(),
+                    old.dims()
+                ),
+            });
+        }
+        *old = t;
+        Ok(())
     }
 
     /// The same tensors, with `prefix` prepended to every name asked for afterwards

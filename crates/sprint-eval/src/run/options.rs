@@ -67,6 +67,10 @@ pub struct EvalOptions {
     pub save_thresholds: Option<PathBuf>,
     /// Write the token ids of the evaluated perplexity windows (JSON) here.
     pub dump_windows: Option<PathBuf>,
+    /// A fine-tuned weights file overlaid on the model before anything runs
+    /// ([`sprint_models::LoadedModel::with_weights`]); every variant, dense included, and
+    /// the probe use the overlaid model.
+    pub weights: Option<PathBuf>,
 }
 
 impl EvalOptions {
@@ -88,6 +92,7 @@ impl EvalOptions {
             trace: None,
             save_thresholds: None,
             dump_windows: None,
+            weights: None,
         }
     }
 }
