@@ -85,6 +85,11 @@ pub struct LearnArgs {
     /// Start per-head thresholds from per-head quantiles instead of their layer's quantile.
     #[arg(long)]
     init_per_head: bool,
+    /// Start from the thresholds that keep this share of each layer's softmax mass on the
+    /// training items (each head's with --init-per-head), e.g. 0.995; the kept-fraction
+    /// target is then the fraction they keep there (their sparsity is held; excludes --keep).
+    #[arg(long, value_name = "SHARE", conflicts_with = "keep")]
+    init_mass: Option<f64>,
     /// Train against SPRINT's datapath: the soft mask follows the in-memory comparator's
     /// approximate score and the recheck, so the thresholds are learned in the
     /// comparator's terms and --keep applies to the keys that reach the softmax.
@@ -96,8 +101,9 @@ pub struct LearnArgs {
     #[arg(long = "datapath-set", value_name = "KEY=VALUE", requires = "datapath")]
     datapath_sets: Vec<String>,
     /// What trains beside the thresholds: `none` (model frozen) or `norms-biases` (the
-    /// LayerNorm gains and biases and the linear layers' biases; BERT encoders loaded from
-    /// a checkpoint folder, e.g. minilm). Writes a weights file of the changed tensors.
+    /// LayerNorm gains and biases and the linear layers' biases of BERT encoders, e.g.
+    /// minilm; the RMS-norm gains of Llama decoders, e.g. smollm2, which have no biases).
+    /// Writes a weights file of the changed tensors.
     #[arg(long, default_value = "none")]
     finetune: String,
     /// Adam learning rate of the fine-tuned tensors (per step; LayerNorm gains are
@@ -191,6 +197,7 @@ fn run_learn(a: LearnArgs) -> Result<()> {
     o.weight = a.weight;
     o.seed = a.seed;
     o.init_per_head = a.init_per_head;
+    o.init_mass = a.init_mass;
     o.datapath = a.datapath;
     o.datapath_sets = a.datapath_sets.clone();
     o.finetune = a

@@ -24,8 +24,9 @@ pub enum Finetune {
     /// Nothing: the model is frozen (thresholds only).
     #[default]
     None,
-    /// The LayerNorm gains and biases and the linear layers' biases (BERT encoders); the
-    /// weight matrices stay frozen.
+    /// The norms' gains and biases and the linear layers' biases: LayerNorm gains and
+    /// biases plus linear biases in BERT encoders, the RMS-norm gains in Llama decoders
+    /// (which have no biases); the weight matrices stay frozen.
     NormsBiases,
 }
 

@@ -83,6 +83,12 @@ pub struct LearnOptions {
     /// quantile (false).
     #[serde(default)]
     pub init_per_head: bool,
+    /// Start from the thresholds that keep this share of each layer's (with
+    /// `init_per_head`, each head's) softmax mass on the training items instead of the
+    /// quantile at `keep`; the kept-fraction target is then the fraction those thresholds
+    /// keep on the training items (the sparsity of the start is held, accuracy is trained).
+    #[serde(default)]
+    pub init_mass: Option<f64>,
     /// Train against SPRINT's datapath: the soft mask follows the in-memory comparator's
     /// approximate score (quantised Q, `K_MSB` cells) and the recheck of the recomputed
     /// score ([`sprint_models::soft::datapath_scores`]) instead of the exact float score, so
@@ -147,6 +153,7 @@ impl LearnOptions {
             weight: 200.0,
             seed: 0,
             init_per_head: false,
+            init_mass: None,
             datapath: false,
             datapath_sets: Vec::new(),
             finetune: Finetune::None,
@@ -180,6 +187,16 @@ impl LearnOptions {
         let bad = |what: &str, v: String| Err(EvalError::Input(format!("{what} {v}")));
         if !(self.keep > 0.0 && self.keep <= 1.0) {
             return bad("--keep must be in (0, 1], got", self.keep.to_string());
+        }
+        if let Some(m) = self.init_mass {
+            if !(m > 0.0 && m <= 1.0) {
+                return bad("--init-mass must be in (0, 1], got", m.to_string());
+            }
+            if !self.prune {
+                return Err(EvalError::Input(
+                    "--init-mass starts the thresholds; --no-prune trains none".into(),
+                ));
+            }
         }
         if self.epochs == 0 || self.batch_size == 0 {
             return bad(
@@ -405,6 +422,9 @@ pub struct LearnReport {
     pub train_kept: f64,
     /// Hard kept fraction of the initial (calibrated) thresholds on the training items.
     pub train_kept_initial: f64,
+    /// Target of the kept-fraction regulariser: `keep`, or with `init_mass` the start's
+    /// hard kept fraction on the training items.
+    pub target_keep: f64,
     /// Thresholds of the quantile calibration the run started from, per layer (mean over
     /// heads), logit units.
     pub initial_per_layer: Vec<f32>,
@@ -596,7 +616,7 @@ pub fn learn(
         (Some(_), Some(b)) => Some(b.sha256()?),
         (Some(_), None) => {
             return Err(EvalError::Input(format!(
-                "fine-tuning needs a model loaded from a checkpoint folder with model.safetensors (the base of the weights file), not `{}`",
+                "fine-tuning needs a model loaded from a weights file (a checkpoint folder with model.safetensors or a GGUF file: the base of the fine-tuned weights file), not `{}`",
                 model.name
             )));
         }
@@ -630,7 +650,17 @@ pub fn learn(
         progress.inc(None);
     }
     let stats = cal.into_stats();
-    let initial = stats.thresholds(o.keep, o.per_head && o.init_per_head)?;
+    let per_head_start = o.per_head && o.init_per_head;
+    let initial = match o.init_mass {
+        Some(mass) => stats.mass_thresholds(mass, per_head_start)?,
+        None => stats.thresholds(o.keep, per_head_start)?,
+    };
+    // The regulariser's target: `keep`, or the start's own kept fraction when it was
+    // calibrated by mass (the run holds that sparsity and trains for accuracy).
+    let target_keep = match o.init_mass {
+        Some(_) => stats.kept_fraction(&initial),
+        None => o.keep,
+    };
     let mut init_params: Vec<f64> = if !o.prune {
         vec![NO_PRUNE_THRESHOLD; np]
     } else if o.per_head {
@@ -749,7 +779,7 @@ pub fn learn(
         };
         let kept = (out.kept / out.visible).op("kept fraction")?;
         let excess = kept
-            .affine(1.0, -o.keep)
+            .affine(1.0, -target_keep)
             .and_then(|x| x.sqr())
             .and_then(|x| x * o.weight)
             .op("regulariser")?;
@@ -866,6 +896,7 @@ pub fn learn(
         kept_last: ck.kept.last().copied().unwrap_or(f64::NAN),
         train_kept,
         train_kept_initial,
+        target_keep,
         initial_per_layer: mean(&initial),
         learned_per_layer: mean(&learned),
         seconds: t0.elapsed().as_secs_f64(),
@@ -973,7 +1004,7 @@ fn weights_meta(
     m.insert(
         "keep".into(),
         if o.prune {
-            o.keep.to_string()
+            r.target_keep.to_string()
         } else {
             "1 (pruning off)".into()
         },
@@ -1005,7 +1036,7 @@ pub fn learned_file(th: &Thresholds, o: &LearnOptions, r: &LearnReport) -> Thres
     m.insert(
         "method".into(),
         format!(
-            "learned ({}): per-{} thresholds trained on candle autograd with the soft mask sigmoid((s - Th)/T), T annealed {} -> {}, loss {} + {} * (kept - {})^2, Adam lr {}, {} epochs of batch {}, from the quantile calibration at keep {}",
+            "learned ({}): per-{} thresholds trained on candle autograd with the soft mask sigmoid((s - Th)/T), T annealed {} -> {}, loss {} + {} * (kept - {})^2, Adam lr {}, {} epochs of batch {}, from {}",
             if o.finetune == Finetune::None {
                 "thresholds only, model frozen".to_string()
             } else {
@@ -1020,11 +1051,17 @@ pub fn learned_file(th: &Thresholds, o: &LearnOptions, r: &LearnReport) -> Thres
                 "1 - cos(embedding, dense embedding)"
             },
             o.weight,
-            o.keep,
+            r.target_keep,
             o.lr,
             o.epochs,
             o.batch_size,
-            o.keep
+            match o.init_mass {
+                Some(mass) => format!(
+                    "the mass calibration at {mass} of the softmax mass (its kept fraction on the training items, {:.4}, is the target)",
+                    r.target_keep
+                ),
+                None => format!("the quantile calibration at keep {}", o.keep),
+            }
         ) + if o.init_per_head { " (per head)" } else { " (per layer)" },
     );
     m.insert(
@@ -1043,7 +1080,7 @@ pub fn learned_file(th: &Thresholds, o: &LearnOptions, r: &LearnReport) -> Thres
             "exact float scores (the runtime-pruning decision)".into()
         },
     );
-    m.insert("target_keep".into(), o.keep.to_string());
+    m.insert("target_keep".into(), r.target_keep.to_string());
     if o.finetune != Finetune::None {
         m.insert(
             "finetune".into(),

@@ -129,9 +129,10 @@ pub fn learn_text(
     );
     let _ = writeln!(
         s,
-        "hard kept on the training items: calibrated start {:.2} %, learned {:.2} %",
+        "hard kept on the training items: calibrated start {:.2} %, learned {:.2} % (target {:.2} %)",
         100.0 * r.train_kept_initial,
-        100.0 * r.train_kept
+        100.0 * r.train_kept,
+        100.0 * r.target_keep
     );
     let f = |v: &[f32]| {
         v.iter()

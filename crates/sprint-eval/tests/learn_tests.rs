@@ -224,6 +224,70 @@ fn mass_calibration_keeps_its_target_mass() {
     }
 }
 
+/// `init_mass`: the run starts from the mass calibration of its training items (per layer:
+/// every head of a layer at the layer's threshold) and its kept-fraction target is the
+/// kept fraction of that start on the same items; stopped before the first step, the
+/// thresholds are that start, bit for bit.
+#[test]
+fn mass_start_holds_its_kept_fraction() {
+    let Some(m) = minilm() else { return };
+    let mut o = options();
+    o.init_mass = Some(0.95);
+    let stats = {
+        let seqs = training_items(m, &Cache::from_env(), Task::Bbc, &o)
+            .unwrap()
+            .0;
+        score_stats(m, &seqs, &NoLearnProgress).unwrap()
+    };
+    let start = stats.mass_thresholds(0.95, false).unwrap();
+    let plan = CheckpointPlan {
+        stop_after: Some(0),
+        ..CheckpointPlan::default()
+    };
+    let learned = learn(
+        m,
+        &Cache::from_env(),
+        Task::Bbc,
+        &o,
+        &plan,
+        &NoLearnProgress,
+    )
+    .unwrap();
+    let heads = learned.0.values[0].len();
+    let expected: Vec<u32> = start
+        .values
+        .iter()
+        .flat_map(|r| std::iter::repeat_n(r[0].to_bits(), heads))
+        .collect();
+    assert_eq!(
+        bits(&learned.0),
+        expected,
+        "the start is not the mass calibration"
+    );
+    let r = &learned.2;
+    assert_eq!(r.target_keep, stats.kept_fraction(&start));
+    assert_eq!(r.target_keep, r.train_kept_initial);
+    // A 0.95 mass share keeps far less than all keys and far more than none.
+    assert!(
+        r.target_keep > 0.05 && r.target_keep < 0.95,
+        "{}",
+        r.target_keep
+    );
+
+    o.init_mass = Some(1.5);
+    let Err(e) = learn(
+        m,
+        &Cache::from_env(),
+        Task::Bbc,
+        &o,
+        &plan,
+        &NoLearnProgress,
+    ) else {
+        panic!("an init mass above 1 is refused");
+    };
+    assert!(e.to_string().contains("--init-mass"), "{e}");
+}
+
 /// Fine-tuning norms and biases beside the thresholds: 1 and 2 threads give bit-identical
 /// thresholds and tensors, stopping after one step and resuming from the checkpoint gives
 /// the same as an uninterrupted run, the weights file overlays on the base model, a

@@ -178,7 +178,7 @@ impl FineTunedWeights {
 /// Where a loaded model's weights came from, for fine-tuned weights files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BaseWeights {
-    /// The weights file (`model.safetensors` of a checkpoint folder).
+    /// The weights file (`model.safetensors` of a checkpoint folder, or a GGUF file).
     pub file: PathBuf,
     /// The asset id when the model was loaded by name (`minilm`), else `None`.
     pub asset: Option<String>,

@@ -16,7 +16,7 @@ use crate::error::{ModelError, Result};
 use crate::finetuned::{BaseWeights, FineTunedWeights, sha256_hex};
 use crate::gguf::GgufFile;
 use crate::gpt2::Gpt2Model;
-use crate::llama::LlamaModel;
+use crate::llama::{LlamaConfig, LlamaModel};
 use crate::record::RunRecord;
 use crate::tokenizer::{TextTokenizer, TokenBatch};
 use crate::vit::VitModel;
@@ -172,8 +172,9 @@ pub struct LoadedModel {
     pub model: Model,
     /// Tokenizer, when the checkpoint ships one.
     pub tokenizer: Option<TextTokenizer>,
-    /// The weights file of a checkpoint folder (and the asset it belongs to), the base of
-    /// fine-tuned weights files; `None` for GGUF files.
+    /// The weights file the model was loaded from (`model.safetensors` of a checkpoint
+    /// folder, or a GGUF file) and the asset it belongs to: the base of fine-tuned weights
+    /// files. `None` when the model was built in memory.
     pub base: Option<BaseWeights>,
 }
 
@@ -198,7 +199,7 @@ impl LoadedModel {
         let base = self.base.as_ref().ok_or_else(|| ModelError::Weights {
             path: path.to_path_buf(),
             message: format!(
-                "model `{}` is not a checkpoint folder with model.safetensors: fine-tuned weights overlay Hugging Face checkpoint folders only",
+                "model `{}` was not loaded from a weights file: fine-tuned weights overlay Hugging Face checkpoint folders and GGUF files",
                 self.name
             ),
         })?;
@@ -206,12 +207,25 @@ impl LoadedModel {
             path: base.file.clone(),
             source,
         })?;
-        let mut w = WeightMap::from_buffer(&base.file, &data)?;
-        ft.apply(path, &mut w, &sha256_hex(&data))?;
-        let dir = base.file.parent().unwrap_or(Path::new("."));
+        let sha = sha256_hex(&data);
+        let model = if is_gguf(&base.file) {
+            drop(data);
+            let file = GgufFile::open(&base.file)?;
+            let mut w = file.dequantize_all()?;
+            ft.apply(path, &mut w, &sha)?;
+            Model::Llama(LlamaModel::from_weights(
+                LlamaConfig::from_gguf(&file)?,
+                &w,
+            )?)
+        } else {
+            let mut w = WeightMap::from_buffer(&base.file, &data)?;
+            ft.apply(path, &mut w, &sha)?;
+            let dir = base.file.parent().unwrap_or(Path::new("."));
+            load_folder(dir, Some(w))?
+        };
         Ok(LoadedModel {
             name: format!("{}+weights:{}", self.name, path.display()),
-            model: load_folder(dir, Some(w))?,
+            model,
             tokenizer: self.tokenizer.clone(),
             base: self.base.clone(),
         })
@@ -242,12 +256,18 @@ pub fn load(spec: &str, cache: &Cache) -> Result<LoadedModel> {
         }
     };
     m.name = spec.to_string();
-    if spec == "minilm"
-        && let Some(b) = &mut m.base
-    {
-        b.asset = Some(Asset::MiniLm.id().to_string());
+    if let Some(b) = &mut m.base {
+        b.asset = match spec {
+            "minilm" => Some(Asset::MiniLm.id().to_string()),
+            "smollm2" => Some(Asset::SmolLm2.id().to_string()),
+            _ => None,
+        };
     }
     Ok(m)
+}
+
+fn is_gguf(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gguf")
 }
 
 #[derive(Deserialize)]
@@ -260,7 +280,7 @@ struct ModelType {
 pub fn load_path(path: &Path) -> Result<LoadedModel> {
     let name = path.display().to_string();
     if path.is_file() {
-        if path.extension().is_some_and(|e| e == "gguf") {
+        if is_gguf(path) {
             let file = GgufFile::open(path)?;
             let model = Model::Llama(LlamaModel::from_gguf(&file)?);
             let tokenizer = Some(TextTokenizer::from_gguf(&file)?);
@@ -268,7 +288,10 @@ pub fn load_path(path: &Path) -> Result<LoadedModel> {
                 name,
                 model,
                 tokenizer,
-                base: None,
+                base: Some(BaseWeights {
+                    file: path.to_path_buf(),
+                    asset: None,
+                }),
             });
         }
         if let Some(dir) = path.parent()

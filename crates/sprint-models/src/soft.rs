@@ -415,6 +415,17 @@ fn train_norm(n: &mut LayerNorm, name: &str, out: &mut Vec<Trainable>) -> Result
     Ok(())
 }
 
+fn train_rms_norm(n: &mut RmsNorm, name: &str, out: &mut Vec<Trainable>) -> Result<()> {
+    let (w, eps) = n.parts();
+    let wv = Var::from_tensor(w).op(name)?;
+    *n = RmsNorm::new(wv.as_tensor().clone(), f64::from(eps));
+    out.push(Trainable {
+        name: format!("{name}.weight"),
+        var: wv,
+    });
+    Ok(())
+}
+
 /// Differentiable layer norm over the last dimension.
 fn layer_norm(x: &Tensor, n: &LayerNorm) -> Result<Tensor> {
     let (w, b, eps) = n.parts();
@@ -617,13 +628,34 @@ impl SoftModel {
 
     /// Makes the norms' gains and biases and the linear layers' biases trainable (candle
     /// `Var`s the soft forward reads; the weight matrices stay frozen) and returns them,
-    /// named as in the model's weights file, in a fixed order: the embedding norm, then
-    /// per layer the query, key, value and attention-output biases, the attention norm,
-    /// the feed-forward biases and the output norm. BERT encoders only.
+    /// named as in the model's weights file, in a fixed order. BERT encoders: the embedding
+    /// norm, then per layer the query, key, value and attention-output biases, the
+    /// attention norm, the feed-forward biases and the output norm. Llama decoders (no
+    /// biases): per layer the attention and feed-forward RMS-norm gains, then the final
+    /// norm's gain (GGUF names).
     pub fn make_trainable(&mut self) -> Result<Vec<Trainable>> {
+        if matches!(self.model, Model::Llama(_)) {
+            let mut out = Vec::new();
+            for (i, layer) in self.layers.iter_mut().enumerate() {
+                let SoftLayer::Llama {
+                    attn_norm,
+                    ffn_norm,
+                    ..
+                } = layer
+                else {
+                    unreachable!("Llama layers are pre-RMS-norm");
+                };
+                train_rms_norm(attn_norm, &format!("blk.{i}.attn_norm"), &mut out)?;
+                train_rms_norm(ffn_norm, &format!("blk.{i}.ffn_norm"), &mut out)?;
+            }
+            if let Some(n) = &mut self.final_norm {
+                train_rms_norm(n, "output_norm", &mut out)?;
+            }
+            return Ok(out);
+        }
         let Model::Bert(m) = &self.model else {
             return Err(ModelError::Input(format!(
-                "fine-tuning norms and biases supports BERT encoders, not {}",
+                "fine-tuning norms and biases supports BERT encoders and Llama decoders, not {}",
                 self.model.architecture().name()
             )));
         };

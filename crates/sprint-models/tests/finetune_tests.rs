@@ -1,4 +1,4 @@
-//! Fine-tuning norms and biases on MiniLM (real weights): the trainable soft forward
+//! Fine-tuning norms and biases on MiniLM and SmolLM2 (real weights): the trainable soft forward
 //! equals the frozen one at the start, the gradients of the gain and bias path match
 //! central finite differences, and fine-tuned weights files round-trip and are refused
 //! (wrong base sha256, unknown tensor, wrong shape, not such a file) with errors naming the
@@ -227,4 +227,90 @@ fn weights_file_round_trip_and_refusals() {
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"not a tensor file").unwrap();
     refused(&junk, &["safetensors"]);
+}
+
+/// SmolLM2 (Llama, GGUF): the RMS-norm gains become trainable, in GGUF names; a gradient
+/// reaches every one; a weights file of a changed gain overlaid on the GGUF model gives the
+/// final hidden states of the trainable forward holding the same gain (to 1e-4), not the
+/// base model's; a wrong base sha256 is refused naming the file.
+#[test]
+fn llama_norm_gains_train_and_overlay() {
+    let Some(dir) = asset_dir(Asset::SmolLm2) else {
+        return;
+    };
+    let m = load_path(&dir.join(sprint_models::model::SMOLLM2_GGUF)).unwrap();
+    let base = m.base.clone().expect("a GGUF model has its file as base");
+    let sha = base.sha256().unwrap();
+    let mut soft = SoftModel::new(&m.model).unwrap();
+    let vars = soft.make_trainable().unwrap();
+    let layers = soft.layers();
+    assert_eq!(
+        vars.len(),
+        2 * layers + 1,
+        "two gains per layer + the final norm"
+    );
+    assert_eq!(vars[0].name, "blk.0.attn_norm.weight");
+    assert_eq!(vars[1].name, "blk.0.ffn_norm.weight");
+    assert_eq!(vars[2 * layers].name, "output_norm.weight");
+
+    let batch = m.encode_batch(&[common::SENTENCES[2]], Some(12)).unwrap();
+    let open = Tensor::full(-1e9f32, (layers, soft.heads()), &Device::Cpu).unwrap();
+    let mask = SoftMask {
+        thresholds: &open,
+        temperature: 0.5,
+        datapath: None,
+    };
+    let name = "blk.5.ffn_norm.weight";
+    let t = vars.iter().find(|t| t.name == name).unwrap();
+    let changed: Vec<f32> = common::values(t.var.as_tensor())
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x * (1.0 + 0.2 * (i % 3) as f32))
+        .collect();
+    let gain = Tensor::from_vec(changed.clone(), changed.len(), &Device::Cpu).unwrap();
+    t.var.set(&gain).unwrap();
+    let out = soft.forward(&batch, mask).unwrap().output;
+
+    // Every gain gets a gradient.
+    let target = out.ones_like().unwrap();
+    let grads = (&out * &target)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for v in &vars {
+        let g = common::values(grads.get(v.var.as_tensor()).expect(&v.name));
+        assert!(g.iter().all(|x| x.is_finite()), "{}", v.name);
+        assert!(g.iter().any(|&x| x != 0.0), "{}: zero gradient", v.name);
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |sha: &str, f: &str| {
+        let mut meta = BTreeMap::new();
+        meta.insert(BASE_SHA256.to_string(), sha.to_string());
+        let w = FineTunedWeights {
+            tensors: [(name.to_string(), gain.clone())].into(),
+            meta,
+        };
+        let p = tmp.path().join(f);
+        w.write(&p).unwrap();
+        p
+    };
+    let o = m.with_weights(&write(&sha, "gain.safetensors")).unwrap();
+    let hidden = |model: &Model| {
+        let Model::Llama(l) = model else {
+            panic!("SmolLM2 is a Llama model")
+        };
+        let dense = DenseAttention::new(AttentionConfig::default());
+        l.forward_hidden(&batch, &dense, false).unwrap().0
+    };
+    let overlaid = hidden(&o.model);
+    let d = common::max_abs_diff(&overlaid, &out);
+    assert!(d < 1e-4, "overlay vs trainable forward: {d}");
+    assert!(common::max_abs_diff(&hidden(&m.model), &out) > 1e-3);
+
+    let p = write(&"0".repeat(64), "sha.safetensors");
+    let e = m.with_weights(&p).unwrap_err().to_string();
+    assert!(e.contains("sha.safetensors") && e.contains(&sha), "{e}");
 }
