@@ -303,12 +303,19 @@ fn rechecks(ctx: &HeadCtx) -> bool {
 
 /// Runs query rows `rows` of one head.
 pub(crate) fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut {
-    SCORE_BUFFERS.with(|b| {
-        let sc = &mut *b.borrow_mut();
-        score_in_memory(ctx, &rows, sc);
-        exact_scores(ctx, &rows, sc);
-        ROW_SCRATCH.with(|s| crate::simd::run_rows_dispatch(ctx, rows, sc, &mut s.borrow_mut()))
-    })
+    // The buffers leave the thread-locals for the call and go back after it: a GEMM inside
+    // may wait on rayon, whose worker then runs another block on this same thread (work
+    // stealing); that block finds empty buffers instead of a cell already borrowed. The
+    // buffers are scratch (every element read is written first), so which ones a block gets
+    // does not change its result.
+    let mut sc = SCORE_BUFFERS.with(std::cell::RefCell::take);
+    let mut scratch = ROW_SCRATCH.with(std::cell::RefCell::take);
+    score_in_memory(ctx, &rows, &mut sc);
+    exact_scores(ctx, &rows, &mut sc);
+    let out = crate::simd::run_rows_dispatch(ctx, rows, &sc, &mut scratch);
+    SCORE_BUFFERS.with(|b| b.replace(sc));
+    ROW_SCRATCH.with(|b| b.replace(scratch));
+    out
 }
 
 /// The `r`-th row of a `rows x n` score matrix, or an empty slice when the matrix is empty.
