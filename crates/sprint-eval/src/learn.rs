@@ -657,8 +657,9 @@ pub fn learn(
     };
     // The regulariser's target: `keep`, or the start's own kept fraction when it was
     // calibrated by mass (the run holds that sparsity and trains for accuracy).
+    let train_kept_initial = stats.kept_fraction(&initial);
     let target_keep = match o.init_mass {
-        Some(_) => stats.kept_fraction(&initial),
+        Some(_) => train_kept_initial,
         None => o.keep,
     };
     let mut init_params: Vec<f64> = if !o.prune {
@@ -877,7 +878,6 @@ pub fn learn(
     // fractions come from the statistics of the first pass (with fine-tuning: of the base
     // model).
     let train_kept = stats.kept_fraction(&learned);
-    let train_kept_initial = stats.kept_fraction(&initial);
     let finished = ck.step >= total;
     let mean = |th: &Thresholds| -> Vec<f32> {
         th.values

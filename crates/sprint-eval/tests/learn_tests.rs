@@ -59,6 +59,17 @@ fn run_with(
     })
 }
 
+/// A plan that checkpoints every step to `ck`, resumes from it, and stops after the first
+/// step (set `stop_after` to `None` to run on to the end).
+fn stop_after_one_step(ck: &std::path::Path) -> CheckpointPlan {
+    CheckpointPlan {
+        path: Some(ck.to_path_buf()),
+        every: 1,
+        resume: true,
+        stop_after: Some(1),
+    }
+}
+
 fn bits(t: &Thresholds) -> Vec<u32> {
     t.values.iter().flatten().map(|x| x.to_bits()).collect()
 }
@@ -85,12 +96,7 @@ fn reproducible_and_resumable() {
     // Stop after 1 step (checkpoint), resume to the end: the same thresholds.
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.json");
-    let mut plan = CheckpointPlan {
-        path: Some(ck.clone()),
-        every: 1,
-        resume: true,
-        stop_after: Some(1),
-    };
+    let mut plan = stop_after_one_step(&ck);
     run(m, &plan, 2);
     assert_eq!(Checkpoint::read(&ck).unwrap().step, 1);
     plan.stop_after = None;
@@ -131,12 +137,7 @@ fn datapath_noise_aware_reproducible_and_resumable() {
 
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.json");
-    let mut plan = CheckpointPlan {
-        path: Some(ck.clone()),
-        every: 1,
-        resume: true,
-        stop_after: Some(1),
-    };
+    let mut plan = stop_after_one_step(&ck);
     run_with(m, &o, &plan, 2);
     plan.stop_after = None;
     assert_eq!(
@@ -352,12 +353,7 @@ fn finetune_reproducible_and_resumable() {
 
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.json");
-    let mut plan = CheckpointPlan {
-        path: Some(ck.clone()),
-        every: 1,
-        resume: true,
-        stop_after: Some(1),
-    };
+    let mut plan = stop_after_one_step(&ck);
     go(&o, &plan, 2);
     let c1 = Checkpoint::read(&ck).unwrap();
     assert_eq!(c1.step, 1);
