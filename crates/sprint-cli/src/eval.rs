@@ -8,7 +8,7 @@ use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
 use sprint_eval::Task;
 
 use crate::progress::EvalBar;
-use sprint_eval::run::{EvalOptions, EvalReport, ThresholdChoice, evaluate};
+use sprint_eval::run::{EvalOptions, EvalReport, ProbeFit, ThresholdChoice, evaluate};
 use sprint_eval::tasks::TaskKind;
 
 /// Arguments of `sprint eval`.
@@ -45,6 +45,12 @@ pub struct Args {
     /// shape; every variant, dense included, and the probe run on the overlaid model.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Probe tasks: fit the linear probe on the dense embeddings of the train split and
+    /// score every variant with it (`dense`), or fit each variant's probe on its own
+    /// embeddings of the train split (`per-variant`: the classifier trained with pruning in
+    /// the loop; one more pass over the train split per non-dense variant).
+    #[arg(long, default_value = "dense")]
+    probe_fit: String,
     /// Target fraction of visible keys kept by the calibrated thresholds.
     #[arg(long)]
     keep: Option<f64>,
@@ -105,6 +111,15 @@ fn options(a: &Args) -> Result<EvalOptions> {
     opts.save_thresholds = a.save_thresholds.clone();
     opts.dump_windows = a.dump_windows.clone();
     opts.weights = a.weights.clone();
+    opts.probe_fit = ProbeFit::parse(&a.probe_fit).with_context(|| {
+        format!(
+            "--probe-fit `{}`: expected `dense` or `per-variant`",
+            a.probe_fit
+        )
+    })?;
+    if opts.probe_fit == ProbeFit::PerVariant && task.kind() != TaskKind::Probe {
+        bail!("--probe-fit applies to the probe tasks (bbc, spam, austen) only");
+    }
     if a.dump_windows.is_some() && task.kind() != TaskKind::Perplexity {
         bail!("--dump-windows applies to the perplexity tasks only");
     }

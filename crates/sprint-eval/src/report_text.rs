@@ -6,7 +6,7 @@ use sprint_report::{Cell, Column, Table};
 use std::fmt::Write;
 
 use crate::learn::LearnReport;
-use crate::run::EvalReport;
+use crate::run::{EvalReport, ProbeFit};
 
 /// The variants of `r` as a table: metric, delta against dense, kept and softmax shares,
 /// throughput.
@@ -60,10 +60,20 @@ pub fn eval_text(r: &EvalReport) -> String {
     );
     if let Some(p) = &r.probe {
         out.push_str(&format!(
-            "probe: multinomial logistic regression on dense embeddings of {} train documents (train accuracy {:.2} %), frozen\n",
+            "probe: multinomial logistic regression on dense embeddings of {} train documents (train accuracy {:.2} %), {}\n",
             p.train_documents,
-            100.0 * p.train_accuracy
+            100.0 * p.train_accuracy,
+            match p.fit {
+                ProbeFit::Dense => "frozen for every variant",
+                ProbeFit::PerVariant => "for dense; each other variant's probe fitted on its own embeddings of them",
+            }
         ));
+        for (v, acc) in &p.variant_train_accuracy {
+            out.push_str(&format!(
+                "  {v} probe: train accuracy {:.2} %\n",
+                100.0 * acc
+            ));
+        }
     }
     if let Some(t) = &r.thresholds {
         let keep = t.target_keep.map_or(String::new(), |k| {

@@ -28,7 +28,9 @@ use sprint_core::config::{Thresholds, Variant};
 use sprint_models::LoadedModel;
 use sprint_models::model::Model;
 
-pub use options::{EvalOptions, SENTIMENT_CALIB_FRACTION, TEST_FRACTION, ThresholdChoice};
+pub use options::{
+    EvalOptions, ProbeFit, SENTIMENT_CALIB_FRACTION, TEST_FRACTION, ThresholdChoice,
+};
 pub use perplexity::WINDOWING;
 pub use progress::{NoProgress, Progress};
 pub use report::{EvalReport, ProbeReport, ThresholdReport, VariantResult};

@@ -3,11 +3,18 @@
 
 use std::sync::OnceLock;
 
+use sprint_assets::data::stratified_split;
 use sprint_assets::{Asset, Cache};
-use sprint_core::config::Variant;
-use sprint_eval::run::{EvalOptions, EvalReport, ThresholdChoice, evaluate};
+use sprint_core::config::{Thresholds, Variant};
+use sprint_eval::logreg::{LogRegOptions, LogisticRegression};
+use sprint_eval::metrics::accuracy;
+use sprint_eval::run::{
+    EvalOptions, EvalReport, ProbeFit, TEST_FRACTION, ThresholdChoice, evaluate,
+};
+use sprint_eval::tasks::{labeled_corpus, subset};
 use sprint_eval::{NoProgress, Task};
 use sprint_models::LoadedModel;
+use sprint_models::attention::backend;
 
 fn present(assets: &[Asset]) -> bool {
     let cache = Cache::from_env();
@@ -83,6 +90,83 @@ fn bbc_all_variants_reproducible() {
     assert!(a.rows.iter().all(|r| r.delta.is_some()));
     let b = evaluate(minilm(), &cache, &bbc_options(1), &NoProgress).unwrap();
     assert_eq!(fingerprint(&a), fingerprint(&b), "same seed, same results");
+}
+
+/// `--probe-fit per-variant`: the dense row is the dense row of the default (frozen dense
+/// probe), and SPRINT's row equals a second pipeline written here from the public parts
+/// (split, tokenizer, encoder, attention backend, logistic regression): SPRINT's
+/// embeddings of the train split, a probe fitted on them, scored on SPRINT's embeddings
+/// of the test split.
+#[test]
+fn bbc_per_variant_probe_matches_a_hand_built_pipeline() {
+    if !present(&[Asset::MiniLm, Asset::Bbc]) {
+        return;
+    }
+    let cache = Cache::from_env();
+    let mut o = bbc_options(2);
+    o.variants = vec![Variant::Dense, Variant::Sprint];
+    let frozen = evaluate(minilm(), &cache, &o, &NoProgress).unwrap();
+    let per_layer = frozen.thresholds.as_ref().unwrap().per_layer.clone();
+    let g = minilm().model.geometry();
+    let th = Thresholds {
+        values: per_layer.iter().map(|&t| vec![t; g.heads]).collect(),
+    };
+    o.thresholds = ThresholdChoice::Given {
+        thresholds: th.clone(),
+        method: "calibrated above".into(),
+    };
+    o.probe_fit = ProbeFit::PerVariant;
+    let own = evaluate(minilm(), &cache, &o, &NoProgress).unwrap();
+    assert_eq!(
+        own.rows[0].metric.to_bits(),
+        frozen.rows[0].metric.to_bits(),
+        "the dense row does not depend on the probe mode"
+    );
+    let probe = own.probe.as_ref().unwrap();
+    assert_eq!(probe.fit, ProbeFit::PerVariant);
+    assert_eq!(probe.variant_train_accuracy.len(), 1);
+    assert_eq!(probe.variant_train_accuracy[0].0, "sprint");
+
+    // The second pipeline.
+    let corpus = labeled_corpus(Task::Bbc, &cache).unwrap();
+    let chosen = subset(corpus.docs.len(), o.limit, o.seed);
+    let labels: Vec<usize> = chosen.iter().map(|&i| corpus.docs[i].label).collect();
+    let sp = stratified_split(&labels, TEST_FRACTION, o.seed).unwrap();
+    let mut cfg = o.attention.clone();
+    cfg.variant = Variant::Sprint;
+    let attn = backend(cfg, th).unwrap();
+    let embed = |idx: &[usize]| -> Vec<Vec<f32>> {
+        let texts: Vec<&str> = idx
+            .iter()
+            .map(|&i| corpus.docs[chosen[i]].text.as_str())
+            .collect();
+        let mut rows = Vec::new();
+        for chunk in texts.chunks(o.batch_size) {
+            let batch = minilm().encode_batch(chunk, o.seq_len).unwrap();
+            let (e, _) = minilm()
+                .model
+                .embed(&batch, attn.as_ref(), false, true)
+                .unwrap();
+            rows.extend(e.to_vec2::<f32>().unwrap());
+        }
+        rows
+    };
+    let train_labels: Vec<usize> = sp.train.iter().map(|&i| labels[i]).collect();
+    let test_labels: Vec<usize> = sp.test.iter().map(|&i| labels[i]).collect();
+    let clf = LogisticRegression::fit(
+        &embed(&sp.train),
+        &train_labels,
+        corpus.labels.len(),
+        &LogRegOptions::default(),
+    )
+    .unwrap();
+    let expected = accuracy(&clf.predict(&embed(&sp.test)).unwrap(), &test_labels);
+    assert_eq!(
+        own.rows[1].metric.to_bits(),
+        expected.to_bits(),
+        "per-variant SPRINT {} against the hand-built pipeline {expected}",
+        own.rows[1].metric
+    );
 }
 
 #[test]

@@ -1,13 +1,15 @@
 //! The probe tasks (BBC News, SpamAssassin, Austen attribution): a linear probe fitted on
-//! dense encoder embeddings of a stratified train split, then scored on the test split's
-//! embeddings under each variant.
+//! encoder embeddings of a stratified train split, then scored on the test split's
+//! embeddings under each variant. The probe is fitted on the dense embeddings and frozen
+//! ([`ProbeFit::Dense`]), or fitted again for each variant on its own embeddings
+//! ([`ProbeFit::PerVariant`]).
 
 use sprint_assets::{Cache, data};
 use sprint_core::config::Variant;
 
 use super::pass::{PassResult, embed_all};
 use super::variants::make_backend;
-use super::{Ctx, EvalReport, ProbeReport, TEST_FRACTION};
+use super::{Ctx, EvalReport, ProbeFit, ProbeReport, TEST_FRACTION};
 use crate::error::{EvalError, Result};
 use crate::logreg::{LogRegOptions, LogisticRegression};
 use crate::metrics::accuracy;
@@ -36,6 +38,7 @@ impl Ctx<'_> {
         let test_texts: Vec<&str> = sp.test.iter().map(|&i| text(i)).collect();
         let test_labels: Vec<usize> = sp.test.iter().map(|&i| labels[i]).collect();
         let bs = self.opts.batch_size;
+        let classes = corpus.labels.len();
 
         // Probe on dense embeddings of the train split (fitted once per model, task, data
         // and seed in a process: a sweep evaluates many thresholds with the same probe).
@@ -67,7 +70,6 @@ impl Ctx<'_> {
                     false,
                     self.progress,
                 )?;
-                let classes = corpus.labels.len();
                 let clf = LogisticRegression::fit(
                     &train_x,
                     &train_labels,
@@ -108,7 +110,40 @@ impl Ctx<'_> {
             Ok((cal.into_stats(), split))
         })?;
 
+        let mut variant_train_accuracy = Vec::new();
         let (rows, tokens) = self.rows(&th, test_texts.len(), |attn, trace| {
+            let variant = attn.config().variant;
+            let own_probe =
+                if self.opts.probe_fit == ProbeFit::PerVariant && variant != Variant::Dense {
+                    self.progress.stage(
+                        &format!("{} train documents (probe)", variant.name()),
+                        train_texts.len() as u64,
+                    );
+                    let (train_x, _) = embed_all(
+                        self.model,
+                        &train_texts,
+                        self.seq_len,
+                        bs,
+                        attn,
+                        false,
+                        self.progress,
+                    )?;
+                    let own = LogisticRegression::fit(
+                        &train_x,
+                        &train_labels,
+                        classes,
+                        &LogRegOptions::default(),
+                    )?;
+                    let acc = accuracy(&own.predict(&train_x)?, &train_labels);
+                    variant_train_accuracy.push((variant.name().to_string(), acc));
+                    self.progress.stage(
+                        &format!("{} {}", variant.name(), self.opts.task.item_name()),
+                        test_texts.len() as u64,
+                    );
+                    Some(own)
+                } else {
+                    None
+                };
             let (x, totals) = embed_all(
                 self.model,
                 &test_texts,
@@ -118,7 +153,7 @@ impl Ctx<'_> {
                 trace,
                 self.progress,
             )?;
-            let pred = clf.predict(&x)?;
+            let pred = own_probe.as_ref().unwrap_or(&clf).predict(&x)?;
             Ok(PassResult {
                 metric: accuracy(&pred, &test_labels),
                 perplexity: None,
@@ -137,6 +172,8 @@ impl Ctx<'_> {
         let probe = ProbeReport {
             train_documents: sp.train.len(),
             train_accuracy: train_acc,
+            fit: self.opts.probe_fit,
+            variant_train_accuracy,
             classes: corpus.labels.clone(),
         };
         Ok(self.report(

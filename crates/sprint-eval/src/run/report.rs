@@ -28,10 +28,15 @@ pub struct ThresholdReport {
 /// The linear probe of a probe task.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProbeReport {
-    /// Training documents (dense embeddings).
+    /// Training documents.
     pub train_documents: usize,
-    /// Accuracy on the training documents.
+    /// Accuracy of the dense probe on the training documents.
     pub train_accuracy: f64,
+    /// Which embeddings the probe is fitted on.
+    pub fit: super::ProbeFit,
+    /// With [`super::ProbeFit::PerVariant`]: each non-dense variant's probe accuracy on its
+    /// own training embeddings, in variant order (empty otherwise).
+    pub variant_train_accuracy: Vec<(String, f64)>,
     /// Classes.
     pub classes: Vec<String>,
 }
