@@ -8,7 +8,9 @@ use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
 use sprint_eval::Task;
 
 use crate::progress::EvalBar;
-use sprint_eval::run::{EvalOptions, EvalReport, ProbeFit, ThresholdChoice, evaluate};
+use sprint_eval::run::{
+    EvalOptions, EvalReport, ProbeFit, ReferenceRun, ThresholdChoice, evaluate,
+};
 use sprint_eval::tasks::TaskKind;
 
 /// Arguments of `sprint eval`.
@@ -90,9 +92,20 @@ pub struct Args {
     /// Perplexity tasks: write the token ids of the evaluated windows as JSON.
     #[arg(long)]
     dump_windows: Option<PathBuf>,
-    /// Print the report as one JSON document.
+    /// An earlier `sprint eval --json` report on the same model, task, items, length and
+    /// seed (for example the original model, or the dense model with the weights of the
+    /// same fine-tuning recipe without pruning): every row is also compared with its dense
+    /// row, accuracy rows item by item (bootstrap interval, McNemar test). Repeatable:
+    /// `ref 1`, `ref 2`, ... in the order given.
+    #[arg(long, value_name = "REPORT.json")]
+    reference: Vec<PathBuf>,
+    /// Print the report as one JSON document (with each row's per-item results).
     #[arg(long)]
     json: bool,
+    /// Also write the JSON report to this file (written whole at the end, or not at all),
+    /// for use as a later run's `--reference`.
+    #[arg(long, value_name = "FILE")]
+    json_out: Option<PathBuf>,
 }
 
 fn options(a: &Args) -> Result<EvalOptions> {
@@ -111,6 +124,11 @@ fn options(a: &Args) -> Result<EvalOptions> {
     opts.save_thresholds = a.save_thresholds.clone();
     opts.dump_windows = a.dump_windows.clone();
     opts.weights = a.weights.clone();
+    opts.references = a
+        .reference
+        .iter()
+        .map(|p| ReferenceRun::read(p))
+        .collect::<Result<_, _>>()?;
     opts.probe_fit = ProbeFit::parse(&a.probe_fit).with_context(|| {
         format!(
             "--probe-fit `{}`: expected `dense` or `per-variant`",
@@ -207,6 +225,10 @@ pub fn run(a: Args) -> Result<()> {
         Ok(evaluate(&model, &cache, &opts, &EvalBar(bar.clone()))?)
     })?;
     bar.finish_and_clear();
+    if let Some(p) = &a.json_out {
+        let json = serde_json::to_string_pretty(&report)?;
+        crate::io::write_atomic(p, |f| Ok(std::io::Write::write_all(f, json.as_bytes())?))?;
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -232,6 +254,9 @@ fn check_paths(a: &Args, threshold_file: Option<&std::path::Path>) -> Result<()>
     if let Some(p) = &a.weights {
         inputs.push(("--weights", p));
     }
+    for p in &a.reference {
+        inputs.push(("--reference", p));
+    }
     if let Some(p) = threshold_file {
         inputs.push(("threshold.file", p));
     }
@@ -255,6 +280,9 @@ fn check_paths(a: &Args, threshold_file: Option<&std::path::Path>) -> Result<()>
     }
     if let Some(p) = &a.dump_windows {
         outputs.push(("--dump-windows", p));
+    }
+    if let Some(p) = &a.json_out {
+        outputs.push(("--json-out", p));
     }
     sprint_core::outfile::check_outputs(&inputs, &outputs)?;
     Ok(())

@@ -5,7 +5,8 @@
 //! - [`tasks`]: BBC News / SpamAssassin / Austen attribution (MiniLM embeddings + a linear
 //!   probe trained on dense embeddings, then frozen), SmolLM2 perplexity on Austen, Moby
 //!   Dick and SOTU windows, SmolLM2 zero-shot sentiment on Pang & Lee.
-//! - [`metrics`]: accuracy and perplexity; [`logreg`]: the deterministic linear probe.
+//! - [`metrics`]: accuracy and perplexity; [`logreg`]: the deterministic linear probe;
+//!   [`paired`]: paired differences of two accuracy runs with their bootstrap interval.
 //! - [`calibrate`]: thresholds from score quantiles on a calibration split, written to and
 //!   read from thresholds files with their provenance.
 //! - [`learn`]: learned thresholds; [`finetune`]: fine-tuning norms and biases beside them.
@@ -18,6 +19,7 @@ pub mod finetune;
 pub mod learn;
 pub mod logreg;
 pub mod metrics;
+pub mod paired;
 pub mod report_text;
 pub mod run;
 pub mod sweep;

@@ -6,30 +6,40 @@ use sprint_report::{Cell, Column, Table};
 use std::fmt::Write;
 
 use crate::learn::LearnReport;
+use crate::paired::PairedDelta;
 use crate::run::{EvalReport, ProbeFit};
 
-/// The variants of `r` as a table: metric, delta against dense, kept and softmax shares,
-/// throughput.
+/// The variants of `r` as a table: metric, delta against dense (and against the
+/// reference run's dense row, when there is one), kept and softmax shares, throughput.
+/// Accuracy deltas are in points; perplexity deltas in perplexity against dense and in
+/// percent against the reference.
 pub fn variants_table(r: &EvalReport) -> Table {
     let ppl = r.metric == "perplexity";
     let per = format!("{}/s", r.item_name);
-    let mut t = Table::new(
-        "eval",
-        &format!("{} on {}", r.model, r.task),
-        vec![
-            Column::text("variant"),
-            if ppl {
-                Column::text("perplexity")
-            } else {
-                Column::unit("accuracy", "%")
-            },
-            Column::text("delta vs dense"),
-            Column::unit("kept keys", "%"),
-            Column::unit("softmax keys", "%"),
-            Column::text(&per),
-            Column::text("tokens/s"),
-        ],
-    );
+    let mut columns = vec![
+        Column::text("variant"),
+        if ppl {
+            Column::text("perplexity")
+        } else {
+            Column::unit("accuracy", "%")
+        },
+        Column::text("delta vs dense"),
+    ];
+    for i in 1..=r.references.len() {
+        let name = format!("vs ref {i}");
+        columns.push(if ppl {
+            Column::unit(&name, "%")
+        } else {
+            Column::text(&name)
+        });
+    }
+    columns.extend([
+        Column::unit("kept keys", "%"),
+        Column::unit("softmax keys", "%"),
+        Column::text(&per),
+        Column::text("tokens/s"),
+    ]);
+    let mut t = Table::new("eval", &format!("{} on {}", r.model, r.task), columns);
     for row in &r.rows {
         let (m, d) = if ppl {
             (Cell::num(row.metric, 4), Cell::opt(row.delta, 4))
@@ -39,17 +49,38 @@ pub fn variants_table(r: &EvalReport) -> Table {
                 Cell::opt(row.delta.map(|d| 100.0 * d), 2),
             )
         };
-        t.push(vec![
-            Cell::text(&row.variant),
-            m,
-            d,
+        let mut cells = vec![Cell::text(&row.variant), m, d];
+        for reference in &r.references {
+            cells.push(if ppl {
+                Cell::num(100.0 * (row.metric / reference.dense_metric - 1.0), 2)
+            } else {
+                Cell::num(100.0 * (row.metric - reference.dense_metric), 2)
+            });
+        }
+        cells.extend([
             Cell::num(100.0 * row.kept_fraction, 2),
             Cell::num(100.0 * row.softmax_fraction, 2),
             Cell::num(row.items_per_second, 2),
             Cell::num(row.tokens_per_second, 0),
         ]);
+        t.push(cells);
     }
     t
+}
+
+/// One line of a paired comparison: the delta in points, its 95 % bootstrap interval, the
+/// discordant items and the exact McNemar p-value.
+fn paired_line(variant: &str, against: &str, d: &PairedDelta, item_name: &str) -> String {
+    format!(
+        "{variant} vs {against}: {:+.2} points, 95 % CI [{:+.2}, {:+.2}] (paired bootstrap over {} {item_name}); {} gained, {} lost, McNemar exact p = {:.3}\n",
+        100.0 * d.delta,
+        100.0 * d.ci95.0,
+        100.0 * d.ci95.1,
+        d.items,
+        d.gained,
+        d.lost,
+        d.mcnemar_p
+    )
 }
 
 /// The whole terminal report of `r`.
@@ -89,10 +120,44 @@ pub fn eval_text(r: &EvalReport) -> String {
             shown.join(", ")
         ));
     }
+    for (i, reference) in r.references.iter().enumerate() {
+        out.push_str(&format!(
+            "ref {}: the dense row of {}{} ({} {:.4})\n",
+            i + 1,
+            reference.file.display(),
+            reference
+                .weights
+                .as_ref()
+                .map_or(String::new(), |w| format!(", weights {}", w.display())),
+            r.metric,
+            if r.metric == "perplexity" {
+                reference.dense_metric
+            } else {
+                100.0 * reference.dense_metric
+            }
+        ));
+    }
     let t = variants_table(r);
     let term = t.terminal();
     // The title repeats the first line: print the table only.
     out.push_str(term.split_once('\n').map_or(term.as_str(), |x| x.1));
+    for row in r.rows.iter().filter(|row| row.variant != "dense") {
+        if let Some(d) = &row.vs_dense {
+            out.push_str(&paired_line(&row.variant, "dense", d, &r.item_name));
+        }
+    }
+    for (i, _) in r.references.iter().enumerate() {
+        for row in &r.rows {
+            if let Some(d) = row.vs_references.get(i) {
+                out.push_str(&paired_line(
+                    &row.variant,
+                    &format!("ref {}", i + 1),
+                    d,
+                    &r.item_name,
+                ));
+            }
+        }
+    }
     for row in &r.rows {
         if let (Some(fp), Some(fk)) = (row.false_prune_rate, row.false_keep_rate) {
             out.push_str(&format!(

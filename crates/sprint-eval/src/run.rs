@@ -11,13 +11,15 @@
 //! - `thresholds`: the given thresholds, or a calibration on the task's data;
 //! - `pass`: the batched forwards of a pass and what they record;
 //! - `variants`: one pass per variant, its row, and the traces ([`trace_path`]);
-//! - `probe`, `perplexity`, `zero_shot`: the three kinds of task.
+//! - `probe`, `perplexity`, `zero_shot`: the three kinds of task;
+//! - `reference`: an earlier run's dense row the rows are compared with ([`ReferenceRun`]).
 
 mod options;
 mod pass;
 mod perplexity;
 mod probe;
 mod progress;
+mod reference;
 mod report;
 mod thresholds;
 mod variants;
@@ -33,7 +35,8 @@ pub use options::{
 };
 pub use perplexity::WINDOWING;
 pub use progress::{NoProgress, Progress};
-pub use report::{EvalReport, ProbeReport, ThresholdReport, VariantResult};
+pub use reference::ReferenceRun;
+pub use report::{EvalReport, ProbeReport, ReferenceSummary, ThresholdReport, VariantResult};
 pub use variants::trace_path;
 
 use crate::error::{EvalError, Result};
@@ -110,6 +113,9 @@ pub fn evaluate(
             "--seq-len must be at least 2, got {seq_len}"
         )));
     }
+    for r in &opts.references {
+        r.check_before(&model.name, opts.task.name(), opts.seed, seq_len)?;
+    }
     let limit = match opts.limit {
         Some(0) => None,
         Some(n) => Some(n),
@@ -131,11 +137,15 @@ pub fn evaluate(
         given,
         progress,
     };
-    match opts.task.kind() {
+    let mut report = match opts.task.kind() {
         TaskKind::Probe => ctx.probe(cache),
         TaskKind::Perplexity => ctx.perplexity(cache),
         TaskKind::ZeroShot => ctx.zero_shot(cache),
+    }?;
+    for r in &opts.references {
+        r.attach(&mut report)?;
     }
+    Ok(report)
 }
 
 struct Ctx<'a> {

@@ -9,7 +9,7 @@ use sprint_core::config::{Thresholds, Variant};
 use sprint_eval::logreg::{LogRegOptions, LogisticRegression};
 use sprint_eval::metrics::accuracy;
 use sprint_eval::run::{
-    EvalOptions, EvalReport, ProbeFit, TEST_FRACTION, ThresholdChoice, evaluate,
+    EvalOptions, EvalReport, ProbeFit, ReferenceRun, TEST_FRACTION, ThresholdChoice, evaluate,
 };
 use sprint_eval::tasks::{labeled_corpus, subset};
 use sprint_eval::{NoProgress, Task};
@@ -160,12 +160,90 @@ fn bbc_per_variant_probe_matches_a_hand_built_pipeline() {
         &LogRegOptions::default(),
     )
     .unwrap();
-    let expected = accuracy(&clf.predict(&embed(&sp.test)).unwrap(), &test_labels);
+    let predicted = clf.predict(&embed(&sp.test)).unwrap();
+    let expected = accuracy(&predicted, &test_labels);
     assert_eq!(
         own.rows[1].metric.to_bits(),
         expected.to_bits(),
         "per-variant SPRINT {} against the hand-built pipeline {expected}",
         own.rows[1].metric
+    );
+    let correct: Vec<bool> = predicted
+        .iter()
+        .zip(&test_labels)
+        .map(|(p, l)| p == l)
+        .collect();
+    assert_eq!(own.rows[1].item_correct.as_ref(), Some(&correct));
+}
+
+/// A reference report (`sprint eval --json` of an earlier run) pairs every row with its
+/// dense row item by item; the counts agree with the two runs' per-item results, and a
+/// reference of other data or a malformed file is refused naming the file and the field.
+#[test]
+fn bbc_reference_report_pairs_items() {
+    if !present(&[Asset::MiniLm, Asset::Bbc]) {
+        return;
+    }
+    let cache = Cache::from_env();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = bbc_options(3);
+    o.limit = Some(120);
+    o.variants = vec![Variant::Dense];
+    let reference = evaluate(minilm(), &cache, &o, &NoProgress).unwrap();
+    let file = dir.path().join("reference.json");
+    std::fs::write(&file, serde_json::to_string(&reference).unwrap()).unwrap();
+
+    o.variants = vec![Variant::Dense, Variant::RuntimePruning];
+    o.thresholds = ThresholdChoice::Calibrate {
+        keep: 0.05,
+        per_head: false,
+        items: Some(4),
+    };
+    o.references = vec![ReferenceRun::read(&file).unwrap()];
+    let run = evaluate(minilm(), &cache, &o, &NoProgress).unwrap();
+    let base = reference.rows[0].item_correct.clone().unwrap();
+    assert_eq!(base.len(), run.items);
+    for row in &run.rows {
+        let c = row.item_correct.as_ref().unwrap();
+        let right = c.iter().filter(|&&x| x).count();
+        assert_eq!(right as f64 / c.len() as f64, row.metric, "{}", row.variant);
+        let d = &row.vs_references[0];
+        let gained = base.iter().zip(c).filter(|&(&b, &x)| x && !b).count();
+        let lost = base.iter().zip(c).filter(|&(&b, &x)| b && !x).count();
+        assert_eq!((d.items, d.gained, d.lost), (c.len(), gained, lost));
+        assert!((d.delta - (row.metric - reference.rows[0].metric)).abs() < 1e-12);
+        assert!(d.ci95.0 <= d.delta && d.delta <= d.ci95.1);
+    }
+    // The same dense model on the same items: nothing to tell apart.
+    let same = &run.rows[0].vs_references[0];
+    assert_eq!((same.gained, same.lost, same.ci95), (0, 0, (0.0, 0.0)));
+    assert_eq!(
+        run.rows[1].vs_dense.as_ref(),
+        run.rows[1].vs_references.first()
+    );
+    assert_eq!(run.references.len(), 1);
+
+    // Other data: refused before anything runs, naming the file and the field.
+    o.seed = 4;
+    let e = evaluate(minilm(), &cache, &o, &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("reference.json") && e.contains("field `seed`"),
+        "{e}"
+    );
+    // Malformed files.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"model\": \"minilm\"}").unwrap();
+    let e = ReferenceRun::read(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad.json") && e.contains("missing field"), "{e}");
+    let mut no_dense = serde_json::to_value(&reference).unwrap();
+    no_dense["rows"][0]["variant"] = "sprint".into();
+    std::fs::write(&bad, no_dense.to_string()).unwrap();
+    let e = ReferenceRun::read(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("bad.json") && e.contains("no `dense` row"),
+        "{e}"
     );
 }
 

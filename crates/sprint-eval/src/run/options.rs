@@ -107,6 +107,9 @@ pub struct EvalOptions {
     pub weights: Option<PathBuf>,
     /// Probe tasks: which embeddings the probe is fitted on.
     pub probe_fit: ProbeFit,
+    /// Earlier runs on the same items whose dense rows every row is also compared with, in
+    /// order (for a fine-tuned model: the original model, the same recipe without pruning).
+    pub references: Vec<super::ReferenceRun>,
 }
 
 impl EvalOptions {
@@ -130,6 +133,7 @@ impl EvalOptions {
             dump_windows: None,
             weights: None,
             probe_fit: ProbeFit::Dense,
+            references: Vec::new(),
         }
     }
 }

@@ -18,6 +18,8 @@ pub(super) struct PassResult {
     pub(super) metric: f64,
     /// Scored tokens and summed NLL (perplexity tasks).
     pub(super) perplexity: Option<Perplexity>,
+    /// Accuracy tasks: whether each evaluated item was classified right, in item order.
+    pub(super) item_correct: Option<Vec<bool>>,
     /// What the pass's forwards recorded.
     pub(super) totals: PassTotals,
 }

@@ -89,6 +89,7 @@ impl Ctx<'_> {
             Ok(PassResult {
                 metric: ppl.perplexity(),
                 perplexity: Some(ppl),
+                item_correct: None,
                 totals,
             })
         })?;

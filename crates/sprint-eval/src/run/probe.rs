@@ -157,6 +157,7 @@ impl Ctx<'_> {
             Ok(PassResult {
                 metric: accuracy(&pred, &test_labels),
                 perplexity: None,
+                item_correct: Some(pred.iter().zip(&test_labels).map(|(p, l)| p == l).collect()),
                 totals,
             })
         })?;

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::metrics::Perplexity;
+use crate::paired::PairedDelta;
 use crate::tasks::TaskKind;
 
 /// The thresholds used and where they came from.
@@ -79,6 +80,14 @@ pub struct VariantResult {
     pub perplexity: Option<Perplexity>,
     /// Where the trace was written.
     pub trace: Option<PathBuf>,
+    /// Accuracy tasks: whether each evaluated item was classified right, in the split's
+    /// item order (the same order in every run with the same data, length and seed).
+    pub item_correct: Option<Vec<bool>>,
+    /// Accuracy tasks, when dense ran: this row against the dense row, item by item.
+    pub vs_dense: Option<PairedDelta>,
+    /// Accuracy tasks with reference reports (`EvalOptions::references`): this row against
+    /// each reference run's dense row, item by item, in the references' order.
+    pub vs_references: Vec<PairedDelta>,
 }
 
 /// The result of one evaluation.
@@ -106,12 +115,28 @@ pub struct EvalReport {
     pub seed: u64,
     /// Which data were evaluated.
     pub split: String,
+    /// The fine-tuned weights file overlaid on the model, if any (`EvalOptions::weights`).
+    pub weights: Option<PathBuf>,
     /// Thresholds of the non-dense variants (absent when only dense ran).
     pub thresholds: Option<ThresholdReport>,
     /// The probe (probe tasks).
     pub probe: Option<ProbeReport>,
     /// One row per variant, in the requested order.
     pub rows: Vec<VariantResult>,
+    /// The reference runs the rows' `vs_references` compare with
+    /// (`EvalOptions::references`), in order.
+    pub references: Vec<ReferenceSummary>,
+}
+
+/// Which run a report's `vs_reference` columns compare with.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReferenceSummary {
+    /// The reference report's file.
+    pub file: PathBuf,
+    /// Its dense row's accuracy (fraction).
+    pub dense_metric: f64,
+    /// Its fine-tuned weights file, when it names one.
+    pub weights: Option<PathBuf>,
 }
 
 impl Ctx<'_> {
@@ -137,9 +162,11 @@ impl Ctx<'_> {
             seq_len: self.seq_len,
             seed: self.opts.seed,
             split,
+            weights: self.opts.weights.clone(),
             thresholds,
             probe,
             rows,
+            references: Vec::new(),
         }
     }
 }

@@ -126,14 +126,20 @@ impl Ctx<'_> {
                 tokens_per_second: tokens as f64 / seconds.max(1e-9),
                 perplexity: r.perplexity,
                 trace,
+                item_correct: r.item_correct,
+                vs_dense: None,
+                vs_references: Vec::new(),
             });
         }
         for (tmp, p) in staged {
             tmp.persist(&p)?;
         }
-        if let Some(d) = rows.iter().find(|r| r.variant == "dense").map(|r| r.metric) {
+        if let Some(dense) = rows.iter().find(|r| r.variant == "dense").cloned() {
             for r in &mut rows {
-                r.delta = Some(r.metric - d);
+                r.delta = Some(r.metric - dense.metric);
+                if let (Some(d), Some(c)) = (&dense.item_correct, &r.item_correct) {
+                    r.vs_dense = Some(crate::paired::paired_accuracy_delta(d, c)?);
+                }
             }
         }
         Ok((rows, tokens))

@@ -89,6 +89,7 @@ impl Ctx<'_> {
             Ok(PassResult {
                 metric: accuracy(&pred, &eval_labels),
                 perplexity: None,
+                item_correct: Some(pred.iter().zip(&eval_labels).map(|(p, l)| p == l).collect()),
                 totals,
             })
         })?;

@@ -1,0 +1,170 @@
+//! A reference run: an earlier `sprint eval --json` report on the same data whose dense
+//! row every row of this run is compared with, item by item. Its use is the issue of
+//! fine-tuned models: the honest dense reference of a recipe fine-tuned with pruning is
+//! the same recipe without pruning, a different weights file, so a different run.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::EvalReport;
+use super::report::ReferenceSummary;
+use crate::error::{EvalError, Result};
+use crate::paired::paired_accuracy_delta;
+
+/// The dense row of an earlier evaluation and what identifies its data.
+#[derive(Clone, Debug)]
+pub struct ReferenceRun {
+    /// The report file it was read from.
+    pub file: PathBuf,
+    model: String,
+    task: String,
+    seed: u64,
+    items: usize,
+    seq_len: usize,
+    split: String,
+    weights: Option<PathBuf>,
+    dense_metric: f64,
+    dense_correct: Option<Vec<bool>>,
+}
+
+/// The fields of an [`EvalReport`] a reference needs (serde ignores the rest).
+#[derive(Deserialize)]
+struct ReportFile {
+    model: String,
+    task: String,
+    seed: u64,
+    items: usize,
+    seq_len: usize,
+    split: String,
+    #[serde(default)]
+    weights: Option<PathBuf>,
+    rows: Vec<RowFile>,
+}
+
+#[derive(Deserialize)]
+struct RowFile {
+    variant: String,
+    metric: f64,
+    #[serde(default)]
+    item_correct: Option<Vec<bool>>,
+}
+
+impl ReferenceRun {
+    /// Reads the report `path` (`sprint eval --json` output) and keeps its dense row.
+    /// Errors name the file and the field: not JSON, a missing field, no dense row, or
+    /// (accuracy tasks) a dense row without per-item results or of the wrong length.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |what: String| {
+            EvalError::Input(format!(
+                "{}: not a usable `sprint eval --json` report: {what}",
+                path.display()
+            ))
+        };
+        let r: ReportFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let dense = r
+            .rows
+            .iter()
+            .find(|row| row.variant == "dense")
+            .ok_or_else(|| bad("field `rows` has no `dense` row".into()))?;
+        if !dense.metric.is_finite() {
+            return Err(bad(format!(
+                "the dense row's field `metric` is {}",
+                dense.metric
+            )));
+        }
+        if let Some(c) = &dense.item_correct
+            && c.len() != r.items
+        {
+            return Err(bad(format!(
+                "the dense row's field `item_correct` has {} entries for {} items",
+                c.len(),
+                r.items
+            )));
+        }
+        Ok(Self {
+            file: path.to_path_buf(),
+            model: r.model,
+            task: r.task,
+            seed: r.seed,
+            items: r.items,
+            seq_len: r.seq_len,
+            split: r.split,
+            weights: r.weights,
+            dense_metric: dense.metric,
+            dense_correct: dense.item_correct.clone(),
+        })
+    }
+
+    fn differs(&self, field: &str, theirs: &str, ours: &str) -> EvalError {
+        EvalError::Input(format!(
+            "{}: field `{field}` is `{theirs}`, this run's is `{ours}`: a reference must \
+             evaluate the same items of the same model and task",
+            self.file.display()
+        ))
+    }
+
+    /// Checks, before anything runs, that this run can evaluate the reference's data: the
+    /// same model, task, seed and sequence length.
+    pub(super) fn check_before(
+        &self,
+        model: &str,
+        task: &str,
+        seed: u64,
+        seq_len: usize,
+    ) -> Result<()> {
+        if self.model != model {
+            return Err(self.differs("model", &self.model, model));
+        }
+        if self.task != task {
+            return Err(self.differs("task", &self.task, task));
+        }
+        if self.seed != seed {
+            return Err(self.differs("seed", &self.seed.to_string(), &seed.to_string()));
+        }
+        if self.seq_len != seq_len {
+            return Err(self.differs("seq_len", &self.seq_len.to_string(), &seq_len.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Checks that `report` evaluated the reference's data (model, task, seed, length,
+    /// items, split) and appends to its rows' `vs_references` and its `references`.
+    pub(super) fn attach(&self, report: &mut EvalReport) -> Result<()> {
+        let differs =
+            |field: &str, theirs: String, ours: String| self.differs(field, &theirs, &ours);
+        self.check_before(&report.model, &report.task, report.seed, report.seq_len)?;
+        if self.items != report.items {
+            return Err(differs(
+                "items",
+                self.items.to_string(),
+                report.items.to_string(),
+            ));
+        }
+        if self.split != report.split {
+            return Err(differs("split", self.split.clone(), report.split.clone()));
+        }
+        for row in &mut report.rows {
+            if let Some(c) = &row.item_correct {
+                let Some(d) = &self.dense_correct else {
+                    return Err(EvalError::Input(format!(
+                        "{}: the dense row has no field `item_correct` (a report of an older \
+                         sprint?): run `sprint eval --json` for the reference again",
+                        self.file.display()
+                    )));
+                };
+                row.vs_references.push(paired_accuracy_delta(d, c)?);
+            }
+        }
+        report.references.push(ReferenceSummary {
+            file: self.file.clone(),
+            dense_metric: self.dense_metric,
+            weights: self.weights.clone(),
+        });
+        Ok(())
+    }
+}
