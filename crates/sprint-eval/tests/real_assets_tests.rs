@@ -245,6 +245,14 @@ fn bbc_reference_report_pairs_items() {
         e.contains("bad.json") && e.contains("no `dense` row"),
         "{e}"
     );
+    let mut old = serde_json::to_value(&reference).unwrap();
+    old["rows"][0]["item_correct"] = serde_json::Value::Null;
+    std::fs::write(&bad, old.to_string()).unwrap();
+    let e = ReferenceRun::read(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("bad.json") && e.contains("`item_correct`"),
+        "{e}"
+    );
 }
 
 #[test]

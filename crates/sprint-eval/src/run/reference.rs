@@ -11,6 +11,7 @@ use super::EvalReport;
 use super::report::ReferenceSummary;
 use crate::error::{EvalError, Result};
 use crate::paired::paired_accuracy_delta;
+use crate::tasks::{Task, TaskKind};
 
 /// The dense row of an earlier evaluation and what identifies its data.
 #[derive(Clone, Debug)]
@@ -76,6 +77,17 @@ impl ReferenceRun {
                 "the dense row's field `metric` is {}",
                 dense.metric
             )));
+        }
+        let accuracy_task = Task::parse(&r.task)
+            .map_err(|_| bad(format!("field `task` is `{}`, not a known task", r.task)))?
+            .kind()
+            != TaskKind::Perplexity;
+        if accuracy_task && dense.item_correct.is_none() {
+            return Err(bad(
+                "the dense row has no field `item_correct` (a report of an older sprint?): \
+                 run `sprint eval --json-out` for the reference again"
+                    .into(),
+            ));
         }
         if let Some(c) = &dense.item_correct
             && c.len() != r.items
@@ -149,14 +161,7 @@ impl ReferenceRun {
             return Err(differs("split", self.split.clone(), report.split.clone()));
         }
         for row in &mut report.rows {
-            if let Some(c) = &row.item_correct {
-                let Some(d) = &self.dense_correct else {
-                    return Err(EvalError::Input(format!(
-                        "{}: the dense row has no field `item_correct` (a report of an older \
-                         sprint?): run `sprint eval --json` for the reference again",
-                        self.file.display()
-                    )));
-                };
+            if let (Some(d), Some(c)) = (&self.dense_correct, &row.item_correct) {
                 row.vs_references.push(paired_accuracy_delta(d, c)?);
             }
         }
