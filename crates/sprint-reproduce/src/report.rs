@@ -318,6 +318,8 @@ fn accuracy_section(r: &Results) -> Result<Section> {
                         "perplexity"
                     },
                 ),
+                Column::unit("delta 95 % low", "points"),
+                Column::unit("delta 95 % high", "points"),
                 Column::unit("kept", "%"),
                 Column::unit("softmax", "%"),
                 Column::unit("newly fetched per query", "% of visible"),
@@ -325,6 +327,7 @@ fn accuracy_section(r: &Results) -> Result<Section> {
             ],
         );
         for v in &a.rows {
+            let ci = v.delta_ci95.filter(|_| v.variant != "dense");
             t.push(vec![
                 Cell::text(&v.variant),
                 metric_cell(&a.metric, v.metric),
@@ -333,6 +336,8 @@ fn accuracy_section(r: &Results) -> Result<Section> {
                         .map(|d| if a.metric == "accuracy" { 100.0 * d } else { d }),
                     if a.metric == "accuracy" { 2 } else { 3 },
                 ),
+                Cell::opt(ci.map(|(lo, _)| 100.0 * lo), 2),
+                Cell::opt(ci.map(|(_, hi)| 100.0 * hi), 2),
                 pct(v.kept_fraction),
                 pct(v.softmax_fraction),
                 pct(v.new_fetch_share),
@@ -340,6 +345,9 @@ fn accuracy_section(r: &Results) -> Result<Section> {
             ]);
         }
         t.note(format!("Data: {}", a.split));
+        if a.metric == "accuracy" {
+            t.note("Interval: 2.5 % and 97.5 % percentiles of the delta over 10 000 paired bootstrap resamples of the evaluated items (docs/evaluation.md).".to_string());
+        }
         s.table(t);
     }
     let pa = paper_accuracy()?;

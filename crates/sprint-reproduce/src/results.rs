@@ -12,6 +12,10 @@ pub struct VariantRow {
     pub metric: f64,
     /// `metric - dense`.
     pub delta: Option<f64>,
+    /// Accuracy tasks: 95 % paired-bootstrap interval of `delta` over the evaluated items
+    /// (fractions; `sprint_eval::paired`).
+    #[serde(default)]
+    pub delta_ci95: Option<(f64, f64)>,
     /// Fraction of visible (query, key) pairs whose key was moved on chip.
     pub kept_fraction: f64,
     /// Fraction of visible pairs in the softmax.

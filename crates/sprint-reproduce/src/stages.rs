@@ -148,6 +148,7 @@ fn rows(r: &EvalReport) -> Vec<VariantRow> {
             variant: v.variant.clone(),
             metric: v.metric,
             delta: v.delta,
+            delta_ci95: v.vs_dense.as_ref().map(|d| d.ci95),
             kept_fraction: v.kept_fraction,
             softmax_fraction: v.softmax_fraction,
             new_fetch_share: v.new_fetch_share,

@@ -16,6 +16,7 @@ fn row(variant: &str, metric: f64, dense: f64) -> VariantRow {
         variant: variant.into(),
         metric,
         delta: Some(metric - dense),
+        delta_ci95: Some((metric - dense - 0.01, metric - dense + 0.01)),
         kept_fraction: 0.3,
         softmax_fraction: 0.22,
         new_fetch_share: 0.02,
