@@ -147,7 +147,7 @@ mod tests {
         let n = 444;
         // 2 gained, 5 lost, the rest agree.
         let r: Vec<bool> = (0..n).map(|i| i >= 2).collect();
-        let c: Vec<bool> = (0..n).map(|i| i < 2 || i >= 7).collect();
+        let c: Vec<bool> = (0..n).map(|i| !(2..7).contains(&i)).collect();
         let d = paired_accuracy_delta(&r, &c).unwrap();
         assert_eq!((d.gained, d.lost), (2, 5));
         let mean = -3.0 / n as f64;
