@@ -50,6 +50,14 @@ pub enum EvalError {
 /// Result with [`EvalError`].
 pub type Result<T> = std::result::Result<T, EvalError>;
 
+/// Reads the text file `path`; the error names it.
+pub(crate) fn read_text(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| EvalError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Adds the operation name to candle errors.
 pub(crate) trait CandleOp<T> {
     fn op(self, op: &'static str) -> Result<T>;

@@ -286,10 +286,7 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Reads a checkpoint; errors name the file and the field.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::error::read_text(path)?;
         let bad = |what: String| {
             EvalError::Input(format!(
                 "{}: not a thresholds checkpoint: {what}",

@@ -56,10 +56,7 @@ impl ReferenceRun {
     /// Errors name the file and the field: not JSON, a missing field, no dense row, or
     /// (accuracy tasks) a dense row without per-item results or of the wrong length.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::error::read_text(path)?;
         let bad = |what: String| {
             EvalError::Input(format!(
                 "{}: not a usable `sprint eval --json` report: {what}",
