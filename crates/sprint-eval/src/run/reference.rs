@@ -118,7 +118,7 @@ impl ReferenceRun {
     }
 
     /// Checks, before anything runs, that this run can evaluate the reference's data: the
-    /// same model, task, seed and sequence length.
+    /// same base model (any weights), task, seed and sequence length.
     pub(super) fn check_before(
         &self,
         model: &str,
@@ -126,7 +126,8 @@ impl ReferenceRun {
         seed: u64,
         seq_len: usize,
     ) -> Result<()> {
-        if self.model != model {
+        // A fine-tuned reference (or run) is the same base model with other weights.
+        if base_model(&self.model) != base_model(model) {
             return Err(self.differs("model", &self.model, model));
         }
         if self.task != task {
@@ -168,5 +169,23 @@ impl ReferenceRun {
             weights: self.weights.clone(),
         });
         Ok(())
+    }
+}
+
+/// The base model of a report's model name: `NAME` of `NAME+weights:PATH`
+/// ([`sprint_models::LoadedModel::with_weights`]).
+fn base_model(name: &str) -> &str {
+    name.split_once("+weights:").map_or(name, |(base, _)| base)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base_model_drops_the_weights_file() {
+        assert_eq!(
+            super::base_model("minilm+weights:a/b.safetensors"),
+            "minilm"
+        );
+        assert_eq!(super::base_model("minilm"), "minilm");
     }
 }
