@@ -60,6 +60,9 @@ pub struct SweepRow {
     pub metric: f64,
     /// `metric - dense`.
     pub delta: f64,
+    /// Accuracy tasks: 95 % paired-bootstrap interval of `delta` over the evaluated items
+    /// ([`crate::paired`]).
+    pub delta_ci95: Option<(f64, f64)>,
     /// Fraction of visible pairs kept in memory (moved on chip).
     pub kept_fraction: f64,
     /// Fraction of visible pairs in the softmax.
@@ -166,12 +169,17 @@ pub fn sweep(
             e.dump_windows = None;
             let r = evaluate(model, cache, &e, progress)?;
             for row in r.rows {
+                let delta_ci95 = match (&dense.rows[0].item_correct, &row.item_correct) {
+                    (Some(d), Some(c)) => Some(crate::paired::paired_accuracy_delta(d, c)?.ci95),
+                    _ => None,
+                };
                 rows.push(SweepRow {
                     method: label.clone(),
                     target,
                     variant: row.variant,
                     metric: row.metric,
                     delta: row.metric - dense_metric,
+                    delta_ci95,
                     kept_fraction: row.kept_fraction,
                     softmax_fraction: row.softmax_fraction,
                 });
@@ -209,6 +217,8 @@ impl SweepReport {
                 Column::text("value"),
                 Column::text("dense"),
                 Column::text("delta"),
+                Column::text("delta_ci95_low"),
+                Column::text("delta_ci95_high"),
                 Column::unit("kept_fraction", "fraction"),
                 Column::unit("softmax_fraction", "fraction"),
             ],
@@ -224,6 +234,8 @@ impl SweepReport {
                 Cell::num(r.metric, 4),
                 Cell::num(self.dense, 4),
                 Cell::num(r.delta, 4),
+                Cell::opt(r.delta_ci95.map(|c| c.0), 4),
+                Cell::opt(r.delta_ci95.map(|c| c.1), 4),
                 Cell::num(r.kept_fraction, 4),
                 Cell::num(r.softmax_fraction, 4),
             ]);
