@@ -1,7 +1,7 @@
 //! A reference run: an earlier `sprint eval --json` report on the same data whose dense
-//! row every row of this run is compared with, item by item. Its use is the issue of
-//! fine-tuned models: the honest dense reference of a recipe fine-tuned with pruning is
-//! the same recipe without pruning, a different weights file, so a different run.
+//! row every row of this run is compared with, item by item. Made for fine-tuned models:
+//! the honest dense reference of a recipe fine-tuned with pruning is the same recipe
+//! without pruning, a different weights file, so a different run.
 
 use std::path::{Path, PathBuf};
 
