@@ -18,20 +18,14 @@ use crate::tasks::{Task, TaskKind};
 pub struct ReferenceRun {
     /// The report file it was read from.
     pub file: PathBuf,
-    model: String,
-    task: String,
-    seed: u64,
-    items: usize,
-    seq_len: usize,
-    split: String,
-    weights: Option<PathBuf>,
+    id: RunIdentity,
     dense_metric: f64,
     dense_correct: Option<Vec<bool>>,
 }
 
-/// The fields of an [`EvalReport`] a reference needs (serde ignores the rest).
-#[derive(Deserialize)]
-struct ReportFile {
+/// What identifies the data of an [`EvalReport`] (its fields of the same names).
+#[derive(Clone, Debug, Deserialize)]
+struct RunIdentity {
     model: String,
     task: String,
     seed: u64,
@@ -40,6 +34,13 @@ struct ReportFile {
     split: String,
     #[serde(default)]
     weights: Option<PathBuf>,
+}
+
+/// The fields of an [`EvalReport`] a reference needs (serde ignores the rest).
+#[derive(Deserialize)]
+struct ReportFile {
+    #[serde(flatten)]
+    id: RunIdentity,
     rows: Vec<RowFile>,
 }
 
@@ -75,8 +76,8 @@ impl ReferenceRun {
                 dense.metric
             )));
         }
-        let accuracy_task = Task::parse(&r.task)
-            .map_err(|_| bad(format!("field `task` is `{}`, not a known task", r.task)))?
+        let accuracy_task = Task::parse(&r.id.task)
+            .map_err(|_| bad(format!("field `task` is `{}`, not a known task", r.id.task)))?
             .kind()
             != TaskKind::Perplexity;
         if accuracy_task && dense.item_correct.is_none() {
@@ -87,25 +88,19 @@ impl ReferenceRun {
             ));
         }
         if let Some(c) = &dense.item_correct
-            && c.len() != r.items
+            && c.len() != r.id.items
         {
             return Err(bad(format!(
                 "the dense row's field `item_correct` has {} entries for {} items",
                 c.len(),
-                r.items
+                r.id.items
             )));
         }
         Ok(Self {
             file: path.to_path_buf(),
-            model: r.model,
-            task: r.task,
-            seed: r.seed,
-            items: r.items,
-            seq_len: r.seq_len,
-            split: r.split,
-            weights: r.weights,
             dense_metric: dense.metric,
             dense_correct: dense.item_correct.clone(),
+            id: r.id,
         })
     }
 
@@ -127,17 +122,21 @@ impl ReferenceRun {
         seq_len: usize,
     ) -> Result<()> {
         // A fine-tuned reference (or run) is the same base model with other weights.
-        if base_model(&self.model) != base_model(model) {
-            return Err(self.differs("model", &self.model, model));
+        if base_model(&self.id.model) != base_model(model) {
+            return Err(self.differs("model", &self.id.model, model));
         }
-        if self.task != task {
-            return Err(self.differs("task", &self.task, task));
+        if self.id.task != task {
+            return Err(self.differs("task", &self.id.task, task));
         }
-        if self.seed != seed {
-            return Err(self.differs("seed", &self.seed.to_string(), &seed.to_string()));
+        if self.id.seed != seed {
+            return Err(self.differs("seed", &self.id.seed.to_string(), &seed.to_string()));
         }
-        if self.seq_len != seq_len {
-            return Err(self.differs("seq_len", &self.seq_len.to_string(), &seq_len.to_string()));
+        if self.id.seq_len != seq_len {
+            return Err(self.differs(
+                "seq_len",
+                &self.id.seq_len.to_string(),
+                &seq_len.to_string(),
+            ));
         }
         Ok(())
     }
@@ -148,15 +147,19 @@ impl ReferenceRun {
         let differs =
             |field: &str, theirs: String, ours: String| self.differs(field, &theirs, &ours);
         self.check_before(&report.model, &report.task, report.seed, report.seq_len)?;
-        if self.items != report.items {
+        if self.id.items != report.items {
             return Err(differs(
                 "items",
-                self.items.to_string(),
+                self.id.items.to_string(),
                 report.items.to_string(),
             ));
         }
-        if self.split != report.split {
-            return Err(differs("split", self.split.clone(), report.split.clone()));
+        if self.id.split != report.split {
+            return Err(differs(
+                "split",
+                self.id.split.clone(),
+                report.split.clone(),
+            ));
         }
         for row in &mut report.rows {
             if let (Some(d), Some(c)) = (&self.dense_correct, &row.item_correct) {
@@ -166,7 +169,7 @@ impl ReferenceRun {
         report.references.push(ReferenceSummary {
             file: self.file.clone(),
             dense_metric: self.dense_metric,
-            weights: self.weights.clone(),
+            weights: self.id.weights.clone(),
         });
         Ok(())
     }
