@@ -114,6 +114,12 @@ pub struct LearnArgs {
     /// reference of the recipe. Needs --finetune.
     #[arg(long)]
     no_prune: bool,
+    /// Task loss of probe tasks (bbc, spam, austen): `embedding` (1 - cos to the dense
+    /// sentence embedding; labels unused) or `classification` (the labels' cross-entropy,
+    /// nats, under a linear probe fitted on the training documents' dense embeddings and
+    /// frozen: training on the task, as the paper's fine-tuning does).
+    #[arg(long, default_value = "embedding")]
+    task_loss: String,
     /// Write the fine-tuned weights (safetensors) here; default: the --output path with
     /// the extension `weights.safetensors`.
     #[arg(long)]
@@ -206,6 +212,10 @@ fn run_learn(a: LearnArgs) -> Result<()> {
         .map_err(|e: String| anyhow::anyhow!("--finetune: {e}"))?;
     o.ft_lr = a.ft_lr;
     o.prune = !a.no_prune;
+    o.task_loss = a
+        .task_loss
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--task-loss: {e}"))?;
     o.datapath_config()?;
     if o.finetune == Finetune::None && a.weights_out.is_some() {
         bail!("--weights-out needs --finetune norms-biases");

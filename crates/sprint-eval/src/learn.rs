@@ -12,8 +12,10 @@
 //! (all layers and heads pooled) and `keep` the target: the penalty pins the kept fraction
 //! to the target and the task loss decides how it is shared between layers and heads. The task loss is, for MiniLM probe
 //! tasks, the distance of the sentence embedding to the dense one, `1 - cos` (the probe is
-//! trained on dense embeddings, so matching them is what keeps its accuracy); for decoder
-//! perplexity tasks, the mean next-token negative log-likelihood (nats) of the window.
+//! trained on dense embeddings, so matching them is what keeps its accuracy), or with
+//! `task_loss = classification` the labels' cross-entropy under a frozen probe
+//! ([`crate::probe_loss`]); for decoder perplexity tasks, the mean next-token negative
+//! log-likelihood (nats) of the window.
 //! Thresholds start from the quantile calibration ([`crate::calibrate`]) at the target on
 //! the training items. Adam (host-side, f64) updates them.
 //!
@@ -42,6 +44,7 @@ use sprint_models::{LoadedModel, Model, TokenBatch};
 use crate::calibrate::CalibratingAttention;
 use crate::error::{CandleOp, EvalError, Result};
 use crate::finetune::{FineTuner, Finetune, TensorSlot};
+use crate::probe_loss::{ClassificationHead, ProbeLoss, embedding_loss};
 use crate::run::TEST_FRACTION;
 use crate::tasks::{Task, TaskKind, labeled_corpus, perplexity_text, subset, windows};
 use sprint_models::finetuned::FineTunedWeights;
@@ -114,6 +117,9 @@ pub struct LearnOptions {
     /// without pruning, the dense reference of a fine-tuned run.
     #[serde(default = "default_prune")]
     pub prune: bool,
+    /// Probe tasks: the task loss ([`ProbeLoss`]; default the embedding distance).
+    #[serde(default)]
+    pub task_loss: ProbeLoss,
 }
 
 /// Default Adam learning rate of fine-tuned tensors, per step.
@@ -159,6 +165,7 @@ impl LearnOptions {
             finetune: Finetune::None,
             ft_lr: DEFAULT_FT_LR,
             prune: true,
+            task_loss: ProbeLoss::Embedding,
         }
     }
 
@@ -436,6 +443,9 @@ pub struct LearnReport {
     /// Largest absolute change of a fine-tuned element from the base model (their units;
     /// 0 without fine-tuning).
     pub tuned_max_change: f64,
+    /// With the classification loss: the share of the training documents its probe
+    /// classifies right on their dense embeddings.
+    pub probe_train_accuracy: Option<f64>,
 }
 
 /// The training (and calibration) items of `task` for options `o`: token sequences of at
@@ -449,26 +459,18 @@ pub fn training_items(
     let tok = model.tokenizer()?;
     match task.kind() {
         TaskKind::Probe => {
-            let corpus = labeled_corpus(task, cache)?;
-            let limit = (o.limit > 0).then_some(o.limit);
-            let chosen = subset(corpus.docs.len(), limit, o.seed);
-            let labels: Vec<usize> = chosen.iter().map(|&i| corpus.docs[i].label).collect();
-            let sp = data::stratified_split(&labels, TEST_FRACTION, o.seed)?;
-            let mut order = data::permutation(sp.train.len(), o.seed ^ 0x1ea7_0001);
-            if o.items > 0 {
-                order.truncate(o.items.min(order.len()));
-            }
-            order.sort_unstable();
-            let seqs = order
+            let docs = probe_training_docs(cache, task, o)?;
+            let seqs = docs
+                .docs
                 .iter()
-                .map(|&j| Ok(tok.encode(&corpus.docs[chosen[sp.train[j]]].text, Some(o.seq_len))?))
+                .map(|&d| Ok(tok.encode(&docs.corpus.docs[d].text, Some(o.seq_len))?))
                 .collect::<Result<Vec<_>>>()?;
             let split = format!(
                 "{} of the {} documents of the stratified {:.0}% train split of {} documents (seed {}), first {} tokens; disjoint from the test split `sprint eval` scores with the same --limit and --seed",
                 seqs.len(),
-                sp.train.len(),
+                docs.train_split,
                 (1.0 - TEST_FRACTION) * 100.0,
-                chosen.len(),
+                docs.chosen,
                 o.seed,
                 o.seq_len
             );
@@ -515,6 +517,52 @@ pub fn training_items(
             task.name()
         ))),
     }
+}
+
+/// The labels of a probe task's training items (in the order of [`training_items`]) and
+/// the number of classes.
+pub fn training_labels(cache: &Cache, task: Task, o: &LearnOptions) -> Result<(Vec<usize>, usize)> {
+    if task.kind() != TaskKind::Probe {
+        return Err(EvalError::Input(format!(
+            "`{}` has no labels (not a probe task)",
+            task.name()
+        )));
+    }
+    let docs = probe_training_docs(cache, task, o)?;
+    let labels = docs
+        .docs
+        .iter()
+        .map(|&d| docs.corpus.docs[d].label)
+        .collect();
+    Ok((labels, docs.corpus.labels.len()))
+}
+
+/// The training documents of a probe task: indices into the corpus, in the order of
+/// [`training_items`], and the sizes they were drawn from.
+struct ProbeTrainingDocs {
+    corpus: data::LabeledCorpus,
+    docs: Vec<usize>,
+    train_split: usize,
+    chosen: usize,
+}
+
+fn probe_training_docs(cache: &Cache, task: Task, o: &LearnOptions) -> Result<ProbeTrainingDocs> {
+    let corpus = labeled_corpus(task, cache)?;
+    let limit = (o.limit > 0).then_some(o.limit);
+    let chosen = subset(corpus.docs.len(), limit, o.seed);
+    let labels: Vec<usize> = chosen.iter().map(|&i| corpus.docs[i].label).collect();
+    let sp = data::stratified_split(&labels, TEST_FRACTION, o.seed)?;
+    let mut order = data::permutation(sp.train.len(), o.seed ^ 0x1ea7_0001);
+    if o.items > 0 {
+        order.truncate(o.items.min(order.len()));
+    }
+    order.sort_unstable();
+    Ok(ProbeTrainingDocs {
+        docs: order.iter().map(|&j| chosen[sp.train[j]]).collect(),
+        train_split: sp.train.len(),
+        chosen: chosen.len(),
+        corpus,
+    })
 }
 
 /// Temperature of step `step` of `total`: geometric from `t_start` to `t_end`.
@@ -588,6 +636,13 @@ pub fn learn(
         )));
     }
     let is_probe = task.kind() == TaskKind::Probe;
+    if !is_probe && o.task_loss != ProbeLoss::Embedding {
+        return Err(EvalError::Input(format!(
+            "--task-loss {} is for probe tasks (bbc, spam, austen); `{}` is scored by perplexity and trains on its next-token NLL",
+            o.task_loss,
+            task.name()
+        )));
+    }
     match (&model.model, is_probe) {
         (Model::Bert(_), true) | (Model::Llama(_), false) => {}
         _ => {
@@ -647,6 +702,13 @@ pub fn learn(
         progress.inc(None);
     }
     let stats = cal.into_stats();
+    let head = match (is_probe, o.task_loss) {
+        (true, ProbeLoss::Classification) => {
+            let (labels, classes) = training_labels(cache, task, o)?;
+            Some(ClassificationHead::fit(&targets, &labels, classes)?)
+        }
+        _ => None,
+    };
     let per_head_start = o.per_head && o.init_per_head;
     let initial = match o.init_mass {
         Some(mass) => stats.mass_thresholds(mass, per_head_start)?,
@@ -760,18 +822,15 @@ pub fn learn(
                 datapath: step_cfg.as_ref(),
             },
         )?;
-        let task_loss = if is_probe {
+        let task_loss = if let Some(h) = &head {
+            h.loss(&out.output, &idx)?
+        } else if is_probe {
             let tgt: Vec<f32> = idx
                 .iter()
                 .flat_map(|&i| targets[i].iter().copied())
                 .collect();
             let tgt = Tensor::from_vec(tgt, out.output.dims(), &Device::Cpu).op("targets")?;
-            // 1 - cos of unit vectors, averaged over the batch.
-            (out.output * tgt)
-                .and_then(|p| p.sum(D::Minus1))
-                .and_then(|c| c.mean_all())
-                .and_then(|c| c.affine(-1.0, 1.0))
-                .op("embedding loss")?
+            embedding_loss(&out.output, &tgt)?
         } else {
             next_token_nll(&soft, &out.output, &batch)?
         };
@@ -900,6 +959,7 @@ pub fn learn(
         train_seconds,
         tuned_tensors: 0,
         tuned_max_change: 0.0,
+        probe_train_accuracy: head.as_ref().map(|h| h.train_accuracy),
     };
     let weights = match (&tuner, base_sha256) {
         (Some(t), Some(sha)) => {
@@ -1021,7 +1081,7 @@ fn weights_meta(
         if r.task.starts_with("ppl") {
             "mean next-token NLL".into()
         } else {
-            "1 - cos(embedding, base model's dense embedding)".into()
+            o.task_loss.describe().into()
         },
     );
     m
@@ -1045,7 +1105,7 @@ pub fn learned_file(th: &Thresholds, o: &LearnOptions, r: &LearnReport) -> Thres
             if r.task.starts_with("ppl") {
                 "mean next-token NLL"
             } else {
-                "1 - cos(embedding, dense embedding)"
+                o.task_loss.describe()
             },
             o.weight,
             r.target_keep,
@@ -1078,6 +1138,15 @@ pub fn learned_file(th: &Thresholds, o: &LearnOptions, r: &LearnReport) -> Thres
         },
     );
     m.insert("target_keep".into(), r.target_keep.to_string());
+    if let Some(a) = r.probe_train_accuracy {
+        m.insert(
+            "probe".into(),
+            format!(
+                "the classification loss's probe: sprint eval's logistic regression with isotropic scaling, fitted on the training documents' dense embeddings, {:.2} % right on them",
+                100.0 * a
+            ),
+        );
+    }
     if o.finetune != Finetune::None {
         m.insert(
             "finetune".into(),

@@ -20,6 +20,7 @@ pub mod learn;
 pub mod logreg;
 pub mod metrics;
 pub mod paired;
+pub mod probe_loss;
 pub mod report_text;
 pub mod run;
 pub mod sweep;

@@ -1,5 +1,6 @@
 //! Multinomial logistic regression (softmax regression) for linear probes on frozen
-//! embeddings: features standardised with the training mean and deviation, L2 penalty,
+//! embeddings: features standardised with the training mean and deviation (per feature,
+//! or one deviation for all: [`LogRegOptions::isotropic`]), L2 penalty,
 //! full-batch gradient descent with Nesterov momentum from zero weights. Everything is
 //! f64 and sequential, so the same data gives bit-identical weights on every run.
 
@@ -16,6 +17,11 @@ pub struct LogRegOptions {
     pub momentum: f64,
     /// L2 penalty `lambda/2 * |W|^2` on the weights, not the biases (default 1e-3).
     pub l2: f64,
+    /// Scale every feature by one deviation, the root mean square of the features'
+    /// deviations (true), instead of each by its own (false, the default). Per-feature
+    /// scaling magnifies near-constant features; a probe that a model is trained through
+    /// must not be hypersensitive to them (fine-tuning moves them directly).
+    pub isotropic: bool,
 }
 
 impl Default for LogRegOptions {
@@ -25,6 +31,7 @@ impl Default for LogRegOptions {
             learning_rate: 0.5,
             momentum: 0.9,
             l2: 1e-3,
+            isotropic: false,
         }
     }
 }
@@ -93,13 +100,15 @@ impl LogisticRegression {
                 *v += (x as f64 - m).powi(2);
             }
         }
-        let inv_std: Vec<f64> = var
-            .iter()
-            .map(|v| {
-                let s = (v / n as f64).sqrt();
-                if s > 1e-12 { 1.0 / s } else { 0.0 }
-            })
-            .collect();
+        let inv = |v: f64| {
+            let s = (v / n as f64).sqrt();
+            if s > 1e-12 { 1.0 / s } else { 0.0 }
+        };
+        let inv_std: Vec<f64> = if opts.isotropic {
+            vec![inv(var.iter().sum::<f64>() / dim as f64); dim]
+        } else {
+            var.iter().map(|&v| inv(v)).collect()
+        };
         let x: Vec<f64> = features
             .iter()
             .flat_map(|r| {
@@ -194,6 +203,22 @@ impl LogisticRegression {
                 self.bias[c] + wc.iter().zip(&xs).map(|(a, b)| a * b).sum::<f64>()
             })
             .collect())
+    }
+
+    /// The classifier as one affine map on raw (unstandardised) features: `(weights,
+    /// bias)` with `weights[c * dim + j]`, so that `decision(x)[c] = bias[c] + sum_j
+    /// weights[c * dim + j] * x[j]` (the standardisation folded in).
+    pub fn raw_affine(&self) -> (Vec<f64>, Vec<f64>) {
+        let mut w = vec![0.0; self.classes * self.dim];
+        let mut b = self.bias.clone();
+        for c in 0..self.classes {
+            for j in 0..self.dim {
+                let wj = self.weights[c * self.dim + j] * self.inv_std[j];
+                w[c * self.dim + j] = wj;
+                b[c] -= wj * self.mean[j];
+            }
+        }
+        (w, b)
     }
 
     /// Class probabilities of one row.

@@ -209,6 +209,13 @@ pub fn learn_text(
         100.0 * r.train_kept,
         100.0 * r.target_keep
     );
+    if let Some(a) = r.probe_train_accuracy {
+        let _ = writeln!(
+            s,
+            "classification loss: its probe classifies {:.2} % of the training documents right on their dense embeddings",
+            100.0 * a
+        );
+    }
     let f = |v: &[f32]| {
         v.iter()
             .map(|x| format!("{x:.2}"))

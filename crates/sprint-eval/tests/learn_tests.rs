@@ -396,3 +396,109 @@ fn finetune_reproducible_and_resumable() {
         d.2.loss_first, d.2.loss_last, d.2.tuned_max_change
     );
 }
+
+/// `--task-loss classification`: the first step's loss of the no-pruning recipe (the model
+/// still the base model, one batch of all training documents) is the mean cross-entropy of
+/// the labels under the probe, recomputed on the host in f64 from the dense embeddings of
+/// an ordinary forward (the loss itself against a host computation at non-trivial values:
+/// logreg_tests.rs); the run is bit-identical for 1 and 2 threads; the loss is refused
+/// for a perplexity task.
+#[test]
+fn classification_loss_starts_at_the_probe_cross_entropy() {
+    use sprint_core::config::AttentionConfig;
+    use sprint_eval::finetune::Finetune;
+    use sprint_eval::learn::training_labels;
+    use sprint_eval::logreg::LogisticRegression;
+    use sprint_eval::probe_loss::{ClassificationHead, ProbeLoss};
+    use sprint_models::TokenBatch;
+    use sprint_models::attention::DenseAttention;
+    let Some(m) = minilm() else { return };
+    let mut o = options();
+    o.items = 6;
+    o.batch_size = 6;
+    o.epochs = 1;
+    o.finetune = Finetune::NormsBiases;
+    o.prune = false;
+    o.task_loss = ProbeLoss::Classification;
+    let go = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            learn(
+                m,
+                &Cache::from_env(),
+                Task::Bbc,
+                &o,
+                &CheckpointPlan::default(),
+                &NoLearnProgress,
+            )
+        })
+        .unwrap()
+    };
+    let (_, file, report, weights) = go(2);
+
+    let cache = Cache::from_env();
+    let seqs = training_items(m, &cache, Task::Bbc, &o).unwrap().0;
+    let (labels, classes) = training_labels(&cache, Task::Bbc, &o).unwrap();
+    assert_eq!((labels.len(), classes), (6, 5));
+    let pad = m.tokenizer().unwrap().pad_id();
+    let dense = DenseAttention::new(AttentionConfig::default());
+    let emb: Vec<Vec<f32>> = seqs
+        .iter()
+        .map(|s| {
+            let b = TokenBatch::from_sequences(vec![s.clone()], pad).unwrap();
+            let (e, _) = m.model.embed(&b, &dense, false, true).unwrap();
+            e.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        })
+        .collect();
+    let clf =
+        LogisticRegression::fit(&emb, &labels, classes, &ClassificationHead::options()).unwrap();
+    let cross_entropy = |labels: &[usize]| {
+        emb.iter()
+            .zip(labels)
+            .map(|(e, &l)| -clf.predict_proba(e).unwrap()[l].ln())
+            .sum::<f64>()
+            / emb.len() as f64
+    };
+    // The probe separates its 6 training documents with a wide margin, so the loss of the
+    // right labels is tiny; labels out of step with the items (rotated by one class) would
+    // cost several nats: the first step's loss tells the two apart.
+    let want = cross_entropy(&labels);
+    let rotated: Vec<usize> = labels.iter().map(|&l| (l + 1) % classes).collect();
+    assert!(cross_entropy(&rotated) > 1.0);
+    assert!(
+        (report.loss_first - want).abs() <= 1e-3 * want + 1e-6,
+        "first loss {} vs host cross-entropy {want}",
+        report.loss_first
+    );
+    assert_eq!(report.probe_train_accuracy, Some(1.0));
+    assert!(
+        file.meta["method"].contains("cross-entropy"),
+        "{:?}",
+        file.meta
+    );
+    assert!(weights.unwrap().meta["loss"].contains("cross-entropy"));
+    let again = go(1);
+    assert_eq!(
+        report.loss_last.to_bits(),
+        again.2.loss_last.to_bits(),
+        "thread count changed the loss"
+    );
+
+    // A perplexity task has no labels: refused before any work.
+    let mut ppl = LearnOptions::new(Task::PplAusten);
+    ppl.task_loss = ProbeLoss::Classification;
+    let e = learn(
+        m,
+        &Cache::from_env(),
+        Task::PplAusten,
+        &ppl,
+        &CheckpointPlan::default(),
+        &NoLearnProgress,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("--task-loss classification"), "{e}");
+}
