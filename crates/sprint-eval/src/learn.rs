@@ -1028,7 +1028,8 @@ fn next_token_nll(soft: &SoftModel, h: &Tensor, batch: &TokenBatch) -> Result<Te
         .op("nll")
 }
 
-fn log_softmax(x: &Tensor) -> Result<Tensor> {
+/// Log-softmax over the last dimension (max-subtracted, the max detached from the tape).
+pub(crate) fn log_softmax(x: &Tensor) -> Result<Tensor> {
     let m = x.max_keepdim(D::Minus1).op("log softmax")?.detach();
     let z = x.broadcast_sub(&m).op("log softmax")?;
     let lse = z

@@ -145,18 +145,8 @@ impl ClassificationHead {
             .matmul(&self.weights_t)
             .and_then(|z| z.broadcast_add(&self.bias))
             .op("probe logits")?;
-        let m = logits
-            .max_keepdim(D::Minus1)
-            .op("probe log softmax")?
-            .detach();
-        let z = logits.broadcast_sub(&m).op("probe log softmax")?;
-        let lse = z
-            .exp()
-            .and_then(|e| e.sum_keepdim(D::Minus1))
-            .and_then(|s| s.log())
-            .op("probe log softmax")?;
-        z.broadcast_sub(&lse)
-            .and_then(|lp| lp.gather(&labels, 1))
+        crate::learn::log_softmax(&logits)?
+            .gather(&labels, 1)
             .and_then(|x| x.mean_all())
             .and_then(|x| x.neg())
             .op("cross-entropy")
