@@ -11,7 +11,7 @@
 use rand::RngExt;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
 
@@ -22,7 +22,7 @@ pub const RESAMPLES: usize = 10_000;
 const BOOTSTRAP_SEED: u64 = 0x9a1e_d5ee_d000_0001;
 
 /// A candidate run's accuracy against a reference run's, item by item.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairedDelta {
     /// Items compared (the same items, in the same order, in both runs).
     pub items: usize,

@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod error;
+pub mod finetuned;
 pub mod grid;
 pub mod mode;
 pub mod provenance;

@@ -11,7 +11,11 @@ use sprint_sim::paper::{Comparison, PaperResults, Summary, geomean, mean};
 use crate::error::{ReproduceError, Result};
 use crate::mode::{Mode, Plan};
 use crate::provenance::Provenance;
-use crate::results::{AccuracyResult, CurveResult, DecodeResult, SimPaperResult, TraceSimResult};
+use crate::results::{
+    AccuracyResult, CurveResult, DecodeResult, FinetunedResult, SimPaperResult, TraceSimResult,
+};
+
+mod finetuned;
 
 /// Documented causes of deviations, by measure family.
 pub const CAUSES: &str = include_str!("../../../configs/report/causes.toml");
@@ -23,6 +27,8 @@ pub struct Results {
     pub plan: Plan,
     /// The four variants per model and task.
     pub accuracy: Vec<AccuracyResult>,
+    /// SPRINT fine-tuned on the labels against its no-pruning twin (MiniLM BBC).
+    pub finetuned: Option<FinetunedResult>,
     /// Accuracy against the key bits in the crossbar.
     pub precision: CurveResult,
     /// Accuracy against the analog non-ideality presets.
@@ -195,6 +201,18 @@ fn verdicts(r: &Results) -> Result<Vec<Verdict>> {
                 family: "accuracy",
             });
         }
+    }
+    if let Some(f) = &r.finetuned
+        && let Some(loss) = finetuned::loss_points(f)
+    {
+        v.push(Verdict {
+            measure: finetuned::measure(f),
+            config: "functional model, fine-tuned".into(),
+            ours: loss,
+            paper: headline("accuracy_loss_mean_pct")?,
+            unit: "points",
+            family: "accuracy",
+        });
     }
     if let (Some(a), Some((_, p))) = (
         r.accuracy.iter().find(|a| a.metric == "perplexity"),
@@ -1039,6 +1057,9 @@ pub fn document(r: &Results, p: &Provenance) -> Result<Document> {
     v.paragraph("Largest deviations, with their documented causes:");
     v.list(deviations(r)?);
     let mut sections = vec![v, accuracy_section(r)?];
+    if let Some(f) = &r.finetuned {
+        sections.push(finetuned::section(f));
+    }
     sections.extend(sweeps_sections(r));
     sections.extend(sim_sections(r)?);
     sections.push(decode_section(&r.decode));

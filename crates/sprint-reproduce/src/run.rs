@@ -131,9 +131,9 @@ pub fn reproduce(
         plan,
         tool: tool_sha256()?,
         progress,
-        // accuracy (MiniLM tasks + SmolLM2), precision, noise, sparsity, 2 x sim-paper,
-        // one trace replay per accuracy stage, decode.
-        total: 2 * (n_minilm + 1) + 6,
+        // accuracy (MiniLM tasks + SmolLM2), fine-tuned accuracy, precision, noise,
+        // sparsity, 2 x sim-paper, one trace replay per accuracy stage, decode.
+        total: 2 * (n_minilm + 1) + 7,
         records: Vec::new(),
     };
     let ctx = StageCtx::new(plan, assets, progress);
@@ -159,6 +159,18 @@ pub fn reproduce(
         })?;
         accuracy.push(a);
     }
+
+    let name = "accuracy-minilm-bbc-finetuned";
+    let inputs = json!({
+        "pruned": crate::finetuned::recipe(&ctx, true),
+        "twin": crate::finetuned::recipe(&ctx, false),
+    });
+    let finetuned = r.stage(
+        name,
+        inputs,
+        |_| true,
+        |key| crate::finetuned::finetuned(&ctx, name, &cache.artefact(name, key, "run")?),
+    )?;
 
     let learned = Thresholds::best_for("minilm", "bbc", &artefacts)?;
     let Thresholds::Learned(learned_path) = &learned else {
@@ -239,6 +251,7 @@ pub fn reproduce(
     let results = Results {
         plan: plan.clone(),
         accuracy,
+        finetuned: Some(finetuned),
         precision,
         noise,
         sparsity,

@@ -2,6 +2,7 @@
 //! comes first with ours / paper / ratio, every table is written as CSV and JSON, and every
 //! plot the report writes rasterises (resvg) with its title and axis labels.
 
+use sprint_eval::paired::PairedDelta;
 use sprint_report::Plot;
 use sprint_report::render_check::render_check;
 use sprint_reproduce::mode::{Mode, Plan};
@@ -134,8 +135,52 @@ fn results() -> Results {
         writes: 1000,
         lifetime_s_at_simulated_rate: 1e7,
     };
+    let paired = |delta: f64, gained: usize, lost: usize| PairedDelta {
+        items: 444,
+        gained,
+        lost,
+        delta,
+        ci95: (delta - 0.01, delta + 0.006),
+        mcnemar_p: 0.5,
+    };
+    let ft_row = |run: &str, accuracy: f64, softmax: f64, d: Option<PairedDelta>| FinetunedRow {
+        run: run.into(),
+        accuracy,
+        softmax_fraction: softmax,
+        vs_twin: d,
+    };
+    let finetuned = FinetunedResult {
+        model: "minilm".into(),
+        task: "bbc".into(),
+        items: "444 documents".into(),
+        split: "test".into(),
+        recipe: "learned, fine-tuned on the labels".into(),
+        keep: 0.24,
+        learn_seconds: 500.0,
+        rows: vec![
+            ft_row(
+                "no-pruning twin: dense",
+                0.973,
+                1.0,
+                Some(paired(0.0, 0, 0)),
+            ),
+            ft_row(
+                "fine-tuned with pruning: dense",
+                0.966,
+                1.0,
+                Some(paired(-3.0 / 444.0, 0, 3)),
+            ),
+            ft_row(
+                "fine-tuned with pruning: SPRINT",
+                0.9685,
+                0.2421,
+                Some(paired(-2.0 / 444.0, 2, 4)),
+            ),
+        ],
+    };
     Results {
         plan: Plan::new(Mode::Quick, 0),
+        finetuned: Some(finetuned),
         accuracy: vec![
             accuracy("minilm", "bbc", "accuracy", [0.96, 0.95, 0.90, 0.955]),
             accuracy(
@@ -231,6 +276,18 @@ fn verdict_compares_every_headline_with_the_paper() {
         .unwrap();
     assert!((t.cell(acc, "ours").unwrap().value().unwrap() - 0.5).abs() < 1e-9);
     assert_eq!(t.cell(acc, "paper").unwrap().value(), Some(0.36));
+    // Fine-tuned: the loss is SPRINT's paired delta against the no-pruning twin.
+    let ft = (0..t.rows.len())
+        .find(|&i| {
+            t.cell(i, "measure")
+                .unwrap()
+                .display()
+                .starts_with("SPRINT accuracy loss, fine-tuned")
+        })
+        .unwrap();
+    let want = 100.0 * 2.0 / 444.0;
+    assert!((t.cell(ft, "ours").unwrap().value().unwrap() - want).abs() < 1e-9);
+    assert_eq!(t.cell(ft, "paper").unwrap().value(), Some(0.36));
 }
 
 #[test]

@@ -1,0 +1,176 @@
+//! The fine-tuned accuracy stage: the paper's method on MiniLM BBC. The paper reports
+//! SPRINT's accuracy after fine-tuning the model with its learned thresholds; here the
+//! thresholds are learned with the norms and biases fine-tuned on the labels against
+//! SPRINT's datapath (`sprint thresholds learn --finetune norms-biases --datapath
+//! --task-loss classification`), and the honest reference is the same recipe without
+//! pruning (its no-pruning twin), evaluated on the same test documents and compared item
+//! by item (docs/thresholds.md, "Trained on the labels").
+
+use std::path::Path;
+
+use sprint_core::config::Variant;
+use sprint_eval::Task;
+use sprint_eval::finetune::Finetune;
+use sprint_eval::learn::{CheckpointPlan, LearnOptions, LearnProgress, learn};
+use sprint_eval::paired::paired_accuracy_delta;
+use sprint_eval::probe_loss::ProbeLoss;
+use sprint_eval::run::{
+    EvalOptions, EvalReport, ProbeFit, ThresholdChoice, VariantResult, evaluate,
+};
+
+use crate::error::{ReproduceError, Result};
+use crate::results::{FinetunedResult, FinetunedRow};
+use crate::stages::StageCtx;
+
+/// Forwards a training run's stages to the evaluation progress of the reproduction.
+struct LearnStages<'a>(&'a dyn sprint_eval::run::Progress);
+
+impl LearnProgress for LearnStages<'_> {
+    fn stage(&self, what: &str, len: u64) {
+        self.0.stage(what, len);
+    }
+    fn inc(&self, _status: Option<&str>) {
+        self.0.inc(1);
+    }
+}
+
+/// The training recipe of the plan: `prune` false gives the no-pruning twin.
+pub fn recipe(ctx: &StageCtx, prune: bool) -> LearnOptions {
+    let p = ctx.plan;
+    let mut o = LearnOptions::new(Task::Bbc);
+    o.keep = p.finetune_keep;
+    o.items = p.finetune_items;
+    o.epochs = p.finetune_epochs;
+    o.batch_size = 4;
+    o.seq_len = p.minilm_seq_len;
+    o.limit = p.minilm_limit;
+    o.seed = p.seed;
+    o.init_per_head = true;
+    o.finetune = Finetune::NormsBiases;
+    o.task_loss = ProbeLoss::Classification;
+    o.datapath = prune;
+    o.prune = prune;
+    o
+}
+
+/// Learns the recipe (with `prune`) and writes its weights file (and, pruning, its
+/// thresholds file) at `base` + `.weights.safetensors` / `.toml`; returns the training
+/// wall time (s) and the recipe in words.
+fn train(
+    ctx: &StageCtx,
+    stage: &str,
+    model: &sprint_models::LoadedModel,
+    prune: bool,
+    base: &Path,
+) -> Result<(f64, String)> {
+    let o = recipe(ctx, prune);
+    let (_, mut file, report, weights) = learn(
+        model,
+        ctx.assets,
+        Task::Bbc,
+        &o,
+        &CheckpointPlan::default(),
+        &LearnStages(ctx.progress),
+    )
+    .map_err(|e| ReproduceError::stage(stage, e))?;
+    let mut w = weights.ok_or_else(|| {
+        ReproduceError::stage(
+            stage,
+            "fine-tuning wrote no weights (a model without a base file?)",
+        )
+    })?;
+    let th_path = base.with_extension("toml");
+    let w_path = base.with_extension("weights.safetensors");
+    w.meta
+        .insert("thresholds_file".into(), th_path.display().to_string());
+    w.write(&w_path)
+        .map_err(|e| ReproduceError::stage(stage, e))?;
+    if prune {
+        file.meta
+            .insert("weights_file".into(), w_path.display().to_string());
+        sprint_eval::calibrate::write_threshold_file(&th_path, &file)
+            .map_err(|e| ReproduceError::stage(stage, e))?;
+    }
+    let method = file.meta.get("method").cloned().unwrap_or_default();
+    Ok((report.seconds, method))
+}
+
+fn find<'a>(r: &'a EvalReport, variant: &str) -> Result<&'a VariantResult> {
+    r.rows
+        .iter()
+        .find(|x| x.variant == variant)
+        .ok_or_else(|| ReproduceError::stage("finetuned", format!("no {variant} row")))
+}
+
+fn row(label: &str, r: &EvalReport, variant: &str, twin: &EvalReport) -> Result<FinetunedRow> {
+    let x = find(r, variant)?;
+    let t = find(twin, "dense")?;
+    let vs_twin = match (&t.item_correct, &x.item_correct) {
+        (Some(a), Some(b)) => {
+            Some(paired_accuracy_delta(a, b).map_err(|e| ReproduceError::stage("finetuned", e))?)
+        }
+        _ => None,
+    };
+    Ok(FinetunedRow {
+        run: label.into(),
+        accuracy: x.metric,
+        softmax_fraction: x.softmax_fraction,
+        vs_twin,
+    })
+}
+
+/// The stage: learn the recipe with pruning and its no-pruning twin, evaluate the twin's
+/// dense model and the pruned recipe's dense and SPRINT rows (each variant's probe fitted
+/// on its own embeddings), and compare each with the twin item by item. Files go to
+/// `base` (`-pruned` and `-twin` suffixes).
+pub fn finetuned(ctx: &StageCtx, stage: &str, base: &Path) -> Result<FinetunedResult> {
+    let m = ctx.model(stage, "minilm")?;
+    let p = ctx.plan;
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let pruned_base = base.with_file_name(format!("{name}-pruned"));
+    let twin_base = base.with_file_name(format!("{name}-twin"));
+    let (s_pruned, method) = train(ctx, stage, &m, true, &pruned_base)?;
+    let (s_twin, _) = train(ctx, stage, &m, false, &twin_base)?;
+
+    let eval = |variants: Vec<Variant>, weights: &Path, thresholds: Option<ThresholdChoice>| {
+        let mut o = EvalOptions::new(Task::Bbc);
+        o.variants = variants;
+        o.limit = (p.minilm_limit > 0).then_some(p.minilm_limit);
+        o.seq_len = Some(p.minilm_seq_len);
+        o.seed = p.seed;
+        o.weights = Some(weights.to_path_buf());
+        o.probe_fit = ProbeFit::PerVariant;
+        if let Some(t) = thresholds {
+            o.thresholds = t;
+        }
+        o.attention.seed = p.seed;
+        evaluate(&m, ctx.assets, &o, ctx.progress).map_err(|e| ReproduceError::stage(stage, e))
+    };
+    let twin = eval(
+        vec![Variant::Dense],
+        &twin_base.with_extension("weights.safetensors"),
+        None,
+    )?;
+    let pruned = eval(
+        vec![Variant::Dense, Variant::Sprint],
+        &pruned_base.with_extension("weights.safetensors"),
+        Some(ThresholdChoice::File(pruned_base.with_extension("toml"))),
+    )?;
+    Ok(FinetunedResult {
+        model: pruned.model.clone(),
+        task: pruned.task.clone(),
+        items: format!("{} {}", pruned.items, pruned.item_name),
+        split: pruned.split.clone(),
+        recipe: method,
+        keep: p.finetune_keep,
+        learn_seconds: s_pruned + s_twin,
+        rows: vec![
+            row("no-pruning twin: dense", &twin, "dense", &twin)?,
+            row("fine-tuned with pruning: dense", &pruned, "dense", &twin)?,
+            row("fine-tuned with pruning: SPRINT", &pruned, "sprint", &twin)?,
+        ],
+    })
+}
