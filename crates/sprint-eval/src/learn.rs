@@ -1094,7 +1094,7 @@ pub fn learned_file(th: &Thresholds, o: &LearnOptions, r: &LearnReport) -> Thres
     m.insert(
         "method".into(),
         format!(
-            "learned ({}): per-{} thresholds trained on candle autograd with the soft mask sigmoid((s - Th)/T), T annealed {} -> {}, loss {} + {} * (kept - {})^2, Adam lr {}, {} epochs of batch {}, from {}",
+            "learned ({}): per-{} thresholds trained on candle autograd with the soft mask sigmoid((s - Th)/T), T annealed {} -> {}, loss {} + {} * (kept - {})^2, Adam lr {}, {} epoch{} of batch {}, from {}",
             if o.finetune == Finetune::None {
                 "thresholds only, model frozen".to_string()
             } else {
@@ -1112,6 +1112,7 @@ pub fn learned_file(th: &Thresholds, o: &LearnOptions, r: &LearnReport) -> Thres
             r.target_keep,
             o.lr,
             o.epochs,
+            if o.epochs == 1 { "" } else { "s" },
             o.batch_size,
             match o.init_mass {
                 Some(mass) => format!(

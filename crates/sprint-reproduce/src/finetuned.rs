@@ -160,7 +160,8 @@ pub fn finetuned(ctx: &StageCtx, stage: &str, base: &Path) -> Result<FinetunedRe
         Some(ThresholdChoice::File(pruned_base.with_extension("toml"))),
     )?;
     Ok(FinetunedResult {
-        model: pruned.model.clone(),
+        // The base model's name (the reports name the overlaid weights file too).
+        model: m.name.clone(),
         task: pruned.task.clone(),
         items: format!("{} {}", pruned.items, pruned.item_name),
         split: pruned.split.clone(),
