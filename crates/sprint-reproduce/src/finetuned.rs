@@ -1,10 +1,10 @@
-//! The fine-tuned accuracy stage: the paper's method on MiniLM BBC. The paper reports
-//! SPRINT's accuracy after fine-tuning the model with its learned thresholds; here the
-//! thresholds are learned with the norms and biases fine-tuned on the labels against
-//! SPRINT's datapath (`sprint thresholds learn --finetune norms-biases --datapath
-//! --task-loss classification`), and the honest reference is the same recipe without
-//! pruning (its no-pruning twin), evaluated on the same test documents and compared item
-//! by item (docs/thresholds.md, "Trained on the labels").
+//! The fine-tuned accuracy stages: the paper's method. The paper reports SPRINT's accuracy
+//! after fine-tuning the model with its learned thresholds; here the thresholds are learned
+//! with the norms and biases fine-tuned against SPRINT's datapath (`sprint thresholds learn
+//! --finetune norms-biases --datapath`; MiniLM BBC on its labels, `--task-loss
+//! classification`; SmolLM2 on next-token NLL from the mass calibration), and the honest
+//! reference is the same recipe without pruning (its no-pruning twin), evaluated on the
+//! same items (MiniLM: compared document by document). docs/thresholds.md.
 
 use std::path::Path;
 
@@ -19,6 +19,7 @@ use sprint_eval::run::{
 };
 
 use crate::error::{ReproduceError, Result};
+use crate::mode::FinetunePlan;
 use crate::results::{FinetunedResult, FinetunedRow};
 use crate::stages::StageCtx;
 
@@ -34,22 +35,37 @@ impl LearnProgress for LearnStages<'_> {
     }
 }
 
-/// The training recipe of the plan: `prune` false gives the no-pruning twin.
-pub fn recipe(ctx: &StageCtx, prune: bool) -> LearnOptions {
-    let p = ctx.plan;
-    let mut o = LearnOptions::new(Task::Bbc);
-    o.keep = p.finetune_keep;
-    o.items = p.finetune_items;
-    o.epochs = p.finetune_epochs;
-    o.batch_size = 4;
-    o.seq_len = p.minilm_seq_len;
-    o.limit = p.minilm_limit;
-    o.seed = p.seed;
-    o.init_per_head = true;
+/// The task a model's fine-tuned stage trains and evaluates on.
+pub fn task_of(model: &str) -> Task {
+    if model == "smollm2" {
+        Task::PplAusten
+    } else {
+        Task::Bbc
+    }
+}
+
+/// The training recipe of `fp` for `model`: `prune` false gives the no-pruning twin.
+pub fn recipe(ctx: &StageCtx, model: &str, fp: &FinetunePlan, prune: bool) -> LearnOptions {
+    let task = task_of(model);
+    let mut o = LearnOptions::new(task);
+    o.keep = fp.keep;
+    o.items = fp.items;
+    o.epochs = fp.epochs;
+    o.seq_len = fp.seq_len;
+    o.seed = ctx.plan.seed;
     o.finetune = Finetune::NormsBiases;
-    o.task_loss = ProbeLoss::Classification;
     o.datapath = prune;
     o.prune = prune;
+    if task == Task::Bbc {
+        o.batch_size = 4;
+        o.limit = fp.eval_items;
+        o.init_per_head = true;
+        o.task_loss = ProbeLoss::Classification;
+    } else {
+        o.eval_windows = fp.eval_items;
+        o.eval_seq_len = fp.eval_seq_len;
+        o.init_mass = fp.init_mass.filter(|_| prune);
+    }
     o
 }
 
@@ -60,15 +76,15 @@ fn train(
     ctx: &StageCtx,
     stage: &str,
     model: &sprint_models::LoadedModel,
-    prune: bool,
+    o: &LearnOptions,
     base: &Path,
 ) -> Result<(f64, String)> {
-    let o = recipe(ctx, prune);
+    let prune = o.prune;
     let (_, mut file, report, weights) = learn(
         model,
         ctx.assets,
-        Task::Bbc,
-        &o,
+        task_of(&model.name),
+        o,
         &CheckpointPlan::default(),
         &LearnStages(ctx.progress),
     )
@@ -111,42 +127,58 @@ fn row(label: &str, r: &EvalReport, variant: &str, twin: &EvalReport) -> Result<
         }
         _ => None,
     };
+    let change_vs_twin = if r.metric == "perplexity" {
+        100.0 * (x.metric / t.metric - 1.0)
+    } else {
+        100.0 * (x.metric - t.metric)
+    };
     Ok(FinetunedRow {
         run: label.into(),
-        accuracy: x.metric,
+        metric: x.metric,
         softmax_fraction: x.softmax_fraction,
+        change_vs_twin,
         vs_twin,
     })
 }
 
-/// The stage: learn the recipe with pruning and its no-pruning twin, evaluate the twin's
-/// dense model and the pruned recipe's dense and SPRINT rows (each variant's probe fitted
-/// on its own embeddings), and compare each with the twin item by item. Files go to
-/// `base` (`-pruned` and `-twin` suffixes).
-pub fn finetuned(ctx: &StageCtx, stage: &str, base: &Path) -> Result<FinetunedResult> {
-    let m = ctx.model(stage, "minilm")?;
-    let p = ctx.plan;
+/// The stage for `model` (`minilm` or `smollm2`): learn the recipe with pruning and its
+/// no-pruning twin, evaluate the twin's dense model and the pruned recipe's dense and
+/// SPRINT rows (MiniLM: each variant's probe fitted on its own embeddings), and compare
+/// each with the twin. Files go to `base` (`-pruned` and `-twin` suffixes).
+pub fn finetuned(
+    ctx: &StageCtx,
+    stage: &str,
+    model: &str,
+    fp: &FinetunePlan,
+    base: &Path,
+) -> Result<FinetunedResult> {
+    let m = ctx.model(stage, model)?;
+    let task = task_of(model);
     let name = base
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let pruned_base = base.with_file_name(format!("{name}-pruned"));
     let twin_base = base.with_file_name(format!("{name}-twin"));
-    let (s_pruned, method) = train(ctx, stage, &m, true, &pruned_base)?;
-    let (s_twin, _) = train(ctx, stage, &m, false, &twin_base)?;
+    let (s_pruned, method) = train(ctx, stage, &m, &recipe(ctx, model, fp, true), &pruned_base)?;
+    let (s_twin, _) = train(ctx, stage, &m, &recipe(ctx, model, fp, false), &twin_base)?;
 
     let eval = |variants: Vec<Variant>, weights: &Path, thresholds: Option<ThresholdChoice>| {
-        let mut o = EvalOptions::new(Task::Bbc);
+        let mut o = EvalOptions::new(task);
         o.variants = variants;
-        o.limit = (p.minilm_limit > 0).then_some(p.minilm_limit);
-        o.seq_len = Some(p.minilm_seq_len);
-        o.seed = p.seed;
+        o.limit = if task == Task::Bbc {
+            (fp.eval_items > 0).then_some(fp.eval_items)
+        } else {
+            Some(fp.eval_items)
+        };
+        o.seq_len = Some(fp.eval_seq_len);
+        o.seed = ctx.plan.seed;
         o.weights = Some(weights.to_path_buf());
         o.probe_fit = ProbeFit::PerVariant;
         if let Some(t) = thresholds {
             o.thresholds = t;
         }
-        o.attention.seed = p.seed;
+        o.attention.seed = ctx.plan.seed;
         evaluate(&m, ctx.assets, &o, ctx.progress).map_err(|e| ReproduceError::stage(stage, e))
     };
     let twin = eval(
@@ -163,10 +195,11 @@ pub fn finetuned(ctx: &StageCtx, stage: &str, base: &Path) -> Result<FinetunedRe
         // The base model's name (the reports name the overlaid weights file too).
         model: m.name.clone(),
         task: pruned.task.clone(),
+        metric: pruned.metric.clone(),
         items: format!("{} {}", pruned.items, pruned.item_name),
+        seq_len: pruned.seq_len,
         split: pruned.split.clone(),
         recipe: method,
-        keep: p.finetune_keep,
         learn_seconds: s_pruned + s_twin,
         rows: vec![
             row("no-pruning twin: dense", &twin, "dense", &twin)?,

@@ -13,6 +13,31 @@ pub enum Mode {
     Full,
 }
 
+/// The recipe sizes of a fine-tuned stage (norms and biases fine-tuned with the learned
+/// thresholds, against SPRINT's datapath; docs/thresholds.md). The defaults are the
+/// recipes measured there: MiniLM BBC "Trained on the labels" (keep 0.24: at 0.25 the
+/// recipe kept 25.29 % of the keys in the softmax on the full test split, at 0.24 24.21 %),
+/// SmolLM2 Austen on 64 windows from the mass calibration at 0.985.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinetunePlan {
+    /// Training items: documents of the train split, or windows after the held-out ones.
+    pub items: usize,
+    /// Passes over them.
+    pub epochs: usize,
+    /// Tokens per training sequence.
+    pub seq_len: usize,
+    /// Target kept fraction of training (without `init_mass`).
+    pub keep: f64,
+    /// Start from the mass calibration keeping this share of the softmax mass and hold its
+    /// kept fraction (instead of `keep`).
+    pub init_mass: Option<f64>,
+    /// Evaluation: documents drawn before the train/test split (0 = all), or held-out
+    /// windows.
+    pub eval_items: usize,
+    /// Evaluation tokens per sequence.
+    pub eval_seq_len: usize,
+}
+
 /// The sizes of every stage for a mode.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -38,14 +63,11 @@ pub struct Plan {
     pub sparsity_targets: Vec<f64>,
     /// Documents drawn for the sweeps (0 = all).
     pub sweep_limit: usize,
-    /// Fine-tuned accuracy stage: training documents of the train split.
-    pub finetune_items: usize,
-    /// Fine-tuned accuracy stage: passes over them (batches of 4).
-    pub finetune_epochs: usize,
-    /// Fine-tuned accuracy stage: target kept fraction of training. 0.24: at 0.25 the
-    /// recipe kept 25.29 % of the keys in the softmax on the full test split, 0.24 kept
-    /// 24.21 % (docs/thresholds.md, "Trained on the labels").
-    pub finetune_keep: f64,
+    /// The fine-tuned accuracy stage of MiniLM (BBC).
+    pub minilm_finetune: FinetunePlan,
+    /// The fine-tuned perplexity stage of SmolLM2 (Austen); `None`: not run (`--quick`:
+    /// training SmolLM2 takes about 45 minutes on 2 cores).
+    pub smollm2_finetune: Option<FinetunePlan>,
     /// Seed of every split, subset and noise draw.
     pub seed: u64,
 }
@@ -88,9 +110,24 @@ impl Plan {
                 vec![0.1, 0.15, 0.2, 0.25, 0.3, 0.5]
             },
             sweep_limit: if quick { 300 } else { 0 },
-            finetune_items: if quick { 48 } else { 192 },
-            finetune_epochs: if quick { 1 } else { 2 },
-            finetune_keep: 0.24,
+            minilm_finetune: FinetunePlan {
+                items: if quick { 48 } else { 192 },
+                epochs: if quick { 1 } else { 2 },
+                seq_len: 256,
+                keep: 0.24,
+                init_mass: None,
+                eval_items: if quick { 300 } else { 0 },
+                eval_seq_len: 256,
+            },
+            smollm2_finetune: (!quick).then_some(FinetunePlan {
+                items: 64,
+                epochs: 2,
+                seq_len: 512,
+                keep: 0.25,
+                init_mass: Some(0.985),
+                eval_items: 4,
+                eval_seq_len: 1024,
+            }),
             seed,
         }
     }

@@ -27,8 +27,8 @@ pub struct Results {
     pub plan: Plan,
     /// The four variants per model and task.
     pub accuracy: Vec<AccuracyResult>,
-    /// SPRINT fine-tuned on the labels against its no-pruning twin (MiniLM BBC).
-    pub finetuned: Option<FinetunedResult>,
+    /// SPRINT fine-tuned with its thresholds against its no-pruning twin, per model.
+    pub finetuned: Vec<FinetunedResult>,
     /// Accuracy against the key bits in the crossbar.
     pub precision: CurveResult,
     /// Accuracy against the analog non-ideality presets.
@@ -202,16 +202,25 @@ fn verdicts(r: &Results) -> Result<Vec<Verdict>> {
             });
         }
     }
-    if let Some(f) = &r.finetuned
-        && let Some(loss) = finetuned::loss_points(f)
-    {
+    for f in &r.finetuned {
+        let Some(ours) = finetuned::verdict_value(f) else {
+            continue;
+        };
+        let (paper, unit, family) = if f.metric == "accuracy" {
+            (headline("accuracy_loss_mean_pct")?, "points", "accuracy")
+        } else {
+            let Some((_, p)) = pa.iter().find(|(k, _)| k.contains("perplexity")) else {
+                continue;
+            };
+            (100.0 * (p[3] / p[0] - 1.0), "%", "perplexity")
+        };
         v.push(Verdict {
             measure: finetuned::measure(f),
             config: "functional model, fine-tuned".into(),
-            ours: loss,
-            paper: headline("accuracy_loss_mean_pct")?,
-            unit: "points",
-            family: "accuracy",
+            ours,
+            paper,
+            unit,
+            family,
         });
     }
     if let (Some(a), Some((_, p))) = (
@@ -1057,9 +1066,7 @@ pub fn document(r: &Results, p: &Provenance) -> Result<Document> {
     v.paragraph("Largest deviations, with their documented causes:");
     v.list(deviations(r)?);
     let mut sections = vec![v, accuracy_section(r)?];
-    if let Some(f) = &r.finetuned {
-        sections.push(finetuned::section(f));
-    }
+    sections.push(finetuned::section(&r.plan, &r.finetuned));
     sections.extend(sweeps_sections(r));
     sections.extend(sim_sections(r)?);
     sections.push(decode_section(&r.decode));

@@ -56,36 +56,40 @@ impl AccuracyResult {
     }
 }
 
-/// One row of the fine-tuned accuracy stage.
+/// One row of a fine-tuned stage.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FinetunedRow {
     /// What the row is (the no-pruning twin's dense model, the pruned recipe's dense or
     /// SPRINT row).
     pub run: String,
-    /// Accuracy as a fraction.
-    pub accuracy: f64,
+    /// Accuracy as a fraction, or perplexity.
+    pub metric: f64,
     /// Fraction of visible pairs in the softmax.
     pub softmax_fraction: f64,
-    /// Against the no-pruning twin's dense row, item by item.
+    /// Against the no-pruning twin's dense row: accuracy points, or perplexity change (%).
+    pub change_vs_twin: f64,
+    /// Accuracy tasks: against the twin's dense row, item by item.
     pub vs_twin: Option<sprint_eval::paired::PairedDelta>,
 }
 
-/// SPRINT with fine-tuning on the labels against the same recipe without pruning
-/// (MiniLM BBC; the paper's method).
+/// SPRINT fine-tuned with its learned thresholds against the same recipe without pruning
+/// (the paper's method).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FinetunedResult {
     /// Model name.
     pub model: String,
     /// Task name.
     pub task: String,
+    /// `accuracy` or `perplexity`.
+    pub metric: String,
     /// Evaluated items and their unit.
     pub items: String,
+    /// Tokens per evaluated sequence.
+    pub seq_len: usize,
     /// The evaluated data.
     pub split: String,
     /// The training recipe in words (the thresholds file's `method`).
     pub recipe: String,
-    /// Target kept fraction of the training run.
-    pub keep: f64,
     /// Wall time of the two training runs, seconds.
     pub learn_seconds: f64,
     /// The twin's dense row, then the pruned recipe's dense and SPRINT rows.

@@ -131,9 +131,10 @@ pub fn reproduce(
         plan,
         tool: tool_sha256()?,
         progress,
-        // accuracy (MiniLM tasks + SmolLM2), fine-tuned accuracy, precision, noise,
-        // sparsity, 2 x sim-paper, one trace replay per accuracy stage, decode.
-        total: 2 * (n_minilm + 1) + 7,
+        // accuracy (MiniLM tasks + SmolLM2), fine-tuned (MiniLM, SmolLM2 in --full),
+        // precision, noise, sparsity, 2 x sim-paper, one trace replay per accuracy
+        // stage, decode.
+        total: 2 * (n_minilm + 1) + 7 + usize::from(plan.smollm2_finetune.is_some()),
         records: Vec::new(),
     };
     let ctx = StageCtx::new(plan, assets, progress);
@@ -160,17 +161,31 @@ pub fn reproduce(
         accuracy.push(a);
     }
 
-    let name = "accuracy-minilm-bbc-finetuned";
-    let inputs = json!({
-        "pruned": crate::finetuned::recipe(&ctx, true),
-        "twin": crate::finetuned::recipe(&ctx, false),
-    });
-    let finetuned = r.stage(
-        name,
-        inputs,
-        |_| true,
-        |key| crate::finetuned::finetuned(&ctx, name, &cache.artefact(name, key, "run")?),
-    )?;
+    let mut finetuned = Vec::new();
+    for (model, fp) in [
+        ("minilm", Some(&plan.minilm_finetune)),
+        ("smollm2", plan.smollm2_finetune.as_ref()),
+    ] {
+        let Some(fp) = fp else { continue };
+        let name = format!(
+            "accuracy-{model}-{}-finetuned",
+            crate::finetuned::task_of(model).name()
+        );
+        let inputs = json!({
+            "pruned": crate::finetuned::recipe(&ctx, model, fp, true),
+            "twin": crate::finetuned::recipe(&ctx, model, fp, false),
+            "eval": [fp.eval_items, fp.eval_seq_len],
+        });
+        finetuned.push(r.stage(
+            &name,
+            inputs,
+            |_| true,
+            |key| {
+                let base = cache.artefact(&name, key, "run")?;
+                crate::finetuned::finetuned(&ctx, &name, model, fp, &base)
+            },
+        )?);
+    }
 
     let learned = Thresholds::best_for("minilm", "bbc", &artefacts)?;
     let Thresholds::Learned(learned_path) = &learned else {
@@ -251,7 +266,7 @@ pub fn reproduce(
     let results = Results {
         plan: plan.clone(),
         accuracy,
-        finetuned: Some(finetuned),
+        finetuned,
         precision,
         noise,
         sparsity,

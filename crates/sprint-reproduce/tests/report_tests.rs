@@ -145,17 +145,19 @@ fn results() -> Results {
     };
     let ft_row = |run: &str, accuracy: f64, softmax: f64, d: Option<PairedDelta>| FinetunedRow {
         run: run.into(),
-        accuracy,
+        metric: accuracy,
         softmax_fraction: softmax,
+        change_vs_twin: 100.0 * (accuracy - 0.973),
         vs_twin: d,
     };
     let finetuned = FinetunedResult {
         model: "minilm".into(),
         task: "bbc".into(),
+        metric: "accuracy".into(),
         items: "444 documents".into(),
+        seq_len: 256,
         split: "test".into(),
         recipe: "learned, fine-tuned on the labels".into(),
-        keep: 0.24,
         learn_seconds: 500.0,
         rows: vec![
             ft_row(
@@ -172,15 +174,37 @@ fn results() -> Results {
             ),
             ft_row(
                 "fine-tuned with pruning: SPRINT",
-                0.9685,
+                0.973 - 2.0 / 444.0,
                 0.2421,
                 Some(paired(-2.0 / 444.0, 2, 4)),
             ),
         ],
     };
+    let smol_row = |run: &str, ppl: f64, softmax: f64| FinetunedRow {
+        run: run.into(),
+        metric: ppl,
+        softmax_fraction: softmax,
+        change_vs_twin: 100.0 * (ppl / 20.0 - 1.0),
+        vs_twin: None,
+    };
+    let smol_finetuned = FinetunedResult {
+        model: "smollm2".into(),
+        task: "ppl-austen".into(),
+        metric: "perplexity".into(),
+        items: "4 windows".into(),
+        seq_len: 1024,
+        split: "held-out windows".into(),
+        recipe: "learned, fine-tuned, from the mass calibration".into(),
+        learn_seconds: 2500.0,
+        rows: vec![
+            smol_row("no-pruning twin: dense", 20.0, 1.0),
+            smol_row("fine-tuned with pruning: dense", 20.1, 1.0),
+            smol_row("fine-tuned with pruning: SPRINT", 20.35, 0.312),
+        ],
+    };
     Results {
         plan: Plan::new(Mode::Quick, 0),
-        finetuned: Some(finetuned),
+        finetuned: vec![finetuned, smol_finetuned],
         accuracy: vec![
             accuracy("minilm", "bbc", "accuracy", [0.96, 0.95, 0.90, 0.955]),
             accuracy(
@@ -288,6 +312,15 @@ fn verdict_compares_every_headline_with_the_paper() {
     let want = 100.0 * 2.0 / 444.0;
     assert!((t.cell(ft, "ours").unwrap().value().unwrap() - want).abs() < 1e-9);
     assert_eq!(t.cell(ft, "paper").unwrap().value(), Some(0.36));
+    let ppl = (0..t.rows.len())
+        .find(|&i| {
+            t.cell(i, "measure")
+                .unwrap()
+                .display()
+                .starts_with("SPRINT perplexity change, fine-tuned")
+        })
+        .unwrap();
+    assert!((t.cell(ppl, "ours").unwrap().value().unwrap() - 1.75).abs() < 1e-9);
 }
 
 #[test]
