@@ -68,3 +68,56 @@ fn smollm2_stage_trains_recipe_and_twin() {
         assert_eq!(w.tensors.len(), 61, "{f}: every RMS-norm gain");
     }
 }
+
+/// The `--full` plan's recipes are the command lines whose results docs/thresholds.md
+/// reports ("Trained on the labels" for MiniLM, the 64-window run from mass 0.985 for
+/// SmolLM2), so `sprint reproduce --full` reproduces those numbers; a change of a default
+/// that would break that claim fails here.
+#[test]
+fn full_plan_recipes_are_the_documented_runs() {
+    use sprint_eval::Task;
+    use sprint_eval::finetune::Finetune;
+    use sprint_eval::learn::LearnOptions;
+    use sprint_eval::probe_loss::ProbeLoss;
+    use sprint_reproduce::finetuned::recipe;
+    let plan = Plan::new(Mode::Full, 0);
+    let cache = Cache::from_env();
+    let ctx = StageCtx::new(&plan, &cache, &NoProgress);
+
+    // sprint thresholds learn --model minilm --task bbc --keep 0.24 --items 192 --batch-size 4
+    //   --epochs 2 --init-per-head --finetune norms-biases --datapath --task-loss classification
+    let mut m = LearnOptions::new(Task::Bbc);
+    m.keep = 0.24;
+    m.items = 192;
+    m.batch_size = 4;
+    m.epochs = 2;
+    m.init_per_head = true;
+    m.finetune = Finetune::NormsBiases;
+    m.datapath = true;
+    m.task_loss = ProbeLoss::Classification;
+    assert_eq!(recipe(&ctx, "minilm", &plan.minilm_finetune, true), m);
+    // ... the same with --no-prune (and without --datapath).
+    m.datapath = false;
+    m.prune = false;
+    assert_eq!(recipe(&ctx, "minilm", &plan.minilm_finetune, false), m);
+
+    // sprint thresholds learn --model smollm2 --task ppl-austen --items 64 --finetune
+    //   norms-biases --eval-windows 4 --eval-seq-len 1024 --init-mass 0.985 --datapath
+    let fp = plan.smollm2_finetune.as_ref().unwrap();
+    let mut s = LearnOptions::new(Task::PplAusten);
+    s.items = 64;
+    s.finetune = Finetune::NormsBiases;
+    s.eval_windows = 4;
+    s.eval_seq_len = 1024;
+    s.init_mass = Some(0.985);
+    s.datapath = true;
+    assert_eq!(recipe(&ctx, "smollm2", fp, true), s);
+    s.init_mass = None;
+    s.datapath = false;
+    s.prune = false;
+    assert_eq!(recipe(&ctx, "smollm2", fp, false), s);
+    // Evaluated as documented: 4 held-out windows of 1024 tokens; all of BBC at 256.
+    assert_eq!((fp.eval_items, fp.eval_seq_len), (4, 1024));
+    let mf = &plan.minilm_finetune;
+    assert_eq!((mf.eval_items, mf.eval_seq_len), (0, 256));
+}
