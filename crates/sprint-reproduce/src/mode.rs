@@ -66,7 +66,7 @@ pub struct Plan {
     /// The fine-tuned accuracy stage of MiniLM (BBC).
     pub minilm_finetune: FinetunePlan,
     /// The fine-tuned perplexity stage of SmolLM2 (Austen); `None`: not run (`--quick`:
-    /// training SmolLM2 takes about 45 minutes on 2 cores).
+    /// training SmolLM2 and its twin takes about an hour on 2 cores).
     pub smollm2_finetune: Option<FinetunePlan>,
     /// Seed of every split, subset and noise draw.
     pub seed: u64,

@@ -107,7 +107,7 @@ pub(super) fn section(plan: &Plan, results: &[FinetunedResult]) -> Section {
         s.table(table(f));
     }
     if plan.smollm2_finetune.is_none() {
-        s.paragraph("SmolLM2: not run in this mode (training the recipe and its twin takes about 45 minutes on 2 cores); `sprint reproduce --full` runs it.");
+        s.paragraph("SmolLM2: not run in this mode (training the recipe and its twin takes about an hour on 2 cores); `sprint reproduce --full` runs it.");
     }
     s
 }
