@@ -351,6 +351,13 @@ fn accuracy_section(r: &Results) -> Result<Section> {
     );
     s.paragraph("Each task runs dense attention, runtime pruning (exact scores, threshold), SPRINT without recompute (in-memory approximate scores, 1-bit comparator, no digital recompute) and SPRINT, with the same thresholds. Kept = keys moved on chip; softmax = keys in the softmax; both as a share of the visible (query, key) pairs.");
     for a in &r.accuracy {
+        // Accuracy deltas are fractions shown in points; perplexity deltas are shown as is.
+        let (delta_unit, delta_scale, delta_digits) = if is_classification(a) {
+            ("points", 100.0, 2)
+        } else {
+            ("perplexity", 1.0, 3)
+        };
+        let delta_value = |d: f64| delta_scale * d;
         let mut t = Table::new(
             &format!("accuracy-{}-{}", a.model, a.task),
             &format!(
@@ -360,16 +367,9 @@ fn accuracy_section(r: &Results) -> Result<Section> {
             vec![
                 Column::text("variant"),
                 Column::unit(&a.metric, metric_unit(&a.metric)),
-                Column::unit(
-                    "delta vs dense",
-                    if a.metric == "accuracy" {
-                        "points"
-                    } else {
-                        "perplexity"
-                    },
-                ),
-                Column::unit("delta 95 % low", "points"),
-                Column::unit("delta 95 % high", "points"),
+                Column::unit("delta vs dense", delta_unit),
+                Column::unit("delta 95 % low", delta_unit),
+                Column::unit("delta 95 % high", delta_unit),
                 Column::unit("kept", "%"),
                 Column::unit("softmax", "%"),
                 Column::unit("newly fetched per query", "% of visible"),
@@ -381,13 +381,9 @@ fn accuracy_section(r: &Results) -> Result<Section> {
             t.push(vec![
                 Cell::text(&v.variant),
                 metric_cell(&a.metric, v.metric),
-                Cell::opt(
-                    v.delta
-                        .map(|d| if a.metric == "accuracy" { 100.0 * d } else { d }),
-                    if a.metric == "accuracy" { 2 } else { 3 },
-                ),
-                Cell::opt(ci.map(|(lo, _)| 100.0 * lo), 2),
-                Cell::opt(ci.map(|(_, hi)| 100.0 * hi), 2),
+                Cell::opt(v.delta.map(delta_value), delta_digits),
+                Cell::opt(ci.map(|(lo, _)| delta_value(lo)), delta_digits),
+                Cell::opt(ci.map(|(_, hi)| delta_value(hi)), delta_digits),
                 pct(v.kept_fraction),
                 pct(v.softmax_fraction),
                 pct(v.new_fetch_share),
@@ -395,8 +391,10 @@ fn accuracy_section(r: &Results) -> Result<Section> {
             ]);
         }
         t.note(format!("Data: {}", a.split));
-        if a.metric == "accuracy" {
+        if is_classification(a) {
             t.note("Interval: 2.5 % and 97.5 % percentiles of the delta over 10 000 paired bootstrap resamples of the evaluated items (docs/evaluation.md).".to_string());
+        } else {
+            t.note("No interval: perplexity is one number over all scored tokens of the windows, not a mean of per-item outcomes.".to_string());
         }
         s.table(t);
     }
