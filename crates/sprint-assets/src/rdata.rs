@@ -21,8 +21,11 @@ use crate::AssetError;
 
 /// Largest decompressed size accepted for one record or index (bytes).
 pub const MAX_DECOMPRESSED: usize = 1 << 30;
-/// Deepest nesting of values accepted.
-pub const MAX_DEPTH: usize = 512;
+/// Deepest nesting of values accepted. The packages read here nest under 12 levels; each
+/// level is one recursion of the reader (about 18 KB of stack unoptimised, a few KB
+/// optimised), so 64 keeps the deepest accepted input under 2 MB of stack, a spawned
+/// thread's default, at any optimisation level.
+pub const MAX_DEPTH: usize = 64;
 /// Most elements an ALTREP compact sequence may expand to.
 pub const MAX_COMPACT_SEQ: usize = 1 << 24;
 
@@ -481,6 +484,71 @@ impl<'a> Reader<'a> {
         Ok(RObject { value, attributes })
     }
 
+    /// An atomic vector (character, logical, integer, double, complex, raw). Kept out of
+    /// [`Self::item_with`] so that the recursion through nested lists carries small frames
+    /// (unoptimised, every arm's temporaries share the one frame).
+    #[inline(never)]
+    fn atomic(&mut self, f: &Flags) -> Result<RValue, AssetError> {
+        Ok(match f.ty {
+            CHARSXP => RValue::Character(vec![self.charsxp(f)?]),
+            LGLSXP | INTSXP => {
+                let n = self.length()?;
+                self.check_room(n, 4, "integer vector")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(self.i32()?);
+                }
+                if f.ty == LGLSXP {
+                    RValue::Logical(v)
+                } else {
+                    RValue::Integer(v)
+                }
+            }
+            REALSXP => {
+                let n = self.length()?;
+                self.check_room(n, 8, "double vector")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(self.f64()?);
+                }
+                RValue::Real(v)
+            }
+            CPLXSXP => {
+                let n = self.length()?;
+                self.check_room(n, 16, "complex vector")?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push((self.f64()?, self.f64()?));
+                }
+                RValue::Complex(v)
+            }
+            STRSXP => {
+                let n = self.length()?;
+                self.check_room(n, 8, "character vector")?;
+                let mut v = Vec::with_capacity(n);
+                for i in 0..n {
+                    let ef = flags(self.u32()?);
+                    if ef.ty != CHARSXP {
+                        return Err(err(format!(
+                            "element {i} of a character vector has type {}",
+                            ef.ty
+                        )));
+                    }
+                    v.push(self.charsxp(&ef)?);
+                    if ef.has_attr {
+                        self.attributes()?;
+                    }
+                }
+                RValue::Character(v)
+            }
+            RAWSXP => {
+                let n = self.length()?;
+                RValue::Raw(self.bytes(n)?.to_vec())
+            }
+            t => return Err(err(format!("type {t} is not an atomic vector"))),
+        })
+    }
+
     fn item_with(&mut self, f: Flags) -> Result<RObject, AssetError> {
         let value = match f.ty {
             NILVALUE_SXP => return Ok(RObject::new(RValue::Null)),
@@ -575,57 +643,7 @@ impl<'a> Reader<'a> {
                 self.bytes(n)?;
                 RValue::Other("builtin")
             }
-            CHARSXP => RValue::Character(vec![self.charsxp(&f)?]),
-            LGLSXP | INTSXP => {
-                let n = self.length()?;
-                self.check_room(n, 4, "integer vector")?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(self.i32()?);
-                }
-                if f.ty == LGLSXP {
-                    RValue::Logical(v)
-                } else {
-                    RValue::Integer(v)
-                }
-            }
-            REALSXP => {
-                let n = self.length()?;
-                self.check_room(n, 8, "double vector")?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(self.f64()?);
-                }
-                RValue::Real(v)
-            }
-            CPLXSXP => {
-                let n = self.length()?;
-                self.check_room(n, 16, "complex vector")?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push((self.f64()?, self.f64()?));
-                }
-                RValue::Complex(v)
-            }
-            STRSXP => {
-                let n = self.length()?;
-                self.check_room(n, 8, "character vector")?;
-                let mut v = Vec::with_capacity(n);
-                for i in 0..n {
-                    let ef = flags(self.u32()?);
-                    if ef.ty != CHARSXP {
-                        return Err(err(format!(
-                            "element {i} of a character vector has type {}",
-                            ef.ty
-                        )));
-                    }
-                    v.push(self.charsxp(&ef)?);
-                    if ef.has_attr {
-                        self.attributes()?;
-                    }
-                }
-                RValue::Character(v)
-            }
+            CHARSXP | LGLSXP | INTSXP | REALSXP | CPLXSXP | STRSXP => self.atomic(&f)?,
             VECSXP | EXPRSXP => {
                 let n = self.length()?;
                 self.check_room(n, 4, "list")?;
@@ -635,10 +653,7 @@ impl<'a> Reader<'a> {
                 }
                 RValue::List(v)
             }
-            RAWSXP => {
-                let n = self.length()?;
-                RValue::Raw(self.bytes(n)?.to_vec())
-            }
+            RAWSXP => self.atomic(&f)?,
             S4SXP => RValue::Other("S4"),
             ALTREP_SXP => return self.altrep(),
             NILSXP => RValue::Null,
@@ -997,6 +1012,34 @@ mod tests {
         w.nil();
         let o = unserialize(&w.0).unwrap();
         assert_eq!(o.value, RValue::Integer(vec![1, 2, 3, 4]));
+    }
+
+    /// Lists nested `depth` deep around a character vector.
+    fn nested_lists(depth: usize) -> Vec<u8> {
+        let mut w = W::header(2);
+        for _ in 0..depth {
+            w.flags(VECSXP, false, false, 0).int(1);
+        }
+        w.strs(&[Some("leaf")], false);
+        w.0
+    }
+
+    /// The deepest accepted nesting parses on a thread with three quarters of a spawned
+    /// thread's default stack (2 MB), and one level more is refused, never a stack overflow.
+    #[test]
+    fn deepest_accepted_nesting_fits_a_small_stack() {
+        let parsed = std::thread::Builder::new()
+            .stack_size(1536 * 1024)
+            .spawn(|| {
+                (
+                    unserialize(&nested_lists(MAX_DEPTH - 1)).is_ok(),
+                    unserialize(&nested_lists(MAX_DEPTH)).is_err(),
+                )
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(parsed, (true, true));
     }
 
     #[test]
