@@ -484,6 +484,23 @@ impl<'a> Reader<'a> {
         Ok(RObject { value, attributes })
     }
 
+    /// A length, then that many elements of `elem_bytes` bytes each, read by `read`; the
+    /// length is checked against the bytes that remain before anything is allocated.
+    fn vector<T>(
+        &mut self,
+        elem_bytes: usize,
+        what: &str,
+        mut read: impl FnMut(&mut Self) -> Result<T, AssetError>,
+    ) -> Result<Vec<T>, AssetError> {
+        let n = self.length()?;
+        self.check_room(n, elem_bytes, what)?;
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(read(self)?);
+        }
+        Ok(v)
+    }
+
     /// An atomic vector (character, logical, integer, double, complex, raw). Kept out of
     /// [`Self::item_with`] so that the recursion through nested lists carries small frames
     /// (unoptimised, every arm's temporaries share the one frame).
@@ -492,35 +509,16 @@ impl<'a> Reader<'a> {
         Ok(match f.ty {
             CHARSXP => RValue::Character(vec![self.charsxp(f)?]),
             LGLSXP | INTSXP => {
-                let n = self.length()?;
-                self.check_room(n, 4, "integer vector")?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(self.i32()?);
-                }
+                let v = self.vector(4, "integer vector", Self::i32)?;
                 if f.ty == LGLSXP {
                     RValue::Logical(v)
                 } else {
                     RValue::Integer(v)
                 }
             }
-            REALSXP => {
-                let n = self.length()?;
-                self.check_room(n, 8, "double vector")?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(self.f64()?);
-                }
-                RValue::Real(v)
-            }
+            REALSXP => RValue::Real(self.vector(8, "double vector", Self::f64)?),
             CPLXSXP => {
-                let n = self.length()?;
-                self.check_room(n, 16, "complex vector")?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push((self.f64()?, self.f64()?));
-                }
-                RValue::Complex(v)
+                RValue::Complex(self.vector(16, "complex vector", |r| Ok((r.f64()?, r.f64()?)))?)
             }
             STRSXP => {
                 let n = self.length()?;
