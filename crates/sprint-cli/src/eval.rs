@@ -59,6 +59,10 @@ pub struct Args {
     /// Calibrate one threshold per head instead of per layer.
     #[arg(long)]
     per_head: bool,
+    /// How the calibration reaches --keep: `quantile` (every layer keeps that fraction) or
+    /// `mass` (the softmax-mass calibration at the share that keeps it over all layers).
+    #[arg(long, value_name = "quantile|mass")]
+    calibration: Option<String>,
     /// Calibration items (default: 16 train documents, 2 windows, 10% of the sentences).
     #[arg(long)]
     calib: Option<usize>,
@@ -169,6 +173,12 @@ fn options(a: &Args) -> Result<EvalOptions> {
             keep: a.keep.unwrap_or(0.25),
             per_head: a.per_head,
             items: a.calib,
+            method: a
+                .calibration
+                .as_deref()
+                .unwrap_or("quantile")
+                .parse::<sprint_eval::calibrate::KeepMethod>()
+                .context("--calibration")?,
         }
     };
     if let ThresholdChoice::Calibrate { .. } = opts.thresholds {
@@ -179,6 +189,7 @@ fn options(a: &Args) -> Result<EvalOptions> {
         for (given, flag) in [
             (a.per_head, "--per-head"),
             (a.calib.is_some(), "--calib"),
+            (a.calibration.is_some(), "--calibration"),
             (a.save_thresholds.is_some(), "--save-thresholds"),
         ] {
             if given {

@@ -814,6 +814,40 @@ fn row12_ignored_flags_are_refused() {
         ],
     );
     assert!(e.contains("--per-head applies to calibration only"), "{e}");
+    let e = refuse(
+        p,
+        &[
+            "eval",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--thresholds",
+            "th.toml",
+            "--calibration",
+            "mass",
+        ],
+    );
+    assert!(
+        e.contains("--calibration applies to calibration only"),
+        "{e}"
+    );
+    let e = refuse(
+        p,
+        &[
+            "eval",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--calibration",
+            "median",
+        ],
+    );
+    assert!(
+        e.contains("--calibration") && e.contains("unknown calibration method `median`"),
+        "{e}"
+    );
 }
 
 #[test]

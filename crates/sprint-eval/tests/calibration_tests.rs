@@ -164,3 +164,73 @@ fn thresholds_file_round_trip() {
     let f2 = ThresholdFile::read(&path).unwrap();
     assert_eq!(f2.resolve(2, 2, "th.toml").unwrap(), th2);
 }
+
+/// The mass calibration held at a kept fraction, on two causal layers of 2 heads x 96
+/// tokens whose scores differ in spread (layer 1's queries 4x larger: peaked softmax rows):
+/// the kept fraction of all visible scores, counted by brute force at the thresholds it
+/// returns, is the target to within 0.01 (one histogram bin's worth of scores); the
+/// thresholds are the mass calibration at the mass it reports; and the peaked layer keeps
+/// fewer keys than the flat one, which a per-layer quantile would not do.
+#[test]
+fn mass_calibration_held_at_a_kept_fraction() {
+    use sprint_eval::calibrate::{KeepMethod, keep_method_description};
+    let (heads, seq, d) = (2usize, 96usize, 16usize);
+    let cal = CalibratingAttention::new(AttentionConfig::default(), 2, heads);
+    let valid = vec![vec![true; seq]];
+    let mut scores: Vec<Vec<f32>> = vec![Vec::new(); 2];
+    for layer in 0..2 {
+        let gain = if layer == 0 { 0.5 } else { 2.0 };
+        let q: Vec<f32> = normals(heads * seq * d, 21 + layer as u64)
+            .iter()
+            .map(|x| x * gain)
+            .collect();
+        let k = normals(heads * seq * d, 31 + layer as u64);
+        let qt = Tensor::from_vec(q.clone(), (1, heads, seq, d), &Device::Cpu).unwrap();
+        let kt = Tensor::from_vec(k.clone(), (1, heads, seq, d), &Device::Cpu).unwrap();
+        let call = AttentionCall {
+            layer,
+            q: &qt,
+            k: &kt,
+            v: &kt,
+            valid: &valid,
+            causal: true,
+        };
+        cal.attend(&call, &mut Recorder::new(1, 2, false, "test"))
+            .unwrap();
+        let scale = 1.0 / (d as f32).sqrt();
+        for h in 0..heads {
+            for i in 0..seq {
+                for j in 0..=i {
+                    let (qo, ko) = ((h * seq + i) * d, (h * seq + j) * d);
+                    let s: f32 = (0..d).map(|e| q[qo + e] * k[ko + e]).sum::<f32>() * scale;
+                    scores[layer].push(s);
+                }
+            }
+        }
+    }
+    let stats = cal.into_stats();
+    for keep in [0.1, 0.25, 0.5] {
+        let (th, mass) = stats.mass_thresholds_at_keep(keep, false).unwrap();
+        assert!(mass > 0.0 && mass < 1.0, "mass {mass}");
+        assert_eq!(th, stats.mass_thresholds(mass, false).unwrap());
+        let per_layer: Vec<f64> = (0..2).map(|l| kept(&scores[l], th.values[l][0])).collect();
+        let all = (per_layer[0] * scores[0].len() as f64 + per_layer[1] * scores[1].len() as f64)
+            / (scores[0].len() + scores[1].len()) as f64;
+        assert!(
+            (all - keep).abs() < 0.01,
+            "keep {keep}: kept {all} (mass {mass})"
+        );
+        assert!(
+            per_layer[1] + 0.05 < per_layer[0],
+            "keep {keep}: the peaked layer keeps {} against the flat one's {}",
+            per_layer[1],
+            per_layer[0]
+        );
+    }
+    assert!(stats.mass_thresholds_at_keep(0.0, false).is_err());
+    assert!(stats.mass_thresholds_at_keep(1.5, false).is_err());
+    let described = keep_method_description(KeepMethod::Mass, false, Some(0.97));
+    assert!(described.contains("0.970000"), "{described}");
+    assert_eq!("mass".parse::<KeepMethod>().unwrap(), KeepMethod::Mass);
+    assert!("median".parse::<KeepMethod>().is_err());
+}

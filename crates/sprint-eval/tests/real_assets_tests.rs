@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use sprint_assets::data::stratified_split;
 use sprint_assets::{Asset, Cache};
 use sprint_core::config::{Thresholds, Variant};
+use sprint_eval::calibrate::KeepMethod;
 use sprint_eval::logreg::{LogRegOptions, LogisticRegression};
 use sprint_eval::metrics::accuracy;
 use sprint_eval::run::{
@@ -62,6 +63,7 @@ fn bbc_options(seed: u64) -> EvalOptions {
         keep: 0.25,
         per_head: false,
         items: Some(4),
+        method: KeepMethod::Quantile,
     };
     o
 }
@@ -198,6 +200,7 @@ fn bbc_reference_report_pairs_items() {
         keep: 0.05,
         per_head: false,
         items: Some(4),
+        method: KeepMethod::Quantile,
     };
     o.references = vec![ReferenceRun::read(&file).unwrap()];
     let run = evaluate(minilm(), &cache, &o, &NoProgress).unwrap();
@@ -269,6 +272,7 @@ fn austen_perplexity_one_window() {
         keep: 0.25,
         per_head: false,
         items: Some(1),
+        method: KeepMethod::Quantile,
     };
     let r = evaluate(smollm2(), &cache, &o, &NoProgress).unwrap();
     let d = &r.rows[0];

@@ -312,6 +312,7 @@ fn eval_point(
         keep: g.keep,
         per_head: false,
         items: None,
+        method: sprint_eval::calibrate::KeepMethod::Quantile,
     };
     let r = evaluate(model, assets, &o, progress).map_err(|e| ReproduceError::stage(&stage, e))?;
     Ok(r.rows

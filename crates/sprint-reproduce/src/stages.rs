@@ -12,6 +12,7 @@ use sprint_assets::Cache;
 use sprint_core::config::{AttentionConfig, Variant};
 use sprint_core::trace::TraceReader;
 use sprint_eval::Task;
+use sprint_eval::calibrate::KeepMethod;
 use sprint_eval::learn::LearnOptions;
 use sprint_eval::run::{EvalOptions, EvalReport, Progress, ThresholdChoice, evaluate, trace_path};
 use sprint_eval::sweep::{SweepMethod, SweepOptions, sweep};
@@ -92,13 +93,16 @@ impl<'a> StageCtx<'a> {
 pub enum Thresholds {
     /// The embedded learned MiniLM/BBC file, written to this path.
     Learned(PathBuf),
-    /// Calibrated per layer at the plan's keep fraction.
-    Calibrated,
+    /// Calibrated per layer at the plan's keep fraction, by this method.
+    Calibrated(KeepMethod),
 }
 
 impl Thresholds {
-    /// The thresholds of `task` on `model`: the learned file for MiniLM on BBC, calibration
-    /// otherwise. The learned file is written under `artefacts` (content-named).
+    /// The thresholds of `task` on `model`: the learned file for MiniLM on BBC; otherwise a
+    /// calibration at the plan's keep fraction, by softmax mass for the decoder's perplexity
+    /// tasks (docs/thresholds.md measured it ahead of the quantile at equal kept fraction on
+    /// SmolLM2) and by score quantile for the other probe tasks. The learned file is written
+    /// under `artefacts` (content-named).
     pub fn best_for(model: &str, task: &str, artefacts: &Path) -> Result<Self> {
         if model == "minilm" && task == "bbc" {
             let path = artefacts.join(format!(
@@ -113,8 +117,10 @@ impl Thresholds {
                 sprint_report::document::write_text(&path, MINILM_BBC_THRESHOLDS)?;
             }
             Ok(Thresholds::Learned(path))
+        } else if task.starts_with("ppl-") {
+            Ok(Thresholds::Calibrated(KeepMethod::Mass))
         } else {
-            Ok(Thresholds::Calibrated)
+            Ok(Thresholds::Calibrated(KeepMethod::Quantile))
         }
     }
 
@@ -125,17 +131,23 @@ impl Thresholds {
                 "learned per head (configs/thresholds/minilm-bbc-learned-keep0.25.toml, sha256 {})",
                 &crate::cache::sha256_hex(MINILM_BBC_THRESHOLDS.as_bytes())[..16]
             ),
-            Thresholds::Calibrated => format!("calibrated per layer, quantile keep {keep}"),
+            Thresholds::Calibrated(KeepMethod::Quantile) => {
+                format!("calibrated per layer, quantile keep {keep}")
+            }
+            Thresholds::Calibrated(KeepMethod::Mass) => {
+                format!("calibrated per layer, softmax mass held at keep {keep}")
+            }
         }
     }
 
     fn choice(&self, keep: f64) -> ThresholdChoice {
         match self {
             Thresholds::Learned(p) => ThresholdChoice::File(p.clone()),
-            Thresholds::Calibrated => ThresholdChoice::Calibrate {
+            Thresholds::Calibrated(method) => ThresholdChoice::Calibrate {
                 keep,
                 per_head: false,
                 items: None,
+                method: *method,
             },
         }
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use sprint_core::config::{AttentionConfig, Thresholds, Variant};
 
+use crate::calibrate::KeepMethod;
 use crate::tasks::Task;
 
 /// Fraction of a labelled corpus held out for testing the probe (stratified).
@@ -24,6 +25,8 @@ pub enum ThresholdChoice {
         /// Calibration items (documents, windows); `None` = the task's default
         /// (16 documents, 2 windows, 10% of the sentences).
         items: Option<usize>,
+        /// Score quantile or softmax mass held at `keep`.
+        method: KeepMethod,
     },
     /// Read a thresholds file.
     File(PathBuf),
@@ -126,6 +129,7 @@ impl EvalOptions {
                 keep: 0.25,
                 per_head: false,
                 items: None,
+                method: KeepMethod::Quantile,
             },
             batch_size: 16,
             trace: None,

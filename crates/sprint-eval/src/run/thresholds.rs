@@ -6,8 +6,8 @@ use sprint_core::config::{ThresholdFile, Thresholds};
 
 use super::{Ctx, EvalOptions, ThresholdChoice, ThresholdReport};
 use crate::calibrate::{
-    CalibratingAttention, CalibrationMeta, ScoreStats, method_description, threshold_file,
-    write_threshold_file,
+    CalibratingAttention, CalibrationMeta, KeepMethod, ScoreStats, keep_method_description,
+    threshold_file, write_threshold_file,
 };
 use crate::error::{EvalError, Result};
 
@@ -76,17 +76,18 @@ pub(super) fn resolve_given(
 }
 
 impl Ctx<'_> {
-    pub(super) fn calib_choice(&self) -> Option<(f64, bool, Option<usize>)> {
+    pub(super) fn calib_choice(&self) -> Option<(f64, bool, Option<usize>, KeepMethod)> {
         match (&self.opts.thresholds, self.needs_th, &self.given) {
             (
                 ThresholdChoice::Calibrate {
                     keep,
                     per_head,
                     items,
+                    method,
                 },
                 true,
                 None,
-            ) => Some((*keep, *per_head, *items)),
+            ) => Some((*keep, *per_head, *items, *method)),
             _ => None,
         }
     }
@@ -106,11 +107,18 @@ impl Ctx<'_> {
         &self,
         calibrate: impl FnOnce(Option<usize>) -> Result<(ScoreStats, String)>,
     ) -> Result<(Option<Thresholds>, Option<ThresholdReport>)> {
-        let Some((keep, per_head, items)) = self.calib_choice() else {
+        let Some((keep, per_head, items, method)) = self.calib_choice() else {
             return Ok(self.given.clone().unzip());
         };
         let (stats, split) = calibrate(items)?;
-        let th = stats.thresholds(keep, per_head)?;
+        let (th, mass) = match method {
+            KeepMethod::Quantile => (stats.thresholds(keep, per_head)?, None),
+            KeepMethod::Mass => {
+                let (th, mass) = stats.mass_thresholds_at_keep(keep, per_head)?;
+                (th, Some(mass))
+            }
+        };
+        let description = keep_method_description(method, per_head, mass);
         let meta = CalibrationMeta {
             target_keep: keep,
             per_head,
@@ -121,11 +129,13 @@ impl Ctx<'_> {
             scores: stats.total(),
         };
         if let Some(p) = &self.opts.save_thresholds {
-            write_threshold_file(p, &threshold_file(&th, &meta))?;
+            let mut file = threshold_file(&th, &meta);
+            file.meta.insert("method".into(), description.clone());
+            write_threshold_file(p, &file)?;
         }
         let report = ThresholdReport {
             source: "calibrated".into(),
-            method: method_description(per_head),
+            method: description,
             target_keep: Some(keep),
             split: Some(split),
             per_layer: per_layer(&th),

@@ -39,7 +39,7 @@ impl Ctx<'_> {
         // Calibration sentences (never scored): label-free decision bias from the dense
         // model, and the score statistics for the thresholds.
         let mut cal_idx = sp.test.clone();
-        if let Some((_, _, Some(n))) = self.calib_choice() {
+        if let Some((_, _, Some(n), _)) = self.calib_choice() {
             cal_idx.truncate(n.max(1));
         }
         if cal_idx.is_empty() {
