@@ -794,60 +794,28 @@ fn row12_ignored_flags_are_refused() {
             "{e}"
         );
     }
-    let e = refuse(
-        p,
-        &["eval", "--model", "minilm", "--task", "bbc", "--calib", "0"],
-    );
-    assert!(e.contains("--calib 0"), "{e}");
     std::fs::write(p.join("th.toml"), "per_layer = [0.1]\n").unwrap();
-    let e = refuse(
-        p,
-        &[
-            "eval",
-            "--model",
-            "minilm",
-            "--task",
-            "bbc",
-            "--thresholds",
-            "th.toml",
-            "--per-head",
-        ],
-    );
-    assert!(e.contains("--per-head applies to calibration only"), "{e}");
-    let e = refuse(
-        p,
-        &[
-            "eval",
-            "--model",
-            "minilm",
-            "--task",
-            "bbc",
-            "--thresholds",
-            "th.toml",
-            "--calibration",
-            "mass",
-        ],
-    );
-    assert!(
-        e.contains("--calibration applies to calibration only"),
-        "{e}"
-    );
-    let e = refuse(
-        p,
-        &[
-            "eval",
-            "--model",
-            "minilm",
-            "--task",
-            "bbc",
-            "--calibration",
-            "median",
-        ],
-    );
-    assert!(
-        e.contains("--calibration") && e.contains("unknown calibration method `median`"),
-        "{e}"
-    );
+    // `sprint eval --model minilm --task bbc` plus these arguments: refused, saying this.
+    for (extra, says) in [
+        (&["--calib", "0"][..], "--calib 0"),
+        (
+            &["--thresholds", "th.toml", "--per-head"][..],
+            "--per-head applies to calibration only",
+        ),
+        (
+            &["--thresholds", "th.toml", "--calibration", "mass"][..],
+            "--calibration applies to calibration only",
+        ),
+        (
+            &["--calibration", "median"][..],
+            "unknown calibration method `median`",
+        ),
+    ] {
+        let mut args = vec!["eval", "--model", "minilm", "--task", "bbc"];
+        args.extend_from_slice(extra);
+        let e = refuse(p, &args);
+        assert!(e.contains(says), "{extra:?}: {e}");
+    }
 }
 
 #[test]
