@@ -419,8 +419,7 @@ pub struct CalibrationMeta {
 }
 
 /// How a calibration at a target kept fraction places its thresholds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KeepMethod {
     /// One score quantile per layer (or head): every layer keeps the target fraction.
     #[default]
@@ -430,16 +429,6 @@ pub enum KeepMethod {
     /// that carry that share of its softmax mass, so peaked layers keep fewer keys and flat
     /// ones more (docs/thresholds.md: the better of the two on SmolLM2 at equal sparsity).
     Mass,
-}
-
-impl KeepMethod {
-    /// The method's name on the command line: `quantile` or `mass`.
-    pub fn name(self) -> &'static str {
-        match self {
-            KeepMethod::Quantile => "quantile",
-            KeepMethod::Mass => "mass",
-        }
-    }
 }
 
 impl std::str::FromStr for KeepMethod {
@@ -463,15 +452,15 @@ pub fn method_description(per_head: bool) -> String {
     )
 }
 
-/// One-line description of a calibration by `method` at a target kept fraction; `mass` is
-/// the softmax mass share the mass method settled on.
-pub fn keep_method_description(method: KeepMethod, per_head: bool, mass: Option<f64>) -> String {
-    match (method, mass) {
-        (KeepMethod::Mass, Some(m)) => format!(
+/// One-line description of a calibration at a target kept fraction: by softmax mass when
+/// `mass` gives the share it settled on ([`KeepMethod::Mass`]), else by score quantile.
+pub fn keep_method_description(per_head: bool, mass: Option<f64>) -> String {
+    match mass {
+        Some(m) => format!(
             "per-{} softmax-mass calibration held at the target kept fraction: the smallest score Th such that the pairs with dense scores >= Th carry on average {m:.6} of each query row's dense softmax mass, the share at which the calibration items keep the target",
             if per_head { "head" } else { "layer" }
         ),
-        _ => method_description(per_head),
+        None => method_description(per_head),
     }
 }
 

@@ -165,7 +165,7 @@ fn thresholds_file_round_trip() {
     assert_eq!(f2.resolve(2, 2, "th.toml").unwrap(), th2);
 }
 
-/// The mass calibration held at a kept fraction, on two causal layers of 2 heads x 96
+/// The mass calibration held at a kept fraction, on two causal layers of 2 heads x 512
 /// tokens whose scores differ in spread (layer 1's queries 4x larger: peaked softmax rows):
 /// the kept fraction of all visible scores, counted by brute force at the thresholds it
 /// returns, is the target to within 0.01 (one histogram bin's worth of scores); the
@@ -174,7 +174,7 @@ fn thresholds_file_round_trip() {
 #[test]
 fn mass_calibration_held_at_a_kept_fraction() {
     use sprint_eval::calibrate::{KeepMethod, keep_method_description};
-    let (heads, seq, d) = (2usize, 96usize, 16usize);
+    let (heads, seq, d) = (2usize, 512usize, 16usize);
     let cal = CalibratingAttention::new(AttentionConfig::default(), 2, heads);
     let valid = vec![vec![true; seq]];
     let mut scores: Vec<Vec<f32>> = vec![Vec::new(); 2];
@@ -229,7 +229,7 @@ fn mass_calibration_held_at_a_kept_fraction() {
     }
     assert!(stats.mass_thresholds_at_keep(0.0, false).is_err());
     assert!(stats.mass_thresholds_at_keep(1.5, false).is_err());
-    let described = keep_method_description(KeepMethod::Mass, false, Some(0.97));
+    let described = keep_method_description(false, Some(0.97));
     assert!(described.contains("0.970000"), "{described}");
     assert_eq!("mass".parse::<KeepMethod>().unwrap(), KeepMethod::Mass);
     assert!("median".parse::<KeepMethod>().is_err());

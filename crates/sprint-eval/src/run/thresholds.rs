@@ -118,7 +118,7 @@ impl Ctx<'_> {
                 (th, Some(mass))
             }
         };
-        let description = keep_method_description(method, per_head, mass);
+        let description = keep_method_description(per_head, mass);
         let meta = CalibrationMeta {
             target_keep: keep,
             per_head,
