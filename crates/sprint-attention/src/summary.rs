@@ -150,7 +150,7 @@ pub struct RunSummary {
     pub key_reuse_ratio: f64,
     /// Keys that streamed through a full key buffer.
     pub streamed_keys: u64,
-    /// Locality policy of the fetch/reuse counts (`paper` or `residency-lru`).
+    /// Locality policy of the fetch/reuse counts (`residency` or `sld-strict`).
     pub locality_policy: String,
     /// Mean over real queries of the keys newly fetched (key buffer) as a share of the keys the
     /// query may see: the paper reports about 2.1 % (configs/paper-results.toml `[locality]`).

@@ -527,12 +527,12 @@ proptest! {
     }
 }
 
-/// Policy `paper` against an independent model of the paper's rule: the buffer holds what
+/// Policy `sld-strict` against an independent model of the strict rule: the buffer holds what
 /// fitted of the previous kept set; reuse = kept AND held; the rest is fetched, filling free
 /// slots in ascending key order, and whatever does not fit streams. Rows of 4096 keys with
 /// real keep rates (10-40 %), drifting kept sets, and buffers smaller and larger than a set.
 #[test]
-fn paper_policy_matches_an_independent_model() {
+fn sld_strict_policy_matches_an_independent_model() {
     use sprint_core::config::LocalityPolicy;
     let n = 4096;
     let mut state = 0x5eed_u64;
@@ -543,7 +543,8 @@ fn paper_policy_matches_an_independent_model() {
         (state >> 33) % m
     };
     for capacity in [0usize, 128, 700, 4096] {
-        let mut engine = LocalityEngine::with_policy(n, capacity, capacity, LocalityPolicy::Paper);
+        let mut engine =
+            LocalityEngine::with_policy(n, capacity, capacity, LocalityPolicy::SldStrict);
         let mut held: BTreeSet<usize> = BTreeSet::new();
         let mut kept: BTreeSet<usize> = (0..n).filter(|_| next(100) < 25).collect();
         for _ in 0..200 {

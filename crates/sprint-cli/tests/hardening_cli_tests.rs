@@ -265,7 +265,7 @@ fn big_trace(path: &Path, heads: u32, n: u32) {
         },
         k_buffer_bytes: 8192,
         v_buffer_bytes: 8192,
-        locality_policy: sprint_core::config::LocalityPolicy::Paper,
+        locality_policy: sprint_core::config::LocalityPolicy::SldStrict,
         provenance: None,
     };
     let n = n as usize;

@@ -6,18 +6,12 @@
 //! kept key whether it is already on chip (*reused*) or must be moved from main memory
 //! (*fetched*), and which resident keys to evict to make room.
 //!
-//! # Policy `paper` (the default, [`LocalityPolicy::Paper`])
+//! # Policy `residency` (the default, [`LocalityPolicy::Residency`])
 //!
-//! The paper's SLD engine compares consecutive pruning vectors: `fetch = P_t AND NOT
-//! P_(t-1)`, `reuse = P_t AND P_(t-1)`, `evict = P_(t-1) AND NOT P_t`. The buffer holds what
-//! fitted of the previous kept set: with `R_(t-1)` the retained part, `reused =
-//! |P_t ∩ R_(t-1)|`, every other key of `P_t` is fetched, the keys of `R_(t-1)` outside `P_t`
-//! are dropped, and fetched keys fill the free slots in ascending key order; the rest stream
-//! through (`streamed`). When `P_(t-1)` fitted, this is exactly the paper's rule.
-//!
-//! # Policy `residency-lru` (an extension, [`LocalityPolicy::ResidencyLru`])
-//!
-//! For each buffer of capacity `C` keys and the current kept set `P_t`:
+//! A residency table keyed by token index, as SPRINT.md section 4 and the paper's Fig 10
+//! require (SPRINT's traffic falls with the buffer and equals Mask only's at L, so keys
+//! stay on chip while they fit). For each buffer of capacity `C` keys and the current kept
+//! set `P_t`:
 //!
 //! * `reused = |P_t ∩ resident|`, `fetched = |P_t \ resident|`, so
 //!   `fetched + reused == |P_t|` always.
@@ -30,6 +24,18 @@
 //!   `C - reused` fetched keys can be retained), the remaining fetched keys stream through
 //!   without being retained: `streamed` counts them (`streamed <= fetched`).
 //! * A capacity of 0 is allowed: every kept key is fetched and streamed.
+//!
+//! # Policy `sld-strict` (an option, [`LocalityPolicy::SldStrict`])
+//!
+//! The strict reading of the SLD engine: consecutive pruning vectors are compared, `fetch =
+//! P_t AND NOT P_(t-1)`, `reuse = P_t AND P_(t-1)`, `evict = P_(t-1) AND NOT P_t`. The
+//! buffer holds what fitted of the previous kept set: with `R_(t-1)` the retained part,
+//! `reused = |P_t ∩ R_(t-1)|`, every other key of `P_t` is fetched, the keys of `R_(t-1)`
+//! outside `P_t` are dropped even when slots are free, and fetched keys fill the free slots
+//! in ascending key order; the rest stream through (`streamed`). Its traffic cannot depend
+//! on the buffer size once the kept set fits, which Fig 10 contradicts; it is kept to show
+//! what a previous-query-only buffer costs. Configs and traces of earlier releases call it
+//! `paper`.
 //!
 //! # Empty kept sets and padding rows
 //!
@@ -74,7 +80,7 @@ pub struct BufferStep {
 /// Residency table of one on-chip buffer (key buffer or value buffer).
 ///
 /// Holds at most [`ResidencyTable::capacity`] keys, each in a slot. Keys are identified by
-/// their index within the head (`0..n_keys`). Under the `paper` policy the buffer only ever
+/// their index within the head (`0..n_keys`). Under the `sld-strict` policy the buffer only ever
 /// holds keys of the current kept set and never evicts by age, so the table keeps the
 /// resident set alone (word-wide bit operations) and no slots.
 #[derive(Clone, Debug)]
@@ -134,7 +140,7 @@ impl ResidencyTable {
     }
 
     /// Buffer slot holding key `key`, if resident and slots are tracked (the
-    /// `residency-lru` policy; the `paper` policy keeps no slots and answers `None`).
+    /// `residency` policy; the `sld-strict` policy keeps no slots and answers `None`).
     /// Panics if `key >= n_keys`.
     pub fn slot_of(&self, key: usize) -> Option<usize> {
         match self.slot_of[key] {
@@ -179,16 +185,16 @@ impl ResidencyTable {
     /// given the previous kept set `prev`.
     fn serve(&mut self, kept: &[u64], prev: &[u64], kept_count: u32, now: u64) -> BufferStep {
         let step = match self.policy {
-            LocalityPolicy::Paper => self.serve_paper(kept, kept_count),
-            LocalityPolicy::ResidencyLru => self.serve_lru(kept, prev, kept_count, now),
+            LocalityPolicy::SldStrict => self.serve_strict(kept, kept_count),
+            LocalityPolicy::Residency => self.serve_residency(kept, prev, kept_count, now),
         };
         self.count = (step.reused + step.fetched - step.streamed) as usize;
         step
     }
 
-    /// The `paper` policy on the resident set alone: drop what left the kept set, reuse what
+    /// The `sld-strict` policy on the resident set alone: drop what left the kept set, reuse what
     /// stayed, admit the lowest fetched keys into the free capacity, stream the rest.
-    fn serve_paper(&mut self, kept: &[u64], kept_count: u32) -> BufferStep {
+    fn serve_strict(&mut self, kept: &[u64], kept_count: u32) -> BufferStep {
         let mut reused = 0u32;
         for (r, &p) in self.resident.iter_mut().zip(kept) {
             *r &= p;
@@ -223,8 +229,14 @@ impl ResidencyTable {
         }
     }
 
-    /// The `residency-lru` policy with slots and last-use times.
-    fn serve_lru(&mut self, kept: &[u64], prev: &[u64], kept_count: u32, now: u64) -> BufferStep {
+    /// The `residency` policy with slots and last-use times.
+    fn serve_residency(
+        &mut self,
+        kept: &[u64],
+        prev: &[u64],
+        kept_count: u32,
+        now: u64,
+    ) -> BufferStep {
         let reused: u32 = kept
             .iter()
             .zip(&self.resident)
@@ -340,11 +352,11 @@ pub struct LocalityEngine {
 }
 
 impl LocalityEngine {
-    /// Residency-cache engine ([`LocalityPolicy::ResidencyLru`]) for heads of `n_keys` keys,
+    /// Residency-cache engine ([`LocalityPolicy::Residency`]) for heads of `n_keys` keys,
     /// with a key buffer of `k_capacity` keys and a value buffer of `v_capacity` keys (either
     /// may be 0). Panics if `n_keys >= u32::MAX`.
     pub fn new(n_keys: usize, k_capacity: usize, v_capacity: usize) -> Self {
-        Self::with_policy(n_keys, k_capacity, v_capacity, LocalityPolicy::ResidencyLru)
+        Self::with_policy(n_keys, k_capacity, v_capacity, LocalityPolicy::Residency)
     }
 
     /// Engine of `policy` for heads of `n_keys` keys, with a key buffer of `k_capacity` keys

@@ -67,7 +67,7 @@ pub struct TraceHeader {
     /// Value buffer capacity the locality engine used, bytes.
     pub v_buffer_bytes: u64,
     /// Locality policy that produced the fetch/reuse counts (absent in traces written before
-    /// the `paper` policy existed, which used `residency-lru`).
+    /// locality policies existed, which used `residency`).
     #[serde(default = "legacy_locality_policy")]
     pub locality_policy: LocalityPolicy,
     /// How the trace was made, when the producer records it.
@@ -76,7 +76,7 @@ pub struct TraceHeader {
 }
 
 fn legacy_locality_policy() -> LocalityPolicy {
-    LocalityPolicy::ResidencyLru
+    LocalityPolicy::Residency
 }
 
 /// How a trace was made: enough to run it again.
@@ -1381,7 +1381,7 @@ mod tests {
             bytes: KindBytes::default(),
             k_buffer_bytes: 0,
             v_buffer_bytes: 0,
-            locality_policy: crate::config::LocalityPolicy::Paper,
+            locality_policy: crate::config::LocalityPolicy::SldStrict,
             provenance: None,
         };
         let mut empty = HeadTrace {

@@ -54,7 +54,7 @@ fn header(n_queries: u32, n_keys: u32) -> TraceHeader {
         },
         k_buffer_bytes: 1 << 16,
         v_buffer_bytes: 1 << 17,
-        locality_policy: sprint_core::config::LocalityPolicy::Paper,
+        locality_policy: sprint_core::config::LocalityPolicy::SldStrict,
         provenance: None,
     }
 }
@@ -806,7 +806,7 @@ fn bytes_by_kind_sums_records() {
 }
 
 /// Version 2: head statistics and the provenance header round-trip; version-1 files still
-/// read, with zero statistics and the `residency-lru` policy they were made with.
+/// read, with zero statistics and the `residency` policy they were made with.
 #[test]
 fn version_two_statistics_and_provenance_round_trip() {
     let mut h = header(5, 40);
@@ -840,6 +840,6 @@ fn version_two_statistics_and_provenance_round_trip() {
     let old: TraceHeader = serde_json::from_value(json).unwrap();
     assert_eq!(
         old.locality_policy,
-        sprint_core::config::LocalityPolicy::ResidencyLru
+        sprint_core::config::LocalityPolicy::Residency
     );
 }

@@ -40,6 +40,13 @@ pub const PARAMS: &[Param] = &[
         doc: "dense baselines (S/M/L-Baseline, Pruning, Mask only) use query-block reuse with this many queries per CORELET",
     },
     Param {
+        name: "sprint_locality",
+        min: 0.0,
+        max: 1.0,
+        integer: true,
+        doc: "locality policy of the SPRINT designs (S/M/L-SPRINT): 0 = residency, 1 = sld-strict",
+    },
+    Param {
         name: "padding_gpt2_l",
         min: 0.0,
         max: 0.9,
@@ -130,6 +137,9 @@ pub struct Calibration {
     pub params: BTreeMap<String, Sourced<f64>>,
 }
 
+/// Preset keys of the SPRINT designs (the designs a locality-policy parameter applies to).
+const SPRINT_PRESETS: &[&str] = &["s-sprint", "m-sprint", "l-sprint"];
+
 /// Preset keys of the dense-baseline family (the designs a baseline-dataflow parameter
 /// applies to).
 const BASELINE_PRESETS: &[&str] = &[
@@ -181,6 +191,16 @@ impl Calibration {
             out.push("design.reuse=\"query-block\"".into());
             out.push(format!("design.query_block_per_corelet={}", b as u64));
         }
+        if let Some(p) = self.get("sprint_locality")
+            && SPRINT_PRESETS.contains(&preset)
+        {
+            let reuse = if p == 0.0 {
+                "locality-residency"
+            } else {
+                "locality-sld-strict"
+            };
+            out.push(format!("design.reuse=\"{reuse}\""));
+        }
         if let Some(c) = self.get("memory_channels") {
             out.push(format!("memory.channels={}", c as u64));
         }
@@ -188,6 +208,7 @@ impl Calibration {
             out.push(format!("memory.channels_per_corelet={}", p != 0.0));
         }
         if let Some(p) = self.get("prefetch_queries") {
+            out.push("design.run_ahead=\"fixed\"".into());
             out.push(format!("design.prefetch_queries={}", p as u64));
         }
         if let Some(p) = self.get("scoring_pipelined") {

@@ -14,12 +14,15 @@ use crate::sourced::Sourced;
 #[serde(rename_all = "kebab-case")]
 pub enum ReusePolicy {
     /// SPRINT's locality engine (`sprint_core::locality`) with the policy of the trace being
-    /// replayed (its header's `locality_policy`), or the paper's rule (`reuse = P_t AND
-    /// P_(t-1)`) for generated workloads.
+    /// replayed (its header's `locality_policy`), or `residency` (the default policy) for
+    /// generated workloads.
     Locality,
-    /// The residency-cache extension of the locality engine (evict just-pruned keys first,
-    /// then least recently used), whatever the trace says.
-    LocalityLru,
+    /// The locality engine under the `residency` policy, whatever the trace says.
+    #[serde(alias = "locality-lru")]
+    LocalityResidency,
+    /// The locality engine under the `sld-strict` policy (only the previous query's kept
+    /// set stays on chip), whatever the trace says.
+    LocalitySldStrict,
     /// No reuse: every query fetches every key it needs.
     None,
     /// A dense accelerator: when all of a head's K (and V) fit, each is fetched once;
@@ -37,10 +40,33 @@ impl ReusePolicy {
     pub fn name(self) -> &'static str {
         match self {
             ReusePolicy::Locality => "locality",
-            ReusePolicy::LocalityLru => "locality-lru",
+            ReusePolicy::LocalityResidency => "locality-residency",
+            ReusePolicy::LocalitySldStrict => "locality-sld-strict",
             ReusePolicy::None => "none",
             ReusePolicy::WholeHead => "whole-head",
             ReusePolicy::QueryBlock => "query-block",
+        }
+    }
+}
+
+/// How far the memory controller runs ahead of the core (queries in flight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunAhead {
+    /// Little's law: enough queries in flight to cover the latency from issuing a query to
+    /// its first data at the core's service rate, `ceil(latency / service)` (at least 1),
+    /// per head from its mean scored keys per query (`crate::head::HeadSim`).
+    LittlesLaw,
+    /// `design.prefetch_queries` queries ahead, whatever the workload.
+    Fixed,
+}
+
+impl RunAhead {
+    /// The kebab-case name used in presets.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunAhead::LittlesLaw => "littles-law",
+            RunAhead::Fixed => "fixed",
         }
     }
 }
@@ -61,7 +87,11 @@ pub struct DesignFile {
     pub miss_bypass: Sourced<bool>,
     /// Pipeline the in-memory scoring (CopyQ, tAxTh, ReadP) of consecutive queries.
     pub scoring_pipelined: Sourced<bool>,
-    /// How many queries the memory controller may run ahead of the core.
+    /// How the controller's run-ahead is set: `littles-law` (derived per head) or `fixed`
+    /// (`prefetch_queries`).
+    pub run_ahead: Sourced<RunAhead>,
+    /// How many queries the memory controller may run ahead of the core under `run_ahead =
+    /// "fixed"`, queries.
     pub prefetch_queries: Sourced<u32>,
     /// Bytes of the key index sent with each fetched key (on chip, no ReRAM energy).
     pub index_bytes_per_key: Sourced<u32>,
@@ -239,7 +269,9 @@ pub struct Design {
     pub miss_bypass: bool,
     /// Scoring pipelined across queries.
     pub scoring_pipelined: bool,
-    /// Prefetch depth, queries.
+    /// How the run-ahead is set.
+    pub run_ahead: RunAhead,
+    /// Prefetch depth under [`RunAhead::Fixed`], queries.
     pub prefetch_queries: u32,
     /// Index bytes per fetched key.
     pub index_bytes: u32,
@@ -449,6 +481,7 @@ impl PresetFile {
             reuse: d.reuse.value,
             miss_bypass: d.miss_bypass.value,
             scoring_pipelined: d.scoring_pipelined.value,
+            run_ahead: d.run_ahead.value,
             prefetch_queries: prefetch,
             index_bytes,
             query_dac_bits: dac_bits,

@@ -219,6 +219,7 @@ fn unit(
                 keep_rate: stats.keep_rate(layer, s.layers.value),
                 softmax_fraction: stats.softmax_fraction,
                 overlap: stats.query_overlap,
+                recall: stats.recall,
                 seed: head_seed(stats.seed.wrapping_add(u64::from(seq)), layer, head),
             })
         })
@@ -258,6 +259,12 @@ fn steps(
         fill(i, &mut rows, &mut sms);
         let keys = i + 1;
         let w = words_for(keys);
+        let kept: u64 = rows
+            .iter()
+            .flat_map(|r| &r[..w])
+            .map(|x| u64::from(x.count_ones()))
+            .sum();
+        let mean_kept_keys = Some(kept as f64 / per as f64);
         for (d, o) in designs.iter().zip(out.iter_mut()) {
             let shape = HeadShape {
                 n_queries: per,
@@ -265,7 +272,8 @@ fn steps(
                 head_dim: s.head_dim.value,
                 causal: false,
                 writes_kv: false,
-                locality: sprint_core::config::LocalityPolicy::Paper,
+                locality: sprint_core::config::LocalityPolicy::Residency,
+                mean_kept_keys,
             };
             let mut sim = HeadSim::new(d, shape, Validity::Prefix(keys));
             for q in 0..per {
@@ -545,7 +553,7 @@ pub fn summarise(
                 },
                 speedup: r.speedup,
                 energy_pj: total,
-                write_energy_share: share(r.energy.reram_write),
+                write_energy_share: share(r.energy.reram_write + r.energy.reram_write_q),
                 read_energy_share: share(r.energy.reram_read),
                 energy_reduction: r.energy_reduction,
                 bytes_moved: r.totals.moved.total(),

@@ -1,5 +1,7 @@
 //! `sprint simulate --fit-paper`: an exhaustive grid search over the calibration
-//! parameters ([`crate::calibration::PARAMS`]) the paper does not publish, matching Fig 10
+//! parameters ([`crate::calibration::PARAMS`]) the paper does not publish (SPRINT's locality
+//! policy, the baseline's query block, the paddings of the decoder and synthetic inputs),
+//! matching Fig 10
 //! (data-movement reduction, 48 cells) and Fig 12a's Baseline component shares (ReRAM read
 //! and write, 14 cells; ViT-B left out as unreliable).
 //!
@@ -42,12 +44,14 @@ pub struct Space {
 }
 
 impl Space {
-    /// The documented default grid: baseline query block 1-32 per CORELET, padding of
-    /// GPT-2-L and of Synth 0-0.7 in steps of 0.1.
+    /// The documented default grid: SPRINT's locality policy (residency, sld-strict),
+    /// baseline query block 1-32 per CORELET, padding of GPT-2-L and of Synth 0-0.7 in
+    /// steps of 0.1.
     pub fn default_grid() -> Self {
         let pads = vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7];
         Self {
             grids: vec![
+                (param("sprint_locality").expect("known"), vec![0.0, 1.0]),
                 (
                     param("baseline_query_block_per_corelet").expect("known"),
                     vec![
@@ -163,7 +167,9 @@ struct Err4 {
     n_share: usize,
 }
 
-/// Sourced-default errors plus, per model, per padding value, per block value: the errors.
+/// Sourced-default errors plus, per model, per padding value, per locality policy, per
+/// block value: the errors.
+#[allow(clippy::type_complexity)]
 fn model_errors(
     paper: &PaperResults,
     space: &Space,
@@ -171,7 +177,8 @@ fn model_errors(
     stats: &StatsFile,
     sets: &[String],
     mut progress: impl FnMut(&str),
-) -> Result<(Err4, Vec<Vec<Vec<Err4>>>)> {
+) -> Result<(Err4, Vec<Vec<Vec<Vec<Err4>>>>)> {
+    let policies = space.values("sprint_locality").map(<[f64]>::to_vec);
     let blocks = space
         .values("baseline_query_block_per_corelet")
         .map(<[f64]>::to_vec);
@@ -185,10 +192,18 @@ fn model_errors(
         );
         per_block.push(comparison_designs_with(sets, &c)?);
     }
-    // Designs of one run: SPRINT S/M/L, then (S-Baseline, Mask S, Mask M, Mask L) for the
-    // sourced dataflow and for each block.
+    // Designs of one run: SPRINT S/M/L of the sourced policy and of each searched policy,
+    // then (S-Baseline, Mask S, Mask M, Mask L) for the sourced dataflow and for each block.
     let family = |ds: &[Design]| vec![ds[0].clone(), ds[7].clone(), ds[8].clone(), ds[9].clone()];
     let mut designs: Vec<Design> = sourced[3..6].to_vec();
+    for &p in policies.as_deref().unwrap_or(&[]) {
+        let mut c = Calibration::sourced_default();
+        c.params
+            .insert("sprint_locality".into(), Sourced::new(p, FITTED));
+        designs.extend(comparison_designs_with(sets, &c)?[3..6].iter().cloned());
+    }
+    let n_pol = policies.as_ref().map_or(0, Vec::len);
+    let fam0 = 3 + 3 * n_pol;
     designs.extend(family(&sourced));
     for ds in &per_block {
         designs.extend(family(ds));
@@ -209,11 +224,13 @@ fn model_errors(
             Some(v) => v.iter().map(|&p| Some(p)).collect(),
             None => vec![None],
         };
-        // The sourced default (no padding on these workloads) is always evaluated, for the
-        // printed comparison, even when the grid leaves 0 out; it is not a grid point then.
-        let extra_sourced = !pads.iter().any(|p| p.unwrap_or(0.0) == 0.0);
+        // The sourced default (the workload's own padding) is always evaluated, for the
+        // printed comparison, even when the grid leaves it out; it is not a grid point then.
+        let own = model_workload(name)?.padding_fraction;
+        let is_own = |p: &Option<f64>| p.is_none_or(|x| x == own);
+        let extra_sourced = !pads.iter().any(is_own);
         if extra_sourced {
-            pads.push(Some(0.0));
+            pads.push(Some(own));
         }
         let st = stats.resolve(name);
         let mut per_pad = Vec::new();
@@ -224,10 +241,14 @@ fn model_errors(
             }
             let t = run_model(&designs, &w, &st)?;
             let kv = |i: usize| t[i].moved.kv() as f64;
-            let err = |f: usize| -> Result<Err4> {
-                // f: index of the family's S-Baseline in `designs`.
+            let err = |f: usize, sp: usize| -> Result<Err4> {
+                // f: index of the family's S-Baseline in `designs`; sp: of S-SPRINT.
                 let mut e = Err4::default();
-                let ours = [[kv(f + 1), kv(0)], [kv(f + 2), kv(1)], [kv(f + 3), kv(2)]];
+                let ours = [
+                    [kv(f + 1), kv(sp)],
+                    [kv(f + 2), kv(sp + 1)],
+                    [kv(f + 3), kv(sp + 2)],
+                ];
                 for (o, p) in ours.iter().zip(&pm.data_movement_pct) {
                     for (ok, pk) in o.iter().zip(p) {
                         let pct = 100.0 * (1.0 - ok / kv(f));
@@ -252,22 +273,32 @@ fn model_errors(
                 }
                 Ok(e)
             };
-            // The sourced default: whole-head baselines, no padding on these workloads.
-            if pad.unwrap_or(0.0) == 0.0 {
-                let e = err(3)?;
+            // The sourced default: the presets as shipped, no padding on these workloads.
+            if is_own(pad) {
+                let e = err(fam0, 0)?;
                 base.fig10 += e.fig10;
                 base.n_fig10 += e.n_fig10;
                 base.share += e.share;
                 base.n_share += e.n_share;
             }
-            if extra_sourced && pad == &Some(0.0) {
+            if extra_sourced && pad == &Some(own) {
                 continue;
             }
-            let mut per_block_err = Vec::new();
-            for b in 0..per_block.len() {
-                per_block_err.push(err(7 + 4 * b)?);
+            // Without a policy grid the sourced SPRINT designs stand for the one "policy".
+            let pols: Vec<usize> = if n_pol == 0 {
+                vec![0]
+            } else {
+                (0..n_pol).map(|k| 3 + 3 * k).collect()
+            };
+            let mut per_policy = Vec::new();
+            for &sp in &pols {
+                let mut per_block_err = Vec::new();
+                for b in 0..per_block.len() {
+                    per_block_err.push(err(fam0 + 4 + 4 * b, sp)?);
+                }
+                per_policy.push(per_block_err);
             }
-            per_pad.push(per_block_err);
+            per_pad.push(per_policy);
         }
         out.push(per_pad);
     }
@@ -312,8 +343,10 @@ pub fn fit(
     let syn = space.values("padding_synth").map(<[f64]>::to_vec);
     let n_g = gpt.as_ref().map_or(1, Vec::len);
     let n_s = syn.as_ref().map_or(1, Vec::len);
+    let pols = space.values("sprint_locality").map(<[f64]>::to_vec);
+    let n_p = pols.as_ref().map_or(1, Vec::len);
     let names: Vec<&str> = paper.models.iter().map(|(n, _)| n.as_str()).collect();
-    let total = |b: usize, g: usize, s: usize| -> Err4 {
+    let total = |p: usize, b: usize, g: usize, s: usize| -> Err4 {
         let mut t = Err4::default();
         for (mi, name) in names.iter().enumerate() {
             let pi = match *name {
@@ -321,7 +354,7 @@ pub fn fit(
                 "Synth-1" | "Synth-2" if syn.is_some() => s,
                 _ => 0,
             };
-            let e = errs[mi][pi][b];
+            let e = errs[mi][pi][p][b];
             t.fig10 += e.fig10;
             t.n_fig10 += e.n_fig10;
             t.share += e.share;
@@ -329,25 +362,27 @@ pub fn fit(
         }
         t
     };
-    let mut best: Option<(f64, usize, usize, usize, Err4)> = None;
+    let mut best: Option<(f64, usize, usize, usize, usize, Err4)> = None;
     let mut evaluations = 0;
     let mut profile = Vec::new();
     for (b, &block) in blocks.iter().enumerate() {
         let mut best_b = f64::INFINITY;
-        for g in 0..n_g {
-            for s in 0..n_s {
-                let e = total(b, g, s);
-                let j = objective(&e);
-                evaluations += 1;
-                best_b = best_b.min(j);
-                if best.as_ref().is_none_or(|x| j < x.0) {
-                    best = Some((j, b, g, s, e));
+        for p in 0..n_p {
+            for g in 0..n_g {
+                for s in 0..n_s {
+                    let e = total(p, b, g, s);
+                    let j = objective(&e);
+                    evaluations += 1;
+                    best_b = best_b.min(j);
+                    if best.as_ref().is_none_or(|x| j < x.0) {
+                        best = Some((j, p, b, g, s, e));
+                    }
                 }
             }
         }
         profile.push((block, best_b));
     }
-    let (j, b, g, s, e) = best.expect("non-empty grids");
+    let (j, p, b, g, s, e) = best.expect("non-empty grids");
     let per_model = names
         .iter()
         .enumerate()
@@ -357,7 +392,7 @@ pub fn fit(
                 "Synth-1" | "Synth-2" if syn.is_some() => s,
                 _ => 0,
             };
-            let x = errs[mi][pi][b];
+            let x = errs[mi][pi][p][b];
             (
                 name.to_string(),
                 x.fig10 / x.n_fig10.max(1) as f64,
@@ -392,6 +427,10 @@ pub fn fit(
         "baseline_query_block_per_corelet".into(),
         Sourced::new(blocks[b], FITTED),
     );
+    if let Some(v) = &pols {
+        cal.params
+            .insert("sprint_locality".into(), Sourced::new(v[p], FITTED));
+    }
     if let Some(v) = &gpt {
         cal.params
             .insert("padding_gpt2_l".into(), Sourced::new(v[g], FITTED));

@@ -30,9 +30,10 @@
 use std::collections::VecDeque;
 
 use sprint_core::bits::words_for;
+use sprint_core::config::LocalityPolicy;
 use sprint_core::locality::LocalityEngine;
 
-use crate::config::{Design, ReusePolicy};
+use crate::config::{Design, ReusePolicy, RunAhead};
 use crate::keyset::KeySet;
 use crate::memory::{Kind, MemoryState};
 use crate::stats::HeadStats;
@@ -80,9 +81,13 @@ pub struct HeadShape {
     pub causal: bool,
     /// This query head is the first of its K/V group and is charged the K/V writes.
     pub writes_kv: bool,
-    /// Policy of the `locality` reuse: the trace's (its header), `paper` for generated
+    /// Policy of the `locality` reuse: the trace's (its header), `residency` for generated
     /// workloads.
-    pub locality: sprint_core::config::LocalityPolicy,
+    pub locality: LocalityPolicy,
+    /// Mean keys kept in memory per real query of the head, when the workload prunes
+    /// (`None`: every visible key); sizes the Little's-law run-ahead
+    /// ([`crate::config::RunAhead::LittlesLaw`]).
+    pub mean_kept_keys: Option<f64>,
 }
 
 /// Simulation of one head under one design.
@@ -103,6 +108,7 @@ pub struct HeadSim<'d> {
     fetch_k: Vec<u64>,
     fetch_v: Vec<u64>,
     block: Option<usize>,
+    run_ahead: usize,
     mem_done: u64,
     axth_done: u64,
     readp_done: u64,
@@ -157,20 +163,15 @@ impl<'d> HeadSim<'d> {
         let n = shape.n_keys;
         let k_cap = d.k_capacity_keys(shape.head_dim);
         let v_cap = d.v_capacity_keys(shape.head_dim);
-        let candidates = if d.skip_padding { key_valid.count() } else { n };
-        let engine = match d.reuse {
-            ReusePolicy::Locality => {
-                Some(LocalityEngine::with_policy(n, k_cap, v_cap, shape.locality))
-            }
-            ReusePolicy::LocalityLru => Some(LocalityEngine::with_policy(
-                n,
-                k_cap,
-                v_cap,
-                sprint_core::config::LocalityPolicy::ResidencyLru,
-            )),
+        let policy = match d.reuse {
+            ReusePolicy::Locality => Some(shape.locality),
+            ReusePolicy::LocalityResidency => Some(LocalityPolicy::Residency),
+            ReusePolicy::LocalitySldStrict => Some(LocalityPolicy::SldStrict),
             ReusePolicy::None | ReusePolicy::WholeHead | ReusePolicy::QueryBlock => None,
         };
+        let engine = policy.map(|p| LocalityEngine::with_policy(n, k_cap, v_cap, p));
         let w = words_for(n);
+        let ahead = run_ahead(d, &shape, &key_valid);
         Self {
             d,
             key_valid,
@@ -178,8 +179,11 @@ impl<'d> HeadSim<'d> {
             engine,
             loaded_k: vec![0; w],
             loaded_v: vec![0; w],
-            fits_k: candidates <= k_cap,
-            fits_v: candidates <= v_cap,
+            // The dense dataflows tile by the padded length the hardware is given, also
+            // when padded rows and columns are skipped (Mask only): Fig 10's Mask-only
+            // bars (70 / 85 / 99 % at S / M / L for the 384-token encoders) follow it.
+            fits_k: n <= k_cap,
+            fits_v: n <= v_cap,
             k_cap,
             v_cap,
             vis: vec![0; w],
@@ -187,6 +191,7 @@ impl<'d> HeadSim<'d> {
             fetch_k: vec![0; w],
             fetch_v: vec![0; w],
             block: None,
+            run_ahead: ahead,
             mem_done: 0,
             axth_done: 0,
             readp_done: 0,
@@ -297,7 +302,9 @@ impl<'d> HeadSim<'d> {
         let d = self.d;
         let scored = sel.scored;
         let mut f = match d.reuse {
-            ReusePolicy::Locality | ReusePolicy::LocalityLru => {
+            ReusePolicy::Locality
+            | ReusePolicy::LocalityResidency
+            | ReusePolicy::LocalitySldStrict => {
                 let engine = self.engine.as_mut().expect("locality engine");
                 diff_resident(
                     &self.row,
@@ -386,7 +393,7 @@ impl<'d> HeadSim<'d> {
     fn memory(&mut self, i: usize, sel: &Selection, f: &Fetch) -> (u64, u64, u64) {
         let d = self.d;
         let m = &d.memory;
-        let p = d.prefetch_queries as usize;
+        let p = self.run_ahead;
         let gate = if self.a_hist.len() > p {
             self.a_hist[self.a_hist.len() - 1 - p]
         } else {
@@ -463,7 +470,7 @@ impl<'d> HeadSim<'d> {
         self.div_free = recip;
         self.v_free = recip.max(self.v_free) + v_per_key * sm_max;
         self.b_done = self.b_done.max(self.v_free + reduce);
-        let p = d.prefetch_queries as usize;
+        let p = self.run_ahead;
         self.a_hist.push_back(a_done);
         if self.a_hist.len() > p + 1 {
             self.a_hist.pop_front();
@@ -537,25 +544,65 @@ impl<'d> HeadSim<'d> {
             nq * nk
         };
         self.s.dense_ops = 4 * dim * pairs;
-        let (tokens, queries) = if self.d.skip_padding {
-            let m = self.key_valid.count() as u64;
-            (m, m.min(nq))
-        } else {
-            (nk, nq)
-        };
-        // Every query head's Q is written into ReRAM by the projection (CopyQ and the
-        // q fetch read it back); the first head of a K/V group writes its K and V.
+        // The projections write the real tokens only, whatever the attention skips: every
+        // query head's Q (CopyQ and the q fetch read it back), and the first head of a K/V
+        // group its K and V. Fig 12a's BERT-B S-Baseline bar (ReRAM read : write about
+        // 11.4) agrees with K/V of the real tokens and disagrees with padded writes.
+        let tokens = self.key_valid.count() as u64;
+        let queries = tokens.min(nq);
         self.s.written_q_bytes = queries * dim;
         if self.shape.writes_kv {
             self.s.written_bytes = tokens * 2 * dim;
         }
-        self.s.actions.reram_write_bits = 8 * (self.s.written_bytes + self.s.written_q_bytes);
+        self.s.actions.reram_write_bits = 8 * self.s.written_bytes;
+        self.s.actions.reram_write_q_bits = 8 * self.s.written_q_bytes;
         self.s.cycles = self.b_done;
         self.s.activations = self.mem.activations;
         self.s.bursts = self.mem.bursts;
         self.s
     }
 }
+
+/// The controller's run-ahead for one head, queries: `design.prefetch_queries` under
+/// [`RunAhead::Fixed`]; under [`RunAhead::LittlesLaw`] the queries in flight that cover the
+/// latency `W` from issuing a query to its first data at the core's service time `A` per
+/// query, `ceil(W / A)`, at least 1. `W` = CopyQ (tCL) + tAxTh + ReadP (tCL, its transfer of
+/// the mean visible keys' bits, tRCD when ReadP activates a row) with in-memory pruning,
+/// plus the query vector's fetch from a closed row (tRCD + tCL + its transfer); `A` = the
+/// QK-PU cycles of the busiest CORELET at the head's mean scored keys per query (kept keys
+/// with in-memory pruning, visible keys otherwise).
+pub fn run_ahead(d: &Design, shape: &HeadShape, key_valid: &Validity) -> usize {
+    if d.run_ahead == RunAhead::Fixed {
+        return d.prefetch_queries as usize;
+    }
+    let m = &d.memory;
+    let real = if d.skip_padding {
+        key_valid.count()
+    } else {
+        shape.n_keys
+    } as f64;
+    let causal = shape.causal && d.causal_aware;
+    let mean_visible = if causal { (real + 1.0) / 2.0 } else { real };
+    let dim = u64::from(shape.head_dim);
+    let q_transfer = (dim.div_ceil(u64::from(m.min_transfer_bytes))) * m.ttransfer;
+    let mut latency = (m.trcd + m.tcl + q_transfer) as f64;
+    let mut scored = mean_visible;
+    if d.in_memory_pruning {
+        let readp_bytes = (mean_visible / 8.0).ceil() as u64;
+        let readp = readp_bytes.div_ceil(u64::from(m.min_transfer_bytes)) * m.ttransfer;
+        let act = if m.readp_activates_row { m.trcd } else { 0 };
+        latency += (m.tcl + m.taxth + act + m.tcl + readp) as f64;
+        if let Some(k) = shape.mean_kept_keys {
+            scored = k.min(mean_visible);
+        }
+    }
+    let per_key = dim.div_ceil(u64::from(d.core.qk_multipliers)) as f64;
+    let service = (scored / f64::from(d.core.corelets)).ceil().max(1.0) * per_key;
+    ((latency / service).ceil() as usize).clamp(1, MAX_RUN_AHEAD)
+}
+
+/// Largest run-ahead Little's law may give, queries (a controller's queue is finite).
+pub const MAX_RUN_AHEAD: usize = 64;
 
 /// Where a fetch set's keys are.
 #[derive(Clone, Copy, Debug)]

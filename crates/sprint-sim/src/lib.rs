@@ -23,6 +23,7 @@ pub mod memory;
 pub mod paper;
 pub mod paper_tables;
 pub mod presets;
+pub mod recall;
 pub mod report;
 pub mod run;
 pub mod simulate;

@@ -412,6 +412,8 @@ pub struct Summary {
     pub energy_geomean: f64,
     /// Mean absolute Fig 10 error over the 48 cells, percentage points.
     pub fig10_mae_pp: f64,
+    /// Mean `|ln(ours / paper)|` over the 24 Fig 11 cells (models x sizes).
+    pub fig11_mean_abs_ln: f64,
     /// Worst per-model speedup cell: (model, size, ours / paper), worst = farthest from 1
     /// in ratio.
     pub worst_speedup_cell: (String, String, f64),
@@ -433,6 +435,7 @@ impl Comparison {
             .map(|(_, o)| o.energy_reduction[1])
             .collect();
         let mut err = Vec::new();
+        let mut ln_err = Vec::new();
         let mut worst = (String::new(), String::new(), 1.0f64);
         for ((name, o), (_, p)) in self.ours.iter().zip(&self.paper.models) {
             for (s, size) in SIZES.iter().enumerate() {
@@ -440,6 +443,7 @@ impl Comparison {
                     err.push((ok - pk).abs());
                 }
                 let r = o.speedup[s] / p.speedup[s];
+                ln_err.push(r.ln().abs());
                 if r.ln().abs() > worst.2.ln().abs() {
                     worst = (name.clone(), size.to_string(), r);
                 }
@@ -459,6 +463,7 @@ impl Comparison {
             speedup_geomean: sg,
             energy_geomean: geomean(&e),
             fig10_mae_pp: mean(&err),
+            fig11_mean_abs_ln: mean(&ln_err),
             worst_speedup_cell: worst,
             m_sprint_gops: [geomean(&gs), geomean(&gj)],
         }

@@ -186,6 +186,12 @@ pub fn summaries_text(cmps: &[Comparison]) -> String {
     r.extend(sums.iter().map(|x| format!("{:.1}", x.fig10_mae_pp)));
     t.add_row(r);
     let mut r = vec![
+        "Fig 11 mean |ln(ours / paper)| over 24 cells".to_string(),
+        "0".to_string(),
+    ];
+    r.extend(sums.iter().map(|x| format!("{:.3}", x.fig11_mean_abs_ln)));
+    t.add_row(r);
+    let mut r = vec![
         "worst speedup cell (ours/paper)".to_string(),
         "".to_string(),
     ];

@@ -61,13 +61,20 @@ pub fn synth_head(
     let n = w.seq_len as usize;
     let valid = w.valid_tokens();
     let group = w.heads / w.kv_heads;
+    let keep_rate = stats.keep_rate(layer, w.layers);
+    let mean_visible = if w.causal {
+        (valid as f64 + 1.0) / 2.0
+    } else {
+        valid as f64
+    };
     let shape = HeadShape {
         n_queries: n,
         n_keys: n,
         head_dim: w.head_dim,
         causal: w.causal,
         writes_kv: head.is_multiple_of(group),
-        locality: sprint_core::config::LocalityPolicy::Paper,
+        locality: sprint_core::config::LocalityPolicy::Residency,
+        mean_kept_keys: Some(keep_rate * mean_visible),
     };
     let mut sims: Vec<HeadSim<'_>> = designs
         .iter()
@@ -81,9 +88,10 @@ pub fn synth_head(
             n,
             valid,
             causal: w.causal,
-            keep_rate: stats.keep_rate(layer, w.layers),
+            keep_rate,
             softmax_fraction: stats.softmax_fraction,
             overlap: stats.query_overlap,
+            recall: stats.recall,
             seed: head_seed(stats.seed, layer, head),
         });
         for i in 0..n {
@@ -190,6 +198,7 @@ pub fn trace_head(designs: &[Design], header: &TraceHeader, head: &HeadTrace) ->
         causal: header.causal,
         writes_kv: head.head.is_multiple_of(group),
         locality: header.locality_policy,
+        mean_kept_keys: mean_kept(head),
     };
     let kv = Validity::from_words(n, head.key_valid.words());
     let mut sims: Vec<HeadSim<'_>> = designs
@@ -204,6 +213,18 @@ pub fn trace_head(designs: &[Design], header: &TraceHeader, head: &HeadTrace) ->
         }
     }
     sims.into_iter().map(HeadSim::finish).collect()
+}
+
+/// Mean kept keys per real query of a trace head (`None` when it has no real query).
+fn mean_kept(head: &HeadTrace) -> Option<f64> {
+    let (mut kept, mut queries) = (0u64, 0u64);
+    for (i, r) in head.records.iter().enumerate() {
+        if head.query_valid.get(i) {
+            kept += u64::from(r.kept);
+            queries += 1;
+        }
+    }
+    (queries > 0).then(|| kept as f64 / queries as f64)
 }
 
 /// Checks that a trace header agrees with a workload's shape.
@@ -313,7 +334,7 @@ mod tests {
             },
             k_buffer_bytes: 8192,
             v_buffer_bytes: 8192,
-            locality_policy: sprint_core::config::LocalityPolicy::Paper,
+            locality_policy: sprint_core::config::LocalityPolicy::Residency,
             provenance: None,
         }
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sprint_core::trace::TraceReader;
 
 use crate::error::{Result, SimError, one_line};
+use crate::recall::{BINS, RecallCounter};
 use crate::sourced::Sourced;
 
 /// The embedded default statistics file.
@@ -24,6 +25,8 @@ pub struct ModelStats {
     pub softmax_fraction: Option<Sourced<f64>>,
     /// Query-to-query overlap.
     pub query_overlap: Option<Sourced<f64>>,
+    /// Recall histogram (see [`StatsFile::recall_by_distance`]).
+    pub recall_by_distance: Option<Sourced<Vec<f64>>>,
 }
 
 /// A statistics file.
@@ -42,6 +45,11 @@ pub struct StatsFile {
     pub softmax_fraction: Sourced<f64>,
     /// `sum |P_i ∩ P_(i-1)| / sum |P_i|` over consecutive real queries of a head.
     pub query_overlap: Sourced<f64>,
+    /// Fractions of the keys entering a kept set by recall distance
+    /// ([`crate::recall`]: seven ranges of the visible keys, then "never kept before"; eight
+    /// values summing to 1). Absent: entering keys are uniformly random visible keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recall_by_distance: Option<Sourced<Vec<f64>>>,
     /// Seed of the synthetic kept-set generator.
     pub seed: u64,
     /// Per-model overrides, keyed by workload name (`BERT-B`, ...).
@@ -58,6 +66,8 @@ pub struct WorkloadStats {
     pub softmax_fraction: f64,
     /// Query-to-query overlap.
     pub query_overlap: f64,
+    /// Recall histogram of entering keys, if measured.
+    pub recall: Option<[f64; BINS]>,
     /// Generator seed.
     pub seed: u64,
     /// Provenance, in words.
@@ -96,7 +106,16 @@ impl StatsFile {
             f.query_overlap.value,
             "",
         )?;
-        for name in f.models.keys() {
+        if let Some(r) = &f.recall_by_distance {
+            recall_array(&r.value, &format!("{origin}: recall_by_distance"))?;
+        }
+        for (name, m) in &f.models {
+            if let Some(r) = &m.recall_by_distance {
+                recall_array(
+                    &r.value,
+                    &format!("{origin}: models.{name}.recall_by_distance"),
+                )?;
+            }
             let r = f.resolve(name);
             check_all(
                 &r.keep_rate_by_depth,
@@ -127,10 +146,29 @@ impl StatsFile {
             query_overlap: m
                 .query_overlap
                 .map_or(self.query_overlap.value, |s| s.value),
+            recall: m
+                .recall_by_distance
+                .or_else(|| self.recall_by_distance.clone())
+                .map(|s| recall_array(&s.value, "recall_by_distance").expect("validated")),
             seed: self.seed,
             source: format!("{}: {}", self.name, self.source),
         }
     }
+}
+
+/// A checked recall histogram: [`BINS`] fractions in [0, 1] summing to 1 (within 1e-3).
+fn recall_array(v: &[f64], key: &str) -> Result<[f64; BINS]> {
+    let a: [f64; BINS] = v
+        .try_into()
+        .map_err(|_| SimError::config(key, format!("needs {BINS} values, got {}", v.len())))?;
+    for &x in &a {
+        check_frac(x, key)?;
+    }
+    let sum: f64 = a.iter().sum();
+    if (sum - 1.0).abs() > 1e-3 {
+        return Err(SimError::config(key, format!("must sum to 1, got {sum}")));
+    }
+    Ok(a)
 }
 
 impl WorkloadStats {
@@ -160,6 +198,8 @@ pub struct MeasuredStats {
     pub softmax_fraction: f64,
     /// `sum |P_i ∩ P_(i-1)| / sum |P_i|` over consecutive real queries.
     pub query_overlap: f64,
+    /// Fractions of the keys entering a kept set by recall bin ([`crate::recall`]).
+    pub recall_by_distance: Vec<f64>,
     /// Fraction of keys that are padding (mean over heads).
     pub padding_fraction: f64,
     /// Heads read.
@@ -173,10 +213,12 @@ pub fn measure<R: Read>(mut reader: TraceReader<R>) -> Result<MeasuredStats> {
     let (mut kept_l, mut vis_l) = (vec![0u64; layers], vec![0u64; layers]);
     let (mut kept, mut sm, mut inter, mut kept_after_first) = (0u64, 0u64, 0u64, 0u64);
     let (mut pad_keys, mut all_keys, mut heads) = (0u64, 0u64, 0u64);
+    let mut recall = [0u64; BINS];
     for head in &mut reader {
         let head = head?;
         heads += 1;
         let nk = head.key_valid.len();
+        let mut counter = RecallCounter::new(nk);
         let valid_keys = head.key_valid.count_ones() as u64;
         pad_keys += nk as u64 - valid_keys;
         all_keys += nk as u64;
@@ -204,6 +246,7 @@ pub fn measure<R: Read>(mut reader: TraceReader<R>) -> Result<MeasuredStats> {
             if r.kept == 0 {
                 continue;
             }
+            counter.add(head.masks.row_words(i), visible as usize);
             if let Some(p) = prev {
                 let (a, b) = (head.masks.row_words(i), head.masks.row_words(p));
                 inter += a
@@ -215,7 +258,11 @@ pub fn measure<R: Read>(mut reader: TraceReader<R>) -> Result<MeasuredStats> {
             }
             prev = Some(i);
         }
+        for (a, c) in recall.iter_mut().zip(counter.counts) {
+            *a += c;
+        }
     }
+    let entering: u64 = recall.iter().sum();
     let frac = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     Ok(MeasuredStats {
         workload: h.workload.clone(),
@@ -227,6 +274,7 @@ pub fn measure<R: Read>(mut reader: TraceReader<R>) -> Result<MeasuredStats> {
             .collect(),
         softmax_fraction: frac(sm, kept),
         query_overlap: frac(inter, kept_after_first),
+        recall_by_distance: recall.iter().map(|&c| frac(c, entering)).collect(),
         padding_fraction: frac(pad_keys, all_keys),
         heads,
     })
@@ -237,10 +285,11 @@ impl MeasuredStats {
     /// overlap and padding (fractions).
     pub fn summary_line(&self) -> String {
         format!(
-            "keep rate per layer {:?}, softmax fraction {:.4}, query overlap {:.4}, padding {:.4}",
+            "keep rate per layer {:?}, softmax fraction {:.4}, query overlap {:.4}, recall by distance {:?}, padding {:.4}",
             self.keep_rate_per_layer,
             self.softmax_fraction,
             self.query_overlap,
+            self.recall_by_distance,
             self.padding_fraction
         )
     }
@@ -265,10 +314,31 @@ impl MeasuredStats {
              seed = {seed}\n\
              keep_rate_by_depth = {{ value = [{}], source = \"{src}\" }}\n\
              softmax_fraction = {{ value = {}, source = \"{src}\" }}\n\
-             query_overlap = {{ value = {}, source = \"{src}\" }}\n",
+             query_overlap = {{ value = {}, source = \"{src}\" }}\n\
+             recall_by_distance = {{ value = [{}], source = \"{src}\" }}\n",
             keep.join(", "),
             r(self.softmax_fraction),
             r(self.query_overlap),
+            recall_toml(&self.recall_by_distance),
         )
     }
+}
+
+/// A measured recall histogram as a TOML list that sums to 1 after rounding to 4 decimals
+/// (the largest bin takes the rounding residue).
+fn recall_toml(v: &[f64]) -> String {
+    let mut r: Vec<f64> = v.iter().map(|x| (x * 1e4).round() / 1e4).collect();
+    if let Some(k) = (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])) {
+        let rest: f64 = r
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != k)
+            .map(|(_, x)| x)
+            .sum();
+        r[k] = ((1.0 - rest) * 1e4).round() / 1e4;
+    }
+    r.iter()
+        .map(|x| format!("{x}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

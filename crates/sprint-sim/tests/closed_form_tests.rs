@@ -14,6 +14,7 @@ fn streaming_baseline_is_bytes_over_bandwidth_plus_fill() {
     let d = common::design(
         "s-baseline",
         &[
+            "design.reuse=\"whole-head\"",
             "memory.channels=1",
             "memory.banks_per_channel=1",
             "memory.trcd_ns=0",
@@ -38,7 +39,7 @@ fn streaming_baseline_is_bytes_over_bandwidth_plus_fill() {
 /// within 2% of bytes / (4 x 6.4 B/cycle): bank interleaving hides the row switches.
 #[test]
 fn streaming_baseline_with_row_timing_is_bandwidth_bound() {
-    let d = common::design("s-baseline", &[]);
+    let d = common::design("s-baseline", &["design.reuse=\"whole-head\""]);
     let w = common::small_workload(1, 2, 512, 64, 0.0, false);
     let t = run_model(std::slice::from_ref(&d), &w, &common::stats(1.0, 1.0, 1.0)).unwrap();
     let ideal = t[0].moved.total() as f64 / (4.0 * d.memory.bytes_per_cycle);
@@ -137,6 +138,7 @@ fn corelets_divide_compute() {
 #[test]
 fn memory_channels_per_corelet_scale_the_bandwidth() {
     let base = [
+        "design.reuse=\"whole-head\"",
         "memory.channels=1",
         "memory.banks_per_channel=1",
         "memory.trcd_ns=0",

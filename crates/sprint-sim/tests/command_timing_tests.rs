@@ -2,7 +2,7 @@
 
 mod common;
 
-use sprint_sim::head::{HeadShape, HeadSim, Validity};
+use sprint_sim::head::{HeadShape, HeadSim, Validity, run_ahead};
 use sprint_sim::memory::{Kind, MemoryState, Request};
 
 fn req(channel: u32, bank: u32, row: u64, bytes: u64) -> Request {
@@ -141,7 +141,8 @@ fn one_key_shape() -> HeadShape {
         head_dim: 64,
         causal: false,
         writes_kv: false,
-        locality: sprint_core::config::LocalityPolicy::Paper,
+        locality: sprint_core::config::LocalityPolicy::SldStrict,
+        mean_kept_keys: None,
     }
 }
 
@@ -162,9 +163,48 @@ fn no_bypass_waits_for_misses() {
 /// query); scoring took 66 - 23 = 43 cycles, 43 + 43 = 86 in total.
 #[test]
 fn scoring_latencies_overlap_across_queries() {
-    let d = common::design("s-sprint", &["design.prefetch_queries=4"]);
+    let d = common::design(
+        "s-sprint",
+        &["design.run_ahead=\"fixed\"", "design.prefetch_queries=4"],
+    );
     let mut sim = HeadSim::new(&d, one_key_shape(), Validity::Prefix(64));
     sim.query(0, true, Some(&[1u64]), 1);
     sim.query(0, true, Some(&[1u64]), 1);
     assert_eq!(sim.finish().scoring_cycles, 86);
+}
+
+/// Little's law sizes the run-ahead (docs/simulator.md "Run-ahead"). S-SPRINT's timings at
+/// 1 GHz: tRCD 25, tCL 15, tAxTh 8, one 32 B transfer 5 cycles. Latency from issuing a
+/// query to its first data, 207 real keys visible: CopyQ 15 + tAxTh 8 + ReadP 15 + its
+/// 26 B of bits (one transfer, 5) = 43, then the query vector from a closed row: 25 + 15 +
+/// two transfers (10) = 50; W = 93. Service at 55 kept keys (d = 64 on 64 multipliers: one
+/// cycle per key): S 55 -> ceil(93 / 55) = 2; M ceil(55 / 2) = 28 -> 4; L ceil(55 / 4) = 14
+/// -> 7. The dense baseline: W = 50 over 384 keys per query -> 1. `fixed` takes the preset.
+#[test]
+fn run_ahead_is_littles_law() {
+    let shape = |kept: Option<f64>| HeadShape {
+        n_queries: 384,
+        n_keys: 384,
+        head_dim: 64,
+        causal: false,
+        writes_kv: true,
+        locality: sprint_core::config::LocalityPolicy::Residency,
+        mean_kept_keys: kept,
+    };
+    let valid = Validity::Prefix(207);
+    for (preset, expect) in [("s-sprint", 2), ("m-sprint", 4), ("l-sprint", 7)] {
+        let d = common::design(preset, &[]);
+        assert_eq!(
+            run_ahead(&d, &shape(Some(55.0)), &valid),
+            expect,
+            "{preset}"
+        );
+    }
+    let base = common::design("s-baseline", &[]);
+    assert_eq!(run_ahead(&base, &shape(None), &valid), 1);
+    let fixed = common::design(
+        "l-sprint",
+        &["design.run_ahead=\"fixed\"", "design.prefetch_queries=3"],
+    );
+    assert_eq!(run_ahead(&fixed, &shape(Some(55.0)), &valid), 3);
 }

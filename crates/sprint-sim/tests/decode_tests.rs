@@ -47,10 +47,8 @@ fn growing_cache_and_gqa_sharing() {
     assert_eq!(t[1].totals.k_fetched, 84);
     assert_eq!(t[0].totals.written_bytes, 4 * 128);
     assert_eq!(t[0].totals.written_q_bytes, 4 * 128);
-    assert_eq!(
-        t[0].totals.actions.reram_write_bits,
-        8 * (4 * 128 + 4 * 128)
-    );
+    assert_eq!(t[0].totals.actions.reram_write_bits, 8 * 4 * 128);
+    assert_eq!(t[0].totals.actions.reram_write_q_bits, 8 * 4 * 128);
     assert_eq!(t[0].totals.dense_ops, 4 * 64 * 2 * 42);
     assert_eq!(t[0].write_stall_cycles, 4 * step_write_stall(&ds[0], &f).0);
 }

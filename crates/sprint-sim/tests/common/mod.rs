@@ -45,6 +45,7 @@ pub fn stats(keep: f64, softmax: f64, overlap: f64) -> WorkloadStats {
         keep_rate_by_depth: vec![keep],
         softmax_fraction: softmax,
         query_overlap: overlap,
+        recall: None,
         seed: 7,
         source: "test".into(),
     }
@@ -83,7 +84,7 @@ pub fn trace_bytes(w: &ModelWorkload, st: &WorkloadStats) -> Vec<u8> {
         },
         k_buffer_bytes: 8192,
         v_buffer_bytes: 8192,
-        locality_policy: sprint_core::config::LocalityPolicy::Paper,
+        locality_policy: sprint_core::config::LocalityPolicy::Residency,
         provenance: None,
     };
     let mut wr = TraceWriter::new(Vec::new(), &header).expect("header");
@@ -96,6 +97,7 @@ pub fn trace_bytes(w: &ModelWorkload, st: &WorkloadStats) -> Vec<u8> {
                 keep_rate: st.keep_rate(l, w.layers),
                 softmax_fraction: st.softmax_fraction,
                 overlap: st.query_overlap,
+                recall: st.recall,
                 seed: head_seed(st.seed, l, h),
             });
             let cap = 8192 / w.head_dim as usize;
