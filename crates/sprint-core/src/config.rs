@@ -870,6 +870,23 @@ fn prefix_place(e: CoreError, origin: &str) -> CoreError {
 
 #[cfg(test)]
 mod tests {
+    /// Configs and trace headers of earlier releases named the strict rule `paper` and
+    /// residency `residency-lru`: both still read, and the current names round-trip.
+    #[test]
+    fn locality_policy_old_spellings_still_read() {
+        #[derive(Deserialize)]
+        struct P {
+            p: LocalityPolicy,
+        }
+        let read = |s: &str| toml::from_str::<P>(&format!("p = \"{s}\"")).unwrap().p;
+        assert_eq!(read("paper"), LocalityPolicy::SldStrict);
+        assert_eq!(read("residency-lru"), LocalityPolicy::Residency);
+        for p in [LocalityPolicy::Residency, LocalityPolicy::SldStrict] {
+            assert_eq!(read(p.name()), p);
+        }
+        assert_eq!(BufferConfig::default().locality, LocalityPolicy::Residency);
+    }
+
     use super::*;
 
     #[test]
