@@ -1,12 +1,12 @@
 //! `sprint sweep --grid FILE` and `sprint sweep merge`: grid sweeps of configuration keys,
 //! resumable and shardable (docs/reproduce.md).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 use sprint_reproduce::grid::{
-    Grid, GridProgress, Shard, merge, read_shard, run_grid, write_outcome,
+    Grid, GridProgress, Shard, check_svg, info_path, merge, read_shard, run_grid, write_outcome,
 };
 
 /// Arguments of `sprint sweep`.
@@ -76,6 +76,23 @@ impl GridProgress for Bar {
 /// Runs `sprint sweep`.
 pub fn run(a: Args) -> Result<()> {
     if let Some(Sub::Merge(m)) = a.command {
+        // Every shard and its info file are inputs; the merged CSV, its info file and the
+        // plot are outputs: all distinct, checked before anything is read.
+        let infos: Vec<PathBuf> = m.shards.iter().map(|p| info_path(p)).collect();
+        let mut inputs: Vec<(&str, &Path)> = Vec::new();
+        for (csv, info) in m.shards.iter().zip(&infos) {
+            inputs.push(("shard", csv.as_path()));
+            inputs.push(("shard info", info.as_path()));
+        }
+        let out_info = info_path(&m.out);
+        let mut outputs = vec![
+            ("--out", m.out.as_path()),
+            ("--out's info file", out_info.as_path()),
+        ];
+        if let Some(svg) = &m.svg {
+            outputs.push(("--svg", svg.as_path()));
+        }
+        sprint_core::outfile::check_outputs(&inputs, &outputs)?;
         let parts = m
             .shards
             .iter()
@@ -95,15 +112,29 @@ pub fn run(a: Args) -> Result<()> {
         .with_context(|| format!("--grid {}", grid_path.display()))?;
     let grid = Grid::from_toml_str(&text, &grid_path.display().to_string())?;
     let shard = Shard::parse(&r.shard)?;
-    sprint_core::outfile::check_outputs(
-        &[("--grid", grid_path.as_path())],
-        &[("--out", out.as_path())],
-    )?;
+    let out_info = info_path(&out);
+    let mut outputs = vec![
+        ("--out", out.as_path()),
+        ("--out's info file", out_info.as_path()),
+    ];
+    if let Some(svg) = &r.svg {
+        check_svg(&grid, shard)?;
+        outputs.push(("--svg", svg.as_path()));
+    }
+    sprint_core::outfile::check_outputs(&[("--grid", grid_path.as_path())], &outputs)?;
     let cache_dir = r.cache.unwrap_or_else(|| {
         let mut s = out.as_os_str().to_os_string();
         s.push(".cache");
         s.into()
     });
+    for (flag, p) in &outputs {
+        if sprint_core::outfile::same_path(&cache_dir, p) {
+            anyhow::bail!(
+                "--cache {}: the same path as {flag}; give the cache its own folder",
+                cache_dir.display()
+            );
+        }
+    }
     let n = grid.points().iter().filter(|p| shard.owns(p.index)).count();
     let bar = crate::progress::bar(n as u64, "points");
     let assets = sprint_assets::Cache::from_env();

@@ -159,3 +159,231 @@ fn malformed_grids_name_the_field() {
         "--shard 2/2",
     );
 }
+
+/// Hardening of the grid commands (issue #29 rows 1, 3-6, 10, 13): shard files are checked
+/// before anything is sized by them, every output (the implicit `.csv.json` included) is
+/// distinct from every input and from the others before any work, `--svg` that cannot be
+/// written is refused first, and a grid larger than the limit is refused at once. Each case
+/// exits non-zero without a panic and leaves the inputs as they were.
+#[test]
+fn grid_outputs_and_shards_are_checked_before_work() {
+    let d = tempfile::tempdir().unwrap();
+    let grid = d.path().join("grid.toml");
+    std::fs::write(&grid, GRID).unwrap();
+    let parts: Vec<_> = (0..2).map(|i| d.path().join(format!("p{i}.csv"))).collect();
+    for (i, p) in parts.iter().enumerate() {
+        let shard = format!("{i}/2");
+        ok(&[
+            "sweep",
+            "--grid",
+            s(&grid),
+            "--out",
+            s(p),
+            "--shard",
+            &shard,
+        ]);
+    }
+    let snapshot = |p: &Path| std::fs::read(p).unwrap();
+    let before: Vec<_> = parts
+        .iter()
+        .flat_map(|p| [p.clone(), sprint_info(p)])
+        .map(|p| (p.clone(), snapshot(&p)))
+        .collect();
+    let unchanged = || {
+        for (p, b) in &before {
+            assert_eq!(&snapshot(p), b, "{} was changed", p.display());
+        }
+    };
+    let merged = d.path().join("m.csv");
+    // Row 3: merge outputs that are inputs.
+    for out in [s(&parts[0]).to_string(), format!("{}.json", s(&parts[0]))] {
+        refused(
+            &["sweep", "merge", "--out", &out, s(&parts[0]), s(&parts[1])],
+            "--out",
+        );
+    }
+    refused(
+        &[
+            "sweep",
+            "merge",
+            "--out",
+            s(&merged),
+            "--svg",
+            s(&parts[1]),
+            s(&parts[0]),
+            s(&parts[1]),
+        ],
+        "--svg",
+    );
+    // Row 5: --svg onto the output's own info file.
+    let info_of_merged = format!("{}.json", s(&merged));
+    refused(
+        &[
+            "sweep",
+            "merge",
+            "--out",
+            s(&merged),
+            "--svg",
+            &info_of_merged,
+            s(&parts[0]),
+            s(&parts[1]),
+        ],
+        "--svg",
+    );
+    unchanged();
+    // Row 1: a huge "points" is refused before any allocation.
+    let info1 = sprint_info(&parts[1]);
+    let text = std::fs::read_to_string(&info1).unwrap();
+    for huge in ["18446744073709551615", "1000000000000000"] {
+        let edited = text.replacen("\"points\": 4", &format!("\"points\": {huge}"), 1);
+        assert_ne!(edited, text);
+        std::fs::write(&info1, &edited).unwrap();
+        refused(
+            &[
+                "sweep",
+                "merge",
+                "--out",
+                s(&merged),
+                s(&parts[0]),
+                s(&parts[1]),
+            ],
+            "points",
+        );
+    }
+    std::fs::write(&info1, &text).unwrap();
+    // Row 6: a shard whose last row is cut, or whose rows disagree with `covered`.
+    let csv1 = std::fs::read_to_string(&parts[1]).unwrap();
+    let cut: String = csv1
+        .lines()
+        .take(csv1.lines().count() - 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&parts[1], &cut).unwrap();
+    refused(
+        &[
+            "sweep",
+            "merge",
+            "--out",
+            s(&merged),
+            s(&parts[0]),
+            s(&parts[1]),
+        ],
+        "covers",
+    );
+    let last = csv1.lines().last().unwrap();
+    std::fs::write(&parts[1], format!("{csv1}{last}\n")).unwrap();
+    refused(
+        &[
+            "sweep",
+            "merge",
+            "--out",
+            s(&merged),
+            s(&parts[0]),
+            s(&parts[1]),
+        ],
+        "rows",
+    );
+    std::fs::write(&parts[1], &csv1).unwrap();
+    assert!(!merged.exists(), "a refused merge wrote its output");
+    ok(&[
+        "sweep",
+        "merge",
+        "--out",
+        s(&merged),
+        s(&parts[0]),
+        s(&parts[1]),
+    ]);
+    // Row 4 and 5: sweep --svg onto the grid file or onto --out's info file.
+    let out = d.path().join("s.csv");
+    refused(
+        &[
+            "sweep",
+            "--grid",
+            s(&grid),
+            "--out",
+            s(&out),
+            "--svg",
+            s(&grid),
+        ],
+        "--svg",
+    );
+    let out_info = format!("{}.json", s(&out));
+    refused(
+        &[
+            "sweep",
+            "--grid",
+            s(&grid),
+            "--out",
+            s(&out),
+            "--svg",
+            &out_info,
+        ],
+        "--svg",
+    );
+    // Row 10: --svg that cannot be written (a shard; a grid without [pareto]) and a cache on
+    // the output, refused before any point runs.
+    let svg = d.path().join("p.svg");
+    refused(
+        &[
+            "sweep",
+            "--grid",
+            s(&grid),
+            "--out",
+            s(&out),
+            "--svg",
+            s(&svg),
+            "--shard",
+            "0/2",
+        ],
+        "shard",
+    );
+    let plain = d.path().join("plain.toml");
+    std::fs::write(&plain, GRID.split("[pareto]").next().unwrap()).unwrap();
+    refused(
+        &[
+            "sweep",
+            "--grid",
+            s(&plain),
+            "--out",
+            s(&out),
+            "--svg",
+            s(&svg),
+        ],
+        "[pareto]",
+    );
+    refused(
+        &[
+            "sweep",
+            "--grid",
+            s(&grid),
+            "--out",
+            s(&out),
+            "--cache",
+            s(&out),
+        ],
+        "--cache",
+    );
+    assert!(
+        !out.exists() && !svg.exists(),
+        "a refused sweep left an output"
+    );
+    assert!(!Path::new(&out_info).exists());
+    // Row 13: 10^9 and 10^24 points are refused at once.
+    for (n, axes) in [(9, 3), (24, 8)] {
+        let values: Vec<String> = (0..1000).map(|v| v.to_string()).collect();
+        let mut g = String::from(
+            "kind = \"simulate\"\ndesigns = [\"s-sprint\"]\nworkloads = [\"BERT-B\"]\n[axes]\n",
+        );
+        for k in 0..axes {
+            g += &format!("\"memory.x{k}\" = [{}]\n", values.join(", "));
+        }
+        let big = d.path().join(format!("big{n}.toml"));
+        std::fs::write(&big, g).unwrap();
+        refused(&["sweep", "--grid", s(&big), "--out", s(&out)], "limit");
+    }
+    unchanged();
+}
+
+fn sprint_info(csv: &Path) -> std::path::PathBuf {
+    Path::new(&format!("{}.json", s(csv))).to_path_buf()
+}

@@ -132,7 +132,26 @@ fn value_text(v: &toml::Value) -> String {
     }
 }
 
+/// Most points a grid may have (1 million: a grid of the simulator's fastest points takes
+/// hours on 2 cores at that size, and its point list about 100 MB). Larger grids are refused
+/// before the list is built.
+pub const MAX_POINTS: usize = 1_000_000;
+
 impl Grid {
+    /// Number of points (designs or models x workloads or tasks x every axis), `None` when
+    /// it overflows.
+    pub fn point_count(&self) -> Option<usize> {
+        let (whats, ons) = match self.kind {
+            GridKind::Simulate => (&self.designs, &self.workloads),
+            GridKind::Eval => (&self.models, &self.tasks),
+        };
+        self.axes
+            .values()
+            .try_fold(whats.len().checked_mul(ons.len())?, |n, v| {
+                n.checked_mul(v.len())
+            })
+    }
+
     /// Parses and checks a grid file; errors name the file and the field.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self> {
         let g: Grid = toml::from_str(text)
@@ -157,6 +176,15 @@ impl Grid {
         }
         if !(g.keep > 0.0 && g.keep <= 1.0) {
             return bad(format!("keep must be in (0, 1], got {}", g.keep));
+        }
+        match g.point_count() {
+            Some(n) if n <= MAX_POINTS => {}
+            n => {
+                return bad(format!(
+                    "the grid has {} points, more than the limit of {MAX_POINTS} (docs/limits.md)",
+                    n.map_or_else(|| "over 2^64".to_string(), |n| n.to_string())
+                ));
+            }
         }
         Ok(g)
     }
@@ -554,6 +582,7 @@ pub fn read_shard(path: &Path) -> Result<(Table, ShardInfo, String)> {
             .map_err(|e| bad(format!("{}: {e}", info_path.display())))?,
     )
     .map_err(|e| bad(format!("{}: {e}", info_path.display())))?;
+    check_info(&info).map_err(bad)?;
     let mut rd = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
     let header: Vec<String> = rd
         .headers()
@@ -568,11 +597,85 @@ pub fn read_shard(path: &Path) -> Result<(Table, ShardInfo, String)> {
             "columns {header:?} are not the grid's {want:?}"
         )));
     }
+    let mut rows_seen = Vec::with_capacity(info.covered.len());
     for r in rd.records() {
         let r = r.map_err(|e| bad(e.to_string()))?;
+        if rows_seen.len() == info.covered.len() {
+            return Err(bad(format!(
+                "more rows than the {} points its info file covers",
+                info.covered.len()
+            )));
+        }
+        let i = r
+            .get(0)
+            .and_then(|c| c.parse::<usize>().ok())
+            .ok_or_else(|| {
+                bad(format!(
+                    "row {} has no point index in its first column",
+                    rows_seen.len() + 1
+                ))
+            })?;
+        rows_seen.push(i);
         t.push(r.iter().map(|c| Cell::Text(c.to_string())).collect());
     }
+    let mut covered = info.covered.clone();
+    covered.sort_unstable();
+    rows_seen.sort_unstable();
+    if rows_seen != covered {
+        return Err(bad(format!(
+            "its rows hold points {} but its info file covers {} (a cut or edited shard?)",
+            summarise_indices(&rows_seen),
+            summarise_indices(&covered)
+        )));
+    }
     Ok((t, info, name))
+}
+
+/// Checks a shard's info before anything is sized by it: the grid's own point count, at
+/// most [`MAX_POINTS`], and covered points inside it, each once.
+fn check_info(info: &ShardInfo) -> std::result::Result<(), String> {
+    let n = info.grid.point_count();
+    if n != Some(info.points) || info.points > MAX_POINTS {
+        return Err(format!(
+            "\"points\" is {} but its grid has {} (limit {MAX_POINTS})",
+            info.points,
+            n.map_or_else(|| "over 2^64".to_string(), |n| n.to_string())
+        ));
+    }
+    let mut seen = vec![false; info.points];
+    for &i in &info.covered {
+        if i >= info.points || std::mem::replace(&mut seen[i], true) {
+            return Err(format!(
+                "\"covered\" lists point {i} twice or outside the grid's {} points",
+                info.points
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A short description of a list of point indices (count, first and last).
+fn summarise_indices(v: &[usize]) -> String {
+    match (v.first(), v.last()) {
+        (Some(a), Some(b)) => format!("{} ({a}..={b})", v.len()),
+        _ => "none".to_string(),
+    }
+}
+
+/// Checks before any work that `--svg` can be written for this run: the grid has a
+/// `[pareto]` section and the run covers every point (not a part of a sharded run).
+pub fn check_svg(grid: &Grid, shard: Shard) -> Result<()> {
+    if grid.pareto.is_none() {
+        return Err(ReproduceError::Usage(
+            "--svg: the grid has no [pareto] section naming x and y".into(),
+        ));
+    }
+    if shard.count > 1 {
+        return Err(ReproduceError::Usage(
+            "--svg: a shard covers part of the grid; plot after `sprint sweep merge`".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The info file beside a CSV: `NAME.csv.json`.
