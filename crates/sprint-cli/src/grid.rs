@@ -37,7 +37,7 @@ struct RunArgs {
     #[arg(long)]
     svg: Option<PathBuf>,
     /// Run one slice: points whose index is i modulo n.
-    #[arg(long, default_value = "0/1")]
+    #[arg(long, default_value = "0/1", allow_hyphen_values = true)]
     shard: String,
     /// Cache of point results (resumes an interrupted run); default OUT.cache.
     #[arg(long)]

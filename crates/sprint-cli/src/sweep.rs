@@ -15,6 +15,7 @@ use sprint_eval::tasks::TaskKind;
 
 /// Arguments of `sprint sweep-sparsity`.
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// Model: `minilm`, `smollm2`, or a path.
     #[arg(long)]
@@ -30,10 +31,10 @@ pub struct Args {
     methods: String,
     /// Comma-separated targets of the calibrated methods: kept fraction (quantile) or
     /// softmax share (mass).
-    #[arg(long, default_value = "0.1,0.2,0.3,0.5")]
+    #[arg(long, allow_hyphen_values = true, default_value = "0.1,0.2,0.3,0.5")]
     targets: String,
     /// Comma-separated mass targets, when they should differ from --targets.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     mass_targets: Option<String>,
     /// Thresholds files to add as points, `LABEL=FILE` (repeatable), e.g. learned ones.
     #[arg(long = "file", value_name = "LABEL=FILE")]

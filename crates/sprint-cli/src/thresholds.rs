@@ -28,6 +28,7 @@ enum Command {
 
 /// Arguments of `sprint thresholds learn`.
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct LearnArgs {
     /// Model: `minilm` (probe tasks) or `smollm2` (perplexity tasks), or a path.
     #[arg(long)]
@@ -290,6 +291,7 @@ fn run_learn(a: LearnArgs) -> Result<()> {
 
 /// Arguments of `sprint thresholds calibrate`.
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct CalibrateArgs {
     /// Model: `minilm`, `smollm2`, or a path.
     #[arg(long)]

@@ -1087,3 +1087,101 @@ fn row10_interrupted_eval_leaves_no_per_variant_trace() {
         assert!(p.join(format!("t.{v}.trace")).exists());
     }
 }
+
+/// Issue #29 row 17: negative numbers are values on every command (one policy), so an
+/// out-of-range value is refused by its own check, naming the flag, instead of clap's
+/// "unexpected argument '-0'".
+#[test]
+fn row29_17_negative_numbers_are_values_everywhere() {
+    let d = tmp();
+    let grid = d.path().join("g.toml");
+    std::fs::write(
+        &grid,
+        "kind = \"simulate\"\ndesigns = [\"s-sprint\"]\nworkloads = [\"BERT-B\"]\n",
+    )
+    .unwrap();
+    let out = d.path().join("o");
+    let o = |ext: &str| out.with_extension(ext).to_str().unwrap().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "thresholds",
+                "learn",
+                "--model",
+                "minilm",
+                "--task",
+                "bbc",
+                "--keep",
+                "-0.5",
+                "-o",
+                &o("toml"),
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            "--keep",
+        ),
+        (
+            vec![
+                "thresholds",
+                "calibrate",
+                "--model",
+                "smollm2",
+                "--task",
+                "ppl-austen",
+                "--target",
+                "-0.1",
+                "-o",
+                &o("toml"),
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            "--target",
+        ),
+        (
+            vec![
+                "sweep-sparsity",
+                "--model",
+                "minilm",
+                "--task",
+                "bbc",
+                "--targets",
+                "-0.1,0.2",
+                "--csv",
+                &o("csv"),
+                "--svg",
+                &o("svg"),
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            "--targets",
+        ),
+        (
+            vec![
+                "sweep",
+                "--grid",
+                grid.to_str().unwrap(),
+                "--out",
+                &o("csv"),
+                "--shard",
+                "-1/2",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            "shard",
+        ),
+    ];
+    for (args, flag) in cases {
+        let r = sprint().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{args:?} succeeded");
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the grid file: {left:?}");
+}
