@@ -252,7 +252,8 @@ pub fn run(a: Args) -> Result<()> {
 /// inputs and from each other (`--trace` expands to one file per variant).
 fn check_paths(a: &Args, threshold_file: Option<&std::path::Path>) -> Result<()> {
     let model = std::path::Path::new(&a.model);
-    let mut inputs: Vec<(&str, &std::path::Path)> = Vec::new();
+    let assets = crate::io::asset_cache_root();
+    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("the asset cache", assets.as_path())];
     if model.exists() {
         inputs.push(("--model", model));
     }

@@ -325,6 +325,12 @@ fn split_layers(raw: Raw, name: &str, where_: &str) -> Result<(usize, Vec<Tensor
     Ok((layers, out))
 }
 
+/// The folder of the cached assets (`$SPRINT_CACHE`, else `~/.cache/sprint`): an input of
+/// every command that reads a model or data set, so that no output lands on a cached file.
+pub fn asset_cache_root() -> std::path::PathBuf {
+    sprint_assets::Cache::from_env().root().to_path_buf()
+}
+
 /// Writes a file atomically with cleanup on SIGINT/SIGTERM ([`sprint_core::outfile`]): the
 /// content goes to a temporary file in the same folder, renamed over `path` once complete.
 pub fn write_atomic(

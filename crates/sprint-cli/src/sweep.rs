@@ -172,7 +172,9 @@ pub fn run(a: Args) -> Result<()> {
     if methods.is_empty() {
         bail!("nothing to sweep: give --methods or --file");
     }
+    let assets = crate::io::asset_cache_root();
     let mut inputs: Vec<(&str, &Path)> = files.iter().map(|p| ("--file", p.as_path())).collect();
+    inputs.push(("the asset cache", assets.as_path()));
     let model_path = Path::new(&a.model);
     if model_path.exists() {
         inputs.push(("--model", model_path));

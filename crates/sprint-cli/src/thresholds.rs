@@ -230,7 +230,8 @@ fn run_learn(a: LearnArgs) -> Result<()> {
         bail!("--stop-after needs --checkpoint");
     }
     let model_path = std::path::Path::new(&a.model);
-    let mut inputs: Vec<(&str, &std::path::Path)> = Vec::new();
+    let assets = crate::io::asset_cache_root();
+    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("the asset cache", assets.as_path())];
     if model_path.exists() {
         inputs.push(("--model", model_path));
     }
@@ -359,7 +360,8 @@ fn run_calibrate(a: CalibrateArgs) -> Result<()> {
     o.eval_seq_len = a.eval_seq_len;
     o.seed = a.seed;
     let model_path = std::path::Path::new(&a.model);
-    let mut inputs: Vec<(&str, &std::path::Path)> = Vec::new();
+    let assets = crate::io::asset_cache_root();
+    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("the asset cache", assets.as_path())];
     if model_path.exists() {
         inputs.push(("--model", model_path));
     }

@@ -1185,3 +1185,84 @@ fn row29_17_negative_numbers_are_values_everywhere() {
     let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "only the grid file: {left:?}");
 }
+
+/// Issue #29 row 2: the files of the asset cache are inputs of every command that reads a
+/// model or data set, so an output named inside it is refused before any work, and the
+/// cached files stay as they were. A private `SPRINT_CACHE` with a stand-in model file.
+#[test]
+fn row29_02_outputs_never_land_in_the_asset_cache() {
+    let d = tmp();
+    let cache = d.path().join("cache");
+    std::fs::create_dir_all(cache.join("minilm")).unwrap();
+    let cached = cache.join("minilm/model.safetensors");
+    std::fs::write(&cached, b"stand-in").unwrap();
+    let c = cached.to_str().unwrap();
+    let json = cache.join("minilm/config.json");
+    let j = json.to_str().unwrap();
+    let cases: [&[&str]; 5] = [
+        &[
+            "eval",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--json-out",
+            j,
+        ],
+        &[
+            "eval",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--save-thresholds",
+            c,
+        ],
+        &[
+            "thresholds",
+            "learn",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "-o",
+            c,
+        ],
+        &[
+            "thresholds",
+            "calibrate",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--target",
+            "0.25",
+            "-o",
+            c,
+        ],
+        &[
+            "sweep-sparsity",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--csv",
+            c,
+            "--svg",
+            j,
+        ],
+    ];
+    for args in cases {
+        let r = sprint()
+            .env("SPRINT_CACHE", &cache)
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{args:?} succeeded");
+        assert!(err.contains("asset cache"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read(&cached).unwrap(), b"stand-in");
+    assert!(!json.exists());
+}
