@@ -1266,3 +1266,44 @@ fn row29_02_outputs_never_land_in_the_asset_cache() {
     assert_eq!(std::fs::read(&cached).unwrap(), b"stand-in");
     assert!(!json.exists());
 }
+
+/// Issue #29 row 14: a decode shape whose work is absurd (batch 1e9, layers 1e8, heads 4e9;
+/// batch 1e5) is refused at once with the limit named, before anything is allocated.
+#[test]
+fn row29_14_decode_shapes_are_bounded_before_allocation() {
+    let d = tmp();
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/decode/smollm2.toml"),
+    )
+    .unwrap();
+    let cases: [&[(&str, &str)]; 2] = [
+        &[
+            ("batch = { value = 1,", "batch = { value = 1000000000,"),
+            ("layers = { value = 30,", "layers = { value = 100000000,"),
+            ("heads = { value = 9,", "heads = { value = 3999999999,"),
+            ("kv_heads = { value = 3,", "kv_heads = { value = 1,"),
+        ],
+        &[("batch = { value = 1,", "batch = { value = 100000,")],
+    ];
+    for (k, edits) in cases.iter().enumerate() {
+        let mut text = base.clone();
+        for (from, to) in edits.iter() {
+            assert!(text.contains(from), "{from}");
+            text = text.replacen(from, to, 1);
+        }
+        let f = d.path().join(format!("decode{k}.toml"));
+        std::fs::write(&f, text).unwrap();
+        let r = sprint()
+            .args(["simulate", "--decode", f.to_str().unwrap()])
+            .args(["--preset", "s-baseline", "--preset", "s-sprint"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "case {k} succeeded");
+        assert!(
+            err.contains("limit") && err.contains("shape"),
+            "case {k}: {err}"
+        );
+        assert!(!err.contains("panicked"), "case {k}: {err}");
+    }
+}

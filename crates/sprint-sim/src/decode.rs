@@ -81,6 +81,22 @@ pub struct DecodeFile {
     pub write: DecodeWrite,
 }
 
+/// Most query-key pairs one decode run may simulate (layers x query heads x batch x the
+/// cached keys summed over the steps): 2^38, about 1000 x the default SmolLM2 decode (30 x 9
+/// heads, 1024 tokens after 512: 2.8e8 pairs) and the same bound as one model workload
+/// (`crate::workload::MAX_PAIRS`). Checked before anything is allocated.
+pub const MAX_DECODE_PAIRS: u64 = 1 << 38;
+
+/// Query-key pairs of a decode shape (exact, in u128: no product of u32 values overflows).
+fn decode_pairs(s: &DecodeShape) -> u128 {
+    let (p, t) = (
+        u128::from(s.prompt_tokens.value),
+        u128::from(s.new_tokens.value),
+    );
+    let keys = t * p + t * (t + 1) / 2;
+    u128::from(s.layers.value) * u128::from(s.heads.value) * u128::from(s.batch.value) * keys
+}
+
 impl DecodeFile {
     /// The shape in words: layers, heads, K/V heads, head dimension, tokens generated after
     /// the prompt, batch.
@@ -130,6 +146,17 @@ impl DecodeFile {
             return Err(SimError::config(
                 key("shape.new_tokens"),
                 format!("prompt + new = {n} tokens exceeds 65536"),
+            ));
+        }
+        let pairs = decode_pairs(s);
+        if pairs > u128::from(MAX_DECODE_PAIRS) {
+            return Err(SimError::config(
+                key("shape"),
+                format!(
+                    "layers x heads x batch x cached keys over the steps = {pairs:.3e} query-key pairs, over the limit of {MAX_DECODE_PAIRS:.3e} (docs/limits.md); lower shape.batch, shape.layers or shape.heads",
+                    pairs = pairs as f64,
+                    MAX_DECODE_PAIRS = MAX_DECODE_PAIRS as f64
+                ),
             ));
         }
         let w = &f.write;
