@@ -70,6 +70,12 @@ pub fn load_input(path: &Path) -> Result<LoadedInput> {
                     raw.shape
                 );
             }
+            if let Some(j) = raw.data.iter().position(|x| !x.is_finite()) {
+                bail!(
+                    "{where_}: tensor `valid` entry {j} is {} (give 0 for padding, nonzero for a real token)",
+                    raw.data[j]
+                );
+            }
             let mask = raw.data.iter().map(|&x| x != 0.0).collect::<Vec<bool>>();
             if !mask.is_empty() && !mask.contains(&true) {
                 bail!(

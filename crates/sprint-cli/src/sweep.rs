@@ -138,7 +138,12 @@ pub fn run(a: Args) -> Result<()> {
     }
     let targets = parse_list(&a.targets, "--targets")?;
     let mass_targets = match &a.mass_targets {
-        Some(s) => parse_list(s, "--mass-targets")?,
+        Some(s) => {
+            if !a.methods.split(',').any(|m| m.trim() == "mass") {
+                bail!("--mass-targets applies to the mass method only; add mass to --methods");
+            }
+            parse_list(s, "--mass-targets")?
+        }
         None => targets.clone(),
     };
     let mut methods = Vec::new();

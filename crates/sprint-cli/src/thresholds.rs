@@ -181,6 +181,12 @@ pub fn run(a: Args) -> Result<()> {
 
 fn run_learn(a: LearnArgs) -> Result<()> {
     let threads = sprint_core::outfile::check_threads(a.threads)?;
+    if a.per_layer && a.init_per_head {
+        bail!("--init-per-head starts per-head thresholds; --per-layer learns one per layer");
+    }
+    if a.eval_seq_len == 0 {
+        bail!("--eval-seq-len must be at least 1 token");
+    }
     let task = Task::parse(&a.task)?;
     let mut o = LearnOptions::new(task);
     o.keep = a.keep;
@@ -339,6 +345,9 @@ pub struct CalibrateArgs {
 
 fn run_calibrate(a: CalibrateArgs) -> Result<()> {
     let threads = sprint_core::outfile::check_threads(a.threads)?;
+    if a.eval_seq_len == 0 {
+        bail!("--eval-seq-len must be at least 1 token");
+    }
     let task = Task::parse(&a.task)?;
     let mass = match a.method.as_str() {
         "quantile" => false,

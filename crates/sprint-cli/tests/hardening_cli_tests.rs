@@ -1307,3 +1307,98 @@ fn row29_14_decode_shapes_are_bounded_before_allocation() {
         assert!(!err.contains("panicked"), "case {k}: {err}");
     }
 }
+
+/// Issue #29 row 8: a setting that the command would ignore is refused, naming it: eval
+/// keys in a simulate grid, `--mass-targets` without the mass method, `--per-layer` with
+/// `--init-per-head`, `--eval-seq-len 0`, a NaN in the `valid` mask.
+#[test]
+fn row29_08_ignored_settings_are_refused() {
+    let d = tmp();
+    let out = d.path().join("o.csv");
+    let o = out.to_str().unwrap();
+    let grid = d.path().join("g.toml");
+    std::fs::write(
+        &grid,
+        "kind = \"simulate\"\ndesigns = [\"s-sprint\"]\nworkloads = [\"BERT-B\"]\nmodels = [\"minilm\"]\nkeep = 0.3\n",
+    )
+    .unwrap();
+    let svg = d.path().join("o.svg");
+    let th = d.path().join("t.toml");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["sweep", "--grid", grid.to_str().unwrap(), "--out", o],
+            "models",
+        ),
+        (
+            vec![
+                "sweep-sparsity",
+                "--model",
+                "minilm",
+                "--task",
+                "bbc",
+                "--methods",
+                "quantile",
+                "--mass-targets",
+                "0.9",
+                "--csv",
+                o,
+                "--svg",
+                svg.to_str().unwrap(),
+            ],
+            "--mass-targets",
+        ),
+        (
+            vec![
+                "thresholds",
+                "learn",
+                "--model",
+                "minilm",
+                "--task",
+                "bbc",
+                "--per-layer",
+                "--init-per-head",
+                "-o",
+                th.to_str().unwrap(),
+            ],
+            "--init-per-head",
+        ),
+        (
+            vec![
+                "thresholds",
+                "learn",
+                "--model",
+                "smollm2",
+                "--task",
+                "ppl-austen",
+                "--eval-seq-len",
+                "0",
+                "-o",
+                th.to_str().unwrap(),
+            ],
+            "--eval-seq-len",
+        ),
+    ];
+    for (args, needle) in cases {
+        let r = sprint().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{args:?} succeeded");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // A NaN in `valid`.
+    let input = d.path().join("qkv.safetensors");
+    let mut t = qkv(&[1, 8, 4]);
+    let mut mask = vec![1.0f32; 8];
+    mask[3] = f32::NAN;
+    t.push(("valid", Dtype::F32, vec![8], f32_bytes(&mask)));
+    write_st(&input, &t);
+    let r = sprint()
+        .args(["attend", "--input", input.to_str().unwrap()])
+        .args(["--out", d.path().join("a.safetensors").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "a NaN mask was accepted");
+    assert!(err.contains("valid") && err.contains("NaN"), "{err}");
+    assert!(!out.exists() && !svg.exists() && !th.exists());
+}

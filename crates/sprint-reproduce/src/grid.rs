@@ -162,10 +162,35 @@ impl Grid {
                 if g.designs.is_empty() || g.workloads.is_empty() {
                     return bad("kind = \"simulate\" needs `designs` and `workloads`".into());
                 }
+                // Keys of the other kind would be silently ignored: refuse them.
+                let stray = [
+                    ("models", !g.models.is_empty()),
+                    ("tasks", !g.tasks.is_empty()),
+                    ("variants", !g.variants.is_empty()),
+                    ("limit", g.limit.is_some()),
+                    ("keep", g.keep != default_keep()),
+                    ("seed", g.seed != 0),
+                ];
+                if let Some((k, _)) = stray.iter().find(|(_, set)| *set) {
+                    return bad(format!(
+                        "`{k}` is a key of kind = \"eval\" grids; a simulate grid would ignore it"
+                    ));
+                }
             }
             GridKind::Eval => {
                 if g.models.is_empty() || g.tasks.is_empty() || g.variants.is_empty() {
                     return bad("kind = \"eval\" needs `models`, `tasks` and `variants`".into());
+                }
+                let stray = [
+                    ("designs", !g.designs.is_empty()),
+                    ("workloads", !g.workloads.is_empty()),
+                    ("baseline", g.baseline != default_baseline()),
+                    ("axes_apply_to_baseline", g.axes_apply_to_baseline),
+                ];
+                if let Some((k, _)) = stray.iter().find(|(_, set)| *set) {
+                    return bad(format!(
+                        "`{k}` is a key of kind = \"simulate\" grids; an eval grid would ignore it"
+                    ));
                 }
             }
         }
