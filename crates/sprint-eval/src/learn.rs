@@ -263,6 +263,11 @@ impl LearnProgress for NoLearnProgress {
     fn inc(&self, _status: Option<&str>) {}
 }
 
+/// Largest magnitude of a checkpoint parameter: thresholds are logits (tens at most) and
+/// fine-tuned norm gains and biases are of order one; a larger value is a damaged or edited
+/// file, refused before it can turn into a thresholds file of `inf` or NaN.
+pub const MAX_CHECKPOINT_PARAM: f64 = 1e6;
+
 /// A training checkpoint (JSON): options, next step, thresholds (and fine-tuned tensors)
 /// and Adam's moments.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -369,6 +374,18 @@ impl Checkpoint {
         {
             return Err(EvalError::Input(format!(
                 "{}: field `params`/`m`/`v` holds {x}",
+                path.display()
+            )));
+        }
+        if let Some(x) = c.v.iter().find(|&&x| x < 0.0) {
+            return Err(EvalError::Input(format!(
+                "{}: field `v` holds {x}; Adam's second moments are never negative",
+                path.display()
+            )));
+        }
+        if let Some(x) = c.params.iter().find(|x| x.abs() > MAX_CHECKPOINT_PARAM) {
+            return Err(EvalError::Input(format!(
+                "{}: field `params` holds {x}, beyond the {MAX_CHECKPOINT_PARAM:e} a threshold (logits) or a fine-tuned norm value can take",
                 path.display()
             )));
         }

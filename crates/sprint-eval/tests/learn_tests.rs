@@ -109,6 +109,25 @@ fn reproducible_and_resumable() {
     std::fs::write(&ck, serde_json::to_string(&bad).unwrap()).unwrap();
     let e = Checkpoint::read(&ck).unwrap_err().to_string();
     assert!(e.contains("ck.json") && e.contains("`m`"), "{e}");
+    // Issue #29 row 7: a negative second moment or a parameter of 1e308 is refused.
+    bad.m.push(0.0);
+    let good = bad;
+    for (field, edit) in [("`v`", 0usize), ("`params`", 1)] {
+        let mut c = good.clone();
+        if edit == 0 {
+            c.v[0] = -1e-3;
+        } else {
+            c.params[0] = 1e308;
+        }
+        std::fs::write(&ck, serde_json::to_string(&c).unwrap()).unwrap();
+        let e = Checkpoint::read(&ck).unwrap_err().to_string();
+        assert!(e.contains("ck.json") && e.contains(field), "{e}");
+    }
+    std::fs::write(&ck, serde_json::to_string(&good).unwrap()).unwrap();
+    assert!(
+        Checkpoint::read(&ck).is_ok(),
+        "the repaired checkpoint reads"
+    );
     std::fs::write(&ck, r#"{"options": 3}"#).unwrap();
     let e = Checkpoint::read(&ck).unwrap_err().to_string();
     assert!(
