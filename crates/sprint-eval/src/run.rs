@@ -136,6 +136,7 @@ pub fn evaluate(
         needs_th,
         given,
         progress,
+        staged: Default::default(),
     };
     let mut report = match opts.task.kind() {
         TaskKind::Probe => ctx.probe(cache),
@@ -144,6 +145,11 @@ pub fn evaluate(
     }?;
     for r in &opts.references {
         r.attach(&mut report)?;
+    }
+    // All outputs or none: traces and thresholds wait in registered temporary files
+    // (removed on an error above or a signal) until every check has passed.
+    for (tmp, p) in ctx.staged.into_inner() {
+        tmp.persist(&p)?;
     }
     Ok(report)
 }
@@ -156,4 +162,7 @@ struct Ctx<'a> {
     needs_th: bool,
     given: Option<(Thresholds, ThresholdReport)>,
     progress: &'a dyn Progress,
+    /// Output files written to temporary paths, renamed into place when the whole
+    /// evaluation has succeeded.
+    staged: std::cell::RefCell<Vec<(sprint_core::outfile::PendingFile, std::path::PathBuf)>>,
 }

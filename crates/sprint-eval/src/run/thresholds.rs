@@ -131,7 +131,10 @@ impl Ctx<'_> {
         if let Some(p) = &self.opts.save_thresholds {
             let mut file = threshold_file(&th, &meta);
             file.meta.insert("method".into(), description.clone());
-            write_threshold_file(p, &file)?;
+            // Staged with the traces: written when the whole evaluation has succeeded.
+            let tmp = sprint_core::outfile::PendingFile::new(p);
+            write_threshold_file(tmp.path(), &file)?;
+            self.staged.borrow_mut().push((tmp, p.clone()));
         }
         let report = ThresholdReport {
             source: "calibrated".into(),

@@ -61,8 +61,7 @@ impl Ctx<'_> {
         let mut rows: Vec<VariantResult> = Vec::new();
         let mut tokens = 0;
         // All traces or none: each is written to a registered temporary file (removed on
-        // error or signal) and renamed into place only once every variant has run.
-        let mut staged: Vec<(sprint_core::outfile::PendingFile, PathBuf)> = Vec::new();
+        // error or signal) and renamed into place only once the whole evaluation succeeded.
         for &v in &self.opts.variants {
             let attn = make_backend(self.opts, v, th, g.layers, g.heads)?;
             self.progress.stage(
@@ -96,7 +95,7 @@ impl Ctx<'_> {
                             ),
                         )
                     })?;
-                    staged.push((tmp, p.clone()));
+                    self.staged.borrow_mut().push((tmp, p.clone()));
                     Some(p)
                 }
                 _ => None,
@@ -130,9 +129,6 @@ impl Ctx<'_> {
                 vs_dense: None,
                 vs_references: Vec::new(),
             });
-        }
-        for (tmp, p) in staged {
-            tmp.persist(&p)?;
         }
         if let Some(dense) = rows.iter().find(|r| r.variant == "dense").cloned() {
             for r in &mut rows {
