@@ -203,6 +203,7 @@ fn run_learn(a: LearnArgs) -> Result<()> {
     o.limit = a.limit;
     o.eval_windows = a.eval_windows;
     o.eval_seq_len = a.eval_seq_len;
+    sprint_eval::learn::reserved_tokens(&o)?;
     o.epochs = a.epochs;
     o.lr = a.lr;
     o.t_start = a.t_start;
@@ -367,6 +368,7 @@ fn run_calibrate(a: CalibrateArgs) -> Result<()> {
     o.limit = a.limit;
     o.eval_windows = a.eval_windows;
     o.eval_seq_len = a.eval_seq_len;
+    sprint_eval::learn::reserved_tokens(&o)?;
     o.seed = a.seed;
     let model_path = std::path::Path::new(&a.model);
     let assets = crate::io::asset_cache_root();

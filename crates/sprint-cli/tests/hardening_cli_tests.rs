@@ -1462,3 +1462,64 @@ fn row29_09_a_failed_eval_leaves_no_output() {
     left.sort();
     assert_eq!(left, ["ref.json"], "outputs left by a failed eval");
 }
+
+/// Issue #29 rows 12 and 15: an output that is a hard link of a file inside a folder input
+/// (a model given as a folder, the asset cache) is refused, and absurd evaluation windows are
+/// refused before any model or text is loaded.
+#[test]
+fn row29_12_15_hard_links_into_inputs_and_absurd_windows() {
+    let d = tmp();
+    let model = d.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    let weights = model.join("model.safetensors");
+    std::fs::write(&weights, b"weights").unwrap();
+    let link = d.path().join("w.safetensors");
+    std::fs::hard_link(&weights, &link).unwrap();
+    let th = d.path().join("t.toml");
+    let r = sprint()
+        .args(["thresholds", "learn", "--model", model.to_str().unwrap()])
+        .args(["--task", "bbc", "--finetune", "norms-biases"])
+        .args([
+            "-o",
+            th.to_str().unwrap(),
+            "--weights-out",
+            link.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success(),
+        "a hard link of the model's weights was accepted"
+    );
+    assert!(
+        err.contains("--weights-out") && err.contains("--model"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&weights).unwrap(), b"weights");
+    for cmd in [
+        vec!["thresholds", "learn", "--eval-windows", "100000000"],
+        vec![
+            "thresholds",
+            "calibrate",
+            "--target",
+            "0.9",
+            "--eval-windows",
+            "100000000",
+        ],
+    ] {
+        let r = sprint()
+            .args(&cmd)
+            .args(["--model", "smollm2", "--task", "ppl-austen"])
+            .args(["-o", th.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{cmd:?} succeeded");
+        assert!(
+            err.contains("--eval-windows") && err.contains("limit"),
+            "{cmd:?}: {err}"
+        );
+    }
+    assert!(!th.exists());
+}

@@ -161,6 +161,53 @@ fn same_file(_a: &Path, _b: &Path) -> bool {
     false
 }
 
+/// Entries of a folder input looked at for hard links of an output (a bound: the asset
+/// cache and model folders hold a few thousand files).
+const MAX_LINK_SCAN: usize = 100_000;
+
+/// True when the existing file `out` is a hard link of a file inside folder `dir` (up to
+/// three levels deep, at most [`MAX_LINK_SCAN`] entries): writing it would change that
+/// file too, or break the link silently.
+fn linked_into(out: &Path, dir: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(m) = std::fs::metadata(out) else {
+            return false;
+        };
+        if m.nlink() < 2 {
+            return false;
+        }
+        let mut stack = vec![(dir.to_path_buf(), 0)];
+        let mut seen = 0;
+        while let Some((d, depth)) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                seen += 1;
+                if seen > MAX_LINK_SCAN {
+                    return false;
+                }
+                let Ok(em) = e.metadata() else { continue };
+                if em.is_dir() {
+                    if depth < 3 {
+                        stack.push((e.path(), depth + 1));
+                    }
+                } else if em.dev() == m.dev() && em.ino() == m.ino() {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (out, dir);
+        false
+    }
+}
+
 /// True when `a` and `b` name the same file (same normalised path, or the same inode when
 /// both exist, e.g. through a hard link).
 pub fn same_path(a: &Path, b: &Path) -> bool {
@@ -202,7 +249,8 @@ pub fn check_outputs(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Res
             );
         }
         for (iflag, input) in inputs {
-            let inside = input.is_dir() && normalised(out).starts_with(normalised(input));
+            let inside = input.is_dir()
+                && (normalised(out).starts_with(normalised(input)) || linked_into(out, input));
             if same_path(out, input) || inside {
                 return bad(
                     flag,

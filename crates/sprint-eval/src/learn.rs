@@ -263,6 +263,23 @@ impl LearnProgress for NoLearnProgress {
     fn inc(&self, _status: Option<&str>) {}
 }
 
+/// Most tokens the evaluation windows of a perplexity task may reserve (`eval_windows x
+/// eval_seq_len`): 2^24, 16x the longest text of the pinned assets. Checked before any model
+/// or text is loaded.
+pub const MAX_RESERVED_TOKENS: usize = 1 << 24;
+
+/// The tokens the evaluation windows reserve, or an error naming both options when the
+/// product is over [`MAX_RESERVED_TOKENS`] (or overflows).
+pub fn reserved_tokens(o: &LearnOptions) -> Result<usize> {
+    match o.eval_windows.checked_mul(o.eval_seq_len) {
+        Some(n) if n <= MAX_RESERVED_TOKENS => Ok(n),
+        _ => Err(EvalError::Input(format!(
+            "--eval-windows {} x --eval-seq-len {} tokens is over the limit of {MAX_RESERVED_TOKENS} (longer than any text of the pinned assets)",
+            o.eval_windows, o.eval_seq_len
+        ))),
+    }
+}
+
 /// Largest magnitude of a checkpoint parameter: thresholds are logits (tens at most) and
 /// fine-tuned norm gains and biases are of order one; a larger value is a damaged or edited
 /// file, refused before it can turn into a thresholds file of `inf` or NaN.
@@ -496,7 +513,7 @@ pub fn training_items(
         TaskKind::Perplexity => {
             let text = perplexity_text(task, cache)?;
             let ids = tok.encode_plain(&text)?;
-            let reserved = o.eval_windows * o.eval_seq_len;
+            let reserved = reserved_tokens(o)?;
             if reserved >= ids.len() {
                 return Err(EvalError::Input(format!(
                     "the text has {} tokens; the {} evaluation windows of {} reserve all of them",
