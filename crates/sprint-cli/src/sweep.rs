@@ -80,6 +80,9 @@ pub struct Args {
 }
 
 fn parse_list(s: &str, what: &str) -> Result<Vec<f64>> {
+    if s.split(',').all(|x| x.trim().is_empty()) {
+        bail!("{what}: give at least one value in (0, 1]");
+    }
     s.split(',')
         .filter(|x| !x.trim().is_empty())
         .map(|x| {

@@ -1378,7 +1378,20 @@ fn row29_08_ignored_settings_are_refused() {
             "--eval-seq-len",
         ),
     ];
-    for (args, needle) in cases {
+    let empty = vec![
+        "sweep-sparsity",
+        "--model",
+        "minilm",
+        "--task",
+        "bbc",
+        "--targets",
+        "",
+        "--csv",
+        o,
+        "--svg",
+        svg.to_str().unwrap(),
+    ];
+    for (args, needle) in cases.into_iter().chain([(empty, "--targets")]) {
         let r = sprint().args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&r.stderr);
         assert!(!r.status.success(), "{args:?} succeeded");
