@@ -135,8 +135,22 @@ impl StageCache {
     /// The cached result of `stage` under `key`, if a complete one is there.
     pub fn load<T: DeserializeOwned>(&self, stage: &str, key: &str) -> Option<Cached<T>> {
         let text = std::fs::read_to_string(self.path(stage, key)).ok()?;
-        let c: Cached<T> = serde_json::from_str(&text).ok()?;
+        let mut v: Value = serde_json::from_str(&text).ok()?;
+        // An entry whose result does not match its checksum (edited, damaged, or written
+        // before checksums) is a miss: the stage is computed again.
+        let sum = v.as_object_mut()?.remove("checksum")?;
+        if sum.as_str()? != Self::checksum(v.get("result")?) {
+            return None;
+        }
+        let c: Cached<T> = serde_json::from_value(v).ok()?;
         (c.key == key && c.stage == stage).then_some(c)
+    }
+
+    /// sha256 of a result's canonical JSON: stored beside it, checked on every load.
+    fn checksum(result: &Value) -> String {
+        let mut text = String::new();
+        canonical(result, &mut text);
+        sha256_hex(text.as_bytes())
     }
 
     /// Stores a result atomically.
@@ -146,10 +160,16 @@ impl StageCache {
             message: e.to_string(),
         })?;
         let path = self.path(&c.stage, &c.key);
-        let text = serde_json::to_string(c).map_err(|e| ReproduceError::Cache {
+        let err = |e: serde_json::Error| ReproduceError::Cache {
             path: path.clone(),
             message: e.to_string(),
-        })?;
+        };
+        let mut v = serde_json::to_value(c).map_err(err)?;
+        let sum = Self::checksum(&v["result"]);
+        if let Value::Object(m) = &mut v {
+            m.insert("checksum".into(), Value::String(sum));
+        }
+        let text = serde_json::to_string(&v).map_err(err)?;
         sprint_report::document::write_text(&path, &text)?;
         Ok(())
     }
@@ -198,6 +218,15 @@ mod tests {
         let back: Cached<Vec<f64>> = c.load("x", &key).unwrap();
         assert_eq!(back.result, v, "bit-identical floats");
         assert!(c.load::<Vec<f64>>("x", "0000000000000000beef").is_none());
+        // A number edited inside the entry is detected and the stage computed again.
+        let text = std::fs::read_to_string(c.path("x", &key)).unwrap();
+        let edited = text.replacen("0.30000000000000004", "0.4", 1);
+        assert_ne!(edited, text);
+        std::fs::write(c.path("x", &key), edited).unwrap();
+        assert!(
+            c.load::<Vec<f64>>("x", &key).is_none(),
+            "an edited result was used"
+        );
         std::fs::write(c.path("x", &key), "{ truncated").unwrap();
         assert!(
             c.load::<Vec<f64>>("x", &key).is_none(),
