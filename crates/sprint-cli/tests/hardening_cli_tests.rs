@@ -1536,3 +1536,51 @@ fn row29_12_15_hard_links_into_inputs_and_absurd_windows() {
     }
     assert!(!th.exists());
 }
+
+/// Issue #29 row 11: SIGINT while `sprint eval --save-thresholds` is still evaluating leaves
+/// no thresholds file (it waits, staged, until the whole evaluation has passed) and no
+/// temporary file. Real assets (MiniLM, BBC); skipped with a visible message without them.
+#[test]
+fn row29_11_interrupted_eval_leaves_no_thresholds_file() {
+    let cache = sprint_assets::Cache::from_env();
+    for a in [sprint_assets::Asset::MiniLm, sprint_assets::Asset::Bbc] {
+        if let Err(e) = cache.require(a) {
+            eprintln!("SKIPPED (asset missing): {e}");
+            return;
+        }
+    }
+    let d = tmp();
+    let code = interrupt_while_writing(
+        d.path(),
+        &[
+            "eval",
+            "--model",
+            "minilm",
+            "--task",
+            "bbc",
+            "--limit",
+            "60",
+            "--seq-len",
+            "128",
+            "--variants",
+            "dense,sprint",
+            "--keep",
+            "0.25",
+            "--calib",
+            "2",
+            "--save-thresholds",
+            "th.toml",
+        ],
+        "-INT",
+    );
+    assert_eq!(
+        code,
+        Some(130),
+        "the evaluation was not interrupted while staged"
+    );
+    assert!(
+        files_in(d.path()).is_empty(),
+        "left: {:?}",
+        files_in(d.path())
+    );
+}
