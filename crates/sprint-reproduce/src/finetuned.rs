@@ -132,12 +132,17 @@ fn row(label: &str, r: &EvalReport, variant: &str, twin: &EvalReport) -> Result<
     } else {
         100.0 * (x.metric - t.metric)
     };
+    let fidelity_vs_twin = Some(
+        sprint_eval::fidelity::compare(&t.outputs, &x.outputs)
+            .map_err(|e| ReproduceError::stage("finetuned", e))?,
+    );
     Ok(FinetunedRow {
         run: label.into(),
         metric: x.metric,
         softmax_fraction: x.softmax_fraction,
         change_vs_twin,
         vs_twin,
+        fidelity_vs_twin,
     })
 }
 
@@ -175,6 +180,7 @@ pub fn finetuned(
         o.seed = ctx.plan.seed;
         o.weights = Some(weights.to_path_buf());
         o.probe_fit = ProbeFit::PerVariant;
+        o.probe_train = ctx.plan.probe_train;
         if let Some(t) = thresholds {
             o.thresholds = t;
         }

@@ -49,6 +49,10 @@ pub struct Plan {
     pub minilm_limit: usize,
     /// Tokens per MiniLM document.
     pub minilm_seq_len: usize,
+    /// MiniLM probes are fitted on this many documents of the train split (a seeded
+    /// choice; `None`: all of it). The test split is whole either way.
+    #[serde(default)]
+    pub probe_train: Option<usize>,
     /// SmolLM2 perplexity windows.
     pub smollm2_windows: usize,
     /// Tokens per SmolLM2 window.
@@ -63,6 +67,9 @@ pub struct Plan {
     pub sparsity_targets: Vec<f64>,
     /// Documents drawn for the sweeps (0 = all).
     pub sweep_limit: usize,
+    /// SmolLM2 perplexity windows of the precision sweep (0 = not run).
+    #[serde(default)]
+    pub smollm2_sweep_windows: usize,
     /// The fine-tuned accuracy stage of MiniLM (BBC).
     pub minilm_finetune: FinetunePlan,
     /// The fine-tuned perplexity stage of SmolLM2 (Austen); `None`: not run (`--quick`:
@@ -93,9 +100,10 @@ impl Plan {
             } else {
                 vec!["bbc".into(), "spam".into(), "austen".into()]
             },
-            minilm_limit: if quick { 300 } else { 0 },
+            minilm_limit: 0,
             minilm_seq_len: 256,
-            smollm2_windows: if quick { 2 } else { 8 },
+            probe_train: quick.then_some(400),
+            smollm2_windows: 8,
             smollm2_seq_len: if quick { 512 } else { 1024 },
             keep: 0.25,
             k_msb_bits: if quick {
@@ -110,6 +118,7 @@ impl Plan {
                 vec![0.1, 0.15, 0.2, 0.25, 0.3, 0.5]
             },
             sweep_limit: if quick { 300 } else { 0 },
+            smollm2_sweep_windows: if quick { 4 } else { 8 },
             minilm_finetune: FinetunePlan {
                 items: if quick { 48 } else { 192 },
                 epochs: if quick { 1 } else { 2 },
@@ -119,14 +128,26 @@ impl Plan {
                 eval_items: if quick { 300 } else { 0 },
                 eval_seq_len: 256,
             },
-            smollm2_finetune: (!quick).then_some(FinetunePlan {
-                items: 64,
-                epochs: 2,
-                seq_len: 512,
-                keep: 0.25,
-                init_mass: Some(0.985),
-                eval_items: 4,
-                eval_seq_len: 1024,
+            smollm2_finetune: Some(if quick {
+                FinetunePlan {
+                    items: 4,
+                    epochs: 1,
+                    seq_len: 256,
+                    keep: 0.25,
+                    init_mass: Some(0.985),
+                    eval_items: 4,
+                    eval_seq_len: 512,
+                }
+            } else {
+                FinetunePlan {
+                    items: 64,
+                    epochs: 2,
+                    seq_len: 512,
+                    keep: 0.25,
+                    init_mass: Some(0.985),
+                    eval_items: 4,
+                    eval_seq_len: 1024,
+                }
             }),
             seed,
         }

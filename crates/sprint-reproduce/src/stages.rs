@@ -165,6 +165,7 @@ fn rows(r: &EvalReport) -> Vec<VariantRow> {
             softmax_fraction: v.softmax_fraction,
             new_fetch_share: v.new_fetch_share,
             false_prune_rate: v.false_prune_rate,
+            fidelity: v.fidelity_vs_dense.clone(),
         })
         .collect()
 }
@@ -200,6 +201,7 @@ pub fn accuracy(
         p.minilm_seq_len
     });
     o.seed = p.seed;
+    o.probe_train = p.probe_train;
     o.attention = ctx.attention(&[], stage)?;
     o.thresholds = thresholds.choice(p.keep);
     o.trace = Some(trace_base.to_path_buf());
@@ -226,35 +228,65 @@ pub fn accuracy(
     })
 }
 
-/// SPRINT on MiniLM / BBC with each attention override of `points` (label, x, `--set`s):
-/// the precision (Fig 5) and noise sweeps, at the thresholds of the accuracy stage.
+/// What a sweep evaluates: the model and task, the items and their length, the variants
+/// run at every point (dense runs once, as the reference).
+pub struct SweepOn<'a> {
+    /// Model name.
+    pub model: &'a str,
+    /// Task name.
+    pub task: &'a str,
+    /// Documents drawn before the split (0 = all), or perplexity windows.
+    pub limit: usize,
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// Variants run at every point.
+    pub variants: Vec<Variant>,
+}
+
+/// SPRINT (and the other `on.variants`) on `on.model` / `on.task` with each attention
+/// override of `points` (label, x, `--set`s): the precision (Fig 5) and noise sweeps, at the
+/// thresholds of the accuracy stage; every point is compared with one dense run on the same
+/// items (paired interval, continuous fidelity).
 pub fn sprint_sweep(
     ctx: &StageCtx,
     stage: &str,
+    on: &SweepOn,
     thresholds: &Thresholds,
     points: &[(String, f64, Vec<String>)],
 ) -> Result<CurveResult> {
-    let t = task_of(stage, "bbc")?;
-    let m = ctx.model(stage, "minilm")?;
+    let t = task_of(stage, on.task)?;
+    let m = ctx.model(stage, on.model)?;
     let p = ctx.plan;
     let mut base = EvalOptions::new(t);
-    base.limit = Some(p.sweep_limit);
-    base.seq_len = Some(p.minilm_seq_len);
+    base.limit = Some(on.limit);
+    base.seq_len = Some(on.seq_len);
     base.seed = p.seed;
+    base.probe_train = p.probe_train;
     base.thresholds = thresholds.choice(p.keep);
     let mut dense_opts = base.clone();
     dense_opts.variants = vec![Variant::Dense];
     dense_opts.attention = ctx.attention(&[], stage)?;
     let dense = evaluate(&m, ctx.assets, &dense_opts, ctx.progress)
         .map_err(|e| ReproduceError::stage(stage, e))?;
+    let d = &dense.rows[0];
     let mut out = Vec::new();
     for (label, x, sets) in points {
         let mut o = base.clone();
-        o.variants = vec![Variant::SprintNoRecompute, Variant::Sprint];
+        o.variants = on.variants.clone();
         o.attention = ctx.attention(sets, stage)?;
         let r = evaluate(&m, ctx.assets, &o, ctx.progress)
             .map_err(|e| ReproduceError::stage(stage, e))?;
         for v in &r.rows {
+            let delta_ci95 = match (&d.item_correct, &v.item_correct) {
+                (Some(a), Some(b)) => Some(
+                    sprint_eval::paired::paired_accuracy_delta(a, b)
+                        .map_err(|e| ReproduceError::stage(stage, e))?
+                        .ci95,
+                ),
+                _ => None,
+            };
+            let fidelity = sprint_eval::fidelity::compare(&d.outputs, &v.outputs)
+                .map_err(|e| ReproduceError::stage(stage, e))?;
             out.push(SweepPoint {
                 series: v.variant.clone(),
                 x: *x,
@@ -262,6 +294,8 @@ pub fn sprint_sweep(
                 metric: v.metric,
                 kept_fraction: v.kept_fraction,
                 softmax_fraction: v.softmax_fraction,
+                delta_ci95,
+                fidelity: Some(fidelity),
             });
         }
     }
@@ -269,7 +303,7 @@ pub fn sprint_sweep(
         model: dense.model,
         task: dense.task,
         metric: dense.metric,
-        dense: dense.rows[0].metric,
+        dense: d.metric,
         split: dense.split,
         points: out,
     })
@@ -290,6 +324,7 @@ pub fn sparsity(ctx: &StageCtx, stage: &str, learned: &Path) -> Result<CurveResu
     eval.limit = Some(p.sweep_limit);
     eval.seq_len = Some(p.minilm_seq_len);
     eval.seed = p.seed;
+    eval.probe_train = p.probe_train;
     eval.attention = ctx.attention(&[], stage)?;
     let mut calib = LearnOptions::new(t);
     calib.seed = p.seed;
@@ -330,6 +365,8 @@ pub fn sparsity(ctx: &StageCtx, stage: &str, learned: &Path) -> Result<CurveResu
                 metric: x.metric,
                 kept_fraction: x.kept_fraction,
                 softmax_fraction: x.softmax_fraction,
+                delta_ci95: x.delta_ci95,
+                fidelity: x.fidelity.clone(),
             })
             .collect(),
     })
