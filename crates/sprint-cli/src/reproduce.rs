@@ -135,6 +135,7 @@ pub fn run(a: Args) -> Result<()> {
         a.out.display(),
         a.out.display()
     );
+    eprintln!("plan: {}", plan.describe());
     let started = std::time::Instant::now();
     let outcome =
         pool.install(|| reproduce(&plan, &a.out, &cache, pool.current_num_threads(), &bars))?;

@@ -193,7 +193,11 @@ pub fn finetuned(
         None,
     )?;
     let pruned = eval(
-        vec![Variant::Dense, Variant::Sprint],
+        if fp.recipe_dense {
+            vec![Variant::Dense, Variant::Sprint]
+        } else {
+            vec![Variant::Sprint]
+        },
         &pruned_base.with_extension("weights.safetensors"),
         Some(ThresholdChoice::File(pruned_base.with_extension("toml"))),
     )?;
@@ -207,10 +211,23 @@ pub fn finetuned(
         split: pruned.split.clone(),
         recipe: method,
         learn_seconds: s_pruned + s_twin,
-        rows: vec![
-            row("no-pruning twin: dense", &twin, "dense", &twin)?,
-            row("fine-tuned with pruning: dense", &pruned, "dense", &twin)?,
-            row("fine-tuned with pruning: SPRINT", &pruned, "sprint", &twin)?,
-        ],
+        rows: {
+            let mut rows = vec![row("no-pruning twin: dense", &twin, "dense", &twin)?];
+            if fp.recipe_dense {
+                rows.push(row(
+                    "fine-tuned with pruning: dense",
+                    &pruned,
+                    "dense",
+                    &twin,
+                )?);
+            }
+            rows.push(row(
+                "fine-tuned with pruning: SPRINT",
+                &pruned,
+                "sprint",
+                &twin,
+            )?);
+            rows
+        },
     })
 }

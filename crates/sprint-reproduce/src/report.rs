@@ -180,7 +180,8 @@ impl Verdict {
 
 /// Loss (points) interval from a delta interval (fractions): `-(hi, lo)`, scaled.
 fn loss_ci(ci: (f64, f64)) -> (f64, f64) {
-    (-100.0 * ci.1, -100.0 * ci.0)
+    // 0.0 - x, not -x: a zero bound stays +0 (printed 0.00, not -0.00).
+    (0.0 - 100.0 * ci.1, 0.0 - 100.0 * ci.0)
 }
 
 /// The interval of a mean of independent measures from theirs: the centre is the mean of
@@ -720,6 +721,21 @@ fn curve_table(id: &str, title: &str, x_name: &str, c: &CurveResult) -> Table {
             Column::unit("change 95 % high", "%"),
         ]);
     }
+    let reference = c.reference.clone();
+    if let Some(r) = &reference {
+        if cls {
+            columns.extend([
+                Column::unit(&format!("posterior KL vs {r}"), "nats"),
+                Column::unit(&format!("flips vs {r}"), "documents"),
+            ]);
+        } else {
+            columns.extend([
+                Column::unit(&format!("change vs {r}"), "%"),
+                Column::unit(&format!("change vs {r} 95 % low"), "%"),
+                Column::unit(&format!("change vs {r} 95 % high"), "%"),
+            ]);
+        }
+    }
     columns.extend([Column::unit("kept", "%"), Column::unit("softmax", "%")]);
     let mut t = Table::new(id, title, columns);
     for p in &c.points {
@@ -745,8 +761,27 @@ fn curve_table(id: &str, title: &str, x_name: &str, c: &CurveResult) -> Table {
                 Cell::opt(ci.map(|x| x.1), 2),
             ]);
         }
+        if reference.is_some() {
+            let g = p.vs_reference.as_ref();
+            if cls {
+                cells.extend([
+                    Cell::opt(g.and_then(|f| f.kl_mean), 4),
+                    Cell::opt(g.and_then(|f| f.flips).map(|n| n as f64), 0),
+                ]);
+            } else {
+                let ci = g.and_then(|f| f.ppl_change_ci95);
+                cells.extend([
+                    Cell::opt(g.and_then(|f| f.ppl_change_pct), 2),
+                    Cell::opt(ci.map(|x| x.0), 2),
+                    Cell::opt(ci.map(|x| x.1), 2),
+                ]);
+            }
+        }
         cells.extend([pct(p.kept_fraction), pct(p.softmax_fraction)]);
         t.push(cells);
+    }
+    if let Some(r) = &reference {
+        t.note(format!("\"vs {r}\": against the sweep's point {r} of the same series on the same items, which isolates the swept effect from the pruning every point shares."));
     }
     t.note(format!("{} on {}; data: {}", c.model, c.task, c.split));
     if cls {
@@ -977,30 +1012,37 @@ fn sweeps_sections(r: &Results) -> Vec<Section> {
 }
 
 /// Fig 5's shape on a perplexity curve, in numbers: SPRINT's perplexity change at every
-/// bit width with its interval, and whether the 1-2-bit points are resolved from the 4+-bit
-/// points (the lowest low end at 1-2 bits above the highest high end at 4+ bits).
+/// bit width against the most bits, with its paired interval, and whether the 1-2-bit
+/// points are resolved from the 4+-bit points (the lowest low end at 1-2 bits above the
+/// highest high end at 4+ bits).
 fn fig5_shape(c: &CurveResult) -> String {
     type P = crate::results::SweepPoint;
+    let Some(reference) = &c.reference else {
+        return String::new();
+    };
     let sprint: Vec<&P> = c.points.iter().filter(|p| p.series == "sprint").collect();
-    let ci = |p: &P| p.fidelity.as_ref().and_then(|f| f.ppl_change_ci95);
-    let ch = |p: &P| 100.0 * (p.metric / c.dense - 1.0);
+    let vs = |p: &P| {
+        p.vs_reference
+            .as_ref()
+            .and_then(|f| Some((f.ppl_change_pct?, f.ppl_change_ci95?)))
+    };
     let each = sprint
         .iter()
-        .map(|p| match ci(p) {
-            Some((a, b)) => format!("{} {:+.2} % [{a:+.2}, {b:+.2}]", p.x_label, ch(p)),
-            None => format!("{} {:+.2} % (no interval)", p.x_label, ch(p)),
+        .map(|p| match vs(p) {
+            Some((x, (a, b))) => format!("{} {x:+.2} % [{a:+.2}, {b:+.2}]", p.x_label),
+            None => format!("{} (no interval)", p.x_label),
         })
         .collect::<Vec<_>>()
         .join("; ");
     let few: Vec<(f64, f64)> = sprint
         .iter()
         .filter(|p| p.x <= 2.0)
-        .filter_map(|p| ci(p))
+        .filter_map(|p| vs(p).map(|v| v.1))
         .collect();
     let many: Vec<(f64, f64)> = sprint
         .iter()
         .filter(|p| p.x >= 4.0)
-        .filter_map(|p| ci(p))
+        .filter_map(|p| vs(p).map(|v| v.1))
         .collect();
     let verdict = if few.is_empty() || many.is_empty() {
         "no 1-2-bit or no 4+-bit point with an interval: the shape is not judged".to_string()
@@ -1009,16 +1051,16 @@ fn fig5_shape(c: &CurveResult) -> String {
         let hi_many = many.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
         if lo_few > hi_many {
             format!(
-                "resolved: every 1-2-bit interval lies above every 4+-bit one (lowest 1-2-bit low end {lo_few:+.2} % against highest 4+-bit high end {hi_many:+.2} %), the loss at few bits of Fig 5"
+                "resolved: every 1-2-bit interval lies above every 4+-bit one (lowest 1-2-bit low end {lo_few:+.2} % against highest 4+-bit high end {hi_many:+.2} %), Fig 5's loss at few bits"
             )
         } else {
             format!(
-                "not resolved: the lowest 1-2-bit low end ({lo_few:+.2} %) is not above the highest 4+-bit high end ({hi_many:+.2} %); our datapath shows no difference this data can separate"
+                "not resolved: the lowest 1-2-bit low end ({lo_few:+.2} %) is not above the highest 4+-bit high end ({hi_many:+.2} %), so on this data our datapath shows no difference between 1-2 and 4+ key bits larger than its interval"
             )
         }
     };
     format!(
-        "SmolLM2, SPRINT's perplexity change against dense by key bits in the crossbar (95 % block-bootstrap intervals): {each}. Fig 5's shape: {verdict}."
+        "SmolLM2, SPRINT's perplexity change against SPRINT with {reference} (the same thresholds and windows; 95 % paired block-bootstrap intervals): {each}. Fig 5's shape: {verdict}."
     )
 }
 
@@ -1467,6 +1509,53 @@ fn provenance_section(p: &Provenance) -> Section {
     s
 }
 
+/// The resolution the run's sizes gave, in numbers: per task, what one item is worth and
+/// the width of SPRINT's interval against the size of its effect.
+fn resolution(r: &Results) -> String {
+    let mut parts = Vec::new();
+    for a in &r.accuracy {
+        let Some(s) = a.row("sprint") else { continue };
+        if is_classification(a) {
+            let n = s.fidelity.as_ref().map_or(0, |f| f.items);
+            let w = s.delta_ci95.map(|(lo, hi)| 100.0 * (hi - lo));
+            parts.push(format!(
+                "{} {}: {} (one document {:.2} points); SPRINT's loss {:.2} points, its 95 % interval {} points wide",
+                a.model,
+                a.task,
+                a.items,
+                if n > 0 { 100.0 / n as f64 } else { f64::NAN },
+                -100.0 * s.delta.unwrap_or(f64::NAN),
+                w.map_or_else(|| "(none)".to_string(), |w| format!("{w:.2}"))
+            ));
+        } else if let Some(f) = &s.fidelity
+            && let (Some(c), Some((lo, hi))) = (f.ppl_change_pct, f.ppl_change_ci95)
+        {
+            parts.push(format!(
+                "{} {}: {} of {} tokens ({} blocks); SPRINT's perplexity change {c:+.2} %, its 95 % interval {:.2} % wide",
+                a.model,
+                a.task,
+                a.items,
+                a.seq_len,
+                f.blocks.unwrap_or(0),
+                hi - lo
+            ));
+        }
+    }
+    for f in &r.finetuned {
+        if let (Some(v), Some((lo, hi))) = (finetuned::verdict_value(f), finetuned::verdict_ci(f)) {
+            parts.push(format!(
+                "{} {} fine-tuned: {}; SPRINT against its twin {v:.2} {}, its 95 % interval {:.2} wide",
+                f.model,
+                f.task,
+                f.items,
+                if f.metric == "accuracy" { "points" } else { "%" },
+                hi - lo
+            ));
+        }
+    }
+    format!("Resolution of this run: {}.", parts.join("; "))
+}
+
 /// The whole report.
 pub fn document(r: &Results, p: &Provenance) -> Result<Document> {
     let mut v = Section::new("verdict", "Verdict");
@@ -1478,10 +1567,11 @@ pub fn document(r: &Results, p: &Provenance) -> Result<Document> {
             Mode::Full => "full",
         },
         match r.plan.mode {
-            Mode::Quick => "small real subsets: accuracy numbers carry the sampling error of a few hundred documents",
+            Mode::Quick => "real subsets sized for resolution: every sampled number carries its 95 % interval",
             Mode::Full => "the full data sets",
         }
     ));
+    v.paragraph(resolution(r));
     v.table(verdict_table(r)?);
     v.paragraph("Largest deviations, with their documented causes: only the rows whose 95 % interval excludes the paper's value (a row whose interval holds it is consistent with the paper, whatever its ratio), and the simulator's rows, which are deterministic (no sampling interval) and listed when ours / paper is outside 0.8-1.25; the largest of each measure family and configuration:");
     v.list(deviations(r)?);

@@ -133,6 +133,11 @@ pub struct SweepPoint {
     /// Continuous fidelity to the dense run on the same items.
     #[serde(default)]
     pub fidelity: Option<Fidelity>,
+    /// Continuous fidelity to the sweep's reference point of the same series on the same
+    /// items (precision: the most key bits; noise: ideal), which isolates the swept
+    /// effect from the pruning every point shares.
+    #[serde(default)]
+    pub vs_reference: Option<Fidelity>,
 }
 
 /// A sweep of one model and task.
@@ -146,6 +151,9 @@ pub struct CurveResult {
     pub metric: String,
     /// The dense model's metric.
     pub dense: f64,
+    /// Label of the reference point of `vs_reference` (e.g. `6 bits`), if any.
+    #[serde(default)]
+    pub reference: Option<String>,
     /// The evaluated data.
     pub split: String,
     /// Points.

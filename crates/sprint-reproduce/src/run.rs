@@ -207,6 +207,8 @@ pub fn reproduce(
             )
         })
         .collect();
+    // The precision sweep's reference point: the most key bits.
+    let most_bits = (0..bits.len()).max_by(|&a, &b| bits[a].1.total_cmp(&bits[b].1));
     let bbc = stages::SweepOn {
         model: "minilm",
         task: "bbc",
@@ -218,7 +220,7 @@ pub fn reproduce(
         "precision",
         th_inputs.clone(),
         |_| true,
-        |_| stages::sprint_sweep(&ctx, "precision", &bbc, &learned, &bits),
+        |_| stages::sprint_sweep(&ctx, "precision", &bbc, &learned, &bits, most_bits),
     )?;
     let precision_ppl = if plan.smollm2_sweep_windows > 0 {
         let th = Thresholds::best_for("smollm2", "ppl-austen", &artefacts)?;
@@ -233,7 +235,7 @@ pub fn reproduce(
             "precision-smollm2",
             json!({"thresholds": th.describe(plan.keep)}),
             |_| true,
-            |_| stages::sprint_sweep(&ctx, "precision-smollm2", &on, &th, &bits),
+            |_| stages::sprint_sweep(&ctx, "precision-smollm2", &on, &th, &bits, most_bits),
         )?)
     } else {
         None
@@ -248,7 +250,7 @@ pub fn reproduce(
         "noise",
         th_inputs.clone(),
         |_| true,
-        |_| stages::sprint_sweep(&ctx, "noise", &bbc, &learned, &noise_points),
+        |_| stages::sprint_sweep(&ctx, "noise", &bbc, &learned, &noise_points, Some(0)),
     )?;
     let sparsity = r.stage(
         "sparsity",

@@ -253,6 +253,7 @@ pub fn sprint_sweep(
     on: &SweepOn,
     thresholds: &Thresholds,
     points: &[(String, f64, Vec<String>)],
+    reference: Option<usize>,
 ) -> Result<CurveResult> {
     let t = task_of(stage, on.task)?;
     let m = ctx.model(stage, on.model)?;
@@ -270,7 +271,9 @@ pub fn sprint_sweep(
         .map_err(|e| ReproduceError::stage(stage, e))?;
     let d = &dense.rows[0];
     let mut out = Vec::new();
-    for (label, x, sets) in points {
+    // Each point's outputs per series, to compare with the reference point's afterwards.
+    let mut kept: Vec<(usize, String, sprint_eval::fidelity::ItemOutputs)> = Vec::new();
+    for (i, (label, x, sets)) in points.iter().enumerate() {
         let mut o = base.clone();
         o.variants = on.variants.clone();
         o.attention = ctx.attention(sets, stage)?;
@@ -296,13 +299,27 @@ pub fn sprint_sweep(
                 softmax_fraction: v.softmax_fraction,
                 delta_ci95,
                 fidelity: Some(fidelity),
+                vs_reference: None,
             });
+            kept.push((i, v.variant.clone(), v.outputs.clone()));
+        }
+    }
+    if let Some(r) = reference {
+        for (k, (_, series, outputs)) in kept.iter().enumerate() {
+            let Some((_, _, ref_out)) = kept.iter().find(|(j, s, _)| *j == r && s == series) else {
+                continue;
+            };
+            out[k].vs_reference = Some(
+                sprint_eval::fidelity::compare(ref_out, outputs)
+                    .map_err(|e| ReproduceError::stage(stage, e))?,
+            );
         }
     }
     Ok(CurveResult {
         model: dense.model,
         task: dense.task,
         metric: dense.metric,
+        reference: reference.and_then(|r| points.get(r)).map(|p| p.0.clone()),
         dense: d.metric,
         split: dense.split,
         points: out,
@@ -351,6 +368,7 @@ pub fn sparsity(ctx: &StageCtx, stage: &str, learned: &Path) -> Result<CurveResu
         model: r.model,
         task: r.task,
         metric: r.metric,
+        reference: None,
         dense: r.dense,
         split: r.split,
         points: r
@@ -367,6 +385,7 @@ pub fn sparsity(ctx: &StageCtx, stage: &str, learned: &Path) -> Result<CurveResu
                 softmax_fraction: x.softmax_fraction,
                 delta_ci95: x.delta_ci95,
                 fidelity: x.fidelity.clone(),
+                vs_reference: None,
             })
             .collect(),
     })

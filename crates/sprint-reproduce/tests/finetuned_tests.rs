@@ -29,6 +29,7 @@ fn smollm2_stage_trains_recipe_and_twin() {
         init_mass: Some(0.985),
         eval_items: 1,
         eval_seq_len: 64,
+        recipe_dense: true,
     };
     let ctx = StageCtx::new(&plan, &cache, &NoProgress);
     let dir = tempfile::tempdir().unwrap();

@@ -57,6 +57,7 @@ fn curve(series: &[&str], xs: &[(f64, &str)]) -> CurveResult {
         task: "bbc".into(),
         metric: "accuracy".into(),
         dense: 0.95,
+        reference: None,
         split: "test split".into(),
         points: series
             .iter()
@@ -75,6 +76,7 @@ fn curve(series: &[&str], xs: &[(f64, &str)]) -> CurveResult {
                         flips: Some(2),
                         ..Default::default()
                     }),
+                    vs_reference: None,
                 })
             })
             .collect(),
@@ -261,6 +263,7 @@ fn results() -> Results {
             task: "ppl-austen".into(),
             metric: "perplexity".into(),
             dense: 20.0,
+            reference: Some("6 bits".into()),
             split: "windows".into(),
             points: [(1.0, 200.0), (2.0, 40.0), (4.0, 20.4), (6.0, 20.3)]
                 .iter()
@@ -277,6 +280,15 @@ fn results() -> Results {
                         ppl_change_ci95: Some((
                             100.0 * (ppl / 20.0 - 1.0) - 1.0,
                             100.0 * (ppl / 20.0 - 1.0) + 1.0,
+                        )),
+                        blocks: Some(16),
+                        ..Default::default()
+                    }),
+                    vs_reference: Some(Fidelity {
+                        ppl_change_pct: Some(100.0 * (ppl / 20.3 - 1.0)),
+                        ppl_change_ci95: Some((
+                            100.0 * (ppl / 20.3 - 1.0) - 0.5,
+                            100.0 * (ppl / 20.3 - 1.0) + 0.5,
                         )),
                         blocks: Some(16),
                         ..Default::default()
@@ -409,6 +421,12 @@ fn report_writes_verdict_first_every_table_twice_and_renderable_plots() {
         ppl_line.contains("ours / paper 1.31") && ppl_line.contains("Cause: One threshold"),
         "{ppl_line}"
     );
+    // Fig 5 on SmolLM2: 2 bits (+97 % against 6 bits) is resolved from 4 bits (+0.5 %).
+    let fig5 = md
+        .lines()
+        .find(|l| l.starts_with("SmolLM2, SPRINT's perplexity change against SPRINT with 6 bits"))
+        .unwrap_or_else(|| panic!("no Fig 5 shape paragraph:\n{md}"));
+    assert!(fig5.contains("Fig 5's shape: resolved"), "{fig5}");
     let tables: Vec<_> = doc.tables().collect();
     assert_eq!(w.tables.len(), 2 * tables.len());
     for t in &tables {
@@ -570,4 +588,33 @@ fn verdict_positions_and_deviations_follow_the_intervals() {
             .any(|l| l.starts_with("- SPRINT perplexity change vs dense")),
         "{items:#?}"
     );
+}
+
+/// When the 1-2-bit intervals reach into the 4+-bit ones, the report says the shape is not
+/// resolved, with the numbers.
+#[test]
+fn fig5_shape_unresolved_is_said_with_numbers() {
+    let mut r = results();
+    let c = r.precision_ppl.as_mut().unwrap();
+    for p in &mut c.points {
+        p.vs_reference = Some(Fidelity {
+            ppl_change_pct: Some(1.0),
+            ppl_change_ci95: Some((-3.0, 5.0)),
+            blocks: Some(16),
+            ..Default::default()
+        });
+    }
+    let doc = document(&r, &provenance(&r.plan)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    doc.write(dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let fig5 = md
+        .lines()
+        .find(|l| l.starts_with("SmolLM2, SPRINT's perplexity change against SPRINT with 6 bits"))
+        .unwrap();
+    assert!(
+        fig5.contains("not resolved: the lowest 1-2-bit low end (-3.00 %) is not above the highest 4+-bit high end (+5.00 %)"),
+        "{fig5}"
+    );
+    assert!(fig5.contains("1 bits +1.00 % [-3.00, +5.00]"), "{fig5}");
 }
