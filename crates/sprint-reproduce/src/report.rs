@@ -1059,8 +1059,22 @@ fn fig5_shape(c: &CurveResult) -> String {
             )
         }
     };
+    // Where the precision shows when the recompute hides it from the perplexity: the keys
+    // the comparator keeps (moved on chip) against those in the softmax.
+    let kept = sprint
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {:.1} % kept, {:.1} % in the softmax",
+                p.x_label,
+                100.0 * p.kept_fraction,
+                100.0 * p.softmax_fraction
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     format!(
-        "SmolLM2, SPRINT's perplexity change against SPRINT with {reference} (the same thresholds and windows; 95 % paired block-bootstrap intervals): {each}. Fig 5's shape: {verdict}."
+        "SmolLM2, SPRINT's perplexity change against SPRINT with {reference} (the same thresholds and windows; 95 % paired block-bootstrap intervals): {each}. Fig 5's shape: {verdict}. Keys moved on chip and keys in the softmax (SPRINT recomputes the exact score of every kept key, so fewer bits cost data movement before they cost accuracy): {kept}."
     )
 }
 
