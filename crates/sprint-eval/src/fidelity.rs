@@ -46,6 +46,10 @@ pub struct Fidelity {
     pub items: usize,
     /// Mean `KL(p_reference || p_run)` of the class posteriors, nats.
     pub kl_mean: Option<f64>,
+    /// 2.5 % and 97.5 % percentiles of the mean KL over [`RESAMPLES`] bootstrap resamples
+    /// of the items, nats.
+    #[serde(default)]
+    pub kl_ci95: Option<(f64, f64)>,
     /// Items whose predicted class (argmax of the posterior) differs from the reference's.
     pub flips: Option<usize>,
     /// Mean cosine similarity of the embeddings to the reference's.
@@ -139,6 +143,22 @@ pub fn ppl_change(reference: &[(f64, u64)], run: &[(f64, u64)]) -> Result<(f64, 
     Ok((point, (at(0.025), at(0.975))))
 }
 
+/// The percentile-bootstrap 95 % interval of the mean of `xs` ([`RESAMPLES`] resamples of
+/// the items, a fixed seed).
+pub fn mean_interval(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED ^ 0x6b1);
+    let mut means: Vec<f64> = (0..RESAMPLES)
+        .map(|_| (0..n).map(|_| xs[rng.random_range(0..n)]).sum::<f64>() / n as f64)
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((q * (RESAMPLES - 1) as f64).round() as usize).min(RESAMPLES - 1)];
+    (at(0.025), at(0.975))
+}
+
 fn sums(
     reference: &[(f64, u64)],
     run: &[(f64, u64)],
@@ -160,13 +180,9 @@ pub fn compare(reference: &ItemOutputs, run: &ItemOutputs) -> Result<Fidelity> {
         same_len("posteriors", p.len(), q.len())?;
         f.items = p.len();
         if !p.is_empty() {
-            f.kl_mean = Some(
-                p.iter()
-                    .zip(q)
-                    .map(|(a, b)| kl_divergence(a, b))
-                    .sum::<f64>()
-                    / p.len() as f64,
-            );
+            let kl: Vec<f64> = p.iter().zip(q).map(|(a, b)| kl_divergence(a, b)).collect();
+            f.kl_mean = Some(kl.iter().sum::<f64>() / kl.len() as f64);
+            f.kl_ci95 = Some(mean_interval(&kl));
         }
         f.flips = Some(
             p.iter()
@@ -222,7 +238,13 @@ mod tests {
         let f = compare(&a, &b).unwrap();
         assert_eq!((f.items, f.flips), (3, Some(2)));
         assert!(f.kl_mean.unwrap() > 0.0);
+        let (lo, hi) = f.kl_ci95.unwrap();
+        assert!(
+            lo <= f.kl_mean.unwrap() && f.kl_mean.unwrap() <= hi,
+            "{f:?}"
+        );
         let same = compare(&a, &a).unwrap();
+        assert_eq!(same.kl_ci95, Some((0.0, 0.0)));
         assert_eq!((same.flips, same.kl_mean), (Some(0), Some(0.0)));
     }
 

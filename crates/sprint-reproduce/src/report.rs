@@ -895,6 +895,10 @@ fn sweeps_sections(r: &Results) -> Vec<Section> {
         lines,
         references: refs,
     }));
+    let kl_shape = fig5_shape_kl(&r.precision);
+    if !kl_shape.is_empty() {
+        p.paragraph(kl_shape);
+    }
     p.plot(continuous_plot(
         "fig5-precision-kl",
         "Class-posterior KL from dense against the in-memory key precision (Fig 5, BBC)",
@@ -916,7 +920,10 @@ fn sweeps_sections(r: &Results) -> Vec<Section> {
             c,
             |x| x.x,
         ));
-        p.paragraph(fig5_shape(c));
+        let shape = fig5_shape(c);
+        if !shape.is_empty() {
+            p.paragraph(shape);
+        }
     }
 
     let mut k = Section::new("sparsity", "Accuracy against kept keys");
@@ -1009,6 +1016,68 @@ fn sweeps_sections(r: &Results) -> Vec<Section> {
         series,
     }));
     vec![p, k, n]
+}
+
+/// Fig 5's shape on a classification curve, in numbers: per series, the class-posterior KL
+/// from the reference point (the most bits) with its 95 % bootstrap interval at every bit
+/// width, and whether the 1-2-bit points are resolved from the 4+-bit points.
+fn fig5_shape_kl(c: &CurveResult) -> String {
+    type P = crate::results::SweepPoint;
+    let Some(reference) = &c.reference else {
+        return String::new();
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for p in &c.points {
+        if !names.contains(&p.series.as_str()) {
+            names.push(&p.series);
+        }
+    }
+    let kl = |p: &P| {
+        p.vs_reference
+            .as_ref()
+            .and_then(|f| Some((f.kl_mean?, f.kl_ci95?)))
+    };
+    let mut parts = Vec::new();
+    for n in names {
+        let pts: Vec<&P> = c.points.iter().filter(|p| p.series == n).collect();
+        let each = pts
+            .iter()
+            .filter(|p| p.x_label != *reference)
+            .map(|p| match kl(p) {
+                Some((m, (a, b))) => format!("{} {m:.4} [{a:.4}, {b:.4}]", p.x_label),
+                None => format!("{} (no interval)", p.x_label),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let few: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|p| p.x <= 2.0)
+            .filter_map(|p| kl(p).map(|v| v.1))
+            .collect();
+        let many: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|p| p.x >= 4.0)
+            .filter_map(|p| kl(p).map(|v| v.1))
+            .collect();
+        let verdict = if few.is_empty() || many.is_empty() {
+            "not judged (no interval)".to_string()
+        } else {
+            let lo_few = few.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+            let hi_many = many.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
+            if lo_few > hi_many {
+                format!(
+                    "resolved (1-2 bits at least {lo_few:.4}, 4+ bits at most {hi_many:.4} nats)"
+                )
+            } else {
+                format!("not resolved (1-2 bits from {lo_few:.4}, 4+ bits up to {hi_many:.4} nats)")
+            }
+        };
+        parts.push(format!("{n}: {each}; 1-2 against 4+ bits {verdict}"));
+    }
+    format!(
+        "BBC, class-posterior KL from the same variant with {reference} (nats, 95 % bootstrap intervals over the documents): {}.",
+        parts.join("; ")
+    )
 }
 
 /// Fig 5's shape on a perplexity curve, in numbers: SPRINT's perplexity change at every

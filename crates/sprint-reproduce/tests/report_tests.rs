@@ -618,3 +618,37 @@ fn fig5_shape_unresolved_is_said_with_numbers() {
     );
     assert!(fig5.contains("1 bits +1.00 % [-3.00, +5.00]"), "{fig5}");
 }
+
+/// On BBC the precision sweep's shape is judged on the class-posterior KL against the most
+/// bits, with its bootstrap interval.
+#[test]
+fn fig5_shape_on_bbc_uses_the_kl_against_the_most_bits() {
+    let mut r = results();
+    r.precision.reference = Some("4 bits".into());
+    for p in &mut r.precision.points {
+        let (m, ci) = if p.x <= 2.0 {
+            (0.05, (0.04, 0.06))
+        } else {
+            (0.0, (0.0, 0.0))
+        };
+        p.vs_reference = Some(Fidelity {
+            items: 444,
+            kl_mean: Some(m),
+            kl_ci95: Some(ci),
+            flips: Some(0),
+            ..Default::default()
+        });
+    }
+    let doc = document(&r, &provenance(&r.plan)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    doc.write(dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let line = md
+        .lines()
+        .find(|l| l.starts_with("BBC, class-posterior KL from the same variant with 4 bits"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(
+        line.contains("sprint: 1 bits 0.0500 [0.0400, 0.0600]; 1-2 against 4+ bits resolved (1-2 bits at least 0.0400, 4+ bits at most 0.0000 nats)"),
+        "{line}"
+    );
+}
