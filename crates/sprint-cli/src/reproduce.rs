@@ -3,10 +3,14 @@
 
 use std::path::PathBuf;
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sprint_assets::{FetchEvent, fetch};
 use sprint_reproduce::{Mode, Plan, reproduce};
+
+use crate::progress::Ticker;
 
 /// Arguments of `sprint reproduce`.
 #[derive(clap::Args)]
@@ -28,10 +32,14 @@ pub struct Args {
     threads: usize,
 }
 
+/// Progress of a run on stderr: two bars on a terminal (the stage, and the step inside it
+/// with its items and ETA), and when stderr is not a terminal one line per stage end plus a
+/// line every 10 s while a stage runs ([`Ticker`]).
 struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
     inner: ProgressBar,
+    ticker: Ticker,
 }
 
 impl sprint_eval::run::Progress for Bars {
@@ -39,9 +47,11 @@ impl sprint_eval::run::Progress for Bars {
         self.inner.reset();
         self.inner.set_length(len);
         self.inner.set_message(what.to_string());
+        self.ticker.step(what, len);
     }
     fn inc(&self, n: u64) {
         self.inner.inc(n);
+        self.ticker.inc(n);
     }
 }
 
@@ -54,9 +64,15 @@ impl sprint_reproduce::Progress for Bars {
             self.inner.reset();
             self.inner.set_length(0);
             self.inner.set_message(String::new());
+            self.ticker
+                .begin(format!("[{}/{total}] {stage}", index + 1));
+            if self.multi.is_hidden() {
+                eprintln!("[{}/{total}] {stage}: started", index + 1);
+            }
         }
     }
     fn end(&self, index: usize, total: usize, stage: &str, seconds: f64, cached: bool) {
+        self.ticker.end();
         self.overall.set_position(index as u64 + 1);
         let line = if cached {
             format!("[{}/{total}] {stage}: from the cache", index + 1)
@@ -103,13 +119,15 @@ pub fn run(a: Args) -> Result<()> {
     );
     let inner = multi.add(ProgressBar::new(0));
     inner.set_style(
-        ProgressStyle::with_template("           [{bar:30}] {pos}/{len} {msg}")
+        ProgressStyle::with_template("           [{bar:30}] {pos}/{len} {msg} (eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let ticker = Ticker::new(!std::io::stderr().is_terminal());
     let bars = Bars {
         multi,
         overall,
         inner,
+        ticker,
     };
     eprintln!(
         "sprint reproduce --{}: writing {} (stage cache {}/.cache)",
@@ -117,6 +135,7 @@ pub fn run(a: Args) -> Result<()> {
         a.out.display(),
         a.out.display()
     );
+    eprintln!("plan: {}", plan.describe());
     let started = std::time::Instant::now();
     let outcome =
         pool.install(|| reproduce(&plan, &a.out, &cache, pool.current_num_threads(), &bars))?;

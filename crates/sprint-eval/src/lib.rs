@@ -6,7 +6,9 @@
 //!   probe trained on dense embeddings, then frozen), SmolLM2 perplexity on Austen, Moby
 //!   Dick and SOTU windows, SmolLM2 zero-shot sentiment on Pang & Lee.
 //! - [`metrics`]: accuracy and perplexity; [`logreg`]: the deterministic linear probe;
-//!   [`paired`]: paired differences of two accuracy runs with their bootstrap interval.
+//!   [`paired`]: paired differences of two accuracy runs with their bootstrap interval;
+//!   [`fidelity`]: continuous measures against a reference run (posterior KL, flips,
+//!   embedding cosine, perplexity change with a block-bootstrap interval).
 //! - [`calibrate`]: thresholds from score quantiles on a calibration split, written to and
 //!   read from thresholds files with their provenance.
 //! - [`learn`]: learned thresholds; [`finetune`]: fine-tuning norms and biases beside them.
@@ -15,6 +17,7 @@
 
 pub mod calibrate;
 pub mod error;
+pub mod fidelity;
 pub mod finetune;
 pub mod learn;
 pub mod logreg;

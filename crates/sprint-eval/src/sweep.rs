@@ -67,6 +67,8 @@ pub struct SweepRow {
     pub kept_fraction: f64,
     /// Fraction of visible pairs in the softmax.
     pub softmax_fraction: f64,
+    /// Continuous fidelity to the dense run on the same items ([`crate::fidelity`]).
+    pub fidelity: Option<crate::fidelity::Fidelity>,
 }
 
 /// The result of a sweep.
@@ -173,7 +175,12 @@ pub fn sweep(
                     (Some(d), Some(c)) => Some(crate::paired::paired_accuracy_delta(d, c)?.ci95),
                     _ => None,
                 };
+                let fidelity = Some(crate::fidelity::compare(
+                    &dense.rows[0].outputs,
+                    &row.outputs,
+                )?);
                 rows.push(SweepRow {
+                    fidelity,
                     method: label.clone(),
                     target,
                     variant: row.variant,

@@ -288,6 +288,16 @@ fn austen_perplexity_one_window() {
     let s = &r.rows[1];
     assert!(s.metric.is_finite() && s.metric > 1.0);
     assert!((0.05..0.6).contains(&s.kept_fraction), "{s:?}");
+    // The NLL blocks behind the perplexity interval: one window of 127 scored tokens is one
+    // block; SPRINT's change against dense is the rows' ratio.
+    let f = s.fidelity_vs_dense.as_ref().unwrap();
+    assert_eq!(f.blocks, Some(1));
+    let want = 100.0 * (s.metric / d.metric - 1.0);
+    assert!((f.ppl_change_pct.unwrap() - want).abs() < 1e-6, "{f:?}");
+    assert_eq!(
+        d.fidelity_vs_dense.as_ref().unwrap().ppl_change_pct,
+        Some(0.0)
+    );
     let th = r.thresholds.unwrap();
     assert_eq!(th.per_layer.len(), 30);
     assert!(
@@ -295,6 +305,59 @@ fn austen_perplexity_one_window() {
         "{}",
         th.method
     );
+}
+
+/// The continuous measures on real data, and a probe fitted on part of the train split:
+/// the test split is the same documents, dense against itself is zero, and the flips are
+/// the documents whose predicted class differs from dense's.
+#[test]
+fn bbc_fidelity_and_probe_train_subset() {
+    if !present(&[Asset::MiniLm, Asset::Bbc]) {
+        return;
+    }
+    let cache = Cache::from_env();
+    let mut o = bbc_options(0);
+    o.variants = vec![Variant::Dense, Variant::Sprint];
+    o.probe_train = Some(12);
+    let r = evaluate(minilm(), &cache, &o, &NoProgress).unwrap();
+    assert_eq!(r.probe.as_ref().unwrap().train_documents, 12);
+    assert!(
+        r.split.contains("the probe fitted on a seeded 12"),
+        "{}",
+        r.split
+    );
+    let full = evaluate(minilm(), &cache, &bbc_options(0), &NoProgress).unwrap();
+    assert_eq!(r.items, full.items, "the test split does not change");
+    let (d, s) = (&r.rows[0], &r.rows[1]);
+    let fd = d.fidelity_vs_dense.as_ref().unwrap();
+    assert_eq!(
+        (fd.kl_mean, fd.flips, fd.items),
+        (Some(0.0), Some(0), r.items)
+    );
+    assert!((fd.cosine_mean.unwrap() - 1.0).abs() < 1e-9);
+    let fs = s.fidelity_vs_dense.as_ref().unwrap();
+    let kl = fs.kl_mean.unwrap();
+    assert!(kl > 0.0 && kl.is_finite(), "{fs:?}");
+    let cos = fs.cosine_mean.unwrap();
+    assert!(cos > 0.5 && cos < 1.0, "{fs:?}");
+    // Flips from the kept posteriors' argmax, recounted here.
+    let argmax = |p: &Vec<f64>| {
+        p.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|x| x.0)
+            .unwrap()
+    };
+    let (pd, ps) = (
+        d.outputs.posteriors.as_ref().unwrap(),
+        s.outputs.posteriors.as_ref().unwrap(),
+    );
+    let flips = pd
+        .iter()
+        .zip(ps)
+        .filter(|(a, b)| argmax(a) != argmax(b))
+        .count();
+    assert_eq!(fs.flips, Some(flips));
 }
 
 #[test]

@@ -132,12 +132,17 @@ fn row(label: &str, r: &EvalReport, variant: &str, twin: &EvalReport) -> Result<
     } else {
         100.0 * (x.metric - t.metric)
     };
+    let fidelity_vs_twin = Some(
+        sprint_eval::fidelity::compare(&t.outputs, &x.outputs)
+            .map_err(|e| ReproduceError::stage("finetuned", e))?,
+    );
     Ok(FinetunedRow {
         run: label.into(),
         metric: x.metric,
         softmax_fraction: x.softmax_fraction,
         change_vs_twin,
         vs_twin,
+        fidelity_vs_twin,
     })
 }
 
@@ -175,6 +180,7 @@ pub fn finetuned(
         o.seed = ctx.plan.seed;
         o.weights = Some(weights.to_path_buf());
         o.probe_fit = ProbeFit::PerVariant;
+        o.probe_train = ctx.plan.probe_train;
         if let Some(t) = thresholds {
             o.thresholds = t;
         }
@@ -187,7 +193,11 @@ pub fn finetuned(
         None,
     )?;
     let pruned = eval(
-        vec![Variant::Dense, Variant::Sprint],
+        if fp.recipe_dense {
+            vec![Variant::Dense, Variant::Sprint]
+        } else {
+            vec![Variant::Sprint]
+        },
         &pruned_base.with_extension("weights.safetensors"),
         Some(ThresholdChoice::File(pruned_base.with_extension("toml"))),
     )?;
@@ -201,10 +211,23 @@ pub fn finetuned(
         split: pruned.split.clone(),
         recipe: method,
         learn_seconds: s_pruned + s_twin,
-        rows: vec![
-            row("no-pruning twin: dense", &twin, "dense", &twin)?,
-            row("fine-tuned with pruning: dense", &pruned, "dense", &twin)?,
-            row("fine-tuned with pruning: SPRINT", &pruned, "sprint", &twin)?,
-        ],
+        rows: {
+            let mut rows = vec![row("no-pruning twin: dense", &twin, "dense", &twin)?];
+            if fp.recipe_dense {
+                rows.push(row(
+                    "fine-tuned with pruning: dense",
+                    &pruned,
+                    "dense",
+                    &twin,
+                )?);
+            }
+            rows.push(row(
+                "fine-tuned with pruning: SPRINT",
+                &pruned,
+                "sprint",
+                &twin,
+            )?);
+            rows
+        },
     })
 }

@@ -1,5 +1,6 @@
-//! How much data a run evaluates: `quick` (small but real subsets, the README's main job,
-//! minutes on 2 cores) or `full` (the full data sets).
+//! How much data a run evaluates: `quick` (real subsets sized so that every headline has an
+//! interval narrower than its effect, the README's main job, minutes on 2 cores) or `full`
+//! (the full data sets).
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,14 @@ pub struct FinetunePlan {
     pub eval_items: usize,
     /// Evaluation tokens per sequence.
     pub eval_seq_len: usize,
+    /// Whether the pruned recipe's dense model is evaluated too (a row beside the twin's
+    /// and SPRINT's; `--quick` leaves it out on MiniLM for time).
+    #[serde(default = "yes")]
+    pub recipe_dense: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The sizes of every stage for a mode.
@@ -49,6 +58,10 @@ pub struct Plan {
     pub minilm_limit: usize,
     /// Tokens per MiniLM document.
     pub minilm_seq_len: usize,
+    /// MiniLM probes are fitted on this many documents of the train split (a seeded
+    /// choice; `None`: all of it). The test split is whole either way.
+    #[serde(default)]
+    pub probe_train: Option<usize>,
     /// SmolLM2 perplexity windows.
     pub smollm2_windows: usize,
     /// Tokens per SmolLM2 window.
@@ -63,10 +76,14 @@ pub struct Plan {
     pub sparsity_targets: Vec<f64>,
     /// Documents drawn for the sweeps (0 = all).
     pub sweep_limit: usize,
+    /// SmolLM2 perplexity windows of the precision sweep (0 = not run).
+    #[serde(default)]
+    pub smollm2_sweep_windows: usize,
     /// The fine-tuned accuracy stage of MiniLM (BBC).
     pub minilm_finetune: FinetunePlan,
-    /// The fine-tuned perplexity stage of SmolLM2 (Austen); `None`: not run (`--quick`:
-    /// training SmolLM2 and its twin takes about an hour on 2 cores).
+    /// The fine-tuned perplexity stage of SmolLM2 (Austen); `None`: not run. `--quick`
+    /// trains a short recipe (minutes), `--full` the documented one (about an hour on 2
+    /// cores).
     pub smollm2_finetune: Option<FinetunePlan>,
     /// Seed of every split, subset and noise draw.
     pub seed: u64,
@@ -83,6 +100,53 @@ impl Plan {
         v
     }
 
+    /// The plan's sizes in words (printed when a run starts; the resolution they give is in
+    /// the report's verdict).
+    pub fn describe(&self) -> String {
+        let docs = |n: usize| {
+            if n == 0 {
+                "all documents (the whole 20 % test split)".to_string()
+            } else {
+                format!("{n} documents drawn (20 % of them scored)")
+            }
+        };
+        let mut s = format!(
+            "MiniLM {}: {} of {} tokens, the probe on {}; sweeps on {}; SmolLM2 perplexity: {} windows of {} tokens ({} blocks of {} scored tokens), the precision sweep on {}",
+            self.minilm_tasks.join(", "),
+            docs(self.minilm_limit),
+            self.minilm_seq_len,
+            self.probe_train.map_or_else(
+                || "the whole train split".to_string(),
+                |n| format!("{n} train documents")
+            ),
+            docs(self.sweep_limit),
+            self.smollm2_windows,
+            self.smollm2_seq_len,
+            self.smollm2_windows
+                * (self.smollm2_seq_len - 1).div_ceil(sprint_eval::fidelity::BLOCK_TOKENS),
+            sprint_eval::fidelity::BLOCK_TOKENS,
+            self.smollm2_sweep_windows,
+        );
+        let ft = |name: &str, f: &FinetunePlan, unit: &str| {
+            format!(
+                "; fine-tuned {name}: {} training {unit} of {} tokens x {} epoch(s), evaluated on {}",
+                f.items,
+                f.seq_len,
+                f.epochs,
+                if f.eval_items == 0 {
+                    "the whole test split".to_string()
+                } else {
+                    format!("{} {unit}", f.eval_items)
+                }
+            )
+        };
+        s.push_str(&ft("MiniLM", &self.minilm_finetune, "documents"));
+        if let Some(f) = &self.smollm2_finetune {
+            s.push_str(&ft("SmolLM2", f, "windows"));
+        }
+        s
+    }
+
     /// The plan of `mode` with `seed`.
     pub fn new(mode: Mode, seed: u64) -> Self {
         let quick = mode == Mode::Quick;
@@ -93,9 +157,10 @@ impl Plan {
             } else {
                 vec!["bbc".into(), "spam".into(), "austen".into()]
             },
-            minilm_limit: if quick { 300 } else { 0 },
+            minilm_limit: 0,
             minilm_seq_len: 256,
-            smollm2_windows: if quick { 2 } else { 8 },
+            probe_train: quick.then_some(400),
+            smollm2_windows: 8,
             smollm2_seq_len: if quick { 512 } else { 1024 },
             keep: 0.25,
             k_msb_bits: if quick {
@@ -110,23 +175,39 @@ impl Plan {
                 vec![0.1, 0.15, 0.2, 0.25, 0.3, 0.5]
             },
             sweep_limit: if quick { 300 } else { 0 },
+            smollm2_sweep_windows: if quick { 4 } else { 8 },
             minilm_finetune: FinetunePlan {
                 items: if quick { 48 } else { 192 },
                 epochs: if quick { 1 } else { 2 },
                 seq_len: 256,
                 keep: 0.24,
                 init_mass: None,
-                eval_items: if quick { 300 } else { 0 },
+                eval_items: 0,
                 eval_seq_len: 256,
+                recipe_dense: !quick,
             },
-            smollm2_finetune: (!quick).then_some(FinetunePlan {
-                items: 64,
-                epochs: 2,
-                seq_len: 512,
-                keep: 0.25,
-                init_mass: Some(0.985),
-                eval_items: 4,
-                eval_seq_len: 1024,
+            smollm2_finetune: Some(if quick {
+                FinetunePlan {
+                    items: 4,
+                    epochs: 1,
+                    seq_len: 256,
+                    keep: 0.25,
+                    init_mass: Some(0.985),
+                    eval_items: 4,
+                    eval_seq_len: 512,
+                    recipe_dense: true,
+                }
+            } else {
+                FinetunePlan {
+                    items: 64,
+                    epochs: 2,
+                    seq_len: 512,
+                    keep: 0.25,
+                    init_mass: Some(0.985),
+                    eval_items: 4,
+                    eval_seq_len: 1024,
+                    recipe_dense: true,
+                }
             }),
             seed,
         }

@@ -31,6 +31,8 @@ pub struct Results {
     pub finetuned: Vec<FinetunedResult>,
     /// Accuracy against the key bits in the crossbar.
     pub precision: CurveResult,
+    /// SmolLM2 perplexity against the key bits in the crossbar (none: not run).
+    pub precision_ppl: Option<CurveResult>,
     /// Accuracy against the analog non-ideality presets.
     pub noise: CurveResult,
     /// Accuracy against the kept fraction.
@@ -103,14 +105,129 @@ fn ratio(ours: f64, paper: f64) -> Option<f64> {
     (paper != 0.0 && ours.is_finite()).then(|| ours / paper)
 }
 
-/// One verdict row: measure, configuration, ours, paper, ratio, unit, family.
+/// Where the paper's value lies against our 95 % interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// Inside the interval (bounds included): our data cannot tell ours from the paper's.
+    Consistent,
+    /// Below the interval's low end.
+    Below,
+    /// Above the interval's high end.
+    Above,
+    /// A sampled measure without an interval: not judged.
+    NoInterval,
+    /// A deterministic measure (the simulator): no sampling interval exists.
+    Deterministic,
+}
+
+impl Position {
+    /// The verdict column's word.
+    pub fn word(self) -> &'static str {
+        match self {
+            Position::Consistent => "consistent",
+            Position::Below => "below",
+            Position::Above => "above",
+            Position::NoInterval => "no interval",
+            Position::Deterministic => "deterministic (no interval)",
+        }
+    }
+}
+
+/// Where `paper` lies against the 95 % interval `ci` (low, high) of a sampled measure;
+/// `None` gives [`Position::NoInterval`] (never consistency), as does an interval with a
+/// non-finite end.
+pub fn paper_position(paper: f64, ci: Option<(f64, f64)>) -> Position {
+    match ci {
+        Some((lo, hi)) if lo.is_finite() && hi.is_finite() => {
+            let (lo, hi) = (lo.min(hi), lo.max(hi));
+            if paper < lo {
+                Position::Below
+            } else if paper > hi {
+                Position::Above
+            } else {
+                Position::Consistent
+            }
+        }
+        _ => Position::NoInterval,
+    }
+}
+
+/// One verdict row: measure, configuration, ours with its interval, paper, unit, family.
 struct Verdict {
     measure: String,
     config: String,
     ours: f64,
+    /// 95 % interval of `ours` (sampled measures), in its unit.
+    ci95: Option<(f64, f64)>,
+    /// Whether `ours` carries sampling error (accuracy, perplexity) or is deterministic.
+    sampled: bool,
+    /// The continuous measure behind the row, in words.
+    continuous: String,
     paper: f64,
     unit: &'static str,
     family: &'static str,
+}
+
+impl Verdict {
+    fn position(&self) -> Position {
+        if self.sampled {
+            paper_position(self.paper, self.ci95)
+        } else {
+            Position::Deterministic
+        }
+    }
+}
+
+/// Loss (points) interval from a delta interval (fractions): `-(hi, lo)`, scaled.
+fn loss_ci(ci: (f64, f64)) -> (f64, f64) {
+    // 0.0 - x, not -x: a zero bound stays +0 (printed 0.00, not -0.00).
+    (0.0 - 100.0 * ci.1, 0.0 - 100.0 * ci.0)
+}
+
+/// The interval of a mean of independent measures from theirs: the centre is the mean of
+/// the measures, the half-width the root sum of squared half-widths over their count (the
+/// normal approximation); one measure keeps its own interval. `None` if any is missing.
+fn mean_ci(values: &[f64], cis: &[Option<(f64, f64)>]) -> Option<(f64, f64)> {
+    if cis.is_empty() || cis.iter().any(Option::is_none) || values.len() != cis.len() {
+        return None;
+    }
+    if cis.len() == 1 {
+        return cis[0];
+    }
+    let k = cis.len() as f64;
+    let half = cis
+        .iter()
+        .flatten()
+        .map(|(lo, hi)| ((hi - lo) / 2.0).powi(2))
+        .sum::<f64>()
+        .sqrt()
+        / k;
+    let m = mean(values);
+    Some((m - half, m + half))
+}
+
+/// The continuous measures of a row against dense, in words.
+fn fidelity_words(f: Option<&sprint_eval::fidelity::Fidelity>) -> String {
+    let Some(f) = f else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    if let Some(kl) = f.kl_mean {
+        parts.push(format!("posterior KL {kl:.4} nats"));
+    }
+    if let Some(n) = f.flips {
+        parts.push(format!("{n} of {} predictions flipped", f.items));
+    }
+    if let Some(c) = f.cosine_mean {
+        parts.push(format!("embedding cosine {c:.4}"));
+    }
+    if let Some(b) = f.blocks {
+        parts.push(format!(
+            "block bootstrap over {b} blocks of {} tokens",
+            sprint_eval::fidelity::BLOCK_TOKENS
+        ));
+    }
+    parts.join("; ")
 }
 
 fn is_classification(a: &AccuracyResult) -> bool {
@@ -132,6 +249,9 @@ fn verdicts(r: &Results) -> Result<Vec<Verdict>> {
                 measure: format!("Fig 11 speedup, geomean, {size}"),
                 config: s.calibration.clone(),
                 ours: sum.speedup_geomean[i],
+                ci95: None,
+                sampled: false,
+                continuous: String::new(),
                 paper: paper.speedup_geomean[i],
                 unit: "x",
                 family: "speedup",
@@ -146,6 +266,9 @@ fn verdicts(r: &Results) -> Result<Vec<Verdict>> {
             measure: "Fig 12a S-SPRINT energy reduction, geomean".into(),
             config: s.calibration.clone(),
             ours: sum.energy_geomean,
+            ci95: None,
+            sampled: false,
+            continuous: String::new(),
             paper: geomean(&pe),
             unit: "x",
             family: "energy",
@@ -159,6 +282,9 @@ fn verdicts(r: &Results) -> Result<Vec<Verdict>> {
             measure: "Fig 10 SPRINT data-movement reduction at S, mean".into(),
             config: s.calibration.clone(),
             ours: mean(&dm),
+            ci95: None,
+            sampled: false,
+            continuous: String::new(),
             paper: paper.data_movement_average_pct[0][1],
             unit: "%",
             family: "data-movement",
@@ -181,6 +307,19 @@ fn verdicts(r: &Results) -> Result<Vec<Verdict>> {
         ("sprint-no-recompute", 2, "SPRINT without recompute"),
     ] {
         let ours: Vec<f64> = cls.iter().filter_map(|a| loss_points(a, variant)).collect();
+        let cis: Vec<Option<(f64, f64)>> = cls
+            .iter()
+            .filter(|a| loss_points(a, variant).is_some())
+            .map(|a| a.row(variant).and_then(|r| r.delta_ci95).map(loss_ci))
+            .collect();
+        let continuous = cls
+            .iter()
+            .filter_map(|a| {
+                let w = fidelity_words(a.row(variant)?.fidelity.as_ref());
+                (!w.is_empty()).then(|| format!("{} {}: {w}", a.model, a.task))
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
         let paper_loss = if variant == "sprint" {
             headline("accuracy_loss_mean_pct")?
         } else {
@@ -193,9 +332,14 @@ fn verdicts(r: &Results) -> Result<Vec<Verdict>> {
         };
         if !ours.is_empty() {
             v.push(Verdict {
-                measure: format!("{name} accuracy loss vs dense, mean ({tasks})"),
+                measure: format!(
+                    "{name} accuracy loss vs dense, mean ({tasks}); thresholds only, not the paper's method"
+                ),
                 config: "functional model".into(),
                 ours: mean(&ours),
+                ci95: mean_ci(&ours, &cis),
+                sampled: true,
+                continuous,
                 paper: paper_loss,
                 unit: "points",
                 family: "accuracy",
@@ -218,6 +362,9 @@ fn verdicts(r: &Results) -> Result<Vec<Verdict>> {
             measure: finetuned::measure(f),
             config: "functional model, fine-tuned".into(),
             ours,
+            ci95: finetuned::verdict_ci(f),
+            sampled: true,
+            continuous: finetuned::continuous(f),
             paper,
             unit,
             family,
@@ -228,13 +375,17 @@ fn verdicts(r: &Results) -> Result<Vec<Verdict>> {
         pa.iter().find(|(k, _)| k.contains("perplexity")),
     ) && let (Some(d), Some(s)) = (a.row("dense"), a.row("sprint"))
     {
+        let f = s.fidelity.as_ref();
         v.push(Verdict {
             measure: format!(
-                "SPRINT perplexity change vs dense ({} {}; paper: GPT-2-L)",
+                "SPRINT perplexity change vs dense ({} {}; paper: GPT-2-L); thresholds only, not the paper's method",
                 a.model, a.task
             ),
             config: "functional model".into(),
             ours: 100.0 * (s.metric / d.metric - 1.0),
+            ci95: f.and_then(|f| f.ppl_change_ci95),
+            sampled: true,
+            continuous: fidelity_words(f),
             paper: 100.0 * (p[3] / p[0] - 1.0),
             unit: "%",
             family: "perplexity",
@@ -253,20 +404,30 @@ pub fn verdict_table(r: &Results) -> Result<Table> {
             Column::text("configuration"),
             Column::text("unit"),
             Column::text("ours"),
+            Column::text("ours 95 % low"),
+            Column::text("ours 95 % high"),
             Column::text("paper"),
             Column::text("ours / paper"),
+            Column::text("paper vs our interval"),
+            Column::text("continuous measure"),
         ],
     );
     for v in verdicts(r)? {
+        let pos = v.position();
         t.push(vec![
             Cell::text(v.measure),
             Cell::text(v.config),
             Cell::text(v.unit),
             Cell::num(v.ours, 2),
+            Cell::opt(v.ci95.map(|c| c.0), 2),
+            Cell::opt(v.ci95.map(|c| c.1), 2),
             Cell::num(v.paper, 2),
             Cell::opt(ratio(v.ours, v.paper), 2),
+            Cell::text(pos.word()),
+            Cell::text(v.continuous),
         ]);
     }
+    t.note("Interval: ours' 95 % interval (accuracy: paired bootstrap over the documents; perplexity: paired block bootstrap over blocks of scored tokens; a mean over tasks: normal approximation from the tasks' intervals). \"paper vs our interval\": consistent = the paper's value lies inside it, below / above = outside it on that side; \"no interval\" = a sampled measure without one (not judged); the simulator's rows are deterministic (no sampling interval).");
     t.note("Paper values: configs/paper-results.toml (Fig 11 geomeans printed; Fig 12a geomean of its eight bars; Fig 10 printed averages; accuracy loss: the abstract's 0.36 %, and Fig 9's bars for SPRINT without recompute).");
     t.note("sourced-default: every constant from a cited source; paper-inferred: the unpublished ones fitted to Fig 10 + Fig 12a shares (docs/simulator.md), so Fig 11 is out of sample.");
     Ok(t)
@@ -294,12 +455,30 @@ fn deviation_key(f: f64) -> f64 {
 /// Most deviation lines in the verdict, besides the worst Fig 11 cell per configuration.
 const MAX_DEVIATIONS: usize = 8;
 
+/// The verdict rows the deviation list takes: sampled rows whose 95 % interval excludes the
+/// paper's value, and deterministic rows (the simulator) whose factor is outside 0.8-1.25;
+/// a sampled row without an interval, or whose interval holds the paper's value, is not a
+/// deviation.
+fn is_deviation(v: &Verdict, factor: f64) -> bool {
+    match v.position() {
+        Position::Below | Position::Above => true,
+        Position::Deterministic => !(0.8..=1.25).contains(&factor),
+        Position::Consistent | Position::NoInterval => false,
+    }
+}
+
 fn deviations(r: &Results) -> Result<Vec<String>> {
     let paper = PaperResults::load().map_err(|e| ReproduceError::stage("report", e))?;
-    let mut vs: Vec<(Verdict, f64)> = verdicts(r)?
+    let all = verdicts(r)?;
+    let unjudged: Vec<String> = all
+        .iter()
+        .filter(|v| v.position() == Position::NoInterval)
+        .map(|v| format!("{} ({})", v.measure, v.config))
+        .collect();
+    let mut vs: Vec<(Verdict, f64)> = all
         .into_iter()
         .filter_map(|v| deviation_factor(&v).map(|f| (v, f)))
-        .filter(|(_, f)| !(0.8..=1.25).contains(f))
+        .filter(|(v, f)| is_deviation(v, *f))
         .collect();
     vs.sort_by(|(_, a), (_, b)| deviation_key(*b).total_cmp(&deviation_key(*a)));
     // The largest deviation of each family and configuration, so that every cause that
@@ -313,8 +492,15 @@ fn deviations(r: &Results) -> Result<Vec<String>> {
         } else {
             format!("ratio {f:.2}")
         };
+        let interval = match (v.position(), v.ci95) {
+            (Position::Below | Position::Above, Some((lo, hi))) => format!(
+                "; the paper's value is {} our 95 % interval [{lo:.2}, {hi:.2}]",
+                v.position().word()
+            ),
+            _ => "; deterministic".to_string(),
+        };
         out.push(format!(
-            "{} ({}): ours {:.2} {}, paper {:.2} {} ({factor}). Cause: {}",
+            "{} ({}): ours {:.2} {}, paper {:.2} {} ({factor}{interval}). Cause: {}",
             v.measure,
             v.config,
             v.ours,
@@ -322,6 +508,12 @@ fn deviations(r: &Results) -> Result<Vec<String>> {
             v.paper,
             v.unit,
             cause(v.family)?
+        ));
+    }
+    if !unjudged.is_empty() {
+        out.push(format!(
+            "Not judged (no interval): {}.",
+            unjudged.join("; ")
         ));
     }
     for s in &r.sim_paper {
@@ -365,43 +557,78 @@ fn accuracy_section(r: &Results) -> Result<Section> {
             ("perplexity", 1.0, 3)
         };
         let delta_value = |d: f64| delta_scale * d;
+        let cls = is_classification(a);
+        let mut columns = vec![
+            Column::text("variant"),
+            Column::unit(&a.metric, metric_unit(&a.metric)),
+            Column::unit("delta vs dense", delta_unit),
+        ];
+        if cls {
+            columns.extend([
+                Column::unit("delta 95 % low", delta_unit),
+                Column::unit("delta 95 % high", delta_unit),
+                Column::unit("posterior KL vs dense", "nats"),
+                Column::unit("flips vs dense", "documents"),
+                Column::text("embedding cosine to dense"),
+            ]);
+        } else {
+            columns.extend([
+                Column::unit("change vs dense", "%"),
+                Column::unit("change 95 % low", "%"),
+                Column::unit("change 95 % high", "%"),
+            ]);
+        }
+        columns.extend([
+            Column::unit("kept", "%"),
+            Column::unit("softmax", "%"),
+            Column::unit("newly fetched per query", "% of visible"),
+            Column::unit("comparator false-prune", "%"),
+        ]);
         let mut t = Table::new(
             &format!("accuracy-{}-{}", a.model, a.task),
             &format!(
                 "{} on {}: {} of {} tokens; thresholds {}",
                 a.model, a.task, a.items, a.seq_len, a.thresholds
             ),
-            vec![
-                Column::text("variant"),
-                Column::unit(&a.metric, metric_unit(&a.metric)),
-                Column::unit("delta vs dense", delta_unit),
-                Column::unit("delta 95 % low", delta_unit),
-                Column::unit("delta 95 % high", delta_unit),
-                Column::unit("kept", "%"),
-                Column::unit("softmax", "%"),
-                Column::unit("newly fetched per query", "% of visible"),
-                Column::unit("comparator false-prune", "%"),
-            ],
+            columns,
         );
         for v in &a.rows {
-            let ci = v.delta_ci95.filter(|_| v.variant != "dense");
-            t.push(vec![
+            let f = v.fidelity.as_ref().filter(|_| v.variant != "dense");
+            let mut cells = vec![
                 Cell::text(&v.variant),
                 metric_cell(&a.metric, v.metric),
                 Cell::opt(v.delta.map(delta_value), delta_digits),
-                Cell::opt(ci.map(|(lo, _)| delta_value(lo)), delta_digits),
-                Cell::opt(ci.map(|(_, hi)| delta_value(hi)), delta_digits),
+            ];
+            if cls {
+                let ci = v.delta_ci95.filter(|_| v.variant != "dense");
+                cells.extend([
+                    Cell::opt(ci.map(|(lo, _)| delta_value(lo)), delta_digits),
+                    Cell::opt(ci.map(|(_, hi)| delta_value(hi)), delta_digits),
+                    Cell::opt(f.and_then(|f| f.kl_mean), 4),
+                    Cell::opt(f.and_then(|f| f.flips).map(|n| n as f64), 0),
+                    Cell::opt(f.and_then(|f| f.cosine_mean), 4),
+                ]);
+            } else {
+                let ci = f.and_then(|f| f.ppl_change_ci95);
+                cells.extend([
+                    Cell::opt(f.and_then(|f| f.ppl_change_pct), 2),
+                    Cell::opt(ci.map(|c| c.0), 2),
+                    Cell::opt(ci.map(|c| c.1), 2),
+                ]);
+            }
+            cells.extend([
                 pct(v.kept_fraction),
                 pct(v.softmax_fraction),
                 pct(v.new_fetch_share),
                 Cell::opt(v.false_prune_rate.map(|x| 100.0 * x), 2),
             ]);
+            t.push(cells);
         }
         t.note(format!("Data: {}", a.split));
-        if is_classification(a) {
-            t.note("Interval: 2.5 % and 97.5 % percentiles of the delta over 10 000 paired bootstrap resamples of the evaluated items (docs/evaluation.md).".to_string());
+        if cls {
+            t.note("Interval: 2.5 % and 97.5 % percentiles of the delta over 10 000 paired bootstrap resamples of the evaluated items (docs/evaluation.md). Continuous measures against dense on the same documents: the mean KL divergence of the probe's class posterior from dense's (nats), the documents whose predicted class changed (flips), and the mean cosine of the embeddings to dense's.".to_string());
         } else {
-            t.note("No interval: perplexity is one number over all scored tokens of the windows, not a mean of per-item outcomes.".to_string());
+            t.note(format!("Interval: 2.5 % and 97.5 % percentiles of the perplexity change against dense over {} paired block-bootstrap resamples of blocks of {} consecutive scored tokens (sprint_eval::fidelity).", sprint_eval::fidelity::RESAMPLES, sprint_eval::fidelity::BLOCK_TOKENS));
         }
         s.table(t);
     }
@@ -473,30 +700,147 @@ fn accuracy_section(r: &Results) -> Result<Section> {
 }
 
 fn curve_table(id: &str, title: &str, x_name: &str, c: &CurveResult) -> Table {
-    let mut t = Table::new(
-        id,
-        title,
-        vec![
-            Column::text("series"),
-            Column::text(x_name),
-            Column::unit(&c.metric, metric_unit(&c.metric)),
-            Column::unit(&format!("dense {}", c.metric), metric_unit(&c.metric)),
-            Column::unit("kept", "%"),
-            Column::unit("softmax", "%"),
-        ],
-    );
+    let cls = c.metric == "accuracy";
+    let mut columns = vec![
+        Column::text("series"),
+        Column::text(x_name),
+        Column::unit(&c.metric, metric_unit(&c.metric)),
+        Column::unit(&format!("dense {}", c.metric), metric_unit(&c.metric)),
+    ];
+    if cls {
+        columns.extend([
+            Column::unit("delta 95 % low", "points"),
+            Column::unit("delta 95 % high", "points"),
+            Column::unit("posterior KL vs dense", "nats"),
+            Column::unit("flips vs dense", "documents"),
+        ]);
+    } else {
+        columns.extend([
+            Column::unit("change vs dense", "%"),
+            Column::unit("change 95 % low", "%"),
+            Column::unit("change 95 % high", "%"),
+        ]);
+    }
+    let reference = c.reference.clone();
+    if let Some(r) = &reference {
+        if cls {
+            columns.extend([
+                Column::unit(&format!("posterior KL vs {r}"), "nats"),
+                Column::unit(&format!("flips vs {r}"), "documents"),
+            ]);
+        } else {
+            columns.extend([
+                Column::unit(&format!("change vs {r}"), "%"),
+                Column::unit(&format!("change vs {r} 95 % low"), "%"),
+                Column::unit(&format!("change vs {r} 95 % high"), "%"),
+            ]);
+        }
+    }
+    columns.extend([Column::unit("kept", "%"), Column::unit("softmax", "%")]);
+    let mut t = Table::new(id, title, columns);
     for p in &c.points {
-        t.push(vec![
+        let f = p.fidelity.as_ref();
+        let mut cells = vec![
             Cell::text(&p.series),
             Cell::text(&p.x_label),
             metric_cell(&c.metric, p.metric),
             metric_cell(&c.metric, c.dense),
-            pct(p.kept_fraction),
-            pct(p.softmax_fraction),
-        ]);
+        ];
+        if cls {
+            cells.extend([
+                Cell::opt(p.delta_ci95.map(|x| 100.0 * x.0), 2),
+                Cell::opt(p.delta_ci95.map(|x| 100.0 * x.1), 2),
+                Cell::opt(f.and_then(|f| f.kl_mean), 4),
+                Cell::opt(f.and_then(|f| f.flips).map(|n| n as f64), 0),
+            ]);
+        } else {
+            let ci = f.and_then(|f| f.ppl_change_ci95);
+            cells.extend([
+                Cell::opt(f.and_then(|f| f.ppl_change_pct), 2),
+                Cell::opt(ci.map(|x| x.0), 2),
+                Cell::opt(ci.map(|x| x.1), 2),
+            ]);
+        }
+        if reference.is_some() {
+            let g = p.vs_reference.as_ref();
+            if cls {
+                cells.extend([
+                    Cell::opt(g.and_then(|f| f.kl_mean), 4),
+                    Cell::opt(g.and_then(|f| f.flips).map(|n| n as f64), 0),
+                ]);
+            } else {
+                let ci = g.and_then(|f| f.ppl_change_ci95);
+                cells.extend([
+                    Cell::opt(g.and_then(|f| f.ppl_change_pct), 2),
+                    Cell::opt(ci.map(|x| x.0), 2),
+                    Cell::opt(ci.map(|x| x.1), 2),
+                ]);
+            }
+        }
+        cells.extend([pct(p.kept_fraction), pct(p.softmax_fraction)]);
+        t.push(cells);
+    }
+    if let Some(r) = &reference {
+        t.note(format!("\"vs {r}\": against the sweep's point {r} of the same series on the same items, which isolates the swept effect from the pruning every point shares."));
     }
     t.note(format!("{} on {}; data: {}", c.model, c.task, c.split));
+    if cls {
+        t.note("Against one dense run on the same documents: the paired bootstrap interval of the accuracy delta, the mean KL divergence of the class posterior from dense's and the flipped predictions.");
+    } else {
+        t.note(format!("Against one dense run on the same windows: the perplexity change with its paired block-bootstrap interval (blocks of {} scored tokens).", sprint_eval::fidelity::BLOCK_TOKENS));
+    }
     t
+}
+
+/// The continuous measure of a curve against x, one line per series: the mean posterior KL
+/// from dense (classification), or the mean NLL increase per token over dense,
+/// `ln(perplexity / dense)` (perplexity; finite however large the change).
+fn continuous_plot(
+    id: &str,
+    title: &str,
+    x_label: &str,
+    c: &CurveResult,
+    x_of: impl Fn(&crate::results::SweepPoint) -> f64,
+) -> Plot {
+    let cls = c.metric == "accuracy";
+    let mut names: Vec<String> = Vec::new();
+    for p in &c.points {
+        if !names.contains(&p.series) {
+            names.push(p.series.clone());
+        }
+    }
+    let y = |p: &crate::results::SweepPoint| -> Option<f64> {
+        if cls {
+            p.fidelity.as_ref().and_then(|f| f.kl_mean)
+        } else {
+            (p.metric > 0.0 && c.dense > 0.0).then(|| (p.metric / c.dense).ln())
+        }
+    };
+    let lines = names
+        .iter()
+        .map(|n| Line {
+            name: n.clone(),
+            points: c
+                .points
+                .iter()
+                .filter(|p| &p.series == n)
+                .filter_map(|p| Some((x_of(p), y(p)?)))
+                .collect(),
+            paper: false,
+        })
+        .collect();
+    Plot::Lines(Lines {
+        id: id.into(),
+        title: title.into(),
+        x_label: x_label.into(),
+        y_label: if cls {
+            "class-posterior KL from dense (nats)".into()
+        } else {
+            "NLL increase per token over dense, ln(ppl / dense ppl) (nats)".into()
+        },
+        lines,
+        references: vec![("dense".into(), 0.0)],
+    })
 }
 
 fn curve_lines(
@@ -551,6 +895,36 @@ fn sweeps_sections(r: &Results) -> Vec<Section> {
         lines,
         references: refs,
     }));
+    let kl_shape = fig5_shape_kl(&r.precision);
+    if !kl_shape.is_empty() {
+        p.paragraph(kl_shape);
+    }
+    p.plot(continuous_plot(
+        "fig5-precision-kl",
+        "Class-posterior KL from dense against the in-memory key precision (Fig 5, BBC)",
+        "key bits in the crossbar (K_MSB)",
+        &r.precision,
+        |x| x.x,
+    ));
+    if let Some(c) = &r.precision_ppl {
+        p.table(curve_table(
+            "precision-smollm2",
+            "Perplexity against key bits in the crossbar (SmolLM2)",
+            "K_MSB bits",
+            c,
+        ));
+        p.plot(continuous_plot(
+            "fig5-precision-smollm2",
+            "SmolLM2 perplexity against the in-memory key precision (Fig 5)",
+            "key bits in the crossbar (K_MSB)",
+            c,
+            |x| x.x,
+        ));
+        let shape = fig5_shape(c);
+        if !shape.is_empty() {
+            p.paragraph(shape);
+        }
+    }
 
     let mut k = Section::new("sparsity", "Accuracy against kept keys");
     k.paragraph("Per-layer quantile calibration at several kept fractions, and the learned per-head thresholds, for runtime pruning, SPRINT without recompute and SPRINT; x is the share of visible keys that enter the softmax. Beyond the paper, which shows one operating point per model.");
@@ -569,6 +943,13 @@ fn sweeps_sections(r: &Results) -> Vec<Section> {
         lines,
         references: refs,
     }));
+    k.plot(continuous_plot(
+        "kl-vs-kept",
+        "Class-posterior KL from dense against keys in the softmax",
+        "keys in the softmax (% of visible)",
+        &r.sparsity,
+        |x| x.x,
+    ));
 
     let mut n = Section::new("noise", "Accuracy against analog non-idealities");
     n.paragraph("The non-ideality presets of docs/non-idealities.md (ideal, typical, pessimistic: conductance variation, read noise, comparator offset, stuck cells, finite on/off ratio, IR drop), at fixed thresholds. Beyond the paper, which assumes ideal crossbars.");
@@ -619,6 +1000,13 @@ fn sweeps_sections(r: &Results) -> Vec<Section> {
             .collect(),
         paper: false,
     });
+    n.plot(continuous_plot(
+        "kl-vs-noise",
+        "Class-posterior KL from dense against the non-ideality preset (0 ideal, 1 typical, 2 pessimistic)",
+        "non-ideality preset (index)",
+        &r.noise,
+        |x| x.x,
+    ));
     n.plot(Plot::Bars(Bars {
         id: "accuracy-vs-noise".into(),
         title: "Accuracy under analog non-idealities".into(),
@@ -628,6 +1016,135 @@ fn sweeps_sections(r: &Results) -> Vec<Section> {
         series,
     }));
     vec![p, k, n]
+}
+
+/// Fig 5's shape on a classification curve, in numbers: per series, the class-posterior KL
+/// from the reference point (the most bits) with its 95 % bootstrap interval at every bit
+/// width, and whether the 1-2-bit points are resolved from the 4+-bit points.
+fn fig5_shape_kl(c: &CurveResult) -> String {
+    type P = crate::results::SweepPoint;
+    let Some(reference) = &c.reference else {
+        return String::new();
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for p in &c.points {
+        if !names.contains(&p.series.as_str()) {
+            names.push(&p.series);
+        }
+    }
+    let kl = |p: &P| {
+        p.vs_reference
+            .as_ref()
+            .and_then(|f| Some((f.kl_mean?, f.kl_ci95?)))
+    };
+    let mut parts = Vec::new();
+    for n in names {
+        let pts: Vec<&P> = c.points.iter().filter(|p| p.series == n).collect();
+        let each = pts
+            .iter()
+            .filter(|p| p.x_label != *reference)
+            .map(|p| match kl(p) {
+                Some((m, (a, b))) => format!("{} {m:.4} [{a:.4}, {b:.4}]", p.x_label),
+                None => format!("{} (no interval)", p.x_label),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let few: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|p| p.x <= 2.0)
+            .filter_map(|p| kl(p).map(|v| v.1))
+            .collect();
+        let many: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|p| p.x >= 4.0)
+            .filter_map(|p| kl(p).map(|v| v.1))
+            .collect();
+        let verdict = if few.is_empty() || many.is_empty() {
+            "not judged (no interval)".to_string()
+        } else {
+            let lo_few = few.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+            let hi_many = many.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
+            if lo_few > hi_many {
+                format!(
+                    "resolved (1-2 bits at least {lo_few:.4}, 4+ bits at most {hi_many:.4} nats)"
+                )
+            } else {
+                format!("not resolved (1-2 bits from {lo_few:.4}, 4+ bits up to {hi_many:.4} nats)")
+            }
+        };
+        parts.push(format!("{n}: {each}; 1-2 against 4+ bits {verdict}"));
+    }
+    format!(
+        "BBC, class-posterior KL from the same variant with {reference} (nats, 95 % bootstrap intervals over the documents): {}.",
+        parts.join("; ")
+    )
+}
+
+/// Fig 5's shape on a perplexity curve, in numbers: SPRINT's perplexity change at every
+/// bit width against the most bits, with its paired interval, and whether the 1-2-bit
+/// points are resolved from the 4+-bit points (the lowest low end at 1-2 bits above the
+/// highest high end at 4+ bits).
+fn fig5_shape(c: &CurveResult) -> String {
+    type P = crate::results::SweepPoint;
+    let Some(reference) = &c.reference else {
+        return String::new();
+    };
+    let sprint: Vec<&P> = c.points.iter().filter(|p| p.series == "sprint").collect();
+    let vs = |p: &P| {
+        p.vs_reference
+            .as_ref()
+            .and_then(|f| Some((f.ppl_change_pct?, f.ppl_change_ci95?)))
+    };
+    let each = sprint
+        .iter()
+        .map(|p| match vs(p) {
+            Some((x, (a, b))) => format!("{} {x:+.2} % [{a:+.2}, {b:+.2}]", p.x_label),
+            None => format!("{} (no interval)", p.x_label),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let few: Vec<(f64, f64)> = sprint
+        .iter()
+        .filter(|p| p.x <= 2.0)
+        .filter_map(|p| vs(p).map(|v| v.1))
+        .collect();
+    let many: Vec<(f64, f64)> = sprint
+        .iter()
+        .filter(|p| p.x >= 4.0)
+        .filter_map(|p| vs(p).map(|v| v.1))
+        .collect();
+    let verdict = if few.is_empty() || many.is_empty() {
+        "no 1-2-bit or no 4+-bit point with an interval: the shape is not judged".to_string()
+    } else {
+        let lo_few = few.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+        let hi_many = many.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
+        if lo_few > hi_many {
+            format!(
+                "resolved: every 1-2-bit interval lies above every 4+-bit one (lowest 1-2-bit low end {lo_few:+.2} % against highest 4+-bit high end {hi_many:+.2} %), Fig 5's loss at few bits"
+            )
+        } else {
+            format!(
+                "not resolved: the lowest 1-2-bit low end ({lo_few:+.2} %) is not above the highest 4+-bit high end ({hi_many:+.2} %), so on this data our datapath shows no difference between 1-2 and 4+ key bits larger than its interval"
+            )
+        }
+    };
+    // Where the precision shows when the recompute hides it from the perplexity: the keys
+    // the comparator keeps (moved on chip) against those in the softmax.
+    let kept = sprint
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {:.1} % kept, {:.1} % in the softmax",
+                p.x_label,
+                100.0 * p.kept_fraction,
+                100.0 * p.softmax_fraction
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!(
+        "SmolLM2, SPRINT's perplexity change against SPRINT with {reference} (the same thresholds and windows; 95 % paired block-bootstrap intervals): {each}. Fig 5's shape: {verdict}. Keys moved on chip and keys in the softmax (SPRINT recomputes the exact score of every kept key, so fewer bits cost data movement before they cost accuracy): {kept}."
+    )
 }
 
 fn sim_sections(r: &Results) -> Result<Vec<Section>> {
@@ -1075,6 +1592,53 @@ fn provenance_section(p: &Provenance) -> Section {
     s
 }
 
+/// The resolution the run's sizes gave, in numbers: per task, what one item is worth and
+/// the width of SPRINT's interval against the size of its effect.
+fn resolution(r: &Results) -> String {
+    let mut parts = Vec::new();
+    for a in &r.accuracy {
+        let Some(s) = a.row("sprint") else { continue };
+        if is_classification(a) {
+            let n = s.fidelity.as_ref().map_or(0, |f| f.items);
+            let w = s.delta_ci95.map(|(lo, hi)| 100.0 * (hi - lo));
+            parts.push(format!(
+                "{} {}: {} (one document {:.2} points); SPRINT's loss {:.2} points, its 95 % interval {} points wide",
+                a.model,
+                a.task,
+                a.items,
+                if n > 0 { 100.0 / n as f64 } else { f64::NAN },
+                -100.0 * s.delta.unwrap_or(f64::NAN),
+                w.map_or_else(|| "(none)".to_string(), |w| format!("{w:.2}"))
+            ));
+        } else if let Some(f) = &s.fidelity
+            && let (Some(c), Some((lo, hi))) = (f.ppl_change_pct, f.ppl_change_ci95)
+        {
+            parts.push(format!(
+                "{} {}: {} of {} tokens ({} blocks); SPRINT's perplexity change {c:+.2} %, its 95 % interval {:.2} % wide",
+                a.model,
+                a.task,
+                a.items,
+                a.seq_len,
+                f.blocks.unwrap_or(0),
+                hi - lo
+            ));
+        }
+    }
+    for f in &r.finetuned {
+        if let (Some(v), Some((lo, hi))) = (finetuned::verdict_value(f), finetuned::verdict_ci(f)) {
+            parts.push(format!(
+                "{} {} fine-tuned: {}; SPRINT against its twin {v:.2} {}, its 95 % interval {:.2} wide",
+                f.model,
+                f.task,
+                f.items,
+                if f.metric == "accuracy" { "points" } else { "%" },
+                hi - lo
+            ));
+        }
+    }
+    format!("Resolution of this run: {}.", parts.join("; "))
+}
+
 /// The whole report.
 pub fn document(r: &Results, p: &Provenance) -> Result<Document> {
     let mut v = Section::new("verdict", "Verdict");
@@ -1086,12 +1650,13 @@ pub fn document(r: &Results, p: &Provenance) -> Result<Document> {
             Mode::Full => "full",
         },
         match r.plan.mode {
-            Mode::Quick => "small real subsets: accuracy numbers carry the sampling error of a few hundred documents",
+            Mode::Quick => "real subsets sized for resolution: every sampled number carries its 95 % interval",
             Mode::Full => "the full data sets",
         }
     ));
+    v.paragraph(resolution(r));
     v.table(verdict_table(r)?);
-    v.paragraph("Largest deviations, the largest of each measure family and configuration, with their documented causes:");
+    v.paragraph("Largest deviations, with their documented causes: only the rows whose 95 % interval excludes the paper's value (a row whose interval holds it is consistent with the paper, whatever its ratio), and the simulator's rows, which are deterministic (no sampling interval) and listed when ours / paper is outside 0.8-1.25; the largest of each measure family and configuration:");
     v.list(deviations(r)?);
     let mut sections = vec![v, accuracy_section(r)?];
     sections.push(finetuned::section(&r.plan, &r.finetuned));

@@ -1,6 +1,7 @@
 //! The result of every stage, as cached (serde both ways) and as the report reads it.
 
 use serde::{Deserialize, Serialize};
+use sprint_eval::fidelity::Fidelity;
 use sprint_sim::paper::OurModel;
 
 /// One attention variant's accuracy on a task.
@@ -24,6 +25,10 @@ pub struct VariantRow {
     pub new_fetch_share: f64,
     /// Comparator false-prune rate against exact pruning (SPRINT variants).
     pub false_prune_rate: Option<f64>,
+    /// Continuous fidelity to the dense row on the same items (posterior KL and flips,
+    /// embedding cosine; perplexity change with its block-bootstrap interval).
+    #[serde(default)]
+    pub fidelity: Option<Fidelity>,
 }
 
 /// The four variants on one model and task (Fig 9).
@@ -70,6 +75,10 @@ pub struct FinetunedRow {
     pub change_vs_twin: f64,
     /// Accuracy tasks: against the twin's dense row, item by item.
     pub vs_twin: Option<sprint_eval::paired::PairedDelta>,
+    /// Continuous fidelity to the twin's dense row on the same items (classification:
+    /// posterior KL and flips; perplexity: change with its block-bootstrap interval).
+    #[serde(default)]
+    pub fidelity_vs_twin: Option<Fidelity>,
 }
 
 /// SPRINT fine-tuned with its learned thresholds against the same recipe without pruning
@@ -118,6 +127,17 @@ pub struct SweepPoint {
     pub kept_fraction: f64,
     /// Fraction of visible pairs in the softmax.
     pub softmax_fraction: f64,
+    /// Accuracy tasks: 95 % paired-bootstrap interval of `metric - dense` (fractions).
+    #[serde(default)]
+    pub delta_ci95: Option<(f64, f64)>,
+    /// Continuous fidelity to the dense run on the same items.
+    #[serde(default)]
+    pub fidelity: Option<Fidelity>,
+    /// Continuous fidelity to the sweep's reference point of the same series on the same
+    /// items (precision: the most key bits; noise: ideal), which isolates the swept
+    /// effect from the pruning every point shares.
+    #[serde(default)]
+    pub vs_reference: Option<Fidelity>,
 }
 
 /// A sweep of one model and task.
@@ -131,6 +151,9 @@ pub struct CurveResult {
     pub metric: String,
     /// The dense model's metric.
     pub dense: f64,
+    /// Label of the reference point of `vs_reference` (e.g. `6 bits`), if any.
+    #[serde(default)]
+    pub reference: Option<String>,
     /// The evaluated data.
     pub split: String,
     /// Points.

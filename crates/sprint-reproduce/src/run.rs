@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sprint_assets::Cache;
+use sprint_core::config::Variant;
 
 use crate::cache::{Cached, StageCache, file_sha256};
 use crate::error::{ReproduceError, Result};
@@ -134,7 +135,10 @@ pub fn reproduce(
         // accuracy (MiniLM tasks + SmolLM2), fine-tuned (MiniLM, SmolLM2 in --full),
         // precision, noise, sparsity, 2 x sim-paper, one trace replay per accuracy
         // stage, decode.
-        total: 2 * (n_minilm + 1) + 7 + usize::from(plan.smollm2_finetune.is_some()),
+        total: 2 * (n_minilm + 1)
+            + 7
+            + usize::from(plan.smollm2_finetune.is_some())
+            + usize::from(plan.smollm2_sweep_windows > 0),
         records: Vec::new(),
     };
     let ctx = StageCtx::new(plan, assets, progress);
@@ -203,12 +207,39 @@ pub fn reproduce(
             )
         })
         .collect();
+    // The precision sweep's reference point: the most key bits.
+    let most_bits = (0..bits.len()).max_by(|&a, &b| bits[a].1.total_cmp(&bits[b].1));
+    let bbc = stages::SweepOn {
+        model: "minilm",
+        task: "bbc",
+        limit: plan.sweep_limit,
+        seq_len: plan.minilm_seq_len,
+        variants: vec![Variant::SprintNoRecompute, Variant::Sprint],
+    };
     let precision = r.stage(
         "precision",
         th_inputs.clone(),
         |_| true,
-        |_| stages::sprint_sweep(&ctx, "precision", &learned, &bits),
+        |_| stages::sprint_sweep(&ctx, "precision", &bbc, &learned, &bits, most_bits),
     )?;
+    let precision_ppl = if plan.smollm2_sweep_windows > 0 {
+        let th = Thresholds::best_for("smollm2", "ppl-austen", &artefacts)?;
+        let on = stages::SweepOn {
+            model: "smollm2",
+            task: "ppl-austen",
+            limit: plan.smollm2_sweep_windows,
+            seq_len: plan.smollm2_seq_len,
+            variants: vec![Variant::Sprint],
+        };
+        Some(r.stage(
+            "precision-smollm2",
+            json!({"thresholds": th.describe(plan.keep)}),
+            |_| true,
+            |_| stages::sprint_sweep(&ctx, "precision-smollm2", &on, &th, &bits, most_bits),
+        )?)
+    } else {
+        None
+    };
     let noise_points: Vec<(String, f64, Vec<String>)> = plan
         .noise_presets
         .iter()
@@ -219,7 +250,7 @@ pub fn reproduce(
         "noise",
         th_inputs.clone(),
         |_| true,
-        |_| stages::sprint_sweep(&ctx, "noise", &learned, &noise_points),
+        |_| stages::sprint_sweep(&ctx, "noise", &bbc, &learned, &noise_points, Some(0)),
     )?;
     let sparsity = r.stage(
         "sparsity",
@@ -268,6 +299,7 @@ pub fn reproduce(
         accuracy,
         finetuned,
         precision,
+        precision_ppl,
         noise,
         sparsity,
         sim_paper,

@@ -165,6 +165,7 @@ fn rows(r: &EvalReport) -> Vec<VariantRow> {
             softmax_fraction: v.softmax_fraction,
             new_fetch_share: v.new_fetch_share,
             false_prune_rate: v.false_prune_rate,
+            fidelity: v.fidelity_vs_dense.clone(),
         })
         .collect()
 }
@@ -200,6 +201,7 @@ pub fn accuracy(
         p.minilm_seq_len
     });
     o.seed = p.seed;
+    o.probe_train = p.probe_train;
     o.attention = ctx.attention(&[], stage)?;
     o.thresholds = thresholds.choice(p.keep);
     o.trace = Some(trace_base.to_path_buf());
@@ -226,35 +228,68 @@ pub fn accuracy(
     })
 }
 
-/// SPRINT on MiniLM / BBC with each attention override of `points` (label, x, `--set`s):
-/// the precision (Fig 5) and noise sweeps, at the thresholds of the accuracy stage.
+/// What a sweep evaluates: the model and task, the items and their length, the variants
+/// run at every point (dense runs once, as the reference).
+pub struct SweepOn<'a> {
+    /// Model name.
+    pub model: &'a str,
+    /// Task name.
+    pub task: &'a str,
+    /// Documents drawn before the split (0 = all), or perplexity windows.
+    pub limit: usize,
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// Variants run at every point.
+    pub variants: Vec<Variant>,
+}
+
+/// SPRINT (and the other `on.variants`) on `on.model` / `on.task` with each attention
+/// override of `points` (label, x, `--set`s): the precision (Fig 5) and noise sweeps, at the
+/// thresholds of the accuracy stage; every point is compared with one dense run on the same
+/// items (paired interval, continuous fidelity).
 pub fn sprint_sweep(
     ctx: &StageCtx,
     stage: &str,
+    on: &SweepOn,
     thresholds: &Thresholds,
     points: &[(String, f64, Vec<String>)],
+    reference: Option<usize>,
 ) -> Result<CurveResult> {
-    let t = task_of(stage, "bbc")?;
-    let m = ctx.model(stage, "minilm")?;
+    let t = task_of(stage, on.task)?;
+    let m = ctx.model(stage, on.model)?;
     let p = ctx.plan;
     let mut base = EvalOptions::new(t);
-    base.limit = Some(p.sweep_limit);
-    base.seq_len = Some(p.minilm_seq_len);
+    base.limit = Some(on.limit);
+    base.seq_len = Some(on.seq_len);
     base.seed = p.seed;
+    base.probe_train = p.probe_train;
     base.thresholds = thresholds.choice(p.keep);
     let mut dense_opts = base.clone();
     dense_opts.variants = vec![Variant::Dense];
     dense_opts.attention = ctx.attention(&[], stage)?;
     let dense = evaluate(&m, ctx.assets, &dense_opts, ctx.progress)
         .map_err(|e| ReproduceError::stage(stage, e))?;
+    let d = &dense.rows[0];
     let mut out = Vec::new();
-    for (label, x, sets) in points {
+    // Each point's outputs per series, to compare with the reference point's afterwards.
+    let mut kept: Vec<(usize, String, sprint_eval::fidelity::ItemOutputs)> = Vec::new();
+    for (i, (label, x, sets)) in points.iter().enumerate() {
         let mut o = base.clone();
-        o.variants = vec![Variant::SprintNoRecompute, Variant::Sprint];
+        o.variants = on.variants.clone();
         o.attention = ctx.attention(sets, stage)?;
         let r = evaluate(&m, ctx.assets, &o, ctx.progress)
             .map_err(|e| ReproduceError::stage(stage, e))?;
         for v in &r.rows {
+            let delta_ci95 = match (&d.item_correct, &v.item_correct) {
+                (Some(a), Some(b)) => Some(
+                    sprint_eval::paired::paired_accuracy_delta(a, b)
+                        .map_err(|e| ReproduceError::stage(stage, e))?
+                        .ci95,
+                ),
+                _ => None,
+            };
+            let fidelity = sprint_eval::fidelity::compare(&d.outputs, &v.outputs)
+                .map_err(|e| ReproduceError::stage(stage, e))?;
             out.push(SweepPoint {
                 series: v.variant.clone(),
                 x: *x,
@@ -262,14 +297,30 @@ pub fn sprint_sweep(
                 metric: v.metric,
                 kept_fraction: v.kept_fraction,
                 softmax_fraction: v.softmax_fraction,
+                delta_ci95,
+                fidelity: Some(fidelity),
+                vs_reference: None,
             });
+            kept.push((i, v.variant.clone(), v.outputs.clone()));
+        }
+    }
+    if let Some(r) = reference {
+        for (k, (_, series, outputs)) in kept.iter().enumerate() {
+            let Some((_, _, ref_out)) = kept.iter().find(|(j, s, _)| *j == r && s == series) else {
+                continue;
+            };
+            out[k].vs_reference = Some(
+                sprint_eval::fidelity::compare(ref_out, outputs)
+                    .map_err(|e| ReproduceError::stage(stage, e))?,
+            );
         }
     }
     Ok(CurveResult {
         model: dense.model,
         task: dense.task,
         metric: dense.metric,
-        dense: dense.rows[0].metric,
+        reference: reference.and_then(|r| points.get(r)).map(|p| p.0.clone()),
+        dense: d.metric,
         split: dense.split,
         points: out,
     })
@@ -290,6 +341,7 @@ pub fn sparsity(ctx: &StageCtx, stage: &str, learned: &Path) -> Result<CurveResu
     eval.limit = Some(p.sweep_limit);
     eval.seq_len = Some(p.minilm_seq_len);
     eval.seed = p.seed;
+    eval.probe_train = p.probe_train;
     eval.attention = ctx.attention(&[], stage)?;
     let mut calib = LearnOptions::new(t);
     calib.seed = p.seed;
@@ -316,6 +368,7 @@ pub fn sparsity(ctx: &StageCtx, stage: &str, learned: &Path) -> Result<CurveResu
         model: r.model,
         task: r.task,
         metric: r.metric,
+        reference: None,
         dense: r.dense,
         split: r.split,
         points: r
@@ -330,6 +383,9 @@ pub fn sparsity(ctx: &StageCtx, stage: &str, learned: &Path) -> Result<CurveResu
                 metric: x.metric,
                 kept_fraction: x.kept_fraction,
                 softmax_fraction: x.softmax_fraction,
+                delta_ci95: x.delta_ci95,
+                fidelity: x.fidelity.clone(),
+                vs_reference: None,
             })
             .collect(),
     })

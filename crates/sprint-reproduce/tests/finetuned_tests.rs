@@ -29,6 +29,7 @@ fn smollm2_stage_trains_recipe_and_twin() {
         init_mass: Some(0.985),
         eval_items: 1,
         eval_seq_len: 64,
+        recipe_dense: true,
     };
     let ctx = StageCtx::new(&plan, &cache, &NoProgress);
     let dir = tempfile::tempdir().unwrap();
@@ -47,6 +48,20 @@ fn smollm2_stage_trains_recipe_and_twin() {
         let want = 100.0 * (row.metric / twin.metric - 1.0);
         assert!((row.change_vs_twin - want).abs() < 1e-9, "{row:?}");
         assert!(row.metric.is_finite() && row.metric > 1.0, "{row:?}");
+    }
+    // The perplexity change against the twin carries its block-bootstrap interval, and its
+    // point is the row's change (the same tokens in both runs).
+    for row in &r.rows {
+        let f = row.fidelity_vs_twin.as_ref().unwrap();
+        let c = f.ppl_change_pct.unwrap();
+        assert!((c - row.change_vs_twin).abs() < 1e-6, "{c} vs {row:?}");
+        let (lo, hi) = f.ppl_change_ci95.unwrap();
+        assert!(lo <= hi && lo.is_finite() && hi.is_finite(), "{f:?}");
+        assert_eq!(
+            f.blocks,
+            Some(1),
+            "one window of 64 tokens: one block of 63"
+        );
     }
     let sprint = r.sprint().unwrap();
     assert!(sprint.softmax_fraction > 0.0 && sprint.softmax_fraction < 1.0);

@@ -2,6 +2,7 @@
 //! comes first with ours / paper / ratio, every table is written as CSV and JSON, and every
 //! plot the report writes rasterises (resvg) with its title and axis labels.
 
+use sprint_eval::fidelity::Fidelity;
 use sprint_eval::paired::PairedDelta;
 use sprint_report::Plot;
 use sprint_report::render_check::render_check;
@@ -22,6 +23,13 @@ fn row(variant: &str, metric: f64, dense: f64) -> VariantRow {
         softmax_fraction: 0.22,
         new_fetch_share: 0.02,
         false_prune_rate: (variant.starts_with("sprint")).then_some(0.08),
+        fidelity: Some(Fidelity {
+            items: 444,
+            kl_mean: Some(0.01),
+            flips: Some(3),
+            cosine_mean: Some(0.99),
+            ..Default::default()
+        }),
     }
 }
 
@@ -49,6 +57,7 @@ fn curve(series: &[&str], xs: &[(f64, &str)]) -> CurveResult {
         task: "bbc".into(),
         metric: "accuracy".into(),
         dense: 0.95,
+        reference: None,
         split: "test split".into(),
         points: series
             .iter()
@@ -60,6 +69,14 @@ fn curve(series: &[&str], xs: &[(f64, &str)]) -> CurveResult {
                     metric: 0.9 + 0.01 * x.min(5.0),
                     kept_fraction: 0.3,
                     softmax_fraction: 0.2,
+                    delta_ci95: Some((-0.02, 0.01)),
+                    fidelity: Some(Fidelity {
+                        items: 444,
+                        kl_mean: Some(0.1 / x.max(0.5)),
+                        flips: Some(2),
+                        ..Default::default()
+                    }),
+                    vs_reference: None,
                 })
             })
             .collect(),
@@ -149,6 +166,7 @@ fn results() -> Results {
         softmax_fraction: softmax,
         change_vs_twin: 100.0 * (accuracy - 0.973),
         vs_twin: d,
+        fidelity_vs_twin: None,
     };
     let finetuned = FinetunedResult {
         model: "minilm".into(),
@@ -186,6 +204,15 @@ fn results() -> Results {
         softmax_fraction: softmax,
         change_vs_twin: 100.0 * (ppl / 20.0 - 1.0),
         vs_twin: None,
+        fidelity_vs_twin: Some(Fidelity {
+            ppl_change_pct: Some(100.0 * (ppl / 20.0 - 1.0)),
+            ppl_change_ci95: Some((
+                100.0 * (ppl / 20.0 - 1.0) - 0.5,
+                100.0 * (ppl / 20.0 - 1.0) + 0.5,
+            )),
+            blocks: Some(32),
+            ..Default::default()
+        }),
     };
     let smol_finetuned = FinetunedResult {
         model: "smollm2".into(),
@@ -207,17 +234,68 @@ fn results() -> Results {
         finetuned: vec![finetuned, smol_finetuned],
         accuracy: vec![
             accuracy("minilm", "bbc", "accuracy", [0.96, 0.95, 0.90, 0.955]),
-            accuracy(
-                "smollm2",
-                "ppl-austen",
-                "perplexity",
-                [23.7, 30.1, 40.0, 31.0],
-            ),
+            {
+                let mut a = accuracy(
+                    "smollm2",
+                    "ppl-austen",
+                    "perplexity",
+                    [23.7, 30.1, 40.0, 31.0],
+                );
+                for r in &mut a.rows {
+                    let c = 100.0 * (r.metric / 23.7 - 1.0);
+                    r.delta_ci95 = None;
+                    r.fidelity = Some(Fidelity {
+                        ppl_change_pct: Some(c),
+                        ppl_change_ci95: Some((c - 6.0, c + 6.0)),
+                        blocks: Some(32),
+                        ..Default::default()
+                    });
+                }
+                a
+            },
         ],
         precision: curve(
             &["sprint-no-recompute", "sprint"],
             &[(1.0, "1 bits"), (4.0, "4 bits")],
         ),
+        precision_ppl: Some(CurveResult {
+            model: "smollm2".into(),
+            task: "ppl-austen".into(),
+            metric: "perplexity".into(),
+            dense: 20.0,
+            reference: Some("6 bits".into()),
+            split: "windows".into(),
+            points: [(1.0, 200.0), (2.0, 40.0), (4.0, 20.4), (6.0, 20.3)]
+                .iter()
+                .map(|&(x, ppl)| SweepPoint {
+                    series: "sprint".into(),
+                    x,
+                    x_label: format!("{x} bits"),
+                    metric: ppl,
+                    kept_fraction: 0.3,
+                    softmax_fraction: 0.25,
+                    delta_ci95: None,
+                    fidelity: Some(Fidelity {
+                        ppl_change_pct: Some(100.0 * (ppl / 20.0 - 1.0)),
+                        ppl_change_ci95: Some((
+                            100.0 * (ppl / 20.0 - 1.0) - 1.0,
+                            100.0 * (ppl / 20.0 - 1.0) + 1.0,
+                        )),
+                        blocks: Some(16),
+                        ..Default::default()
+                    }),
+                    vs_reference: Some(Fidelity {
+                        ppl_change_pct: Some(100.0 * (ppl / 20.3 - 1.0)),
+                        ppl_change_ci95: Some((
+                            100.0 * (ppl / 20.3 - 1.0) - 0.5,
+                            100.0 * (ppl / 20.3 - 1.0) + 0.5,
+                        )),
+                        blocks: Some(16),
+                        ..Default::default()
+                    }),
+                })
+                .collect(),
+        }),
         noise: curve(
             &["sprint-no-recompute", "sprint"],
             &[(0.0, "ideal"), (1.0, "typical")],
@@ -343,6 +421,12 @@ fn report_writes_verdict_first_every_table_twice_and_renderable_plots() {
         ppl_line.contains("ours / paper 1.31") && ppl_line.contains("Cause: One threshold"),
         "{ppl_line}"
     );
+    // Fig 5 on SmolLM2: 2 bits (+97 % against 6 bits) is resolved from 4 bits (+0.5 %).
+    let fig5 = md
+        .lines()
+        .find(|l| l.starts_with("SmolLM2, SPRINT's perplexity change against SPRINT with 6 bits"))
+        .unwrap_or_else(|| panic!("no Fig 5 shape paragraph:\n{md}"));
+    assert!(fig5.contains("Fig 5's shape: resolved"), "{fig5}");
     let tables: Vec<_> = doc.tables().collect();
     assert_eq!(w.tables.len(), 2 * tables.len());
     for t in &tables {
@@ -385,4 +469,186 @@ fn report_writes_verdict_first_every_table_twice_and_renderable_plots() {
     if let Some(keep) = std::env::var_os("SPRINT_KEEP_REPORT") {
         doc.write(std::path::Path::new(&keep)).unwrap();
     }
+}
+
+#[test]
+fn paper_position_against_constructed_intervals() {
+    use sprint_reproduce::report::{Position, paper_position};
+    assert_eq!(
+        paper_position(0.36, Some((-0.5, 1.2))),
+        Position::Consistent
+    );
+    // Bounds count as inside; a reversed interval is read as (low, high).
+    assert_eq!(
+        paper_position(-0.5, Some((-0.5, 1.2))),
+        Position::Consistent
+    );
+    assert_eq!(
+        paper_position(0.36, Some((1.2, -0.5))),
+        Position::Consistent
+    );
+    assert_eq!(paper_position(0.36, Some((0.5, 2.0))), Position::Below);
+    assert_eq!(paper_position(0.36, Some((-2.0, 0.1))), Position::Above);
+    // No interval, or a broken one, is never called consistent.
+    assert_eq!(paper_position(0.36, None), Position::NoInterval);
+    assert_eq!(
+        paper_position(0.36, Some((f64::NAN, 1.0))),
+        Position::NoInterval
+    );
+    assert_eq!(Position::NoInterval.word(), "no interval");
+}
+
+fn verdict_row(t: &sprint_report::Table, prefix: &str) -> usize {
+    (0..t.rows.len())
+        .find(|&i| t.cell(i, "measure").unwrap().display().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no verdict row starting with {prefix}"))
+}
+
+/// The verdict's column says where the paper's value lies against each row's interval,
+/// and the deviation list takes only the rows outside theirs (and says which rows it could
+/// not judge).
+#[test]
+fn verdict_positions_and_deviations_follow_the_intervals() {
+    let mut r = results();
+    // The thresholds-only perplexity row loses its interval: it must not be judged.
+    for row in &mut r.accuracy[1].rows {
+        row.fidelity = None;
+    }
+    let t = verdict_table(&r).unwrap();
+    let pos = |prefix: &str| {
+        t.cell(verdict_row(&t, prefix), "paper vs our interval")
+            .unwrap()
+            .display()
+    };
+    // SPRINT: loss 0.5 points, interval [-0.5, 1.5]: the paper's 0.36 is inside.
+    assert_eq!(pos("SPRINT accuracy loss vs dense"), "consistent");
+    let i = verdict_row(&t, "SPRINT accuracy loss vs dense");
+    assert!((t.cell(i, "ours 95 % low").unwrap().value().unwrap() + 0.5).abs() < 1e-9);
+    assert!((t.cell(i, "ours 95 % high").unwrap().value().unwrap() - 1.5).abs() < 1e-9);
+    assert!(
+        t.cell(i, "continuous measure")
+            .unwrap()
+            .display()
+            .contains("posterior KL 0.0100 nats; 3 of 444 predictions flipped")
+    );
+    // Without recompute: loss 6 points in [5, 7]; the paper's mean of Fig 9 (4.36) is below.
+    assert_eq!(pos("SPRINT without recompute accuracy loss"), "below");
+    // Fine-tuned SmolLM2: +1.75 % in [1.25, 2.25] against the paper's 0 %: below.
+    assert_eq!(pos("SPRINT perplexity change, fine-tuned"), "below");
+    assert_eq!(pos("SPRINT perplexity change vs dense"), "no interval");
+    assert_eq!(pos("Fig 11 speedup"), "deterministic (no interval)");
+    // Above: an interval entirely under the paper's value.
+    let mut r2 = results();
+    for row in &mut r2.accuracy[0].rows {
+        row.delta_ci95 = row.delta.map(|d| (d - 0.001, d + 0.001));
+        if row.variant == "sprint" {
+            row.delta = Some(-0.001);
+            row.metric = 0.96 - 0.001;
+            row.delta_ci95 = Some((-0.002, 0.0));
+        }
+    }
+    let t2 = verdict_table(&r2).unwrap();
+    let i = verdict_row(&t2, "SPRINT accuracy loss vs dense");
+    assert_eq!(
+        t2.cell(i, "paper vs our interval").unwrap().display(),
+        "above"
+    );
+
+    let doc = document(&r, &provenance(&r.plan)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    doc.write(dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let verdict = md.split("\n## ").nth(1).unwrap();
+    let items: Vec<&str> = verdict.lines().filter(|l| l.starts_with("- ")).collect();
+    assert!(
+        verdict.contains("only the rows whose 95 % interval excludes the paper's value"),
+        "{verdict}"
+    );
+    // The consistent row is not a deviation, whatever its ratio (0.5 / 0.36 = 1.39).
+    assert!(
+        !items
+            .iter()
+            .any(|l| l.starts_with("- SPRINT accuracy loss vs dense")),
+        "{items:#?}"
+    );
+    let nr = items
+        .iter()
+        .find(|l| l.starts_with("- SPRINT without recompute"))
+        .unwrap_or_else(|| panic!("{items:#?}"));
+    assert!(nr.contains("below our 95 % interval [5.00, 7.00]"), "{nr}");
+    assert!(
+        items
+            .iter()
+            .any(|l| l.starts_with("- Not judged (no interval): SPRINT perplexity change vs dense")),
+        "{items:#?}"
+    );
+    assert!(
+        !items
+            .iter()
+            .any(|l| l.starts_with("- SPRINT perplexity change vs dense")),
+        "{items:#?}"
+    );
+}
+
+/// When the 1-2-bit intervals reach into the 4+-bit ones, the report says the shape is not
+/// resolved, with the numbers.
+#[test]
+fn fig5_shape_unresolved_is_said_with_numbers() {
+    let mut r = results();
+    let c = r.precision_ppl.as_mut().unwrap();
+    for p in &mut c.points {
+        p.vs_reference = Some(Fidelity {
+            ppl_change_pct: Some(1.0),
+            ppl_change_ci95: Some((-3.0, 5.0)),
+            blocks: Some(16),
+            ..Default::default()
+        });
+    }
+    let doc = document(&r, &provenance(&r.plan)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    doc.write(dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let fig5 = md
+        .lines()
+        .find(|l| l.starts_with("SmolLM2, SPRINT's perplexity change against SPRINT with 6 bits"))
+        .unwrap();
+    assert!(
+        fig5.contains("not resolved: the lowest 1-2-bit low end (-3.00 %) is not above the highest 4+-bit high end (+5.00 %)"),
+        "{fig5}"
+    );
+    assert!(fig5.contains("1 bits +1.00 % [-3.00, +5.00]"), "{fig5}");
+}
+
+/// On BBC the precision sweep's shape is judged on the class-posterior KL against the most
+/// bits, with its bootstrap interval.
+#[test]
+fn fig5_shape_on_bbc_uses_the_kl_against_the_most_bits() {
+    let mut r = results();
+    r.precision.reference = Some("4 bits".into());
+    for p in &mut r.precision.points {
+        let (m, ci) = if p.x <= 2.0 {
+            (0.05, (0.04, 0.06))
+        } else {
+            (0.0, (0.0, 0.0))
+        };
+        p.vs_reference = Some(Fidelity {
+            items: 444,
+            kl_mean: Some(m),
+            kl_ci95: Some(ci),
+            flips: Some(0),
+            ..Default::default()
+        });
+    }
+    let doc = document(&r, &provenance(&r.plan)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    doc.write(dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let line = md
+        .lines()
+        .find(|l| l.starts_with("BBC, class-posterior KL from the same variant with 4 bits"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(
+        line.contains("sprint: 1 bits 0.0500 [0.0400, 0.0600]; 1-2 against 4+ bits resolved (1-2 bits at least 0.0400, 4+ bits at most 0.0000 nats)"),
+        "{line}"
+    );
 }

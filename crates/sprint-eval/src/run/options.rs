@@ -110,6 +110,9 @@ pub struct EvalOptions {
     pub weights: Option<PathBuf>,
     /// Probe tasks: which embeddings the probe is fitted on.
     pub probe_fit: ProbeFit,
+    /// Probe tasks: fit the probe(s) on this many documents of the train split (a seeded
+    /// choice; `None` or more than the split: all of it). The test split is unchanged.
+    pub probe_train: Option<usize>,
     /// Earlier runs on the same items whose dense rows every row is also compared with, in
     /// order (for a fine-tuned model: the original model, the same recipe without pruning).
     pub references: Vec<super::ReferenceRun>,
@@ -137,6 +140,7 @@ impl EvalOptions {
             dump_windows: None,
             weights: None,
             probe_fit: ProbeFit::Dense,
+            probe_train: None,
             references: Vec::new(),
         }
     }

@@ -20,6 +20,8 @@ pub(super) struct PassResult {
     pub(super) perplexity: Option<Perplexity>,
     /// Accuracy tasks: whether each evaluated item was classified right, in item order.
     pub(super) item_correct: Option<Vec<bool>>,
+    /// What the pass keeps per item to be compared with another run (fidelity).
+    pub(super) outputs: crate::fidelity::ItemOutputs,
     /// What the pass's forwards recorded.
     pub(super) totals: PassTotals,
 }

@@ -7,6 +7,7 @@ use sprint_models::TokenBatch;
 use super::pass::{HiddenOnly, PassResult, PassTotals};
 use super::{Ctx, EvalReport};
 use crate::error::{EvalError, Result};
+use crate::fidelity::{BLOCK_TOKENS, ItemOutputs};
 use crate::metrics::{Perplexity, token_nll};
 use crate::tasks::{perplexity_text, windows};
 
@@ -75,6 +76,10 @@ impl Ctx<'_> {
         let (rows, tokens) = self.rows(&th, eval.len(), |attn, trace| {
             let mut ppl = Perplexity::default();
             let mut totals = PassTotals::new(trace);
+            // Per window, the summed NLL and scored tokens of each block of BLOCK_TOKENS
+            // consecutive scored positions (the fidelity's block bootstrap).
+            let per_window = (self.seq_len - 1).div_ceil(BLOCK_TOKENS);
+            let mut blocks = vec![(0.0f64, 0u64); eval.len() * per_window];
             self.decode_all(
                 &eval,
                 1,
@@ -82,11 +87,19 @@ impl Ctx<'_> {
                 &mut totals,
                 |len| (0..len - 1).collect(),
                 |w, p, row| {
-                    ppl.add(token_nll(row, eval[w][p + 1] as usize));
+                    let nll = token_nll(row, eval[w][p + 1] as usize);
+                    ppl.add(nll);
+                    let b = &mut blocks[w * per_window + p / BLOCK_TOKENS];
+                    b.0 += nll;
+                    b.1 += 1;
                     Ok(())
                 },
             )?;
             Ok(PassResult {
+                outputs: ItemOutputs {
+                    nll_blocks: Some(blocks),
+                    ..Default::default()
+                },
                 metric: ppl.perplexity(),
                 perplexity: Some(ppl),
                 item_correct: None,

@@ -33,8 +33,16 @@ impl Ctx<'_> {
             )));
         }
         let text = |i: usize| corpus.docs[chosen[i]].text.as_str();
-        let train_texts: Vec<&str> = sp.train.iter().map(|&i| text(i)).collect();
-        let train_labels: Vec<usize> = sp.train.iter().map(|&i| labels[i]).collect();
+        // The probe's documents: the train split, or a seeded choice of `probe_train` of them.
+        let mut probe_docs = sp.train.clone();
+        if let Some(n) = self.opts.probe_train.filter(|&n| n < probe_docs.len()) {
+            let mut order = data::permutation(probe_docs.len(), self.opts.seed ^ 0x9b0b_e000);
+            order.truncate(n.max(1));
+            order.sort_unstable();
+            probe_docs = order.iter().map(|&j| sp.train[j]).collect();
+        }
+        let train_texts: Vec<&str> = probe_docs.iter().map(|&i| text(i)).collect();
+        let train_labels: Vec<usize> = probe_docs.iter().map(|&i| labels[i]).collect();
         let test_texts: Vec<&str> = sp.test.iter().map(|&i| text(i)).collect();
         let test_labels: Vec<usize> = sp.test.iter().map(|&i| labels[i]).collect();
         let bs = self.opts.batch_size;
@@ -43,12 +51,13 @@ impl Ctx<'_> {
         // Probe on dense embeddings of the train split (fitted once per model, task, data
         // and seed in a process: a sweep evaluates many thresholds with the same probe).
         let key = format!(
-            "{}|{}|{:?}|{}|{}",
+            "{}|{}|{:?}|{}|{}|{}",
             self.model.name,
             self.opts.task.name(),
             self.limit,
             self.seq_len,
-            self.opts.seed
+            self.opts.seed,
+            train_texts.len()
         );
         let cached = PROBES
             .lock()
@@ -91,7 +100,9 @@ impl Ctx<'_> {
             let mut order = data::permutation(sp.train.len(), self.opts.seed ^ 0xca11_b000);
             order.truncate(n);
             order.sort_unstable();
-            let texts: Vec<&str> = order.iter().map(|&j| train_texts[j]).collect();
+            // Drawn from the whole train split whatever the probe's share of it (the same
+            // calibration documents with or without `probe_train`).
+            let texts: Vec<&str> = order.iter().map(|&j| text(sp.train[j])).collect();
             self.progress.stage("calibration documents", n as u64);
             let cal = self.calibrator();
             embed_all(
@@ -153,16 +164,34 @@ impl Ctx<'_> {
                 trace,
                 self.progress,
             )?;
-            let pred = own_probe.as_ref().unwrap_or(&clf).predict(&x)?;
+            let probe = own_probe.as_ref().unwrap_or(&clf);
+            let pred = probe.predict(&x)?;
+            let posteriors = x
+                .iter()
+                .map(|row| probe.predict_proba(row))
+                .collect::<Result<Vec<_>>>()?;
             Ok(PassResult {
+                outputs: crate::fidelity::ItemOutputs {
+                    posteriors: Some(posteriors),
+                    embeddings: Some(x),
+                    nll_blocks: None,
+                },
                 metric: accuracy(&pred, &test_labels),
                 perplexity: None,
                 item_correct: Some(pred.iter().zip(&test_labels).map(|(p, l)| p == l).collect()),
                 totals,
             })
         })?;
+        let probe_note = if train_texts.len() < sp.train.len() {
+            format!(
+                " (the probe fitted on a seeded {} of the train documents)",
+                train_texts.len()
+            )
+        } else {
+            String::new()
+        };
         let split = format!(
-            "stratified {:.0}% test split of {} documents (seed {}), {} train / {} test, first {} tokens",
+            "stratified {:.0}% test split of {} documents (seed {}), {} train / {} test, first {} tokens{probe_note}",
             TEST_FRACTION * 100.0,
             chosen.len(),
             self.opts.seed,
@@ -171,7 +200,7 @@ impl Ctx<'_> {
             self.seq_len
         );
         let probe = ProbeReport {
-            train_documents: sp.train.len(),
+            train_documents: train_texts.len(),
             train_accuracy: train_acc,
             fit: self.opts.probe_fit,
             variant_train_accuracy,

@@ -85,6 +85,13 @@ pub struct VariantResult {
     pub item_correct: Option<Vec<bool>>,
     /// Accuracy tasks, when dense ran: this row against the dense row, item by item.
     pub vs_dense: Option<PairedDelta>,
+    /// This row against the dense row on the same items (when dense ran): class-posterior
+    /// KL and flips, embedding cosine, perplexity change with its block-bootstrap interval.
+    pub fidelity_vs_dense: Option<crate::fidelity::Fidelity>,
+    /// What the pass kept per item (posteriors, embeddings, NLL blocks), to compare it with
+    /// another evaluation's rows (in memory only).
+    #[serde(skip)]
+    pub outputs: crate::fidelity::ItemOutputs,
     /// Accuracy tasks with reference reports (`EvalOptions::references`): this row against
     /// each reference run's dense row, item by item, in the references' order.
     pub vs_references: Vec<PairedDelta>,

@@ -127,6 +127,8 @@ impl Ctx<'_> {
                 trace,
                 item_correct: r.item_correct,
                 vs_dense: None,
+                fidelity_vs_dense: None,
+                outputs: r.outputs,
                 vs_references: Vec::new(),
             });
         }
@@ -136,6 +138,7 @@ impl Ctx<'_> {
                 if let (Some(d), Some(c)) = (&dense.item_correct, &r.item_correct) {
                     r.vs_dense = Some(crate::paired::paired_accuracy_delta(d, c)?);
                 }
+                r.fidelity_vs_dense = Some(crate::fidelity::compare(&dense.outputs, &r.outputs)?);
             }
         }
         Ok((rows, tokens))

@@ -87,6 +87,7 @@ impl Ctx<'_> {
                 },
             )?;
             Ok(PassResult {
+                outputs: Default::default(),
                 metric: accuracy(&pred, &eval_labels),
                 perplexity: None,
                 item_correct: Some(pred.iter().zip(&eval_labels).map(|(p, l)| p == l).collect()),

@@ -17,6 +17,24 @@ pub(super) fn verdict_value(f: &FinetunedResult) -> Option<f64> {
     })
 }
 
+/// The verdict's 95 % interval of [`verdict_value`]: the negated paired interval against
+/// the twin (accuracy, points), or the block-bootstrap interval of the perplexity change (%).
+pub(super) fn verdict_ci(f: &FinetunedResult) -> Option<(f64, f64)> {
+    let s = f.sprint()?;
+    if f.metric == "accuracy" {
+        s.vs_twin.as_ref().map(|d| super::loss_ci(d.ci95))
+    } else {
+        s.fidelity_vs_twin.as_ref().and_then(|x| x.ppl_change_ci95)
+    }
+}
+
+/// The continuous measures of SPRINT's row against the twin, in words.
+pub(super) fn continuous(f: &FinetunedResult) -> String {
+    f.sprint()
+        .map(|s| super::fidelity_words(s.fidelity_vs_twin.as_ref()))
+        .unwrap_or_default()
+}
+
 /// The verdict row's measure name.
 pub(super) fn measure(f: &FinetunedResult) -> String {
     if f.metric == "accuracy" {
@@ -51,6 +69,13 @@ fn table(f: &FinetunedResult) -> Table {
             Column::unit("gained", "documents"),
             Column::unit("lost", "documents"),
             Column::text("McNemar p"),
+            Column::unit("posterior KL vs twin", "nats"),
+            Column::unit("flips vs twin", "documents"),
+        ]);
+    } else {
+        columns.extend([
+            Column::unit("95 % low", "%"),
+            Column::unit("95 % high", "%"),
         ]);
     }
     let mut t = Table::new(
@@ -80,7 +105,18 @@ fn table(f: &FinetunedResult) -> Table {
                 Cell::opt(d.map(|d| d.gained as f64), 0),
                 Cell::opt(d.map(|d| d.lost as f64), 0),
                 Cell::opt(d.map(|d| d.mcnemar_p), 3),
+                Cell::opt(r.fidelity_vs_twin.as_ref().and_then(|f| f.kl_mean), 4),
+                Cell::opt(
+                    r.fidelity_vs_twin
+                        .as_ref()
+                        .and_then(|f| f.flips)
+                        .map(|n| n as f64),
+                    0,
+                ),
             ]);
+        } else {
+            let ci = r.fidelity_vs_twin.as_ref().and_then(|f| f.ppl_change_ci95);
+            cells.extend([Cell::opt(ci.map(|c| c.0), 2), Cell::opt(ci.map(|c| c.1), 2)]);
         }
         t.push(cells);
     }
@@ -90,6 +126,9 @@ fn table(f: &FinetunedResult) -> Table {
         "Training: the recipe and its twin, {:.0} s together.",
         f.learn_seconds
     ));
+    if !accuracy {
+        t.note(format!("Interval: 2.5 % and 97.5 % percentiles of the perplexity change against the twin over {} paired block-bootstrap resamples of blocks of {} scored tokens (sprint_eval::fidelity).", sprint_eval::fidelity::RESAMPLES, sprint_eval::fidelity::BLOCK_TOKENS));
+    }
     if accuracy {
         t.note("Interval: 2.5 % and 97.5 % percentiles of the delta over 10 000 paired bootstrap resamples of the evaluated documents; McNemar: exact two-sided test on the documents the two runs classify differently (docs/evaluation.md).");
     }
@@ -106,8 +145,14 @@ pub(super) fn section(plan: &Plan, results: &[FinetunedResult]) -> Section {
     for f in results {
         s.table(table(f));
     }
-    if plan.smollm2_finetune.is_none() {
-        s.paragraph("SmolLM2: not run in this mode (training the recipe and its twin takes about an hour on 2 cores); `sprint reproduce --full` runs it.");
+    match (&plan.smollm2_finetune, plan.mode) {
+        (None, _) => {
+            s.paragraph("SmolLM2: not run in this mode (training the recipe and its twin takes about an hour on 2 cores); `sprint reproduce --full` runs it.");
+        }
+        (Some(fp), crate::mode::Mode::Quick) => {
+            s.paragraph(format!("SmolLM2 in --quick: a short recipe that fits the quick budget, {} training windows of {} tokens for {} epoch(s) from the softmax-mass calibration at {}, and its no-pruning twin trained the same way; evaluated on {} held-out windows of {} tokens. Its limits: the RMS-norm gains move little in so few steps, so the row measures SPRINT at the learned per-head thresholds against the same short recipe without pruning, not the documented 64-window recipe (docs/thresholds.md: +1.75 % at 31.2 % in the softmax), which `sprint reproduce --full` runs.", fp.items, fp.seq_len, fp.epochs, fp.init_mass.map_or_else(|| "-".to_string(), |m| m.to_string()), fp.eval_items, fp.eval_seq_len));
+        }
+        _ => {}
     }
     s
 }
