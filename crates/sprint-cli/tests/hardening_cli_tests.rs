@@ -1422,12 +1422,8 @@ fn row29_08_ignored_settings_are_refused() {
 /// a visible message when they are absent.
 #[test]
 fn row29_09_a_failed_eval_leaves_no_output() {
-    let cache = sprint_assets::Cache::from_env();
-    for a in [sprint_assets::Asset::MiniLm, sprint_assets::Asset::Bbc] {
-        if let Err(e) = cache.require(a) {
-            eprintln!("SKIPPED (asset missing): {e}");
-            return;
-        }
+    if !minilm_bbc_present() {
+        return;
     }
     let d = tmp();
     let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
@@ -1542,12 +1538,8 @@ fn row29_12_15_hard_links_into_inputs_and_absurd_windows() {
 /// temporary file. Real assets (MiniLM, BBC); skipped with a visible message without them.
 #[test]
 fn row29_11_interrupted_eval_leaves_no_thresholds_file() {
-    let cache = sprint_assets::Cache::from_env();
-    for a in [sprint_assets::Asset::MiniLm, sprint_assets::Asset::Bbc] {
-        if let Err(e) = cache.require(a) {
-            eprintln!("SKIPPED (asset missing): {e}");
-            return;
-        }
+    if !minilm_bbc_present() {
+        return;
     }
     let d = tmp();
     let code = interrupt_while_writing(
@@ -1583,4 +1575,16 @@ fn row29_11_interrupted_eval_leaves_no_thresholds_file() {
         "left: {:?}",
         files_in(d.path())
     );
+}
+
+/// Whether MiniLM and BBC are in the asset cache; prints why a test is skipped when not.
+fn minilm_bbc_present() -> bool {
+    let cache = sprint_assets::Cache::from_env();
+    for a in [sprint_assets::Asset::MiniLm, sprint_assets::Asset::Bbc] {
+        if let Err(e) = cache.require(a) {
+            eprintln!("SKIPPED (asset missing): {e}");
+            return false;
+        }
+    }
+    true
 }

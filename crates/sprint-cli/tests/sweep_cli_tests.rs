@@ -195,6 +195,14 @@ fn grid_outputs_and_shards_are_checked_before_work() {
         }
     };
     let merged = d.path().join("m.csv");
+    let merge_both = [
+        "sweep",
+        "merge",
+        "--out",
+        s(&merged),
+        s(&parts[0]),
+        s(&parts[1]),
+    ];
     // Row 3: merge outputs that are inputs.
     for out in [s(&parts[0]).to_string(), format!("{}.json", s(&parts[0]))] {
         refused(
@@ -259,30 +267,10 @@ fn grid_outputs_and_shards_are_checked_before_work() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&parts[1], &cut).unwrap();
-    refused(
-        &[
-            "sweep",
-            "merge",
-            "--out",
-            s(&merged),
-            s(&parts[0]),
-            s(&parts[1]),
-        ],
-        "covers",
-    );
+    refused(&merge_both, "covers");
     let last = csv1.lines().last().unwrap();
     std::fs::write(&parts[1], format!("{csv1}{last}\n")).unwrap();
-    refused(
-        &[
-            "sweep",
-            "merge",
-            "--out",
-            s(&merged),
-            s(&parts[0]),
-            s(&parts[1]),
-        ],
-        "rows",
-    );
+    refused(&merge_both, "rows");
     std::fs::write(&parts[1], &csv1).unwrap();
     assert!(!merged.exists(), "a refused merge wrote its output");
     ok(&[
