@@ -83,6 +83,8 @@ const KEYS: &[&str] = &[
     "buffer.k_buffer_bytes_per_corelet",
     "design.reuse",
     "design.prefetch_queries",
+    "design.run_ahead",
+    "design.query_block_per_corelet",
     "memory",
     "nope.key",
     "memory.channelz",
