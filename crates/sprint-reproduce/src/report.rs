@@ -1049,27 +1049,18 @@ fn fig5_shape_kl(c: &CurveResult) -> String {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let few: Vec<(f64, f64)> = pts
-            .iter()
-            .filter(|p| p.x <= 2.0)
-            .filter_map(|p| kl(p).map(|v| v.1))
-            .collect();
-        let many: Vec<(f64, f64)> = pts
-            .iter()
-            .filter(|p| p.x >= 4.0)
-            .filter_map(|p| kl(p).map(|v| v.1))
-            .collect();
-        let verdict = if few.is_empty() || many.is_empty() {
-            "not judged (no interval)".to_string()
-        } else {
-            let lo_few = few.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
-            let hi_many = many.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
-            if lo_few > hi_many {
-                format!(
-                    "resolved (1-2 bits at least {lo_few:.4}, 4+ bits at most {hi_many:.4} nats)"
-                )
-            } else {
-                format!("not resolved (1-2 bits from {lo_few:.4}, 4+ bits up to {hi_many:.4} nats)")
+        let verdict = match few_against_many_bits(&pts, |p| kl(p).map(|v| v.1)) {
+            None => "not judged (no interval)".to_string(),
+            Some((lo_few, hi_many)) => {
+                if lo_few > hi_many {
+                    format!(
+                        "resolved (1-2 bits at least {lo_few:.4}, 4+ bits at most {hi_many:.4} nats)"
+                    )
+                } else {
+                    format!(
+                        "not resolved (1-2 bits from {lo_few:.4}, 4+ bits up to {hi_many:.4} nats)"
+                    )
+                }
             }
         };
         parts.push(format!("{n}: {each}; 1-2 against 4+ bits {verdict}"));
@@ -1078,6 +1069,29 @@ fn fig5_shape_kl(c: &CurveResult) -> String {
         "BBC, class-posterior KL from the same variant with {reference} (nats, 95 % bootstrap intervals over the documents): {}.",
         parts.join("; ")
     )
+}
+
+/// The lowest low end of the 1-2-bit intervals and the highest high end of the 4+-bit ones
+/// (`interval` of each point, where it has one), or `None` when either side has none: Fig
+/// 5's shape is resolved when the first lies above the second.
+fn few_against_many_bits(
+    points: &[&crate::results::SweepPoint],
+    interval: impl Fn(&crate::results::SweepPoint) -> Option<(f64, f64)>,
+) -> Option<(f64, f64)> {
+    let ends = |keep: &dyn Fn(f64) -> bool| -> Vec<(f64, f64)> {
+        points
+            .iter()
+            .filter(|p| keep(p.x))
+            .filter_map(|p| interval(p))
+            .collect()
+    };
+    let (few, many) = (ends(&|x| x <= 2.0), ends(&|x| x >= 4.0));
+    if few.is_empty() || many.is_empty() {
+        return None;
+    }
+    let lo_few = few.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+    let hi_many = many.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
+    Some((lo_few, hi_many))
 }
 
 /// Fig 5's shape on a perplexity curve, in numbers: SPRINT's perplexity change at every
@@ -1103,29 +1117,20 @@ fn fig5_shape(c: &CurveResult) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    let few: Vec<(f64, f64)> = sprint
-        .iter()
-        .filter(|p| p.x <= 2.0)
-        .filter_map(|p| vs(p).map(|v| v.1))
-        .collect();
-    let many: Vec<(f64, f64)> = sprint
-        .iter()
-        .filter(|p| p.x >= 4.0)
-        .filter_map(|p| vs(p).map(|v| v.1))
-        .collect();
-    let verdict = if few.is_empty() || many.is_empty() {
-        "no 1-2-bit or no 4+-bit point with an interval: the shape is not judged".to_string()
-    } else {
-        let lo_few = few.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
-        let hi_many = many.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
-        if lo_few > hi_many {
-            format!(
-                "resolved: every 1-2-bit interval lies above every 4+-bit one (lowest 1-2-bit low end {lo_few:+.2} % against highest 4+-bit high end {hi_many:+.2} %), Fig 5's loss at few bits"
-            )
-        } else {
-            format!(
-                "not resolved: the lowest 1-2-bit low end ({lo_few:+.2} %) is not above the highest 4+-bit high end ({hi_many:+.2} %), so on this data our datapath shows no difference between 1-2 and 4+ key bits larger than its interval"
-            )
+    let verdict = match few_against_many_bits(&sprint, |p| vs(p).map(|v| v.1)) {
+        None => {
+            "no 1-2-bit or no 4+-bit point with an interval: the shape is not judged".to_string()
+        }
+        Some((lo_few, hi_many)) => {
+            if lo_few > hi_many {
+                format!(
+                    "resolved: every 1-2-bit interval lies above every 4+-bit one (lowest 1-2-bit low end {lo_few:+.2} % against highest 4+-bit high end {hi_many:+.2} %), Fig 5's loss at few bits"
+                )
+            } else {
+                format!(
+                    "not resolved: the lowest 1-2-bit low end ({lo_few:+.2} %) is not above the highest 4+-bit high end ({hi_many:+.2} %), so on this data our datapath shows no difference between 1-2 and 4+ key bits larger than its interval"
+                )
+            }
         }
     };
     // Where the precision shows when the recompute hides it from the perplexity: the keys
