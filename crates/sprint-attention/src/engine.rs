@@ -428,6 +428,9 @@ pub fn run_layer(
             thresholds.len(),
         ));
     }
+    if cfg.variant.is_peer() {
+        return Ok(run_peer_layer(cfg, layer, shape, input));
+    }
     let margin = cfg.margin(layer).map_err(AttentionError::from)?;
     let d = shape.head_dim;
     let (kv_heads, q_heads) = prepare(cfg, layer, shape, input)?;
@@ -504,6 +507,32 @@ pub fn run_layer(
         })
         .collect();
     Ok(assemble(cfg, layer, shape, blocks, key_valid, query_valid))
+}
+
+/// One layer of a peer design's variant ([`crate::peers`]); the thresholds `Th` are not
+/// used (each peer has its own decision parameters in `cfg.peers`).
+fn run_peer_layer(
+    cfg: &AttentionConfig,
+    layer: usize,
+    shape: LayerShape,
+    input: &AttentionInput,
+) -> LayerRun {
+    let key_valid = match &input.key_valid {
+        Some(m) => BitVec::from_indices(
+            shape.n_keys,
+            m.iter().enumerate().filter(|(_, v)| **v).map(|(i, _)| i),
+        ),
+        None => BitVec::ones(shape.n_keys),
+    };
+    let all_valid = vec![true; shape.n_queries];
+    let query_valid: &[bool] = input.query_valid.as_deref().unwrap_or(&all_valid);
+    let blocks = match cfg.variant {
+        sprint_core::config::Variant::Sanger => {
+            crate::peers::sanger::run(&cfg.peers.sanger, cfg.causal, input, shape)
+        }
+        v => unreachable!("{} is not a peer variant", v.name()),
+    };
+    assemble(cfg, layer, shape, blocks, key_valid, query_valid)
 }
 
 /// Last phase: gathers the blocks into the output and one trace per head, and runs the

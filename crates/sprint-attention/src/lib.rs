@@ -16,6 +16,7 @@ mod int8_gemm;
 pub mod kernels;
 pub use sprint_core::locality;
 pub mod noise;
+pub mod peers;
 pub mod quant;
 mod simd;
 pub mod softmax;

@@ -177,6 +177,45 @@ pub fn softmax_f32(logits: &[f32], out: &mut Vec<f32>) {
     out.iter_mut().for_each(|p| *p *= inv);
 }
 
+/// `exp(x)` for `x <= 0` in f32 by range reduction and a degree-6 polynomial, written so
+/// that the compiler vectorises loops over it (no library call): relative error below
+/// `3e-7` on `[-87, 0]`; inputs below `-87.3` (and `-inf`) give about `1e-38`, not 0.
+#[inline(always)]
+pub fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Round to nearest (ties to even) by the 1.5 * 2^23 trick.
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.max(-87.3);
+    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// `sum_j exp(x_j - max)` for `max >= x_j`, with [`exp_nonpositive`] over lanes of 8 summed
+/// in a fixed order (the same result on every machine and thread count).
+#[inline(always)]
+pub fn exp_sum_f32(xs: &[f32], max: f32) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += exp_nonpositive(x - max);
+        }
+    }
+    let mut s = lanes.iter().sum::<f32>();
+    for &x in tail {
+        s += exp_nonpositive(x - max);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +229,25 @@ mod tests {
         let e: Vec<f64> = x.iter().map(|v| (v - m).exp()).collect();
         let s: f64 = e.iter().sum();
         e.iter().map(|v| v / s).collect()
+    }
+
+    #[test]
+    fn fast_exp_is_close_to_exp_over_its_range() {
+        let mut worst = 0.0f64;
+        for i in 0..=87_000 {
+            let x = -(i as f32) * 0.001 - 0.000_37 * (i % 7) as f32;
+            let got = f64::from(exp_nonpositive(x));
+            let want = f64::from(x).exp();
+            worst = worst.max((got / want - 1.0).abs());
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert!(exp_nonpositive(f32::NEG_INFINITY) < 1e-37);
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        let xs: Vec<f32> = (0..1001).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let mx = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let want: f64 = xs.iter().map(|&x| f64::from(x - mx).exp()).sum();
+        let got = f64::from(exp_sum_f32(&xs, mx));
+        assert!((got / want - 1.0).abs() < 1e-6, "{got} vs {want}");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 
-/// The four attention variants of the paper's Fig 9.
+/// The attention variants: the four of the paper's Fig 9, then the peer designs'
+/// pruning decisions ([`Variant::PEERS`], parameters in [`crate::peers`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum Variant {
@@ -24,6 +25,9 @@ pub enum Variant {
     SprintNoRecompute,
     /// SPRINT: in-memory pruning, then exact digital recompute of the kept keys.
     Sprint,
+    /// Sanger (MICRO 2021): a 4-bit prediction of the attention map, thresholded on the
+    /// predicted probability, then exact attention on the mask.
+    Sanger,
 }
 
 impl Variant {
@@ -35,6 +39,9 @@ impl Variant {
         Variant::Sprint,
     ];
 
+    /// The peer designs' pruning decisions, beside the paper's four.
+    pub const PEERS: [Variant; 1] = [Variant::Sanger];
+
     /// The kebab-case name used in configs and on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -42,19 +49,26 @@ impl Variant {
             Variant::RuntimePruning => "runtime-pruning",
             Variant::SprintNoRecompute => "sprint-no-recompute",
             Variant::Sprint => "sprint",
+            Variant::Sanger => "sanger",
         }
+    }
+
+    /// True for the peer designs ([`Variant::PEERS`]).
+    pub fn is_peer(self) -> bool {
+        Self::PEERS.contains(&self)
     }
 
     /// Parses a kebab-case name.
     pub fn parse(name: &str) -> Result<Self> {
         Self::ALL
             .into_iter()
+            .chain(Self::PEERS)
             .find(|v| v.name() == name)
             .ok_or_else(|| {
                 CoreError::config(
                     "variant",
                     format!(
-                        "unknown variant `{name}` (expected one of dense, runtime-pruning, sprint-no-recompute, sprint)"
+                        "unknown variant `{name}` (expected one of dense, runtime-pruning, sprint-no-recompute, sprint, sanger)"
                     ),
                 )
             })
@@ -477,6 +491,9 @@ pub struct AttentionConfig {
     /// and false-keep counts in the summary and the trace). Costs one extra score GEMM per
     /// block; the datapath's results do not depend on it (default true).
     pub audit_comparator: bool,
+    /// Parameters of the peer designs' variants (default: the published ones,
+    /// `configs/peers/published.toml`).
+    pub peers: crate::peers::PeerConfig,
 }
 
 impl Default for AttentionConfig {
@@ -491,6 +508,7 @@ impl Default for AttentionConfig {
             noise: NoiseConfig::default(),
             buffer: BufferConfig::default(),
             audit_comparator: true,
+            peers: crate::peers::PeerConfig::default(),
         }
     }
 }
@@ -662,6 +680,7 @@ impl AttentionConfig {
             "noise.tail_sigmas",
             || format!("must be finite and >= 4, got {}", n.tail_sigmas),
         )?;
+        self.peers.validate()?;
         Ok(())
     }
 

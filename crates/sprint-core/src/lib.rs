@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod locality;
 pub mod outfile;
+pub mod peers;
 pub mod shape_check;
 pub mod trace;
 pub mod visibility;

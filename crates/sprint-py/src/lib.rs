@@ -356,7 +356,8 @@ impl PyConfig {
         Ok(self.inner.thresholds(layers, heads).map_err(err)?.values)
     }
 
-    /// Variant name (`dense`, `runtime-pruning`, `sprint-no-recompute`, `sprint`).
+    /// Variant name (`dense`, `runtime-pruning`, `sprint-no-recompute`, `sprint`, or a peer
+    /// design: `sanger`).
     #[getter]
     fn variant(&self) -> &'static str {
         self.inner.variant.name()
