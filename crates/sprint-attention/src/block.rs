@@ -298,7 +298,7 @@ fn rechecks(ctx: &HeadCtx) -> bool {
         Variant::Dense | Variant::SprintNoRecompute => false,
         Variant::RuntimePruning => true,
         Variant::Sprint => ctx.cfg.threshold.exact_recheck,
-        Variant::Sanger => false,
+        Variant::Sanger | Variant::Leopard => false,
     }
 }
 

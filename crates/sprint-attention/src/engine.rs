@@ -429,7 +429,7 @@ pub fn run_layer(
         ));
     }
     if cfg.variant.is_peer() {
-        return Ok(run_peer_layer(cfg, layer, shape, input));
+        return Ok(run_peer_layer(cfg, layer, thresholds, shape, input));
     }
     let margin = cfg.margin(layer).map_err(AttentionError::from)?;
     let d = shape.head_dim;
@@ -509,11 +509,12 @@ pub fn run_layer(
     Ok(assemble(cfg, layer, shape, blocks, key_valid, query_valid))
 }
 
-/// One layer of a peer design's variant ([`crate::peers`]); the thresholds `Th` are not
-/// used (each peer has its own decision parameters in `cfg.peers`).
+/// One layer of a peer design's variant ([`crate::peers`]). The thresholds `Th` (one per
+/// query head) are LeOPArd's; Sanger has its own decision parameters in `cfg.peers`.
 fn run_peer_layer(
     cfg: &AttentionConfig,
     layer: usize,
+    thresholds: &[f32],
     shape: LayerShape,
     input: &AttentionInput,
 ) -> LayerRun {
@@ -529,6 +530,9 @@ fn run_peer_layer(
     let blocks = match cfg.variant {
         sprint_core::config::Variant::Sanger => {
             crate::peers::sanger::run(&cfg.peers.sanger, cfg.causal, input, shape)
+        }
+        sprint_core::config::Variant::Leopard => {
+            crate::peers::leopard::run(cfg.causal, thresholds, input, shape)
         }
         v => unreachable!("{} is not a peer variant", v.name()),
     };

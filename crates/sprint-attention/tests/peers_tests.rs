@@ -142,10 +142,7 @@ fn sanger_ref(
                 }
             }
         }
-        out.push(RefRow {
-            probs,
-            output: o,
-        });
+        out.push(RefRow { probs, output: o });
     }
     SangerRef { rows: out }
 }
@@ -296,5 +293,154 @@ fn sanger_with_a_zero_threshold_is_dense_attention_at_4096_keys() {
             192 * 4096
         };
         assert_eq!(kept, expect, "causal {causal}");
+    }
+}
+
+/// LeOPArd's bit-serial unit for one pair, transcribed plane by plane: the key's 8-bit two's
+/// complement code is consumed from its most significant bit; after each plane the partial
+/// score plus the largest contribution the planes still to come can add is compared with the
+/// threshold, and the unit stops when that bound falls below it. Returns (planes processed,
+/// kept). Integer arithmetic on the codes; `t_int` is the smallest integer score that keeps.
+fn leopard_pair_ref(q: &[i8], k: &[i8], t_int: i64) -> (u32, bool) {
+    let s_plus: i64 = q.iter().map(|&x| i64::from(x.max(0))).sum();
+    let mut partial = 0i64;
+    for (n, b) in (0..8u32).rev().enumerate() {
+        // Plane b of each key code (two's complement: the top plane weighs -2^7).
+        let weight = if b == 7 { -(1i64 << 7) } else { 1i64 << b };
+        for (&qi, &ki) in q.iter().zip(k) {
+            let bit = (i64::from(ki as u8) >> b) & 1;
+            partial += i64::from(qi) * bit * weight;
+        }
+        let remaining_max = ((1i64 << b) - 1) * s_plus;
+        if partial + remaining_max < t_int {
+            return (n as u32 + 1, false);
+        }
+    }
+    (8, true)
+}
+
+/// Symmetric int8 codes of a head as the crate's datapath makes them (an independent
+/// restatement: scale `max |x| / 127`, round half away from zero).
+fn codes(x: &[f32]) -> (Vec<i8>, f32) {
+    let m = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let s = if m > 0.0 { m / 127.0 } else { 1.0 };
+    (
+        x.iter()
+            .map(|&v| {
+                let y = f64::from(v / s);
+                (y + 0.5f64.copysign(y)).trunc().clamp(-127.0, 127.0) as i8
+            })
+            .collect(),
+        s,
+    )
+}
+
+fn check_leopard(input: &AttentionInput, causal: bool, th: f32, rows: &[usize]) -> (u64, u64) {
+    let heads = input.q.heads();
+    let cfg = AttentionConfig {
+        variant: Variant::Leopard,
+        causal,
+        ..AttentionConfig::default()
+    };
+    let run = run_layer(&cfg, 0, &vec![th; heads], input).unwrap();
+    let (nq, nk, d) = (input.q.seq(), input.k.seq(), input.q.head_dim());
+    let (mut survivors, mut visible_total) = (0u64, 0u64);
+    for h in 0..heads {
+        let kvh = h * input.k.heads() / heads;
+        let (q8, sq) = codes(input.q.head(h));
+        let (k8, sk) = codes(input.k.head(kvh));
+        let unit = f64::from(sq) * f64::from(sk) / (d as f64).sqrt();
+        let t_int = (f64::from(th) / unit).ceil() as i64;
+        let mut bits = 0u64;
+        let mut all_rows_bits = true;
+        for i in 0..nq {
+            if input.query_valid.as_ref().is_some_and(|m| !m[i]) {
+                continue;
+            }
+            let limit = if causal {
+                (i + 1 + nk - nq).min(nk)
+            } else {
+                nk
+            };
+            let judged = rows.contains(&i);
+            let mut kept = Vec::new();
+            for j in 0..limit {
+                if input.key_valid.as_ref().is_some_and(|m| !m[j]) {
+                    continue;
+                }
+                let (planes, keep) =
+                    leopard_pair_ref(&q8[i * d..(i + 1) * d], &k8[j * d..(j + 1) * d], t_int);
+                bits += u64::from(planes);
+                if judged {
+                    visible_total += 1;
+                    if keep {
+                        kept.push(j);
+                    }
+                }
+            }
+            if !judged {
+                all_rows_bits = false;
+                continue;
+            }
+            assert_eq!(
+                run.heads[h].records[i].softmax_kept as usize,
+                kept.len(),
+                "head {h} query {i}"
+            );
+            survivors += kept.len() as u64;
+            // The survivors get exact float attention: the masked f64 reference.
+            let reference = common::masked_softmax_attention(input, |hh, ii, _| {
+                if hh == h && ii == i {
+                    kept.clone()
+                } else {
+                    Vec::new()
+                }
+            });
+            let got = &run.output.head(h)[i * d..(i + 1) * d];
+            for e in 0..d {
+                let want = reference[(h * nq + i) * d + e];
+                assert!(
+                    (f64::from(got[e]) - want).abs() <= 1e-5,
+                    "head {h} query {i} element {e}: {} vs {want}",
+                    got[e]
+                );
+            }
+        }
+        if all_rows_bits {
+            assert_eq!(run.heads[h].stats.k_bits_processed, bits, "head {h}");
+        }
+    }
+    (survivors, visible_total)
+}
+
+#[test]
+fn leopard_matches_its_bit_serial_transcription_with_padding_gqa_and_causal_masking() {
+    for causal in [false, true] {
+        let mut input = random_input(3, 4, 2, 29, 29, 16);
+        let mut valid = vec![true; 29];
+        valid[5] = false;
+        valid[28] = false;
+        input.key_valid = Some(valid.clone());
+        input.query_valid = Some(valid);
+        let rows: Vec<usize> = (0..29).filter(|i| ![5, 28].contains(i)).collect();
+        let (kept, visible) = check_leopard(&input, causal, 0.5, &rows);
+        assert!(
+            kept > 0 && kept < visible,
+            "causal {causal}: {kept} of {visible}"
+        );
+    }
+}
+
+#[test]
+fn leopard_at_4096_keys_keeps_the_exact_survivors_and_counts_its_planes() {
+    let input = peaked_input(13, 1, 24, 4096, 64);
+    for causal in [false, true] {
+        let rows: Vec<usize> = (0..24).collect();
+        let (kept, visible) = check_leopard(&input, causal, 0.3, &rows);
+        let rate = kept as f64 / visible as f64;
+        assert!(
+            (0.02..0.9).contains(&rate),
+            "causal {causal}: {kept} of {visible}"
+        );
     }
 }

@@ -30,7 +30,7 @@ pub struct Args {
     /// Also write the attention trace (format: docs/trace-format.md).
     #[arg(long)]
     trace: Option<PathBuf>,
-    /// Override the config's variant: dense, runtime-pruning, sprint-no-recompute, sprint, or a peer design (sanger).
+    /// Override the config's variant: dense, runtime-pruning, sprint-no-recompute, sprint, or a peer design (sanger, leopard).
     #[arg(long)]
     variant: Option<String>,
     /// Override the threshold Th of every layer and head (logit units).

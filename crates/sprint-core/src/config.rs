@@ -28,6 +28,9 @@ pub enum Variant {
     /// Sanger (MICRO 2021): a 4-bit prediction of the attention map, thresholded on the
     /// predicted probability, then exact attention on the mask.
     Sanger,
+    /// LeOPArd (ISCA 2022): runtime pruning at `Th` by a bit-serial dot product that stops
+    /// once the score can no longer reach `Th` (the bit-planes processed are counted).
+    Leopard,
 }
 
 impl Variant {
@@ -40,7 +43,7 @@ impl Variant {
     ];
 
     /// The peer designs' pruning decisions, beside the paper's four.
-    pub const PEERS: [Variant; 1] = [Variant::Sanger];
+    pub const PEERS: [Variant; 2] = [Variant::Sanger, Variant::Leopard];
 
     /// The kebab-case name used in configs and on the command line.
     pub fn name(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Variant {
             Variant::SprintNoRecompute => "sprint-no-recompute",
             Variant::Sprint => "sprint",
             Variant::Sanger => "sanger",
+            Variant::Leopard => "leopard",
         }
     }
 
@@ -68,7 +72,7 @@ impl Variant {
                 CoreError::config(
                     "variant",
                     format!(
-                        "unknown variant `{name}` (expected one of dense, runtime-pruning, sprint-no-recompute, sprint, sanger)"
+                        "unknown variant `{name}` (expected one of dense, runtime-pruning, sprint-no-recompute, sprint, sanger, leopard)"
                     ),
                 )
             })

@@ -112,19 +112,28 @@ pub struct HeadStats {
     pub score_saturated: u64,
     /// V-PU output elements clamped to the `output_bits` range.
     pub output_saturated: u64,
+    /// Key bit-planes processed by a bit-serial dot product with early termination, summed
+    /// over the visible pairs (the `leopard` variant; at most 8 per pair); 0 for the variants
+    /// that do not compute bit-serially.
+    pub k_bits_processed: u64,
 }
 
 impl HeadStats {
-    /// The statistics in their on-disk order.
-    pub fn to_array(&self) -> [u64; 6] {
-        [
+    /// The statistics in their on-disk order: the first six always, `k_bits_processed`
+    /// only when it is not 0 (so traces of the variants without it keep their bytes).
+    pub fn to_vec(&self) -> Vec<u64> {
+        let mut v = vec![
             self.audited,
             self.exact_kept,
             self.false_pruned,
             self.false_kept,
             self.score_saturated,
             self.output_saturated,
-        ]
+        ];
+        if self.k_bits_processed != 0 {
+            v.push(self.k_bits_processed);
+        }
+        v
     }
 
     /// Statistics from their on-disk order; missing trailing values are 0 and values past
@@ -138,6 +147,7 @@ impl HeadStats {
             false_kept: g(3),
             score_saturated: g(4),
             output_saturated: g(5),
+            k_bits_processed: g(6),
         }
     }
 }
@@ -150,6 +160,7 @@ impl std::ops::AddAssign for HeadStats {
         self.false_kept += o.false_kept;
         self.score_saturated += o.score_saturated;
         self.output_saturated += o.output_saturated;
+        self.k_bits_processed += o.k_bits_processed;
     }
 }
 
@@ -615,7 +626,7 @@ fn encode_head(h: &HeadTrace, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
             put_row_bytes(out, row, raw_len);
         }
     }
-    let stats = h.stats.to_array();
+    let stats = h.stats.to_vec();
     put_varint(out, stats.len() as u32);
     for v in stats {
         put_varint64(out, v);

@@ -826,13 +826,23 @@ fn version_two_statistics_and_provenance_round_trip() {
         false_kept: 5,
         score_saturated: u64::from(u32::MAX) + 7,
         output_saturated: 1,
+        k_bits_processed: 0,
     };
     let mut w = TraceWriter::new(Vec::new(), &h).unwrap();
     w.write_head(&head).unwrap();
     let bytes = w.finish().unwrap();
     let (h2, heads) = decode(&bytes).unwrap();
     assert_eq!(h2, h);
-    assert_eq!(heads, vec![head]);
+    assert_eq!(heads, vec![head.clone()]);
+    // A seventh statistic (bit-planes of a bit-serial variant) round-trips, and adds bytes
+    // only when it is not zero.
+    let mut serial = head.clone();
+    serial.stats.k_bits_processed = 3 * 8 * 40;
+    let mut w = TraceWriter::new(Vec::new(), &h).unwrap();
+    w.write_head(&serial).unwrap();
+    let serial_bytes = w.finish().unwrap();
+    assert!(serial_bytes.len() > bytes.len());
+    assert_eq!(decode(&serial_bytes).unwrap().1, vec![serial]);
     // The same header as a version-1 file without the new fields.
     let mut json: serde_json::Value = serde_json::to_value(&h).unwrap();
     json.as_object_mut().unwrap().remove("locality_policy");

@@ -169,6 +169,14 @@ pub fn eval_text(r: &EvalReport) -> String {
             ));
         }
         let dp = &row.datapath;
+        if dp.k_bits_processed > 0 {
+            out.push_str(&format!(
+                "{}: bit-serial key planes processed {:.3} of 8 per visible pair ({:.1} % of the key bits)\n",
+                row.variant,
+                dp.k_bits_processed as f64 / row.visible_pairs.max(1) as f64,
+                100.0 * dp.k_bits_processed as f64 / (8 * row.visible_pairs.max(1)) as f64
+            ));
+        }
         if dp.score_saturated + dp.output_saturated > 0 {
             out.push_str(&format!(
                 "{}: saturated {} score codes and {} output elements\n",

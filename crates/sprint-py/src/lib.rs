@@ -357,7 +357,7 @@ impl PyConfig {
     }
 
     /// Variant name (`dense`, `runtime-pruning`, `sprint-no-recompute`, `sprint`, or a peer
-    /// design: `sanger`).
+    /// design: `sanger`, `leopard`).
     #[getter]
     fn variant(&self) -> &'static str {
         self.inner.variant.name()

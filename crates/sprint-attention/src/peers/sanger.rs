@@ -22,7 +22,7 @@ use crate::block::BlockOut;
 use crate::engine::QUERY_BLOCK;
 use crate::gemm::matmul_nt;
 use crate::int8_gemm::{self, PackedKeys};
-use crate::softmax::{exp_nonpositive, exp_sum_f32};
+use crate::softmax::exp_sum_f32;
 use crate::tensor::{AttentionInput, LayerShape};
 
 /// Largest quantised level of `bits` symmetric bits: `2^(bits-1) - 1`.
@@ -251,24 +251,6 @@ fn predicted_products(
     }
 }
 
-/// `sum_l a[l] * b[l]` in lanes of 8 summed in a fixed order (vectorised by the compiler).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    let mut s = lanes.iter().sum::<f32>();
-    for (x, y) in ta.iter().zip(tb) {
-        s += x * y;
-    }
-    s
-}
-
 /// The indices `j` with `logits[j] > cut`, in order, into `kept` (branch-free).
 #[inline(always)]
 fn above(logits: &[f32], cut: f32, kept: &mut Vec<usize>) {
@@ -439,29 +421,16 @@ fn block_with(
         }
         out.kept[r] = kept.len() as u32;
         out.softmax_kept[r] = kept.len() as u32;
-        let qi = &q[i * d..(i + 1) * d];
-        logits.clear();
-        logits.resize(kept.len(), 0.0);
-        for (l, &j) in logits.iter_mut().zip(kept.iter()) {
-            *l = dot(qi, &k[j * d..(j + 1) * d]) * inv;
-        }
-        // Softmax over the kept keys' exact logits.
-        let mx = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        probs.clear();
-        probs.resize(logits.len(), 0.0);
-        let mut z = 0.0f32;
-        for (pr, &l) in probs.iter_mut().zip(logits.iter()) {
-            *pr = exp_nonpositive(l - mx);
-            z += *pr;
-        }
-        let inv_z = 1.0 / z;
-        let o = &mut out.output[r * d..(r + 1) * d];
-        for (&j, &pr) in kept.iter().zip(probs.iter()) {
-            let w = pr * inv_z;
-            for (acc, &x) in o.iter_mut().zip(&v[j * d..(j + 1) * d]) {
-                *acc += w * x;
-            }
-        }
+        super::attend_kept(
+            &q[i * d..(i + 1) * d],
+            k,
+            v,
+            kept,
+            inv,
+            logits,
+            probs,
+            &mut out.output[r * d..(r + 1) * d],
+        );
     }
     out
 }

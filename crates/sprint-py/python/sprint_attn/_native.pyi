@@ -38,7 +38,7 @@ class Config:
         """Resolved thresholds Th (logit units), [layers][heads]."""
     @property
     def variant(self) -> str:
-        """dense, runtime-pruning, sprint-no-recompute, sprint, or a peer design (sanger)."""
+        """dense, runtime-pruning, sprint-no-recompute, sprint, or a peer design (sanger, leopard)."""
     @property
     def causal(self) -> bool:
         """Causal masking."""
