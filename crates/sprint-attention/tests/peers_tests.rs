@@ -444,3 +444,55 @@ fn leopard_at_4096_keys_keeps_the_exact_survivors_and_counts_its_planes() {
         );
     }
 }
+
+#[test]
+fn sanger_predicted_probabilities_are_the_decisions_quantity() {
+    // Every visible pair once, each query's probabilities summing to 1, and the threshold
+    // the variant applies cuts them where the variant's mask does.
+    let mut input = random_input(21, 2, 1, 40, 40, 16);
+    let mut valid = vec![true; 40];
+    valid[7] = false;
+    input.key_valid = Some(valid.clone());
+    input.query_valid = Some(valid);
+    let causal = true;
+    let mut cfg = AttentionConfig {
+        variant: Variant::Sanger,
+        causal,
+        ..AttentionConfig::default()
+    };
+    cfg.peers.sanger.prob_threshold = 0.03;
+    let mut probs = Vec::new();
+    sprint_attention::peers::sanger::predicted_probabilities(
+        &cfg.peers.sanger,
+        causal,
+        &input,
+        &mut |p| probs.push(p),
+    )
+    .unwrap();
+    let run = run_layer(&cfg, 0, &[0.0, 0.0], &input).unwrap();
+    let visible: u64 = (0..40)
+        .filter(|&i| i != 7)
+        .map(|i| common::visible(&input, causal, i).len() as u64)
+        .sum();
+    assert_eq!(probs.len() as u64, 2 * visible);
+    let above = probs.iter().filter(|&&p| p > 0.03 * (1.0 + 1e-5)).count() as u64;
+    let at_most = probs.iter().filter(|&&p| p > 0.03 * (1.0 - 1e-5)).count() as u64;
+    let kept: u64 = run
+        .heads
+        .iter()
+        .flat_map(|h| h.records.iter().map(|r| u64::from(r.kept)))
+        .sum();
+    assert!(
+        above <= kept && kept <= at_most,
+        "{above} <= {kept} <= {at_most}"
+    );
+    let mut at = 0;
+    for _h in 0..2 {
+        for i in (0..40).filter(|&i| i != 7) {
+            let n = common::visible(&input, causal, i).len();
+            let s: f32 = probs[at..at + n].iter().sum();
+            assert!((s - 1.0).abs() < 1e-5, "query {i}: {s}");
+            at += n;
+        }
+    }
+}

@@ -59,6 +59,11 @@ pub struct Args {
     /// Calibrate one threshold per head instead of per layer.
     #[arg(long)]
     per_head: bool,
+    /// Compare the peer designs at equal sparsity: calibrate each peer's own knob (Sanger's
+    /// prob_threshold) on the calibration items to keep this fraction of the visible pairs
+    /// (default: their published values, configs/peers/published.toml).
+    #[arg(long, allow_negative_numbers = true)]
+    peer_keep: Option<f64>,
     /// How the calibration reaches --keep: `quantile` (every layer keeps that fraction) or
     /// `mass` (the softmax-mass calibration at the share that keeps it over all layers).
     #[arg(long, value_name = "quantile|mass")]
@@ -128,6 +133,7 @@ fn options(a: &Args) -> Result<EvalOptions> {
     opts.save_thresholds = a.save_thresholds.clone();
     opts.dump_windows = a.dump_windows.clone();
     opts.weights = a.weights.clone();
+    opts.peer_keep = a.peer_keep;
     opts.references = a
         .reference
         .iter()

@@ -198,6 +198,9 @@ pub struct ScoreStats {
     pub hist: Vec<Vec<ScoreHistogram>>,
     /// `mass[layer][head]`.
     pub mass: Vec<Vec<MassHistogram>>,
+    /// Sanger's predicted probabilities of every visible pair, as `ln p` (all layers and
+    /// heads: its threshold is one number), when the calibration collects them.
+    pub sanger_ln_prob: ScoreHistogram,
 }
 
 impl ScoreStats {
@@ -206,7 +209,18 @@ impl ScoreStats {
         Self {
             hist: vec![vec![ScoreHistogram::new(); heads]; layers],
             mass: vec![vec![MassHistogram::new(); heads]; layers],
+            sanger_ln_prob: ScoreHistogram::new(),
         }
+    }
+
+    /// Sanger's `prob_threshold` that keeps a fraction `keep` of the visible pairs of the
+    /// calibration data (its predicted probability above the threshold); `None` when no
+    /// predicted probability was collected.
+    pub fn sanger_threshold_for_keep(&self, keep: f64) -> Result<Option<f32>> {
+        if self.sanger_ln_prob.total() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.sanger_ln_prob.threshold_for_keep(keep)?.exp()))
     }
 
     /// Thresholds keeping on average a share `mass` of each row's dense softmax mass, per
@@ -299,6 +313,8 @@ impl ScoreStats {
 pub struct CalibratingAttention {
     dense: DenseAttention,
     stats: Mutex<ScoreStats>,
+    /// Also collect Sanger's predicted probabilities (with these parameters).
+    sanger: Option<sprint_core::peers::SangerConfig>,
 }
 
 /// Query rows scored at once per head (bounds the score block to `rows x seq` floats).
@@ -310,7 +326,58 @@ impl CalibratingAttention {
         Self {
             dense: DenseAttention::new(cfg),
             stats: Mutex::new(ScoreStats::new(layers, heads)),
+            sanger: None,
         }
+    }
+
+    /// Also collects Sanger's predicted probabilities with `cfg`'s parameters (for
+    /// [`ScoreStats::sanger_threshold_for_keep`]).
+    pub fn with_sanger(mut self, cfg: sprint_core::peers::SangerConfig) -> Self {
+        self.sanger = Some(cfg);
+        self
+    }
+
+    /// Sanger's predicted probabilities of the call's sequences into the statistics.
+    fn record_sanger(
+        &self,
+        call: &AttentionCall,
+        cfg: &sprint_core::peers::SangerConfig,
+    ) -> Result<()> {
+        use sprint_attention::{AttentionInput, Tensor3};
+        let tensor3 = |t: &Tensor, bi: usize| -> Result<Tensor3> {
+            let x = t.get(bi).op("calibration")?;
+            let (a, b, c) = x.dims3().op("calibration")?;
+            let data = x
+                .flatten_all()
+                .and_then(|f| f.to_vec1::<f32>())
+                .op("calibration")?;
+            Tensor3::new([a, b, c], data).map_err(|e| EvalError::Input(e.to_string()))
+        };
+        let mut hist = ScoreHistogram::new();
+        for (bi, valid) in call.valid.iter().enumerate() {
+            let mut input = AttentionInput::new(
+                tensor3(call.q, bi)?,
+                tensor3(call.k, bi)?,
+                tensor3(call.v, bi)?,
+            );
+            if valid.iter().any(|&x| !x) {
+                input.query_valid = Some(valid.clone());
+                input.key_valid = Some(valid.clone());
+            }
+            sprint_attention::peers::sanger::predicted_probabilities(
+                cfg,
+                call.causal,
+                &input,
+                &mut |p| hist.add(p.ln()),
+            )
+            .map_err(|e| EvalError::Input(e.to_string()))?;
+        }
+        self.stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sanger_ln_prob
+            .merge(&hist);
+        Ok(())
     }
 
     /// The statistics collected so far.
@@ -395,6 +462,10 @@ impl Attention for CalibratingAttention {
     ) -> sprint_models::Result<candle_core::Tensor> {
         self.record(call)
             .map_err(|e| sprint_models::ModelError::Input(e.to_string()))?;
+        if let Some(cfg) = &self.sanger {
+            self.record_sanger(call, cfg)
+                .map_err(|e| sprint_models::ModelError::Input(e.to_string()))?;
+        }
         self.dense.attend(call, rec)
     }
 }

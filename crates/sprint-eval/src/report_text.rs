@@ -169,6 +169,11 @@ pub fn eval_text(r: &EvalReport) -> String {
             ));
         }
         let dp = &row.datapath;
+        if row.variant == "sanger"
+            && let Some(c) = &r.peer_calibration
+        {
+            out.push_str(&format!("{c}\n"));
+        }
         if dp.k_bits_processed > 0 {
             out.push_str(&format!(
                 "{}: bit-serial key planes processed {:.3} of 8 per visible pair ({:.1} % of the key bits)\n",

@@ -68,6 +68,13 @@ fn ensure_decoder(model: &LoadedModel, task: Task) -> Result<()> {
 }
 
 fn check_variants(opts: &EvalOptions) -> Result<()> {
+    if let Some(k) = opts.peer_keep
+        && !(k > 0.0 && k <= 1.0)
+    {
+        return Err(EvalError::Input(format!(
+            "--peer-keep must be in (0, 1], got {k}"
+        )));
+    }
     if opts.variants.is_empty() {
         return Err(EvalError::Input("no variant to evaluate".into()));
     }
@@ -137,6 +144,7 @@ pub fn evaluate(
         given,
         progress,
         staged: Default::default(),
+        sanger_threshold: Default::default(),
     };
     let mut report = match opts.task.kind() {
         TaskKind::Probe => ctx.probe(cache),
@@ -146,6 +154,11 @@ pub fn evaluate(
     for r in &opts.references {
         r.attach(&mut report)?;
     }
+    report.peer_calibration = ctx
+        .sanger_threshold
+        .borrow()
+        .as_ref()
+        .map(|(t, how)| format!("sanger: prob_threshold {t:.6} {how}"));
     // All outputs or none: traces and thresholds wait in registered temporary files
     // (removed on an error above or a signal) until every check has passed.
     for (tmp, p) in ctx.staged.into_inner() {
@@ -165,4 +178,7 @@ struct Ctx<'a> {
     /// Output files written to temporary paths, renamed into place when the whole
     /// evaluation has succeeded.
     staged: std::cell::RefCell<Vec<(sprint_core::outfile::PendingFile, std::path::PathBuf)>>,
+    /// Sanger's `prob_threshold` calibrated to [`EvalOptions::peer_keep`], with where it
+    /// came from.
+    sanger_threshold: std::cell::RefCell<Option<(f32, String)>>,
 }

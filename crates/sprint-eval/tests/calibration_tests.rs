@@ -234,3 +234,19 @@ fn mass_calibration_held_at_a_kept_fraction() {
     assert_eq!("mass".parse::<KeepMethod>().unwrap(), KeepMethod::Mass);
     assert!("median".parse::<KeepMethod>().is_err());
 }
+
+#[test]
+fn sanger_threshold_keeps_the_asked_fraction_of_the_pairs() {
+    // Probabilities 10^(-x) for x evenly spaced in [1, 5]: a quarter of them lie above 10^-2.
+    let mut s = sprint_eval::calibrate::ScoreStats::new(1, 1);
+    assert_eq!(s.sanger_threshold_for_keep(0.25).unwrap(), None);
+    let n = 40_000;
+    for i in 0..n {
+        let x = 1.0 + 4.0 * (i as f64 + 0.5) / n as f64;
+        s.sanger_ln_prob.add((10f64.powf(-x)).ln() as f32);
+    }
+    let t = s.sanger_threshold_for_keep(0.25).unwrap().unwrap();
+    assert!((t.log10() + 2.0).abs() < 0.01, "threshold {t}");
+    // Keep everything: threshold 0.
+    assert_eq!(s.sanger_threshold_for_keep(1.0).unwrap().unwrap(), 0.0);
+}

@@ -251,6 +251,60 @@ fn predicted_products(
     }
 }
 
+/// Sanger's predicted probability of every visible (query, key) pair of a layer, in (head,
+/// query, key) order, passed to `visit`: the quantity its threshold cuts, for calibrating
+/// `prob_threshold` to a target kept fraction. Sequential; the same values as the variant's
+/// decision uses.
+pub fn predicted_probabilities(
+    cfg: &SangerConfig,
+    causal: bool,
+    input: &AttentionInput,
+    visit: &mut dyn FnMut(f32),
+) -> crate::Result<()> {
+    let shape = input.validate()?;
+    let (nq, nk, d) = (shape.n_queries, shape.n_keys, shape.head_dim);
+    let p = prepare(cfg, input, shape);
+    let inv = 1.0 / (d as f32).sqrt();
+    let unscale = if p.q.scale > 0.0 && p.k.scale > 0.0 {
+        inv / (p.q.scale * p.k.scale)
+    } else {
+        0.0
+    };
+    let mut s = Scratch::default();
+    let mut probs = Vec::new();
+    for h in 0..shape.heads {
+        let kvh = shape.kv_head_of(h);
+        for start in (0..nq).step_by(QUERY_BLOCK) {
+            let rows = start..(start + QUERY_BLOCK).min(nq);
+            let ints = predicted_products(&p, shape, h, &rows, &mut s);
+            for (r, i) in rows.enumerate() {
+                if input.query_valid.as_ref().is_some_and(|mk| !mk[i]) {
+                    continue;
+                }
+                let limit = visible_limit(i, nq, nk, causal);
+                let scale = p.q.norms[h][i] * unscale;
+                s.logits.clear();
+                for j in 0..limit {
+                    if input.key_valid.as_ref().is_some_and(|mk| !mk[j]) {
+                        continue;
+                    }
+                    let x = if ints {
+                        s.ints[r * nk + j] as f32
+                    } else {
+                        s.floats[r * nk + j]
+                    };
+                    s.logits.push(x * p.k.norms[kvh][j] * scale);
+                }
+                crate::softmax::softmax_f32(&s.logits, &mut probs);
+                for &pr in &probs {
+                    visit(pr);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The indices `j` with `logits[j] > cut`, in order, into `kept` (branch-free).
 #[inline(always)]
 fn above(logits: &[f32], cut: f32, kept: &mut Vec<usize>) {

@@ -116,6 +116,10 @@ pub struct EvalOptions {
     /// Earlier runs on the same items whose dense rows every row is also compared with, in
     /// order (for a fine-tuned model: the original model, the same recipe without pruning).
     pub references: Vec<super::ReferenceRun>,
+    /// Calibrate each peer design's own knob (Sanger's `prob_threshold`) on the calibration
+    /// items so that it keeps this fraction of the visible pairs, for comparisons at equal
+    /// sparsity; `None`: the published values of `attention.peers`.
+    pub peer_keep: Option<f64>,
 }
 
 impl EvalOptions {
@@ -142,6 +146,7 @@ impl EvalOptions {
             probe_fit: ProbeFit::Dense,
             probe_train: None,
             references: Vec::new(),
+            peer_keep: None,
         }
     }
 }

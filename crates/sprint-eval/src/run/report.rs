@@ -133,6 +133,9 @@ pub struct EvalReport {
     /// The reference runs the rows' `vs_references` compare with
     /// (`EvalOptions::references`), in order.
     pub references: Vec<ReferenceSummary>,
+    /// The peer knobs calibrated to `EvalOptions::peer_keep`, in words (`None` when not
+    /// asked).
+    pub peer_calibration: Option<String>,
 }
 
 /// Which run a report's `vs_reference` columns compare with.
@@ -174,6 +177,7 @@ impl Ctx<'_> {
             probe,
             rows,
             references: Vec::new(),
+            peer_calibration: None,
         }
     }
 }

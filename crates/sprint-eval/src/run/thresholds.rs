@@ -94,7 +94,21 @@ impl Ctx<'_> {
 
     pub(super) fn calibrator(&self) -> CalibratingAttention {
         let g = self.model.model.geometry();
-        CalibratingAttention::new(self.opts.attention.clone(), g.layers, g.heads)
+        let cal = CalibratingAttention::new(self.opts.attention.clone(), g.layers, g.heads);
+        if self.peer_keep().is_some() {
+            cal.with_sanger(self.opts.attention.peers.sanger.clone())
+        } else {
+            cal
+        }
+    }
+
+    /// The kept fraction Sanger's threshold is calibrated to, when asked and Sanger runs.
+    fn peer_keep(&self) -> Option<f64> {
+        self.opts.peer_keep.filter(|_| {
+            self.opts
+                .variants
+                .contains(&sprint_core::config::Variant::Sanger)
+        })
     }
 
     /// The thresholds (logit units) of the non-dense variants and their report. When the
@@ -107,10 +121,26 @@ impl Ctx<'_> {
         &self,
         calibrate: impl FnOnce(Option<usize>) -> Result<(ScoreStats, String)>,
     ) -> Result<(Option<Thresholds>, Option<ThresholdReport>)> {
-        let Some((keep, per_head, items, method)) = self.calib_choice() else {
+        let choice = self.calib_choice();
+        let peer_keep = self.peer_keep();
+        if choice.is_none() && peer_keep.is_none() {
+            return Ok(self.given.clone().unzip());
+        }
+        let (stats, split) = calibrate(choice.and_then(|c| c.2))?;
+        if let Some(keep) = peer_keep
+            && let Some(t) = stats.sanger_threshold_for_keep(keep)?
+        {
+            *self.sanger_threshold.borrow_mut() = Some((
+                t,
+                format!(
+                    "calibrated to keep {:.1} % of the visible pairs on {split}",
+                    100.0 * keep
+                ),
+            ));
+        }
+        let Some((keep, per_head, _, method)) = choice else {
             return Ok(self.given.clone().unzip());
         };
-        let (stats, split) = calibrate(items)?;
         let (th, mass) = match method {
             KeepMethod::Quantile => (stats.thresholds(keep, per_head)?, None),
             KeepMethod::Mass => {

@@ -63,7 +63,14 @@ impl Ctx<'_> {
         // All traces or none: each is written to a registered temporary file (removed on
         // error or signal) and renamed into place only once the whole evaluation succeeded.
         for &v in &self.opts.variants {
-            let attn = make_backend(self.opts, v, th, g.layers, g.heads)?;
+            let attn = match (v, self.sanger_threshold.borrow().as_ref()) {
+                (Variant::Sanger, Some((t, _))) => {
+                    let mut o = self.opts.clone();
+                    o.attention.peers.sanger.prob_threshold = *t;
+                    make_backend(&o, v, th, g.layers, g.heads)?
+                }
+                _ => make_backend(self.opts, v, th, g.layers, g.heads)?,
+            };
             self.progress.stage(
                 &format!("{} {}", v.name(), self.opts.task.item_name()),
                 items as u64,
