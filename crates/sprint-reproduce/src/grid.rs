@@ -93,6 +93,10 @@ pub struct Grid {
     /// Eval: calibrated kept fraction.
     #[serde(default = "default_keep")]
     pub keep: f64,
+    /// Eval: calibrate the peer designs' own knobs to this kept fraction (`sprint eval
+    /// --peer-keep`); absent: their published values.
+    #[serde(default)]
+    pub peer_keep: Option<f64>,
     /// Eval: seed.
     #[serde(default)]
     pub seed: u64,
@@ -169,6 +173,7 @@ impl Grid {
                     ("variants", !g.variants.is_empty()),
                     ("limit", g.limit.is_some()),
                     ("keep", g.keep != default_keep()),
+                    ("peer_keep", g.peer_keep.is_some()),
                     ("seed", g.seed != 0),
                 ];
                 if let Some((k, _)) = stray.iter().find(|(_, set)| *set) {
@@ -201,6 +206,11 @@ impl Grid {
         }
         if !(g.keep > 0.0 && g.keep <= 1.0) {
             return bad(format!("keep must be in (0, 1], got {}", g.keep));
+        }
+        if let Some(k) = g.peer_keep
+            && !(k > 0.0 && k <= 1.0)
+        {
+            return bad(format!("peer_keep must be in (0, 1], got {k}"));
         }
         match g.point_count() {
             Some(n) if n <= MAX_POINTS => {}
@@ -361,6 +371,7 @@ fn eval_point(
     o.attention = cfg
         .with_overrides(&sets_of(p))
         .map_err(|e| ReproduceError::stage(&stage, e))?;
+    o.peer_keep = g.peer_keep;
     o.thresholds = ThresholdChoice::Calibrate {
         keep: g.keep,
         per_head: false,
@@ -470,9 +481,13 @@ pub fn run_grid(
         .filter(|p| shard.owns(p.index))
         .collect();
     let key_of = |p: &Point| {
-        let inputs = json!({"grid_kind": g.kind, "point": p, "tool_sha256": tool,
+        let mut inputs = json!({"grid_kind": g.kind, "point": p, "tool_sha256": tool,
             "baseline": g.baseline, "iso": g.axes_apply_to_baseline, "variants": g.variants,
             "limit": g.limit, "keep": g.keep, "seed": g.seed});
+        // Only when set, so that the keys of grids without it are unchanged.
+        if let Some(k) = g.peer_keep {
+            inputs["peer_keep"] = json!(k);
+        }
         (StageCache::key(&inputs), inputs)
     };
     let run_one = |p: &Point, compute: &dyn Fn() -> Result<Rows>| -> Result<Rows> {
