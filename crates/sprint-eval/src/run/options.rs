@@ -116,6 +116,14 @@ pub struct EvalOptions {
     /// Earlier runs on the same items whose dense rows every row is also compared with, in
     /// order (for a fine-tuned model: the original model, the same recipe without pruning).
     pub references: Vec<super::ReferenceRun>,
+    /// Perplexity tasks: keep the next-token logits of every scored position in each row's
+    /// outputs ([`crate::fidelity::ItemOutputs::next_token`]; positions x vocabulary
+    /// floats), to compare later runs with.
+    pub keep_next_token: bool,
+    /// Perplexity tasks: next-token logits of earlier runs on the same windows; every row
+    /// gets its per-token KL divergence from each, in blocks
+    /// ([`crate::fidelity::ItemOutputs::kl_blocks`], in this order).
+    pub kl_references: Vec<std::sync::Arc<crate::fidelity::NextTokenLogits>>,
 }
 
 impl EvalOptions {
@@ -142,6 +150,8 @@ impl EvalOptions {
             probe_fit: ProbeFit::Dense,
             probe_train: None,
             references: Vec::new(),
+            keep_next_token: false,
+            kl_references: Vec::new(),
         }
     }
 }

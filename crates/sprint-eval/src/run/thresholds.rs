@@ -75,6 +75,27 @@ pub(super) fn resolve_given(
     }
 }
 
+/// What determines a calibration's score statistics: the model, the task's items and the
+/// number of calibration items asked for.
+#[derive(Clone, Debug, PartialEq)]
+struct CalibKey {
+    model: String,
+    task: String,
+    limit: Option<usize>,
+    seq_len: usize,
+    seed: u64,
+    batch_size: usize,
+    items: Option<usize>,
+}
+
+/// Calibrations of this process: the statistics and the description of their data.
+static CALIBRATIONS: crate::memo::Memo<CalibKey, (ScoreStats, String)> = crate::memo::Memo::new();
+
+/// Forgets the memoised calibrations.
+pub(super) fn clear_memo() {
+    CALIBRATIONS.clear();
+}
+
 impl Ctx<'_> {
     pub(super) fn calib_choice(&self) -> Option<(f64, bool, Option<usize>, KeepMethod)> {
         match (&self.opts.thresholds, self.needs_th, &self.given) {
@@ -110,7 +131,19 @@ impl Ctx<'_> {
         let Some((keep, per_head, items, method)) = self.calib_choice() else {
             return Ok(self.given.clone().unzip());
         };
-        let (stats, split) = calibrate(items)?;
+        // The calibration's dense pass does not depend on the attention configuration (its
+        // output is dense, its statistics exact scores): a sweep over precisions or noise
+        // calibrates once.
+        let key = CalibKey {
+            model: self.model.name.clone(),
+            task: self.opts.task.name().into(),
+            limit: self.limit,
+            seq_len: self.seq_len,
+            seed: self.opts.seed,
+            batch_size: self.opts.batch_size,
+            items,
+        };
+        let (stats, split) = CALIBRATIONS.get_or_try(key, || calibrate(items))?;
         let (th, mass) = match method {
             KeepMethod::Quantile => (stats.thresholds(keep, per_head)?, None),
             KeepMethod::Mass => {
