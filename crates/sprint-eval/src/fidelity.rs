@@ -154,7 +154,7 @@ pub fn block_mean(blocks: &[(f64, u64)]) -> Result<(f64, (f64, f64))> {
         s / n.max(1) as f64
     };
     let point = mean(&mut (0..k));
-    let mut rng = ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED ^ 0x6b1_0c);
+    let mut rng = ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED ^ 0x0006_b10c);
     let mut xs: Vec<f64> = (0..RESAMPLES)
         .map(|_| mean(&mut (0..k).map(|_| rng.random_range(0..k))))
         .collect();

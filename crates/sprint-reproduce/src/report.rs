@@ -1290,7 +1290,7 @@ fn fig5_shape(c: &CurveResult) -> String {
     ));
     if !windows.is_empty() {
         out.push_str(&format!(
-            " The window that carries most of each point's NLL increase over {reference}, and its share of it (above 100 %: the other windows improved): {windows}. The blocks of one window are not independent: when a key that every later query attends to is pruned in some layer, the whole window moves at once, so one window can make one bit width an outlier (and the block intervals narrower than a window resampling would give)."
+            " The window that carries most of each point's NLL increase over {reference}, and its share of it (above 100 %: the other windows improved): {windows}. The blocks of one window are not independent: a whole window can move at once (as when a key that the window's later queries rely on is pruned in some layer), so one window can make one bit width an outlier, and the block intervals are narrower than a resampling of whole windows would give."
         ));
     }
     out.push_str(&format!(
