@@ -29,11 +29,12 @@ impl sprint_eval::run::Progress for EvalBar {
 }
 
 /// Progress for logs: when stderr is not a terminal (a file, CI), a background thread
-/// writes one plain line every [`Ticker::PERIOD`] while a stage runs: the stage, how long
-/// it has run, its current step with items done of items and the step's ETA. On a terminal
-/// it writes nothing (the bars show the same).
+/// writes one plain line every [`Ticker::PERIOD`] for each running stage (stages of
+/// separate lanes run at the same time): the stage, how long it has run, its current step
+/// with items done of items and the step's ETA. On a terminal it writes nothing (the bars
+/// show the same).
 pub struct Ticker {
-    state: std::sync::Arc<std::sync::Mutex<TickState>>,
+    state: std::sync::Arc<std::sync::Mutex<Vec<TickState>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -83,7 +84,7 @@ impl Ticker {
 
     /// A ticker writing to stderr when `enabled` (stderr is not a terminal), else inert.
     pub fn new(enabled: bool) -> Self {
-        let state = std::sync::Arc::new(std::sync::Mutex::new(TickState::default()));
+        let state = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TickState>::new()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let thread = enabled.then(|| {
             let (state, stop) = (state.clone(), stop.clone());
@@ -93,8 +94,13 @@ impl Ticker {
                     std::thread::sleep(std::time::Duration::from_millis(200));
                     if last.elapsed() >= Self::PERIOD {
                         last = std::time::Instant::now();
-                        let line = state.lock().unwrap_or_else(|e| e.into_inner()).line();
-                        if let Some(l) = line {
+                        let lines: Vec<String> = state
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .iter()
+                            .filter_map(TickState::line)
+                            .collect();
+                        for l in lines {
                             eprintln!("{l}");
                         }
                     }
@@ -108,34 +114,40 @@ impl Ticker {
         }
     }
 
-    fn with(&self, f: impl FnOnce(&mut TickState)) {
-        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+    fn with(&self, lane: usize, f: impl FnOnce(&mut TickState)) {
+        let mut lanes = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if lanes.len() <= lane {
+            lanes.resize_with(lane + 1, TickState::default);
+        }
+        f(&mut lanes[lane]);
     }
 
-    /// A stage named `name` begins.
-    pub fn begin(&self, name: String) {
-        self.with(|s| {
+    /// A stage named `name` begins on `lane`.
+    pub fn begin(&self, lane: usize, name: String) {
+        self.with(lane, |s| {
             s.stage = Some((name, std::time::Instant::now()));
             s.step = None;
         });
     }
 
-    /// The stage ended.
-    pub fn end(&self) {
-        self.with(|s| {
+    /// The stage of `lane` ended.
+    pub fn end(&self, lane: usize) {
+        self.with(lane, |s| {
             s.stage = None;
             s.step = None;
         });
     }
 
-    /// A step of `len` items of `what` begins inside the stage.
-    pub fn step(&self, what: &str, len: u64) {
-        self.with(|s| s.step = Some((what.to_string(), len, 0, std::time::Instant::now())));
+    /// A step of `len` items of `what` begins inside the stage of `lane`.
+    pub fn step(&self, lane: usize, what: &str, len: u64) {
+        self.with(lane, |s| {
+            s.step = Some((what.to_string(), len, 0, std::time::Instant::now()))
+        });
     }
 
-    /// `n` items of the step are done.
-    pub fn inc(&self, n: u64) {
-        self.with(|s| {
+    /// `n` items of the step of `lane` are done.
+    pub fn inc(&self, lane: usize, n: u64) {
+        self.with(lane, |s| {
             if let Some(step) = &mut s.step {
                 step.2 += n;
             }

@@ -32,48 +32,63 @@ pub struct Args {
     threads: usize,
 }
 
-/// Progress of a run on stderr: two bars on a terminal (the stage, and the step inside it
-/// with its items and ETA), and when stderr is not a terminal one line per stage end plus a
-/// line every 10 s while a stage runs ([`Ticker`]).
+/// Progress of a run on stderr: on a terminal, a bar of the stages and one bar per lane
+/// (the stage running on it and its current step with its items and ETA; two lanes run
+/// their stages at the same time); when stderr is not a terminal, one line per stage start
+/// and end plus a line every 10 s for each running stage ([`Ticker`]).
 struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
-    inner: ProgressBar,
+    lanes: std::sync::Mutex<Vec<ProgressBar>>,
+    /// Stages finished.
+    done: std::sync::atomic::AtomicU64,
     ticker: Ticker,
 }
 
-impl sprint_eval::run::Progress for Bars {
-    fn stage(&self, what: &str, len: u64) {
-        self.inner.reset();
-        self.inner.set_length(len);
-        self.inner.set_message(what.to_string());
-        self.ticker.step(what, len);
-    }
-    fn inc(&self, n: u64) {
-        self.inner.inc(n);
-        self.ticker.inc(n);
+impl Bars {
+    /// The bar of `lane`, added below the others on first use.
+    fn lane(&self, lane: usize) -> ProgressBar {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        while lanes.len() <= lane {
+            let b = self.multi.add(ProgressBar::new(0));
+            b.set_style(
+                ProgressStyle::with_template("           [{bar:30}] {pos}/{len} {msg} (eta {eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            lanes.push(b);
+        }
+        lanes[lane].clone()
     }
 }
 
 impl sprint_reproduce::Progress for Bars {
-    fn begin(&self, index: usize, total: usize, stage: &str, cached: bool) {
+    fn begin(&self, lane: usize, index: usize, total: usize, stage: &str, cached: bool) {
         self.overall.set_length(total as u64);
-        self.overall.set_position(index as u64);
-        self.overall.set_message(stage.to_string());
         if !cached {
-            self.inner.reset();
-            self.inner.set_length(0);
-            self.inner.set_message(String::new());
+            let b = self.lane(lane);
+            b.reset();
+            b.set_length(0);
+            b.set_message(format!("{stage}:"));
             self.ticker
-                .begin(format!("[{}/{total}] {stage}", index + 1));
+                .begin(lane, format!("[{}/{total}] {stage}", index + 1));
+            self.overall.set_message(stage.to_string());
             if self.multi.is_hidden() {
                 eprintln!("[{}/{total}] {stage}: started", index + 1);
             }
         }
     }
-    fn end(&self, index: usize, total: usize, stage: &str, seconds: f64, cached: bool) {
-        self.ticker.end();
-        self.overall.set_position(index as u64 + 1);
+    fn end(
+        &self,
+        lane: usize,
+        index: usize,
+        total: usize,
+        stage: &str,
+        seconds: f64,
+        cached: bool,
+    ) {
+        self.ticker.end(lane);
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.overall.set_position(done);
         let line = if cached {
             format!("[{}/{total}] {stage}: from the cache", index + 1)
         } else {
@@ -84,6 +99,17 @@ impl sprint_reproduce::Progress for Bars {
         } else {
             let _ = self.multi.println(line);
         }
+    }
+    fn step(&self, lane: usize, what: &str, len: u64) {
+        let b = self.lane(lane);
+        b.reset();
+        b.set_length(len);
+        b.set_message(what.to_string());
+        self.ticker.step(lane, what, len);
+    }
+    fn inc(&self, lane: usize, n: u64) {
+        self.lane(lane).inc(n);
+        self.ticker.inc(lane, n);
     }
 }
 
@@ -117,16 +143,12 @@ pub fn run(a: Args) -> Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let inner = multi.add(ProgressBar::new(0));
-    inner.set_style(
-        ProgressStyle::with_template("           [{bar:30}] {pos}/{len} {msg} (eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
     let ticker = Ticker::new(!std::io::stderr().is_terminal());
     let bars = Bars {
         multi,
         overall,
-        inner,
+        lanes: Default::default(),
+        done: Default::default(),
         ticker,
     };
     eprintln!(
@@ -139,7 +161,9 @@ pub fn run(a: Args) -> Result<()> {
     let started = std::time::Instant::now();
     let outcome =
         pool.install(|| reproduce(&plan, &a.out, &cache, pool.current_num_threads(), &bars))?;
-    bars.inner.finish_and_clear();
+    for b in bars.lanes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        b.finish_and_clear();
+    }
     bars.overall.finish_and_clear();
     print!("{}", outcome.verdict.terminal());
     let cached = outcome.stages.iter().filter(|s| s.cached).count();

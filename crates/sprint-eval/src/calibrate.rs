@@ -386,6 +386,7 @@ impl CalibratingAttention {
     }
 
     fn record(&self, call: &AttentionCall) -> Result<()> {
+        use rayon::prelude::*;
         let (b, heads, seq, d) = call.q.dims4().op("calibration q shape")?;
         let kv_heads = call.k.dim(1).op("calibration k shape")?;
         let group = heads / kv_heads.max(1);
@@ -397,52 +398,59 @@ impl CalibratingAttention {
                 call.layer
             )));
         }
-        for (bi, valid) in call.valid.iter().enumerate().take(b) {
-            let qb = call.q.get(bi).op("calibration")?;
-            let kb = call.k.get(bi).op("calibration")?;
-            for h in 0..heads {
-                let q = qb.get(h).op("calibration")?;
-                let kt = kb
-                    .get(h / group)
-                    .and_then(|k| k.t())
-                    .and_then(|k| k.contiguous())
-                    .op("calibration")?;
-                let mut start = 0;
+        let ScoreStats { hist, mass, .. } = &mut *stats;
+        // Heads in parallel, each over the sequences in order: every histogram receives
+        // its scores in the same order whatever the thread count.
+        hist[call.layer]
+            .par_iter_mut()
+            .zip(mass[call.layer].par_iter_mut())
+            .enumerate()
+            .try_for_each(|(h, (hist, mass))| -> Result<()> {
                 let mut vis_scores: Vec<f32> = Vec::with_capacity(seq);
                 let mut probs: Vec<f64> = Vec::with_capacity(seq);
-                while start < seq {
-                    let len = CALIB_ROWS.min(seq - start);
-                    let s: Tensor = q
-                        .narrow(0, start, len)
-                        .and_then(|x| x.matmul(&kt))
-                        .and_then(|x| x * scale)
-                        .op("calibration scores")?;
-                    let rows = s.to_vec2::<f32>().op("calibration scores")?;
-                    for (r, row) in rows.iter().enumerate() {
-                        let i = start + r;
-                        if !valid[i] {
-                            continue;
-                        }
-                        let limit = if call.causal { i + 1 } else { seq };
-                        vis_scores.clear();
-                        for (j, &x) in row.iter().enumerate().take(limit) {
-                            if valid[j] {
-                                stats.hist[call.layer][h].add(x);
-                                vis_scores.push(x);
+                for (bi, valid) in call.valid.iter().enumerate().take(b) {
+                    let q = call.q.get(bi).and_then(|x| x.get(h)).op("calibration")?;
+                    let kt = call
+                        .k
+                        .get(bi)
+                        .and_then(|k| k.get(h / group))
+                        .and_then(|k| k.t())
+                        .and_then(|k| k.contiguous())
+                        .op("calibration")?;
+                    let mut start = 0;
+                    while start < seq {
+                        let len = CALIB_ROWS.min(seq - start);
+                        let s: Tensor = q
+                            .narrow(0, start, len)
+                            .and_then(|x| x.matmul(&kt))
+                            .and_then(|x| x * scale)
+                            .op("calibration scores")?;
+                        let rows = s.to_vec2::<f32>().op("calibration scores")?;
+                        for (r, row) in rows.iter().enumerate() {
+                            let i = start + r;
+                            if !valid[i] {
+                                continue;
                             }
+                            let limit = if call.causal { i + 1 } else { seq };
+                            vis_scores.clear();
+                            for (j, &x) in row.iter().enumerate().take(limit) {
+                                if valid[j] {
+                                    hist.add(x);
+                                    vis_scores.push(x);
+                                }
+                            }
+                            let m = vis_scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                            probs.clear();
+                            probs.extend(vis_scores.iter().map(|&x| f64::from(x - m).exp()));
+                            let z: f64 = probs.iter().sum();
+                            probs.iter_mut().for_each(|p| *p /= z);
+                            mass.add_row(&vis_scores, &probs);
                         }
-                        let m = vis_scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                        probs.clear();
-                        probs.extend(vis_scores.iter().map(|&x| f64::from(x - m).exp()));
-                        let z: f64 = probs.iter().sum();
-                        probs.iter_mut().for_each(|p| *p /= z);
-                        stats.mass[call.layer][h].add_row(&vis_scores, &probs);
+                        start += len;
                     }
-                    start += len;
                 }
-            }
-        }
-        Ok(())
+                Ok(())
+            })
     }
 }
 

@@ -8,11 +8,18 @@
 //! - perplexity: the change of perplexity against the reference with a paired
 //!   block-bootstrap 95 % interval, the scored tokens cut into blocks of [`BLOCK_TOKENS`]
 //!   consecutive tokens of a window (neighbouring tokens' losses are correlated, blocks are
-//!   resampled whole), [`RESAMPLES`] resamples from a fixed seed.
+//!   resampled whole), [`RESAMPLES`] resamples from a fixed seed;
+//! - next-token distributions: the mean per-token KL divergence of a run's next-token
+//!   distribution from a reference run's, `KL(p_ref || p_run)` in nats ([`token_kl`]),
+//!   with the same block bootstrap ([`block_mean`]): a continuous measure that resolves
+//!   small differences on a few windows, where the perplexity change is dominated by the
+//!   few tokens whose loss moves most.
 
 use rand::RngExt;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
@@ -37,6 +44,123 @@ pub struct ItemOutputs {
     pub embeddings: Option<Vec<Vec<f32>>>,
     /// Perplexity: summed NLL (nats) and scored tokens of each block, in window order.
     pub nll_blocks: Option<Vec<(f64, u64)>>,
+    /// Perplexity, when asked for: the next-token logits of every scored position, to
+    /// compare later runs with.
+    pub next_token: Option<Arc<NextTokenLogits>>,
+    /// Perplexity, when reference runs were given: per reference (in the order given), the
+    /// summed per-token KL divergence (nats) from the reference's next-token distribution
+    /// and the scored tokens of each block, in the blocks of [`Self::nll_blocks`].
+    pub kl_blocks: Option<Vec<Vec<(f64, u64)>>>,
+}
+
+/// The next-token logits of every scored position of a perplexity run, in pass order
+/// (window by window, position by position), kept so that other runs on the same windows
+/// can be compared with it token by token ([`token_kl`]). Large: positions x vocabulary
+/// floats (4 windows of 512 tokens of SmolLM2: 402 MB).
+#[derive(Clone, Default, PartialEq)]
+pub struct NextTokenLogits {
+    /// Vocabulary size: floats per position.
+    pub vocab: usize,
+    /// Logits, position after position.
+    pub logits: Vec<f32>,
+}
+
+impl NextTokenLogits {
+    /// Positions kept.
+    pub fn positions(&self) -> usize {
+        self.logits.len() / self.vocab.max(1)
+    }
+
+    /// The logits of position `i` (pass order), if kept.
+    pub fn row(&self, i: usize) -> Option<&[f32]> {
+        self.logits.get(i * self.vocab..(i + 1) * self.vocab)
+    }
+}
+
+impl std::fmt::Debug for NextTokenLogits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NextTokenLogits {{ positions: {}, vocab: {} }}",
+            self.positions(),
+            self.vocab
+        )
+    }
+}
+
+/// Vocabulary entries per part of [`token_kl`]'s sums: fixed, so the sums are the same
+/// whatever the thread count.
+const KL_PART: usize = 4096;
+
+/// `KL(softmax(reference) || softmax(run))` in nats between two next-token distributions
+/// given by their logits, in f64: with `p = softmax(reference)`,
+/// `sum_v p_v (reference_v - run_v) - lse(reference) + lse(run)` (the log-partition
+/// functions shifted by each maximum), floored at 0. The sums run over fixed parts of the
+/// vocabulary in parallel and are added in order (the same result for any thread count).
+/// Panics if the lengths differ (a programming error).
+pub fn token_kl(reference: &[f32], run: &[f32]) -> f64 {
+    use rayon::prelude::*;
+    assert_eq!(
+        reference.len(),
+        run.len(),
+        "token_kl: vocabulary sizes differ"
+    );
+    let max = |x: &[f32]| f64::from(x.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+    let (mr, mx) = (max(reference), max(run));
+    if !mr.is_finite() || !mx.is_finite() {
+        return f64::NAN;
+    }
+    // Per part: sum exp(r - mr), sum exp(x - mx), sum exp(r - mr) (r - x).
+    let parts: Vec<(f64, f64, f64)> = reference
+        .par_chunks(KL_PART)
+        .zip(run.par_chunks(KL_PART))
+        .map(|(r, x)| {
+            let (mut sr, mut sx, mut w) = (0.0f64, 0.0f64, 0.0f64);
+            for (&a, &b) in r.iter().zip(x) {
+                let (a, b) = (f64::from(a), f64::from(b));
+                let e = (a - mr).exp();
+                sr += e;
+                sx += (b - mx).exp();
+                w += e * (a - b);
+            }
+            (sr, sx, w)
+        })
+        .collect();
+    let (mut sr, mut sx, mut w) = (0.0, 0.0, 0.0);
+    for (a, b, c) in parts {
+        sr += a;
+        sx += b;
+        w += c;
+    }
+    (w / sr - (mr + sr.ln()) + (mx + sx.ln())).max(0.0)
+}
+
+/// The mean of a per-token quantity over blocks of consecutive tokens, given each block's
+/// sum and token count (`sum / tokens` over all blocks), with its block-bootstrap 95 %
+/// interval: [`RESAMPLES`] resamples of the blocks with replacement from a fixed seed, the
+/// mean recomputed from the resampled sums.
+pub fn block_mean(blocks: &[(f64, u64)]) -> Result<(f64, (f64, f64))> {
+    let k = blocks.len();
+    let tokens: u64 = blocks.iter().map(|b| b.1).sum();
+    if k == 0 || tokens == 0 {
+        return Err(EvalError::Input("a block mean over no tokens".into()));
+    }
+    let mean = |idx: &mut dyn Iterator<Item = usize>| {
+        let (mut s, mut n) = (0.0, 0u64);
+        for i in idx {
+            s += blocks[i].0;
+            n += blocks[i].1;
+        }
+        s / n.max(1) as f64
+    };
+    let point = mean(&mut (0..k));
+    let mut rng = ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED ^ 0x0006_b10c);
+    let mut xs: Vec<f64> = (0..RESAMPLES)
+        .map(|_| mean(&mut (0..k).map(|_| rng.random_range(0..k))))
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    let at = |q: f64| xs[((q * (RESAMPLES - 1) as f64).round() as usize).min(RESAMPLES - 1)];
+    Ok((point, (at(0.025), at(0.975))))
 }
 
 /// A run against a reference run on the same items.
@@ -61,6 +185,22 @@ pub struct Fidelity {
     pub ppl_change_ci95: Option<(f64, f64)>,
     /// Blocks behind the perplexity interval.
     pub blocks: Option<usize>,
+    /// Mean per-token KL divergence of the run's next-token distribution from the
+    /// reference's, nats ([`token_kl`]).
+    #[serde(default)]
+    pub token_kl_mean: Option<f64>,
+    /// Its block-bootstrap 95 % interval, nats ([`block_mean`]).
+    #[serde(default)]
+    pub token_kl_ci95: Option<(f64, f64)>,
+    /// The largest share of the run's summed NLL increase over the reference that comes
+    /// from one window (`None` when the NLL did not increase or the windows are not
+    /// known; above 1 when the other windows improved): near or above 1, one window
+    /// dominates the perplexity change.
+    #[serde(default)]
+    pub ppl_top_window_share: Option<f64>,
+    /// The window (0-based, in evaluation order) of [`Self::ppl_top_window_share`].
+    #[serde(default)]
+    pub ppl_top_window: Option<usize>,
 }
 
 fn argmax(p: &[f64]) -> usize {
@@ -173,6 +313,32 @@ fn sums(
     (r, c, n.max(1))
 }
 
+/// The window whose blocks (`per_window` consecutive blocks each) contribute most to the
+/// summed NLL increase of `run` over `reference`, and its share of that increase (above 1
+/// when the other windows improved), or `None` when the NLL did not increase.
+pub fn top_window_share(
+    reference: &[(f64, u64)],
+    run: &[(f64, u64)],
+    per_window: usize,
+) -> Option<(usize, f64)> {
+    let per_window = per_window.max(1);
+    let diffs: Vec<f64> = reference
+        .chunks(per_window)
+        .zip(run.chunks(per_window))
+        .map(|(a, b)| a.iter().zip(b).map(|(x, y)| y.0 - x.0).sum())
+        .collect();
+    let total: f64 = diffs.iter().sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let (w, top) = diffs
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    Some((w, top / total))
+}
+
 /// The fidelity of `run` to `reference` over whatever both kept.
 pub fn compare(reference: &ItemOutputs, run: &ItemOutputs) -> Result<Fidelity> {
     let mut f = Fidelity::default();
@@ -223,6 +389,76 @@ mod tests {
         assert_eq!(kl_divergence(&p, &p), 0.0);
         assert!((cosine(&[1.0, 0.0], &[1.0, 1.0]) - 0.5f64.sqrt()).abs() < 1e-12);
         assert_eq!(cosine(&[0.0, 0.0], &[0.0, 0.0]), 1.0);
+    }
+
+    /// `KL(p || q)` by hand for logits whose softmax is known: reference logits
+    /// `[0, ln 3]` give `p = [1/4, 3/4]`, run logits `[5, 5]` (shifted: the same) give
+    /// `q = [1/2, 1/2]`; `KL = 1/4 ln(1/2) + 3/4 ln(3/2)`.
+    #[test]
+    fn token_kl_matches_a_hand_computed_case() {
+        let p = [0.0f32, 3.0f32.ln()];
+        let q = [5.0f32, 5.0];
+        let want = 0.25 * (0.5f64).ln() + 0.75 * (1.5f64).ln();
+        let got = token_kl(&p, &q);
+        assert!((got - want).abs() < 1e-7, "{got} against {want}");
+        assert_eq!(token_kl(&q, &q), 0.0);
+        // The same as the definition on probabilities, over a vocabulary of several parts.
+        let n = 3 * KL_PART + 17;
+        let a: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect();
+        let b: Vec<f32> = (0..n)
+            .map(|i| ((i * 104729) % 1000) as f32 / 120.0)
+            .collect();
+        let softmax = |x: &[f32]| {
+            let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let e: Vec<f64> = x.iter().map(|&v| (v as f64 - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            e.into_iter().map(|v| v / z).collect::<Vec<_>>()
+        };
+        let direct = kl_divergence(&softmax(&a), &softmax(&b));
+        assert!((token_kl(&a, &b) - direct).abs() < 1e-9 * direct.max(1.0));
+    }
+
+    /// Blocks of equal size: the mean of the block means; one block: a zero-width
+    /// interval; the interval holds the point and narrows with more blocks.
+    #[test]
+    fn block_mean_by_hand() {
+        let (m, ci) = block_mean(&[(2.0, 4), (6.0, 4)]).unwrap();
+        assert_eq!(m, 1.0);
+        assert!(
+            ci.0 >= 0.5 && ci.1 <= 1.5 && ci.0 <= m && m <= ci.1,
+            "{ci:?}"
+        );
+        // Resamples of two blocks: both low (0.5), mixed (1.0), both high (1.5).
+        assert_eq!((ci.0, ci.1), (0.5, 1.5));
+        assert_eq!(block_mean(&[(3.0, 10)]).unwrap(), (0.3, (0.3, 0.3)));
+        let noisy = |k: usize| -> Vec<(f64, u64)> {
+            (0..k)
+                .map(|i| (128.0 * (0.1 + if i % 2 == 0 { 0.05 } else { -0.05 }), 128))
+                .collect()
+        };
+        let (m16, c16) = block_mean(&noisy(16)).unwrap();
+        let (_, c256) = block_mean(&noisy(256)).unwrap();
+        assert!((m16 - 0.1).abs() < 1e-12 && c16.0 < m16 && m16 < c16.1);
+        assert!(c256.1 - c256.0 < 0.5 * (c16.1 - c16.0));
+        assert!(block_mean(&[]).is_err());
+    }
+
+    /// Windows of two blocks: increases 0.5 and 1.5 in window 0 and 1, -0.5 in window 2
+    /// (total 1.5); window 1 carries all of it.
+    #[test]
+    fn top_window_share_by_hand() {
+        let r = [(1.0, 10); 6];
+        let x = [
+            (1.5, 10),
+            (1.0, 10),
+            (2.0, 10),
+            (1.5, 10),
+            (0.5, 10),
+            (1.0, 10),
+        ];
+        assert_eq!(top_window_share(&r, &x, 2), Some((1, 1.0)));
+        assert_eq!(top_window_share(&r, &x, 6), Some((0, 1.0)));
+        assert_eq!(top_window_share(&r, &r, 2), None);
     }
 
     #[test]

@@ -37,7 +37,6 @@ use candle_core::{D, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use sprint_assets::{Cache, data};
 use sprint_core::config::{AttentionConfig, ThresholdFile, Thresholds};
-use sprint_models::attention::DenseAttention;
 use sprint_models::soft::{SoftMask, SoftModel};
 use sprint_models::{LoadedModel, Model, TokenBatch};
 
@@ -719,23 +718,29 @@ pub fn learn(
         .iter()
         .map(|s| TokenBatch::from_sequences(vec![s.clone()], pad))
         .collect::<std::result::Result<_, _>>()?;
-    progress.stage("dense pass (calibration, targets)", n as u64);
-    let cal = CalibratingAttention::new(AttentionConfig::default(), layers, heads);
-    let dense = DenseAttention::new(AttentionConfig::default());
-    let mut targets: Vec<Vec<f32>> = Vec::new();
-    for b in &single {
-        forward_any(&model.model, b, &cal)?;
-        if is_probe {
-            let (e, _) = model.model.embed(b, &dense, false, true)?;
-            targets.push(
-                e.flatten_all()
-                    .and_then(|e| e.to_vec1::<f32>())
-                    .op("dense target")?,
-            );
+    // The same for every recipe on the same model and items (the pruned recipe and its
+    // no-pruning twin): computed once per process.
+    let (stats, targets) = DENSE_PASSES.get_or_try((model.name.clone(), seqs.clone()), || {
+        progress.stage("dense pass (calibration, targets)", n as u64);
+        let cal = CalibratingAttention::new(AttentionConfig::default(), layers, heads);
+        let mut targets: Vec<Vec<f32>> = Vec::new();
+        for b in &single {
+            if is_probe {
+                // The calibrating backend's output is the dense output: one forward gives
+                // the statistics and the dense target.
+                let (e, _) = model.model.embed(b, &cal, false, true)?;
+                targets.push(
+                    e.flatten_all()
+                        .and_then(|e| e.to_vec1::<f32>())
+                        .op("dense target")?,
+                );
+            } else {
+                forward_any(&model.model, b, &cal)?;
+            }
+            progress.inc(None);
         }
-        progress.inc(None);
-    }
-    let stats = cal.into_stats();
+        Ok::<_, EvalError>((cal.into_stats(), targets))
+    })?;
     let head = match (is_probe, o.task_loss) {
         (true, ProbeLoss::Classification) => {
             let (labels, classes) = training_labels(cache, task, o)?;
@@ -1012,6 +1017,19 @@ pub fn learn(
     report.seconds = t0.elapsed().as_secs_f64();
     let file = learned_file(&learned, o, &report);
     Ok((learned, file, report, weights))
+}
+
+/// Dense passes of [`learn`] (score statistics, and the dense embeddings of a probe task)
+/// by model name and token sequences.
+#[allow(clippy::type_complexity)]
+static DENSE_PASSES: crate::memo::Memo<
+    (String, Vec<Vec<u32>>),
+    (crate::calibrate::ScoreStats, Vec<Vec<f32>>),
+> = crate::memo::Memo::new();
+
+/// Forgets the dense passes of [`learn`] kept in this process.
+pub(crate) fn clear_memos() {
+    DENSE_PASSES.clear();
 }
 
 /// Dense score and softmax-mass statistics of `model` over `seqs` (one sequence per

@@ -14,6 +14,8 @@
 //! - [`learn`]: learned thresholds; [`finetune`]: fine-tuning norms and biases beside them.
 //! - [`run`]: the driver behind `sprint eval`; [`report_text`]: its terminal report.
 //! - [`sweep`]: accuracy against kept fraction, as a table and a plot (report layer).
+//! - [`memo`]: dense passes, calibrations, probes and variant passes kept within a process
+//!   and reused bit-identical when another evaluation repeats them.
 
 pub mod calibrate;
 pub mod error;
@@ -21,6 +23,7 @@ pub mod fidelity;
 pub mod finetune;
 pub mod learn;
 pub mod logreg;
+pub mod memo;
 pub mod metrics;
 pub mod paired;
 pub mod probe_loss;

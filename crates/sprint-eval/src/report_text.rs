@@ -90,15 +90,21 @@ pub fn eval_text(r: &EvalReport) -> String {
         r.model, r.task, r.items, r.item_name, r.seq_len, r.seed, r.split
     );
     if let Some(p) = &r.probe {
-        out.push_str(&format!(
-            "probe: multinomial logistic regression on dense embeddings of {} train documents (train accuracy {:.2} %), {}\n",
-            p.train_documents,
-            100.0 * p.train_accuracy,
-            match p.fit {
-                ProbeFit::Dense => "frozen for every variant",
-                ProbeFit::PerVariant => "for dense; each other variant's probe fitted on its own embeddings of them",
-            }
-        ));
+        match p.train_accuracy {
+            Some(acc) => out.push_str(&format!(
+                "probe: multinomial logistic regression on dense embeddings of {} train documents (train accuracy {:.2} %), {}\n",
+                p.train_documents,
+                100.0 * acc,
+                match p.fit {
+                    ProbeFit::Dense => "frozen for every variant",
+                    ProbeFit::PerVariant => "for dense; each other variant's probe fitted on its own embeddings of them",
+                }
+            )),
+            None => out.push_str(&format!(
+                "probe: multinomial logistic regression, each variant's fitted on its own embeddings of {} train documents (dense not evaluated)\n",
+                p.train_documents
+            )),
+        }
         for (v, acc) in &p.variant_train_accuracy {
             out.push_str(&format!(
                 "  {v} probe: train accuracy {:.2} %\n",

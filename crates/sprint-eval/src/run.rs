@@ -89,6 +89,13 @@ fn check_variants(opts: &EvalOptions) -> Result<()> {
     Ok(())
 }
 
+/// Forgets what evaluations of this process keep to reuse (probes, calibrations, passes).
+pub(crate) fn clear_memos() {
+    probe::clear_memo();
+    thresholds::clear_memo();
+    variants::clear_memo();
+}
+
 /// Runs the evaluation of `opts` on `model`.
 pub fn evaluate(
     model: &LoadedModel,

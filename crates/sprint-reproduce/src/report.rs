@@ -721,6 +721,16 @@ fn curve_table(id: &str, title: &str, x_name: &str, c: &CurveResult) -> Table {
             Column::unit("change 95 % high", "%"),
         ]);
     }
+    // Perplexity curves with next-token distributions compared: the mean per-token KL.
+    let token_kl = !cls
+        && c.points.iter().any(|p| {
+            p.fidelity
+                .as_ref()
+                .is_some_and(|f| f.token_kl_mean.is_some())
+        });
+    if token_kl {
+        columns.push(Column::unit("token KL vs dense", "nats"));
+    }
     let reference = c.reference.clone();
     if let Some(r) = &reference {
         if cls {
@@ -734,6 +744,13 @@ fn curve_table(id: &str, title: &str, x_name: &str, c: &CurveResult) -> Table {
                 Column::unit(&format!("change vs {r} 95 % low"), "%"),
                 Column::unit(&format!("change vs {r} 95 % high"), "%"),
             ]);
+            if token_kl {
+                columns.extend([
+                    Column::unit(&format!("token KL vs {r}"), "nats"),
+                    Column::unit(&format!("token KL vs {r} 95 % low"), "nats"),
+                    Column::unit(&format!("token KL vs {r} 95 % high"), "nats"),
+                ]);
+            }
         }
     }
     columns.extend([Column::unit("kept", "%"), Column::unit("softmax", "%")]);
@@ -760,6 +777,9 @@ fn curve_table(id: &str, title: &str, x_name: &str, c: &CurveResult) -> Table {
                 Cell::opt(ci.map(|x| x.0), 2),
                 Cell::opt(ci.map(|x| x.1), 2),
             ]);
+            if token_kl {
+                cells.push(Cell::opt(f.and_then(|f| f.token_kl_mean), 4));
+            }
         }
         if reference.is_some() {
             let g = p.vs_reference.as_ref();
@@ -775,6 +795,14 @@ fn curve_table(id: &str, title: &str, x_name: &str, c: &CurveResult) -> Table {
                     Cell::opt(ci.map(|x| x.0), 2),
                     Cell::opt(ci.map(|x| x.1), 2),
                 ]);
+                if token_kl {
+                    let ci = g.and_then(|f| f.token_kl_ci95);
+                    cells.extend([
+                        Cell::opt(g.and_then(|f| f.token_kl_mean), 4),
+                        Cell::opt(ci.map(|x| x.0), 4),
+                        Cell::opt(ci.map(|x| x.1), 4),
+                    ]);
+                }
             }
         }
         cells.extend([pct(p.kept_fraction), pct(p.softmax_fraction)]);
@@ -788,6 +816,9 @@ fn curve_table(id: &str, title: &str, x_name: &str, c: &CurveResult) -> Table {
         t.note("Against one dense run on the same documents: the paired bootstrap interval of the accuracy delta, the mean KL divergence of the class posterior from dense's and the flipped predictions.");
     } else {
         t.note(format!("Against one dense run on the same windows: the perplexity change with its paired block-bootstrap interval (blocks of {} scored tokens).", sprint_eval::fidelity::BLOCK_TOKENS));
+        if token_kl {
+            t.note(format!("Token KL: the mean over scored tokens of KL(p_reference || p_point) of the next-token distributions (nats), with its block-bootstrap 95 % interval over the same blocks of {} scored tokens.", sprint_eval::fidelity::BLOCK_TOKENS));
+        }
     }
     t
 }
@@ -920,6 +951,9 @@ fn sweeps_sections(r: &Results) -> Vec<Section> {
             c,
             |x| x.x,
         ));
+        if let Some(kl) = token_kl_plot(c) {
+            p.plot(kl);
+        }
         let shape = fig5_shape(c);
         if !shape.is_empty() {
             p.paragraph(shape);
@@ -1094,10 +1128,56 @@ fn few_against_many_bits(
     Some((lo_few, hi_many))
 }
 
-/// Fig 5's shape on a perplexity curve, in numbers: SPRINT's perplexity change at every
-/// bit width against the most bits, with its paired interval, and whether the 1-2-bit
-/// points are resolved from the 4+-bit points (the lowest low end at 1-2 bits above the
-/// highest high end at 4+ bits).
+/// The mean per-token KL of a perplexity curve against x: per series, from the reference
+/// point and from dense (`None` when the curve has no token KL).
+fn token_kl_plot(c: &CurveResult) -> Option<Plot> {
+    type P = crate::results::SweepPoint;
+    let reference = c.reference.as_ref()?;
+    let mut names: Vec<&str> = Vec::new();
+    for p in &c.points {
+        if !names.contains(&p.series.as_str()) {
+            names.push(&p.series);
+        }
+    }
+    let from = |f: Option<&sprint_eval::fidelity::Fidelity>| f.and_then(|f| f.token_kl_mean);
+    let mut lines = Vec::new();
+    for n in names {
+        let pts: Vec<&P> = c.points.iter().filter(|p| p.series == n).collect();
+        for (what, get) in [
+            (
+                format!("{n} vs {reference}"),
+                &(|p: &P| from(p.vs_reference.as_ref())) as &dyn Fn(&P) -> Option<f64>,
+            ),
+            (format!("{n} vs dense"), &|p: &P| from(p.fidelity.as_ref())),
+        ] {
+            let points: Vec<(f64, f64)> = pts.iter().filter_map(|p| Some((p.x, get(p)?))).collect();
+            if !points.is_empty() {
+                lines.push(Line {
+                    name: what,
+                    points,
+                    paper: false,
+                });
+            }
+        }
+    }
+    (!lines.is_empty()).then(|| {
+        Plot::Lines(Lines {
+            id: "fig5-precision-smollm2-kl".into(),
+            title: "SmolLM2 next-token KL against the in-memory key precision (Fig 5)".into(),
+            x_label: "key bits in the crossbar (K_MSB)".into(),
+            y_label: "mean per-token KL of the next-token distribution (nats)".into(),
+            lines,
+            references: vec![("no difference".into(), 0.0)],
+        })
+    })
+}
+
+/// Fig 5's shape on a perplexity curve, in numbers: SPRINT's mean per-token KL from the
+/// point with the most bits at every bit width with its block-bootstrap interval, and
+/// whether the 1-2-bit points are resolved from the 4+-bit points by it (the lowest low end
+/// at 1-2 bits above the highest high end at 4+ bits; the perplexity change judges when the
+/// curve has no token KL); then the perplexity change with its interval and the window
+/// that carries most of it.
 fn fig5_shape(c: &CurveResult) -> String {
     type P = crate::results::SweepPoint;
     let Some(reference) = &c.reference else {
@@ -1117,22 +1197,74 @@ fn fig5_shape(c: &CurveResult) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    let verdict = match few_against_many_bits(&sprint, |p| vs(p).map(|v| v.1)) {
-        None => {
-            "no 1-2-bit or no 4+-bit point with an interval: the shape is not judged".to_string()
+    let kl = |p: &P| {
+        p.vs_reference
+            .as_ref()
+            .and_then(|f| Some((f.token_kl_mean?, f.token_kl_ci95?)))
+    };
+    let has_kl = sprint.iter().any(|p| kl(p).is_some());
+    let verdict = if has_kl {
+        match few_against_many_bits(&sprint, |p| kl(p).map(|v| v.1)) {
+            None => {
+                "no 1-2-bit or no 4+-bit point with a token-KL interval: the shape is not judged"
+                    .to_string()
+            }
+            Some((lo_few, hi_many)) if lo_few > hi_many => format!(
+                "resolved by the token KL: every 1-2-bit interval lies above every 4+-bit one (lowest 1-2-bit low end {lo_few:.4} nats against highest 4+-bit high end {hi_many:.4} nats), Fig 5's loss at few bits"
+            ),
+            Some((lo_few, hi_many)) => format!(
+                "not resolved by the token KL: the lowest 1-2-bit low end ({lo_few:.4} nats) is not above the highest 4+-bit high end ({hi_many:.4} nats), so on this data our datapath shows no difference between 1-2 and 4+ key bits larger than its interval"
+            ),
         }
-        Some((lo_few, hi_many)) => {
-            if lo_few > hi_many {
-                format!(
-                    "resolved: every 1-2-bit interval lies above every 4+-bit one (lowest 1-2-bit low end {lo_few:+.2} % against highest 4+-bit high end {hi_many:+.2} %), Fig 5's loss at few bits"
-                )
-            } else {
-                format!(
-                    "not resolved: the lowest 1-2-bit low end ({lo_few:+.2} %) is not above the highest 4+-bit high end ({hi_many:+.2} %), so on this data our datapath shows no difference between 1-2 and 4+ key bits larger than its interval"
-                )
+    } else {
+        match few_against_many_bits(&sprint, |p| vs(p).map(|v| v.1)) {
+            None => "no 1-2-bit or no 4+-bit point with an interval: the shape is not judged"
+                .to_string(),
+            Some((lo_few, hi_many)) => {
+                if lo_few > hi_many {
+                    format!(
+                        "resolved: every 1-2-bit interval lies above every 4+-bit one (lowest 1-2-bit low end {lo_few:+.2} % against highest 4+-bit high end {hi_many:+.2} %), Fig 5's loss at few bits"
+                    )
+                } else {
+                    format!(
+                        "not resolved: the lowest 1-2-bit low end ({lo_few:+.2} %) is not above the highest 4+-bit high end ({hi_many:+.2} %), so on this data our datapath shows no difference between 1-2 and 4+ key bits larger than its interval"
+                    )
+                }
             }
         }
     };
+    let kl_each = sprint
+        .iter()
+        .filter(|p| p.x_label != *reference)
+        .map(|p| match kl(p) {
+            Some((m, (a, b))) => format!("{} {m:.4} [{a:.4}, {b:.4}]", p.x_label),
+            None => format!("{} (no interval)", p.x_label),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let kl_dense = sprint
+        .iter()
+        .filter_map(|p| {
+            let f = p.fidelity.as_ref()?;
+            Some(format!("{} {:.4}", p.x_label, f.token_kl_mean?))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    // Which window carries a perplexity change: a window whose every block moves at once
+    // (a key every later query relies on lost in some layer) makes one point an outlier.
+    let windows = sprint
+        .iter()
+        .filter_map(|p| {
+            let f = p.vs_reference.as_ref()?;
+            Some(format!(
+                "{} window {} ({:.0} %)",
+                p.x_label,
+                f.ppl_top_window? + 1,
+                100.0 * f.ppl_top_window_share?
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     // Where the precision shows when the recompute hides it from the perplexity: the keys
     // the comparator keeps (moved on chip) against those in the softmax.
     let kept = sprint
@@ -1147,9 +1279,24 @@ fn fig5_shape(c: &CurveResult) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    format!(
-        "SmolLM2, SPRINT's perplexity change against SPRINT with {reference} (the same thresholds and windows; 95 % paired block-bootstrap intervals): {each}. Fig 5's shape: {verdict}. Keys moved on chip and keys in the softmax (SPRINT recomputes the exact score of every kept key, so fewer bits cost data movement before they cost accuracy): {kept}."
-    )
+    let mut out = String::new();
+    if has_kl {
+        out.push_str(&format!(
+            "SmolLM2, SPRINT's mean per-token KL of the next-token distribution from SPRINT with {reference} (the same thresholds and windows; nats, 95 % block-bootstrap intervals): {kl_each}; from dense: {kl_dense}. "
+        ));
+    }
+    out.push_str(&format!(
+        "SmolLM2, SPRINT's perplexity change against SPRINT with {reference} (95 % paired block-bootstrap intervals): {each}. Fig 5's shape: {verdict}."
+    ));
+    if !windows.is_empty() {
+        out.push_str(&format!(
+            " The window that carries most of each point's NLL increase over {reference}, and its share of it (above 100 %: the other windows improved): {windows}. The blocks of one window are not independent: a whole window can move at once (as when a key that the window's later queries rely on is pruned in some layer), so one window can make one bit width an outlier, and the block intervals are narrower than a resampling of whole windows would give."
+        ));
+    }
+    out.push_str(&format!(
+        " Keys moved on chip and keys in the softmax (SPRINT recomputes the exact score of every kept key, so fewer bits cost data movement before they cost accuracy): {kept}."
+    ));
+    out
 }
 
 fn sim_sections(r: &Results) -> Result<Vec<Section>> {

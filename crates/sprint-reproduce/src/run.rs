@@ -17,12 +17,33 @@ use crate::provenance::{Provenance, StageRecord};
 use crate::report::{Results, document, verdict_table};
 use crate::stages::{self, StageCtx, Thresholds};
 
-/// Progress of a run: stage boundaries, plus the evaluations' own progress inside a stage.
-pub trait Progress: sprint_eval::run::Progress {
-    /// Stage `index` of `total` begins (`cached`: it is read from the cache).
-    fn begin(&self, index: usize, total: usize, stage: &str, cached: bool);
-    /// Stage `index` of `total` ended after `seconds` (of this run).
-    fn end(&self, index: usize, total: usize, stage: &str, seconds: f64, cached: bool);
+/// Progress of a run. Stages run on two lanes at once (the MiniLM stages on lane 0; the
+/// SmolLM2 and simulator stages and the sparsity sweep on lane 1), so every call names its
+/// lane.
+pub trait Progress: Sync {
+    /// Stage `index` of `total` begins on `lane` (`cached`: it is read from the cache).
+    fn begin(&self, lane: usize, index: usize, total: usize, stage: &str, cached: bool);
+    /// Stage `index` of `total` on `lane` ended after `seconds` (of this run).
+    fn end(&self, lane: usize, index: usize, total: usize, stage: &str, seconds: f64, cached: bool);
+    /// A step of `len` units of `what` begins inside the stage running on `lane`.
+    fn step(&self, lane: usize, what: &str, len: u64);
+    /// `n` units of that step are done.
+    fn inc(&self, lane: usize, n: u64);
+}
+
+/// The evaluations' progress inside the stages of one lane.
+struct LaneProgress<'a> {
+    lane: usize,
+    inner: &'a dyn Progress,
+}
+
+impl sprint_eval::run::Progress for LaneProgress<'_> {
+    fn stage(&self, what: &str, len: u64) {
+        self.inner.step(self.lane, what, len);
+    }
+    fn inc(&self, n: u64) {
+        self.inner.inc(self.lane, n);
+    }
 }
 
 /// What a run produced.
@@ -36,20 +57,24 @@ pub struct Outcome {
     pub stages: Vec<StageRecord>,
 }
 
+/// Runs the stages of one lane, each read from the cache when its inputs are unchanged.
 struct Runner<'a> {
     cache: StageCache,
     plan: &'a Plan,
-    tool: String,
+    tool: &'a str,
     progress: &'a dyn Progress,
+    lane: usize,
     total: usize,
-    records: Vec<StageRecord>,
+    /// The stages run, with their index in the run's order.
+    records: Vec<(usize, StageRecord)>,
 }
 
 impl Runner<'_> {
-    /// Runs (or reads from the cache) stage `name` whose result depends on `inputs`;
-    /// `valid` rejects a cached result whose artefacts are gone.
+    /// Runs (or reads from the cache) stage `name`, number `index` of the run, whose result
+    /// depends on `inputs`; `valid` rejects a cached result whose artefacts are gone.
     fn stage<T: Serialize + DeserializeOwned>(
         &mut self,
+        index: usize,
         name: &str,
         inputs: Value,
         valid: impl Fn(&T) -> bool,
@@ -62,23 +87,26 @@ impl Runner<'_> {
             "inputs": inputs,
         });
         let key = StageCache::key(&inputs);
-        let index = self.records.len();
+        let (lane, total) = (self.lane, self.total);
         if let Some(c) = self
             .cache
             .load::<T>(name, &key)
             .filter(|c| valid(&c.result))
         {
-            self.progress.begin(index, self.total, name, true);
-            self.progress.end(index, self.total, name, 0.0, true);
-            self.records.push(StageRecord {
-                stage: name.into(),
-                key,
-                seconds: c.seconds,
-                cached: true,
-            });
+            self.progress.begin(lane, index, total, name, true);
+            self.progress.end(lane, index, total, name, 0.0, true);
+            self.records.push((
+                index,
+                StageRecord {
+                    stage: name.into(),
+                    key,
+                    seconds: c.seconds,
+                    cached: true,
+                },
+            ));
             return Ok(c.result);
         }
-        self.progress.begin(index, self.total, name, false);
+        self.progress.begin(lane, index, total, name, false);
         let started = Instant::now();
         let result = compute(&key)?;
         let seconds = started.elapsed().as_secs_f64();
@@ -89,13 +117,16 @@ impl Runner<'_> {
             inputs,
             result: &result,
         })?;
-        self.progress.end(index, self.total, name, seconds, false);
-        self.records.push(StageRecord {
-            stage: name.into(),
-            key,
-            seconds,
-            cached: false,
-        });
+        self.progress.end(lane, index, total, name, seconds, false);
+        self.records.push((
+            index,
+            StageRecord {
+                stage: name.into(),
+                key,
+                seconds,
+                cached: false,
+            },
+        ));
         Ok(result)
     }
 }
@@ -108,9 +139,74 @@ fn tool_sha256() -> Result<String> {
     file_sha256(&exe)
 }
 
-/// Runs the whole evaluation of `plan` into `out` on the current rayon pool, with the real
-/// assets of `assets` (they must be present: `sprint assets fetch`). `threads` is recorded
-/// in the provenance (results do not depend on it).
+/// The results of the MiniLM lane.
+struct MiniLmLane {
+    accuracy: Vec<crate::results::AccuracyResult>,
+    finetuned: crate::results::FinetunedResult,
+    precision: crate::results::CurveResult,
+    noise: crate::results::CurveResult,
+}
+
+/// The results of the SmolLM2 and simulator lane (and the last MiniLM sweep).
+struct SmolLm2Lane {
+    accuracy: crate::results::AccuracyResult,
+    finetuned: Option<crate::results::FinetunedResult>,
+    precision_ppl: Option<crate::results::CurveResult>,
+    sim_paper: Vec<crate::results::SimPaperResult>,
+    decode: crate::results::DecodeResult,
+    sparsity: crate::results::CurveResult,
+}
+
+/// Where each stage comes in the run's order (the numbers shown and recorded).
+struct Order {
+    n_minilm: usize,
+    ft_smollm2: bool,
+    prec_smollm2: bool,
+}
+
+impl Order {
+    fn accuracy_smollm2(&self) -> usize {
+        self.n_minilm
+    }
+    fn finetuned_minilm(&self) -> usize {
+        self.n_minilm + 1
+    }
+    fn finetuned_smollm2(&self) -> usize {
+        self.n_minilm + 2
+    }
+    fn precision(&self) -> usize {
+        self.finetuned_minilm() + 1 + usize::from(self.ft_smollm2)
+    }
+    fn precision_smollm2(&self) -> usize {
+        self.precision() + 1
+    }
+    fn noise(&self) -> usize {
+        self.precision() + 1 + usize::from(self.prec_smollm2)
+    }
+    fn sparsity(&self) -> usize {
+        self.noise() + 1
+    }
+    fn sim_paper(&self, i: usize) -> usize {
+        self.sparsity() + 1 + i
+    }
+    fn sim_trace(&self, i: usize) -> usize {
+        self.sim_paper(2) + i
+    }
+    fn decode(&self) -> usize {
+        self.sim_trace(self.n_minilm + 1)
+    }
+    fn total(&self) -> usize {
+        self.decode() + 1
+    }
+}
+
+/// Runs the whole evaluation of `plan` into `out` with `threads` worker threads per lane,
+/// with the real assets of `assets` (they must be present: `sprint assets fetch`). Two
+/// lanes run at the same time, each on its own rayon pool: the MiniLM stages, and the
+/// SmolLM2 and simulator stages followed by the sparsity sweep (a stage's serial parts
+/// leave a core to the other lane);
+/// the replays of the real traces follow. Results do not depend on the lanes or on
+/// `threads` (recorded in the provenance).
 pub fn reproduce(
     plan: &Plan,
     out: &Path,
@@ -126,76 +222,37 @@ pub fn reproduce(
     }
     let cache = StageCache::new(out);
     let artefacts = cache.dir().join("artefacts");
-    let n_minilm = plan.minilm_tasks.len();
-    let mut r = Runner {
+    let order = Order {
+        n_minilm: plan.minilm_tasks.len(),
+        ft_smollm2: plan.smollm2_finetune.is_some(),
+        prec_smollm2: plan.smollm2_sweep_windows > 0,
+    };
+    let tool = tool_sha256()?;
+    let runner = |lane: usize| Runner {
         cache: cache.clone(),
         plan,
-        tool: tool_sha256()?,
+        tool: &tool,
         progress,
-        // accuracy (MiniLM tasks + SmolLM2), fine-tuned (MiniLM, SmolLM2 in --full),
-        // precision, noise, sparsity, 2 x sim-paper, one trace replay per accuracy
-        // stage, decode.
-        total: 2 * (n_minilm + 1)
-            + 7
-            + usize::from(plan.smollm2_finetune.is_some())
-            + usize::from(plan.smollm2_sweep_windows > 0),
+        lane,
+        total: order.total(),
         records: Vec::new(),
     };
-    let ctx = StageCtx::new(plan, assets, progress);
+    let pool = |what: &str| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .map_err(|e| ReproduceError::Usage(format!("cannot start the {what} threads: {e}")))
+    };
     let trace_ok = |a: &crate::results::AccuracyResult| {
         a.sprint_trace
             .as_ref()
             .is_some_and(|t| artefacts.join(t).is_file())
     };
-
-    let mut accuracy = Vec::new();
-    for (model, task) in plan
-        .minilm_tasks
-        .iter()
-        .map(|t| ("minilm", t.as_str()))
-        .chain([("smollm2", "ppl-austen")])
-    {
-        let th = Thresholds::best_for(model, task, &artefacts)?;
-        let name = format!("accuracy-{model}-{task}");
-        let inputs = json!({"model": model, "task": task, "thresholds": th.describe(plan.keep)});
-        let a = r.stage(&name, inputs, trace_ok, |key| {
-            let base = cache.artefact(&name, key, "trace.bin")?;
-            stages::accuracy(&ctx, &name, model, task, &th, &base)
-        })?;
-        accuracy.push(a);
-    }
-
-    let mut finetuned = Vec::new();
-    for (model, fp) in [
-        ("minilm", Some(&plan.minilm_finetune)),
-        ("smollm2", plan.smollm2_finetune.as_ref()),
-    ] {
-        let Some(fp) = fp else { continue };
-        let name = format!(
-            "accuracy-{model}-{}-finetuned",
-            crate::finetuned::task_of(model).name()
-        );
-        let inputs = json!({
-            "pruned": crate::finetuned::recipe(&ctx, model, fp, true),
-            "twin": crate::finetuned::recipe(&ctx, model, fp, false),
-            "eval": [fp.eval_items, fp.eval_seq_len],
-        });
-        finetuned.push(r.stage(
-            &name,
-            inputs,
-            |_| true,
-            |key| {
-                let base = cache.artefact(&name, key, "run")?;
-                crate::finetuned::finetuned(&ctx, &name, model, fp, &base)
-            },
-        )?);
-    }
-
+    // The learned MiniLM/BBC thresholds file, written before the lanes start.
     let learned = Thresholds::best_for("minilm", "bbc", &artefacts)?;
     let Thresholds::Learned(learned_path) = &learned else {
         unreachable!("MiniLM on BBC has a learned thresholds file")
     };
-    let th_inputs = json!({"thresholds": learned.describe(plan.keep)});
     let bits: Vec<(String, f64, Vec<String>)> = plan
         .k_msb_bits
         .iter()
@@ -209,109 +266,242 @@ pub fn reproduce(
         .collect();
     // The precision sweep's reference point: the most key bits.
     let most_bits = (0..bits.len()).max_by(|&a, &b| bits[a].1.total_cmp(&bits[b].1));
-    let bbc = stages::SweepOn {
-        model: "minilm",
-        task: "bbc",
-        limit: plan.sweep_limit,
-        seq_len: plan.minilm_seq_len,
-        variants: vec![Variant::SprintNoRecompute, Variant::Sprint],
-    };
-    let precision = r.stage(
-        "precision",
-        th_inputs.clone(),
-        |_| true,
-        |_| stages::sprint_sweep(&ctx, "precision", &bbc, &learned, &bits, most_bits),
-    )?;
-    let precision_ppl = if plan.smollm2_sweep_windows > 0 {
-        let th = Thresholds::best_for("smollm2", "ppl-austen", &artefacts)?;
-        let on = stages::SweepOn {
-            model: "smollm2",
-            task: "ppl-austen",
-            limit: plan.smollm2_sweep_windows,
-            seq_len: plan.smollm2_seq_len,
-            variants: vec![Variant::Sprint],
+
+    let minilm_lane = |r: &mut Runner| -> Result<MiniLmLane> {
+        let lp = LaneProgress {
+            lane: r.lane,
+            inner: progress,
         };
-        Some(r.stage(
-            "precision-smollm2",
-            json!({"thresholds": th.describe(plan.keep)}),
+        let ctx = StageCtx::new(plan, assets, &lp);
+        let mut accuracy = Vec::new();
+        for (i, task) in plan.minilm_tasks.iter().enumerate() {
+            let model = "minilm";
+            let th = Thresholds::best_for(model, task, &artefacts)?;
+            let name = format!("accuracy-{model}-{task}");
+            let inputs =
+                json!({"model": model, "task": task, "thresholds": th.describe(plan.keep)});
+            accuracy.push(r.stage(i, &name, inputs, trace_ok, |key| {
+                let base = cache.artefact(&name, key, "trace.bin")?;
+                stages::accuracy(&ctx, &name, model, task, &th, &base)
+            })?);
+        }
+        let finetuned = finetuned_stage(
+            r,
+            &ctx,
+            &cache,
+            order.finetuned_minilm(),
+            "minilm",
+            &plan.minilm_finetune,
+        )?;
+        let th_inputs = json!({"thresholds": learned.describe(plan.keep)});
+        let bbc = stages::SweepOn {
+            model: "minilm",
+            task: "bbc",
+            limit: plan.sweep_limit,
+            seq_len: plan.minilm_seq_len,
+            variants: vec![Variant::SprintNoRecompute, Variant::Sprint],
+        };
+        let precision = r.stage(
+            order.precision(),
+            "precision",
+            th_inputs.clone(),
             |_| true,
-            |_| stages::sprint_sweep(&ctx, "precision-smollm2", &on, &th, &bits, most_bits),
-        )?)
-    } else {
-        None
+            |_| stages::sprint_sweep(&ctx, "precision", &bbc, &learned, &bits, most_bits),
+        )?;
+        let noise_points: Vec<(String, f64, Vec<String>)> = plan
+            .noise_presets
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i as f64, vec![format!("noise.preset={p}")]))
+            .collect();
+        let noise = r.stage(
+            order.noise(),
+            "noise",
+            th_inputs,
+            |_| true,
+            |_| stages::sprint_sweep(&ctx, "noise", &bbc, &learned, &noise_points, Some(0)),
+        )?;
+        Ok(MiniLmLane {
+            accuracy,
+            finetuned,
+            precision,
+            noise,
+        })
     };
-    let noise_points: Vec<(String, f64, Vec<String>)> = plan
-        .noise_presets
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.clone(), i as f64, vec![format!("noise.preset={p}")]))
-        .collect();
-    let noise = r.stage(
-        "noise",
-        th_inputs.clone(),
-        |_| true,
-        |_| stages::sprint_sweep(&ctx, "noise", &bbc, &learned, &noise_points, Some(0)),
-    )?;
-    let sparsity = r.stage(
-        "sparsity",
-        th_inputs,
-        |_| true,
-        |_| stages::sparsity(&ctx, "sparsity", learned_path),
-    )?;
 
-    let mut sim_paper = Vec::new();
-    for cal in ["sourced-default", "paper-inferred"] {
-        let name = format!("sim-paper-{cal}");
-        sim_paper.push(r.stage(
-            &name,
-            json!({"calibration": cal}),
+    let smollm2_lane = |r: &mut Runner| -> Result<SmolLm2Lane> {
+        let lp = LaneProgress {
+            lane: r.lane,
+            inner: progress,
+        };
+        let ctx = StageCtx::new(plan, assets, &lp);
+        let (model, task) = ("smollm2", "ppl-austen");
+        let th = Thresholds::best_for(model, task, &artefacts)?;
+        let name = format!("accuracy-{model}-{task}");
+        let inputs = json!({"model": model, "task": task, "thresholds": th.describe(plan.keep)});
+        let accuracy = r.stage(order.accuracy_smollm2(), &name, inputs, trace_ok, |key| {
+            let base = cache.artefact(&name, key, "trace.bin")?;
+            stages::accuracy(&ctx, &name, model, task, &th, &base)
+        })?;
+        let finetuned = match &plan.smollm2_finetune {
+            Some(fp) => Some(finetuned_stage(
+                r,
+                &ctx,
+                &cache,
+                order.finetuned_smollm2(),
+                "smollm2",
+                fp,
+            )?),
+            None => None,
+        };
+        let precision_ppl = if plan.smollm2_sweep_windows > 0 {
+            let on = stages::SweepOn {
+                model,
+                task,
+                limit: plan.smollm2_sweep_windows,
+                seq_len: plan.smollm2_seq_len,
+                variants: vec![Variant::Sprint],
+            };
+            Some(r.stage(
+                order.precision_smollm2(),
+                "precision-smollm2",
+                json!({"thresholds": th.describe(plan.keep)}),
+                |_| true,
+                |_| stages::sprint_sweep(&ctx, "precision-smollm2", &on, &th, &bits, most_bits),
+            )?)
+        } else {
+            None
+        };
+        let mut sim_paper = Vec::new();
+        for (i, cal) in ["sourced-default", "paper-inferred"].iter().enumerate() {
+            let name = format!("sim-paper-{cal}");
+            sim_paper.push(r.stage(
+                order.sim_paper(i),
+                &name,
+                json!({"calibration": cal}),
+                |_| true,
+                |_| stages::sim_paper(&name, cal),
+            )?);
+        }
+        let decode = r.stage(
+            order.decode(),
+            "decode",
+            json!({"config": "smollm2"}),
             |_| true,
-            |_| stages::sim_paper(&name, cal),
-        )?);
-    }
+            |_| stages::decode("decode"),
+        )?;
+        // The MiniLM lane is the longer: its last sweep runs here.
+        let sparsity = r.stage(
+            order.sparsity(),
+            "sparsity",
+            json!({"thresholds": learned.describe(plan.keep)}),
+            |_| true,
+            |_| stages::sparsity(&ctx, "sparsity", learned_path),
+        )?;
+        Ok(SmolLm2Lane {
+            accuracy,
+            finetuned,
+            precision_ppl,
+            sim_paper,
+            decode,
+            sparsity,
+        })
+    };
 
+    let (mut r0, mut r1) = (runner(0), runner(1));
+    let (pool0, pool1) = (pool("MiniLM lane")?, pool("SmolLM2 lane")?);
+    let (a, b) = std::thread::scope(|s| {
+        let other = s.spawn(|| pool1.install(|| smollm2_lane(&mut r1)));
+        let a = pool0.install(|| minilm_lane(&mut r0));
+        let b = other
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (a, b)
+    });
+    let (a, b) = (a?, b?);
+
+    let mut accuracy = a.accuracy;
+    accuracy.push(b.accuracy);
+    let mut finetuned = vec![a.finetuned];
+    finetuned.extend(b.finetuned);
+
+    let mut r2 = runner(0);
     let mut traces = Vec::new();
-    for a in &accuracy {
-        let Some(file) = &a.sprint_trace else {
+    for (i, acc) in accuracy.iter().enumerate() {
+        let Some(file) = &acc.sprint_trace else {
             continue;
         };
         let path: PathBuf = artefacts.join(file);
-        let name = format!("sim-trace-{}-{}", a.model, a.task);
-        let label = format!("{} on {} (first sequence, SPRINT)", a.model, a.task);
+        let name = format!("sim-trace-{}-{}", acc.model, acc.task);
+        let label = format!("{} on {} (first sequence, SPRINT)", acc.model, acc.task);
         let inputs = json!({"trace_sha256": file_sha256(&path)?, "label": label});
-        traces.push(r.stage(
-            &name,
-            inputs,
-            |_| true,
-            |_| stages::sim_trace(&name, &label, &path),
-        )?);
+        traces.push(pool0.install(|| {
+            r2.stage(
+                order.sim_trace(i),
+                &name,
+                inputs,
+                |_| true,
+                |_| stages::sim_trace(&name, &label, &path),
+            )
+        })?);
     }
 
-    let decode = r.stage(
-        "decode",
-        json!({"config": "smollm2"}),
-        |_| true,
-        |_| stages::decode("decode"),
-    )?;
-
+    let mut records: Vec<(usize, StageRecord)> = r0
+        .records
+        .into_iter()
+        .chain(r1.records)
+        .chain(r2.records)
+        .collect();
+    records.sort_by_key(|x| x.0);
+    let records: Vec<StageRecord> = records.into_iter().map(|x| x.1).collect();
     let results = Results {
         plan: plan.clone(),
         accuracy,
         finetuned,
-        precision,
-        precision_ppl,
-        noise,
-        sparsity,
-        sim_paper,
+        precision: a.precision,
+        precision_ppl: b.precision_ppl,
+        noise: a.noise,
+        sparsity: b.sparsity,
+        sim_paper: b.sim_paper,
         traces,
-        decode,
+        decode: b.decode,
     };
-    let provenance = Provenance::collect(plan, &r.tool, threads, assets, &r.records);
+    let provenance = Provenance::collect(plan, &tool, threads, assets, &records);
     let doc = document(&results, &provenance)?;
     let written = doc.write(out)?;
     Ok(Outcome {
         verdict: verdict_table(&results)?,
         written,
-        stages: r.records,
+        stages: records,
     })
+}
+
+/// The fine-tuned stage of `model` (number `index`): the recipe with pruning and its twin.
+fn finetuned_stage(
+    r: &mut Runner,
+    ctx: &StageCtx,
+    cache: &StageCache,
+    index: usize,
+    model: &str,
+    fp: &crate::mode::FinetunePlan,
+) -> Result<crate::results::FinetunedResult> {
+    let name = format!(
+        "accuracy-{model}-{}-finetuned",
+        crate::finetuned::task_of(model).name()
+    );
+    let inputs = json!({
+        "pruned": crate::finetuned::recipe(ctx, model, fp, true),
+        "twin": crate::finetuned::recipe(ctx, model, fp, false),
+        "eval": [fp.eval_items, fp.eval_seq_len],
+    });
+    r.stage(
+        index,
+        &name,
+        inputs,
+        |_| true,
+        |key| {
+            let base = cache.artefact(&name, key, "run")?;
+            crate::finetuned::finetuned(ctx, &name, model, fp, &base)
+        },
+    )
 }

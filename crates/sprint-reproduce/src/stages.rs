@@ -243,10 +243,19 @@ pub struct SweepOn<'a> {
     pub variants: Vec<Variant>,
 }
 
+/// The mean per-token KL of block sums `blocks`, with its block-bootstrap interval.
+fn token_kl_of(stage: &str, blocks: &[(f64, u64)]) -> Result<(f64, (f64, f64))> {
+    sprint_eval::fidelity::block_mean(blocks).map_err(|e| ReproduceError::stage(stage, e))
+}
+
 /// SPRINT (and the other `on.variants`) on `on.model` / `on.task` with each attention
 /// override of `points` (label, x, `--set`s): the precision (Fig 5) and noise sweeps, at the
 /// thresholds of the accuracy stage; every point is compared with one dense run on the same
-/// items (paired interval, continuous fidelity).
+/// items (paired interval, continuous fidelity) and with the `reference` point of its
+/// series. On a perplexity task each point also gets the mean per-token KL divergence of
+/// its next-token distribution from dense's and from the reference point's (the reference
+/// runs first and keeps its logits; each series is evaluated on its own so it is compared
+/// with its own reference).
 pub fn sprint_sweep(
     ctx: &StageCtx,
     stage: &str,
@@ -255,7 +264,9 @@ pub fn sprint_sweep(
     points: &[(String, f64, Vec<String>)],
     reference: Option<usize>,
 ) -> Result<CurveResult> {
+    use std::sync::Arc;
     let t = task_of(stage, on.task)?;
+    let ppl = t.kind() == sprint_eval::tasks::TaskKind::Perplexity;
     let m = ctx.model(stage, on.model)?;
     let p = ctx.plan;
     let mut base = EvalOptions::new(t);
@@ -267,52 +278,119 @@ pub fn sprint_sweep(
     let mut dense_opts = base.clone();
     dense_opts.variants = vec![Variant::Dense];
     dense_opts.attention = ctx.attention(&[], stage)?;
-    let dense = evaluate(&m, ctx.assets, &dense_opts, ctx.progress)
+    dense_opts.keep_next_token = ppl;
+    let mut dense = evaluate(&m, ctx.assets, &dense_opts, ctx.progress)
         .map_err(|e| ReproduceError::stage(stage, e))?;
+    let dense_logits: Option<Arc<sprint_eval::fidelity::NextTokenLogits>> =
+        dense.rows[0].outputs.next_token.take();
     let d = &dense.rows[0];
-    let mut out = Vec::new();
-    // Each point's outputs per series, to compare with the reference point's afterwards.
-    let mut kept: Vec<(usize, String, sprint_eval::fidelity::ItemOutputs)> = Vec::new();
-    for (i, (label, x, sets)) in points.iter().enumerate() {
-        let mut o = base.clone();
-        o.variants = on.variants.clone();
-        o.attention = ctx.attention(sets, stage)?;
-        let r = evaluate(&m, ctx.assets, &o, ctx.progress)
-            .map_err(|e| ReproduceError::stage(stage, e))?;
-        for v in &r.rows {
-            let delta_ci95 = match (&d.item_correct, &v.item_correct) {
-                (Some(a), Some(b)) => Some(
-                    sprint_eval::paired::paired_accuracy_delta(a, b)
-                        .map_err(|e| ReproduceError::stage(stage, e))?
-                        .ci95,
-                ),
-                _ => None,
-            };
-            let fidelity = sprint_eval::fidelity::compare(&d.outputs, &v.outputs)
+    // The reference point first on a perplexity task: the others compare with its logits.
+    let order: Vec<usize> = match (ppl, reference) {
+        (true, Some(r)) if r < points.len() => std::iter::once(r)
+            .chain((0..points.len()).filter(|&i| i != r))
+            .collect(),
+        _ => (0..points.len()).collect(),
+    };
+    let groups: Vec<Vec<Variant>> = if ppl {
+        on.variants.iter().map(|&v| vec![v]).collect()
+    } else {
+        vec![on.variants.clone()]
+    };
+    let mut reference_logits: BTreeMap<String, Arc<sprint_eval::fidelity::NextTokenLogits>> =
+        BTreeMap::new();
+    // Per point (in `points` order), its rows and outputs per series.
+    type Row = (SweepPoint, String, sprint_eval::fidelity::ItemOutputs);
+    let mut per_point: Vec<Vec<Row>> = vec![Vec::new(); points.len()];
+    for &i in &order {
+        let (label, x, sets) = &points[i];
+        let is_reference = reference == Some(i);
+        for group in &groups {
+            let mut o = base.clone();
+            o.variants = group.clone();
+            o.attention = ctx.attention(sets, stage)?;
+            if ppl {
+                o.kl_references = dense_logits.iter().cloned().collect();
+                if is_reference {
+                    o.keep_next_token = true;
+                } else if let Some(r) = reference_logits.get(group[0].name()) {
+                    o.kl_references.push(r.clone());
+                }
+            }
+            let mut r = evaluate(&m, ctx.assets, &o, ctx.progress)
                 .map_err(|e| ReproduceError::stage(stage, e))?;
-            out.push(SweepPoint {
-                series: v.variant.clone(),
-                x: *x,
-                x_label: label.clone(),
-                metric: v.metric,
-                kept_fraction: v.kept_fraction,
-                softmax_fraction: v.softmax_fraction,
-                delta_ci95,
-                fidelity: Some(fidelity),
-                vs_reference: None,
-            });
-            kept.push((i, v.variant.clone(), v.outputs.clone()));
+            for v in &mut r.rows {
+                if let Some(lp) = v.outputs.next_token.take() {
+                    reference_logits.insert(v.variant.clone(), lp);
+                }
+                let delta_ci95 = match (&d.item_correct, &v.item_correct) {
+                    (Some(a), Some(b)) => Some(
+                        sprint_eval::paired::paired_accuracy_delta(a, b)
+                            .map_err(|e| ReproduceError::stage(stage, e))?
+                            .ci95,
+                    ),
+                    _ => None,
+                };
+                let mut fidelity = sprint_eval::fidelity::compare(&d.outputs, &v.outputs)
+                    .map_err(|e| ReproduceError::stage(stage, e))?;
+                if let Some(kl) = v.outputs.kl_blocks.as_ref().and_then(|k| k.first()) {
+                    let (mean, ci) = token_kl_of(stage, kl)?;
+                    fidelity.token_kl_mean = Some(mean);
+                    fidelity.token_kl_ci95 = Some(ci);
+                }
+                per_point[i].push((
+                    SweepPoint {
+                        series: v.variant.clone(),
+                        x: *x,
+                        x_label: label.clone(),
+                        metric: v.metric,
+                        kept_fraction: v.kept_fraction,
+                        softmax_fraction: v.softmax_fraction,
+                        delta_ci95,
+                        fidelity: Some(fidelity),
+                        vs_reference: None,
+                    },
+                    v.variant.clone(),
+                    v.outputs.clone(),
+                ));
+            }
         }
     }
-    if let Some(r) = reference {
-        for (k, (_, series, outputs)) in kept.iter().enumerate() {
-            let Some((_, _, ref_out)) = kept.iter().find(|(j, s, _)| *j == r && s == series) else {
-                continue;
-            };
-            out[k].vs_reference = Some(
-                sprint_eval::fidelity::compare(ref_out, outputs)
-                    .map_err(|e| ReproduceError::stage(stage, e))?,
-            );
+    drop(reference_logits);
+    let mut out: Vec<SweepPoint> = Vec::new();
+    for i in 0..points.len() {
+        for (point, series, outputs) in &per_point[i] {
+            let mut point = point.clone();
+            let ref_out = reference.and_then(|r| {
+                per_point
+                    .get(r)?
+                    .iter()
+                    .find(|(_, s, _)| s == series)
+                    .map(|x| &x.2)
+            });
+            if let Some(ref_out) = ref_out {
+                let mut f = sprint_eval::fidelity::compare(ref_out, outputs)
+                    .map_err(|e| ReproduceError::stage(stage, e))?;
+                if let (Some(a), Some(b)) = (&ref_out.nll_blocks, &outputs.nll_blocks) {
+                    let per_window = (on.seq_len - 1).div_ceil(sprint_eval::fidelity::BLOCK_TOKENS);
+                    if let Some((w, share)) =
+                        sprint_eval::fidelity::top_window_share(a, b, per_window)
+                    {
+                        f.ppl_top_window = Some(w);
+                        f.ppl_top_window_share = Some(share);
+                    }
+                }
+                if reference == Some(i) && ppl {
+                    // The reference against itself.
+                    f.token_kl_mean = Some(0.0);
+                    f.token_kl_ci95 = Some((0.0, 0.0));
+                } else if let Some(kl) = outputs.kl_blocks.as_ref().and_then(|k| k.get(1)) {
+                    let (mean, ci) = token_kl_of(stage, kl)?;
+                    f.token_kl_mean = Some(mean);
+                    f.token_kl_ci95 = Some(ci);
+                }
+                point.vs_reference = Some(f);
+            }
+            out.push(point);
         }
     }
     Ok(CurveResult {
@@ -320,7 +398,7 @@ pub fn sprint_sweep(
         task: dense.task,
         metric: dense.metric,
         reference: reference.and_then(|r| points.get(r)).map(|p| p.0.clone()),
-        dense: d.metric,
+        dense: dense.rows[0].metric,
         split: dense.split,
         points: out,
     })

@@ -652,3 +652,72 @@ fn fig5_shape_on_bbc_uses_the_kl_against_the_most_bits() {
         "{line}"
     );
 }
+
+/// With next-token distributions compared, Fig 5 on SmolLM2 is judged on the mean per-token
+/// KL from the most bits (resolved and not resolved), the table has its columns, the plot
+/// exists, and the window carrying the perplexity change is named.
+#[test]
+fn fig5_shape_on_smollm2_uses_the_token_kl() {
+    let paragraph = |kl_of: &dyn Fn(f64) -> (f64, (f64, f64))| {
+        let mut r = results();
+        let c = r.precision_ppl.as_mut().unwrap();
+        for p in &mut c.points {
+            let (m, ci) = kl_of(p.x);
+            let f = p.vs_reference.as_mut().unwrap();
+            f.token_kl_mean = Some(m);
+            f.token_kl_ci95 = Some(ci);
+            f.ppl_top_window = Some(2);
+            f.ppl_top_window_share = Some(1.17);
+            p.fidelity.as_mut().unwrap().token_kl_mean = Some(m + 0.3);
+        }
+        let doc = document(&r, &provenance(&r.plan)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        doc.write(dir.path()).unwrap();
+        let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+        assert!(
+            md.contains("token KL vs 6 bits 95 % low (nats)"),
+            "no KL column"
+        );
+        assert!(
+            dir.path()
+                .join("plots/fig5-precision-smollm2-kl.svg")
+                .is_file(),
+            "no KL plot"
+        );
+        md.lines()
+            .find(|l| l.starts_with("SmolLM2, SPRINT's mean per-token KL"))
+            .unwrap_or_else(|| panic!("no Fig 5 KL paragraph:\n{md}"))
+            .to_string()
+    };
+    // 1-2 bits far from 6 bits, 4 bits close: resolved.
+    let resolved = paragraph(&|x| {
+        if x <= 2.0 {
+            (0.5, (0.4, 0.6))
+        } else if x < 6.0 {
+            (0.01, (0.005, 0.02))
+        } else {
+            (0.0, (0.0, 0.0))
+        }
+    });
+    assert!(
+        resolved.contains("resolved by the token KL: every 1-2-bit interval lies above every 4+-bit one (lowest 1-2-bit low end 0.4000 nats against highest 4+-bit high end 0.0200 nats)"),
+        "{resolved}"
+    );
+    assert!(
+        resolved.contains("1 bits 0.5000 [0.4000, 0.6000]"),
+        "{resolved}"
+    );
+    assert!(resolved.contains("4 bits window 3 (117 %)"), "{resolved}");
+    // Every bit width as far from 6 bits: not resolved, with the numbers.
+    let flat = paragraph(&|x| {
+        if x < 6.0 {
+            (0.5, (0.3, 0.8))
+        } else {
+            (0.0, (0.0, 0.0))
+        }
+    });
+    assert!(
+        flat.contains("not resolved by the token KL: the lowest 1-2-bit low end (0.3000 nats) is not above the highest 4+-bit high end (0.8000 nats)"),
+        "{flat}"
+    );
+}

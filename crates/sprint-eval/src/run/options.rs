@@ -120,6 +120,14 @@ pub struct EvalOptions {
     /// items so that it keeps this fraction of the visible pairs, for comparisons at equal
     /// sparsity; `None`: the published values of `attention.peers`.
     pub peer_keep: Option<f64>,
+    /// Perplexity tasks: keep the next-token logits of every scored position in each row's
+    /// outputs ([`crate::fidelity::ItemOutputs::next_token`]; positions x vocabulary
+    /// floats), to compare later runs with.
+    pub keep_next_token: bool,
+    /// Perplexity tasks: next-token logits of earlier runs on the same windows; every row
+    /// gets its per-token KL divergence from each, in blocks
+    /// ([`crate::fidelity::ItemOutputs::kl_blocks`], in this order).
+    pub kl_references: Vec<std::sync::Arc<crate::fidelity::NextTokenLogits>>,
 }
 
 impl EvalOptions {
@@ -147,6 +155,8 @@ impl EvalOptions {
             probe_train: None,
             references: Vec::new(),
             peer_keep: None,
+            keep_next_token: false,
+            kl_references: Vec::new(),
         }
     }
 }

@@ -51,6 +51,15 @@ impl PassTotals {
         }
     }
 
+    /// The totals of a pass computed before (kept in memory): its counts and tokens.
+    pub(super) fn reused(stats: KeepStats, tokens: u64) -> Self {
+        Self {
+            stats,
+            tokens,
+            ..Self::default()
+        }
+    }
+
     /// Whether the next forward must record a trace (only the first, when asked for).
     pub(super) fn wants_trace(&self) -> bool {
         self.trace_first && self.forwards == 0

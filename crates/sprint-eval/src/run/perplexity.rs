@@ -7,7 +7,7 @@ use sprint_models::TokenBatch;
 use super::pass::{HiddenOnly, PassResult, PassTotals};
 use super::{Ctx, EvalReport};
 use crate::error::{EvalError, Result};
-use crate::fidelity::{BLOCK_TOKENS, ItemOutputs};
+use crate::fidelity::{BLOCK_TOKENS, ItemOutputs, NextTokenLogits, token_kl};
 use crate::metrics::{Perplexity, token_nll};
 use crate::tasks::{perplexity_text, windows};
 
@@ -73,13 +73,22 @@ impl Ctx<'_> {
             );
             Ok((cal.into_stats(), split))
         })?;
-        let (rows, tokens) = self.rows(&th, eval.len(), |attn, trace| {
+        // A pass that keeps its logits or compares them with others' is not kept for reuse.
+        let plain = !self.opts.keep_next_token && self.opts.kl_references.is_empty();
+        let memo = |_| plain.then(String::new);
+        let (rows, tokens) = self.rows(&th, eval.len(), memo, |attn, trace| {
             let mut ppl = Perplexity::default();
             let mut totals = PassTotals::new(trace);
             // Per window, the summed NLL and scored tokens of each block of BLOCK_TOKENS
             // consecutive scored positions (the fidelity's block bootstrap).
             let per_window = (self.seq_len - 1).div_ceil(BLOCK_TOKENS);
             let mut blocks = vec![(0.0f64, 0u64); eval.len() * per_window];
+            let refs = &self.opts.kl_references;
+            let mut kl_blocks = vec![vec![(0.0f64, 0u64); blocks.len()]; refs.len()];
+            let mut kept: Option<NextTokenLogits> =
+                self.opts.keep_next_token.then(NextTokenLogits::default);
+            // Scored positions so far, in pass order (the index into the references).
+            let mut position = 0usize;
             self.decode_all(
                 &eval,
                 1,
@@ -89,15 +98,43 @@ impl Ctx<'_> {
                 |w, p, row| {
                     let nll = token_nll(row, eval[w][p + 1] as usize);
                     ppl.add(nll);
-                    let b = &mut blocks[w * per_window + p / BLOCK_TOKENS];
+                    let block = w * per_window + p / BLOCK_TOKENS;
+                    let b = &mut blocks[block];
                     b.0 += nll;
                     b.1 += 1;
+                    for (r, kb) in refs.iter().zip(&mut kl_blocks) {
+                        let reference = r
+                            .row(position)
+                            .filter(|x| x.len() == row.len())
+                            .ok_or_else(|| {
+                                EvalError::Input(format!(
+                                    "the next-token reference has {} positions of {} logits, not position {position} of {}",
+                                    r.positions(),
+                                    r.vocab,
+                                    row.len()
+                                ))
+                            })?;
+                        kb[block].0 += token_kl(reference, row);
+                        kb[block].1 += 1;
+                    }
+                    if let Some(k) = &mut kept {
+                        k.vocab = row.len();
+                        k.logits.extend_from_slice(row);
+                    }
+                    position += 1;
                     Ok(())
                 },
             )?;
+            if refs.iter().any(|r| r.positions() != position) {
+                return Err(EvalError::Input(format!(
+                    "a next-token reference is not of these windows ({position} scored positions)"
+                )));
+            }
             Ok(PassResult {
                 outputs: ItemOutputs {
                     nll_blocks: Some(blocks),
+                    next_token: kept.map(std::sync::Arc::new),
+                    kl_blocks: (!refs.is_empty()).then_some(kl_blocks),
                     ..Default::default()
                 },
                 metric: ppl.perplexity(),

@@ -20,6 +20,11 @@ static PROBES: std::sync::LazyLock<
     std::sync::Mutex<std::collections::HashMap<String, (LogisticRegression, f64)>>,
 > = std::sync::LazyLock::new(Default::default);
 
+/// Forgets the probes fitted in this process.
+pub(super) fn clear_memo() {
+    PROBES.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
 impl Ctx<'_> {
     pub(super) fn probe(&self, cache: &Cache) -> Result<EvalReport> {
         let corpus = labeled_corpus(self.opts.task, cache)?;
@@ -50,6 +55,10 @@ impl Ctx<'_> {
 
         // Probe on dense embeddings of the train split (fitted once per model, task, data
         // and seed in a process: a sweep evaluates many thresholds with the same probe).
+        // Only when some row is scored with it: the dense row, or every row of a frozen
+        // probe; each variant fitting its own probe without a dense row never reads it.
+        let needs_dense_probe =
+            self.opts.probe_fit == ProbeFit::Dense || self.opts.variants.contains(&Variant::Dense);
         let key = format!(
             "{}|{}|{:?}|{}|{}|{}",
             self.model.name,
@@ -59,39 +68,40 @@ impl Ctx<'_> {
             self.opts.seed,
             train_texts.len()
         );
-        let cached = PROBES
+        let dense_probe: Option<(LogisticRegression, f64)> = if !needs_dense_probe {
+            None
+        } else if let Some(c) = PROBES
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
-            .cloned();
-        let (clf, train_acc) = match cached {
-            Some(c) => c,
-            None => {
-                self.progress
-                    .stage("dense train documents", train_texts.len() as u64);
-                let dense = make_backend(self.opts, Variant::Dense, &None, 1, 1)?;
-                let (train_x, _) = embed_all(
-                    self.model,
-                    &train_texts,
-                    self.seq_len,
-                    bs,
-                    dense.as_ref(),
-                    false,
-                    self.progress,
-                )?;
-                let clf = LogisticRegression::fit(
-                    &train_x,
-                    &train_labels,
-                    classes,
-                    &LogRegOptions::default(),
-                )?;
-                let train_acc = accuracy(&clf.predict(&train_x)?, &train_labels);
-                PROBES
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, (clf.clone(), train_acc));
-                (clf, train_acc)
-            }
+            .cloned()
+        {
+            Some(c)
+        } else {
+            self.progress
+                .stage("dense train documents", train_texts.len() as u64);
+            let dense = make_backend(self.opts, Variant::Dense, &None, 1, 1)?;
+            let (train_x, _) = embed_all(
+                self.model,
+                &train_texts,
+                self.seq_len,
+                bs,
+                dense.as_ref(),
+                false,
+                self.progress,
+            )?;
+            let clf = LogisticRegression::fit(
+                &train_x,
+                &train_labels,
+                classes,
+                &LogRegOptions::default(),
+            )?;
+            let train_acc = accuracy(&clf.predict(&train_x)?, &train_labels);
+            PROBES
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), (clf.clone(), train_acc));
+            Some((clf, train_acc))
         };
 
         // Thresholds.
@@ -122,7 +132,14 @@ impl Ctx<'_> {
         })?;
 
         let mut variant_train_accuracy = Vec::new();
-        let (rows, tokens) = self.rows(&th, test_texts.len(), |attn, trace| {
+        // A row scored by the dense probe is determined by the pass's key and that probe's;
+        // a row with its own probe fits it in the pass (not kept).
+        let dense_probe_id = format!("dense probe {key}");
+        let memo = |v: Variant| {
+            (v == Variant::Dense || self.opts.probe_fit == ProbeFit::Dense)
+                .then(|| dense_probe_id.clone())
+        };
+        let (rows, tokens) = self.rows(&th, test_texts.len(), memo, |attn, trace| {
             let variant = attn.config().variant;
             let own_probe =
                 if self.opts.probe_fit == ProbeFit::PerVariant && variant != Variant::Dense {
@@ -164,7 +181,16 @@ impl Ctx<'_> {
                 trace,
                 self.progress,
             )?;
-            let probe = own_probe.as_ref().unwrap_or(&clf);
+            let probe = match (&own_probe, &dense_probe) {
+                (Some(own), _) => own,
+                (None, Some((clf, _))) => clf,
+                (None, None) => {
+                    return Err(EvalError::Input(format!(
+                        "no probe for the {} row",
+                        variant.name()
+                    )));
+                }
+            };
             let pred = probe.predict(&x)?;
             let posteriors = x
                 .iter()
@@ -174,7 +200,7 @@ impl Ctx<'_> {
                 outputs: crate::fidelity::ItemOutputs {
                     posteriors: Some(posteriors),
                     embeddings: Some(x),
-                    nll_blocks: None,
+                    ..Default::default()
                 },
                 metric: accuracy(&pred, &test_labels),
                 perplexity: None,
@@ -201,7 +227,7 @@ impl Ctx<'_> {
         );
         let probe = ProbeReport {
             train_documents: train_texts.len(),
-            train_accuracy: train_acc,
+            train_accuracy: dense_probe.as_ref().map(|p| p.1),
             fit: self.opts.probe_fit,
             variant_train_accuracy,
             classes: corpus.labels.clone(),

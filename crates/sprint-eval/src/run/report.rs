@@ -31,8 +31,10 @@ pub struct ThresholdReport {
 pub struct ProbeReport {
     /// Training documents.
     pub train_documents: usize,
-    /// Accuracy of the dense probe on the training documents.
-    pub train_accuracy: f64,
+    /// Accuracy of the dense probe on the training documents; `None` when no row is scored
+    /// with the dense probe (each variant fits its own and dense is not evaluated), so it
+    /// is not fitted.
+    pub train_accuracy: Option<f64>,
     /// Which embeddings the probe is fitted on.
     pub fit: super::ProbeFit,
     /// With [`super::ProbeFit::PerVariant`]: each non-dense variant's probe accuracy on its

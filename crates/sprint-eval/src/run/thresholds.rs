@@ -75,6 +75,29 @@ pub(super) fn resolve_given(
     }
 }
 
+/// What determines a calibration's score statistics: the model, the task's items and the
+/// number of calibration items asked for.
+#[derive(Clone, Debug, PartialEq)]
+struct CalibKey {
+    model: String,
+    task: String,
+    limit: Option<usize>,
+    seq_len: usize,
+    seed: u64,
+    batch_size: usize,
+    items: Option<usize>,
+    /// Sanger's parameters when its predicted probabilities are collected too.
+    sanger: Option<String>,
+}
+
+/// Calibrations of this process: the statistics and the description of their data.
+static CALIBRATIONS: crate::memo::Memo<CalibKey, (ScoreStats, String)> = crate::memo::Memo::new();
+
+/// Forgets the memoised calibrations.
+pub(super) fn clear_memo() {
+    CALIBRATIONS.clear();
+}
+
 impl Ctx<'_> {
     pub(super) fn calib_choice(&self) -> Option<(f64, bool, Option<usize>, KeepMethod)> {
         match (&self.opts.thresholds, self.needs_th, &self.given) {
@@ -126,7 +149,22 @@ impl Ctx<'_> {
         if choice.is_none() && peer_keep.is_none() {
             return Ok(self.given.clone().unzip());
         }
-        let (stats, split) = calibrate(choice.and_then(|c| c.2))?;
+        let items = choice.and_then(|c| c.2);
+        // The calibration's dense pass does not depend on the attention configuration (its
+        // output is dense, its statistics exact scores): a sweep over precisions or noise
+        // calibrates once. Sanger's predicted probabilities do depend on its parameters,
+        // which join the key when they are collected.
+        let key = CalibKey {
+            model: self.model.name.clone(),
+            task: self.opts.task.name().into(),
+            limit: self.limit,
+            seq_len: self.seq_len,
+            seed: self.opts.seed,
+            batch_size: self.opts.batch_size,
+            items,
+            sanger: peer_keep.map(|_| format!("{:?}", self.opts.attention.peers.sanger)),
+        };
+        let (stats, split) = CALIBRATIONS.get_or_try(key, || calibrate(items))?;
         if let Some(keep) = peer_keep
             && let Some(t) = stats.sanger_threshold_for_keep(keep)?
         {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sprint_core::config::{Thresholds, Variant};
+use sprint_core::config::{AttentionConfig, Thresholds, Variant};
 use sprint_models::attention::{Attention, backend};
 
 use super::pass::{PassResult, PassTotals};
@@ -44,16 +44,93 @@ pub(super) fn make_backend(
     Ok(backend(cfg, th)?)
 }
 
+/// Everything that determines the result of a variant's pass without a trace: the model
+/// (by name: a weights overlay names its file), the task's items (task, limit, length,
+/// seed, batch), the backend (configuration with the variant, and the thresholds of a
+/// non-dense variant) and the task's own part (e.g. which probe scores the embeddings).
+#[derive(Clone, Debug, PartialEq)]
+struct PassKey {
+    model: String,
+    task: String,
+    limit: Option<usize>,
+    seq_len: usize,
+    seed: u64,
+    batch_size: usize,
+    probe_train: Option<usize>,
+    attention: AttentionConfig,
+    thresholds: Option<Thresholds>,
+    task_part: String,
+}
+
+/// What a memoised pass hands out again: the pass's result without its trace, and its
+/// measured wall time.
+#[derive(Clone)]
+struct PassMemo {
+    metric: f64,
+    perplexity: Option<crate::metrics::Perplexity>,
+    item_correct: Option<Vec<bool>>,
+    outputs: crate::fidelity::ItemOutputs,
+    stats: sprint_models::KeepStats,
+    tokens: u64,
+    seconds: f64,
+}
+
+/// Passes of this process (a reproduction scores the same variant on the same items in
+/// several stages: the sweeps' dense reference, the default precision and noise points).
+static PASSES: crate::memo::Memo<PassKey, PassMemo> = crate::memo::Memo::new();
+
+/// Forgets the memoised passes.
+pub(super) fn clear_memo() {
+    PASSES.clear();
+}
+
 impl Ctx<'_> {
+    fn pass_key(
+        &self,
+        v: Variant,
+        th: &Option<Thresholds>,
+        task_part: Option<String>,
+    ) -> Option<PassKey> {
+        if self.opts.trace.is_some() {
+            return None;
+        }
+        let mut attention = self.opts.attention.clone();
+        attention.variant = v;
+        // The backend's own configuration: Sanger's threshold as calibrated, when it was.
+        if let (Variant::Sanger, Some((t, _))) = (v, self.sanger_threshold.borrow().as_ref()) {
+            attention.peers.sanger.prob_threshold = *t;
+        }
+        Some(PassKey {
+            model: self.model.name.clone(),
+            task: self.opts.task.name().into(),
+            limit: self.limit,
+            seq_len: self.seq_len,
+            seed: self.opts.seed,
+            batch_size: self.opts.batch_size,
+            probe_train: self.opts.probe_train,
+            attention,
+            // Dense attention reads no thresholds.
+            thresholds: if v == Variant::Dense {
+                None
+            } else {
+                th.clone()
+            },
+            task_part: task_part?,
+        })
+    }
+
     /// Runs every variant through `pass` (given the variant's attention backend and whether
     /// to trace) and builds the rows: the pass's metric and pair counts, its wall time in
     /// seconds with the item and token rates derived from it, and the trace written to its
     /// file. Returns the rows, with their delta vs dense when dense ran, and the tokens of
-    /// one pass.
+    /// one pass. `memo(variant)` is the task's part of the pass's identity when its result
+    /// may be kept and reused within the process (`None`: always run it); a pass with a
+    /// trace always runs.
     pub(super) fn rows(
         &self,
         th: &Option<Thresholds>,
         items: usize,
+        memo: impl Fn(Variant) -> Option<String>,
         mut pass: impl FnMut(&dyn Attention, bool) -> Result<PassResult>,
     ) -> Result<(Vec<VariantResult>, u64)> {
         let g = self.model.model.geometry();
@@ -75,9 +152,40 @@ impl Ctx<'_> {
                 &format!("{} {}", v.name(), self.opts.task.item_name()),
                 items as u64,
             );
-            let t0 = Instant::now();
-            let r = pass(attn.as_ref(), self.opts.trace.is_some())?;
-            let seconds = t0.elapsed().as_secs_f64();
+            let key = self.pass_key(v, th, memo(v));
+            let (r, seconds) = match key.as_ref().and_then(|k| PASSES.get(k)) {
+                Some(m) => {
+                    self.progress.inc(items as u64);
+                    let r = PassResult {
+                        metric: m.metric,
+                        perplexity: m.perplexity,
+                        item_correct: m.item_correct,
+                        outputs: m.outputs,
+                        totals: PassTotals::reused(m.stats, m.tokens),
+                    };
+                    (r, m.seconds)
+                }
+                None => {
+                    let t0 = Instant::now();
+                    let r = pass(attn.as_ref(), self.opts.trace.is_some())?;
+                    let seconds = t0.elapsed().as_secs_f64();
+                    if let Some(k) = key {
+                        PASSES.put(
+                            k,
+                            PassMemo {
+                                metric: r.metric,
+                                perplexity: r.perplexity,
+                                item_correct: r.item_correct.clone(),
+                                outputs: r.outputs.clone(),
+                                stats: r.totals.stats,
+                                tokens: r.totals.tokens,
+                                seconds,
+                            },
+                        );
+                    }
+                    (r, seconds)
+                }
+            };
             let PassTotals {
                 stats,
                 tokens: pass_tokens,

@@ -72,28 +72,35 @@ impl Ctx<'_> {
         let eval_idx = sp.train.clone();
         let eval_ids = encode(&eval_idx)?;
         let eval_labels: Vec<usize> = eval_idx.iter().map(|&i| labels[i]).collect();
-        let (rows, tokens) = self.rows(&th, eval_idx.len(), |attn, trace| {
-            let mut pred = vec![0usize; eval_ids.len()];
-            let mut totals = PassTotals::new(trace);
-            self.decode_all(
-                &eval_ids,
-                self.opts.batch_size,
-                attn,
-                &mut totals,
-                |len| vec![len - 1],
-                |i, _, row| {
-                    pred[i] = usize::from(row[pos] as f64 - row[neg] as f64 > bias);
-                    Ok(())
-                },
-            )?;
-            Ok(PassResult {
-                outputs: Default::default(),
-                metric: accuracy(&pred, &eval_labels),
-                perplexity: None,
-                item_correct: Some(pred.iter().zip(&eval_labels).map(|(p, l)| p == l).collect()),
-                totals,
-            })
-        })?;
+        let (rows, tokens) = self.rows(
+            &th,
+            eval_idx.len(),
+            |_| None,
+            |attn, trace| {
+                let mut pred = vec![0usize; eval_ids.len()];
+                let mut totals = PassTotals::new(trace);
+                self.decode_all(
+                    &eval_ids,
+                    self.opts.batch_size,
+                    attn,
+                    &mut totals,
+                    |len| vec![len - 1],
+                    |i, _, row| {
+                        pred[i] = usize::from(row[pos] as f64 - row[neg] as f64 > bias);
+                        Ok(())
+                    },
+                )?;
+                Ok(PassResult {
+                    outputs: Default::default(),
+                    metric: accuracy(&pred, &eval_labels),
+                    perplexity: None,
+                    item_correct: Some(
+                        pred.iter().zip(&eval_labels).map(|(p, l)| p == l).collect(),
+                    ),
+                    totals,
+                })
+            },
+        )?;
         let split = format!(
             "{} of {} sentences scored (stratified, seed {}); positive iff logit(`{SENTIMENT_POSITIVE}`) - logit(`{SENTIMENT_NEGATIVE}`) as next token after a chat prompt exceeds {bias:.3}, the label-free median of that margin over the dense model on {cal_split}",
             eval_idx.len(),
