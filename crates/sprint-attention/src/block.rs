@@ -27,6 +27,23 @@ pub(crate) struct BlockOut {
     pub stats: HeadStats,
 }
 
+impl BlockOut {
+    /// A block of `rows` with nothing kept yet: zero outputs (`d` per query), empty masks
+    /// (`words_per_row` words per query), zero counts.
+    pub(crate) fn empty(rows: std::ops::Range<usize>, d: usize, words_per_row: usize) -> Self {
+        let m = rows.len();
+        Self {
+            rows,
+            output: vec![0f32; m * d],
+            masks: vec![0u64; m * words_per_row],
+            kept: vec![0; m],
+            softmax_kept: vec![0; m],
+            visible: 0,
+            stats: HeadStats::default(),
+        }
+    }
+}
+
 /// Scratch buffers reused across the rows of a block.
 #[derive(Default)]
 pub(crate) struct Scratch {

@@ -435,13 +435,7 @@ pub fn run_layer(
     let d = shape.head_dim;
     let (kv_heads, q_heads) = prepare(cfg, layer, shape, input)?;
 
-    let key_valid = match &input.key_valid {
-        Some(m) => BitVec::from_indices(
-            shape.n_keys,
-            m.iter().enumerate().filter(|(_, v)| **v).map(|(i, _)| i),
-        ),
-        None => BitVec::ones(shape.n_keys),
-    };
+    let key_valid = key_valid_bits(input, shape);
     let all_valid = vec![true; shape.n_queries];
     let query_valid: &[bool] = input.query_valid.as_deref().unwrap_or(&all_valid);
     let softmax = FixedSoftmax::new(&cfg.quant);
@@ -509,6 +503,17 @@ pub fn run_layer(
     Ok(assemble(cfg, layer, shape, blocks, key_valid, query_valid))
 }
 
+/// The real keys of `input` as a bit vector (all of them without a `key_valid` mask).
+fn key_valid_bits(input: &AttentionInput, shape: LayerShape) -> BitVec {
+    match &input.key_valid {
+        Some(m) => BitVec::from_indices(
+            shape.n_keys,
+            m.iter().enumerate().filter(|(_, v)| **v).map(|(i, _)| i),
+        ),
+        None => BitVec::ones(shape.n_keys),
+    }
+}
+
 /// One layer of a peer design's variant ([`crate::peers`]). The thresholds `Th` (one per
 /// query head) are LeOPArd's; Sanger has its own decision parameters in `cfg.peers`.
 fn run_peer_layer(
@@ -518,13 +523,7 @@ fn run_peer_layer(
     shape: LayerShape,
     input: &AttentionInput,
 ) -> LayerRun {
-    let key_valid = match &input.key_valid {
-        Some(m) => BitVec::from_indices(
-            shape.n_keys,
-            m.iter().enumerate().filter(|(_, v)| **v).map(|(i, _)| i),
-        ),
-        None => BitVec::ones(shape.n_keys),
-    };
+    let key_valid = key_valid_bits(input, shape);
     let all_valid = vec![true; shape.n_queries];
     let query_valid: &[bool] = input.query_valid.as_deref().unwrap_or(&all_valid);
     let blocks = match cfg.variant {

@@ -23,7 +23,6 @@
 #![allow(unsafe_code)]
 
 use rayon::prelude::*;
-use sprint_core::trace::HeadStats;
 use sprint_core::visibility::visible_limit;
 
 use crate::block::BlockOut;
@@ -252,21 +251,12 @@ fn block_with(
     let (nq, nk, d) = (shape.n_queries, shape.n_keys, shape.head_dim);
     let kvh = shape.kv_head_of(h);
     let wpr = sprint_core::bits::words_for(nk);
-    let m = rows.len();
     let unit = exact_score_unit(p.q_scale[h], p.k_scale[kvh], d);
     let th = f64::from(th);
     let products = shifted_products(p, shape, h, &rows);
     let (q, k, v) = (input.q.head(h), input.k.head(kvh), input.v.head(kvh));
     let inv = 1.0 / (d as f32).sqrt();
-    let mut out = BlockOut {
-        rows: rows.clone(),
-        output: vec![0f32; m * d],
-        masks: vec![0u64; m * wpr],
-        kept: vec![0; m],
-        softmax_kept: vec![0; m],
-        visible: 0,
-        stats: HeadStats::default(),
-    };
+    let mut out = BlockOut::empty(rows.clone(), d, wpr);
     // `U_b < th` in real units is `U_b < ceil(th / unit)` for the integer bound `U_b`.
     let t_int = int_threshold(th, unit);
     let (mut kept, mut below, mut logits, mut probs) =

@@ -15,7 +15,6 @@
 
 use rayon::prelude::*;
 use sprint_core::peers::SangerConfig;
-use sprint_core::trace::HeadStats;
 use sprint_core::visibility::visible_limit;
 
 use crate::block::BlockOut;
@@ -399,7 +398,6 @@ fn block_with(
     let kvh = shape.kv_head_of(h);
     let inv = 1.0 / (d as f32).sqrt();
     let wpr = sprint_core::bits::words_for(nk);
-    let m = rows.len();
     let ints = predicted_products(p, shape, h, &rows, s);
     // A product of levels is a product of values times s_q * s_k.
     let unscale = if p.q.scale > 0.0 && p.k.scale > 0.0 {
@@ -409,15 +407,7 @@ fn block_with(
     };
     let (q, k, v) = (input.q.head(h), input.k.head(kvh), input.v.head(kvh));
     let k_norm = &p.k.norms[kvh];
-    let mut out = BlockOut {
-        rows: rows.clone(),
-        output: vec![0f32; m * d],
-        masks: vec![0u64; m * wpr],
-        kept: vec![0; m],
-        softmax_kept: vec![0; m],
-        visible: 0,
-        stats: HeadStats::default(),
-    };
+    let mut out = BlockOut::empty(rows.clone(), d, wpr);
     let Scratch {
         ints: int_products,
         floats: float_products,
