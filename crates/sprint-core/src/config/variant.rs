@@ -1,0 +1,88 @@
+//! Which attention variant runs, and how its kept keys are recomputed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+
+/// The attention variants: the four of the paper's Fig 9, then the peer designs'
+/// pruning decisions ([`Variant::PEERS`], parameters in [`crate::peers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// Dense softmax attention over every non-masked key.
+    Dense,
+    /// Runtime pruning (LeOPArd): every key is scored exactly, keys below `Th` are dropped.
+    RuntimePruning,
+    /// SPRINT without recompute: softmax over the approximate in-memory scores of kept keys.
+    SprintNoRecompute,
+    /// SPRINT: in-memory pruning, then exact digital recompute of the kept keys.
+    Sprint,
+    /// Sanger (MICRO 2021): a 4-bit prediction of the attention map, thresholded on the
+    /// predicted probability, then exact attention on the mask.
+    Sanger,
+    /// LeOPArd (ISCA 2022): runtime pruning at `Th` by a bit-serial dot product that stops
+    /// once the score can no longer reach `Th` (the bit-planes processed are counted).
+    Leopard,
+}
+
+impl Variant {
+    /// All variants, in the order of Fig 9.
+    pub const ALL: [Variant; 4] = [
+        Variant::Dense,
+        Variant::RuntimePruning,
+        Variant::SprintNoRecompute,
+        Variant::Sprint,
+    ];
+
+    /// The peer designs' pruning decisions, beside the paper's four.
+    pub const PEERS: [Variant; 2] = [Variant::Sanger, Variant::Leopard];
+
+    /// The kebab-case name used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Dense => "dense",
+            Variant::RuntimePruning => "runtime-pruning",
+            Variant::SprintNoRecompute => "sprint-no-recompute",
+            Variant::Sprint => "sprint",
+            Variant::Sanger => "sanger",
+            Variant::Leopard => "leopard",
+        }
+    }
+
+    /// True for the peer designs ([`Variant::PEERS`]).
+    pub fn is_peer(self) -> bool {
+        Self::PEERS.contains(&self)
+    }
+
+    /// Parses a kebab-case name.
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .chain(Self::PEERS)
+            .find(|v| v.name() == name)
+            .ok_or_else(|| {
+                CoreError::config(
+                    "variant",
+                    format!(
+                        "unknown variant `{name}` (expected one of dense, runtime-pruning, sprint-no-recompute, sprint, sanger, leopard)"
+                    ),
+                )
+            })
+    }
+
+    /// True for the variants whose candidate keys are chosen in memory.
+    pub fn prunes_in_memory(self) -> bool {
+        matches!(self, Variant::Sprint | Variant::SprintNoRecompute)
+    }
+}
+
+/// How the kept keys are scored, normalised and combined on chip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecomputeMode {
+    /// The integer datapath of the CORELET: 8b x 8b scores, fixed-point softmax, 8b x 8b x V.
+    FixedPoint,
+    /// Float scores, float softmax and float x V on the unquantised tensors: isolates the
+    /// error due to pruning from the error due to quantisation.
+    Float,
+}
