@@ -257,6 +257,8 @@ fn block_with(
     let (q, k, v) = (input.q.head(h), input.k.head(kvh), input.v.head(kvh));
     let inv = 1.0 / (d as f32).sqrt();
     let mut out = BlockOut::empty(rows.clone(), d, wpr);
+    let mut exact = Vec::new();
+    super::exact_scores(q, k, &rows, d, &mut exact);
     // `U_b < th` in real units is `U_b < ceil(th / unit)` for the integer bound `U_b`.
     let t_int = int_threshold(th, unit);
     let (mut kept, mut below, mut logits, mut probs) =
@@ -309,8 +311,7 @@ fn block_with(
             continue;
         }
         super::attend_kept(
-            &q[i * d..(i + 1) * d],
-            k,
+            &exact[r * nk..(r + 1) * nk],
             v,
             &kept,
             inv,

@@ -8,32 +8,15 @@ pub mod sanger;
 
 use crate::softmax::exp_nonpositive;
 
-/// `sum_l a[l] * b[l]` in lanes of 8 summed in a fixed order (vectorised by the compiler).
-#[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    let mut s = lanes.iter().sum::<f32>();
-    for (x, y) in ta.iter().zip(tb) {
-        s += x * y;
-    }
-    s
-}
-
-/// Exact float attention of query `q` over the keys `kept` of `k` / `v` (`rows x d`,
-/// row-major): logits `q . k_j * inv_sqrt_d`, a softmax over them, and the weighted sum of the
-/// `v_j` added into `out` (zeros on entry). `logits` and `probs` are scratch.
+/// Exact float attention of one query over the keys `kept` of `v` (`rows x d`,
+/// row-major): `scores[j]` is the query's exact `q . k_j` for every key `j` (one row of the
+/// block's score GEMM); the logits `scores[j] * inv_sqrt_d` of the kept keys go through a
+/// softmax, and the weighted sum of their `v_j` is added into `out` (zeros on entry).
+/// `logits` and `probs` are scratch.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn attend_kept(
-    q: &[f32],
-    k: &[f32],
+    scores: &[f32],
     v: &[f32],
     kept: &[usize],
     inv_sqrt_d: f32,
@@ -41,11 +24,11 @@ pub(crate) fn attend_kept(
     probs: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let d = q.len();
+    let d = out.len();
     logits.clear();
     logits.resize(kept.len(), 0.0);
     for (l, &j) in logits.iter_mut().zip(kept) {
-        *l = dot(q, &k[j * d..(j + 1) * d]) * inv_sqrt_d;
+        *l = scores[j] * inv_sqrt_d;
     }
     let mx = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     probs.clear();
@@ -62,4 +45,18 @@ pub(crate) fn attend_kept(
             *acc += w * x;
         }
     }
+}
+
+/// The exact scores `q_i . k_j` of the query rows `rows` of `q` (`n_queries x d`) against
+/// every key of `k` (`n_keys x d`), into `out` (`rows.len() x n_keys`), by one GEMM.
+pub(crate) fn exact_scores(
+    q: &[f32],
+    k: &[f32],
+    rows: &std::ops::Range<usize>,
+    d: usize,
+    out: &mut Vec<f32>,
+) {
+    let n = k.len() / d.max(1);
+    out.resize(rows.len() * n, 0.0);
+    crate::gemm::matmul_nt(&q[rows.start * d..rows.end * d], k, out, rows.len(), n, d);
 }

@@ -210,6 +210,7 @@ pub(crate) fn run(
 struct Scratch {
     ints: Vec<i32>,
     floats: Vec<f32>,
+    exact: Vec<f32>,
     zero_points: Vec<u8>,
     logits: Vec<f32>,
     probs: Vec<f32>,
@@ -408,9 +409,11 @@ fn block_with(
     let (q, k, v) = (input.q.head(h), input.k.head(kvh), input.v.head(kvh));
     let k_norm = &p.k.norms[kvh];
     let mut out = BlockOut::empty(rows.clone(), d, wpr);
+    super::exact_scores(q, k, &rows, d, &mut s.exact);
     let Scratch {
         ints: int_products,
         floats: float_products,
+        exact,
         logits,
         probs,
         kept,
@@ -466,8 +469,7 @@ fn block_with(
         out.kept[r] = kept.len() as u32;
         out.softmax_kept[r] = kept.len() as u32;
         super::attend_kept(
-            &q[i * d..(i + 1) * d],
-            k,
+            &exact[r * nk..(r + 1) * nk],
             v,
             kept,
             inv,
