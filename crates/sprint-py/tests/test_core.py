@@ -111,6 +111,25 @@ def test_dense_float_matches_numpy_attention():
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
 
 
+def test_peer_variants_run_from_python():
+    # Sanger keeping every key (threshold 0) and LeOPArd at -inf are dense attention; at
+    # their published or a real threshold they prune, and LeOPArd's trace counts its
+    # bit-planes (docs/peers.md).
+    q, k, v = qkv(heads=2, kv_heads=2, n=64)
+    s = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])
+    p = np.exp(s - s.max(-1, keepdims=True))
+    ref = (p / p.sum(-1, keepdims=True)) @ v
+    dense_sanger, _, _ = sa.attend(q, k, v, {"variant": "sanger", "peers": {"sanger": {
+        "qk_bits": 4, "normalize_qk": True, "prob_threshold": 0.0}}})
+    np.testing.assert_allclose(dense_sanger, ref, rtol=1e-4, atol=1e-5)
+    dense_leopard, _, _ = sa.attend(q, k, v, {"variant": "leopard"})
+    np.testing.assert_allclose(dense_leopard, ref, rtol=1e-4, atol=1e-5)
+    _, s_sanger, _ = sa.attend(q, k, v, {"variant": "sanger"})
+    assert 0 < s_sanger["softmax_fraction"] < 1
+    _, s_leopard, _ = sa.attend(q, k, v, {"variant": "leopard", "threshold": {"value": 0.2}})
+    assert 0 < s_leopard["softmax_fraction"] < 1
+
+
 def test_attend_is_deterministic_and_noise_seeded():
     q, k, v = qkv()
     cfg = sa.Config(threshold={"value": 0.0}, noise={"read_sigma_fs": 0.02}, seed=7)
