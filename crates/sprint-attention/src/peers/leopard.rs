@@ -40,7 +40,14 @@ pub const KEY_BITS: u32 = 8;
 /// bound is below `th`, or 8 when none is (the key is kept).
 #[inline(always)]
 pub fn planes_processed(u: &[f64; KEY_BITS as usize], th: f64) -> u32 {
-    let below = u.iter().filter(|&&x| x < th).count() as u32;
+    planes_from_below(u.iter().filter(|&&x| x < th).count() as u32)
+}
+
+/// The planes processed by a pair with `below` of its 8 bounds under the threshold (the
+/// bounds never grow as the plane falls, so they are the lowest `below` planes): 8 when
+/// none is (kept), else `9 - below`.
+#[inline(always)]
+pub fn planes_from_below(below: u32) -> u32 {
     if below == 0 {
         KEY_BITS
     } else {
@@ -292,11 +299,7 @@ fn block_with(
         for (j, &c) in below.iter().enumerate() {
             let real = key_valid.is_none_or(|mk| mk[j]);
             row[j / 64] |= u64::from(real) << (j % 64);
-            let planes = if c == 0 {
-                KEY_BITS
-            } else {
-                KEY_BITS + 1 - u32::from(c)
-            };
+            let planes = planes_from_below(u32::from(c));
             bits += u64::from(real) * u64::from(planes);
             visible += u64::from(real);
             kept[n_kept] = j;

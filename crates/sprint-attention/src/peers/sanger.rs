@@ -63,19 +63,6 @@ pub fn quant_level(x: f32, scale: f32, bits: u32) -> i8 {
     (x * scale).round_ties_even().clamp(-m, m) as i8
 }
 
-/// Fake-quantises `x` in place: `quant_level(x) / s` with `s = m / abs_max`. An `abs_max` of 0
-/// leaves zeros.
-pub fn fake_quantise(x: &mut [f32], abs_max: f32, bits: u32) {
-    let s = quant_scale(abs_max, bits);
-    if s == 0.0 {
-        x.fill(0.0);
-        return;
-    }
-    for v in x {
-        *v = f32::from(quant_level(*v, s, bits)) / s;
-    }
-}
-
 /// One tensor of the predictor: integer levels per head, their norms and the scale.
 struct Quantised {
     /// Levels per head, `rows x d`.
@@ -488,12 +475,11 @@ mod tests {
     #[test]
     fn quantiser_rounds_half_to_even_and_clamps() {
         // 4 bits: levels -7..=7, abs max 7 -> scale 1.
-        let mut x = vec![0.5, 1.5, 2.5, -2.5, 7.0, -7.0, 3.49];
-        fake_quantise(&mut x, 7.0, 4);
-        assert_eq!(x, vec![0.0, 2.0, 2.0, -2.0, 7.0, -7.0, 3.0]);
-        let mut z = vec![0.0, 0.0];
-        fake_quantise(&mut z, 0.0, 4);
-        assert_eq!(z, vec![0.0, 0.0]);
+        let s = quant_scale(7.0, 4);
+        let x = [0.5f32, 1.5, 2.5, -2.5, 7.0, -7.0, 3.49, 9.0];
+        let levels: Vec<i8> = x.iter().map(|&v| quant_level(v, s, 4)).collect();
+        assert_eq!(levels, vec![0, 2, 2, -2, 7, -7, 3, 7]);
+        assert_eq!(quant_scale(0.0, 4), 0.0);
     }
 
     #[test]
