@@ -82,6 +82,12 @@ pub struct Args {
     /// scoring_pipelined.
     #[arg(long = "fit-range", value_name = "NAME=RANGE")]
     fit_ranges: Vec<String>,
+    /// With --fit-paper: `staged` (the baseline's block and the paddings from Fig 10's
+    /// Mask-only bars and Fig 12a's shares, then SPRINT's locality policy from SPRINT's
+    /// bars) or `joint` (everything on every cell at once).
+    /// Default: staged.
+    #[arg(long, value_name = "METHOD")]
+    fit_method: Option<sprint_sim::fit::FitMethod>,
     /// Decode with a growing KV cache under the --preset designs: `smollm2` (the embedded
     /// configs/decode/smollm2.toml, the default) or a decode TOML file.
     #[arg(long, value_name = "CONFIG", num_args = 0..=1, default_missing_value = "smollm2")]
@@ -153,6 +159,8 @@ fn check_flags(a: &Args) -> Result<()> {
         }
     } else if !a.fit_ranges.is_empty() {
         refuse("--fit-range", "needs --fit-paper")?;
+    } else if a.fit_method.is_some() {
+        refuse("--fit-method", "needs --fit-paper")?;
     }
     if a.calibration.is_some() && !a.compare_paper {
         refuse("--calibration", "needs --compare-paper")?;
@@ -247,11 +255,18 @@ pub fn run(a: Args) -> Result<()> {
         sprint_core::outfile::check_outputs(&[], &[("--fit-out", &a.fit_out)])?;
         let quiet = a.json;
         let out = pool.install(|| {
-            fit(&space, &table, &stats, &hw_sets, |m| {
-                if !quiet {
-                    eprintln!("fitting on {m} ...");
-                }
-            })
+            fit(
+                &space,
+                a.fit_method.unwrap_or_default(),
+                &table,
+                &stats,
+                &hw_sets,
+                |m| {
+                    if !quiet {
+                        eprintln!("fitting on {m} ...");
+                    }
+                },
+            )
         })?;
         let text = out.calibration.to_toml();
         write_atomic(&a.fit_out, |f| Ok(f.write_all(text.as_bytes())?))?;

@@ -49,6 +49,14 @@ fn bad_fit_inputs_name_the_key_and_write_nothing() {
         &["simulate", "--fit-paper", "--workload", "BERT-B"],
         "--workload cannot be used with --fit-paper",
     );
+    refused(
+        &["simulate", "--fit-method", "joint"],
+        "--fit-method needs --fit-paper",
+    );
+    refused(
+        &["simulate", "--fit-paper", "--fit-method", "halfway"],
+        "not a fit method (staged, joint)",
+    );
 }
 
 #[test]

@@ -429,7 +429,7 @@ pub fn verdict_table(r: &Results) -> Result<Table> {
     }
     t.note("Interval: ours' 95 % interval (accuracy: paired bootstrap over the documents; perplexity: paired block bootstrap over blocks of scored tokens; a mean over tasks: normal approximation from the tasks' intervals). \"paper vs our interval\": consistent = the paper's value lies inside it, below / above = outside it on that side; \"no interval\" = a sampled measure without one (not judged); the simulator's rows are deterministic (no sampling interval).");
     t.note("Paper values: configs/paper-results.toml (Fig 11 geomeans printed; Fig 12a geomean of its eight bars; Fig 10 printed averages; accuracy loss: the abstract's 0.36 %, and Fig 9's bars for SPRINT without recompute).");
-    t.note("sourced-default: every constant from a cited source; paper-inferred: the unpublished ones fitted to Fig 10 + Fig 12a shares (docs/simulator.md), so Fig 11 is out of sample.");
+    t.note("sourced-default: every constant from a cited source; paper-inferred: the unpublished ones fitted in two stages, the baseline's query block and the input paddings to Fig 10's Mask-only bars and Fig 12a's Baseline shares, then SPRINT's reuse policy to Fig 10's SPRINT bars (docs/simulator.md), so Fig 11 is out of sample.");
     Ok(t)
 }
 

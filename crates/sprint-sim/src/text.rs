@@ -269,7 +269,11 @@ pub fn fit_text(o: &FitOutcome, path: &Path) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "J by baseline query block per CORELET (best paddings): {}",
+        "{} by baseline query block per CORELET (best other values): {}",
+        match o.method {
+            crate::fit::FitMethod::Staged => "Mask-only + shares objective",
+            crate::fit::FitMethod::Joint => "J",
+        },
         profile.join(", ")
     );
     let per_model: Vec<String> = o
