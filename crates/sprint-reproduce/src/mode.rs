@@ -47,6 +47,11 @@ fn yes() -> bool {
     true
 }
 
+/// GPT-2-L's sequence length in the paper's evaluation, tokens.
+fn default_trace_seq_len() -> usize {
+    1024
+}
+
 /// The sizes of every stage for a mode.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -66,6 +71,11 @@ pub struct Plan {
     pub smollm2_windows: usize,
     /// Tokens per SmolLM2 window.
     pub smollm2_seq_len: usize,
+    /// Tokens of the SmolLM2 SPRINT trace replayed on the simulator (GPT-2-L's length in
+    /// the paper). When it differs from `smollm2_seq_len`, one window of this length is
+    /// evaluated with SPRINT at the accuracy stage's calibrated thresholds.
+    #[serde(default = "default_trace_seq_len")]
+    pub smollm2_trace_seq_len: usize,
     /// Target kept fraction of the calibrated thresholds (the paper's sparsity).
     pub keep: f64,
     /// Key bits in the crossbar swept for the precision figure (Fig 5).
@@ -144,6 +154,12 @@ impl Plan {
         if let Some(f) = &self.smollm2_finetune {
             s.push_str(&ft("SmolLM2", f, "windows"));
         }
+        if self.smollm2_trace_seq_len != self.smollm2_seq_len {
+            s.push_str(&format!(
+                "; the SmolLM2 trace replayed on the simulator: 1 window of {} tokens at the accuracy stage's thresholds",
+                self.smollm2_trace_seq_len
+            ));
+        }
         s
     }
 
@@ -162,6 +178,7 @@ impl Plan {
             probe_train: quick.then_some(400),
             smollm2_windows: 8,
             smollm2_seq_len: if quick { 512 } else { 1024 },
+            smollm2_trace_seq_len: default_trace_seq_len(),
             keep: 0.25,
             k_msb_bits: if quick {
                 vec![1, 2, 3, 4, 6]

@@ -1524,7 +1524,7 @@ fn sim_sections(r: &Results) -> Result<Vec<Section>> {
         en.table(t);
     }
     let mut tr = Section::new("traces", "The simulator on real traces");
-    tr.paragraph("The SPRINT traces of the first evaluated sequence of each accuracy run (real kept sets and locality counts), replayed on S, M and L: SPRINT against the same-size baseline (query-tiled, 8 queries per CORELET). Where a head's K and V fit the buffer (short sequences, larger buffers), the baseline fetches each key once and SPRINT, whose residency table keeps fetched keys while they fit, fetches at most as much; on longer sequences the baseline re-streams each head's K and V once per block of queries while SPRINT fetches only the kept keys that are not on chip.");
+    tr.paragraph("The SPRINT traces of the first evaluated sequence of each accuracy run (real kept sets and locality counts), and of one SmolLM2 window at GPT-2-L's 1024 tokens where the accuracy run's windows are shorter (at that run's calibrated thresholds), replayed on S, M and L: SPRINT against the same-size baseline (query-tiled, 8 queries per CORELET). Where a head's K and V fit the buffer (short sequences, larger buffers), the baseline fetches each key once and SPRINT, whose residency table keeps fetched keys while they fit, fetches at most as much; on longer sequences the baseline re-streams each head's K and V once per block of queries while SPRINT fetches only the kept keys that are not on chip.");
     let mut t = Table::new(
         "traces",
         "SPRINT against the same-size baseline on real traces",

@@ -52,6 +52,9 @@ pub struct AccuracyResult {
     pub rows: Vec<VariantRow>,
     /// File name (in the cache's artefacts) of the SPRINT trace of the first sequence.
     pub sprint_trace: Option<String>,
+    /// File name (in the cache's artefacts) of the calibrated thresholds, when saved.
+    #[serde(default)]
+    pub thresholds_file: Option<String>,
 }
 
 impl AccuracyResult {

@@ -150,6 +150,7 @@ struct MiniLmLane {
 /// The results of the SmolLM2 and simulator lane (and the last MiniLM sweep).
 struct SmolLm2Lane {
     accuracy: crate::results::AccuracyResult,
+    long_trace: Option<crate::results::AccuracyResult>,
     finetuned: Option<crate::results::FinetunedResult>,
     precision_ppl: Option<crate::results::CurveResult>,
     sim_paper: Vec<crate::results::SimPaperResult>,
@@ -160,6 +161,7 @@ struct SmolLm2Lane {
 /// Where each stage comes in the run's order (the numbers shown and recorded).
 struct Order {
     n_minilm: usize,
+    long_trace: bool,
     ft_smollm2: bool,
     prec_smollm2: bool,
 }
@@ -168,11 +170,14 @@ impl Order {
     fn accuracy_smollm2(&self) -> usize {
         self.n_minilm
     }
-    fn finetuned_minilm(&self) -> usize {
+    fn long_trace(&self) -> usize {
         self.n_minilm + 1
     }
+    fn finetuned_minilm(&self) -> usize {
+        self.n_minilm + 1 + usize::from(self.long_trace)
+    }
     fn finetuned_smollm2(&self) -> usize {
-        self.n_minilm + 2
+        self.finetuned_minilm() + 1
     }
     fn precision(&self) -> usize {
         self.finetuned_minilm() + 1 + usize::from(self.ft_smollm2)
@@ -193,7 +198,7 @@ impl Order {
         self.sim_paper(2) + i
     }
     fn decode(&self) -> usize {
-        self.sim_trace(self.n_minilm + 1)
+        self.sim_trace(self.n_minilm + 1 + usize::from(self.long_trace))
     }
     fn total(&self) -> usize {
         self.decode() + 1
@@ -224,6 +229,7 @@ pub fn reproduce(
     let artefacts = cache.dir().join("artefacts");
     let order = Order {
         n_minilm: plan.minilm_tasks.len(),
+        long_trace: plan.smollm2_trace_seq_len != plan.smollm2_seq_len,
         ft_smollm2: plan.smollm2_finetune.is_some(),
         prec_smollm2: plan.smollm2_sweep_windows > 0,
     };
@@ -282,7 +288,7 @@ pub fn reproduce(
                 json!({"model": model, "task": task, "thresholds": th.describe(plan.keep)});
             accuracy.push(r.stage(i, &name, inputs, trace_ok, |key| {
                 let base = cache.artefact(&name, key, "trace.bin")?;
-                stages::accuracy(&ctx, &name, model, task, &th, &base)
+                stages::accuracy(&ctx, &name, model, task, &th, &base, None)
             })?);
         }
         let finetuned = finetuned_stage(
@@ -339,10 +345,33 @@ pub fn reproduce(
         let th = Thresholds::best_for(model, task, &artefacts)?;
         let name = format!("accuracy-{model}-{task}");
         let inputs = json!({"model": model, "task": task, "thresholds": th.describe(plan.keep)});
-        let accuracy = r.stage(order.accuracy_smollm2(), &name, inputs, trace_ok, |key| {
+        let long = order.long_trace;
+        let files_ok = |a: &crate::results::AccuracyResult| {
+            trace_ok(a)
+                && (!long
+                    || a.thresholds_file
+                        .as_ref()
+                        .is_some_and(|t| artefacts.join(t).is_file()))
+        };
+        let accuracy = r.stage(order.accuracy_smollm2(), &name, inputs, files_ok, |key| {
             let base = cache.artefact(&name, key, "trace.bin")?;
-            stages::accuracy(&ctx, &name, model, task, &th, &base)
+            let th_file = cache.artefact(&name, key, "thresholds.toml")?;
+            stages::accuracy(&ctx, &name, model, task, &th, &base, Some(&th_file))
         })?;
+        let long_trace = match (&accuracy.thresholds_file, long) {
+            (Some(file), true) => {
+                let seq_len = plan.smollm2_trace_seq_len;
+                let name = format!("trace-{model}-{task}-{seq_len}");
+                let th_path = artefacts.join(file);
+                let inputs =
+                    json!({"thresholds_sha256": file_sha256(&th_path)?, "seq_len": seq_len});
+                Some(r.stage(order.long_trace(), &name, inputs, trace_ok, |key| {
+                    let base = cache.artefact(&name, key, "trace.bin")?;
+                    stages::long_trace(&ctx, &name, model, task, seq_len, &th_path, &base)
+                })?)
+            }
+            _ => None,
+        };
         let finetuned = match &plan.smollm2_finetune {
             Some(fp) => Some(finetuned_stage(
                 r,
@@ -400,6 +429,7 @@ pub fn reproduce(
         )?;
         Ok(SmolLm2Lane {
             accuracy,
+            long_trace,
             finetuned,
             precision_ppl,
             sim_paper,
@@ -422,18 +452,31 @@ pub fn reproduce(
 
     let mut accuracy = a.accuracy;
     accuracy.push(b.accuracy);
+    let replayed: Vec<&crate::results::AccuracyResult> =
+        accuracy.iter().chain(b.long_trace.iter()).collect();
     let mut finetuned = vec![a.finetuned];
     finetuned.extend(b.finetuned);
 
     let mut r2 = runner(0);
     let mut traces = Vec::new();
-    for (i, acc) in accuracy.iter().enumerate() {
+    for (i, acc) in replayed.iter().enumerate() {
         let Some(file) = &acc.sprint_trace else {
             continue;
         };
         let path: PathBuf = artefacts.join(file);
-        let name = format!("sim-trace-{}-{}", acc.model, acc.task);
-        let label = format!("{} on {} (first sequence, SPRINT)", acc.model, acc.task);
+        let name = if i < accuracy.len() {
+            format!("sim-trace-{}-{}", acc.model, acc.task)
+        } else {
+            format!("sim-trace-{}-{}-{}", acc.model, acc.task, acc.seq_len)
+        };
+        let label = if i < accuracy.len() {
+            format!("{} on {} (first sequence, SPRINT)", acc.model, acc.task)
+        } else {
+            format!(
+                "{} on {} (one window, SPRINT at the accuracy stage's thresholds)",
+                acc.model, acc.task
+            )
+        };
         let inputs = json!({"trace_sha256": file_sha256(&path)?, "label": label});
         traces.push(pool0.install(|| {
             r2.stage(
@@ -504,4 +547,48 @@ fn finetuned_stage(
             crate::finetuned::finetuned(ctx, &name, model, fp, &base)
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Order;
+
+    /// Every stage of every plan shape gets its own number, and the numbers are 0..total.
+    #[test]
+    fn stage_numbers_are_a_permutation_of_the_total() {
+        for n_minilm in [1, 3] {
+            for long_trace in [false, true] {
+                for ft_smollm2 in [false, true] {
+                    for prec_smollm2 in [false, true] {
+                        let o = Order {
+                            n_minilm,
+                            long_trace,
+                            ft_smollm2,
+                            prec_smollm2,
+                        };
+                        let mut n: Vec<usize> = (0..n_minilm).collect();
+                        n.push(o.accuracy_smollm2());
+                        if long_trace {
+                            n.push(o.long_trace());
+                        }
+                        n.push(o.finetuned_minilm());
+                        if ft_smollm2 {
+                            n.push(o.finetuned_smollm2());
+                        }
+                        n.push(o.precision());
+                        if prec_smollm2 {
+                            n.push(o.precision_smollm2());
+                        }
+                        n.extend([o.noise(), o.sparsity(), o.sim_paper(0), o.sim_paper(1)]);
+                        n.extend(
+                            (0..n_minilm + 1 + usize::from(long_trace)).map(|i| o.sim_trace(i)),
+                        );
+                        n.push(o.decode());
+                        n.sort_unstable();
+                        assert_eq!(n, (0..o.total()).collect::<Vec<_>>());
+                    }
+                }
+            }
+        }
+    }
 }

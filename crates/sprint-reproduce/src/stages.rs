@@ -175,7 +175,8 @@ fn task_of(stage: &str, name: &str) -> Result<Task> {
 }
 
 /// The four variants on `model` / `task` (Fig 9), with the SPRINT trace of the first
-/// sequence written to `trace_base` (its variant files sit beside it).
+/// sequence written to `trace_base` (its variant files sit beside it) and, if asked, the
+/// calibrated thresholds to `save_thresholds` (a file in the artefacts folder).
 pub fn accuracy(
     ctx: &StageCtx,
     stage: &str,
@@ -183,6 +184,7 @@ pub fn accuracy(
     task: &str,
     thresholds: &Thresholds,
     trace_base: &Path,
+    save_thresholds: Option<&Path>,
 ) -> Result<AccuracyResult> {
     let t = task_of(stage, task)?;
     let m = ctx.model(stage, model)?;
@@ -205,10 +207,19 @@ pub fn accuracy(
     o.attention = ctx.attention(&[], stage)?;
     o.thresholds = thresholds.choice(p.keep);
     o.trace = Some(trace_base.to_path_buf());
+    o.save_thresholds = save_thresholds
+        .filter(|_| matches!(thresholds, Thresholds::Calibrated(_)))
+        .map(Path::to_path_buf);
     let r =
         evaluate(&m, ctx.assets, &o, ctx.progress).map_err(|e| ReproduceError::stage(stage, e))?;
     let sprint_trace = trace_path(trace_base, Variant::Sprint, true);
     Ok(AccuracyResult {
+        thresholds_file: o
+            .save_thresholds
+            .as_deref()
+            .filter(|f| f.is_file())
+            .and_then(|f| f.file_name())
+            .map(|n| n.to_string_lossy().to_string()),
         model: r.model.clone(),
         task: r.task.clone(),
         metric: r.metric.clone(),
@@ -225,6 +236,59 @@ pub fn accuracy(
                     .map(|n| n.to_string_lossy().to_string())
             })
             .flatten(),
+    })
+}
+
+/// One sequence of `seq_len` tokens of `model` / `task` through SPRINT at the thresholds
+/// in `thresholds_file` (the accuracy stage's), for its trace (written to `trace_base`):
+/// the real trace replayed on the simulator at a length the accuracy stage does not run.
+pub fn long_trace(
+    ctx: &StageCtx,
+    stage: &str,
+    model: &str,
+    task: &str,
+    seq_len: usize,
+    thresholds_file: &Path,
+    trace_base: &Path,
+) -> Result<AccuracyResult> {
+    let t = task_of(stage, task)?;
+    let m = ctx.model(stage, model)?;
+    let p = ctx.plan;
+    let mut o = EvalOptions::new(t);
+    o.variants = vec![Variant::Sprint];
+    o.limit = Some(1);
+    o.seq_len = Some(seq_len);
+    o.seed = p.seed;
+    o.attention = ctx.attention(&[], stage)?;
+    o.thresholds = ThresholdChoice::File(thresholds_file.to_path_buf());
+    o.trace = Some(trace_base.to_path_buf());
+    let r =
+        evaluate(&m, ctx.assets, &o, ctx.progress).map_err(|e| ReproduceError::stage(stage, e))?;
+    let sprint_trace = trace_path(trace_base, Variant::Sprint, false);
+    Ok(AccuracyResult {
+        model: r.model.clone(),
+        task: r.task.clone(),
+        metric: r.metric.clone(),
+        items: format!("{} {}", r.items, r.item_name),
+        seq_len: r.seq_len,
+        split: r.split.clone(),
+        thresholds: format!(
+            "the accuracy stage's ({})",
+            thresholds_file
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default()
+        ),
+        rows: rows(&r),
+        sprint_trace: sprint_trace
+            .is_file()
+            .then(|| {
+                sprint_trace
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+            })
+            .flatten(),
+        thresholds_file: None,
     })
 }
 

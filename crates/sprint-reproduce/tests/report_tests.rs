@@ -48,6 +48,7 @@ fn accuracy(model: &str, task: &str, metric: &str, m: [f64; 4]) -> AccuracyResul
             .map(|(v, x)| row(v, x, m[0]))
             .collect(),
         sprint_trace: None,
+        thresholds_file: None,
     }
 }
 
