@@ -13,7 +13,7 @@
 //! workloads = ["BERT-B", "GPT-2-L"]  # the paper's workloads
 //! # eval: models = ["minilm"], tasks = ["bbc"], variants = ["sprint"], limit = 100, keep = 0.25
 //! [axes]                             # config key -> values (`--set` keys of the kind)
-//! "design.corelets" = [1, 2, 4]
+//! "core.corelets" = [1, 2, 4]
 //! [pareto]                           # optional: the front plotted by `--svg`
 //! x = "speedup"
 //! y = "energy_reduction"
