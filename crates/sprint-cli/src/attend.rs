@@ -92,22 +92,29 @@ fn load_config(a: &Args) -> Result<AttentionConfig> {
 }
 
 /// Largest `n_queries x n_keys` of one head that `sprint attend` accepts (query-key pairs):
-/// a head being computed holds about [`BYTES_PER_PAIR_IN_FLIGHT`] bytes per pair of scores
-/// and masks, so 2^26 pairs (8192 x 8192) is about 640 MiB. Pairs.
-pub const MAX_HEAD_PAIRS: u64 = 1 << 26;
+/// the kept bits of the head being assembled (one per pair, twice while its blocks are
+/// copied in), so 2^31 pairs (46341 x 46341; 32768 x 32768 is 2^30) is at most 512 MiB.
+/// Scores and probabilities are held per block of queries only. Pairs.
+pub const MAX_HEAD_PAIRS: u64 = 1 << 31;
 
 /// Largest `layers x heads x n_queries x n_keys` of one input (query-key pairs): the kept
 /// bit of every pair stays in memory for the trace and the summary, 2^31 bits = 256 MiB.
 /// Pairs.
 pub const MAX_ATTEND_PAIRS: u64 = 1 << 31;
 
-/// Measured working memory of one head in flight, per query-key pair (scores, bit masks,
-/// dense reference); bytes.
-pub const BYTES_PER_PAIR_IN_FLIGHT: u64 = 10;
+/// Measured working memory of one block of queries in flight, per (query of the block, key)
+/// pair: the datapath's approximate and exact scores of its 64-query blocks, the dense
+/// reference's scores and probabilities of its blocks of up to 255 queries. Bytes.
+pub const BYTES_PER_BLOCK_PAIR: u64 = 10;
 
-/// Memory the heads computed in parallel may take together; the worker count is lowered
-/// (never below 1) so that `workers x n_queries x n_keys x BYTES_PER_PAIR_IN_FLIGHT` stays
-/// within it. Bytes.
+/// Most queries of one block in flight: the dense reference's blocks (the datapath's are
+/// shorter). Queries.
+pub const MAX_BLOCK_QUERIES: u64 = 2 * sprint_attention::dense::DENSE_QUERY_BLOCK as u64 - 1;
+
+/// Memory the blocks computed in parallel may take together; the worker count is lowered
+/// (never below 1) so that `workers x min(n_queries, MAX_BLOCK_QUERIES) x n_keys x
+/// BYTES_PER_BLOCK_PAIR` stays within it, and an input whose single block exceeds it is
+/// refused. Bytes.
 pub const ATTEND_WORKING_BYTES: u64 = 1 << 30;
 
 /// Most timed passes `--repeat` may ask for (each is a full run over the input).
@@ -156,7 +163,7 @@ pub fn run(a: Args) -> Result<()> {
     let head_pairs = shape.n_queries as u64 * shape.n_keys as u64;
     if head_pairs > MAX_HEAD_PAIRS {
         bail!(
-            "{}: {} queries x {} keys = {head_pairs} query-key pairs per head exceeds the limit of {MAX_HEAD_PAIRS} (memory grows with queries x keys, about {BYTES_PER_PAIR_IN_FLIGHT} bytes per pair; docs/limits.md)",
+            "{}: {} queries x {} keys = {head_pairs} query-key pairs per head exceeds the limit of {MAX_HEAD_PAIRS} (the kept bits of a head are held for the trace; docs/limits.md)",
             a.input.display(),
             shape.n_queries,
             shape.n_keys
@@ -177,7 +184,17 @@ pub fn run(a: Args) -> Result<()> {
     }
     let all_cores = std::thread::available_parallelism().map_or(1, usize::from);
     let wanted = if threads == 0 { all_cores } else { threads };
-    let by_memory = (ATTEND_WORKING_BYTES / (head_pairs * BYTES_PER_PAIR_IN_FLIGHT).max(1)).max(1);
+    let block_bytes = (shape.n_queries as u64).min(MAX_BLOCK_QUERIES)
+        * shape.n_keys as u64
+        * BYTES_PER_BLOCK_PAIR;
+    if block_bytes > ATTEND_WORKING_BYTES {
+        bail!(
+            "{}: {} keys per query need {block_bytes} bytes per block of queries in flight, over the limit of {ATTEND_WORKING_BYTES} (about {BYTES_PER_BLOCK_PAIR} bytes per key per query of a block; docs/limits.md)",
+            a.input.display(),
+            shape.n_keys
+        );
+    }
+    let by_memory = (ATTEND_WORKING_BYTES / block_bytes.max(1)).max(1);
     let threads = wanted.min(usize::try_from(by_memory).unwrap_or(usize::MAX));
     sprint_core::shape_check::check_config_fits(&cfg, shape.heads, shape.kv_heads, shape.head_dim)?;
     let n_layers = loaded.layers.len();

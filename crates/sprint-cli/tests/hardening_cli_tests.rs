@@ -333,7 +333,7 @@ fn row04_trace_replay_memory_is_bounded_whatever_the_thread_count() {
 #[test]
 fn row05_attend_refuses_inputs_over_the_pair_limit_with_the_reason() {
     let d = tmp();
-    write_st(&d.path().join("long.safetensors"), &qkv(&[1, 32768, 16]));
+    write_st(&d.path().join("long.safetensors"), &qkv(&[1, 65536, 4]));
     let t0 = std::time::Instant::now();
     let e = refuse(
         d.path(),
@@ -346,7 +346,7 @@ fn row05_attend_refuses_inputs_over_the_pair_limit_with_the_reason() {
         ],
     );
     assert!(
-        e.contains("32768 queries x 32768 keys = 1073741824 query-key pairs per head exceeds the limit of 67108864"),
+        e.contains("65536 queries x 65536 keys = 4294967296 query-key pairs per head exceeds the limit of 2147483648"),
         "{e}"
     );
     assert!(e.contains("docs/limits.md"), "{e}");
