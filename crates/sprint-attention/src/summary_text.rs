@@ -91,14 +91,13 @@ pub fn summary_text(s: &RunSummary, cfg: &AttentionConfig) -> String {
             format!("{:.1} ms", 1e3 * sec),
         ]);
     }
-    if let Some(e) = &s.error_vs_dense {
-        t.add_row(vec![
-            "error vs dense f32".into(),
-            format!(
-                "max abs {:.3e}, relative {:.3e}, cosine {:.6}",
-                e.max_abs, e.relative, e.cosine
-            ),
-        ]);
-    }
+    let error = match &s.error_vs_dense {
+        Some(e) => format!(
+            "max abs {:.3e}, relative {:.3e}, cosine {:.6}",
+            e.max_abs, e.relative, e.cosine
+        ),
+        None => "not computed (--compare-dense)".into(),
+    };
+    t.add_row(vec!["error vs dense f32".into(), error]);
     format!("{t}\n")
 }

@@ -316,7 +316,7 @@ def test_attend_bit_identical_to_cli(tmp_path, sprint_bin, cfg):
     res = subprocess.run(
         [sprint_bin, "attend", "--input", str(tmp_path / "in"), "--config",
          str(tmp_path / "cfg.toml"), "--out", str(tmp_path / "out.npy"), "--trace",
-         str(tmp_path / "cli.trace"), "--json"],
+         str(tmp_path / "cli.trace"), "--json", "--compare-dense"],
         capture_output=True, text=True, check=True,
     )
     cli_summary = json.loads(res.stdout)
