@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sprint_assets::{FetchEvent, fetch};
-use sprint_reproduce::{Mode, Plan, reproduce};
+use sprint_reproduce::{Mode, Plan, reproduce, reproduce_shard};
 
 use crate::progress::Ticker;
 
@@ -30,6 +30,13 @@ pub struct Args {
     /// Worker threads (0 = all cores); results are identical for any count.
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Run only the stages of shard `i/n` (stage k when k mod n = i) into the stage cache of
+    /// `--out` and write no report: one task of a job array over a shared `--out`. A plain
+    /// `sprint reproduce` on the same `--out` afterwards is the merge: it reads the sharded
+    /// stages from the cache, runs the trace replays, and writes the report
+    /// (tools/slurm/reproduce-array.sbatch).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
 }
 
 /// Progress of a run on stderr: on a terminal, a bar of the stages and one bar per lane
@@ -116,6 +123,11 @@ impl sprint_reproduce::Progress for Bars {
 /// Runs `sprint reproduce`.
 pub fn run(a: Args) -> Result<()> {
     let threads = sprint_core::outfile::check_threads(a.threads)?;
+    let shard = a
+        .shard
+        .as_deref()
+        .map(sprint_reproduce::grid::Shard::parse)
+        .transpose()?;
     let mode = if a.full { Mode::Full } else { Mode::Quick };
     let plan = Plan::new(mode, a.seed);
     let cache = sprint_assets::Cache::from_env();
@@ -159,6 +171,33 @@ pub fn run(a: Args) -> Result<()> {
     );
     eprintln!("plan: {}", plan.describe());
     let started = std::time::Instant::now();
+    if let Some(shard) = shard {
+        let stages = pool.install(|| {
+            reproduce_shard(
+                &plan,
+                &a.out,
+                &cache,
+                pool.current_num_threads(),
+                &bars,
+                shard,
+            )
+        })?;
+        for b in bars.lanes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            b.finish_and_clear();
+        }
+        bars.overall.finish_and_clear();
+        let cached = stages.iter().filter(|s| s.cached).count();
+        println!(
+            "shard {}/{}: {} stages ({cached} from the cache) in {:.1} s into {}/.cache; merge with `sprint reproduce --out {}`",
+            shard.index,
+            shard.count,
+            stages.len(),
+            started.elapsed().as_secs_f64(),
+            a.out.display(),
+            a.out.display()
+        );
+        return Ok(());
+    }
     let outcome =
         pool.install(|| reproduce(&plan, &a.out, &cache, pool.current_num_threads(), &bars))?;
     for b in bars.lanes.lock().unwrap_or_else(|e| e.into_inner()).iter() {

@@ -21,4 +21,4 @@ pub mod stages;
 
 pub use error::{ReproduceError, Result};
 pub use mode::{Mode, Plan};
-pub use run::{Outcome, Progress, reproduce};
+pub use run::{Outcome, Progress, reproduce, reproduce_shard};

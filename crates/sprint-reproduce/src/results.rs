@@ -32,7 +32,7 @@ pub struct VariantRow {
 }
 
 /// The four variants on one model and task (Fig 9).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AccuracyResult {
     /// Model name.
     pub model: String,
@@ -86,7 +86,7 @@ pub struct FinetunedRow {
 
 /// SPRINT fine-tuned with its learned thresholds against the same recipe without pruning
 /// (the paper's method).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FinetunedResult {
     /// Model name.
     pub model: String,
@@ -144,7 +144,7 @@ pub struct SweepPoint {
 }
 
 /// A sweep of one model and task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CurveResult {
     /// Model name.
     pub model: String,
@@ -206,7 +206,7 @@ impl DesignSummary {
 }
 
 /// The simulator against the paper's figures in one configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SimPaperResult {
     /// `sourced-default` or `paper-inferred`.
     pub calibration: String,
@@ -221,7 +221,7 @@ pub struct SimPaperResult {
 }
 
 /// S/M/L SPRINT against the same-size baseline on one real trace.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TraceSimResult {
     /// What the trace is (model, task, variant, shape).
     pub label: String,
@@ -232,7 +232,7 @@ pub struct TraceSimResult {
 }
 
 /// Decode with a growing KV cache on SmolLM2 shapes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DecodeResult {
     /// The decode configuration in words.
     pub label: String,

@@ -12,6 +12,7 @@ use sprint_core::config::Variant;
 
 use crate::cache::{Cached, StageCache, file_sha256};
 use crate::error::{ReproduceError, Result};
+use crate::grid::Shard;
 use crate::mode::Plan;
 use crate::provenance::{Provenance, StageRecord};
 use crate::report::{Results, document, verdict_table};
@@ -67,12 +68,15 @@ struct Runner<'a> {
     total: usize,
     /// The stages run, with their index in the run's order.
     records: Vec<(usize, StageRecord)>,
+    /// With a shard, only the stages it owns are computed; the others are read from the
+    /// cache when there, else left to another shard (a default stands in for the result).
+    shard: Option<Shard>,
 }
 
 impl Runner<'_> {
     /// Runs (or reads from the cache) stage `name`, number `index` of the run, whose result
     /// depends on `inputs`; `valid` rejects a cached result whose artefacts are gone.
-    fn stage<T: Serialize + DeserializeOwned>(
+    fn stage<T: Serialize + DeserializeOwned + Default>(
         &mut self,
         index: usize,
         name: &str,
@@ -105,6 +109,9 @@ impl Runner<'_> {
                 },
             ));
             return Ok(c.result);
+        }
+        if self.shard.is_some_and(|s| !s.owns(index)) {
+            return Ok(T::default());
         }
         self.progress.begin(lane, index, total, name, false);
         let started = Instant::now();
@@ -219,6 +226,47 @@ pub fn reproduce(
     threads: usize,
     progress: &dyn Progress,
 ) -> Result<Outcome> {
+    match run(plan, out, assets, threads, progress, None)? {
+        Ran::Report(outcome) => Ok(outcome),
+        Ran::Shard(_) => unreachable!("an unsharded run writes the report"),
+    }
+}
+
+/// Runs the stages that `shard` owns (stage `k` of the run's order when `k` is its index
+/// modulo its count) into the stage cache of `out`, and writes no report: one task of a
+/// job array over a shared `out`. Stages that need another stage's result (the replays of
+/// the real traces, the long SmolLM2 trace when its accuracy stage is elsewhere) are left
+/// to the merge, a plain [`reproduce`] on the same `out` that finds every sharded stage in
+/// the cache. Returns the stages computed or read here.
+pub fn reproduce_shard(
+    plan: &Plan,
+    out: &Path,
+    assets: &Cache,
+    threads: usize,
+    progress: &dyn Progress,
+    shard: Shard,
+) -> Result<Vec<StageRecord>> {
+    match run(plan, out, assets, threads, progress, Some(shard))? {
+        Ran::Shard(records) => Ok(records),
+        Ran::Report(_) => unreachable!("a sharded run writes no report"),
+    }
+}
+
+/// What [`run`] did: the whole run with its report, or one shard's stages.
+enum Ran {
+    Report(Outcome),
+    Shard(Vec<StageRecord>),
+}
+
+/// The run behind [`reproduce`] (`shard` = None) and [`reproduce_shard`].
+fn run(
+    plan: &Plan,
+    out: &Path,
+    assets: &Cache,
+    threads: usize,
+    progress: &dyn Progress,
+    shard: Option<Shard>,
+) -> Result<Ran> {
     if out.exists() && !out.is_dir() {
         return Err(ReproduceError::Usage(format!(
             "--out {}: exists and is not a folder",
@@ -242,6 +290,7 @@ pub fn reproduce(
         lane,
         total: order.total(),
         records: Vec::new(),
+        shard,
     };
     let pool = |what: &str| {
         rayon::ThreadPoolBuilder::new()
@@ -449,6 +498,12 @@ pub fn reproduce(
         (a, b)
     });
     let (a, b) = (a?, b?);
+    if shard.is_some() {
+        let mut records: Vec<(usize, StageRecord)> =
+            r0.records.into_iter().chain(r1.records).collect();
+        records.sort_by_key(|x| x.0);
+        return Ok(Ran::Shard(records.into_iter().map(|x| x.1).collect()));
+    }
 
     let mut accuracy = a.accuracy;
     accuracy.push(b.accuracy);
@@ -512,11 +567,11 @@ pub fn reproduce(
     let provenance = Provenance::collect(plan, &tool, threads, assets, &records);
     let doc = document(&results, &provenance)?;
     let written = doc.write(out)?;
-    Ok(Outcome {
+    Ok(Ran::Report(Outcome {
         verdict: verdict_table(&results)?,
         written,
         stages: records,
-    })
+    }))
 }
 
 /// The fine-tuned stage of `model` (number `index`): the recipe with pruning and its twin.
@@ -551,7 +606,63 @@ fn finetuned_stage(
 
 #[cfg(test)]
 mod tests {
-    use super::Order;
+    use super::{Order, Progress, Runner, Shard, StageCache};
+    use crate::{Mode, Plan};
+
+    struct Silent;
+    impl Progress for Silent {
+        fn begin(&self, _: usize, _: usize, _: usize, _: &str, _: bool) {}
+        fn end(&self, _: usize, _: usize, _: usize, _: &str, _: f64, _: bool) {}
+        fn step(&self, _: usize, _: &str, _: u64) {}
+        fn inc(&self, _: usize, _: u64) {}
+    }
+
+    /// A shard computes only the stages it owns (index modulo count), reads the others from
+    /// the cache when another shard put them there, and otherwise leaves them (a default
+    /// result, nothing stored); the unsharded merge then computes nothing that a shard did.
+    #[test]
+    fn shards_compute_their_own_stages_and_the_merge_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = Plan::new(Mode::Quick, 0);
+        let runner = |shard: Option<Shard>| Runner {
+            cache: StageCache::new(dir.path()),
+            plan: &plan,
+            tool: "tool",
+            progress: &Silent,
+            lane: 0,
+            total: 4,
+            records: Vec::new(),
+            shard,
+        };
+        let computed = std::cell::RefCell::new(Vec::new());
+        let mut run_all = |r: &mut Runner| -> Vec<u32> {
+            (0..4usize)
+                .map(|i| {
+                    r.stage(
+                        i,
+                        &format!("s{i}"),
+                        serde_json::json!({}),
+                        |_| true,
+                        |_| {
+                            computed.borrow_mut().push(i);
+                            Ok(10 + i as u32)
+                        },
+                    )
+                    .unwrap()
+                })
+                .collect()
+        };
+        let mut second = runner(Some(Shard { index: 1, count: 2 }));
+        assert_eq!(run_all(&mut second), vec![0, 11, 0, 13]);
+        assert_eq!(second.records.len(), 2);
+        let mut first = runner(Some(Shard { index: 0, count: 2 }));
+        assert_eq!(run_all(&mut first), vec![10, 11, 12, 13]);
+        assert!(first.records.iter().filter(|r| r.1.cached).count() == 2);
+        let mut merge = runner(None);
+        assert_eq!(run_all(&mut merge), vec![10, 11, 12, 13]);
+        assert!(merge.records.iter().all(|r| r.1.cached));
+        assert_eq!(*computed.borrow(), vec![1, 3, 0, 2]);
+    }
 
     /// Every stage of every plan shape gets its own number, and the numbers are 0..total.
     #[test]
