@@ -134,6 +134,16 @@ pub struct LearnArgs {
     /// Resume from --checkpoint when it exists (the options must match).
     #[arg(long, requires = "checkpoint")]
     resume: bool,
+    /// Gradient checkpointing, memory against time: `on` keeps only each layer's input
+    /// (bytes: hidden size x tokens x 4) and recomputes the layers one at a time in the
+    /// backward, holding one layer's autograd tape instead of all of them (SmolLM2, the
+    /// 512-token --full recipe with --datapath: 3.1 GB peak resident instead of 13.1 GB;
+    /// docs/limits.md), for one more forward of the layers per step (about a third more
+    /// arithmetic per step); `off` keeps the whole tape; `auto` is on when the layers' tape
+    /// is estimated above 3 GiB (the report prints the estimate, GB). The learned
+    /// thresholds, weights and losses are the same bits either way.
+    #[arg(long, default_value = "auto", value_name = "auto|on|off")]
+    grad_checkpoint: String,
     /// Stop after this many steps in all (the checkpoint lets a later run resume).
     #[arg(long, hide = true)]
     stop_after: Option<usize>,
@@ -255,6 +265,10 @@ fn run_learn(a: LearnArgs) -> Result<()> {
         every: a.checkpoint_every,
         resume: a.resume,
         stop_after: a.stop_after,
+        grad_checkpoint: a
+            .grad_checkpoint
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--grad-checkpoint: {e}"))?,
     };
     let cache = sprint_assets::Cache::from_env();
     let pool = rayon::ThreadPoolBuilder::new()

@@ -43,6 +43,7 @@ use sprint_models::{LoadedModel, Model, TokenBatch};
 use crate::calibrate::CalibratingAttention;
 use crate::error::{CandleOp, EvalError, Result};
 use crate::finetune::{FineTuner, Finetune, TensorSlot};
+pub use crate::grad_checkpoint::{AUTO_TAPE_BUDGET_BYTES, GradCheckpoint};
 use crate::probe_loss::{ClassificationHead, ProbeLoss, embedding_loss};
 use crate::run::TEST_FRACTION;
 use crate::tasks::{Task, TaskKind, labeled_corpus, perplexity_text, subset, windows};
@@ -433,6 +434,9 @@ pub struct CheckpointPlan {
     pub resume: bool,
     /// Stop after this many steps in all (for tests of resuming); `None` = run to the end.
     pub stop_after: Option<usize>,
+    /// Gradient checkpointing of the steps (memory against time; the results are the
+    /// same bits either way).
+    pub grad_checkpoint: GradCheckpoint,
 }
 
 /// The outcome of a training run.
@@ -479,6 +483,12 @@ pub struct LearnReport {
     /// With the classification loss: the share of the training documents its probe
     /// classifies right on their dense embeddings.
     pub probe_train_accuracy: Option<f64>,
+    /// Estimated autograd tape of the layers of one step without gradient checkpointing
+    /// ([`SoftModel::layer_tape_bytes`]), bytes.
+    pub layer_tape_bytes: f64,
+    /// Whether the steps were gradient-checkpointed (the layers recomputed in the
+    /// backward, holding one layer's tape).
+    pub grad_checkpoint: bool,
 }
 
 /// The training (and calibration) items of `task` for options `o`: token sequences of at
@@ -826,6 +836,10 @@ pub fn learn(
         &Device::Cpu,
     )
     .op("thresholds")?;
+    // Gradient checkpointing: decided on the tape of the largest step.
+    let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
+    let layer_tape_bytes = soft.layer_tape_bytes(o.batch_size.min(n), longest, datapath.as_ref());
+    let checkpointed = plan.grad_checkpoint.decide(layer_tape_bytes);
     let stop = plan.stop_after.unwrap_or(total).min(total);
     progress.stage("training steps", (stop.saturating_sub(ck.step)) as u64);
     let t_train = Instant::now();
@@ -853,13 +867,14 @@ pub fn learn(
             );
             c
         });
-        let out = soft.forward(
+        let out = soft.forward_train(
             &batch,
             SoftMask {
                 thresholds: &th,
                 temperature: t,
                 datapath: step_cfg.as_ref(),
             },
+            checkpointed,
         )?;
         let task_loss = if let Some(h) = &head {
             h.loss(&out.output, &idx)?
@@ -873,7 +888,7 @@ pub fn learn(
         } else {
             next_token_nll(&soft, &out.output, &batch)?
         };
-        let kept = (out.kept / out.visible).op("kept fraction")?;
+        let kept = (&out.kept / out.visible).op("kept fraction")?;
         let excess = kept
             .affine(1.0, -target_keep)
             .and_then(|x| x.sqr())
@@ -884,7 +899,13 @@ pub fn learn(
         } else {
             task_loss.clone()
         };
-        let grads = loss.backward().op("backward")?;
+        let lv = f64::from(loss.to_scalar::<f32>().op("loss")?);
+        let kv = f64::from(kept.to_scalar::<f32>().op("kept")?);
+        let tv = task_loss.to_scalar::<f32>().op("loss")?;
+        // Only the loss keeps the output segment's tape from here on (checkpointing frees
+        // it before recomputing the layers).
+        drop((task_loss, kept));
+        let grads = out.backward(loss)?;
         // Thresholds first, then the fine-tuned tensors (zero gradient for thresholds
         // that do not train: pruning off).
         let mut g = match grads.get(var.as_tensor()) {
@@ -902,8 +923,6 @@ pub fn learn(
         if let Some(t) = &tuner {
             g.extend(t.gradients(&grads)?);
         }
-        let lv = f64::from(loss.to_scalar::<f32>().op("loss")?);
-        let kv = f64::from(kept.to_scalar::<f32>().op("kept")?);
         if !lv.is_finite() || g.iter().any(|x| !x.is_finite()) {
             return Err(EvalError::Input(format!(
                 "training diverged at step {step} (loss {lv}); try a smaller --lr"
@@ -941,10 +960,7 @@ pub fn learn(
         ck.step += 1;
         progress.inc(Some(&format!(
             "loss {:.5} task {:.5} kept {:.4} T {:.3}",
-            lv,
-            task_loss.to_scalar::<f32>().op("loss")?,
-            kv,
-            t
+            lv, tv, kv, t
         )));
         if let Some(p) = &plan.path
             && plan.every > 0
@@ -999,6 +1015,8 @@ pub fn learn(
         tuned_tensors: 0,
         tuned_max_change: 0.0,
         probe_train_accuracy: head.as_ref().map(|h| h.train_accuracy),
+        layer_tape_bytes,
+        grad_checkpoint: checkpointed,
     };
     let weights = match (&tuner, base_sha256) {
         (Some(t), Some(sha)) => {

@@ -21,6 +21,7 @@ pub mod calibrate;
 pub mod error;
 pub mod fidelity;
 pub mod finetune;
+pub mod grad_checkpoint;
 pub mod learn;
 pub mod logreg;
 pub mod memo;

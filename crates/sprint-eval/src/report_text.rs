@@ -204,7 +204,8 @@ pub fn eval_text(r: &EvalReport) -> String {
 }
 
 /// `sprint thresholds learn`'s report: steps, data, loss, kept fractions (%), thresholds per
-/// layer before and after (logits), wall time and where the thresholds were written (`out`)
+/// layer before and after (logits), wall time, whether the steps were gradient-checkpointed
+/// (and the layers' estimated tape, GB), where the thresholds were written (`out`)
 /// and, with fine-tuning, the weights file (`weights`: tensors changed, largest change).
 pub fn learn_text(
     r: &LearnReport,
@@ -253,8 +254,11 @@ pub fn learn_text(
     );
     let _ = writeln!(
         s,
-        "wall time {:.1} s ({:.1} s training)",
-        r.seconds, r.train_seconds
+        "wall time {:.1} s ({:.1} s training); gradient checkpointing {} (layers' tape estimated at {:.2} GB without it)",
+        r.seconds,
+        r.train_seconds,
+        if r.grad_checkpoint { "on" } else { "off" },
+        r.layer_tape_bytes / 1e9
     );
     if r.finished {
         let _ = writeln!(s, "thresholds: {}", out.display());

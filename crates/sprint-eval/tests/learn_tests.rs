@@ -67,6 +67,7 @@ fn stop_after_one_step(ck: &std::path::Path) -> CheckpointPlan {
         every: 1,
         resume: true,
         stop_after: Some(1),
+        ..CheckpointPlan::default()
     }
 }
 
@@ -520,4 +521,84 @@ fn classification_loss_starts_at_the_probe_cross_entropy() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("--task-loss classification"), "{e}");
+}
+
+/// Gradient checkpointing (`CheckpointPlan::grad_checkpoint`, each layer recomputed in the
+/// backward) changes no bit: MiniLM on BBC with its norms and biases fine-tuned against the
+/// datapath, and SmolLM2 on Austen windows with its gains fine-tuned against the datapath
+/// from the mass calibration (the recipe of `sprint reproduce`, shortened to 2 steps of 128
+/// tokens), each checkpointed with 1 and 2 threads and not checkpointed: the same
+/// thresholds, fine-tuned tensors and per-step losses (tolerance none); `auto` does not
+/// checkpoint these small runs (their layers' tape is estimated under the budget).
+#[test]
+fn grad_checkpoint_changes_no_bit() {
+    use sprint_eval::finetune::Finetune;
+    use sprint_eval::learn::{GradCheckpoint, Learned};
+    let plan = |g: GradCheckpoint| CheckpointPlan {
+        grad_checkpoint: g,
+        ..CheckpointPlan::default()
+    };
+    let go = |m: &LoadedModel, task: Task, o: &LearnOptions, g: GradCheckpoint, threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| learn(m, &Cache::from_env(), task, o, &plan(g), &NoLearnProgress))
+            .unwrap()
+    };
+    let fingerprint = |r: &Learned| -> Vec<u32> {
+        let mut v = bits(&r.0);
+        v.extend([r.2.loss_first, r.2.loss_last].map(|x| (x as f32).to_bits()));
+        for t in r.3.as_ref().unwrap().tensors.values() {
+            let x = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            v.extend(x.iter().map(|x| x.to_bits()));
+        }
+        v
+    };
+    let check = |m: &LoadedModel, task: Task, o: &LearnOptions| {
+        let off = go(m, task, o, GradCheckpoint::Off, 2);
+        let auto = go(m, task, o, GradCheckpoint::Auto, 2);
+        assert!(!off.2.grad_checkpoint && !auto.2.grad_checkpoint);
+        assert!(off.2.layer_tape_bytes > 0.0);
+        assert!(off.3.as_ref().unwrap().tensors.len() > 1, "tensors moved");
+        for threads in [1, 2] {
+            let on = go(m, task, o, GradCheckpoint::On, threads);
+            assert!(on.2.grad_checkpoint);
+            assert_eq!(
+                fingerprint(&off),
+                fingerprint(&on),
+                "{}: checkpointing changed the result ({threads} threads)",
+                m.name
+            );
+        }
+        assert_eq!(fingerprint(&off), fingerprint(&auto));
+    };
+
+    if let Some(m) = minilm() {
+        let mut o = options();
+        o.epochs = 1;
+        o.finetune = Finetune::NormsBiases;
+        o.ft_lr = 0.01;
+        o.datapath = true;
+        check(m, Task::Bbc, &o);
+    }
+
+    let cache = Cache::from_env();
+    for a in [Asset::SmolLm2, Asset::Austen] {
+        if let Err(e) = cache.require(a) {
+            eprintln!("SKIPPED (asset missing): {e}");
+            return;
+        }
+    }
+    let m = sprint_models::load("smollm2", &cache).expect("SmolLM2 loads");
+    let mut o = LearnOptions::new(Task::PplAusten);
+    o.items = 2;
+    o.seq_len = 128;
+    o.eval_windows = 1;
+    o.eval_seq_len = 64;
+    o.epochs = 1;
+    o.init_mass = Some(0.985);
+    o.finetune = Finetune::NormsBiases;
+    o.datapath = true;
+    check(&m, Task::PplAusten, &o);
 }
