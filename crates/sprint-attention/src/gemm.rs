@@ -102,6 +102,24 @@ pub fn matmul_nt_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k:
     );
 }
 
+/// `c[m x n] += a[m x k] * b[k x n]`, all row-major (for example `c` pre-filled with a
+/// bias row per output row).
+pub fn matmul_nn_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
+    matmul(
+        a,
+        b,
+        c,
+        m,
+        n,
+        k,
+        RhsLayout {
+            row_stride: n,
+            col_stride: 1,
+        },
+        true,
+    );
+}
+
 /// `c[m x n] = a[m x k] * b[k x n]`, all row-major.
 pub fn matmul_nn(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
     matmul(
@@ -122,6 +140,49 @@ pub fn matmul_nn(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `matmul_nn(_acc)` on `W^T` gives the bits of `matmul_nt(_acc)` on `W` wherever the
+    /// `gemm` crate takes its general (packed) path, as the linear layers rely on: more
+    /// than one row and output, more than two inputs, more than 256 outputs in the block.
+    #[test]
+    fn transposed_rhs_same_bits() {
+        for &m in &[2usize, 5, 17, 48, 49, 100, 128] {
+            for &n in &[3usize, 17, 64, 96, 384, 1152] {
+                for &k in &[3usize, 32, 100, 384, 1536] {
+                    if m * n <= 256 {
+                        continue;
+                    }
+                    let a = data(m * k, 1);
+                    let w = data(n * k, 2);
+                    let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+                    let bias = data(n, 3);
+                    let mut c1: Vec<f32> = (0..m).flat_map(|_| bias.clone()).collect();
+                    let mut c2 = c1.clone();
+                    matmul_nt_acc(&a, &w, &mut c1, m, n, k);
+                    matmul_nn_acc(&a, &wt, &mut c2, m, n, k);
+                    let mut d1 = vec![0.0; m * n];
+                    let mut d2 = vec![0.0; m * n];
+                    matmul_nt(&a, &w, &mut d1, m, n, k);
+                    matmul_nn(&a, &wt, &mut d2, m, n, k);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&c1), bits(&c2), "acc m={m} n={n} k={k}");
+                    assert_eq!(bits(&d1), bits(&d2), "m={m} n={n} k={k}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn matches_naive() {

@@ -72,7 +72,22 @@ fn install_signal_cleanup() {
     }
 }
 
+/// candle's element-wise CPU ops (the candle ops left in the forwards and the fine-tuning's
+/// autograd) run on a pool of its own, whose callers spin while its worker runs and whose
+/// worker spins between calls: beside our rayon pools that was 15 % of `sprint reproduce`'s
+/// CPU samples (docs/performance.md). One thread (no worker) runs each op inline; the ops
+/// are element-wise, so every result is the same. A value the user set is kept.
+#[allow(unsafe_code)]
+fn candle_ops_inline() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: called first thing in `main`, before any thread exists, so nothing reads
+        // the environment concurrently.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+}
+
 fn main() {
+    candle_ops_inline();
     let cli = Cli::parse();
     install_signal_cleanup();
     let result = match cli.command {

@@ -122,7 +122,7 @@ impl Gpt2Model {
             })
             .collect::<Result<_>>()?;
         let wte = Embedding::load(&w, "wte", cfg.vocab_size, h)?;
-        let lm_head = Linear::output_head(lm_head_stored, &wte);
+        let lm_head = Linear::output_head(lm_head_stored, &wte)?;
         Ok(Self {
             act,
             wpe: Embedding::load(&w, "wpe", cfg.n_positions, h)?,

@@ -9,7 +9,7 @@
 
 use candle_core::{Storage, Tensor};
 use rayon::prelude::*;
-use sprint_attention::gemm::{matmul_nn, matmul_nt, matmul_nt_acc};
+use sprint_attention::gemm::{matmul_nn, matmul_nn_acc, matmul_nt, matmul_nt_acc};
 
 use crate::error::{CandleContext, ModelError, Result};
 use crate::fastmath;
@@ -37,17 +37,25 @@ pub fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> Resul
     Ok(f(&data[lo..hi]))
 }
 
-/// `y = act(x W^T + b)` for `x` `[rows, in_dim]`, `W` `[out_dim, in_dim]`, `b` `[out_dim]`;
-/// returns `y` `[rows, out_dim]` row-major.
+/// `y = act(x W^T + b)` for `x` `[rows, in_dim]`, `W^T` given as `weight_t`
+/// `[in_dim, out_dim]` (row-major), `b` `[out_dim]`; returns `y` `[rows, out_dim]`
+/// row-major.
+///
+/// With `W^T` row-major the GEMM reads the weight as column-major panels, which it copies
+/// whole; given `W` row-major it would gather a transposed copy element by element for every
+/// block of rows. Both compute the same products in the same order (the same bits), except
+/// where the `gemm` crate takes a layout-dependent special path (a block of one row, at
+/// most 256 outputs in a block, at most two inputs): those blocks multiply by `W` as
+/// before, so results do not depend on the layout at all.
 pub fn linear(
     x: &[f32],
     in_dim: usize,
-    weight: &[f32],
+    weight_t: &[f32],
     bias: Option<&[f32]>,
     act: Option<Activation>,
 ) -> Vec<f32> {
-    let out_dim = weight.len() / in_dim.max(1);
-    debug_assert_eq!(weight.len(), out_dim * in_dim);
+    let out_dim = weight_t.len() / in_dim.max(1);
+    debug_assert_eq!(weight_t.len(), out_dim * in_dim);
     debug_assert!(bias.is_none_or(|b| b.len() == out_dim));
     let rows = x.len() / in_dim.max(1);
     // Start from the bias rows (one pass, no zero fill) and let the GEMM accumulate.
@@ -59,20 +67,49 @@ pub fn linear(
     if out_dim == 0 {
         return y;
     }
+    // `W` row-major, only if a block takes one of the `gemm` crate's special paths.
+    let special = |m: usize| m < 2 || out_dim < 2 || in_dim <= 2 || m * out_dim <= 256;
+    let last = match rows % LINEAR_BLOCK_ROWS {
+        0 => LINEAR_BLOCK_ROWS.min(rows),
+        r => r,
+    };
+    let weight = (rows > 0 && (special(LINEAR_BLOCK_ROWS.min(rows)) || special(last)))
+        .then(|| transpose(weight_t, in_dim, out_dim));
     y.par_chunks_mut(LINEAR_BLOCK_ROWS * out_dim)
         .zip(x.par_chunks(LINEAR_BLOCK_ROWS * in_dim))
         .for_each(|(yb, xb)| {
             let m = xb.len() / in_dim;
-            if bias.is_some() {
-                matmul_nt_acc(xb, weight, yb, m, out_dim, in_dim);
-            } else {
-                matmul_nt(xb, weight, yb, m, out_dim, in_dim);
+            match &weight {
+                Some(w) if special(m) => {
+                    if bias.is_some() {
+                        matmul_nt_acc(xb, w, yb, m, out_dim, in_dim);
+                    } else {
+                        matmul_nt(xb, w, yb, m, out_dim, in_dim);
+                    }
+                }
+                _ => {
+                    if bias.is_some() {
+                        matmul_nn_acc(xb, weight_t, yb, m, out_dim, in_dim);
+                    } else {
+                        matmul_nn(xb, weight_t, yb, m, out_dim, in_dim);
+                    }
+                }
             }
             if let Some(act) = act {
                 act.apply_slice(yb);
             }
         });
     y
+}
+
+/// `a` `[rows, cols]` row-major, transposed to `[cols, rows]` row-major.
+pub fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    debug_assert_eq!(a.len(), rows * cols);
+    let mut out = Vec::with_capacity(a.len());
+    for c in 0..cols {
+        out.extend((0..rows).map(|r| a[r * cols + c]));
+    }
+    out
 }
 
 /// Splits the output of a fused Q/K/V projection, `[batch, seq, (heads + 2 kv_heads) d]`,
@@ -283,7 +320,13 @@ mod tests {
             let x = data(rows * din, 1);
             let w = data(dout * din, 2);
             let b = data(dout, 3);
-            let y = linear(&x, din, &w, Some(&b), Some(Activation::Gelu));
+            let y = linear(
+                &x,
+                din,
+                &transpose(&w, dout, din),
+                Some(&b),
+                Some(Activation::Gelu),
+            );
             let r = data(rows * dout, 4);
             let ln = add_layer_norm(&y, &r, &data(dout, 5), &data(dout, 6), 1e-5);
             let (batch, heads, kv, seq, d) = (2, 4, 2, 150, 8);
@@ -334,7 +377,7 @@ mod tests {
         let x = data(rows * din, 11);
         let w = data(dout * din, 12);
         let b = data(dout, 13);
-        let y = linear(&x, din, &w, Some(&b), None);
+        let y = linear(&x, din, &transpose(&w, dout, din), Some(&b), None);
         for r in 0..rows {
             for o in 0..dout {
                 let want: f64 = f64::from(b[o])

@@ -173,7 +173,8 @@ impl LlamaModel {
             })
             .collect::<Result<_>>()?;
         let embed = Embedding::load(w, "token_embd", cfg.vocab_size, h)?;
-        let output = Linear::output_head(w.get_opt("output.weight", &[cfg.vocab_size, h])?, &embed);
+        let output =
+            Linear::output_head(w.get_opt("output.weight", &[cfg.vocab_size, h])?, &embed)?;
         Ok(Self {
             norm: norm("output_norm.weight")?,
             embed,

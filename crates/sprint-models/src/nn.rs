@@ -8,17 +8,27 @@ use crate::fastmath;
 use crate::kernels::{self, with_f32};
 use crate::weights::WeightMap;
 
-/// `y = x W^T + b` with `W` stored `[out, in]` (PyTorch `nn.Linear` layout).
+/// `y = x W^T + b` with `W` given `[out, in]` (PyTorch `nn.Linear` layout). The layer
+/// keeps `W^T` (`[in, out]`, row-major): the GEMM then reads the weight as column-major
+/// panels, which it copies whole, instead of gathering a transposed copy of `W` element by
+/// element for every block of rows (the same products in the same order, so the same bits;
+/// [`kernels::linear`]).
 #[derive(Clone, Debug)]
 pub struct Linear {
-    weight: Tensor,
+    /// `W^T`, `[in, out]`, contiguous.
+    weight_t: Tensor,
     bias: Option<Tensor>,
 }
 
 impl Linear {
-    /// A linear layer from a `[out, in]` weight and an optional `[out]` bias.
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+    /// A linear layer from a `[out, in]` weight and an optional `[out]` bias (the weight is
+    /// stored transposed).
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let weight_t = weight
+            .t()
+            .and_then(|t| t.contiguous())
+            .op("transpose linear weight")?;
+        Ok(Self { weight_t, bias })
     }
 
     /// Loads `{name}.weight` `[out, in]` and, if `bias`, `{name}.bias` `[out]`.
@@ -35,29 +45,28 @@ impl Linear {
         } else {
             None
         };
-        Ok(Self { weight, bias })
+        Self::new(weight, bias)
     }
 
     /// Loads a GPT-2 `Conv1D` (`{name}.weight` stored `[in, out]`, bias `[out]`).
     pub fn load_conv1d(w: &WeightMap, name: &str, in_dim: usize, out_dim: usize) -> Result<Self> {
-        let weight = w
+        let weight_t = w
             .get(&format!("{name}.weight"), &[in_dim, out_dim])?
-            .t()
-            .and_then(|t| t.contiguous())
+            .contiguous()
             .op(name)?;
         let bias = Some(w.get(&format!("{name}.bias"), &[out_dim])?);
-        Ok(Self { weight, bias })
+        Ok(Self { weight_t, bias })
     }
 
     /// A decoder's bias-free output projection `[vocab, hidden]`: the `stored` matrix if the
     /// checkpoint has one, else the token embedding table (tied weights).
-    pub fn output_head(stored: Option<Tensor>, embedding: &Embedding) -> Self {
+    pub fn output_head(stored: Option<Tensor>, embedding: &Embedding) -> Result<Self> {
         Self::new(stored.unwrap_or_else(|| embedding.table().clone()), None)
     }
 
-    /// The weight `[out, in]`.
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
+    /// The weight transposed, `[in, out]` (contiguous).
+    pub fn weight_t(&self) -> &Tensor {
+        &self.weight_t
     }
 
     /// The bias `[out]`, if any.
@@ -67,25 +76,27 @@ impl Linear {
 
     /// Output features.
     pub fn out_dim(&self) -> usize {
-        self.weight.dims()[0]
+        self.weight_t.dims()[1]
     }
 
     /// Input features.
     pub fn in_dim(&self) -> usize {
-        self.weight.dims()[1]
+        self.weight_t.dims()[0]
     }
 
     /// Stacks layers that read the same input into one whose output is their outputs side
     /// by side (for example Q, K and V into one projection). A missing bias counts as zeros.
     pub fn concat(parts: &[&Linear]) -> Result<Self> {
-        let weights: Vec<&Tensor> = parts.iter().map(|l| &l.weight).collect();
-        let weight = Tensor::cat(&weights, 0).op("stack linear weights")?;
+        let weights: Vec<&Tensor> = parts.iter().map(|l| &l.weight_t).collect();
+        let weight_t = Tensor::cat(&weights, 1)
+            .and_then(|t| t.contiguous())
+            .op("stack linear weights")?;
         let bias = if parts.iter().any(|l| l.bias.is_some()) {
             let biases = parts
                 .iter()
                 .map(|l| match &l.bias {
                     Some(b) => Ok(b.clone()),
-                    None => Tensor::zeros(l.out_dim(), l.weight.dtype(), l.weight.device())
+                    None => Tensor::zeros(l.out_dim(), l.weight_t.dtype(), l.weight_t.device())
                         .op("stack linear biases"),
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -93,7 +104,7 @@ impl Linear {
         } else {
             None
         };
-        Ok(Self { weight, bias })
+        Ok(Self { weight_t, bias })
     }
 
     /// Applies the layer to `[..., in]`, giving `[..., out]`.
@@ -114,7 +125,7 @@ impl Linear {
             )));
         }
         let y = with_f32(x, "linear input", |xs| {
-            with_f32(&self.weight, "linear weight", |ws| match &self.bias {
+            with_f32(&self.weight_t, "linear weight", |ws| match &self.bias {
                 Some(b) => with_f32(b, "linear bias", |bs| {
                     kernels::linear(xs, in_dim, ws, Some(bs), act)
                 }),

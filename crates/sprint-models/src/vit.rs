@@ -183,7 +183,7 @@ impl VitModel {
                 "embeddings.position_embeddings",
                 &[1, cfg.num_patches() + 1, h],
             )?,
-            patch: Linear::new(patch_w, Some(patch_b)),
+            patch: Linear::new(patch_w, Some(patch_b))?,
             layers,
             norm: LayerNorm::load(&w, "layernorm", h, eps)?,
             classifier,

@@ -18,9 +18,9 @@ pub(super) struct FrozenLinear {
     pub(super) in_dim: usize,
     /// Outputs per token.
     pub(super) out_dim: usize,
-    /// `[out, in]`.
+    /// `[out, in]` (the backward's transposed weight).
     w: Arc<Vec<f32>>,
-    /// `[in, out]` (the backward's weight).
+    /// `[in, out]` (the forward's transposed weight).
     wt: Arc<Vec<f32>>,
     b: Option<Arc<Vec<f32>>>,
 }
@@ -28,12 +28,8 @@ pub(super) struct FrozenLinear {
 impl FrozenLinear {
     fn new(l: &Linear) -> Result<Self> {
         let (in_dim, out_dim) = (l.in_dim(), l.out_dim());
-        let w = with_f32(l.weight(), "frozen weight", <[f32]>::to_vec)?;
-        let wt = with_f32(
-            &l.weight().t().op("frozen weight")?,
-            "frozen weight",
-            <[f32]>::to_vec,
-        )?;
+        let wt = with_f32(l.weight_t(), "frozen weight", <[f32]>::to_vec)?;
+        let w = kernels::transpose(&wt, in_dim, out_dim);
         let b = match l.bias() {
             Some(b) => Some(Arc::new(with_f32(b, "frozen bias", <[f32]>::to_vec)?)),
             None => None,
@@ -78,7 +74,7 @@ impl CustomOp1 for FrozenLinear {
         let y = kernels::linear(
             &data[lo..hi],
             self.in_dim,
-            &self.w,
+            &self.wt,
             self.b.as_deref().map(|b| &b[..]),
             None,
         );
@@ -95,7 +91,7 @@ impl CustomOp1 for FrozenLinear {
         let grad = grad.contiguous()?;
         let mut dims = grad.dims().to_vec();
         let g = grad.flatten_all()?.to_vec1::<f32>()?;
-        let gx = kernels::linear(&g, self.out_dim, &self.wt, None, None);
+        let gx = kernels::linear(&g, self.out_dim, &self.w, None, None);
         *dims.last_mut().expect("non-empty") = self.in_dim;
         Ok(Some(Tensor::from_vec(gx, dims, grad.device())?))
     }
