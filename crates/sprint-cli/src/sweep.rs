@@ -197,12 +197,6 @@ pub fn run(a: Args) -> Result<()> {
         .build()
         .context("cannot start worker threads")?;
     let bar = crate::progress::bar(0, "");
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     // The mass targets differ from the quantile ones: run mass separately when asked.
     let report = pool.install(|| -> Result<SweepReport> {
         let model = sprint_models::load(&a.model, &cache)
