@@ -44,8 +44,16 @@ fn whole_matrix(input: &AttentionInput, causal: bool) -> Vec<f32> {
 fn padded(mut input: AttentionInput, seed: u64) -> AttentionInput {
     let nq = input.q.dims[1];
     let nk = input.k.dims[1];
-    input.key_valid = Some((0..nk).map(|j| (j * 7 + seed as usize) % 11 != 0).collect());
-    input.query_valid = Some((0..nq).map(|i| (i * 5 + seed as usize) % 13 != 0).collect());
+    input.key_valid = Some(
+        (0..nk)
+            .map(|j| !(j * 7 + seed as usize).is_multiple_of(11))
+            .collect(),
+    );
+    input.query_valid = Some(
+        (0..nq)
+            .map(|i| !(i * 5 + seed as usize).is_multiple_of(13))
+            .collect(),
+    );
     input
 }
 

@@ -1,16 +1,16 @@
 //! `sprint attend`: SPRINT attention on user tensors.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use sprint_attention::summary::{RunSummary, error_stats, provenance, trace_header};
 use sprint_attention::summary_text::summary_text;
-use sprint_attention::{dense, run_layer};
+use sprint_attention::{LayerShape, dense, run_layer};
 use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
 use sprint_core::outfile::PendingFile;
 
-use crate::io::{load_input, npy_bytes, safetensors_bytes, write_atomic};
+use crate::io::{LoadedInput, load_input, npy_bytes, safetensors_bytes, write_atomic};
 
 /// Arguments of `sprint attend`.
 #[derive(clap::Args)]
@@ -139,68 +139,11 @@ pub fn run(a: Args) -> Result<()> {
             a.out.display()
         );
     }
-    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("--input", &a.input)];
-    if let Some(c) = &a.config {
-        inputs.push(("--config", c));
-    }
-    if let Some(f) = &cfg.threshold.file {
-        inputs.push(("threshold.file", f));
-    }
-    let mut outputs: Vec<(&str, &std::path::Path)> = vec![("--out", &a.out)];
-    if let Some(t) = &a.trace {
-        outputs.push(("--trace", t));
-    }
-    sprint_core::outfile::check_outputs(&inputs, &outputs)?;
+    check_files(&a, &cfg)?;
 
     let loaded = load_input(&a.input)?;
-    let Some(first) = loaded.layers.first() else {
-        bail!("{}: the input holds 0 layers", a.input.display());
-    };
-    let shape = first.validate()?;
-    for (l, layer) in loaded.layers.iter().enumerate() {
-        if layer.validate()? != shape {
-            bail!(
-                "{}: layer {l} has a different shape than layer 0",
-                a.input.display()
-            );
-        }
-    }
-    let head_pairs = shape.n_queries as u64 * shape.n_keys as u64;
-    if head_pairs > MAX_HEAD_PAIRS {
-        bail!(
-            "{}: {} queries x {} keys = {head_pairs} query-key pairs per head exceeds the limit of {MAX_HEAD_PAIRS} (the kept bits of a head are held for the trace; docs/limits.md)",
-            a.input.display(),
-            shape.n_queries,
-            shape.n_keys
-        );
-    }
-    let pairs = head_pairs
-        .saturating_mul(loaded.layers.len() as u64)
-        .saturating_mul(shape.heads as u64);
-    if pairs > MAX_ATTEND_PAIRS {
-        bail!(
-            "{}: {} layer(s) x {} heads x {} queries x {} keys = {pairs} query-key pairs exceeds the limit of {MAX_ATTEND_PAIRS} (one kept bit per pair is held for the trace; split the input into several runs; docs/limits.md)",
-            a.input.display(),
-            loaded.layers.len(),
-            shape.heads,
-            shape.n_queries,
-            shape.n_keys
-        );
-    }
-    let all_cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let wanted = if threads == 0 { all_cores } else { threads };
-    let block_bytes = (shape.n_queries as u64).min(MAX_BLOCK_QUERIES)
-        * shape.n_keys as u64
-        * BYTES_PER_BLOCK_PAIR;
-    if block_bytes > ATTEND_WORKING_BYTES {
-        bail!(
-            "{}: {} keys per query need {block_bytes} bytes per block of queries in flight, over the limit of {ATTEND_WORKING_BYTES} (about {BYTES_PER_BLOCK_PAIR} bytes per key per query of a block; docs/limits.md)",
-            a.input.display(),
-            shape.n_keys
-        );
-    }
-    let by_memory = (ATTEND_WORKING_BYTES / block_bytes.max(1)).max(1);
-    let threads = wanted.min(usize::try_from(by_memory).unwrap_or(usize::MAX));
+    let shape = checked_shape(&a.input, &loaded)?;
+    let threads = worker_threads(&a.input, &shape, threads)?;
     sprint_core::shape_check::check_config_fits(&cfg, shape.heads, shape.kv_heads, shape.head_dim)?;
     let n_layers = loaded.layers.len();
     let thresholds = cfg.thresholds(n_layers, shape.heads)?;
@@ -277,6 +220,84 @@ pub fn run(a: Args) -> Result<()> {
         print!("{}", summary_text(&summary, &cfg));
     }
     Ok(())
+}
+
+/// Refuses an output that would overwrite an input (`--input`, `--config`, the threshold
+/// file) before anything is computed.
+fn check_files(a: &Args, cfg: &AttentionConfig) -> Result<()> {
+    let mut inputs: Vec<(&str, &std::path::Path)> = vec![("--input", &a.input)];
+    if let Some(c) = &a.config {
+        inputs.push(("--config", c));
+    }
+    if let Some(f) = &cfg.threshold.file {
+        inputs.push(("threshold.file", f));
+    }
+    let mut outputs: Vec<(&str, &std::path::Path)> = vec![("--out", &a.out)];
+    if let Some(t) = &a.trace {
+        outputs.push(("--trace", t));
+    }
+    sprint_core::outfile::check_outputs(&inputs, &outputs)?;
+    Ok(())
+}
+
+/// The shape every layer of `loaded` shares, within the per-head and per-run pair limits
+/// (docs/limits.md).
+fn checked_shape(input: &Path, loaded: &LoadedInput) -> Result<LayerShape> {
+    let Some(first) = loaded.layers.first() else {
+        bail!("{}: the input holds 0 layers", input.display());
+    };
+    let shape = first.validate()?;
+    for (l, layer) in loaded.layers.iter().enumerate() {
+        if layer.validate()? != shape {
+            bail!(
+                "{}: layer {l} has a different shape than layer 0",
+                input.display()
+            );
+        }
+    }
+    let head_pairs = shape.n_queries as u64 * shape.n_keys as u64;
+    if head_pairs > MAX_HEAD_PAIRS {
+        bail!(
+            "{}: {} queries x {} keys = {head_pairs} query-key pairs per head exceeds the limit of {MAX_HEAD_PAIRS} (the kept bits of a head are held for the trace; docs/limits.md)",
+            input.display(),
+            shape.n_queries,
+            shape.n_keys
+        );
+    }
+    let pairs = head_pairs
+        .saturating_mul(loaded.layers.len() as u64)
+        .saturating_mul(shape.heads as u64);
+    if pairs > MAX_ATTEND_PAIRS {
+        bail!(
+            "{}: {} layer(s) x {} heads x {} queries x {} keys = {pairs} query-key pairs exceeds the limit of {MAX_ATTEND_PAIRS} (one kept bit per pair is held for the trace; split the input into several runs; docs/limits.md)",
+            input.display(),
+            loaded.layers.len(),
+            shape.heads,
+            shape.n_queries,
+            shape.n_keys
+        );
+    }
+    Ok(shape)
+}
+
+/// The worker threads: those asked for (0 = all cores), fewer when the blocks of queries in
+/// flight would exceed [`ATTEND_WORKING_BYTES`]; an input whose one block exceeds it is
+/// refused.
+fn worker_threads(input: &Path, shape: &LayerShape, threads: usize) -> Result<usize> {
+    let all_cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let wanted = if threads == 0 { all_cores } else { threads };
+    let block_bytes = (shape.n_queries as u64).min(MAX_BLOCK_QUERIES)
+        * shape.n_keys as u64
+        * BYTES_PER_BLOCK_PAIR;
+    if block_bytes > ATTEND_WORKING_BYTES {
+        bail!(
+            "{}: {} keys per query need {block_bytes} bytes per block of queries in flight, over the limit of {ATTEND_WORKING_BYTES} (about {BYTES_PER_BLOCK_PAIR} bytes per key per query of a block; docs/limits.md)",
+            input.display(),
+            shape.n_keys
+        );
+    }
+    let by_memory = (ATTEND_WORKING_BYTES / block_bytes.max(1)).max(1);
+    Ok(wanted.min(usize::try_from(by_memory).unwrap_or(usize::MAX)))
 }
 
 /// Median wall time (seconds) of `repeat` passes of `run_layer` over every layer.

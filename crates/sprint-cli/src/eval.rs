@@ -229,12 +229,6 @@ pub fn run(a: Args) -> Result<()> {
         .build()
         .context("cannot start worker threads")?;
     let bar = crate::progress::bar(0, "");
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     let report = pool.install(|| -> Result<EvalReport> {
         bar.set_message(format!("loading {}", a.model));
         let model = sprint_models::load(&a.model, &cache)

@@ -2,15 +2,32 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// A bar over `len` units of `what`; hidden when stderr is not a terminal.
+/// The one template of every bar: elapsed time, the bar's title (its prefix, see
+/// [`set_title`]; none by default), the bar, units done of units, the message (what is
+/// counted, or the current stage) and the ETA.
+pub const TEMPLATE: &str = "{elapsed_precise} {prefix}[{bar:30}] {pos}/{len} {msg} (eta {eta})";
+
+/// The style of every bar: [`TEMPLATE`].
+pub fn style() -> ProgressStyle {
+    ProgressStyle::with_template(TEMPLATE).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// A bar over `len` units of `what` (its message) on stderr; hidden when stderr is not a
+/// terminal.
 pub fn bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(&format!(
-        "{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {what} (eta {{eta}})"
-    ))
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
+    bar.set_style(style());
+    bar.set_message(what.to_string());
     bar
+}
+
+/// Sets the title shown before the bar (`loading minilm`, a stage name); `""` for none.
+pub fn set_title(bar: &ProgressBar, title: &str) {
+    if title.is_empty() {
+        bar.set_prefix("");
+    } else {
+        bar.set_prefix(format!("{title} "));
+    }
 }
 
 /// An evaluation's progress ([`sprint_eval::run::Progress`]) drawn on a bar: each stage resets

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::io::IsTerminal;
 
 use anyhow::{Context, Result};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use sprint_assets::{FetchEvent, fetch};
 use sprint_reproduce::{Mode, Plan, reproduce, reproduce_shard};
 
@@ -58,10 +58,7 @@ impl Bars {
         let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
         while lanes.len() <= lane {
             let b = self.multi.add(ProgressBar::new(0));
-            b.set_style(
-                ProgressStyle::with_template("           [{bar:30}] {pos}/{len} {msg} (eta {eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
+            b.set_style(crate::progress::style());
             lanes.push(b);
         }
         lanes[lane].clone()
@@ -149,12 +146,8 @@ pub fn run(a: Args) -> Result<()> {
         .context("cannot start worker threads")?;
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let overall = multi.add(ProgressBar::new(0));
-    overall.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] stage {pos}/{len}: {msg} (eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    overall.set_style(crate::progress::style());
+    crate::progress::set_title(&overall, "stages");
     let ticker = Ticker::new(!std::io::stderr().is_terminal());
     let bars = Bars {
         multi,

@@ -230,98 +230,138 @@ pub fn run(a: Args) -> Result<()> {
     let started = Instant::now();
 
     if let Some(out) = &a.measure_stats {
-        let Some(trace) = &a.trace else {
-            bail!("--measure-stats needs --trace FILE");
-        };
-        let m = measure(open_trace(trace)?).map_err(|e| trace_error(trace, e))?;
-        let name = out
-            .file_stem()
-            .map_or("measured".into(), |s| s.to_string_lossy().to_string());
-        let text = m.to_toml(
-            &name,
-            &format!("trace file {}", trace.display()),
-            stats.seed,
-        );
-        write_atomic(out, |f| Ok(f.write_all(text.as_bytes())?))?;
-        println!("wrote {}: {}", out.display(), m.summary_line());
-        return Ok(());
+        return measure_stats_cmd(&a, out, &stats);
     }
-
     if a.fit_paper {
-        let mut space = Space::default_grid();
-        for r in &a.fit_ranges {
-            space.set_range(r)?;
-        }
-        sprint_core::outfile::check_outputs(&[], &[("--fit-out", &a.fit_out)])?;
-        let quiet = a.json;
-        let out = pool.install(|| {
-            fit(
-                &space,
-                a.fit_method.unwrap_or_default(),
-                &table,
-                &stats,
-                &hw_sets,
-                |m| {
-                    if !quiet {
-                        eprintln!("fitting on {m} ...");
-                    }
-                },
-            )
-        })?;
-        let text = out.calibration.to_toml();
-        write_atomic(&a.fit_out, |f| Ok(f.write_all(text.as_bytes())?))?;
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&out)?);
-        } else {
-            print!("{}", fit_text(&out, &a.fit_out));
-            eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
-        }
-        return Ok(());
+        return fit_paper_cmd(&a, &table, &stats, &hw_sets, &pool, started);
     }
-
     if let Some(cfg) = &a.decode {
         return run_decode_cmd(&a, cfg, &hw_sets, &table, &stats, &pool, started);
     }
 
     if a.compare_paper {
-        let quiet = a.json;
-        let inferred = match &a.calibration {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| anyhow!("--calibration {}: {e}", p.display()))?;
-                Calibration::from_toml_str(&text, &p.display().to_string())?
-            }
-            None => Calibration::paper_inferred()?,
-        };
-        let cals = [Calibration::sourced_default(), inferred];
-        if !quiet {
-            eprintln!(
-                "simulating every paper workload under {} and {} ...",
-                cals[0].name, cals[1].name
-            );
-        }
-        // Progress in steps of 10 % of the heads (workers report as heads finish).
-        let shown = std::sync::atomic::AtomicUsize::new(0);
-        let cmps = pool.install(|| {
-            compare_many(&hw_sets, &table, &stats, &cals, |done, total| {
-                let tenth = 10 * done / total.max(1);
-                if !quiet && shown.fetch_max(tenth, std::sync::atomic::Ordering::Relaxed) < tenth {
-                    eprintln!("  {}% of {total} heads", 10 * tenth);
-                }
-            })
-        })?;
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&cmps)?);
-        } else {
-            for c in &cmps {
-                print!("{}", comparison_text(c));
-            }
-            print!("{}", summaries_text(&cmps));
-            eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
-        }
-        return Ok(());
+        return compare_paper_cmd(&a, &table, &stats, &hw_sets, &pool, started);
     }
+    simulate_designs(&a, &table, &stats, &hw_sets, &pool, started)
+}
 
+/// `--measure-stats FILE`: the kept-set statistics of `--trace`, written as a stats file.
+fn measure_stats_cmd(a: &Args, out: &Path, stats: &StatsFile) -> Result<()> {
+    let Some(trace) = &a.trace else {
+        bail!("--measure-stats needs --trace FILE");
+    };
+    let m = measure(open_trace(trace)?).map_err(|e| trace_error(trace, e))?;
+    let name = out
+        .file_stem()
+        .map_or("measured".into(), |s| s.to_string_lossy().to_string());
+    let text = m.to_toml(
+        &name,
+        &format!("trace file {}", trace.display()),
+        stats.seed,
+    );
+    write_atomic(out, |f| Ok(f.write_all(text.as_bytes())?))?;
+    println!("wrote {}: {}", out.display(), m.summary_line());
+    Ok(())
+}
+
+/// `--fit-paper`: fits the unpublished constants to the paper's figures and writes the
+/// calibration to `--fit-out`.
+fn fit_paper_cmd(
+    a: &Args,
+    table: &sprint_sim::EnergyTable,
+    stats: &StatsFile,
+    hw_sets: &[String],
+    pool: &rayon::ThreadPool,
+    started: Instant,
+) -> Result<()> {
+    let mut space = Space::default_grid();
+    for r in &a.fit_ranges {
+        space.set_range(r)?;
+    }
+    sprint_core::outfile::check_outputs(&[], &[("--fit-out", &a.fit_out)])?;
+    let quiet = a.json;
+    let out = pool.install(|| {
+        fit(
+            &space,
+            a.fit_method.unwrap_or_default(),
+            table,
+            stats,
+            hw_sets,
+            |m| {
+                if !quiet {
+                    eprintln!("fitting on {m} ...");
+                }
+            },
+        )
+    })?;
+    let text = out.calibration.to_toml();
+    write_atomic(&a.fit_out, |f| Ok(f.write_all(text.as_bytes())?))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", fit_text(&out, &a.fit_out));
+        eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// `--compare-paper`: every paper workload under the sourced default and the paper-inferred
+/// calibration, against the paper's figures.
+fn compare_paper_cmd(
+    a: &Args,
+    table: &sprint_sim::EnergyTable,
+    stats: &StatsFile,
+    hw_sets: &[String],
+    pool: &rayon::ThreadPool,
+    started: Instant,
+) -> Result<()> {
+    let quiet = a.json;
+    let inferred = match &a.calibration {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| anyhow!("--calibration {}: {e}", p.display()))?;
+            Calibration::from_toml_str(&text, &p.display().to_string())?
+        }
+        None => Calibration::paper_inferred()?,
+    };
+    let cals = [Calibration::sourced_default(), inferred];
+    if !quiet {
+        eprintln!(
+            "simulating every paper workload under {} and {} ...",
+            cals[0].name, cals[1].name
+        );
+    }
+    // Progress in steps of 10 % of the heads (workers report as heads finish).
+    let shown = std::sync::atomic::AtomicUsize::new(0);
+    let cmps = pool.install(|| {
+        compare_many(hw_sets, table, stats, &cals, |done, total| {
+            let tenth = 10 * done / total.max(1);
+            if !quiet && shown.fetch_max(tenth, std::sync::atomic::Ordering::Relaxed) < tenth {
+                eprintln!("  {}% of {total} heads", 10 * tenth);
+            }
+        })
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&cmps)?);
+    } else {
+        for c in &cmps {
+            print!("{}", comparison_text(c));
+        }
+        print!("{}", summaries_text(&cmps));
+        eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// The designs of `--preset` on `--workload` or `--trace`: the report as text or JSON.
+fn simulate_designs(
+    a: &Args,
+    table: &sprint_sim::EnergyTable,
+    stats: &StatsFile,
+    hw_sets: &[String],
+    pool: &rayon::ThreadPool,
+    started: Instant,
+) -> Result<()> {
     if a.presets.is_empty() {
         bail!(
             "give at least one --preset ({}), or --compare-paper",
@@ -331,7 +371,7 @@ pub fn run(a: Args) -> Result<()> {
     let designs = a
         .presets
         .iter()
-        .map(|p| load_design(p, &hw_sets))
+        .map(|p| load_design(p, hw_sets))
         .collect::<sprint_sim::Result<Vec<_>>>()?;
     let mut workload = match &a.workload {
         Some(w) => Some(model_workload(w)?),
@@ -387,7 +427,7 @@ pub fn run(a: Args) -> Result<()> {
             workload_names().join(", ")
         ),
     };
-    let reports = build(&designs, &table, &totals)?;
+    let reports = build(&designs, table, &totals)?;
     let elapsed = started.elapsed().as_secs_f64();
     if a.json {
         let outcome = Outcome {
@@ -395,7 +435,7 @@ pub fn run(a: Args) -> Result<()> {
             stats_source,
             reports,
         };
-        let mut doc = json_document(&outcome, &designs, &table);
+        let mut doc = json_document(&outcome, &designs, table);
         doc.insert("wall_seconds".into(), json!(elapsed));
         doc.insert("peak_rss_bytes".into(), json!(peak_rss_bytes()));
         println!("{}", serde_json::to_string_pretty(&Value::Object(doc))?);

@@ -149,37 +149,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         None => targets.clone(),
     };
-    let mut methods = Vec::new();
-    let mut files: Vec<PathBuf> = Vec::new();
-    for m in a
-        .methods
-        .split(',')
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-    {
-        methods.push(match m {
-            "quantile" => SweepMethod::Quantile,
-            "mass" => SweepMethod::Mass,
-            other => bail!("--methods: `{other}` is not quantile or mass"),
-        });
-    }
-    for f in &a.files {
-        let Some((label, path)) = f.split_once('=') else {
-            bail!("--file `{f}`: give LABEL=FILE");
-        };
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            bail!("--file {label}: {} does not exist", path.display());
-        }
-        files.push(path.clone());
-        methods.push(SweepMethod::File {
-            label: label.to_string(),
-            path,
-        });
-    }
-    if methods.is_empty() {
-        bail!("nothing to sweep: give --methods or --file");
-    }
+    let (methods, files) = sweep_methods(&a)?;
     let assets = crate::io::asset_cache_root();
     let mut inputs: Vec<(&str, &Path)> = files.iter().map(|p| ("--file", p.as_path())).collect();
     inputs.push(("the asset cache", assets.as_path()));
@@ -197,12 +167,6 @@ pub fn run(a: Args) -> Result<()> {
         .build()
         .context("cannot start worker threads")?;
     let bar = crate::progress::bar(0, "");
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     // The mass targets differ from the quantile ones: run mass separately when asked.
     let report = pool.install(|| -> Result<SweepReport> {
         let model = sprint_models::load(&a.model, &cache)
@@ -235,4 +199,41 @@ pub fn run(a: Args) -> Result<()> {
     print!("{}", table.terminal());
     println!("table: {}\nplot: {}", a.csv.display(), a.svg.display());
     Ok(())
+}
+
+/// The methods to sweep (`--methods`, then one per `--file LABEL=FILE`) and the threshold
+/// files they read; at least one.
+fn sweep_methods(a: &Args) -> Result<(Vec<SweepMethod>, Vec<PathBuf>)> {
+    let mut methods = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for m in a
+        .methods
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        methods.push(match m {
+            "quantile" => SweepMethod::Quantile,
+            "mass" => SweepMethod::Mass,
+            other => bail!("--methods: `{other}` is not quantile or mass"),
+        });
+    }
+    for f in &a.files {
+        let Some((label, path)) = f.split_once('=') else {
+            bail!("--file `{f}`: give LABEL=FILE");
+        };
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("--file {label}: {} does not exist", path.display());
+        }
+        files.push(path.clone());
+        methods.push(SweepMethod::File {
+            label: label.to_string(),
+            path,
+        });
+    }
+    if methods.is_empty() {
+        bail!("nothing to sweep: give --methods or --file");
+    }
+    Ok((methods, files))
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use sprint_eval::Task;
 use sprint_eval::finetune::Finetune;
 use sprint_eval::learn::{CheckpointPlan, LearnOptions, LearnProgress, learn};
@@ -161,7 +161,7 @@ impl LearnProgress for Bar {
     fn stage(&self, what: &str, len: u64) {
         self.0.reset();
         self.0.set_length(len);
-        self.0.set_prefix(what.to_string());
+        crate::progress::set_title(&self.0, what);
         self.0.set_message("");
     }
     fn inc(&self, status: Option<&str>) {
@@ -276,14 +276,8 @@ fn run_learn(a: LearnArgs) -> Result<()> {
         .build()
         .context("cannot start worker threads")?;
     let bar = crate::progress::bar(0, "");
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} {prefix} [{bar:25}] {pos}/{len} {msg} (eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
     let (mut file, report, weights) = pool.install(|| -> Result<_> {
-        bar.set_prefix(format!("loading {}", a.model));
+        crate::progress::set_title(&bar, &format!("loading {}", a.model));
         let model = sprint_models::load(&a.model, &cache)
             .with_context(|| format!("cannot load model `{}`", a.model))?;
         let (_, file, report, weights) = learn(&model, &cache, task, &o, &plan, &Bar(bar.clone()))?;

@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use sprint_eval::fidelity::Fidelity;
 use sprint_sim::paper::OurModel;
 
+use crate::mode::Plan;
+
 /// One attention variant's accuracy on a task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VariantRow {
@@ -244,4 +246,29 @@ pub struct DecodeResult {
     pub token_rate_per_s: f64,
     /// Cell lifetime at the stated token rate, seconds.
     pub lifetime_s_at_stated_rate: f64,
+}
+
+/// Every stage's result.
+#[derive(Clone, Debug)]
+pub struct Results {
+    /// The plan that produced them.
+    pub plan: Plan,
+    /// The four variants per model and task.
+    pub accuracy: Vec<AccuracyResult>,
+    /// SPRINT fine-tuned with its thresholds against its no-pruning twin, per model.
+    pub finetuned: Vec<FinetunedResult>,
+    /// Accuracy against the key bits in the crossbar.
+    pub precision: CurveResult,
+    /// SmolLM2 perplexity against the key bits in the crossbar (none: not run).
+    pub precision_ppl: Option<CurveResult>,
+    /// Accuracy against the analog non-ideality presets.
+    pub noise: CurveResult,
+    /// Accuracy against the kept fraction.
+    pub sparsity: CurveResult,
+    /// The simulator against the paper, per configuration.
+    pub sim_paper: Vec<SimPaperResult>,
+    /// The simulator on real traces.
+    pub traces: Vec<TraceSimResult>,
+    /// Decode with a growing KV cache.
+    pub decode: DecodeResult,
 }

@@ -16,6 +16,7 @@ use crate::grid::Shard;
 use crate::mode::Plan;
 use crate::provenance::{Provenance, StageRecord};
 use crate::report::{Results, document, verdict_table};
+use crate::results::{AccuracyResult, TraceSimResult};
 use crate::stages::{self, StageCtx, Thresholds};
 
 /// Progress of a run. Stages run on two lanes at once (the MiniLM stages on lane 0; the
@@ -298,11 +299,6 @@ fn run(
             .build()
             .map_err(|e| ReproduceError::Usage(format!("cannot start the {what} threads: {e}")))
     };
-    let trace_ok = |a: &crate::results::AccuracyResult| {
-        a.sprint_trace
-            .as_ref()
-            .is_some_and(|t| artefacts.join(t).is_file())
-    };
     // The learned MiniLM/BBC thresholds file, written before the lanes start.
     let learned = Thresholds::best_for("minilm", "bbc", &artefacts)?;
     let Thresholds::Learned(learned_path) = &learned else {
@@ -321,177 +317,24 @@ fn run(
         .collect();
     // The precision sweep's reference point: the most key bits.
     let most_bits = (0..bits.len()).max_by(|&a, &b| bits[a].1.total_cmp(&bits[b].1));
-
-    let minilm_lane = |r: &mut Runner| -> Result<MiniLmLane> {
-        let lp = LaneProgress {
-            lane: r.lane,
-            inner: progress,
-        };
-        let ctx = StageCtx::new(plan, assets, &lp);
-        let mut accuracy = Vec::new();
-        for (i, task) in plan.minilm_tasks.iter().enumerate() {
-            let model = "minilm";
-            let th = Thresholds::best_for(model, task, &artefacts)?;
-            let name = format!("accuracy-{model}-{task}");
-            let inputs =
-                json!({"model": model, "task": task, "thresholds": th.describe(plan.keep)});
-            accuracy.push(r.stage(i, &name, inputs, trace_ok, |key| {
-                let base = cache.artefact(&name, key, "trace.bin")?;
-                stages::accuracy(&ctx, &name, model, task, &th, &base, None)
-            })?);
-        }
-        let finetuned = finetuned_stage(
-            r,
-            &ctx,
-            &cache,
-            order.finetuned_minilm(),
-            "minilm",
-            &plan.minilm_finetune,
-        )?;
-        let th_inputs = json!({"thresholds": learned.describe(plan.keep)});
-        let bbc = stages::SweepOn {
-            model: "minilm",
-            task: "bbc",
-            limit: plan.sweep_limit,
-            seq_len: plan.minilm_seq_len,
-            variants: vec![Variant::SprintNoRecompute, Variant::Sprint],
-        };
-        let precision = r.stage(
-            order.precision(),
-            "precision",
-            th_inputs.clone(),
-            |_| true,
-            |_| stages::sprint_sweep(&ctx, "precision", &bbc, &learned, &bits, most_bits),
-        )?;
-        let noise_points: Vec<(String, f64, Vec<String>)> = plan
-            .noise_presets
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.clone(), i as f64, vec![format!("noise.preset={p}")]))
-            .collect();
-        let noise = r.stage(
-            order.noise(),
-            "noise",
-            th_inputs,
-            |_| true,
-            |_| stages::sprint_sweep(&ctx, "noise", &bbc, &learned, &noise_points, Some(0)),
-        )?;
-        Ok(MiniLmLane {
-            accuracy,
-            finetuned,
-            precision,
-            noise,
-        })
-    };
-
-    let smollm2_lane = |r: &mut Runner| -> Result<SmolLm2Lane> {
-        let lp = LaneProgress {
-            lane: r.lane,
-            inner: progress,
-        };
-        let ctx = StageCtx::new(plan, assets, &lp);
-        let (model, task) = ("smollm2", "ppl-austen");
-        let th = Thresholds::best_for(model, task, &artefacts)?;
-        let name = format!("accuracy-{model}-{task}");
-        let inputs = json!({"model": model, "task": task, "thresholds": th.describe(plan.keep)});
-        let long = order.long_trace;
-        let files_ok = |a: &crate::results::AccuracyResult| {
-            trace_ok(a)
-                && (!long
-                    || a.thresholds_file
-                        .as_ref()
-                        .is_some_and(|t| artefacts.join(t).is_file()))
-        };
-        let accuracy = r.stage(order.accuracy_smollm2(), &name, inputs, files_ok, |key| {
-            let base = cache.artefact(&name, key, "trace.bin")?;
-            let th_file = cache.artefact(&name, key, "thresholds.toml")?;
-            stages::accuracy(&ctx, &name, model, task, &th, &base, Some(&th_file))
-        })?;
-        let long_trace = match (&accuracy.thresholds_file, long) {
-            (Some(file), true) => {
-                let seq_len = plan.smollm2_trace_seq_len;
-                let name = format!("trace-{model}-{task}-{seq_len}");
-                let th_path = artefacts.join(file);
-                let inputs =
-                    json!({"thresholds_sha256": file_sha256(&th_path)?, "seq_len": seq_len});
-                Some(r.stage(order.long_trace(), &name, inputs, trace_ok, |key| {
-                    let base = cache.artefact(&name, key, "trace.bin")?;
-                    stages::long_trace(&ctx, &name, model, task, seq_len, &th_path, &base)
-                })?)
-            }
-            _ => None,
-        };
-        let finetuned = match &plan.smollm2_finetune {
-            Some(fp) => Some(finetuned_stage(
-                r,
-                &ctx,
-                &cache,
-                order.finetuned_smollm2(),
-                "smollm2",
-                fp,
-            )?),
-            None => None,
-        };
-        let precision_ppl = if plan.smollm2_sweep_windows > 0 {
-            let on = stages::SweepOn {
-                model,
-                task,
-                limit: plan.smollm2_sweep_windows,
-                seq_len: plan.smollm2_seq_len,
-                variants: vec![Variant::Sprint],
-            };
-            Some(r.stage(
-                order.precision_smollm2(),
-                "precision-smollm2",
-                json!({"thresholds": th.describe(plan.keep)}),
-                |_| true,
-                |_| stages::sprint_sweep(&ctx, "precision-smollm2", &on, &th, &bits, most_bits),
-            )?)
-        } else {
-            None
-        };
-        let mut sim_paper = Vec::new();
-        for (i, cal) in ["sourced-default", "paper-inferred"].iter().enumerate() {
-            let name = format!("sim-paper-{cal}");
-            sim_paper.push(r.stage(
-                order.sim_paper(i),
-                &name,
-                json!({"calibration": cal}),
-                |_| true,
-                |_| stages::sim_paper(&name, cal),
-            )?);
-        }
-        let decode = r.stage(
-            order.decode(),
-            "decode",
-            json!({"config": "smollm2"}),
-            |_| true,
-            |_| stages::decode("decode"),
-        )?;
-        // The MiniLM lane is the longer: its last sweep runs here.
-        let sparsity = r.stage(
-            order.sparsity(),
-            "sparsity",
-            json!({"thresholds": learned.describe(plan.keep)}),
-            |_| true,
-            |_| stages::sparsity(&ctx, "sparsity", learned_path),
-        )?;
-        Ok(SmolLm2Lane {
-            accuracy,
-            long_trace,
-            finetuned,
-            precision_ppl,
-            sim_paper,
-            decode,
-            sparsity,
-        })
+    let lanes = Lanes {
+        plan,
+        assets,
+        progress,
+        cache: &cache,
+        artefacts: &artefacts,
+        order: &order,
+        learned: &learned,
+        learned_path,
+        bits,
+        most_bits,
     };
 
     let (mut r0, mut r1) = (runner(0), runner(1));
     let (pool0, pool1) = (pool("MiniLM lane")?, pool("SmolLM2 lane")?);
     let (a, b) = std::thread::scope(|s| {
-        let other = s.spawn(|| pool1.install(|| smollm2_lane(&mut r1)));
-        let a = pool0.install(|| minilm_lane(&mut r0));
+        let other = s.spawn(|| pool1.install(|| lanes.smollm2(&mut r1)));
+        let a = pool0.install(|| lanes.minilm(&mut r0));
         let b = other
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e));
@@ -507,43 +350,12 @@ fn run(
 
     let mut accuracy = a.accuracy;
     accuracy.push(b.accuracy);
-    let replayed: Vec<&crate::results::AccuracyResult> =
-        accuracy.iter().chain(b.long_trace.iter()).collect();
+    let replayed: Vec<&AccuracyResult> = accuracy.iter().chain(b.long_trace.iter()).collect();
     let mut finetuned = vec![a.finetuned];
     finetuned.extend(b.finetuned);
 
     let mut r2 = runner(0);
-    let mut traces = Vec::new();
-    for (i, acc) in replayed.iter().enumerate() {
-        let Some(file) = &acc.sprint_trace else {
-            continue;
-        };
-        let path: PathBuf = artefacts.join(file);
-        let name = if i < accuracy.len() {
-            format!("sim-trace-{}-{}", acc.model, acc.task)
-        } else {
-            format!("sim-trace-{}-{}-{}", acc.model, acc.task, acc.seq_len)
-        };
-        let label = if i < accuracy.len() {
-            format!("{} on {} (first sequence, SPRINT)", acc.model, acc.task)
-        } else {
-            format!(
-                "{} on {} (one window, SPRINT at the accuracy stage's thresholds)",
-                acc.model, acc.task
-            )
-        };
-        let inputs = json!({"trace_sha256": file_sha256(&path)?, "label": label});
-        traces.push(pool0.install(|| {
-            r2.stage(
-                order.sim_trace(i),
-                &name,
-                inputs,
-                |_| true,
-                |_| stages::sim_trace(&name, &label, &path),
-            )
-        })?);
-    }
-
+    let traces = lanes.replay_traces(&mut r2, &pool0, &replayed, accuracy.len())?;
     let mut records: Vec<(usize, StageRecord)> = r0
         .records
         .into_iter()
@@ -572,6 +384,295 @@ fn run(
         written,
         stages: records,
     }))
+}
+
+/// What both lanes share: the plan, the assets, the stage cache and its artefacts, the
+/// stages' order, and the precision sweep's points.
+struct Lanes<'a> {
+    plan: &'a Plan,
+    assets: &'a Cache,
+    progress: &'a dyn Progress,
+    cache: &'a StageCache,
+    artefacts: &'a Path,
+    order: &'a Order,
+    /// The learned MiniLM/BBC thresholds, and their file.
+    learned: &'a Thresholds,
+    learned_path: &'a Path,
+    /// The precision sweep's points: label, key bits, configuration overrides.
+    bits: Vec<(String, f64, Vec<String>)>,
+    /// The precision sweep's reference point: the most key bits.
+    most_bits: Option<usize>,
+}
+
+impl Lanes<'_> {
+    /// Whether the SPRINT trace of a cached accuracy result is still among the artefacts.
+    fn trace_ok(&self, a: &AccuracyResult) -> bool {
+        a.sprint_trace
+            .as_ref()
+            .is_some_and(|t| self.artefacts.join(t).is_file())
+    }
+
+    /// The MiniLM lane: accuracy per task, the fine-tuned stage, the precision and noise
+    /// sweeps.
+    fn minilm(&self, r: &mut Runner) -> Result<MiniLmLane> {
+        let lp = LaneProgress {
+            lane: r.lane,
+            inner: self.progress,
+        };
+        let ctx = StageCtx::new(self.plan, self.assets, &lp);
+        let mut accuracy = Vec::new();
+        for (i, task) in self.plan.minilm_tasks.iter().enumerate() {
+            let model = "minilm";
+            let th = Thresholds::best_for(model, task, self.artefacts)?;
+            let name = format!("accuracy-{model}-{task}");
+            let inputs =
+                json!({"model": model, "task": task, "thresholds": th.describe(self.plan.keep)});
+            accuracy.push(r.stage(
+                i,
+                &name,
+                inputs,
+                |a: &AccuracyResult| self.trace_ok(a),
+                |key| {
+                    let base = self.cache.artefact(&name, key, "trace.bin")?;
+                    stages::accuracy(&ctx, &name, model, task, &th, &base, None)
+                },
+            )?);
+        }
+        let finetuned = finetuned_stage(
+            r,
+            &ctx,
+            self.cache,
+            self.order.finetuned_minilm(),
+            "minilm",
+            &self.plan.minilm_finetune,
+        )?;
+        let th_inputs = json!({"thresholds": self.learned.describe(self.plan.keep)});
+        let bbc = stages::SweepOn {
+            model: "minilm",
+            task: "bbc",
+            limit: self.plan.sweep_limit,
+            seq_len: self.plan.minilm_seq_len,
+            variants: vec![Variant::SprintNoRecompute, Variant::Sprint],
+        };
+        let precision = r.stage(
+            self.order.precision(),
+            "precision",
+            th_inputs.clone(),
+            |_| true,
+            |_| {
+                stages::sprint_sweep(
+                    &ctx,
+                    "precision",
+                    &bbc,
+                    self.learned,
+                    &self.bits,
+                    self.most_bits,
+                )
+            },
+        )?;
+        let noise_points: Vec<(String, f64, Vec<String>)> = self
+            .plan
+            .noise_presets
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i as f64, vec![format!("noise.preset={p}")]))
+            .collect();
+        let noise = r.stage(
+            self.order.noise(),
+            "noise",
+            th_inputs,
+            |_| true,
+            |_| stages::sprint_sweep(&ctx, "noise", &bbc, self.learned, &noise_points, Some(0)),
+        )?;
+        Ok(MiniLmLane {
+            accuracy,
+            finetuned,
+            precision,
+            noise,
+        })
+    }
+
+    /// The SmolLM2 and simulator lane: SmolLM2's accuracy (and its longer trace), its
+    /// fine-tuned stage and precision sweep, the simulator against the paper, decode, and
+    /// the last MiniLM sweep (sparsity).
+    fn smollm2(&self, r: &mut Runner) -> Result<SmolLm2Lane> {
+        let lp = LaneProgress {
+            lane: r.lane,
+            inner: self.progress,
+        };
+        let ctx = StageCtx::new(self.plan, self.assets, &lp);
+        let (model, task) = ("smollm2", "ppl-austen");
+        let th = Thresholds::best_for(model, task, self.artefacts)?;
+        let name = format!("accuracy-{model}-{task}");
+        let inputs =
+            json!({"model": model, "task": task, "thresholds": th.describe(self.plan.keep)});
+        let long = self.order.long_trace;
+        let files_ok = |a: &AccuracyResult| {
+            self.trace_ok(a)
+                && (!long
+                    || a.thresholds_file
+                        .as_ref()
+                        .is_some_and(|t| self.artefacts.join(t).is_file()))
+        };
+        let accuracy = r.stage(
+            self.order.accuracy_smollm2(),
+            &name,
+            inputs,
+            files_ok,
+            |key| {
+                let base = self.cache.artefact(&name, key, "trace.bin")?;
+                let th_file = self.cache.artefact(&name, key, "thresholds.toml")?;
+                stages::accuracy(&ctx, &name, model, task, &th, &base, Some(&th_file))
+            },
+        )?;
+        let long_trace = self.long_trace(r, &ctx, &accuracy)?;
+        let finetuned = match &self.plan.smollm2_finetune {
+            Some(fp) => Some(finetuned_stage(
+                r,
+                &ctx,
+                self.cache,
+                self.order.finetuned_smollm2(),
+                "smollm2",
+                fp,
+            )?),
+            None => None,
+        };
+        let precision_ppl = if self.plan.smollm2_sweep_windows > 0 {
+            let on = stages::SweepOn {
+                model,
+                task,
+                limit: self.plan.smollm2_sweep_windows,
+                seq_len: self.plan.smollm2_seq_len,
+                variants: vec![Variant::Sprint],
+            };
+            Some(r.stage(
+                self.order.precision_smollm2(),
+                "precision-smollm2",
+                json!({"thresholds": th.describe(self.plan.keep)}),
+                |_| true,
+                |_| {
+                    stages::sprint_sweep(
+                        &ctx,
+                        "precision-smollm2",
+                        &on,
+                        &th,
+                        &self.bits,
+                        self.most_bits,
+                    )
+                },
+            )?)
+        } else {
+            None
+        };
+        let mut sim_paper = Vec::new();
+        for (i, cal) in ["sourced-default", "paper-inferred"].iter().enumerate() {
+            let name = format!("sim-paper-{cal}");
+            sim_paper.push(r.stage(
+                self.order.sim_paper(i),
+                &name,
+                json!({"calibration": cal}),
+                |_| true,
+                |_| stages::sim_paper(&name, cal),
+            )?);
+        }
+        let decode = r.stage(
+            self.order.decode(),
+            "decode",
+            json!({"config": "smollm2"}),
+            |_| true,
+            |_| stages::decode("decode"),
+        )?;
+        // The MiniLM lane is the longer: its last sweep runs here.
+        let sparsity = r.stage(
+            self.order.sparsity(),
+            "sparsity",
+            json!({"thresholds": self.learned.describe(self.plan.keep)}),
+            |_| true,
+            |_| stages::sparsity(&ctx, "sparsity", self.learned_path),
+        )?;
+        Ok(SmolLm2Lane {
+            accuracy,
+            long_trace,
+            finetuned,
+            precision_ppl,
+            sim_paper,
+            decode,
+            sparsity,
+        })
+    }
+
+    /// SmolLM2's trace at GPT-2-L's length, at the accuracy stage's thresholds, when the
+    /// accuracy run's windows are shorter (`None` otherwise).
+    fn long_trace(
+        &self,
+        r: &mut Runner,
+        ctx: &StageCtx,
+        accuracy: &AccuracyResult,
+    ) -> Result<Option<AccuracyResult>> {
+        let (model, task) = ("smollm2", "ppl-austen");
+        Ok(match (&accuracy.thresholds_file, self.order.long_trace) {
+            (Some(file), true) => {
+                let seq_len = self.plan.smollm2_trace_seq_len;
+                let name = format!("trace-{model}-{task}-{seq_len}");
+                let th_path = self.artefacts.join(file);
+                let inputs =
+                    json!({"thresholds_sha256": file_sha256(&th_path)?, "seq_len": seq_len});
+                Some(r.stage(
+                    self.order.long_trace(),
+                    &name,
+                    inputs,
+                    |a: &AccuracyResult| self.trace_ok(a),
+                    |key| {
+                        let base = self.cache.artefact(&name, key, "trace.bin")?;
+                        stages::long_trace(ctx, &name, model, task, seq_len, &th_path, &base)
+                    },
+                )?)
+            }
+            _ => None,
+        })
+    }
+
+    /// The simulator on the SPRINT trace of each accuracy result in `replayed` (the first
+    /// `n_accuracy` are the accuracy stages', the rest longer traces), on `pool`.
+    fn replay_traces(
+        &self,
+        r: &mut Runner,
+        pool: &rayon::ThreadPool,
+        replayed: &[&AccuracyResult],
+        n_accuracy: usize,
+    ) -> Result<Vec<TraceSimResult>> {
+        let mut traces = Vec::new();
+        for (i, acc) in replayed.iter().enumerate() {
+            let Some(file) = &acc.sprint_trace else {
+                continue;
+            };
+            let path: PathBuf = self.artefacts.join(file);
+            let name = if i < n_accuracy {
+                format!("sim-trace-{}-{}", acc.model, acc.task)
+            } else {
+                format!("sim-trace-{}-{}-{}", acc.model, acc.task, acc.seq_len)
+            };
+            let label = if i < n_accuracy {
+                format!("{} on {} (first sequence, SPRINT)", acc.model, acc.task)
+            } else {
+                format!(
+                    "{} on {} (one window, SPRINT at the accuracy stage's thresholds)",
+                    acc.model, acc.task
+                )
+            };
+            let inputs = json!({"trace_sha256": file_sha256(&path)?, "label": label});
+            traces.push(pool.install(|| {
+                r.stage(
+                    self.order.sim_trace(i),
+                    &name,
+                    inputs,
+                    |_| true,
+                    |_| stages::sim_trace(&name, &label, &path),
+                )
+            })?);
+        }
+        Ok(traces)
+    }
 }
 
 /// The fine-tuned stage of `model` (number `index`): the recipe with pruning and its twin.

@@ -13,8 +13,11 @@ use sprint_core::config::{AttentionConfig, Variant};
 use sprint_core::trace::TraceReader;
 use sprint_eval::Task;
 use sprint_eval::calibrate::KeepMethod;
+use sprint_eval::fidelity::{Fidelity, ItemOutputs};
 use sprint_eval::learn::LearnOptions;
-use sprint_eval::run::{EvalOptions, EvalReport, Progress, ThresholdChoice, evaluate, trace_path};
+use sprint_eval::run::{
+    EvalOptions, EvalReport, Progress, ThresholdChoice, VariantResult, evaluate, trace_path,
+};
 use sprint_eval::sweep::{SweepMethod, SweepOptions, sweep};
 use sprint_models::LoadedModel;
 use sprint_sim::calibration::Calibration;
@@ -386,36 +389,8 @@ pub fn sprint_sweep(
                 if let Some(lp) = v.outputs.next_token.take() {
                     reference_logits.insert(v.variant.clone(), lp);
                 }
-                let delta_ci95 = match (&d.item_correct, &v.item_correct) {
-                    (Some(a), Some(b)) => Some(
-                        sprint_eval::paired::paired_accuracy_delta(a, b)
-                            .map_err(|e| ReproduceError::stage(stage, e))?
-                            .ci95,
-                    ),
-                    _ => None,
-                };
-                let mut fidelity = sprint_eval::fidelity::compare(&d.outputs, &v.outputs)
-                    .map_err(|e| ReproduceError::stage(stage, e))?;
-                if let Some(kl) = v.outputs.kl_blocks.as_ref().and_then(|k| k.first()) {
-                    let (mean, ci) = token_kl_of(stage, kl)?;
-                    fidelity.token_kl_mean = Some(mean);
-                    fidelity.token_kl_ci95 = Some(ci);
-                }
-                per_point[i].push((
-                    SweepPoint {
-                        series: v.variant.clone(),
-                        x: *x,
-                        x_label: label.clone(),
-                        metric: v.metric,
-                        kept_fraction: v.kept_fraction,
-                        softmax_fraction: v.softmax_fraction,
-                        delta_ci95,
-                        fidelity: Some(fidelity),
-                        vs_reference: None,
-                    },
-                    v.variant.clone(),
-                    v.outputs.clone(),
-                ));
+                let point = sweep_point(stage, d, v, label, *x)?;
+                per_point[i].push((point, v.variant.clone(), v.outputs.clone()));
             }
         }
     }
@@ -432,26 +407,8 @@ pub fn sprint_sweep(
                     .map(|x| &x.2)
             });
             if let Some(ref_out) = ref_out {
-                let mut f = sprint_eval::fidelity::compare(ref_out, outputs)
-                    .map_err(|e| ReproduceError::stage(stage, e))?;
-                if let (Some(a), Some(b)) = (&ref_out.nll_blocks, &outputs.nll_blocks) {
-                    let per_window = (on.seq_len - 1).div_ceil(sprint_eval::fidelity::BLOCK_TOKENS);
-                    if let Some((w, share)) =
-                        sprint_eval::fidelity::top_window_share(a, b, per_window)
-                    {
-                        f.ppl_top_window = Some(w);
-                        f.ppl_top_window_share = Some(share);
-                    }
-                }
-                if reference == Some(i) && ppl {
-                    // The reference against itself.
-                    f.token_kl_mean = Some(0.0);
-                    f.token_kl_ci95 = Some((0.0, 0.0));
-                } else if let Some(kl) = outputs.kl_blocks.as_ref().and_then(|k| k.get(1)) {
-                    let (mean, ci) = token_kl_of(stage, kl)?;
-                    f.token_kl_mean = Some(mean);
-                    f.token_kl_ci95 = Some(ci);
-                }
+                let f =
+                    against_reference(stage, on, ref_out, outputs, reference == Some(i) && ppl)?;
                 point.vs_reference = Some(f);
             }
             out.push(point);
@@ -466,6 +423,75 @@ pub fn sprint_sweep(
         split: dense.split,
         points: out,
     })
+}
+
+/// Sweep point `v` (at `label`, `x`) against the dense row `d` on the same items: its
+/// paired accuracy interval and fidelity, with the mean per-token KL from dense when the
+/// point compared next-token distributions.
+fn sweep_point(
+    stage: &str,
+    d: &VariantResult,
+    v: &VariantResult,
+    label: &str,
+    x: f64,
+) -> Result<SweepPoint> {
+    let delta_ci95 = match (&d.item_correct, &v.item_correct) {
+        (Some(a), Some(b)) => Some(
+            sprint_eval::paired::paired_accuracy_delta(a, b)
+                .map_err(|e| ReproduceError::stage(stage, e))?
+                .ci95,
+        ),
+        _ => None,
+    };
+    let mut fidelity = sprint_eval::fidelity::compare(&d.outputs, &v.outputs)
+        .map_err(|e| ReproduceError::stage(stage, e))?;
+    if let Some(kl) = v.outputs.kl_blocks.as_ref().and_then(|k| k.first()) {
+        let (mean, ci) = token_kl_of(stage, kl)?;
+        fidelity.token_kl_mean = Some(mean);
+        fidelity.token_kl_ci95 = Some(ci);
+    }
+    Ok(SweepPoint {
+        series: v.variant.clone(),
+        x,
+        x_label: label.to_string(),
+        metric: v.metric,
+        kept_fraction: v.kept_fraction,
+        softmax_fraction: v.softmax_fraction,
+        delta_ci95,
+        fidelity: Some(fidelity),
+        vs_reference: None,
+    })
+}
+
+/// A sweep point's `outputs` against its series' reference point's (`ref_out`): fidelity,
+/// the window carrying most of the perplexity change, and the mean per-token KL from the
+/// reference (0 for the reference itself on a perplexity task, `is_reference`).
+fn against_reference(
+    stage: &str,
+    on: &SweepOn,
+    ref_out: &ItemOutputs,
+    outputs: &ItemOutputs,
+    is_reference: bool,
+) -> Result<Fidelity> {
+    let mut f = sprint_eval::fidelity::compare(ref_out, outputs)
+        .map_err(|e| ReproduceError::stage(stage, e))?;
+    if let (Some(a), Some(b)) = (&ref_out.nll_blocks, &outputs.nll_blocks) {
+        let per_window = (on.seq_len - 1).div_ceil(sprint_eval::fidelity::BLOCK_TOKENS);
+        if let Some((w, share)) = sprint_eval::fidelity::top_window_share(a, b, per_window) {
+            f.ppl_top_window = Some(w);
+            f.ppl_top_window_share = Some(share);
+        }
+    }
+    if is_reference {
+        // The reference against itself.
+        f.token_kl_mean = Some(0.0);
+        f.token_kl_ci95 = Some((0.0, 0.0));
+    } else if let Some(kl) = outputs.kl_blocks.as_ref().and_then(|k| k.get(1)) {
+        let (mean, ci) = token_kl_of(stage, kl)?;
+        f.token_kl_mean = Some(mean);
+        f.token_kl_ci95 = Some(ci);
+    }
+    Ok(f)
 }
 
 /// Accuracy against kept fraction on MiniLM / BBC: quantile calibration at each target and

@@ -356,107 +356,8 @@ impl PresetFile {
         let d = &self.design;
         let c = &self.core;
         let m = &self.memory;
-        let clock = positive(c.clock_ghz.value, "core.clock_ghz")?;
-        if clock > 100.0 {
-            return Err(SimError::config(
-                "core.clock_ghz",
-                format!("{clock} GHz is not a plausible clock"),
-            ));
-        }
-        let corelets = in_range(c.corelets.value, 1, 64, "core.corelets")?;
-        let qk = in_range(
-            c.qk_multipliers_per_corelet.value,
-            1,
-            65536,
-            "core.qk_multipliers_per_corelet",
-        )?;
-        let vm = in_range(
-            c.v_multipliers_per_corelet.value,
-            1,
-            65536,
-            "core.v_multipliers_per_corelet",
-        )?;
-        let exps = in_range(
-            c.softmax_exps_per_cycle.value,
-            1,
-            4096,
-            "core.softmax_exps_per_cycle",
-        )?;
-        let bw = positive(m.bus_bytes_per_ns.value, "memory.bus_bytes_per_ns")?;
-        let burst = in_range(m.burst_bytes.value, 1, 1 << 20, "memory.burst_bytes")?;
-        let row = in_range(m.row_bytes.value, 1, 1 << 24, "memory.row_bytes")?;
-        if row < burst {
-            return Err(SimError::config(
-                "memory.row_bytes",
-                format!("{row} B is smaller than one burst ({burst} B)"),
-            ));
-        }
-        let chop = in_range(
-            m.min_transfer_bytes.value,
-            1,
-            burst,
-            "memory.min_transfer_bytes",
-        )?;
-        if !burst.is_multiple_of(chop) {
-            return Err(SimError::config(
-                "memory.min_transfer_bytes",
-                format!("{chop} B does not divide the burst ({burst} B)"),
-            ));
-        }
-        let tburst_ns = f64::from(burst) / bw;
-        if tburst_ns > MAX_LATENCY_NS {
-            return Err(SimError::config(
-                "memory.bus_bytes_per_ns",
-                format!(
-                    "{bw:e} B/ns makes one {burst} B burst last {tburst_ns:e} ns, over the limit of {MAX_LATENCY_NS:e} ns"
-                ),
-            ));
-        }
-        let memory = Memory {
-            channels: in_range(
-                if m.channels_per_corelet.value {
-                    m.channels.value.saturating_mul(corelets)
-                } else {
-                    m.channels.value
-                },
-                1,
-                1024,
-                "memory.channels",
-            )?,
-            banks: in_range(
-                m.banks_per_channel.value,
-                1,
-                1024,
-                "memory.banks_per_channel",
-            )?,
-            burst_bytes: burst,
-            row_bytes: row,
-            min_transfer_bytes: chop,
-            tburst: ns_to_cycles(tburst_ns, clock).max(1),
-            ttransfer: ns_to_cycles(f64::from(chop) / bw, clock).max(1),
-            trcd: ns_to_cycles(latency(m.trcd_ns.value, "memory.trcd_ns")?, clock),
-            tcl: ns_to_cycles(latency(m.tcl_ns.value, "memory.tcl_ns")?, clock),
-            trp: ns_to_cycles(latency(m.trp_ns.value, "memory.trp_ns")?, clock),
-            taxth: ns_to_cycles(latency(m.taxth_ns.value, "memory.taxth_ns")?, clock),
-            readp_activates_row: m.readp_activates_row.value,
-            crossbar_rows: in_range(m.crossbar_rows.value, 1, 1 << 16, "memory.crossbar_rows")?,
-            crossbar_columns: in_range(
-                m.crossbar_columns.value,
-                1,
-                1 << 16,
-                "memory.crossbar_columns",
-            )?,
-            bytes_per_cycle: bw / clock,
-        };
-        let core = Core {
-            clock_ghz: clock,
-            corelets,
-            qk_multipliers: qk,
-            v_multipliers: vm,
-            exps_per_cycle: exps,
-            divide_cycles: u64::from(c.softmax_divide_cycles.value),
-            reduce_cycles: u64::from(c.corelet_reduce_cycles.value),
-        };
+        let core = core_of(c)?;
+        let memory = memory_of(m, core.corelets, core.clock_ghz)?;
         let prefetch = in_range(d.prefetch_queries.value, 0, 1024, "design.prefetch_queries")?;
         let dac_bits = in_range(d.query_dac_bits.value, 1, 8, "design.query_dac_bits")?;
         let index_bytes = in_range(
@@ -493,6 +394,116 @@ impl PresetFile {
             file: self,
         })
     }
+}
+
+/// The core of a preset, validated (errors name the offending key).
+fn core_of(c: &CoreFile) -> Result<Core> {
+    let clock = positive(c.clock_ghz.value, "core.clock_ghz")?;
+    if clock > 100.0 {
+        return Err(SimError::config(
+            "core.clock_ghz",
+            format!("{clock} GHz is not a plausible clock"),
+        ));
+    }
+    let corelets = in_range(c.corelets.value, 1, 64, "core.corelets")?;
+    let qk = in_range(
+        c.qk_multipliers_per_corelet.value,
+        1,
+        65536,
+        "core.qk_multipliers_per_corelet",
+    )?;
+    let vm = in_range(
+        c.v_multipliers_per_corelet.value,
+        1,
+        65536,
+        "core.v_multipliers_per_corelet",
+    )?;
+    let exps = in_range(
+        c.softmax_exps_per_cycle.value,
+        1,
+        4096,
+        "core.softmax_exps_per_cycle",
+    )?;
+    Ok(Core {
+        clock_ghz: clock,
+        corelets,
+        qk_multipliers: qk,
+        v_multipliers: vm,
+        exps_per_cycle: exps,
+        divide_cycles: u64::from(c.softmax_divide_cycles.value),
+        reduce_cycles: u64::from(c.corelet_reduce_cycles.value),
+    })
+}
+
+/// The memory of a preset, validated, with its times in cycles of `clock` GHz; channels
+/// per corelet are multiplied by `corelets`.
+fn memory_of(m: &MemoryFile, corelets: u32, clock: f64) -> Result<Memory> {
+    let bw = positive(m.bus_bytes_per_ns.value, "memory.bus_bytes_per_ns")?;
+    let burst = in_range(m.burst_bytes.value, 1, 1 << 20, "memory.burst_bytes")?;
+    let row = in_range(m.row_bytes.value, 1, 1 << 24, "memory.row_bytes")?;
+    if row < burst {
+        return Err(SimError::config(
+            "memory.row_bytes",
+            format!("{row} B is smaller than one burst ({burst} B)"),
+        ));
+    }
+    let chop = in_range(
+        m.min_transfer_bytes.value,
+        1,
+        burst,
+        "memory.min_transfer_bytes",
+    )?;
+    if !burst.is_multiple_of(chop) {
+        return Err(SimError::config(
+            "memory.min_transfer_bytes",
+            format!("{chop} B does not divide the burst ({burst} B)"),
+        ));
+    }
+    let tburst_ns = f64::from(burst) / bw;
+    if tburst_ns > MAX_LATENCY_NS {
+        return Err(SimError::config(
+            "memory.bus_bytes_per_ns",
+            format!(
+                "{bw:e} B/ns makes one {burst} B burst last {tburst_ns:e} ns, over the limit of {MAX_LATENCY_NS:e} ns"
+            ),
+        ));
+    }
+    Ok(Memory {
+        channels: in_range(
+            if m.channels_per_corelet.value {
+                m.channels.value.saturating_mul(corelets)
+            } else {
+                m.channels.value
+            },
+            1,
+            1024,
+            "memory.channels",
+        )?,
+        banks: in_range(
+            m.banks_per_channel.value,
+            1,
+            1024,
+            "memory.banks_per_channel",
+        )?,
+        burst_bytes: burst,
+        row_bytes: row,
+        min_transfer_bytes: chop,
+        tburst: ns_to_cycles(tburst_ns, clock).max(1),
+        ttransfer: ns_to_cycles(f64::from(chop) / bw, clock).max(1),
+        trcd: ns_to_cycles(latency(m.trcd_ns.value, "memory.trcd_ns")?, clock),
+        tcl: ns_to_cycles(latency(m.tcl_ns.value, "memory.tcl_ns")?, clock),
+        trp: ns_to_cycles(latency(m.trp_ns.value, "memory.trp_ns")?, clock),
+        taxth: ns_to_cycles(latency(m.taxth_ns.value, "memory.taxth_ns")?, clock),
+        readp_activates_row: m.readp_activates_row.value,
+        crossbar_rows: in_range(m.crossbar_rows.value, 1, 1 << 16, "memory.crossbar_rows")?,
+        crossbar_columns: in_range(
+            m.crossbar_columns.value,
+            1,
+            1 << 16,
+            "memory.crossbar_columns",
+        )?,
+        bytes_per_cycle: bw / clock,
+    })
 }
 
 impl Design {

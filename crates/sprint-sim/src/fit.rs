@@ -19,9 +19,10 @@ use crate::calibration::{Calibration, Param, check_value, param};
 use crate::config::Design;
 use crate::energy::{EnergyTable, energy};
 use crate::error::{Result, SimError};
-use crate::paper::{PaperResults, comparison_designs_with};
+use crate::paper::{PaperModel, PaperResults, comparison_designs_with};
 use crate::run::run_model;
 use crate::sourced::Sourced;
+use crate::stats::HeadStats;
 use crate::workload::model_workload;
 use crate::wstats::StatsFile;
 
@@ -246,43 +247,7 @@ fn model_errors(
                 w.padding_fraction = *p;
             }
             let t = run_model(&designs, &w, &st)?;
-            let kv = |i: usize| t[i].moved.kv() as f64;
-            let err = |f: usize, sp: usize| -> Result<Err4> {
-                // f: index of the family's S-Baseline in `designs`; sp: of S-SPRINT.
-                let mut e = Err4::default();
-                let ours = [
-                    [kv(f + 1), kv(sp)],
-                    [kv(f + 2), kv(sp + 1)],
-                    [kv(f + 3), kv(sp + 2)],
-                ];
-                for (o, p) in ours.iter().zip(&pm.data_movement_pct) {
-                    for (k, (ok, pk)) in o.iter().zip(p).enumerate() {
-                        let pct = 100.0 * (1.0 - ok / kv(f));
-                        e.fig10 += (pct - pk).abs();
-                        e.n_fig10 += 1;
-                        if k == 0 {
-                            e.mask += (pct - pk).abs();
-                            e.n_mask += 1;
-                        }
-                    }
-                }
-                if let Some(sh) = paper.baseline_shares.iter().find(|(n, _)| n == name) {
-                    let d = &designs[f];
-                    let en = energy(
-                        table,
-                        &t[f].actions,
-                        d.k_buffer_bytes,
-                        d.v_buffer_bytes,
-                        0,
-                        0.0,
-                    )?;
-                    let tot = en.fig12a_total();
-                    e.share += (100.0 * en.reram_read / tot - sh.1[0]).abs();
-                    e.share += (100.0 * en.reram_write / tot - sh.1[1]).abs();
-                    e.n_share += 2;
-                }
-                Ok(e)
-            };
+            let err = |f: usize, sp: usize| run_errors(paper, name, pm, table, &designs, &t, f, sp);
             // The sourced default: the presets as shipped, no padding on these workloads.
             if is_own(pad) {
                 base.add(&err(fam0, 0)?);
@@ -309,6 +274,57 @@ fn model_errors(
         out.push(per_pad);
     }
     Ok((base, out))
+}
+
+/// The errors against the paper of one model's run `t` over `designs`: Fig 10's cells of the
+/// family whose S-Baseline is design `f` against the SPRINT designs from `sp` on, and Fig
+/// 12a's Baseline ReRAM shares of design `f`.
+#[allow(clippy::too_many_arguments)]
+fn run_errors(
+    paper: &PaperResults,
+    name: &str,
+    pm: &PaperModel,
+    table: &EnergyTable,
+    designs: &[Design],
+    t: &[HeadStats],
+    f: usize,
+    sp: usize,
+) -> Result<Err4> {
+    let kv = |i: usize| t[i].moved.kv() as f64;
+    // f: index of the family's S-Baseline in `designs`; sp: of S-SPRINT.
+    let mut e = Err4::default();
+    let ours = [
+        [kv(f + 1), kv(sp)],
+        [kv(f + 2), kv(sp + 1)],
+        [kv(f + 3), kv(sp + 2)],
+    ];
+    for (o, p) in ours.iter().zip(&pm.data_movement_pct) {
+        for (k, (ok, pk)) in o.iter().zip(p).enumerate() {
+            let pct = 100.0 * (1.0 - ok / kv(f));
+            e.fig10 += (pct - pk).abs();
+            e.n_fig10 += 1;
+            if k == 0 {
+                e.mask += (pct - pk).abs();
+                e.n_mask += 1;
+            }
+        }
+    }
+    if let Some(sh) = paper.baseline_shares.iter().find(|(n, _)| n == name) {
+        let d = &designs[f];
+        let en = energy(
+            table,
+            &t[f].actions,
+            d.k_buffer_bytes,
+            d.v_buffer_bytes,
+            0,
+            0.0,
+        )?;
+        let tot = en.fig12a_total();
+        e.share += (100.0 * en.reram_read / tot - sh.1[0]).abs();
+        e.share += (100.0 * en.reram_write / tot - sh.1[1]).abs();
+        e.n_share += 2;
+    }
+    Ok(e)
 }
 
 impl Err4 {
@@ -463,11 +479,7 @@ pub fn fit(
     let total = |p: usize, b: usize, g: usize, s: usize| -> Err4 {
         let mut t = Err4::default();
         for (mi, name) in names.iter().enumerate() {
-            let pi = match *name {
-                "GPT-2-L" if gpt.is_some() => g,
-                "Synth-1" | "Synth-2" if syn.is_some() => s,
-                _ => 0,
-            };
+            let pi = padding_index(name, gpt.is_some(), syn.is_some(), g, s);
             t.add(&errs[mi][pi][p][b]);
         }
         t
@@ -479,11 +491,7 @@ pub fn fit(
         .iter()
         .enumerate()
         .map(|(mi, name)| {
-            let pi = match *name {
-                "GPT-2-L" if gpt.is_some() => g,
-                "Synth-1" | "Synth-2" if syn.is_some() => s,
-                _ => 0,
-            };
+            let pi = padding_index(name, gpt.is_some(), syn.is_some(), g, s);
             let x = errs[mi][pi][p][b];
             (
                 name.to_string(),
@@ -499,29 +507,7 @@ pub fn fit(
     let mut cal = Calibration {
         name: "paper-inferred".into(),
         description: "parameters the paper does not publish, fitted to Fig 10 and Fig 12a's Baseline shares; Fig 11 and Table III are out of sample".into(),
-        fit: format!(
-            "{}exhaustive grid search ({evaluations} points: {}); objective J = mean |Fig 10 ours - paper| over {} cells + mean |Fig 12a Baseline ReRAM read/write share ours - paper| over {} cells, percentage points; J = {j:.3} (Fig 10 {:.3} + shares {:.3}); sourced default J = {:.3}",
-            match method {
-                FitMethod::Staged => format!(
-                    "staged: the baseline's query block and the paddings minimise mean |Fig 10 Mask-only error| ({} cells) + mean |share error| ({:.3} pp at the optimum), then SPRINT's locality policy minimises mean |Fig 10 SPRINT error| ({:.3} pp); ",
-                    e.n_mask,
-                    baseline_objective(&e),
-                    sprint_objective(&e)
-                ),
-                FitMethod::Joint => "joint: ".to_string(),
-            },
-            space
-                .grids
-                .iter()
-                .map(|(p, v)| format!("{} in {:?}", p.name, v))
-                .collect::<Vec<_>>()
-                .join(", "),
-            e.n_fig10,
-            e.n_share,
-            e.fig10 / e.n_fig10.max(1) as f64,
-            e.share / e.n_share.max(1) as f64,
-            objective(&base)
-        ),
+        fit: fit_description(method, space, evaluations, &e, j, &base),
         params: Default::default(),
     };
     cal.params.insert(
@@ -563,6 +549,51 @@ pub fn fit(
         profile,
         per_model,
     })
+}
+
+/// The index of `name`'s padding in the error grid: `g` for GPT-2-L and `s` for the
+/// synthetic workloads when their padding is searched (`gpt`, `syn`), else 0.
+fn padding_index(name: &str, gpt: bool, syn: bool, g: usize, s: usize) -> usize {
+    match name {
+        "GPT-2-L" if gpt => g,
+        "Synth-1" | "Synth-2" if syn => s,
+        _ => 0,
+    }
+}
+
+/// The calibration's account of the fit: the method, the grid, the objective at the optimum
+/// `e` (`j`) and the sourced default's (`base`).
+fn fit_description(
+    method: FitMethod,
+    space: &Space,
+    evaluations: usize,
+    e: &Err4,
+    j: f64,
+    base: &Err4,
+) -> String {
+    format!(
+        "{}exhaustive grid search ({evaluations} points: {}); objective J = mean |Fig 10 ours - paper| over {} cells + mean |Fig 12a Baseline ReRAM read/write share ours - paper| over {} cells, percentage points; J = {j:.3} (Fig 10 {:.3} + shares {:.3}); sourced default J = {:.3}",
+        match method {
+            FitMethod::Staged => format!(
+                "staged: the baseline's query block and the paddings minimise mean |Fig 10 Mask-only error| ({} cells) + mean |share error| ({:.3} pp at the optimum), then SPRINT's locality policy minimises mean |Fig 10 SPRINT error| ({:.3} pp); ",
+                e.n_mask,
+                baseline_objective(e),
+                sprint_objective(e)
+            ),
+            FitMethod::Joint => "joint: ".to_string(),
+        },
+        space
+            .grids
+            .iter()
+            .map(|(p, v)| format!("{} in {:?}", p.name, v))
+            .collect::<Vec<_>>()
+            .join(", "),
+        e.n_fig10,
+        e.n_share,
+        e.fig10 / e.n_fig10.max(1) as f64,
+        e.share / e.n_share.max(1) as f64,
+        objective(base)
+    )
 }
 
 #[cfg(test)]

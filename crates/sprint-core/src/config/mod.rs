@@ -117,125 +117,9 @@ impl AttentionConfig {
 
     /// Checks every value's range.
     pub fn validate(&self) -> Result<()> {
-        let q = &self.quant;
-        check(
-            (1..=8).contains(&q.query_dac_bits),
-            "quant.query_dac_bits",
-            || format!("must be in 1..=8, got {}", q.query_dac_bits),
-        )?;
-        check((1..=8).contains(&q.k_msb_bits), "quant.k_msb_bits", || {
-            format!("must be in 1..=8, got {}", q.k_msb_bits)
-        })?;
-        check((4..=24).contains(&q.score_bits), "quant.score_bits", || {
-            format!("must be in 4..=24, got {}", q.score_bits)
-        })?;
-        check(
-            q.score_frac_bits < q.score_bits,
-            "quant.score_frac_bits",
-            || {
-                format!(
-                    "must be below score_bits ({}), got {}",
-                    q.score_bits, q.score_frac_bits
-                )
-            },
-        )?;
-        check((8..=24).contains(&q.exp_bits), "quant.exp_bits", || {
-            format!("must be in 8..=24, got {}", q.exp_bits)
-        })?;
-        check((4..=32).contains(&q.sum_bits), "quant.sum_bits", || {
-            format!("must be in 4..=32, got {}", q.sum_bits)
-        })?;
-        check((2..=16).contains(&q.prob_bits), "quant.prob_bits", || {
-            format!("must be in 2..=16, got {}", q.prob_bits)
-        })?;
-        check(
-            (8..=32).contains(&q.output_bits),
-            "quant.output_bits",
-            || format!("must be in 8..=32, got {}", q.output_bits),
-        )?;
-        if let ScaleSource::Fixed { q, k, v } = &q.scales {
-            for (name, s) in [("q", q), ("k", k), ("v", v)] {
-                let vals: Vec<f32> = match s {
-                    ScaleValues::All(x) => vec![*x],
-                    ScaleValues::PerHead(xs) => xs.clone(),
-                };
-                for x in vals {
-                    check(
-                        x.is_finite() && x > 0.0,
-                        &format!("quant.scales.{name}"),
-                        || format!("scales must be finite and > 0, got {x}"),
-                    )?;
-                }
-            }
-        }
-        let t = &self.threshold;
-        check(
-            !t.value.is_nan() && t.value != f32::INFINITY,
-            "threshold.value",
-            || format!("must be a number or -inf, got {}", t.value),
-        )?;
-        check(
-            t.margin.is_finite() && t.margin >= 0.0,
-            "threshold.margin",
-            || format!("must be finite and >= 0, got {}", t.margin),
-        )?;
-        if let Some(ml) = &t.margin_per_layer {
-            for (i, x) in ml.iter().enumerate() {
-                check(
-                    x.is_finite() && *x >= 0.0,
-                    "threshold.margin_per_layer",
-                    || format!("entry {i} must be finite and >= 0, got {x}"),
-                )?;
-            }
-        }
-        if let Some(pl) = &t.per_layer {
-            for (i, x) in pl.iter().enumerate() {
-                check(
-                    !x.is_nan() && *x != f32::INFINITY,
-                    "threshold.per_layer",
-                    || format!("entry {i} must be a number or -inf, got {x}"),
-                )?;
-            }
-        }
-        let n = &self.noise;
-        check_sigma(n.conductance_sigma, "noise.conductance_sigma")?;
-        check_sigma(n.read_sigma_fs, "noise.read_sigma_fs")?;
-        check_sigma(
-            n.comparator_offset_sigma_fs,
-            "noise.comparator_offset_sigma_fs",
-        )?;
-        check_rate(n.stuck_at_zero_rate, "noise.stuck_at_zero_rate")?;
-        check_rate(n.stuck_at_one_rate, "noise.stuck_at_one_rate")?;
-        check(
-            n.stuck_at_zero_rate + n.stuck_at_one_rate <= 1.0,
-            "noise.stuck_at_*_rate",
-            || "the two stuck-at rates add up to more than 1".into(),
-        )?;
-        check(
-            n.on_off_ratio > 1.0 && !n.on_off_ratio.is_nan(),
-            "noise.on_off_ratio",
-            || {
-                format!(
-                    "must be > 1 (or inf for ideal cells), got {}",
-                    n.on_off_ratio
-                )
-            },
-        )?;
-        check(
-            (0.0..1.0).contains(&n.ir_drop_far_end),
-            "noise.ir_drop_far_end",
-            || {
-                format!(
-                    "must be a finite number in [0, 1), got {}",
-                    n.ir_drop_far_end
-                )
-            },
-        )?;
-        check(
-            n.tail_sigmas.is_finite() && n.tail_sigmas >= 4.0,
-            "noise.tail_sigmas",
-            || format!("must be finite and >= 4, got {}", n.tail_sigmas),
-        )?;
+        validate_quant(&self.quant)?;
+        validate_threshold(&self.threshold)?;
+        validate_noise(&self.noise)?;
         self.peers.validate()?;
         Ok(())
     }
@@ -341,6 +225,137 @@ fn prefix_place(e: CoreError, origin: &str) -> CoreError {
         },
         other => other,
     }
+}
+
+/// Checks the range of every `[quant]` value.
+fn validate_quant(q: &QuantConfig) -> Result<()> {
+    check(
+        (1..=8).contains(&q.query_dac_bits),
+        "quant.query_dac_bits",
+        || format!("must be in 1..=8, got {}", q.query_dac_bits),
+    )?;
+    check((1..=8).contains(&q.k_msb_bits), "quant.k_msb_bits", || {
+        format!("must be in 1..=8, got {}", q.k_msb_bits)
+    })?;
+    check((4..=24).contains(&q.score_bits), "quant.score_bits", || {
+        format!("must be in 4..=24, got {}", q.score_bits)
+    })?;
+    check(
+        q.score_frac_bits < q.score_bits,
+        "quant.score_frac_bits",
+        || {
+            format!(
+                "must be below score_bits ({}), got {}",
+                q.score_bits, q.score_frac_bits
+            )
+        },
+    )?;
+    check((8..=24).contains(&q.exp_bits), "quant.exp_bits", || {
+        format!("must be in 8..=24, got {}", q.exp_bits)
+    })?;
+    check((4..=32).contains(&q.sum_bits), "quant.sum_bits", || {
+        format!("must be in 4..=32, got {}", q.sum_bits)
+    })?;
+    check((2..=16).contains(&q.prob_bits), "quant.prob_bits", || {
+        format!("must be in 2..=16, got {}", q.prob_bits)
+    })?;
+    check(
+        (8..=32).contains(&q.output_bits),
+        "quant.output_bits",
+        || format!("must be in 8..=32, got {}", q.output_bits),
+    )?;
+    if let ScaleSource::Fixed { q, k, v } = &q.scales {
+        for (name, s) in [("q", q), ("k", k), ("v", v)] {
+            let vals: Vec<f32> = match s {
+                ScaleValues::All(x) => vec![*x],
+                ScaleValues::PerHead(xs) => xs.clone(),
+            };
+            for x in vals {
+                check(
+                    x.is_finite() && x > 0.0,
+                    &format!("quant.scales.{name}"),
+                    || format!("scales must be finite and > 0, got {x}"),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the range of every `[threshold]` value.
+fn validate_threshold(t: &ThresholdConfig) -> Result<()> {
+    check(
+        !t.value.is_nan() && t.value != f32::INFINITY,
+        "threshold.value",
+        || format!("must be a number or -inf, got {}", t.value),
+    )?;
+    check(
+        t.margin.is_finite() && t.margin >= 0.0,
+        "threshold.margin",
+        || format!("must be finite and >= 0, got {}", t.margin),
+    )?;
+    if let Some(ml) = &t.margin_per_layer {
+        for (i, x) in ml.iter().enumerate() {
+            check(
+                x.is_finite() && *x >= 0.0,
+                "threshold.margin_per_layer",
+                || format!("entry {i} must be finite and >= 0, got {x}"),
+            )?;
+        }
+    }
+    if let Some(pl) = &t.per_layer {
+        for (i, x) in pl.iter().enumerate() {
+            check(
+                !x.is_nan() && *x != f32::INFINITY,
+                "threshold.per_layer",
+                || format!("entry {i} must be a number or -inf, got {x}"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks the range of every `[noise]` value.
+fn validate_noise(n: &NoiseConfig) -> Result<()> {
+    check_sigma(n.conductance_sigma, "noise.conductance_sigma")?;
+    check_sigma(n.read_sigma_fs, "noise.read_sigma_fs")?;
+    check_sigma(
+        n.comparator_offset_sigma_fs,
+        "noise.comparator_offset_sigma_fs",
+    )?;
+    check_rate(n.stuck_at_zero_rate, "noise.stuck_at_zero_rate")?;
+    check_rate(n.stuck_at_one_rate, "noise.stuck_at_one_rate")?;
+    check(
+        n.stuck_at_zero_rate + n.stuck_at_one_rate <= 1.0,
+        "noise.stuck_at_*_rate",
+        || "the two stuck-at rates add up to more than 1".into(),
+    )?;
+    check(
+        n.on_off_ratio > 1.0 && !n.on_off_ratio.is_nan(),
+        "noise.on_off_ratio",
+        || {
+            format!(
+                "must be > 1 (or inf for ideal cells), got {}",
+                n.on_off_ratio
+            )
+        },
+    )?;
+    check(
+        (0.0..1.0).contains(&n.ir_drop_far_end),
+        "noise.ir_drop_far_end",
+        || {
+            format!(
+                "must be a finite number in [0, 1), got {}",
+                n.ir_drop_far_end
+            )
+        },
+    )?;
+    check(
+        n.tail_sigmas.is_finite() && n.tail_sigmas >= 4.0,
+        "noise.tail_sigmas",
+        || format!("must be finite and >= 4, got {}", n.tail_sigmas),
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

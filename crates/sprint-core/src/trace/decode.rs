@@ -90,6 +90,87 @@ impl<'a> Cursor<'a> {
         }
         Ok(b)
     }
+
+    /// One query's record: eight varints in [`QueryRecord`]'s field order.
+    fn query_record(&mut self) -> Result<QueryRecord> {
+        let mut f = [0u32; 8];
+        for x in &mut f {
+            *x = self.varint("query record")?;
+        }
+        Ok(QueryRecord {
+            kept: f[0],
+            softmax_kept: f[1],
+            k_fetched: f[2],
+            k_reused: f[3],
+            k_streamed: f[4],
+            v_fetched: f[5],
+            v_reused: f[6],
+            v_streamed: f[7],
+        })
+    }
+
+    /// Query `i`'s mask row into `cur` (`nk` keys): a raw bitmap, or the bits flipped from
+    /// the previous row.
+    fn mask_row(&mut self, i: usize, nk: usize, cur: &mut [u64]) -> Result<()> {
+        let tag_off = self.offset();
+        match self.byte("mask row tag")? {
+            ROW_RAW => {
+                let b = self.bitmap(nk, "mask row")?;
+                cur.fill(0);
+                for (k, &byte) in b.iter().enumerate() {
+                    cur[k / 8] |= u64::from(byte) << (8 * (k % 8));
+                }
+            }
+            ROW_XOR => {
+                let count_off = self.offset();
+                let n = self.varint("mask flip count")? as usize;
+                if n > nk {
+                    return Err(trace_err(
+                        count_off,
+                        format!("query {i}: {n} flipped bits in a row of {nk} keys"),
+                    ));
+                }
+                let mut next = 0u64;
+                for _ in 0..n {
+                    let gap_off = self.offset();
+                    let j = next + u64::from(self.varint("mask flip gap")?);
+                    if j >= nk as u64 {
+                        return Err(trace_err(
+                            gap_off,
+                            format!("query {i}: flipped key {j} out of range 0..{nk}"),
+                        ));
+                    }
+                    let j = j as usize;
+                    cur[j / 64] ^= 1u64 << (j % 64);
+                    next = j as u64 + 1;
+                }
+            }
+            t => {
+                return Err(trace_err(
+                    tag_off,
+                    format!("query {i}: unknown mask row encoding {t}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The head statistics (format version 2 on): a count, then that many varints.
+    fn head_stats(&mut self) -> Result<HeadStats> {
+        let off = self.offset();
+        let n = self.varint("head statistics count")?;
+        if n > MAX_HEAD_STATS {
+            return Err(trace_err(
+                off,
+                format!("{n} head statistics, at most {MAX_HEAD_STATS}"),
+            ));
+        }
+        let mut v = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            v.push(self.varint64("head statistic")?);
+        }
+        Ok(HeadStats::from_slice(&v))
+    }
 }
 
 /// Decodes and validates one head payload that starts at stream offset `base`.
@@ -127,82 +208,19 @@ pub(super) fn decode_head(
     let mut cur = vec![0u64; words_for(nk)];
     for i in 0..nq {
         let rec_off = c.offset();
-        let mut f = [0u32; 8];
-        for x in &mut f {
-            *x = c.varint("query record")?;
-        }
-        let rec = QueryRecord {
-            kept: f[0],
-            softmax_kept: f[1],
-            k_fetched: f[2],
-            k_reused: f[3],
-            k_streamed: f[4],
-            v_fetched: f[5],
-            v_reused: f[6],
-            v_streamed: f[7],
-        };
-        let tag_off = c.offset();
-        match c.byte("mask row tag")? {
-            ROW_RAW => {
-                let b = c.bitmap(nk, "mask row")?;
-                cur.fill(0);
-                for (k, &byte) in b.iter().enumerate() {
-                    cur[k / 8] |= u64::from(byte) << (8 * (k % 8));
-                }
-            }
-            ROW_XOR => {
-                let count_off = c.offset();
-                let n = c.varint("mask flip count")? as usize;
-                if n > nk {
-                    return Err(trace_err(
-                        count_off,
-                        format!("query {i}: {n} flipped bits in a row of {nk} keys"),
-                    ));
-                }
-                let mut next = 0u64;
-                for _ in 0..n {
-                    let gap_off = c.offset();
-                    let j = next + u64::from(c.varint("mask flip gap")?);
-                    if j >= nk as u64 {
-                        return Err(trace_err(
-                            gap_off,
-                            format!("query {i}: flipped key {j} out of range 0..{nk}"),
-                        ));
-                    }
-                    let j = j as usize;
-                    cur[j / 64] ^= 1u64 << (j % 64);
-                    next = j as u64 + 1;
-                }
-            }
-            t => {
-                return Err(trace_err(
-                    tag_off,
-                    format!("query {i}: unknown mask row encoding {t}"),
-                ));
-            }
-        }
+        let rec = c.query_record()?;
+        c.mask_row(i, nk, &mut cur)?;
         masks.row_words_mut(i).copy_from_slice(&cur);
         let ones = cur.iter().map(|w| w.count_ones() as usize).sum();
         check_query(query_valid.get(i), &rec, ones)
             .map_err(|m| trace_err(rec_off, format!("layer {layer} head {head} query {i}: {m}")))?;
         records.push(rec);
     }
-    let mut stats = HeadStats::default();
-    if version >= 2 {
-        let off = c.offset();
-        let n = c.varint("head statistics count")?;
-        if n > MAX_HEAD_STATS {
-            return Err(trace_err(
-                off,
-                format!("{n} head statistics, at most {MAX_HEAD_STATS}"),
-            ));
-        }
-        let mut v = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            v.push(c.varint64("head statistic")?);
-        }
-        stats = HeadStats::from_slice(&v);
-    }
+    let stats = if version >= 2 {
+        c.head_stats()?
+    } else {
+        HeadStats::default()
+    };
     if c.pos != payload.len() {
         return Err(c.err(format!(
             "{} unused bytes at the end of the head payload",

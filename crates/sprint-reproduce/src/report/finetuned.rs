@@ -22,7 +22,7 @@ pub(super) fn verdict_value(f: &FinetunedResult) -> Option<f64> {
 pub(super) fn verdict_ci(f: &FinetunedResult) -> Option<(f64, f64)> {
     let s = f.sprint()?;
     if f.metric == "accuracy" {
-        s.vs_twin.as_ref().map(|d| super::loss_ci(d.ci95))
+        s.vs_twin.as_ref().map(|d| super::measures::loss_ci(d.ci95))
     } else {
         s.fidelity_vs_twin.as_ref().and_then(|x| x.ppl_change_ci95)
     }
@@ -31,7 +31,7 @@ pub(super) fn verdict_ci(f: &FinetunedResult) -> Option<(f64, f64)> {
 /// The continuous measures of SPRINT's row against the twin, in words.
 pub(super) fn continuous(f: &FinetunedResult) -> String {
     f.sprint()
-        .map(|s| super::fidelity_words(s.fidelity_vs_twin.as_ref()))
+        .map(|s| super::measures::fidelity_words(s.fidelity_vs_twin.as_ref()))
         .unwrap_or_default()
 }
 
