@@ -18,6 +18,8 @@ pub struct Args {
     command: Command,
 }
 
+// Parsed once per process; the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand)]
 enum Command {
     /// Learn thresholds by gradient descent through a soft mask (model frozen).

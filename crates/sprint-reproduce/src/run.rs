@@ -228,7 +228,7 @@ pub fn reproduce(
     progress: &dyn Progress,
 ) -> Result<Outcome> {
     match run(plan, out, assets, threads, progress, None)? {
-        Ran::Report(outcome) => Ok(outcome),
+        Ran::Report(outcome) => Ok(*outcome),
         Ran::Shard(_) => unreachable!("an unsharded run writes the report"),
     }
 }
@@ -255,7 +255,7 @@ pub fn reproduce_shard(
 
 /// What [`run`] did: the whole run with its report, or one shard's stages.
 enum Ran {
-    Report(Outcome),
+    Report(Box<Outcome>),
     Shard(Vec<StageRecord>),
 }
 
@@ -379,11 +379,11 @@ fn run(
     let provenance = Provenance::collect(plan, &tool, threads, assets, &records);
     let doc = document(&results, &provenance)?;
     let written = doc.write(out)?;
-    Ok(Ran::Report(Outcome {
+    Ok(Ran::Report(Box::new(Outcome {
         verdict: verdict_table(&results)?,
         written,
         stages: records,
-    }))
+    })))
 }
 
 /// What both lanes share: the plan, the assets, the stage cache and its artefacts, the
@@ -736,7 +736,7 @@ mod tests {
             shard,
         };
         let computed = std::cell::RefCell::new(Vec::new());
-        let mut run_all = |r: &mut Runner| -> Vec<u32> {
+        let run_all = |r: &mut Runner| -> Vec<u32> {
             (0..4usize)
                 .map(|i| {
                     r.stage(
