@@ -1001,45 +1001,11 @@ fn row10_interrupted_eval_leaves_no_per_variant_trace() {
     }
     let d = tmp();
     let p = d.path();
-    let mut child = sprint()
-        .current_dir(p)
-        .args([
-            "eval",
-            "--model",
-            "minilm",
-            "--task",
-            "bbc",
-            "--limit",
-            "40",
-            "--variants",
-            "dense,sprint,dense-copy",
-            "--trace",
-            "t.trace",
-        ])
-        .spawn()
-        .unwrap();
+    let mut child = spawn_traced_bbc_eval(p, "dense,sprint,dense-copy", &[]);
     let _ = child.wait();
     // The variant list above is invalid on purpose: nothing ran, nothing was written.
     assert!(files_in(p).is_empty(), "{:?}", files_in(p));
-    let mut child = sprint()
-        .current_dir(p)
-        .args([
-            "eval",
-            "--model",
-            "minilm",
-            "--task",
-            "bbc",
-            "--limit",
-            "40",
-            "--variants",
-            "dense,runtime-pruning,sprint",
-            "--trace",
-            "t.trace",
-            "--keep",
-            "0.3",
-        ])
-        .spawn()
-        .unwrap();
+    let mut child = spawn_traced_bbc_eval(p, "dense,runtime-pruning,sprint", &["--keep", "0.3"]);
     // Late in the run: once the first two variants' traces are staged.
     let t0 = std::time::Instant::now();
     loop {
@@ -1567,4 +1533,24 @@ fn minilm_bbc_present() -> bool {
         }
     }
     true
+}
+
+/// Starts `sprint eval` of MiniLM on 40 BBC documents in `dir` with `variants`, the trace
+/// to `t.trace`, and `extra` arguments.
+fn spawn_traced_bbc_eval(dir: &Path, variants: &str, extra: &[&str]) -> std::process::Child {
+    let mut args = vec![
+        "eval",
+        "--model",
+        "minilm",
+        "--task",
+        "bbc",
+        "--limit",
+        "40",
+        "--variants",
+        variants,
+        "--trace",
+        "t.trace",
+    ];
+    args.extend_from_slice(extra);
+    sprint().current_dir(dir).args(args).spawn().unwrap()
 }
