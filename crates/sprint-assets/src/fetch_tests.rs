@@ -381,25 +381,7 @@ fn leftovers_of_an_interrupted_fetch_are_never_valid_and_are_cleaned() {
 #[test]
 fn status_detects_damaged_files() {
     let t = tempfile::tempdir().unwrap();
-    let cache = Cache::new(t.path());
-    let dir = cache.dir(Asset::MobyDick);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("data.txt"), b"call me ishmael").unwrap();
-    let (sha, size) = extract::sha256_file(&dir.join("data.txt")).unwrap();
-    let header = marker::MarkerHeader {
-        asset: "moby-dick".into(),
-        package: "x".into(),
-        package_file: "x".into(),
-        sha256: Asset::MobyDick.package().sha256.into(),
-        files: 1,
-        bytes: size,
-    };
-    let entry = marker::ManifestEntry {
-        path: "data.txt".into(),
-        size,
-        sha256: sha,
-    };
-    marker::write(&dir, &header, &[entry]).unwrap();
+    let (cache, dir) = one_file_moby_dick(t.path());
     assert!(cache.is_present(Asset::MobyDick));
     let st = fetch::status(&cache, Asset::MobyDick, true);
     assert_eq!((st.state, st.sha256_ok), (State::Present, Some(true)));
@@ -516,25 +498,7 @@ fn empty_apt_lists_are_detected_and_the_error_says_apt_get_update() {
 #[test]
 fn require_refuses_a_damaged_asset_and_names_the_fix() {
     let t = tempfile::tempdir().unwrap();
-    let cache = Cache::new(t.path());
-    let dir = cache.dir(Asset::MobyDick);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("data.txt"), b"call me ishmael").unwrap();
-    let (sha, size) = extract::sha256_file(&dir.join("data.txt")).unwrap();
-    let header = marker::MarkerHeader {
-        asset: "moby-dick".into(),
-        package: "x".into(),
-        package_file: "x".into(),
-        sha256: Asset::MobyDick.package().sha256.into(),
-        files: 1,
-        bytes: size,
-    };
-    let entry = marker::ManifestEntry {
-        path: "data.txt".into(),
-        size,
-        sha256: sha,
-    };
-    marker::write(&dir, &header, &[entry]).unwrap();
+    let (cache, dir) = one_file_moby_dick(t.path());
     assert!(cache.require(Asset::MobyDick).is_ok());
     // Same size, random bytes: a small asset is hashed in full at open.
     std::fs::write(dir.join("data.txt"), b"\x8f\x01zq\xee\x00\x13\x37abcdefg").unwrap();
@@ -553,4 +517,29 @@ fn require_refuses_a_damaged_asset_and_names_the_fix() {
     std::fs::remove_file(dir.join("data.txt")).unwrap();
     let e = cache.require(Asset::MobyDick).unwrap_err().to_string();
     assert!(e.contains("--force moby-dick"), "{e}");
+}
+
+/// A cache in `root` holding Moby Dick as one file, `data.txt`, with its marker: the
+/// cache and the asset's folder.
+fn one_file_moby_dick(root: &Path) -> (Cache, PathBuf) {
+    let cache = Cache::new(root);
+    let dir = cache.dir(Asset::MobyDick);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("data.txt"), b"call me ishmael").unwrap();
+    let (sha, size) = extract::sha256_file(&dir.join("data.txt")).unwrap();
+    let header = marker::MarkerHeader {
+        asset: "moby-dick".into(),
+        package: "x".into(),
+        package_file: "x".into(),
+        sha256: Asset::MobyDick.package().sha256.into(),
+        files: 1,
+        bytes: size,
+    };
+    let entry = marker::ManifestEntry {
+        path: "data.txt".into(),
+        size,
+        sha256: sha,
+    };
+    marker::write(&dir, &header, &[entry]).unwrap();
+    (cache, dir)
 }

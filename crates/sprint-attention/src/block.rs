@@ -8,8 +8,8 @@ use sprint_core::visibility::{clear_from, visible_limit};
 
 use crate::compact::{Compact, SLACK};
 use crate::comparator::{Comparator, ge_bits};
-use crate::engine::{HeadCtx, QUERY_BLOCK, audited, needs_all_exact_scores, quantize_score};
 use crate::gemm::matmul_nt;
+use crate::head::{HeadCtx, QUERY_BLOCK, audited, needs_all_exact_scores, quantize_score};
 use crate::int8_gemm;
 use crate::kernels::{axpy_f32, dot_f32, dot_i16};
 use crate::noise::{Purpose, stream_key};
@@ -135,10 +135,10 @@ impl ApproxRow<'_> {
 thread_local! {
     /// Per-thread score buffers of a block, reused across blocks (a fresh megabyte per block
     /// cost more in page faults than the GEMM that fills it).
-    static SCORE_BUFFERS: std::cell::RefCell<BlockScores> =
+    pub(crate) static SCORE_BUFFERS: std::cell::RefCell<BlockScores> =
         std::cell::RefCell::new(BlockScores::default());
     /// Per-thread row scratch, reused across blocks.
-    static ROW_SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+    pub(crate) static ROW_SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// Phase: the in-memory scores (steps of `q_dac . K_MSB`) of the whole block, one crossbar
@@ -319,21 +319,10 @@ fn rechecks(ctx: &HeadCtx) -> bool {
     }
 }
 
-/// Runs query rows `rows` of one head.
-pub(crate) fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut {
-    // The buffers leave the thread-locals for the call and go back after it: a GEMM inside
-    // may wait on rayon, whose worker then runs another block on this same thread (work
-    // stealing); that block finds empty buffers instead of a cell already borrowed. The
-    // buffers are scratch (every element read is written first), so which ones a block gets
-    // does not change its result.
-    let mut sc = SCORE_BUFFERS.with(std::cell::RefCell::take);
-    let mut scratch = ROW_SCRATCH.with(std::cell::RefCell::take);
-    score_in_memory(ctx, &rows, &mut sc);
-    exact_scores(ctx, &rows, &mut sc);
-    let out = crate::simd::run_rows_dispatch(ctx, rows, &sc, &mut scratch);
-    SCORE_BUFFERS.with(|b| b.replace(sc));
-    ROW_SCRATCH.with(|b| b.replace(scratch));
-    out
+/// Phases 1 and 2 of rows `rows` of one head: the in-memory scores and the exact scores.
+pub(crate) fn score_block(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockScores) {
+    score_in_memory(ctx, rows, sc);
+    exact_scores(ctx, rows, sc);
 }
 
 /// The `r`-th row of a `rows x n` score matrix, or an empty slice when the matrix is empty.

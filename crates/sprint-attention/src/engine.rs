@@ -15,16 +15,16 @@ use sprint_core::config::{AttentionConfig, RecomputeMode, ScaleSource};
 use sprint_core::locality::{LocalityEngine, fill_locality};
 use sprint_core::trace::{HeadStats, HeadTrace, QueryRecord};
 
-use crate::block::{BlockOut, run_block};
+use crate::block::BlockOut;
 use crate::error::{AttentionError, Result, shape_error};
+pub use crate::head::QUERY_BLOCK;
+use crate::head::{HeadCtx, KvHead, QHead, quantize_score};
 use crate::int8_gemm::{self, PackedKeys};
-use crate::noise::{self, Crossbar};
+use crate::noise;
 use crate::quant;
+use crate::simd::run_block;
 use crate::softmax::FixedSoftmax;
 use crate::tensor::{AttentionInput, LayerShape, Tensor3};
-
-/// Queries per work item.
-pub const QUERY_BLOCK: usize = 64;
 
 /// Largest head dimension for which int8 x int8 dot products are exact in an f32 GEMM
 /// (`128^2 * d <= 2^24`; keys read back through stuck cells reach -128).
@@ -40,82 +40,6 @@ pub struct LayerRun {
     pub heads: Vec<HeadTrace>,
     /// (query, key) pairs that were candidates: real queries x visible real keys.
     pub visible_pairs: u64,
-}
-
-/// Per-KV-head data, shared by the query heads of a group.
-pub(crate) struct KvHead {
-    pub k_scale: f32,
-    pub v_scale: f32,
-    /// K codes widened to i16 for exact dot products (heads too wide for the exact GEMMs).
-    pub k8: Vec<i16>,
-    /// K codes as f32 (exact small integers) for the f32 exact-score GEMM (CPUs whose int8
-    /// kernels could saturate); empty otherwise, when `d > MAX_EXACT_GEMM_DIM` or in float
-    /// mode.
-    pub k8_f32: Vec<f32>,
-    /// K codes packed for the int8 exact-score GEMM (fixed point, exact kernels).
-    pub k8_packed: Option<PackedKeys>,
-    /// K codes the recompute sees when stuck-at cells change the `K_MSB` read-back; empty
-    /// when the read-back is exact.
-    pub k_read_back: Vec<i16>,
-    /// [`Self::k_read_back`] as f32 or packed, like `k8_f32` / `k8_packed`.
-    pub k_read_back_f32: Vec<f32>,
-    pub k_read_back_packed: Option<PackedKeys>,
-    /// V codes as f32 for the per-key V-PU.
-    pub v8_f32: Vec<f32>,
-    /// V codes for the deferred V-PU.
-    pub v8: Vec<i8>,
-    /// The crossbar holding `K_MSB` (the variants that prune in memory).
-    pub crossbar: Option<Crossbar>,
-    /// The ideal crossbar's levels packed for the int8 in-memory-score GEMM; `None` when the
-    /// cells are not ideal (the scores then come from the f32 weights).
-    pub k_msb_packed: Option<PackedKeys>,
-}
-
-/// Per-query-head data.
-pub(crate) struct QHead {
-    pub q_scale: f32,
-    pub q8: Vec<i16>,
-    pub q8_f32: Vec<f32>,
-    /// `q8 + 128` (the int8 GEMMs' unsigned left operand, zero point 128).
-    pub q8_u8: Vec<u8>,
-    pub q_dac: Vec<f32>,
-    /// Per query: `sum |q8|` (fixed point), which bounds its exact scores by `128 sum |q8|`.
-    pub q_abs_sum: Vec<u32>,
-    /// `q_dac + 128`, like `q8_u8`.
-    pub q_dac_u8: Vec<u8>,
-    /// Per query: the expected score of the unseen `K_LSB` bits, in in-memory score steps
-    /// (0 without bias correction).
-    pub lsb_correction: Vec<f64>,
-}
-
-/// Everything a block needs about its head.
-pub(crate) struct HeadCtx<'a> {
-    pub cfg: &'a AttentionConfig,
-    pub shape: LayerShape,
-    pub qh: &'a QHead,
-    pub kv: &'a KvHead,
-    pub q_f: &'a [f32],
-    pub k_f: &'a [f32],
-    pub v_f: &'a [f32],
-    pub key_valid: &'a BitVec,
-    pub query_valid: &'a [bool],
-    pub softmax: &'a FixedSoftmax,
-    /// `Th`, logits.
-    pub threshold: f32,
-    /// `Th' = Th - margin` in in-memory score steps (before the per-query correction).
-    pub comparator_threshold: f64,
-    /// Read-noise sigma in score steps.
-    pub read_sigma: f64,
-    /// Key of the head's read-noise streams (one per query).
-    pub noise_seed: (u64, usize, usize),
-    /// Smallest exact score (in the units of the exact-score GEMM) that reaches `Th`.
-    pub exact_min: f32,
-    /// Fixed point: the exact integer scores whose codes saturate are `<= sat_below` or
-    /// `>= sat_above`.
-    pub sat_below: i32,
-    pub sat_above: i32,
-    pub approx_unit: f64,
-    pub exact_unit: f64,
 }
 
 pub(crate) fn scales_for(src: &ScaleSource, data: &[f32], head: usize, which: &str) -> Result<f32> {
@@ -135,17 +59,6 @@ pub(crate) fn scales_for(src: &ScaleSource, data: &[f32], head: usize, which: &s
 /// Bitline full scale in score steps: `d * 2^(query_dac_bits-1) * 2^(k_msb_bits-1)`.
 pub fn full_scale_steps(head_dim: usize, query_dac_bits: u32, k_msb_bits: u32) -> f64 {
     head_dim as f64 * f64::from(1u32 << (query_dac_bits - 1)) * f64::from(1u32 << (k_msb_bits - 1))
-}
-
-/// Rounds a logit to the signed fixed-point score code (half away from zero), saturating;
-/// the flag says whether it saturated.
-#[inline(always)]
-pub(crate) fn quantize_score(logit: f64, hi: f64, scale: f64) -> (i32, bool) {
-    let x = logit * scale;
-    // Adding +-0.5 and truncating rounds half away from zero without libm or branches.
-    let r = (x + 0.5f64.copysign(x)).trunc();
-    let c = r.clamp(-hi - 1.0, hi);
-    (c as i32, c != r)
 }
 
 /// The smallest `s` in `[lo, hi]` for which the monotone predicate `pred` (false, then true)
@@ -248,6 +161,61 @@ impl ExactKeys {
     }
 }
 
+/// What phase 1 derives from the configuration once for every head: which forms of the
+/// codes the blocks will read (see `block::integer_scores`), the crossbar's full scale and
+/// the query's DAC and `K_LSB` correction.
+struct CodeForms {
+    /// The variant scores in memory (a crossbar holds `K_MSB`).
+    in_memory: bool,
+    /// Fixed-point recompute.
+    fixed: bool,
+    /// The softmax normalises after the V-PU.
+    deferred: bool,
+    /// The in-memory scores come from the int8 GEMM on the ideal crossbar's levels.
+    int8_crossbar: bool,
+    /// Exact scores as integer dot products (heads too wide for the exact GEMMs).
+    integer_dots: bool,
+    /// Exact scores from the f32 GEMM on exact small integers.
+    f32_exact_gemm: bool,
+    /// Bitline full scale in score steps.
+    full_scale: f64,
+    /// Bits of `K_LSB`.
+    lsb_bits: u32,
+    /// The expected score of the unseen `K_LSB` bits per DAC query step (0 without bias
+    /// correction).
+    correction: f64,
+    /// The DAC level of every 8-bit query code.
+    dac_table: [i8; 256],
+}
+
+impl CodeForms {
+    fn new(cfg: &AttentionConfig, d: usize) -> Self {
+        let q = &cfg.quant;
+        let in_memory = cfg.variant.prunes_in_memory();
+        let fixed = cfg.recompute == RecomputeMode::FixedPoint;
+        Self {
+            in_memory,
+            fixed,
+            deferred: q.softmax_normalisation
+                == sprint_core::config::SoftmaxNormalisation::Deferred,
+            int8_crossbar: in_memory
+                && cfg.noise.cells_ideal()
+                && int8_gemm::exact_for(255, 1 << (q.k_msb_bits - 1)),
+            integer_dots: fixed && !int8_gemm::exact_for(255, 128) && d > MAX_EXACT_GEMM_DIM,
+            f32_exact_gemm: fixed && !int8_gemm::exact_for(255, 128) && d <= MAX_EXACT_GEMM_DIM,
+            full_scale: full_scale_steps(d, q.query_dac_bits, q.k_msb_bits),
+            lsb_bits: 8 - q.k_msb_bits,
+            correction: match q.msb_bias_correction {
+                sprint_core::config::MsbBiasCorrection::QuerySum => {
+                    quant::lsb_mean_in_msb_steps(q.k_msb_bits)
+                }
+                sprint_core::config::MsbBiasCorrection::None => 0.0,
+            },
+            dac_table: quant::dac_table(q.query_dac_bits),
+        }
+    }
+}
+
 /// Phase 1: quantises every KV head (K, V; `K_MSB` into the crossbar) and query head (Q, the
 /// DAC query and its `K_LSB` correction).
 fn prepare(
@@ -256,160 +224,166 @@ fn prepare(
     shape: LayerShape,
     input: &AttentionInput,
 ) -> Result<(Vec<KvHead>, Vec<QHead>)> {
-    let d = shape.head_dim;
-    let q = &cfg.quant;
-    let in_memory = cfg.variant.prunes_in_memory();
-    let fixed = cfg.recompute == RecomputeMode::FixedPoint;
-    let full_scale = full_scale_steps(d, q.query_dac_bits, q.k_msb_bits);
-    let deferred = q.softmax_normalisation == sprint_core::config::SoftmaxNormalisation::Deferred;
-    let lsb_bits = 8 - q.k_msb_bits;
-
-    // Which forms of the codes the blocks will read (see `block::integer_scores`).
-    let int8_crossbar =
-        in_memory && cfg.noise.cells_ideal() && int8_gemm::exact_for(255, 1 << (q.k_msb_bits - 1));
-    let integer_dots = fixed && !int8_gemm::exact_for(255, 128) && d > MAX_EXACT_GEMM_DIM;
-    let f32_exact_gemm = fixed && !int8_gemm::exact_for(255, 128) && d <= MAX_EXACT_GEMM_DIM;
+    let forms = CodeForms::new(cfg, shape.head_dim);
     let kv_heads: Vec<KvHead> = (0..shape.kv_heads)
         .into_par_iter()
-        .map(|h| -> Result<KvHead> {
-            let k = input.k.head(h);
-            let v = input.v.head(h);
-            let k_scale = scales_for(&q.scales, k, h, "k")?;
-            let v_scale = scales_for(&q.scales, v, h, "v")?;
-            let k8 = quant::quantize(k, k_scale);
-            let v8 = quant::quantize(v, v_scale);
-            let crossbar = in_memory.then(|| {
-                let msb: Vec<i8> = k8
-                    .iter()
-                    .map(|&x| quant::split_key_bits(x, q.k_msb_bits).0)
-                    .collect();
-                noise::program_crossbar(
-                    &msb,
-                    shape.n_keys,
-                    q.k_msb_bits,
-                    &cfg.noise,
-                    full_scale,
-                    cfg.seed,
-                    layer,
-                    h,
-                )
-            });
-            let k_read_back: Vec<i8> = match &crossbar {
-                Some(xb) if !xb.read_back.is_empty() && fixed => k8
-                    .iter()
-                    .zip(&xb.read_back)
-                    .map(|(&x, &m)| {
-                        let lsb = quant::split_key_bits(x, q.k_msb_bits).1;
-                        // MSB level << lsb_bits plus the LSBs stays within i8.
-                        ((i16::from(m) << lsb_bits) + i16::from(lsb)) as i8
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let k_msb_packed = crossbar.as_ref().filter(|_| int8_crossbar).map(|xb| {
-                // Ideal cells: the weights are the programmed levels.
-                let levels: Vec<i8> = xb.weights.iter().map(|&w| w as i8).collect();
-                PackedKeys::new(&levels, shape.n_keys, d)
-            });
-            let exact = ExactKeys::new(&k8, shape.n_keys, d, fixed);
-            let read_back = ExactKeys::new(&k_read_back, shape.n_keys, d, fixed);
-            let widen = |x: &[i8]| -> Vec<i16> {
-                if integer_dots {
-                    x.iter().map(|&v| i16::from(v)).collect()
-                } else {
-                    Vec::new()
-                }
-            };
-            Ok(KvHead {
-                k_scale,
-                v_scale,
-                k8: widen(&k8),
-                k8_f32: exact.f32,
-                k8_packed: exact.packed,
-                k_read_back: widen(&k_read_back),
-                k_read_back_f32: read_back.f32,
-                k_read_back_packed: read_back.packed,
-                v8_f32: if fixed && !deferred {
-                    v8.iter().map(|&x| f32::from(x)).collect()
-                } else {
-                    Vec::new()
-                },
-                v8: if fixed && deferred { v8 } else { Vec::new() },
-                crossbar,
-                k_msb_packed,
-            })
-        })
+        .map(|h| prepare_kv_head(cfg, layer, shape, input, &forms, h))
         .collect::<Result<_>>()?;
-
-    let correction = match q.msb_bias_correction {
-        sprint_core::config::MsbBiasCorrection::QuerySum => {
-            quant::lsb_mean_in_msb_steps(q.k_msb_bits)
-        }
-        sprint_core::config::MsbBiasCorrection::None => 0.0,
-    };
-    let dac_table = quant::dac_table(q.query_dac_bits);
     let q_heads: Vec<QHead> = (0..shape.heads)
         .into_par_iter()
-        .map(|h| -> Result<QHead> {
-            let qf = input.q.head(h);
-            let q_scale = scales_for(&q.scales, qf, h, "q")?;
-            let q8 = quant::quantize(qf, q_scale);
-            let to_u8 =
-                |x: &[i8]| -> Vec<u8> { x.iter().map(|&v| (i16::from(v) + 128) as u8).collect() };
-            let (q_dac, q_dac_u8, lsb_correction) = if in_memory {
-                let dac: Vec<i8> = q8.iter().map(|&x| dac_table[x as u8 as usize]).collect();
-                let corr = dac
-                    .chunks_exact(d)
-                    .map(|row| {
-                        correction * f64::from(row.iter().map(|&x| i32::from(x)).sum::<i32>())
-                    })
-                    .collect();
-                let dac_f32 = if int8_crossbar {
-                    Vec::new()
-                } else {
-                    dac.iter().map(|&x| f32::from(x)).collect()
-                };
-                let dac_u8 = if int8_crossbar {
-                    to_u8(&dac)
-                } else {
-                    Vec::new()
-                };
-                (dac_f32, dac_u8, corr)
-            } else {
-                (Vec::new(), Vec::new(), Vec::new())
-            };
-            let q_abs_sum = if fixed {
-                q8.chunks_exact(d)
-                    .map(|row| row.iter().map(|&x| u32::from(x.unsigned_abs())).sum())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            Ok(QHead {
-                q_scale,
-                q_abs_sum,
-                q8_u8: if fixed && !f32_exact_gemm && !integer_dots {
-                    to_u8(&q8)
-                } else {
-                    Vec::new()
-                },
-                q_dac_u8,
-                q8: if integer_dots {
-                    q8.iter().map(|&x| i16::from(x)).collect()
-                } else {
-                    Vec::new()
-                },
-                q8_f32: if f32_exact_gemm {
-                    q8.iter().map(|&x| f32::from(x)).collect()
-                } else {
-                    Vec::new()
-                },
-                q_dac,
-                lsb_correction,
-            })
-        })
+        .map(|h| prepare_q_head(cfg, shape, input, &forms, h))
         .collect::<Result<_>>()?;
     Ok((kv_heads, q_heads))
+}
+
+/// KV head `h`: K and V quantised, `K_MSB` programmed into the crossbar, and the forms of
+/// the codes the blocks read.
+fn prepare_kv_head(
+    cfg: &AttentionConfig,
+    layer: usize,
+    shape: LayerShape,
+    input: &AttentionInput,
+    f: &CodeForms,
+    h: usize,
+) -> Result<KvHead> {
+    let d = shape.head_dim;
+    let q = &cfg.quant;
+    let k = input.k.head(h);
+    let v = input.v.head(h);
+    let k_scale = scales_for(&q.scales, k, h, "k")?;
+    let v_scale = scales_for(&q.scales, v, h, "v")?;
+    let k8 = quant::quantize(k, k_scale);
+    let v8 = quant::quantize(v, v_scale);
+    let crossbar = f.in_memory.then(|| {
+        let msb: Vec<i8> = k8
+            .iter()
+            .map(|&x| quant::split_key_bits(x, q.k_msb_bits).0)
+            .collect();
+        noise::program_crossbar(
+            &msb,
+            shape.n_keys,
+            q.k_msb_bits,
+            &cfg.noise,
+            f.full_scale,
+            cfg.seed,
+            layer,
+            h,
+        )
+    });
+    let k_read_back: Vec<i8> = match &crossbar {
+        Some(xb) if !xb.read_back.is_empty() && f.fixed => k8
+            .iter()
+            .zip(&xb.read_back)
+            .map(|(&x, &m)| {
+                let lsb = quant::split_key_bits(x, q.k_msb_bits).1;
+                // MSB level << lsb_bits plus the LSBs stays within i8.
+                ((i16::from(m) << f.lsb_bits) + i16::from(lsb)) as i8
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let k_msb_packed = crossbar.as_ref().filter(|_| f.int8_crossbar).map(|xb| {
+        // Ideal cells: the weights are the programmed levels.
+        let levels: Vec<i8> = xb.weights.iter().map(|&w| w as i8).collect();
+        PackedKeys::new(&levels, shape.n_keys, d)
+    });
+    let exact = ExactKeys::new(&k8, shape.n_keys, d, f.fixed);
+    let read_back = ExactKeys::new(&k_read_back, shape.n_keys, d, f.fixed);
+    let widen = |x: &[i8]| -> Vec<i16> {
+        if f.integer_dots {
+            x.iter().map(|&v| i16::from(v)).collect()
+        } else {
+            Vec::new()
+        }
+    };
+    Ok(KvHead {
+        k_scale,
+        v_scale,
+        k8: widen(&k8),
+        k8_f32: exact.f32,
+        k8_packed: exact.packed,
+        k_read_back: widen(&k_read_back),
+        k_read_back_f32: read_back.f32,
+        k_read_back_packed: read_back.packed,
+        v8_f32: if f.fixed && !f.deferred {
+            v8.iter().map(|&x| f32::from(x)).collect()
+        } else {
+            Vec::new()
+        },
+        v8: if f.fixed && f.deferred {
+            v8
+        } else {
+            Vec::new()
+        },
+        crossbar,
+        k_msb_packed,
+    })
+}
+
+/// Query head `h`: Q quantised, its DAC levels with their `K_LSB` correction, and the forms
+/// of the codes the blocks read.
+fn prepare_q_head(
+    cfg: &AttentionConfig,
+    shape: LayerShape,
+    input: &AttentionInput,
+    f: &CodeForms,
+    h: usize,
+) -> Result<QHead> {
+    let d = shape.head_dim;
+    let q = &cfg.quant;
+    let qf = input.q.head(h);
+    let q_scale = scales_for(&q.scales, qf, h, "q")?;
+    let q8 = quant::quantize(qf, q_scale);
+    let to_u8 = |x: &[i8]| -> Vec<u8> { x.iter().map(|&v| (i16::from(v) + 128) as u8).collect() };
+    let (q_dac, q_dac_u8, lsb_correction) = if f.in_memory {
+        let dac: Vec<i8> = q8.iter().map(|&x| f.dac_table[x as u8 as usize]).collect();
+        let corr = dac
+            .chunks_exact(d)
+            .map(|row| f.correction * f64::from(row.iter().map(|&x| i32::from(x)).sum::<i32>()))
+            .collect();
+        let dac_f32 = if f.int8_crossbar {
+            Vec::new()
+        } else {
+            dac.iter().map(|&x| f32::from(x)).collect()
+        };
+        let dac_u8 = if f.int8_crossbar {
+            to_u8(&dac)
+        } else {
+            Vec::new()
+        };
+        (dac_f32, dac_u8, corr)
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
+    let q_abs_sum = if f.fixed {
+        q8.chunks_exact(d)
+            .map(|row| row.iter().map(|&x| u32::from(x.unsigned_abs())).sum())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(QHead {
+        q_scale,
+        q_abs_sum,
+        q8_u8: if f.fixed && !f.f32_exact_gemm && !f.integer_dots {
+            to_u8(&q8)
+        } else {
+            Vec::new()
+        },
+        q_dac_u8,
+        q8: if f.integer_dots {
+            q8.iter().map(|&x| i16::from(x)).collect()
+        } else {
+            Vec::new()
+        },
+        q8_f32: if f.f32_exact_gemm {
+            q8.iter().map(|&x| f32::from(x)).collect()
+        } else {
+            Vec::new()
+        },
+        q_dac,
+        lsb_correction,
+    })
 }
 
 /// Runs one layer. `thresholds[h]` is `Th` (logits) of query head `h`; the caller's rayon
@@ -614,17 +588,6 @@ fn assemble(
         heads,
         visible_pairs,
     }
-}
-
-/// Whether the in-memory decisions of `cfg` are audited against exact pruning.
-pub(crate) fn audited(cfg: &AttentionConfig) -> bool {
-    cfg.variant.prunes_in_memory() && cfg.audit_comparator
-}
-
-/// Whether a block needs the exact score of every key: the variants that score every key
-/// on chip, and the audit.
-pub(crate) fn needs_all_exact_scores(cfg: &AttentionConfig) -> bool {
-    !cfg.variant.prunes_in_memory() || audited(cfg)
 }
 
 #[cfg(test)]

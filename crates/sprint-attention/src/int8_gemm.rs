@@ -31,7 +31,7 @@ thread_local! {
 /// 32-bit dot-product instruction (AVX2 without VNNI) add pairs of products in saturating
 /// 16-bit lanes, which is exact only while `2 * max_lhs * max_rhs < 2^15`.
 pub(crate) fn exact_for(max_lhs: u32, max_rhs: u32) -> bool {
-    if crate::simd::level() == crate::simd::Level::Baseline {
+    if crate::isa::level() == crate::isa::Level::Baseline {
         // The int8 kernels are wide-vector code too: a baseline run uses the f32 GEMMs.
         return false;
     }
@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn signed_scores_match_naive_at_real_lengths() {
-        if crate::simd::level() == crate::simd::Level::Baseline {
+        if crate::isa::level() == crate::isa::Level::Baseline {
             // A baseline run never uses the int8 kernels (the f32 GEMM serves it).
             assert!(!exact_for(1, 1));
             return;

@@ -12,7 +12,9 @@ pub mod dense;
 pub mod engine;
 pub mod error;
 pub mod gemm;
+mod head;
 mod int8_gemm;
+mod isa;
 pub mod kernels;
 pub use sprint_core::locality;
 pub mod noise;
@@ -28,5 +30,5 @@ pub mod vpu;
 
 pub use engine::{LayerRun, run_layer};
 pub use error::{AttentionError, Result};
-pub use simd::SIMD_CAP_ENV;
+pub use isa::SIMD_CAP_ENV;
 pub use tensor::{AttentionInput, LayerShape, Tensor3};

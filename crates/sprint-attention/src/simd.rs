@@ -1,4 +1,5 @@
-//! Runtime CPU-feature dispatch of the per-query datapath.
+//! A block of queries through the datapath ([`run_block`]), with runtime CPU-feature
+//! dispatch of its per-query phases.
 //!
 //! The binary targets baseline x86-64 (SSE2), which left the per-key loops (V-PU, comparator,
 //! audit, softmax look-ups) unvectorised beyond 128 bits. The block's row loop is compiled a
@@ -7,68 +8,34 @@
 //! (no fast-math, no contraction), so the three copies give bit-identical results.
 #![allow(unsafe_code)]
 
-use crate::block::{BlockOut, BlockScores, Scratch, run_rows};
+use crate::block::{
+    BlockOut, BlockScores, ROW_SCRATCH, SCORE_BUFFERS, Scratch, run_rows, score_block,
+};
 #[cfg(target_arch = "x86_64")]
 use crate::compact::Avx512;
 use crate::compact::Scalar;
-use crate::engine::HeadCtx;
+use crate::head::HeadCtx;
+use crate::isa::{Level, level};
 
-/// The instruction sets a block can run with, narrowest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Level {
-    Baseline,
-    Avx2,
-    Avx512,
-}
-
-/// Environment variable that caps the instruction set (`baseline`, `avx2` or `avx512`), for
-/// checking that every copy computes the same bits. `baseline` also keeps the score GEMMs off
-/// the int8 kernels (their f32 fallback then runs).
-pub const SIMD_CAP_ENV: &str = "SPRINT_SIMD";
-
-/// The level the blocks run at: the widest the CPU has, capped by [`SIMD_CAP_ENV`].
-pub(crate) fn level() -> Level {
-    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let cap = match std::env::var(SIMD_CAP_ENV).as_deref() {
-            Ok("baseline") => Level::Baseline,
-            Ok("avx2") => Level::Avx2,
-            _ => Level::Avx512,
-        };
-        detected().min(cap)
-    })
-}
-
-/// The widest level the CPU supports.
-fn detected() -> Level {
-    {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f")
-                && std::is_x86_feature_detected!("avx512bw")
-                && std::is_x86_feature_detected!("avx512vl")
-                && std::is_x86_feature_detected!("avx512dq")
-                && std::is_x86_feature_detected!("avx2")
-                && std::is_x86_feature_detected!("fma")
-                && std::is_x86_feature_detected!("bmi2")
-                && std::is_x86_feature_detected!("lzcnt")
-            {
-                return Level::Avx512;
-            }
-            if std::is_x86_feature_detected!("avx2")
-                && std::is_x86_feature_detected!("fma")
-                && std::is_x86_feature_detected!("bmi2")
-                && std::is_x86_feature_detected!("lzcnt")
-            {
-                return Level::Avx2;
-            }
-        }
-        Level::Baseline
-    }
+/// Runs query rows `rows` of one head: their scores, then their per-query phases at the
+/// widest instruction set available.
+pub(crate) fn run_block(ctx: &HeadCtx, rows: std::ops::Range<usize>) -> BlockOut {
+    // The buffers leave the thread-locals for the call and go back after it: a GEMM inside
+    // may wait on rayon, whose worker then runs another block on this same thread (work
+    // stealing); that block finds empty buffers instead of a cell already borrowed. The
+    // buffers are scratch (every element read is written first), so which ones a block gets
+    // does not change its result.
+    let mut sc = SCORE_BUFFERS.with(std::cell::RefCell::take);
+    let mut scratch = ROW_SCRATCH.with(std::cell::RefCell::take);
+    score_block(ctx, &rows, &mut sc);
+    let out = run_rows_dispatch(ctx, rows, &sc, &mut scratch);
+    SCORE_BUFFERS.with(|b| b.replace(sc));
+    ROW_SCRATCH.with(|b| b.replace(scratch));
+    out
 }
 
 /// Runs the per-query phases of a block with the widest instruction set available.
-pub(crate) fn run_rows_dispatch(
+fn run_rows_dispatch(
     ctx: &HeadCtx,
     rows: std::ops::Range<usize>,
     sc: &BlockScores,

@@ -116,6 +116,14 @@ fn run_ok(dir: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// `sprint simulate --preset s-sprint ARGS --json`, which must succeed: its JSON document.
+fn s_sprint_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["simulate", "--preset", "s-sprint"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    serde_json::from_slice(&run_ok(dir, &all).stdout).unwrap()
+}
+
 #[test]
 fn row01_zero_layer_input_is_a_shape_error() {
     let d = tmp();
@@ -244,7 +252,7 @@ fn row03_thread_counts_over_the_limit_are_refused() {
 /// disk (one kept key per query).
 fn big_trace(path: &Path, heads: u32, n: u32) {
     use sprint_core::bits::{BitMatrix, BitVec};
-    use sprint_core::trace::{HeadTrace, KindBytes, QueryRecord, TraceHeader, TraceWriter};
+    use sprint_core::trace::{HeadTrace, QueryRecord, TraceHeader, TraceWriter};
     let header = TraceHeader {
         producer: "test".into(),
         workload: "big".into(),
@@ -256,13 +264,8 @@ fn big_trace(path: &Path, heads: u32, n: u32) {
         n_queries: n,
         n_keys: n,
         causal: false,
-        bytes: KindBytes {
-            k_msb: 32,
-            k_lsb: 32,
-            v: 64,
-            q: 64,
-            index: 2,
-        },
+        // 32 + 32 + 64 + 64 + 2 bytes per key and query.
+        bytes: sprint_attention::summary::kind_bytes(64, 2),
         k_buffer_bytes: 8192,
         v_buffer_bytes: 8192,
         locality_policy: sprint_core::config::LocalityPolicy::SldStrict,
@@ -310,20 +313,7 @@ fn row04_trace_replay_memory_is_bounded_whatever_the_thread_count() {
     // 10 heads of 32768 x 32768 kept bits: 128 MiB each once decoded, a small file.
     big_trace(&trace, 10, 32768);
     assert!(std::fs::metadata(&trace).unwrap().len() < 8 << 20);
-    let out = run_ok(
-        d.path(),
-        &[
-            "simulate",
-            "--preset",
-            "s-sprint",
-            "--trace",
-            "big.trace",
-            "--threads",
-            "8",
-            "--json",
-        ],
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = s_sprint_json(d.path(), &["--trace", "big.trace", "--threads", "8"]);
     let peak = doc["peak_rss_bytes"].as_u64().unwrap();
     // 2 x 8 threads = all 10 heads (1.25 GiB) were decoded at once before; now 512 MiB.
     eprintln!("peak memory {} MiB", peak >> 20);
@@ -378,20 +368,10 @@ fn row06_absurd_memory_timings_are_refused() {
         assert!(e.contains(key) && e.contains("limit"), "{set}: {e}");
     }
     // The largest accepted latency still gives sane, non-wrapped counts.
-    let out = run_ok(
+    let doc = s_sprint_json(
         d.path(),
-        &[
-            "simulate",
-            "--preset",
-            "s-sprint",
-            "--workload",
-            "ViT-B",
-            "--set",
-            "memory.trcd_ns=1e6",
-            "--json",
-        ],
+        &["--workload", "ViT-B", "--set", "memory.trcd_ns=1e6"],
     );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let cycles = doc["designs"][0]["time.cycles"].as_u64().unwrap();
     assert!(cycles > 1_000_000 && cycles < 1 << 62, "{cycles}");
 }
@@ -1021,45 +1001,11 @@ fn row10_interrupted_eval_leaves_no_per_variant_trace() {
     }
     let d = tmp();
     let p = d.path();
-    let mut child = sprint()
-        .current_dir(p)
-        .args([
-            "eval",
-            "--model",
-            "minilm",
-            "--task",
-            "bbc",
-            "--limit",
-            "40",
-            "--variants",
-            "dense,sprint,dense-copy",
-            "--trace",
-            "t.trace",
-        ])
-        .spawn()
-        .unwrap();
+    let mut child = spawn_traced_bbc_eval(p, "dense,sprint,dense-copy", &[]);
     let _ = child.wait();
     // The variant list above is invalid on purpose: nothing ran, nothing was written.
     assert!(files_in(p).is_empty(), "{:?}", files_in(p));
-    let mut child = sprint()
-        .current_dir(p)
-        .args([
-            "eval",
-            "--model",
-            "minilm",
-            "--task",
-            "bbc",
-            "--limit",
-            "40",
-            "--variants",
-            "dense,runtime-pruning,sprint",
-            "--trace",
-            "t.trace",
-            "--keep",
-            "0.3",
-        ])
-        .spawn()
-        .unwrap();
+    let mut child = spawn_traced_bbc_eval(p, "dense,runtime-pruning,sprint", &["--keep", "0.3"]);
     // Late in the run: once the first two variants' traces are staged.
     let t0 = std::time::Instant::now();
     loop {
@@ -1587,4 +1533,24 @@ fn minilm_bbc_present() -> bool {
         }
     }
     true
+}
+
+/// Starts `sprint eval` of MiniLM on 40 BBC documents in `dir` with `variants`, the trace
+/// to `t.trace`, and `extra` arguments.
+fn spawn_traced_bbc_eval(dir: &Path, variants: &str, extra: &[&str]) -> std::process::Child {
+    let mut args = vec![
+        "eval",
+        "--model",
+        "minilm",
+        "--task",
+        "bbc",
+        "--limit",
+        "40",
+        "--variants",
+        variants,
+        "--trace",
+        "t.trace",
+    ];
+    args.extend_from_slice(extra);
+    sprint().current_dir(dir).args(args).spawn().unwrap()
 }

@@ -26,8 +26,8 @@ use rayon::prelude::*;
 use sprint_core::visibility::visible_limit;
 
 use crate::block::BlockOut;
-use crate::engine::QUERY_BLOCK;
 use crate::gemm::matmul_nt;
+use crate::head::QUERY_BLOCK;
 use crate::int8_gemm::{self, PackedKeys};
 use crate::quant::{exact_score_unit, quantize, symmetric_scale};
 use crate::tensor::{AttentionInput, LayerShape};
@@ -163,15 +163,15 @@ pub(crate) fn run(
             let start = b * QUERY_BLOCK;
             let rows = start..(start + QUERY_BLOCK).min(shape.n_queries);
             let th = thresholds[h];
-            let out = match crate::simd::level() {
+            let out = match crate::isa::level() {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
-                crate::simd::Level::Avx512 => unsafe {
+                crate::isa::Level::Avx512 => unsafe {
                     block_avx512(causal, th, input, shape, &p, h, rows)
                 },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
-                crate::simd::Level::Avx2 => unsafe {
+                crate::isa::Level::Avx2 => unsafe {
                     block_avx2(causal, th, input, shape, &p, h, rows)
                 },
                 _ => block_with(causal, th, input, shape, &p, h, rows),

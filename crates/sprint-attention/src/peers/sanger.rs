@@ -18,8 +18,8 @@ use sprint_core::peers::SangerConfig;
 use sprint_core::visibility::visible_limit;
 
 use crate::block::BlockOut;
-use crate::engine::QUERY_BLOCK;
 use crate::gemm::matmul_nt;
+use crate::head::QUERY_BLOCK;
 use crate::int8_gemm::{self, PackedKeys};
 use crate::softmax::exp_sum_f32;
 use crate::tensor::{AttentionInput, LayerShape};
@@ -168,7 +168,7 @@ fn prepare(cfg: &SangerConfig, input: &AttentionInput, shape: LayerShape) -> Pre
 }
 
 /// Runs Sanger on every head of a layer: one [`BlockOut`] per block of
-/// [`crate::engine::QUERY_BLOCK`] queries of a head, in (head, block) order. Blocks run in
+/// [`crate::head::QUERY_BLOCK`] queries of a head, in (head, block) order. Blocks run in
 /// parallel on the caller's rayon pool; each is computed by the same code whatever the
 /// thread count. The predicted scores come from one integer GEMM per block; the exact
 /// scores and the weighted sum of V only for the kept keys.
@@ -317,15 +317,15 @@ fn run_block(
     // The buffers leave the thread-local for the call (a GEMM inside may let this thread
     // run another block meanwhile).
     let mut s = SCRATCH.with(std::cell::RefCell::take);
-    let out = match crate::simd::level() {
+    let out = match crate::isa::level() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
-        crate::simd::Level::Avx512 => unsafe {
+        crate::isa::Level::Avx512 => unsafe {
             block_avx512(cfg, causal, input, shape, p, h, rows, &mut s)
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
-        crate::simd::Level::Avx2 => unsafe {
+        crate::isa::Level::Avx2 => unsafe {
             block_avx2(cfg, causal, input, shape, p, h, rows, &mut s)
         },
         _ => block_with(cfg, causal, input, shape, p, h, rows, &mut s),

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CoreError, Result};
 
 mod buffer;
+mod messages;
 mod noise;
 mod quant;
 mod threshold;
@@ -22,6 +23,8 @@ pub use noise::*;
 pub use quant::*;
 pub use threshold::*;
 pub use variant::*;
+
+use messages::one_line;
 
 /// The full attention configuration, as read from TOML.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -211,10 +214,6 @@ impl AttentionConfig {
             values: vec![vec![t.value; heads]; layers],
         })
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn prefix_place(e: CoreError, origin: &str) -> CoreError {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 
-use super::*;
+use super::messages::one_line;
 
 /// Analog non-idealities of the in-memory scoring, all off by default (the `ideal` preset).
 ///

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 
-use super::*;
+use super::messages::one_line;
 
 /// Pruning thresholds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use crate::bits::{BitMatrix, BitVec, words_for};
 use crate::error::{CoreError, Result};
 
 use super::format::*;
-use super::*;
+use super::records::*;
 
 /// Reads a payload held in memory; errors carry absolute stream offsets.
 pub(super) struct Cursor<'a> {

@@ -7,7 +7,7 @@ use crate::bits::words_for;
 use crate::error::Result;
 
 use super::format::*;
-use super::*;
+use super::records::*;
 
 pub(super) fn put_varint64(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {

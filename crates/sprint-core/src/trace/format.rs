@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 
-use super::*;
+use super::records::*;
 
 /// The eight bytes every trace file starts with.
 pub const MAGIC: [u8; 8] = *b"SPRTRACE";

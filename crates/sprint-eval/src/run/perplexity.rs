@@ -6,6 +6,7 @@ use sprint_models::TokenBatch;
 
 use super::pass::{HiddenOnly, PassResult, PassTotals};
 use super::{Ctx, EvalReport};
+use crate::calibrate::ScoreStats;
 use crate::error::{EvalError, Result};
 use crate::fidelity::{BLOCK_TOKENS, ItemOutputs, NextTokenLogits, token_kl};
 use crate::metrics::{Perplexity, token_nll};
@@ -32,47 +33,10 @@ impl Ctx<'_> {
         let n_eval = self.limit.map_or(all.len(), |l| l.min(all.len()));
         let eval: Vec<&[u32]> = all[..n_eval].to_vec();
         if let Some(p) = &self.opts.dump_windows {
-            let json = serde_json::json!({
-                "task": self.opts.task.name(),
-                "seq_len": self.seq_len,
-                "windowing": WINDOWING,
-                "windows": eval,
-            });
-            sprint_core::outfile::write_atomic::<EvalError>(p, |w| {
-                use std::io::Write;
-                w.write_all(json.to_string().as_bytes())
-                    .map_err(|source| EvalError::Io {
-                        path: p.clone(),
-                        source,
-                    })
-            })?;
+            self.dump_windows(p, &eval)?;
         }
-        let (th, th_report) = self.thresholds(|items| {
-            let rest = all.len() - n_eval;
-            if rest == 0 {
-                return Err(EvalError::Input(format!(
-                    "all {} windows are evaluated: none is left to calibrate on (use --limit or --thresholds)",
-                    all.len()
-                )));
-            }
-            let n = items.unwrap_or(2).min(rest).max(1);
-            let mut order = data::permutation(rest, self.opts.seed ^ 0xca11_b000);
-            order.truncate(n);
-            order.sort_unstable();
-            self.progress.stage("calibration windows", n as u64);
-            let cal = self.calibrator();
-            for &j in &order {
-                let batch =
-                    TokenBatch::from_sequences(vec![all[n_eval + j].to_vec()], tok.pad_id())?;
-                self.model.model.logits_hidden_only(&batch, &cal)?;
-                self.progress.inc(1);
-            }
-            let split = format!(
-                "{n} windows chosen with seed {} among the {rest} windows after the evaluated ones",
-                self.opts.seed
-            );
-            Ok((cal.into_stats(), split))
-        })?;
+        let (th, th_report) =
+            self.thresholds(|items| self.calibration_windows(&all, n_eval, items, tok.pad_id()))?;
         // A pass that keeps its logits or compares them with others' is not kept for reuse.
         let plain = !self.opts.keep_next_token && self.opts.kl_references.is_empty();
         let memo = |_| plain.then(String::new);
@@ -150,5 +114,57 @@ impl Ctx<'_> {
             ids.len()
         );
         Ok(self.report(eval.len(), tokens, split, th_report, None, rows))
+    }
+
+    /// Writes the token ids of the evaluated windows `eval` to `path` as JSON.
+    fn dump_windows(&self, path: &std::path::Path, eval: &[&[u32]]) -> Result<()> {
+        let json = serde_json::json!({
+            "task": self.opts.task.name(),
+            "seq_len": self.seq_len,
+            "windowing": WINDOWING,
+            "windows": eval,
+        });
+        sprint_core::outfile::write_atomic::<EvalError>(path, |w| {
+            use std::io::Write;
+            w.write_all(json.to_string().as_bytes())
+                .map_err(|source| EvalError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        })
+    }
+
+    /// The calibration of a perplexity task: `items` (default 2) windows chosen among those
+    /// of `all` after the first `n_eval` (the evaluated ones), run with the calibrator.
+    fn calibration_windows(
+        &self,
+        all: &[&[u32]],
+        n_eval: usize,
+        items: Option<usize>,
+        pad_id: u32,
+    ) -> Result<(ScoreStats, String)> {
+        let rest = all.len() - n_eval;
+        if rest == 0 {
+            return Err(EvalError::Input(format!(
+                "all {} windows are evaluated: none is left to calibrate on (use --limit or --thresholds)",
+                all.len()
+            )));
+        }
+        let n = items.unwrap_or(2).min(rest).max(1);
+        let mut order = data::permutation(rest, self.opts.seed ^ 0xca11_b000);
+        order.truncate(n);
+        order.sort_unstable();
+        self.progress.stage("calibration windows", n as u64);
+        let cal = self.calibrator();
+        for &j in &order {
+            let batch = TokenBatch::from_sequences(vec![all[n_eval + j].to_vec()], pad_id)?;
+            self.model.model.logits_hidden_only(&batch, &cal)?;
+            self.progress.inc(1);
+        }
+        let split = format!(
+            "{n} windows chosen with seed {} among the {rest} windows after the evaluated ones",
+            self.opts.seed
+        );
+        Ok((cal.into_stats(), split))
     }
 }

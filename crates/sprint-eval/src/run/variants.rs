@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use sprint_core::config::{AttentionConfig, Thresholds, Variant};
+use sprint_models::SequenceTrace;
 use sprint_models::attention::{Attention, backend};
 
 use super::pass::{PassResult, PassTotals};
@@ -194,24 +195,8 @@ impl Ctx<'_> {
             } = r.totals;
             tokens = pass_tokens;
             let trace = match (&self.opts.trace, trace) {
-                (Some(base), Some(mut t)) => {
-                    let p = trace_path(base, v, several);
-                    t.header.workload = format!("{} {}", self.model.name, self.opts.task.name());
-                    t.header.provenance = Some(sprint_attention::summary::provenance(
-                        attn.config(),
-                        th.as_ref(),
-                    ));
-                    let tmp = sprint_core::outfile::PendingFile::new(&p);
-                    t.write(tmp.path()).map_err(|e| {
-                        EvalError::Input(
-                            e.to_string().replace(
-                                &tmp.path().display().to_string(),
-                                &p.display().to_string(),
-                            ),
-                        )
-                    })?;
-                    self.staged.borrow_mut().push((tmp, p.clone()));
-                    Some(p)
+                (Some(base), Some(t)) => {
+                    Some(self.stage_trace(base, v, several, attn.as_ref(), th, t)?)
                 }
                 _ => None,
             };
@@ -257,5 +242,34 @@ impl Ctx<'_> {
             }
         }
         Ok((rows, tokens))
+    }
+
+    /// Stages the trace `t` of variant `v`'s pass for `trace_path(base, v, several)`: its
+    /// workload and provenance set, written to a registered temporary file that is renamed
+    /// into place once the whole evaluation succeeded. Returns the final path.
+    fn stage_trace(
+        &self,
+        base: &Path,
+        v: Variant,
+        several: bool,
+        attn: &dyn Attention,
+        th: &Option<Thresholds>,
+        mut t: SequenceTrace,
+    ) -> Result<PathBuf> {
+        let p = trace_path(base, v, several);
+        t.header.workload = format!("{} {}", self.model.name, self.opts.task.name());
+        t.header.provenance = Some(sprint_attention::summary::provenance(
+            attn.config(),
+            th.as_ref(),
+        ));
+        let tmp = sprint_core::outfile::PendingFile::new(&p);
+        t.write(tmp.path()).map_err(|e| {
+            EvalError::Input(
+                e.to_string()
+                    .replace(&tmp.path().display().to_string(), &p.display().to_string()),
+            )
+        })?;
+        self.staged.borrow_mut().push((tmp, p.clone()));
+        Ok(p)
     }
 }
