@@ -202,10 +202,82 @@ def test_t5_is_refused():
     cfg = transformers.T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=1,
                                 num_heads=4)
     model = transformers.T5EncoderModel._from_config(cfg, attn_implementation="eager").eval()
-    if getattr(model, "_supports_attention_backend", False):
-        shf.patch(model, DENSE)
-        with pytest.raises(shf.SprintUnsupported, match="bias"):
-            model(input_ids=torch.randint(0, 64, (1, 6)))
-    else:
-        with pytest.raises(shf.SprintUnsupported, match="AttentionInterface"):
-            shf.patch(model, DENSE)
+    # T5's attention dispatches through the registry, so it is patched; its first call
+    # carries the relative position bias, which SPRINT cannot add, and is refused.
+    shf.patch(model, DENSE)
+    with pytest.raises(shf.SprintUnsupported, match="bias"):
+        model(input_ids=torch.randint(0, 64, (1, 6)))
+
+
+def tiny_bart():
+    torch.manual_seed(0)
+    cfg = transformers.BartConfig(
+        vocab_size=128, d_model=64, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128,
+        decoder_ffn_dim=128, max_position_embeddings=128, pad_token_id=1, bos_token_id=0,
+        eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=None)
+    cls = transformers.BartForConditionalGeneration
+    return cls._from_config(cfg, attn_implementation="eager").eval()
+
+
+def bart_inputs():
+    torch.manual_seed(1)
+    ids = torch.randint(3, 128, (2, 20))
+    mask = torch.ones(2, 20, dtype=torch.long)
+    mask[1, 15:] = 0  # the second source right-padded
+    return ids, mask
+
+
+def test_bart_encoder_decoder_cross_attention_equals_eager():
+    """Encoder self-attention (padded), decoder causal self-attention and cross-attention
+    (encoder padding as key padding) through SPRINT's dense float datapath equal eager."""
+    model = tiny_bart()
+    ids, mask = bart_inputs()
+    dec = torch.randint(3, 128, (2, 7))
+    x = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": dec}
+    with torch.no_grad():
+        ref = model(**x).logits
+    patched = copy.deepcopy(model)
+    session = shf.patch(patched, DENSE)
+    with torch.no_grad():
+        got = patched(**x).logits
+    assert (got - ref).abs().max().item() < 1e-5
+    # 2 encoder + 2 decoder self + 2 cross layers, numbered once each, per batch element.
+    assert session.num_layers == 6
+    assert sorted({r.layer for r in session.records}) == list(range(6))
+    shapes = {(r.layer, r.summary["n_queries"], r.summary["n_keys"]) for r in session.records}
+    assert (0, 20, 20) in shapes and (3, 7, 20) in shapes  # encoder layer 0, a cross layer
+    causal = {r.layer: r.trace.header["causal"] for r in session.records}
+    assert [causal[i] for i in range(6)] == [False, False, True, False, True, False]
+    assert len(session.traces(batch=1)) == 6
+
+
+def test_bart_greedy_generate_matches_eager():
+    model = tiny_bart()
+    ids, mask = bart_inputs()
+    with torch.no_grad():
+        ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6,
+                             do_sample=False, num_beams=1)
+    patched = copy.deepcopy(model)
+    session = shf.patch(patched, DENSE)
+    with torch.no_grad():
+        got = patched.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6,
+                               do_sample=False, num_beams=1)
+    assert torch.equal(got, ref)
+    assert any(r.summary["n_queries"] == 1 and r.summary["n_keys"] == 20
+               for r in session.records)  # one cross-attention query per step
+
+
+def test_module_computing_attention_itself_is_refused():
+    class OwnAttention(torch.nn.Module):
+        def forward(self, x):
+            return torch.softmax(x @ x.transpose(-1, -2), -1) @ x
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = tiny("bert")
+            self.extra = OwnAttention()
+
+    with pytest.raises(shf.SprintUnsupported, match="OwnAttention computes attention itself"):
+        shf.patch(Net(), DENSE)

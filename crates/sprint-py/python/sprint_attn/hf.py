@@ -13,18 +13,21 @@ Then either
 runs every attention layer of the model through :func:`sprint_attn.attend` on CPU and keeps
 one trace per layer (and per batch element) in the returned :class:`Session`.
 
-Supported: models whose attention goes through ``ALL_ATTENTION_FUNCTIONS`` (transformers
-sets ``_supports_attention_backend`` on them: Llama, Mistral, Qwen2/3, Phi-3, Gemma,
-GPT-2, BERT, RoBERTa, ViT, DeiT, ...), with causal or bidirectional masks plus padding.
-Anything SPRINT cannot express raises :class:`SprintUnsupported`, never a silent fallback
-to dense attention: models without the attention backend, sliding-window or packed-sequence
-masks, additive score biases (T5's relative position bias, ALiBi), attention sinks, logit
-soft-capping, head masks, attention dropout in training, and
-tensors not on the CPU.
+Supported: models whose attention modules dispatch through transformers'
+``ALL_ATTENTION_FUNCTIONS`` (decided by reading what the model's attention modules do, not
+by the ``_supports_attention_backend`` flag: Llama, Mistral, Qwen2/3, Phi-3, Gemma, GPT-2,
+BERT, RoBERTa, ViT, DeiT, and encoder-decoder models such as BART and Whisper, whose
+cross-attention runs with every decoder query real and the encoder's padding as key
+padding), with causal or bidirectional masks plus padding. Anything SPRINT cannot express
+raises :class:`SprintUnsupported`, never a silent fallback to dense attention: attention
+modules that compute attention themselves, sliding-window or packed-sequence masks,
+additive score biases (T5's relative position bias, ALiBi), attention sinks, logit
+soft-capping, head masks, attention dropout in training, and tensors not on the CPU.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from dataclasses import dataclass, field
@@ -81,6 +84,12 @@ class Session:
     _order: Dict[int, int] = field(default_factory=dict)
 
     def layer_of(self, module: Any) -> int:
+        """The layer index of an attention module: the one :func:`patch` numbered it with
+        (unique across an encoder-decoder's stacks), else ``module.layer_idx``, else the
+        order of first call."""
+        idx = getattr(module, "_sprint_layer", None)
+        if isinstance(idx, int):
+            return idx
         idx = getattr(module, "layer_idx", None)
         if isinstance(idx, int):
             return idx
@@ -200,6 +209,26 @@ def _pattern(
     return query_valid, key_valid, causal
 
 
+def _cross_pattern(
+    allowed: Optional[Any], n_q: int, n_k: int
+) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], bool]:
+    """(query_valid, key_valid, causal) of a cross-attention call: queries come from the
+    decoder and are all real, keys from the encoder; the mask may only drop encoder
+    padding, the same keys for every query, else SprintUnsupported."""
+    if allowed is None:
+        return None, None, False
+    a = allowed.cpu().numpy().astype(bool)
+    key_valid = a.any(axis=0)
+    if not np.array_equal(a, np.broadcast_to(key_valid, (n_q, n_k))):
+        raise SprintUnsupported(
+            "the cross-attention mask differs between queries; SPRINT only runs key padding "
+            "there"
+        )
+    if key_valid.all():
+        return None, None, False
+    return None, key_valid, False
+
+
 _BIAS_KWARGS = ("position_bias", "alibi", "attention_bias", "attn_bias", "relative_position_bias")
 
 
@@ -264,7 +293,10 @@ def sprint_attention_forward(
         allowed = None
         if mask is not None:
             allowed = mask[i if mask.shape[0] > 1 else 0, 0]
-        qv, kv, causal = _pattern(allowed, n_q, n_k, module)
+        if getattr(module, "_sprint_cross", False):
+            qv, kv, causal = _cross_pattern(allowed, n_q, n_k)
+        else:
+            qv, kv, causal = _pattern(allowed, n_q, n_k, module)
         out, summary, trace = _native.attend(
             q[i].contiguous().numpy(),
             k[i].contiguous().numpy(),
@@ -334,22 +366,30 @@ def patch(
             registry.
     """
     register()
-    if not getattr(model, "_supports_attention_backend", False):
-        raise SprintUnsupported(
-            f"{type(model).__name__} does not dispatch attention through transformers' "
-            "AttentionInterface, so SPRINT attention cannot be plugged in"
-        )
+    attention = _attention_modules(model)
     model.set_attn_implementation(NAME)
     cfg = _to_config(config) or Config()
     mcfg = getattr(model, "config", None)
     text_cfg = mcfg.get_text_config() if hasattr(mcfg, "get_text_config") else mcfg
     n_layers = getattr(text_cfg, "num_hidden_layers", None)
+    # Encoder-decoder models number each stack from 0: number every attention module
+    # once, in module order (encoder, then per decoder layer self- then cross-attention).
+    indices = [getattr(m, "layer_idx", None) for m in attention]
+    if any(not isinstance(i, int) for i in indices) or len(set(indices)) != len(indices):
+        for i, m in enumerate(attention):
+            m._sprint_layer = i
+        n_layers = len(attention)
     name = workload or getattr(mcfg, "model_type", None) or type(model).__name__
     session = Session(cfg, num_layers=n_layers, keep_traces=keep_traces, workload=name)
     session._forward = -1  # the hook below makes the first forward number 0
     session._hooked = True
     for m in model.modules():
         m._sprint_session = session
+    for m in attention:
+        old_cross = getattr(m, "_sprint_cross_hook", None)
+        if old_cross is not None:
+            old_cross.remove()
+        m._sprint_cross_hook = m.register_forward_pre_hook(_mark_cross, with_kwargs=True)
     old = getattr(model, "_sprint_hook", None)
     if old is not None:
         old.remove()
@@ -358,3 +398,59 @@ def patch(
             lambda *_: session.next_forward()
         )
     return session
+
+
+#: Arguments through which an attention module receives another sequence's states (its
+#: call is then cross-attention).
+_CROSS_ARGS = ("key_value_states", "encoder_hidden_states")
+
+
+def _mark_cross(module: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
+    """Forward pre-hook of an attention module: records whether this call attends to another
+    sequence (cross-attention), read from the arguments the module is called with."""
+    try:
+        bound = inspect.signature(module.forward).bind_partial(*args, **kwargs).arguments
+    except TypeError:
+        bound = kwargs
+    module._sprint_cross = any(bound.get(name) is not None for name in _CROSS_ARGS)
+
+
+def _forward_source(cls: type) -> str:
+    """The source of ``cls.forward``, inherited or its own (empty when it cannot be
+    read)."""
+    forward = getattr(cls, "forward", None)
+    if forward is None:
+        return ""
+    try:
+        return inspect.getsource(forward)
+    except (OSError, TypeError):
+        return ""
+
+
+def _attention_modules(model: Any) -> List[Any]:
+    """The modules of `model` that dispatch attention through transformers' registry (their
+    ``forward`` calls ``ALL_ATTENTION_FUNCTIONS``), in module order.
+
+    Raises:
+        SprintUnsupported: no module dispatches, or a module named ``...Attention`` neither
+            dispatches nor contains one that does (it computes attention itself).
+    """
+    modules = list(model.modules()) if hasattr(model, "modules") else [model]
+    dispatch = [m for m in modules if "ALL_ATTENTION_FUNCTIONS" in _forward_source(type(m))]
+    if not dispatch:
+        raise SprintUnsupported(
+            f"{type(model).__name__} does not dispatch attention through transformers' "
+            "AttentionInterface (no module calls ALL_ATTENTION_FUNCTIONS), so SPRINT "
+            "attention cannot be plugged in"
+        )
+    ids = {id(m) for m in dispatch}
+    for m in modules:
+        name = type(m).__name__
+        if not name.endswith("Attention") or id(m) in ids or _forward_source(type(m)) == "":
+            continue
+        if not any(id(c) in ids for c in m.modules()):
+            raise SprintUnsupported(
+                f"{name} computes attention itself instead of dispatching through "
+                "transformers' AttentionInterface, so SPRINT attention cannot replace it"
+            )
+    return dispatch
