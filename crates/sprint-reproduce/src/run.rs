@@ -20,8 +20,8 @@ use crate::results::{AccuracyResult, TraceSimResult};
 use crate::stages::{self, StageCtx, Thresholds};
 
 /// Progress of a run. Stages run on two lanes at once (the MiniLM stages on lane 0; the
-/// SmolLM2 and simulator stages and the sparsity sweep on lane 1), so every call names its
-/// lane.
+/// SmolLM2 and simulator stages and the sparsity and noise sweeps on lane 1), so every call
+/// names its lane.
 pub trait Progress: Sync {
     /// Stage `index` of `total` begins on `lane` (`cached`: it is read from the cache).
     fn begin(&self, lane: usize, index: usize, total: usize, stage: &str, cached: bool);
@@ -152,10 +152,9 @@ struct MiniLmLane {
     accuracy: Vec<crate::results::AccuracyResult>,
     finetuned: crate::results::FinetunedResult,
     precision: crate::results::CurveResult,
-    noise: crate::results::CurveResult,
 }
 
-/// The results of the SmolLM2 and simulator lane (and the last MiniLM sweep).
+/// The results of the SmolLM2 and simulator lane (and the last two MiniLM sweeps).
 struct SmolLm2Lane {
     accuracy: crate::results::AccuracyResult,
     long_trace: Option<crate::results::AccuracyResult>,
@@ -164,6 +163,7 @@ struct SmolLm2Lane {
     sim_paper: Vec<crate::results::SimPaperResult>,
     decode: crate::results::DecodeResult,
     sparsity: crate::results::CurveResult,
+    noise: crate::results::CurveResult,
 }
 
 /// Where each stage comes in the run's order (the numbers shown and recorded).
@@ -216,7 +216,7 @@ impl Order {
 /// Runs the whole evaluation of `plan` into `out` with `threads` worker threads per lane,
 /// with the real assets of `assets` (they must be present: `sprint assets fetch`). Two
 /// lanes run at the same time, each on its own rayon pool: the MiniLM stages, and the
-/// SmolLM2 and simulator stages followed by the sparsity sweep (a stage's serial parts
+/// SmolLM2 and simulator stages followed by the sparsity and noise sweeps (a stage's serial parts
 /// leave a core to the other lane);
 /// the replays of the real traces follow. Results do not depend on the lanes or on
 /// `threads` (recorded in the provenance).
@@ -370,7 +370,7 @@ fn run(
         finetuned,
         precision: a.precision,
         precision_ppl: b.precision_ppl,
-        noise: a.noise,
+        noise: b.noise,
         sparsity: b.sparsity,
         sim_paper: b.sim_paper,
         traces,
@@ -405,6 +405,18 @@ struct Lanes<'a> {
 }
 
 impl Lanes<'_> {
+    /// What the BBC sweeps (precision, noise) run on: MiniLM, the plan's documents and
+    /// length, SPRINT with and without recompute.
+    fn bbc_sweep(&self) -> stages::SweepOn<'static> {
+        stages::SweepOn {
+            model: "minilm",
+            task: "bbc",
+            limit: self.plan.sweep_limit,
+            seq_len: self.plan.minilm_seq_len,
+            variants: vec![Variant::SprintNoRecompute, Variant::Sprint],
+        }
+    }
+
     /// Whether the SPRINT trace of a cached accuracy result is still among the artefacts.
     fn trace_ok(&self, a: &AccuracyResult) -> bool {
         a.sprint_trace
@@ -412,8 +424,7 @@ impl Lanes<'_> {
             .is_some_and(|t| self.artefacts.join(t).is_file())
     }
 
-    /// The MiniLM lane: accuracy per task, the fine-tuned stage, the precision and noise
-    /// sweeps.
+    /// The MiniLM lane: accuracy per task, the fine-tuned stage, the precision sweep.
     fn minilm(&self, r: &mut Runner) -> Result<MiniLmLane> {
         let lp = LaneProgress {
             lane: r.lane,
@@ -447,17 +458,11 @@ impl Lanes<'_> {
             &self.plan.minilm_finetune,
         )?;
         let th_inputs = json!({"thresholds": self.learned.describe(self.plan.keep)});
-        let bbc = stages::SweepOn {
-            model: "minilm",
-            task: "bbc",
-            limit: self.plan.sweep_limit,
-            seq_len: self.plan.minilm_seq_len,
-            variants: vec![Variant::SprintNoRecompute, Variant::Sprint],
-        };
+        let bbc = self.bbc_sweep();
         let precision = r.stage(
             self.order.precision(),
             "precision",
-            th_inputs.clone(),
+            th_inputs,
             |_| true,
             |_| {
                 stages::sprint_sweep(
@@ -470,31 +475,17 @@ impl Lanes<'_> {
                 )
             },
         )?;
-        let noise_points: Vec<(String, f64, Vec<String>)> = self
-            .plan
-            .noise_presets
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.clone(), i as f64, vec![format!("noise.preset={p}")]))
-            .collect();
-        let noise = r.stage(
-            self.order.noise(),
-            "noise",
-            th_inputs,
-            |_| true,
-            |_| stages::sprint_sweep(&ctx, "noise", &bbc, self.learned, &noise_points, Some(0)),
-        )?;
         Ok(MiniLmLane {
             accuracy,
             finetuned,
             precision,
-            noise,
         })
     }
 
     /// The SmolLM2 and simulator lane: SmolLM2's accuracy (and its longer trace), its
     /// fine-tuned stage and precision sweep, the simulator against the paper, decode, and
-    /// the last MiniLM sweep (sparsity).
+    /// the last two MiniLM sweeps (sparsity, noise), which balance the lanes (the MiniLM
+    /// lane is the longer without them).
     fn smollm2(&self, r: &mut Runner) -> Result<SmolLm2Lane> {
         let lp = LaneProgress {
             lane: r.lane,
@@ -582,13 +573,29 @@ impl Lanes<'_> {
             |_| true,
             |_| stages::decode("decode"),
         )?;
-        // The MiniLM lane is the longer: its last sweep runs here.
+        // The MiniLM lane is the longer: its last two sweeps run here.
+        let th_inputs = json!({"thresholds": self.learned.describe(self.plan.keep)});
         let sparsity = r.stage(
             self.order.sparsity(),
             "sparsity",
-            json!({"thresholds": self.learned.describe(self.plan.keep)}),
+            th_inputs.clone(),
             |_| true,
             |_| stages::sparsity(&ctx, "sparsity", self.learned_path),
+        )?;
+        let noise_points: Vec<(String, f64, Vec<String>)> = self
+            .plan
+            .noise_presets
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i as f64, vec![format!("noise.preset={p}")]))
+            .collect();
+        let bbc = self.bbc_sweep();
+        let noise = r.stage(
+            self.order.noise(),
+            "noise",
+            th_inputs,
+            |_| true,
+            |_| stages::sprint_sweep(&ctx, "noise", &bbc, self.learned, &noise_points, Some(0)),
         )?;
         Ok(SmolLm2Lane {
             accuracy,
@@ -598,6 +605,7 @@ impl Lanes<'_> {
             sim_paper,
             decode,
             sparsity,
+            noise,
         })
     }
 
