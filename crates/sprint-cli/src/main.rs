@@ -4,12 +4,12 @@
 mod assets;
 mod attend;
 mod eval;
-mod grid;
 mod io;
 mod progress;
 mod reproduce;
 mod simulate;
 mod sweep;
+mod sweep_sparsity;
 mod synth;
 mod thresholds;
 
@@ -44,13 +44,13 @@ enum Command {
     /// Learn or calibrate pruning thresholds; writes a thresholds file (docs/thresholds.md).
     Thresholds(thresholds::Args),
     /// Accuracy against kept fraction per variant and threshold method: CSV and SVG.
-    SweepSparsity(sweep::Args),
+    SweepSparsity(sweep_sparsity::Args),
     /// The paper's evaluation in one command: accuracy, sweeps, simulator; a report with
     /// tables (CSV, JSON) and plots (SVG), cached per stage (docs/reproduce.md).
     Reproduce(reproduce::Args),
     /// Grid sweep of configuration keys x values x workloads x designs (or models, tasks,
     /// variants): CSV and Pareto SVG, resumable and shardable (`--shard i/n`, `merge`).
-    Sweep(grid::Args),
+    Sweep(sweep::Args),
 }
 
 /// On SIGINT or SIGTERM, removes every temporary output file being written (see
@@ -97,9 +97,9 @@ fn main() {
         Command::Simulate(a) => simulate::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Thresholds(a) => thresholds::run(a),
-        Command::SweepSparsity(a) => sweep::run(a),
+        Command::SweepSparsity(a) => sweep_sparsity::run(a),
         Command::Reproduce(a) => reproduce::run(a),
-        Command::Sweep(a) => grid::run(a),
+        Command::Sweep(a) => sweep::run(a),
     };
     if let Err(e) = result {
         eprintln!(
