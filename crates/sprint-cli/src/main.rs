@@ -1,6 +1,7 @@
 //! `sprint`: the command-line tool. Thin: it parses arguments, reads and writes files, and
 //! calls the library crates. Every failure is one line on stderr and a non-zero exit.
 
+mod args;
 mod assets;
 mod attend;
 mod eval;
@@ -88,6 +89,11 @@ fn candle_ops_inline() {
 
 fn main() {
     candle_ops_inline();
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    args::note_deprecated(&argv);
     let cli = Cli::parse();
     install_signal_cleanup();
     let result = match cli.command {

@@ -42,9 +42,8 @@ struct RunArgs {
     /// Cache of point results (resumes an interrupted run); default OUT.cache.
     #[arg(long)]
     cache: Option<PathBuf>,
-    /// Worker threads (0 = all cores); results are identical for any count.
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    threads: crate::args::Threads,
 }
 
 #[derive(clap::Args)]
@@ -107,7 +106,7 @@ pub fn run(a: Args) -> Result<()> {
     let (Some(grid_path), Some(out)) = (r.grid, r.out) else {
         anyhow::bail!("give --grid FILE and --out CSV (or `sprint sweep merge`)");
     };
-    let threads = sprint_core::outfile::check_threads(r.threads)?;
+    let threads = r.threads.checked()?;
     let text = std::fs::read_to_string(&grid_path)
         .with_context(|| format!("--grid {}", grid_path.display()))?;
     let grid = Grid::from_toml_str(&text, &grid_path.display().to_string())?;
@@ -138,10 +137,7 @@ pub fn run(a: Args) -> Result<()> {
     let n = grid.points().iter().filter(|p| shard.owns(p.index)).count();
     let bar = crate::progress::bar(n as u64, "points");
     let assets = sprint_assets::Cache::from_env();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start worker threads")?;
+    let pool = crate::args::pool_of(threads)?;
     let progress = Bar(bar.clone());
     let o = pool.install(|| run_grid(&grid, shard, &cache_dir, &assets, &progress))?;
     bar.finish_and_clear();

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
+use sprint_core::config::{AttentionConfig, Variant};
 use sprint_eval::Task;
 
 use crate::progress::EvalBar;
@@ -17,14 +17,15 @@ use sprint_eval::tasks::TaskKind;
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 pub struct Args {
-    /// Model: `minilm`, `smollm2`, or a path.
-    #[arg(long)]
+    #[arg(long, help = crate::args::MODEL_HELP)]
     model: String,
-    /// Task: bbc, spam, austen (MiniLM), ppl-austen, ppl-moby, ppl-sotu (decoders).
-    #[arg(long)]
+    #[arg(long, help = crate::args::TASK_HELP)]
     task: String,
-    /// Comma-separated variants (dense always runs once, as the reference).
-    #[arg(long, default_value = "runtime-pruning,sprint-no-recompute,sprint")]
+    #[arg(
+        long,
+        default_value = "runtime-pruning,sprint-no-recompute,sprint",
+        help = crate::args::VARIANTS_HELP
+    )]
     variants: String,
     /// Comma-separated calibrated methods: quantile, mass (empty for none).
     #[arg(long, default_value = "quantile,mass")]
@@ -39,9 +40,8 @@ pub struct Args {
     /// Thresholds files to add as points, `LABEL=FILE` (repeatable), e.g. learned ones.
     #[arg(long = "file", value_name = "LABEL=FILE")]
     files: Vec<String>,
-    /// Calibrate one threshold per head.
-    #[arg(long)]
-    per_head: bool,
+    #[command(flatten)]
+    per_head: crate::args::PerHead,
     /// Evaluated items (as `sprint eval --limit`; 0 = all); default all documents, 4
     /// windows.
     #[arg(long)]
@@ -49,27 +49,16 @@ pub struct Args {
     /// Tokens per evaluated sequence (default 256 for documents, 1024 for windows).
     #[arg(long)]
     seq_len: Option<usize>,
-    /// Calibration items (train-split documents or windows after the evaluated ones).
-    #[arg(long)]
-    calib_items: Option<usize>,
+    #[command(flatten)]
+    calib_items: crate::args::CalibItems,
     /// Tokens per calibration window (perplexity tasks; default 512).
     #[arg(long)]
     calib_seq_len: Option<usize>,
-    /// Override the recompute mode: fixed-point or float.
-    #[arg(long)]
-    recompute: Option<String>,
-    /// Override any attention-config key, as `sprint eval --set` (repeatable; after
-    /// --recompute): `--set noise.preset=typical`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
-    /// Seed of the splits and noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Worker threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Sequences per forward pass.
-    #[arg(long, default_value_t = 16)]
+    #[command(flatten)]
+    attention: crate::args::AttentionOverrides,
+    #[command(flatten)]
+    runtime: crate::args::Runtime,
+    #[arg(long, default_value_t = 16, help = crate::args::BATCH_HELP)]
     batch_size: usize,
     /// Write the table here (CSV).
     #[arg(long)]
@@ -100,7 +89,8 @@ fn parse_list(s: &str, what: &str) -> Result<Vec<f64>> {
 
 /// Runs `sprint sweep-sparsity`.
 pub fn run(a: Args) -> Result<()> {
-    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    let threads = a.runtime.threads.checked()?;
+    let seed = a.runtime.seed();
     let task = Task::parse(&a.task)?;
     let ppl = task.kind() == TaskKind::Perplexity;
     let mut eval = EvalOptions::new(task);
@@ -111,27 +101,17 @@ pub fn run(a: Args) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     eval.limit = Some(a.limit.unwrap_or(if ppl { 4 } else { 0 }));
     eval.seq_len = Some(a.seq_len.unwrap_or(if ppl { 1024 } else { 256 }));
-    eval.seed = a.seed;
+    eval.seed = seed;
     eval.batch_size = a.batch_size;
-    let mut cfg = AttentionConfig::default();
-    if let Some(r) = &a.recompute {
-        cfg.recompute = match r.as_str() {
-            "fixed-point" => RecomputeMode::FixedPoint,
-            "float" => RecomputeMode::Float,
-            other => bail!("--recompute must be fixed-point or float, got `{other}`"),
-        };
-    }
-    cfg.seed = a.seed;
-    if !a.sets.is_empty() {
-        cfg = cfg.with_overrides(&a.sets)?;
-    }
-    eval.attention = cfg;
+    eval.attention = a
+        .attention
+        .apply(AttentionConfig::default(), |cfg| cfg.seed = seed)?;
     let mut calib = LearnOptions::new(task);
-    calib.seed = a.seed;
+    calib.seed = seed;
     calib.limit = if ppl { 0 } else { a.limit.unwrap_or(0) };
     calib.eval_windows = eval.limit.unwrap_or(0);
     calib.eval_seq_len = eval.seq_len.unwrap_or(1024);
-    if let Some(n) = a.calib_items {
+    if let Some(n) = a.calib_items.calib_items {
         calib.items = n;
     }
     if let Some(s) = a.calib_seq_len {
@@ -162,10 +142,7 @@ pub fn run(a: Args) -> Result<()> {
         &[("--csv", a.csv.as_path()), ("--svg", a.svg.as_path())],
     )?;
     let cache = sprint_assets::Cache::from_env();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start worker threads")?;
+    let pool = crate::args::pool_of(threads)?;
     let bar = crate::progress::bar(0, "");
     // The mass targets differ from the quantile ones: run mass separately when asked.
     let report = pool.install(|| -> Result<SweepReport> {
@@ -178,7 +155,7 @@ pub fn run(a: Args) -> Result<()> {
             calib,
             methods: rest,
             targets,
-            per_head: a.per_head,
+            per_head: a.per_head.or(false),
         };
         let mut r = sweep(&model, &cache, &o, &EvalBar(bar.clone()))?;
         if !mass.is_empty() {
