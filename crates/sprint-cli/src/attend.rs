@@ -3,11 +3,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use sprint_attention::summary::{RunSummary, error_stats, provenance, trace_header};
 use sprint_attention::summary_text::summary_text;
 use sprint_attention::{LayerShape, dense, run_layer};
-use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
+use sprint_core::config::{AttentionConfig, Variant};
 use sprint_core::outfile::PendingFile;
 
 use crate::io::{LoadedInput, load_input, npy_bytes, safetensors_bytes, write_atomic};
@@ -21,9 +21,8 @@ pub struct Args {
     /// or [layers, heads, seq, head_dim].
     #[arg(long)]
     input: PathBuf,
-    /// Attention configuration (TOML); defaults when omitted. See docs/configuration.md.
-    #[arg(long)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    attention: crate::args::Attention,
     /// Output tensor file: .safetensors (tensor `out`) or .npy.
     #[arg(long)]
     out: PathBuf,
@@ -36,26 +35,17 @@ pub struct Args {
     /// Override the threshold Th of every layer and head (logit units).
     #[arg(long, allow_hyphen_values = true)]
     threshold: Option<f32>,
-    /// Override the recompute mode: fixed-point or float.
-    #[arg(long)]
-    recompute: Option<String>,
-    /// Override the noise seed.
-    #[arg(long)]
+    // Overrides the seed of the config (the noise seed).
+    #[arg(long, help = crate::args::SEED_HELP)]
     seed: Option<u64>,
-    /// Override any attention-config key: `--set quant.query_dac_bits=3`,
-    /// `--set noise.preset=typical` (repeatable; applied after the other overrides).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
     /// Time the attention itself: run every layer this many more times after the first and
     /// report the median wall time of one pass over all layers (file I/O and the dense
     /// reference excluded).
     #[arg(long, default_value_t = 0)]
     repeat: usize,
-    /// Worker threads (0 = all cores). Results do not depend on it.
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Print the summary as one JSON document.
-    #[arg(long)]
+    #[command(flatten)]
+    threads: crate::args::Threads,
+    #[arg(long, help = crate::args::JSON_HELP)]
     json: bool,
     /// Also run dense f32 attention on the same input and report the output's error
     /// against it (max abs, relative, cosine). Costs one dense pass over every head; off by
@@ -65,10 +55,7 @@ pub struct Args {
 }
 
 fn load_config(a: &Args) -> Result<AttentionConfig> {
-    let mut cfg = match &a.config {
-        Some(p) => crate::io::read_attention_config(p)?,
-        None => AttentionConfig::default(),
-    };
+    let mut cfg = a.attention.base()?;
     if let Some(v) = &a.variant {
         cfg.variant = Variant::parse(v)?;
     }
@@ -80,20 +67,11 @@ fn load_config(a: &Args) -> Result<AttentionConfig> {
         cfg.threshold.per_layer = None;
         cfg.threshold.file = None;
     }
-    if let Some(r) = &a.recompute {
-        cfg.recompute = match r.as_str() {
-            "fixed-point" => RecomputeMode::FixedPoint,
-            "float" => RecomputeMode::Float,
-            other => bail!("--recompute must be fixed-point or float, got `{other}`"),
-        };
-    }
-    if let Some(s) = a.seed {
-        cfg.seed = s;
-    }
-    if !a.sets.is_empty() {
-        cfg = cfg.with_overrides(&a.sets)?;
-    }
-    Ok(cfg)
+    a.attention.overrides.apply(cfg, |cfg| {
+        if let Some(s) = a.seed {
+            cfg.seed = s;
+        }
+    })
 }
 
 /// Largest `n_queries x n_keys` of one head that `sprint attend` accepts (query-key pairs):
@@ -127,7 +105,7 @@ pub const MAX_REPEAT: usize = 1000;
 
 /// Runs `sprint attend`.
 pub fn run(a: Args) -> Result<()> {
-    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    let threads = a.threads.checked()?;
     if a.repeat > MAX_REPEAT {
         bail!("--repeat {}: at most {MAX_REPEAT} timed passes", a.repeat);
     }
@@ -147,10 +125,7 @@ pub fn run(a: Args) -> Result<()> {
     sprint_core::shape_check::check_config_fits(&cfg, shape.heads, shape.kv_heads, shape.head_dim)?;
     let n_layers = loaded.layers.len();
     let thresholds = cfg.thresholds(n_layers, shape.heads)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start worker threads")?;
+    let pool = crate::args::pool_of(threads)?;
 
     let progress = crate::progress::bar(n_layers as u64, "layers");
     let (runs, reference) = pool.install(|| -> Result<_> {
@@ -226,7 +201,7 @@ pub fn run(a: Args) -> Result<()> {
 /// file) before anything is computed.
 fn check_files(a: &Args, cfg: &AttentionConfig) -> Result<()> {
     let mut inputs: Vec<(&str, &std::path::Path)> = vec![("--input", &a.input)];
-    if let Some(c) = &a.config {
+    if let Some(c) = &a.attention.config {
         inputs.push(("--config", c));
     }
     if let Some(f) = &cfg.threshold.file {

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
+use sprint_core::config::Variant;
 use sprint_eval::Task;
 
+use crate::args::given_as;
 use crate::progress::EvalBar;
 use sprint_eval::run::{
     EvalOptions, EvalReport, ProbeFit, ReferenceRun, ThresholdChoice, evaluate,
@@ -17,17 +18,13 @@ use sprint_eval::tasks::TaskKind;
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 pub struct Args {
-    /// Model: `minilm`, `smollm2` (from the asset cache), or a path (GGUF file or Hugging
-    /// Face checkpoint folder).
-    #[arg(long)]
+    #[arg(long, help = crate::args::MODEL_HELP)]
     model: String,
-    /// Task: bbc, spam, austen (MiniLM probes), ppl-austen, ppl-moby, ppl-sotu, sentiment
-    /// (decoders).
-    #[arg(long)]
+    #[arg(long, help = crate::args::TASK_HELP)]
     task: String,
-    /// Comma-separated variants, in output order.
     #[arg(
         long,
+        help = crate::args::VARIANTS_HELP,
         default_value = "dense,runtime-pruning,sprint-no-recompute,sprint"
     )]
     variants: String,
@@ -53,46 +50,26 @@ pub struct Args {
     /// the loop; one more pass over the train split per non-dense variant).
     #[arg(long, default_value = "dense")]
     probe_fit: String,
-    /// Target fraction of visible keys kept by the calibrated thresholds.
-    #[arg(long)]
+    // The calibrated thresholds' target (default 0.25).
+    #[arg(long, help = crate::args::KEEP_HELP)]
     keep: Option<f64>,
-    /// Calibrate one threshold per head instead of per layer.
-    #[arg(long)]
-    per_head: bool,
     /// Compare the peer designs at equal sparsity: calibrate each peer's own knob (Sanger's
     /// prob_threshold) on the calibration items to keep this fraction of the visible pairs
     /// (default: their published values, configs/peers/published.toml).
     #[arg(long, allow_negative_numbers = true)]
     peer_keep: Option<f64>,
-    /// How the calibration reaches --keep: `quantile` (every layer keeps that fraction) or
-    /// `mass` (the softmax-mass calibration at the share that keeps it over all layers).
-    #[arg(long, value_name = "quantile|mass")]
-    calibration: Option<String>,
-    /// Calibration items (default: 16 train documents, 2 windows, 10% of the sentences).
-    #[arg(long)]
-    calib: Option<usize>,
+    // Calibration: how it reaches --keep (`mass`: at the softmax share that keeps it over
+    // all layers), its items and per-head.
+    #[command(flatten)]
+    calibration: crate::args::Calibration,
     /// Write the calibrated thresholds (with their provenance) to this TOML file.
     #[arg(long)]
     save_thresholds: Option<PathBuf>,
-    /// Attention configuration (TOML): precisions, recompute mode, noise, buffers. Its
-    /// thresholds are used if it sets any and neither --thresholds nor --keep is given.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Override the recompute mode: fixed-point or float.
-    #[arg(long)]
-    recompute: Option<String>,
-    /// Override any attention-config key: `--set quant.query_dac_bits=3`,
-    /// `--set noise.preset=typical` (repeatable; applied after --config and --recompute).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
-    /// Seed of the splits, subsets and noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Worker threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Sequences per forward pass.
-    #[arg(long, default_value_t = 16)]
+    #[command(flatten)]
+    attention: crate::args::Attention,
+    #[command(flatten)]
+    runtime: crate::args::Runtime,
+    #[arg(long, default_value_t = 16, help = crate::args::BATCH_HELP)]
     batch_size: usize,
     /// Write the SPRINT trace of the first evaluated sequence (FILE.VARIANT.EXT per variant
     /// when several run).
@@ -108,8 +85,7 @@ pub struct Args {
     /// `ref 1`, `ref 2`, ... in the order given.
     #[arg(long, value_name = "REPORT.json")]
     reference: Vec<PathBuf>,
-    /// Print the report as one JSON document (with each row's per-item results).
-    #[arg(long)]
+    #[arg(long, help = crate::args::JSON_HELP)]
     json: bool,
     /// Also write the JSON report to this file (written whole at the end, or not at all),
     /// for use as a later run's `--reference`.
@@ -127,7 +103,7 @@ fn options(a: &Args) -> Result<EvalOptions> {
         .collect::<Result<Vec<_>, _>>()?;
     opts.limit = a.limit;
     opts.seq_len = a.seq_len;
-    opts.seed = a.seed;
+    opts.seed = a.runtime.seed();
     opts.batch_size = a.batch_size;
     opts.trace = a.trace.clone();
     opts.save_thresholds = a.save_thresholds.clone();
@@ -151,22 +127,13 @@ fn options(a: &Args) -> Result<EvalOptions> {
     if a.dump_windows.is_some() && task.kind() != TaskKind::Perplexity {
         bail!("--dump-windows applies to the perplexity tasks only");
     }
-    let mut cfg = match &a.config {
-        Some(p) => crate::io::read_attention_config(p)?,
-        None => AttentionConfig::default(),
-    };
-    if let Some(r) = &a.recompute {
-        cfg.recompute = match r.as_str() {
-            "fixed-point" => RecomputeMode::FixedPoint,
-            "float" => RecomputeMode::Float,
-            other => bail!("--recompute must be fixed-point or float, got `{other}`"),
-        };
-    }
-    cfg.seed = a.seed;
-    if !a.sets.is_empty() {
-        cfg = cfg.with_overrides(&a.sets)?;
-    }
-    let config_sets_thresholds = a.config.is_some()
+    let seed = a.runtime.seed();
+    let cfg = a
+        .attention
+        .overrides
+        .apply(a.attention.base()?, |cfg| cfg.seed = seed)?;
+    let c = &a.calibration;
+    let config_sets_thresholds = a.attention.config.is_some()
         && (cfg.threshold.file.is_some()
             || cfg.threshold.per_layer.is_some()
             || cfg.threshold.value != f32::NEG_INFINITY);
@@ -177,25 +144,28 @@ fn options(a: &Args) -> Result<EvalOptions> {
     } else {
         ThresholdChoice::Calibrate {
             keep: a.keep.unwrap_or(0.25),
-            per_head: a.per_head,
-            items: a.calib,
-            method: a
+            per_head: c.per_head.or(false),
+            items: c.items.calib_items,
+            method: c
                 .calibration
                 .as_deref()
                 .unwrap_or("quantile")
                 .parse::<sprint_eval::calibrate::KeepMethod>()
-                .context("--calibration")?,
+                .context(given_as("--calibration"))?,
         }
     };
     if let ThresholdChoice::Calibrate { .. } = opts.thresholds {
-        if a.calib == Some(0) {
-            bail!("--calib 0: give at least 1 calibration item");
+        if c.items.calib_items == Some(0) {
+            bail!(
+                "{} 0: give at least 1 calibration item",
+                given_as("--calib-items")
+            );
         }
     } else {
         for (given, flag) in [
-            (a.per_head, "--per-head"),
-            (a.calib.is_some(), "--calib"),
-            (a.calibration.is_some(), "--calibration"),
+            (c.per_head.per_head.is_some(), "--per-head"),
+            (c.items.calib_items.is_some(), given_as("--calib-items")),
+            (c.calibration.is_some(), given_as("--calibration")),
             (a.save_thresholds.is_some(), "--save-thresholds"),
         ] {
             if given {
@@ -219,15 +189,12 @@ fn options(a: &Args) -> Result<EvalOptions> {
 
 /// Runs `sprint eval`.
 pub fn run(a: Args) -> Result<()> {
-    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    let threads = a.runtime.threads.checked()?;
     check_paths(&a, None)?;
     let opts = options(&a)?;
     check_paths(&a, opts.attention.threshold.file.as_deref())?;
     let cache = sprint_assets::Cache::from_env();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start worker threads")?;
+    let pool = crate::args::pool_of(threads)?;
     let bar = crate::progress::bar(0, "");
     let report = pool.install(|| -> Result<EvalReport> {
         bar.set_message(format!("loading {}", a.model));
@@ -260,7 +227,7 @@ fn check_paths(a: &Args, threshold_file: Option<&std::path::Path>) -> Result<()>
     if let Some(p) = &a.thresholds {
         inputs.push(("--thresholds", p));
     }
-    if let Some(p) = &a.config {
+    if let Some(p) = &a.attention.config {
         inputs.push(("--config", p));
     }
     if let Some(p) = &a.weights {

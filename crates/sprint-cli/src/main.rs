@@ -1,15 +1,16 @@
 //! `sprint`: the command-line tool. Thin: it parses arguments, reads and writes files, and
 //! calls the library crates. Every failure is one line on stderr and a non-zero exit.
 
+mod args;
 mod assets;
 mod attend;
 mod eval;
-mod grid;
 mod io;
 mod progress;
 mod reproduce;
 mod simulate;
 mod sweep;
+mod sweep_sparsity;
 mod synth;
 mod thresholds;
 
@@ -44,13 +45,13 @@ enum Command {
     /// Learn or calibrate pruning thresholds; writes a thresholds file (docs/thresholds.md).
     Thresholds(thresholds::Args),
     /// Accuracy against kept fraction per variant and threshold method: CSV and SVG.
-    SweepSparsity(sweep::Args),
+    SweepSparsity(sweep_sparsity::Args),
     /// The paper's evaluation in one command: accuracy, sweeps, simulator; a report with
     /// tables (CSV, JSON) and plots (SVG), cached per stage (docs/reproduce.md).
     Reproduce(reproduce::Args),
     /// Grid sweep of configuration keys x values x workloads x designs (or models, tasks,
     /// variants): CSV and Pareto SVG, resumable and shardable (`--shard i/n`, `merge`).
-    Sweep(grid::Args),
+    Sweep(sweep::Args),
 }
 
 /// On SIGINT or SIGTERM, removes every temporary output file being written (see
@@ -88,6 +89,11 @@ fn candle_ops_inline() {
 
 fn main() {
     candle_ops_inline();
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    args::note_deprecated(&argv);
     let cli = Cli::parse();
     install_signal_cleanup();
     let result = match cli.command {
@@ -97,9 +103,9 @@ fn main() {
         Command::Simulate(a) => simulate::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Thresholds(a) => thresholds::run(a),
-        Command::SweepSparsity(a) => sweep::run(a),
+        Command::SweepSparsity(a) => sweep_sparsity::run(a),
         Command::Reproduce(a) => reproduce::run(a),
-        Command::Sweep(a) => grid::run(a),
+        Command::Sweep(a) => sweep::run(a),
     };
     if let Err(e) = result {
         eprintln!(

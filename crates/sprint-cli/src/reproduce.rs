@@ -24,12 +24,8 @@ pub struct Args {
     /// Output folder: report.md, report.html, tables/, plots/, and the stage cache .cache/.
     #[arg(long, default_value = "sprint-report")]
     out: PathBuf,
-    /// Seed of every split, subset and noise draw.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Worker threads (0 = all cores); results are identical for any count.
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    runtime: crate::args::Runtime,
     /// Run only the stages of shard `i/n` (stage k when k mod n = i) into the stage cache of
     /// `--out` and write no report: one task of a job array over a shared `--out`. A plain
     /// `sprint reproduce` on the same `--out` afterwards is the merge: it reads the sharded
@@ -119,14 +115,14 @@ impl sprint_reproduce::Progress for Bars {
 
 /// Runs `sprint reproduce`.
 pub fn run(a: Args) -> Result<()> {
-    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    let threads = a.runtime.threads.checked()?;
     let shard = a
         .shard
         .as_deref()
         .map(sprint_reproduce::grid::Shard::parse)
         .transpose()?;
     let mode = if a.full { Mode::Full } else { Mode::Quick };
-    let plan = Plan::new(mode, a.seed);
+    let plan = Plan::new(mode, a.runtime.seed());
     let cache = sprint_assets::Cache::from_env();
     for asset in plan.assets() {
         if cache.is_present(asset) {
@@ -140,10 +136,7 @@ pub fn run(a: Args) -> Result<()> {
         })
         .with_context(|| format!("cannot fetch {}", asset.id()))?;
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start worker threads")?;
+    let pool = crate::args::pool_of(threads)?;
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let overall = multi.add(ProgressBar::new(0));
     overall.set_style(crate::progress::style());

@@ -6,7 +6,7 @@ use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use serde_json::{Value, json};
 use sprint_core::trace::TraceReader;
 use sprint_sim::calibration::Calibration;
@@ -56,11 +56,9 @@ pub struct Args {
     /// Override the workload's padding fraction (0 <= f < 1).
     #[arg(long)]
     padding: Option<f64>,
-    /// Worker threads (0 = all cores). Results do not depend on it.
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Print one JSON document with every statistic.
-    #[arg(long)]
+    #[command(flatten)]
+    threads: crate::args::Threads,
+    #[arg(long, help = crate::args::JSON_HELP)]
     json: bool,
     /// Run every paper workload and print the comparison with the paper's Figs 10-12.
     #[arg(long)]
@@ -204,7 +202,7 @@ fn check_flags(a: &Args) -> Result<()> {
 
 /// Runs `sprint simulate`.
 pub fn run(a: Args) -> Result<()> {
-    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    let threads = a.threads.checked()?;
     check_flags(&a)?;
     if let Some(out) = &a.measure_stats {
         let mut inputs: Vec<(&str, &Path)> = Vec::new();
@@ -213,10 +211,7 @@ pub fn run(a: Args) -> Result<()> {
         }
         sprint_core::outfile::check_outputs(&inputs, &[("--measure-stats", out)])?;
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start worker threads")?;
+    let pool = crate::args::pool_of(threads)?;
     let (hw_sets, energy_sets) = split_sets(&a.sets);
     let table = load_energy(a.energy.as_deref().unwrap_or("default"), &energy_sets)?;
     let stats = match &a.stats {

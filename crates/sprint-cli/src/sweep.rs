@@ -1,239 +1,154 @@
-//! `sprint sweep-sparsity`: the task's metric against the kept fraction for each attention
-//! variant and threshold method, as a CSV table and an SVG plot (docs/thresholds.md).
+//! `sprint sweep --grid FILE` and `sprint sweep merge`: grid sweeps of configuration keys,
+//! resumable and shardable (docs/reproduce.md).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use sprint_core::config::{AttentionConfig, RecomputeMode, Variant};
-use sprint_eval::Task;
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use sprint_reproduce::grid::{
+    Grid, GridProgress, Shard, check_svg, info_path, merge, read_shard, run_grid, write_outcome,
+};
 
-use crate::progress::EvalBar;
-use sprint_eval::learn::LearnOptions;
-use sprint_eval::run::EvalOptions;
-use sprint_eval::sweep::{SweepMethod, SweepOptions, SweepReport, sweep};
-use sprint_eval::tasks::TaskKind;
-
-/// Arguments of `sprint sweep-sparsity`.
+/// Arguments of `sprint sweep`.
 #[derive(clap::Args)]
-#[command(allow_negative_numbers = true)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
-    /// Model: `minilm`, `smollm2`, or a path.
-    #[arg(long)]
-    model: String,
-    /// Task: bbc, spam, austen (MiniLM), ppl-austen, ppl-moby, ppl-sotu (decoders).
-    #[arg(long)]
-    task: String,
-    /// Comma-separated variants (dense always runs once, as the reference).
-    #[arg(long, default_value = "runtime-pruning,sprint-no-recompute,sprint")]
-    variants: String,
-    /// Comma-separated calibrated methods: quantile, mass (empty for none).
-    #[arg(long, default_value = "quantile,mass")]
-    methods: String,
-    /// Comma-separated targets of the calibrated methods: kept fraction (quantile) or
-    /// softmax share (mass).
-    #[arg(long, allow_hyphen_values = true, default_value = "0.1,0.2,0.3,0.5")]
-    targets: String,
-    /// Comma-separated mass targets, when they should differ from --targets.
-    #[arg(long, allow_hyphen_values = true)]
-    mass_targets: Option<String>,
-    /// Thresholds files to add as points, `LABEL=FILE` (repeatable), e.g. learned ones.
-    #[arg(long = "file", value_name = "LABEL=FILE")]
-    files: Vec<String>,
-    /// Calibrate one threshold per head.
-    #[arg(long)]
-    per_head: bool,
-    /// Evaluated items (as `sprint eval --limit`; 0 = all); default all documents, 4
-    /// windows.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Tokens per evaluated sequence (default 256 for documents, 1024 for windows).
-    #[arg(long)]
-    seq_len: Option<usize>,
-    /// Calibration items (train-split documents or windows after the evaluated ones).
-    #[arg(long)]
-    calib_items: Option<usize>,
-    /// Tokens per calibration window (perplexity tasks; default 512).
-    #[arg(long)]
-    calib_seq_len: Option<usize>,
-    /// Override the recompute mode: fixed-point or float.
-    #[arg(long)]
-    recompute: Option<String>,
-    /// Override any attention-config key, as `sprint eval --set` (repeatable; after
-    /// --recompute): `--set noise.preset=typical`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
-    /// Seed of the splits and noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Worker threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Sequences per forward pass.
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
-    /// Write the table here (CSV).
-    #[arg(long)]
-    csv: PathBuf,
-    /// Write the plot here (SVG).
-    #[arg(long)]
-    svg: PathBuf,
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
-fn parse_list(s: &str, what: &str) -> Result<Vec<f64>> {
-    if s.split(',').all(|x| x.trim().is_empty()) {
-        bail!("{what}: give at least one value in (0, 1]");
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Join shard CSVs (each with its `.csv.json`) into the CSV of the whole grid.
+    Merge(MergeArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The grid file (TOML; keys in docs/reproduce.md).
+    #[arg(long)]
+    grid: Option<PathBuf>,
+    /// Output CSV (its description is written beside it as CSV.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Pareto plot (SVG) of the grid's [pareto] columns; whole grids only.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Run one slice: points whose index is i modulo n.
+    #[arg(long, default_value = "0/1", allow_hyphen_values = true)]
+    shard: String,
+    /// Cache of point results (resumes an interrupted run); default OUT.cache.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    #[command(flatten)]
+    threads: crate::args::Threads,
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// The merged CSV.
+    #[arg(long)]
+    out: PathBuf,
+    /// Pareto plot (SVG) of the merged grid.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Shard CSVs.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+}
+
+struct Bar(ProgressBar);
+
+impl sprint_eval::run::Progress for Bar {
+    fn stage(&self, _what: &str, _len: u64) {}
+    fn inc(&self, _n: u64) {}
+}
+
+impl GridProgress for Bar {
+    fn point_done(&self, _index: usize, _cached: bool) {
+        self.0.inc(1);
     }
-    s.split(',')
-        .filter(|x| !x.trim().is_empty())
-        .map(|x| {
-            let v: f64 = x
-                .trim()
-                .parse()
-                .with_context(|| format!("{what}: `{x}` is not a number"))?;
-            if !(v > 0.0 && v <= 1.0) {
-                bail!("{what}: {v} is not in (0, 1]");
-            }
-            Ok(v)
-        })
-        .collect()
 }
 
-/// Runs `sprint sweep-sparsity`.
+/// Runs `sprint sweep`.
 pub fn run(a: Args) -> Result<()> {
-    let threads = sprint_core::outfile::check_threads(a.threads)?;
-    let task = Task::parse(&a.task)?;
-    let ppl = task.kind() == TaskKind::Perplexity;
-    let mut eval = EvalOptions::new(task);
-    eval.variants = a
-        .variants
-        .split(',')
-        .map(|v| Variant::parse(v.trim()))
-        .collect::<Result<Vec<_>, _>>()?;
-    eval.limit = Some(a.limit.unwrap_or(if ppl { 4 } else { 0 }));
-    eval.seq_len = Some(a.seq_len.unwrap_or(if ppl { 1024 } else { 256 }));
-    eval.seed = a.seed;
-    eval.batch_size = a.batch_size;
-    let mut cfg = AttentionConfig::default();
-    if let Some(r) = &a.recompute {
-        cfg.recompute = match r.as_str() {
-            "fixed-point" => RecomputeMode::FixedPoint,
-            "float" => RecomputeMode::Float,
-            other => bail!("--recompute must be fixed-point or float, got `{other}`"),
-        };
-    }
-    cfg.seed = a.seed;
-    if !a.sets.is_empty() {
-        cfg = cfg.with_overrides(&a.sets)?;
-    }
-    eval.attention = cfg;
-    let mut calib = LearnOptions::new(task);
-    calib.seed = a.seed;
-    calib.limit = if ppl { 0 } else { a.limit.unwrap_or(0) };
-    calib.eval_windows = eval.limit.unwrap_or(0);
-    calib.eval_seq_len = eval.seq_len.unwrap_or(1024);
-    if let Some(n) = a.calib_items {
-        calib.items = n;
-    }
-    if let Some(s) = a.calib_seq_len {
-        calib.seq_len = s;
-    } else if !ppl {
-        calib.seq_len = eval.seq_len.unwrap_or(256);
-    }
-    let targets = parse_list(&a.targets, "--targets")?;
-    let mass_targets = match &a.mass_targets {
-        Some(s) => {
-            if !a.methods.split(',').any(|m| m.trim() == "mass") {
-                bail!("--mass-targets applies to the mass method only; add mass to --methods");
-            }
-            parse_list(s, "--mass-targets")?
+    if let Some(Sub::Merge(m)) = a.command {
+        // Every shard and its info file are inputs; the merged CSV, its info file and the
+        // plot are outputs: all distinct, checked before anything is read.
+        let infos: Vec<PathBuf> = m.shards.iter().map(|p| info_path(p)).collect();
+        let mut inputs: Vec<(&str, &Path)> = Vec::new();
+        for (csv, info) in m.shards.iter().zip(&infos) {
+            inputs.push(("shard", csv.as_path()));
+            inputs.push(("shard info", info.as_path()));
         }
-        None => targets.clone(),
+        let out_info = info_path(&m.out);
+        let mut outputs = vec![
+            ("--out", m.out.as_path()),
+            ("--out's info file", out_info.as_path()),
+        ];
+        if let Some(svg) = &m.svg {
+            outputs.push(("--svg", svg.as_path()));
+        }
+        sprint_core::outfile::check_outputs(&inputs, &outputs)?;
+        let parts = m
+            .shards
+            .iter()
+            .map(|p| read_shard(p))
+            .collect::<sprint_reproduce::Result<Vec<_>>>()?;
+        let o = merge(parts)?;
+        write_outcome(&o, &m.out, m.svg.as_deref())?;
+        println!("merged {} points into {}", o.info.points, m.out.display());
+        return Ok(());
+    }
+    let r = a.run;
+    let (Some(grid_path), Some(out)) = (r.grid, r.out) else {
+        anyhow::bail!("give --grid FILE and --out CSV (or `sprint sweep merge`)");
     };
-    let (methods, files) = sweep_methods(&a)?;
-    let assets = crate::io::asset_cache_root();
-    let mut inputs: Vec<(&str, &Path)> = files.iter().map(|p| ("--file", p.as_path())).collect();
-    inputs.push(("the asset cache", assets.as_path()));
-    let model_path = Path::new(&a.model);
-    if model_path.exists() {
-        inputs.push(("--model", model_path));
+    let threads = r.threads.checked()?;
+    let text = std::fs::read_to_string(&grid_path)
+        .with_context(|| format!("--grid {}", grid_path.display()))?;
+    let grid = Grid::from_toml_str(&text, &grid_path.display().to_string())?;
+    let shard = Shard::parse(&r.shard)?;
+    let out_info = info_path(&out);
+    let mut outputs = vec![
+        ("--out", out.as_path()),
+        ("--out's info file", out_info.as_path()),
+    ];
+    if let Some(svg) = &r.svg {
+        check_svg(&grid, shard)?;
+        outputs.push(("--svg", svg.as_path()));
     }
-    sprint_core::outfile::check_outputs(
-        &inputs,
-        &[("--csv", a.csv.as_path()), ("--svg", a.svg.as_path())],
-    )?;
-    let cache = sprint_assets::Cache::from_env();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start worker threads")?;
-    let bar = crate::progress::bar(0, "");
-    // The mass targets differ from the quantile ones: run mass separately when asked.
-    let report = pool.install(|| -> Result<SweepReport> {
-        let model = sprint_models::load(&a.model, &cache)
-            .with_context(|| format!("cannot load model `{}`", a.model))?;
-        let (mass, rest): (Vec<_>, Vec<_>) =
-            methods.into_iter().partition(|m| *m == SweepMethod::Mass);
-        let mut o = SweepOptions {
-            eval,
-            calib,
-            methods: rest,
-            targets,
-            per_head: a.per_head,
-        };
-        let mut r = sweep(&model, &cache, &o, &EvalBar(bar.clone()))?;
-        if !mass.is_empty() {
-            o.methods = mass;
-            o.targets = mass_targets;
-            let m = sweep(&model, &cache, &o, &EvalBar(bar.clone()))?;
-            if r.calibration.is_empty() {
-                r.calibration = m.calibration;
-            }
-            r.rows.extend(m.rows);
+    sprint_core::outfile::check_outputs(&[("--grid", grid_path.as_path())], &outputs)?;
+    let cache_dir = r.cache.unwrap_or_else(|| {
+        let mut s = out.as_os_str().to_os_string();
+        s.push(".cache");
+        s.into()
+    });
+    for (flag, p) in &outputs {
+        if sprint_core::outfile::same_path(&cache_dir, p) {
+            anyhow::bail!(
+                "--cache {}: the same path as {flag}; give the cache its own folder",
+                cache_dir.display()
+            );
         }
-        Ok(r)
-    })?;
+    }
+    let n = grid.points().iter().filter(|p| shard.owns(p.index)).count();
+    let bar = crate::progress::bar(n as u64, "points");
+    let assets = sprint_assets::Cache::from_env();
+    let pool = crate::args::pool_of(threads)?;
+    let progress = Bar(bar.clone());
+    let o = pool.install(|| run_grid(&grid, shard, &cache_dir, &assets, &progress))?;
     bar.finish_and_clear();
-    let table = report.table();
-    sprint_report::document::write_text(&a.csv, &table.csv()?)?;
-    sprint_report::document::write_text(&a.svg, &report.plot().svg()?)?;
-    print!("{}", table.terminal());
-    println!("table: {}\nplot: {}", a.csv.display(), a.svg.display());
+    write_outcome(&o, &out, r.svg.as_deref())?;
+    println!(
+        "{} of {} points (shard {}/{}) -> {}",
+        o.info.covered.len(),
+        o.info.points,
+        shard.index,
+        shard.count,
+        out.display()
+    );
     Ok(())
-}
-
-/// The methods to sweep (`--methods`, then one per `--file LABEL=FILE`) and the threshold
-/// files they read; at least one.
-fn sweep_methods(a: &Args) -> Result<(Vec<SweepMethod>, Vec<PathBuf>)> {
-    let mut methods = Vec::new();
-    let mut files: Vec<PathBuf> = Vec::new();
-    for m in a
-        .methods
-        .split(',')
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-    {
-        methods.push(match m {
-            "quantile" => SweepMethod::Quantile,
-            "mass" => SweepMethod::Mass,
-            other => bail!("--methods: `{other}` is not quantile or mass"),
-        });
-    }
-    for f in &a.files {
-        let Some((label, path)) = f.split_once('=') else {
-            bail!("--file `{f}`: give LABEL=FILE");
-        };
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            bail!("--file {label}: {} does not exist", path.display());
-        }
-        files.push(path.clone());
-        methods.push(SweepMethod::File {
-            label: label.to_string(),
-            path,
-        });
-    }
-    if methods.is_empty() {
-        bail!("nothing to sweep: give --methods or --file");
-    }
-    Ok((methods, files))
 }

@@ -33,9 +33,8 @@ pub struct Args {
     /// Strength of the local (positional) attention pattern.
     #[arg(long, default_value_t = 3.0)]
     locality: f32,
-    /// Random seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    seed: crate::args::Seed,
 }
 
 /// Largest `heads x seq x head_dim` of one synthetic tensor (values): three such f32
@@ -78,7 +77,7 @@ pub fn run(a: Args) -> Result<()> {
         head_dim: a.head_dim,
         locality: a.locality,
         padding: a.padding,
-        seed: a.seed,
+        seed: a.seed.seed,
     };
     let input = generate(&spec);
     let valid: Vec<f32> = (0..a.seq)

@@ -32,20 +32,19 @@ enum Command {
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 pub struct LearnArgs {
-    /// Model: `minilm` (probe tasks) or `smollm2` (perplexity tasks), or a path.
-    #[arg(long)]
+    #[arg(long, help = crate::args::MODEL_HELP)]
     model: String,
-    /// Task: bbc, spam, austen (MiniLM), ppl-austen, ppl-moby, ppl-sotu (SmolLM2).
-    #[arg(long)]
+    #[arg(long, help = crate::args::TASK_HELP)]
     task: String,
-    /// Write the learned thresholds (TOML) here.
-    #[arg(long, short)]
+    #[arg(long, short, help = crate::args::THRESHOLDS_OUT_HELP)]
     output: PathBuf,
-    /// Target fraction of visible (query, key) pairs kept.
-    #[arg(long, default_value_t = 0.25)]
-    keep: f64,
-    /// One threshold per layer instead of per head.
-    #[arg(long)]
+    #[arg(long, help = crate::args::KEEP_HELP)]
+    keep: Option<f64>,
+    #[command(flatten)]
+    per_head: crate::args::PerHead,
+    /// One threshold per layer instead of per head: the same as `--per-head=false`
+    /// (deprecated spelling, kept for one release).
+    #[arg(long, hide = true, conflicts_with = "per_head")]
     per_layer: bool,
     /// Training items: train-split documents or windows (0 = all); default 256 documents
     /// or 32 windows.
@@ -67,8 +66,7 @@ pub struct LearnArgs {
     /// Passes over the training items.
     #[arg(long, default_value_t = 2)]
     epochs: usize,
-    /// Sequences per step (default 8 documents, 1 window).
-    #[arg(long)]
+    #[arg(long, help = crate::args::BATCH_HELP)]
     batch_size: Option<usize>,
     /// Adam learning rate (logits per step).
     #[arg(long, default_value_t = 0.05)]
@@ -82,9 +80,6 @@ pub struct LearnArgs {
     /// Weight of the kept-fraction regulariser `(kept - keep)^2`.
     #[arg(long, default_value_t = 200.0)]
     weight: f64,
-    /// Seed of the splits and the item order.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Start per-head thresholds from per-head quantiles instead of their layer's quantile.
     #[arg(long)]
     init_per_head: bool,
@@ -149,11 +144,9 @@ pub struct LearnArgs {
     /// Stop after this many steps in all (the checkpoint lets a later run resume).
     #[arg(long, hide = true)]
     stop_after: Option<usize>,
-    /// Worker threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Print the report as JSON.
-    #[arg(long)]
+    #[command(flatten)]
+    runtime: crate::args::Runtime,
+    #[arg(long, help = crate::args::JSON_HELP)]
     json: bool,
 }
 
@@ -192,17 +185,25 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 fn run_learn(a: LearnArgs) -> Result<()> {
-    let threads = sprint_core::outfile::check_threads(a.threads)?;
-    if a.per_layer && a.init_per_head {
-        bail!("--init-per-head starts per-head thresholds; --per-layer learns one per layer");
+    let threads = a.runtime.threads.checked()?;
+    let per_head = !a.per_layer && a.per_head.or(true);
+    if !per_head && a.init_per_head {
+        bail!(
+            "--init-per-head starts per-head thresholds; {} learns one per layer",
+            if a.per_layer {
+                "--per-layer"
+            } else {
+                "--per-head=false"
+            }
+        );
     }
     if a.eval_seq_len == 0 {
         bail!("--eval-seq-len must be at least 1 token");
     }
     let task = Task::parse(&a.task)?;
     let mut o = LearnOptions::new(task);
-    o.keep = a.keep;
-    o.per_head = !a.per_layer;
+    o.keep = a.keep.unwrap_or(0.25);
+    o.per_head = per_head;
     if let Some(n) = a.items {
         o.items = n;
     }
@@ -221,7 +222,7 @@ fn run_learn(a: LearnArgs) -> Result<()> {
     o.t_start = a.t_start;
     o.t_end = a.t_end;
     o.weight = a.weight;
-    o.seed = a.seed;
+    o.seed = a.runtime.seed();
     o.init_per_head = a.init_per_head;
     o.init_mass = a.init_mass;
     o.datapath = a.datapath;
@@ -273,10 +274,7 @@ fn run_learn(a: LearnArgs) -> Result<()> {
             .map_err(|e: String| anyhow::anyhow!("--grad-checkpoint: {e}"))?,
     };
     let cache = sprint_assets::Cache::from_env();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start worker threads")?;
+    let pool = crate::args::pool_of(threads)?;
     let bar = crate::progress::bar(0, "");
     let (mut file, report, weights) = pool.install(|| -> Result<_> {
         crate::progress::set_title(&bar, &format!("loading {}", a.model));
@@ -311,29 +309,19 @@ fn run_learn(a: LearnArgs) -> Result<()> {
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 pub struct CalibrateArgs {
-    /// Model: `minilm`, `smollm2`, or a path.
-    #[arg(long)]
+    #[arg(long, help = crate::args::MODEL_HELP)]
     model: String,
-    /// Task: bbc, spam, austen (MiniLM), ppl-austen, ppl-moby, ppl-sotu (decoders).
-    #[arg(long)]
+    #[arg(long, help = crate::args::TASK_HELP)]
     task: String,
-    /// Write the calibrated thresholds (TOML) here.
-    #[arg(long, short)]
+    #[arg(long, short, help = crate::args::THRESHOLDS_OUT_HELP)]
     output: PathBuf,
-    /// `quantile`: keep a fraction --target of the visible pairs; `mass`: keep on average a
-    /// share --target of each row's dense softmax mass.
-    #[arg(long, default_value = "quantile")]
-    method: String,
-    /// The target fraction (of pairs, or of softmax mass), in (0, 1].
+    /// The target, in (0, 1]: the fraction of the visible pairs kept (`--calibration
+    /// quantile`), or the share of each row's dense softmax mass kept on average (`mass`).
     #[arg(long)]
     target: f64,
-    /// One threshold per head instead of per layer.
-    #[arg(long)]
-    per_head: bool,
-    /// Calibration items: train-split documents or windows (0 = all); default 256
-    /// documents or 32 windows, the items `sprint thresholds learn` trains on.
-    #[arg(long)]
-    items: Option<usize>,
+    // Method (`--calibration`), items and per-head.
+    #[command(flatten)]
+    calibration: crate::args::Calibration,
     /// Tokens per sequence (default 256 for documents, 512 for windows).
     #[arg(long)]
     seq_len: Option<usize>,
@@ -346,30 +334,27 @@ pub struct CalibrateArgs {
     /// Perplexity tasks: their length in tokens.
     #[arg(long, default_value_t = 1024)]
     eval_seq_len: usize,
-    /// Seed of the splits.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Worker threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    runtime: crate::args::Runtime,
 }
 
 fn run_calibrate(a: CalibrateArgs) -> Result<()> {
-    let threads = sprint_core::outfile::check_threads(a.threads)?;
+    let threads = a.runtime.threads.checked()?;
     if a.eval_seq_len == 0 {
         bail!("--eval-seq-len must be at least 1 token");
     }
     let task = Task::parse(&a.task)?;
-    let mass = match a.method.as_str() {
-        "quantile" => false,
-        "mass" => true,
-        other => bail!("--method must be quantile or mass, got `{other}`"),
-    };
+    let mass = a
+        .calibration
+        .is_mass(|flag, other| format!("{flag} must be quantile or mass, got `{other}`"))?;
+    let method = if mass { "mass" } else { "quantile" };
+    let per_head = a.calibration.per_head.or(false);
+    let seed = a.runtime.seed();
     if !(a.target > 0.0 && a.target <= 1.0) {
         bail!("--target must be in (0, 1], got {}", a.target);
     }
     let mut o = LearnOptions::new(task);
-    if let Some(n) = a.items {
+    if let Some(n) = a.calibration.items.calib_items {
         o.items = n;
     }
     if let Some(s) = a.seq_len {
@@ -379,7 +364,7 @@ fn run_calibrate(a: CalibrateArgs) -> Result<()> {
     o.eval_windows = a.eval_windows;
     o.eval_seq_len = a.eval_seq_len;
     sprint_eval::learn::reserved_tokens(&o)?;
-    o.seed = a.seed;
+    o.seed = seed;
     let model_path = std::path::Path::new(&a.model);
     let assets = crate::io::asset_cache_root();
     let mut inputs: Vec<(&str, &std::path::Path)> = vec![("the asset cache", assets.as_path())];
@@ -388,10 +373,7 @@ fn run_calibrate(a: CalibrateArgs) -> Result<()> {
     }
     sprint_core::outfile::check_outputs(&inputs, &[("--output", a.output.as_path())])?;
     let cache = sprint_assets::Cache::from_env();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start worker threads")?;
+    let pool = crate::args::pool_of(threads)?;
     let bar = crate::progress::bar(0, "");
     let (file, kept, split) = pool.install(|| -> Result<_> {
         let model = sprint_models::load(&a.model, &cache)
@@ -401,18 +383,18 @@ fn run_calibrate(a: CalibrateArgs) -> Result<()> {
         progress.stage("calibration items", seqs.len() as u64);
         let stats = sprint_eval::learn::score_stats(&model, &seqs, &progress)?;
         let th = if mass {
-            stats.mass_thresholds(a.target, a.per_head)?
+            stats.mass_thresholds(a.target, per_head)?
         } else {
-            stats.thresholds(a.target, a.per_head)?
+            stats.thresholds(a.target, per_head)?
         };
         let kept = stats.kept_fraction(&th);
         let meta = sprint_eval::calibrate::CalibrationMeta {
             target_keep: if mass { kept } else { a.target },
-            per_head: a.per_head,
+            per_head,
             model: model.name.clone(),
             task: task.name().into(),
             split: split.clone(),
-            seed: a.seed,
+            seed,
             scores: stats.total(),
         };
         let mut file = sprint_eval::calibrate::threshold_file(&th, &meta);
@@ -421,7 +403,7 @@ fn run_calibrate(a: CalibrateArgs) -> Result<()> {
                 "method".into(),
                 format!(
                     "per-{} softmax-mass calibration: the smallest score Th such that the pairs with dense scores >= Th carry on average {} of each query row's dense softmax mass",
-                    if a.per_head { "head" } else { "layer" },
+                    if per_head { "head" } else { "layer" },
                     a.target
                 ),
             );
@@ -434,7 +416,7 @@ fn run_calibrate(a: CalibrateArgs) -> Result<()> {
     sprint_eval::calibrate::write_threshold_file(&a.output, &file)?;
     print!(
         "{}",
-        sprint_eval::report_text::calibration_text(&a.method, &split, kept, &a.output)
+        sprint_eval::report_text::calibration_text(method, &split, kept, &a.output)
     );
     Ok(())
 }

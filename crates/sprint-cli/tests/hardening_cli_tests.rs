@@ -777,7 +777,7 @@ fn row12_ignored_flags_are_refused() {
     std::fs::write(p.join("th.toml"), "per_layer = [0.1]\n").unwrap();
     // `sprint eval --model minilm --task bbc` plus these arguments: refused, saying this.
     for (extra, says) in [
-        (&["--calib", "0"][..], "--calib 0"),
+        (&["--calib-items", "0"][..], "--calib-items 0"),
         (
             &["--thresholds", "th.toml", "--per-head"][..],
             "--per-head applies to calibration only",
