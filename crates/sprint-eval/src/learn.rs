@@ -71,7 +71,6 @@ pub use progress::{LearnProgress, NoLearnProgress};
 pub use provenance::learned_file;
 pub use report::LearnReport;
 pub use schedule::temperature;
-pub(crate) use start::clear_memos;
 pub use start::score_stats;
 
 use checkpoint::{RunIdentity, TrainState};

@@ -155,11 +155,6 @@ fn dense_pass(
 #[allow(clippy::type_complexity)]
 static DENSE_PASSES: Memo<(String, Vec<Vec<u32>>), (ScoreStats, Vec<Vec<f32>>)> = Memo::new();
 
-/// Forgets the dense passes of [`super::learn`] kept in this process.
-pub(crate) fn clear_memos() {
-    DENSE_PASSES.clear();
-}
-
 /// Dense score and softmax-mass statistics of `model` over `seqs` (one sequence per
 /// forward), for calibration; progress advances by one per sequence.
 pub fn score_stats(
