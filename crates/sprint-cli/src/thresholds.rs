@@ -280,7 +280,12 @@ fn run_learn(a: LearnArgs) -> Result<()> {
         crate::progress::set_title(&bar, &format!("loading {}", a.model));
         let model = sprint_models::load(&a.model, &cache)
             .with_context(|| format!("cannot load model `{}`", a.model))?;
-        let (_, file, report, weights) = learn(&model, &cache, task, &o, &plan, &Bar(bar.clone()))?;
+        let sprint_eval::learn::Learned {
+            file,
+            report,
+            weights,
+            ..
+        } = learn(&model, &cache, task, &o, &plan, &Bar(bar.clone()))?;
         Ok((file, report, weights))
     })?;
     bar.finish_and_clear();

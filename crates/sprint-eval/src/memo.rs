@@ -6,23 +6,40 @@
 //!
 //! A key must name all the inputs of the work it stands for; a key that compares the
 //! inputs themselves (token sequences, configurations) rather than a digest of them cannot
-//! collide. [`clear`] empties every memo (tests compare memoised with recomputed results).
+//! collide. [`clear`] empties every memo (tests compare memoised with recomputed results):
+//! a memo enrols itself in a list of the process's memos when it first keeps a value, so
+//! this module needs to know none of the modules that keep memos.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A memo that can forget what it keeps.
+trait Forget: Sync {
+    /// Forgets every entry.
+    fn forget(&self);
+}
+
+/// The memos of this process that have kept a value (each once).
+static ENROLLED: Mutex<Vec<&'static dyn Forget>> = Mutex::new(Vec::new());
 
 /// A memo of `V` by key `K`, compared by equality (entries are few: a handful per run).
 pub(crate) struct Memo<K, V> {
     entries: Mutex<Vec<(K, V)>>,
+    /// Whether the memo is in [`ENROLLED`].
+    enrolled: AtomicBool,
 }
 
-impl<K: PartialEq, V: Clone> Memo<K, V> {
+impl<K, V> Memo<K, V> {
     /// An empty memo (for a `static`).
     pub(crate) const fn new() -> Self {
         Self {
             entries: Mutex::new(Vec::new()),
+            enrolled: AtomicBool::new(false),
         }
     }
+}
 
+impl<K: PartialEq + Send + 'static, V: Clone + Send + 'static> Memo<K, V> {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(K, V)>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -37,7 +54,13 @@ impl<K: PartialEq, V: Clone> Memo<K, V> {
 
     /// Keeps `value` under `key` (the first value stays if two computed it at once: both
     /// are the same).
-    pub(crate) fn put(&self, key: K, value: V) {
+    pub(crate) fn put(&'static self, key: K, value: V) {
+        if !self.enrolled.swap(true, Ordering::AcqRel) {
+            ENROLLED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(self);
+        }
         let mut e = self.lock();
         if !e.iter().any(|(k, _)| *k == key) {
             e.push((key, value));
@@ -45,7 +68,11 @@ impl<K: PartialEq, V: Clone> Memo<K, V> {
     }
 
     /// The value under `key`, computed by `f` (without holding the memo) when absent.
-    pub(crate) fn get_or_try<E>(&self, key: K, f: impl FnOnce() -> Result<V, E>) -> Result<V, E> {
+    pub(crate) fn get_or_try<E>(
+        &'static self,
+        key: K,
+        f: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
         if let Some(v) = self.get(&key) {
             return Ok(v);
         }
@@ -60,11 +87,18 @@ impl<K: PartialEq, V: Clone> Memo<K, V> {
     }
 }
 
+impl<K: PartialEq + Send + 'static, V: Clone + Send + 'static> Forget for Memo<K, V> {
+    fn forget(&self) {
+        self.clear();
+    }
+}
+
 /// Empties every memo of the crate: the next evaluation computes everything anew (tests
 /// compare a memoised result with a recomputed one).
 pub fn clear() {
-    crate::run::clear_memos();
-    crate::learn::clear_memos();
+    for m in ENROLLED.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        m.forget();
+    }
 }
 
 #[cfg(test)]

@@ -145,10 +145,22 @@ impl ClassificationHead {
             .matmul(&self.weights_t)
             .and_then(|z| z.broadcast_add(&self.bias))
             .op("probe logits")?;
-        crate::learn::log_softmax(&logits)?
+        log_softmax(&logits)?
             .gather(&labels, 1)
             .and_then(|x| x.mean_all())
             .and_then(|x| x.neg())
             .op("cross-entropy")
     }
+}
+
+/// Log-softmax over the last dimension (max-subtracted, the max detached from the tape).
+pub(crate) fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let m = x.max_keepdim(D::Minus1).op("log softmax")?.detach();
+    let z = x.broadcast_sub(&m).op("log softmax")?;
+    let lse = z
+        .exp()
+        .and_then(|e| e.sum_keepdim(D::Minus1))
+        .and_then(|s| s.log())
+        .op("log softmax")?;
+    z.broadcast_sub(&lse).op("log softmax")
 }

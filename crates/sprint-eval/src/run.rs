@@ -5,7 +5,9 @@
 //! This module checks the options and the model, then hands a context to the task's
 //! driver. Its parts, one concern each:
 //!
+//! - `ctx`: the context the parts share while a task runs, and the report's assembly;
 //! - `options`: [`EvalOptions`], [`ThresholdChoice`] and the split fractions;
+//!   `probe_fit`: [`ProbeFit`], an option the report repeats;
 //! - `progress`: the [`Progress`] trait and [`NoProgress`];
 //! - `report`: [`EvalReport`] and its rows, thresholds and probe reports;
 //! - `thresholds`: the given thresholds, or a calibration on the task's data;
@@ -14,10 +16,12 @@
 //! - `probe`, `perplexity`, `zero_shot`: the three kinds of task;
 //! - `reference`: an earlier run's dense row the rows are compared with ([`ReferenceRun`]).
 
+mod ctx;
 mod options;
 mod pass;
 mod perplexity;
 mod probe;
+mod probe_fit;
 mod progress;
 mod reference;
 mod report;
@@ -26,14 +30,13 @@ mod variants;
 mod zero_shot;
 
 use sprint_assets::Cache;
-use sprint_core::config::{Thresholds, Variant};
+use sprint_core::config::Variant;
 use sprint_models::LoadedModel;
 use sprint_models::model::Model;
 
-pub use options::{
-    EvalOptions, ProbeFit, SENTIMENT_CALIB_FRACTION, TEST_FRACTION, ThresholdChoice,
-};
+pub use options::{EvalOptions, SENTIMENT_CALIB_FRACTION, TEST_FRACTION, ThresholdChoice};
 pub use perplexity::WINDOWING;
+pub use probe_fit::ProbeFit;
 pub use progress::{NoProgress, Progress};
 pub use reference::ReferenceRun;
 pub use report::{EvalReport, ProbeReport, ReferenceSummary, ThresholdReport, VariantResult};
@@ -41,6 +44,7 @@ pub use variants::trace_path;
 
 use crate::error::{EvalError, Result};
 use crate::tasks::{Task, TaskKind};
+use ctx::Ctx;
 use thresholds::resolve_given;
 
 fn ensure_encoder(model: &LoadedModel, task: Task) -> Result<()> {
@@ -87,13 +91,6 @@ fn check_variants(opts: &EvalOptions) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Forgets what evaluations of this process keep to reuse (probes, calibrations, passes).
-pub(crate) fn clear_memos() {
-    probe::clear_memo();
-    thresholds::clear_memo();
-    variants::clear_memo();
 }
 
 /// Runs the evaluation of `opts` on `model`.
@@ -172,20 +169,4 @@ pub fn evaluate(
         tmp.persist(&p)?;
     }
     Ok(report)
-}
-
-struct Ctx<'a> {
-    model: &'a LoadedModel,
-    opts: &'a EvalOptions,
-    seq_len: usize,
-    limit: Option<usize>,
-    needs_th: bool,
-    given: Option<(Thresholds, ThresholdReport)>,
-    progress: &'a dyn Progress,
-    /// Output files written to temporary paths, renamed into place when the whole
-    /// evaluation has succeeded.
-    staged: std::cell::RefCell<Vec<(sprint_core::outfile::PendingFile, std::path::PathBuf)>>,
-    /// Sanger's `prob_threshold` calibrated to [`EvalOptions::peer_keep`], with where it
-    /// came from.
-    sanger_threshold: std::cell::RefCell<Option<(f32, String)>>,
 }

@@ -55,7 +55,7 @@ fn run_with(
     pool.install(|| {
         learn(m, &Cache::from_env(), Task::Bbc, o, plan, &NoLearnProgress)
             .unwrap()
-            .0
+            .thresholds
     })
 }
 
@@ -274,18 +274,18 @@ fn mass_start_holds_its_kept_fraction() {
         &NoLearnProgress,
     )
     .unwrap();
-    let heads = learned.0.values[0].len();
+    let heads = learned.thresholds.values[0].len();
     let expected: Vec<u32> = start
         .values
         .iter()
         .flat_map(|r| std::iter::repeat_n(r[0].to_bits(), heads))
         .collect();
     assert_eq!(
-        bits(&learned.0),
+        bits(&learned.thresholds),
         expected,
         "the start is not the mass calibration"
     );
-    let r = &learned.2;
+    let r = &learned.report;
     assert_eq!(r.target_keep, stats.kept_fraction(&start));
     assert_eq!(r.target_keep, r.train_kept_initial);
     // A 0.95 mass share keeps far less than all keys and far more than none.
@@ -344,10 +344,10 @@ fn finetune_reproducible_and_resumable() {
     let none = CheckpointPlan::default();
     let a = go(&o, &none, 1);
     let b = go(&o, &none, 2);
-    let (wa, wb) = (a.3.as_ref().unwrap(), b.3.as_ref().unwrap());
+    let (wa, wb) = (a.weights.as_ref().unwrap(), b.weights.as_ref().unwrap());
     assert_eq!(
-        bits(&a.0),
-        bits(&b.0),
+        bits(&a.thresholds),
+        bits(&b.thresholds),
         "thread count changed the thresholds"
     );
     assert_eq!(
@@ -358,9 +358,9 @@ fn finetune_reproducible_and_resumable() {
     assert_eq!(wa.tensors.len(), 62, "every norm and bias moved");
     // Adam moves an element by at most lr (1 - b1) / sqrt(1 - b2) ~ 3.2 lr per step.
     assert!(
-        a.2.tuned_max_change > 0.0 && a.2.tuned_max_change <= 2.0 * 3.2 * 0.01,
+        a.report.tuned_max_change > 0.0 && a.report.tuned_max_change <= 2.0 * 3.2 * 0.01,
         "largest change {}",
-        a.2.tuned_max_change
+        a.report.tuned_max_change
     );
     assert_eq!(
         wa.meta.get("finetune").map(String::as_str),
@@ -380,10 +380,14 @@ fn finetune_reproducible_and_resumable() {
     assert_eq!(c1.tensors.len(), 62);
     plan.stop_after = None;
     let c = go(&o, &plan, 1);
-    assert_eq!(bits(&a.0), bits(&c.0), "resumed run differs (thresholds)");
+    assert_eq!(
+        bits(&a.thresholds),
+        bits(&c.thresholds),
+        "resumed run differs (thresholds)"
+    );
     assert_eq!(
         tensor_bits(wa),
-        tensor_bits(c.3.as_ref().unwrap()),
+        tensor_bits(c.weights.as_ref().unwrap()),
         "resumed run differs (tensors)"
     );
 
@@ -410,10 +414,14 @@ fn finetune_reproducible_and_resumable() {
     let mut dense = o.clone();
     dense.prune = false;
     let d = go(&dense, &CheckpointPlan::default(), 2);
-    assert!(d.2.loss_first.abs() < 1e-5, "loss {}", d.2.loss_first);
+    assert!(
+        d.report.loss_first.abs() < 1e-5,
+        "loss {}",
+        d.report.loss_first
+    );
     eprintln!(
         "no pruning: loss {:e} -> {:e}, largest tensor change {:e}",
-        d.2.loss_first, d.2.loss_last, d.2.tuned_max_change
+        d.report.loss_first, d.report.loss_last, d.report.tuned_max_change
     );
 }
 
@@ -427,7 +435,7 @@ fn finetune_reproducible_and_resumable() {
 fn classification_loss_starts_at_the_probe_cross_entropy() {
     use sprint_core::config::AttentionConfig;
     use sprint_eval::finetune::Finetune;
-    use sprint_eval::learn::training_labels;
+    use sprint_eval::learn::{Learned, training_labels};
     use sprint_eval::logreg::LogisticRegression;
     use sprint_eval::probe_loss::{ClassificationHead, ProbeLoss};
     use sprint_models::TokenBatch;
@@ -457,7 +465,12 @@ fn classification_loss_starts_at_the_probe_cross_entropy() {
         })
         .unwrap()
     };
-    let (_, file, report, weights) = go(2);
+    let Learned {
+        file,
+        report,
+        weights,
+        ..
+    } = go(2);
 
     let cache = Cache::from_env();
     let seqs = training_items(m, &cache, Task::Bbc, &o).unwrap().0;
@@ -503,7 +516,7 @@ fn classification_loss_starts_at_the_probe_cross_entropy() {
     let again = go(1);
     assert_eq!(
         report.loss_last.to_bits(),
-        again.2.loss_last.to_bits(),
+        again.report.loss_last.to_bits(),
         "thread count changed the loss"
     );
 
@@ -547,9 +560,9 @@ fn grad_checkpoint_changes_no_bit() {
             .unwrap()
     };
     let fingerprint = |r: &Learned| -> Vec<u32> {
-        let mut v = bits(&r.0);
-        v.extend([r.2.loss_first, r.2.loss_last].map(|x| (x as f32).to_bits()));
-        for t in r.3.as_ref().unwrap().tensors.values() {
+        let mut v = bits(&r.thresholds);
+        v.extend([r.report.loss_first, r.report.loss_last].map(|x| (x as f32).to_bits()));
+        for t in r.weights.as_ref().unwrap().tensors.values() {
             let x = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             v.extend(x.iter().map(|x| x.to_bits()));
         }
@@ -558,12 +571,15 @@ fn grad_checkpoint_changes_no_bit() {
     let check = |m: &LoadedModel, task: Task, o: &LearnOptions| {
         let off = go(m, task, o, GradCheckpoint::Off, 2);
         let auto = go(m, task, o, GradCheckpoint::Auto, 2);
-        assert!(!off.2.grad_checkpoint && !auto.2.grad_checkpoint);
-        assert!(off.2.layer_tape_bytes > 0.0);
-        assert!(off.3.as_ref().unwrap().tensors.len() > 1, "tensors moved");
+        assert!(!off.report.grad_checkpoint && !auto.report.grad_checkpoint);
+        assert!(off.report.layer_tape_bytes > 0.0);
+        assert!(
+            off.weights.as_ref().unwrap().tensors.len() > 1,
+            "tensors moved"
+        );
         for threads in [1, 2] {
             let on = go(m, task, o, GradCheckpoint::On, threads);
-            assert!(on.2.grad_checkpoint);
+            assert!(on.report.grad_checkpoint);
             assert_eq!(
                 fingerprint(&off),
                 fingerprint(&on),

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use sprint_assets::{Asset, Cache};
 use sprint_core::config::Variant;
 use sprint_eval::calibrate::KeepMethod;
-use sprint_eval::learn::{CheckpointPlan, LearnOptions, NoLearnProgress, learn};
+use sprint_eval::learn::{CheckpointPlan, LearnOptions, Learned, NoLearnProgress, learn};
 use sprint_eval::run::{EvalOptions, EvalReport, ProbeFit, ThresholdChoice, evaluate};
 use sprint_eval::{NoProgress, Task, memo};
 use sprint_models::LoadedModel;
@@ -149,7 +149,11 @@ fn reused_work_is_bit_identical() {
     l.epochs = 1;
     l.seed = 3;
     let run = |o: &LearnOptions| {
-        let (th, _, report, _) = learn(
+        let Learned {
+            thresholds: th,
+            report,
+            ..
+        } = learn(
             load("minilm"),
             &cache,
             Task::Bbc,

@@ -11,7 +11,7 @@ use std::path::Path;
 use sprint_core::config::Variant;
 use sprint_eval::Task;
 use sprint_eval::finetune::Finetune;
-use sprint_eval::learn::{CheckpointPlan, LearnOptions, LearnProgress, learn};
+use sprint_eval::learn::{CheckpointPlan, LearnOptions, LearnProgress, Learned, learn};
 use sprint_eval::paired::paired_accuracy_delta;
 use sprint_eval::probe_loss::ProbeLoss;
 use sprint_eval::run::{
@@ -80,7 +80,12 @@ fn train(
     base: &Path,
 ) -> Result<(f64, String)> {
     let prune = o.prune;
-    let (_, mut file, report, weights) = learn(
+    let Learned {
+        mut file,
+        report,
+        weights,
+        ..
+    } = learn(
         model,
         ctx.assets,
         task_of(&model.name),

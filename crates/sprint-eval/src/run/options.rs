@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use sprint_core::config::{AttentionConfig, Thresholds, Variant};
 
+use super::probe_fit::ProbeFit;
 use crate::calibrate::KeepMethod;
 use crate::tasks::Task;
 
@@ -39,40 +40,6 @@ pub enum ThresholdChoice {
         /// How they were obtained.
         method: String,
     },
-}
-
-/// Which embeddings the linear probe of a probe task is fitted on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProbeFit {
-    /// One probe, fitted on the dense embeddings of the train split and frozen: every
-    /// variant is scored by the classifier of the dense model (the default).
-    #[default]
-    Dense,
-    /// Each variant's probe is fitted on that variant's own embeddings of the train split:
-    /// the classifier is trained for the model it classifies, as when a model is fine-tuned
-    /// with pruning in the loop. The dense row is the same in both modes, so it is the
-    /// reference of the same recipe without pruning.
-    PerVariant,
-}
-
-impl ProbeFit {
-    /// The command-line name: `dense` or `per-variant`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProbeFit::Dense => "dense",
-            ProbeFit::PerVariant => "per-variant",
-        }
-    }
-
-    /// Parses [`ProbeFit::name`].
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "dense" => Some(ProbeFit::Dense),
-            "per-variant" => Some(ProbeFit::PerVariant),
-            _ => None,
-        }
-    }
 }
 
 /// What to evaluate and how.
@@ -115,7 +82,7 @@ pub struct EvalOptions {
     pub probe_train: Option<usize>,
     /// Earlier runs on the same items whose dense rows every row is also compared with, in
     /// order (for a fine-tuned model: the original model, the same recipe without pruning).
-    pub references: Vec<super::ReferenceRun>,
+    pub references: Vec<super::reference::ReferenceRun>,
     /// Calibrate each peer design's own knob (Sanger's `prob_threshold`) on the calibration
     /// items so that it keeps this fraction of the visible pairs, for comparisons at equal
     /// sparsity; `None`: the published values of `attention.peers`.

@@ -7,7 +7,8 @@ use sprint_models::attention::Attention;
 use sprint_models::model::Model;
 use sprint_models::{KeepStats, LoadedModel, RunRecord, SequenceTrace, TokenBatch};
 
-use super::{Ctx, Progress};
+use super::ctx::Ctx;
+use super::progress::Progress;
 use crate::error::{CandleOp, Result};
 use crate::metrics::Perplexity;
 

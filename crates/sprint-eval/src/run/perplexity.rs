@@ -4,8 +4,9 @@
 use sprint_assets::{Cache, data};
 use sprint_models::TokenBatch;
 
+use super::ctx::Ctx;
 use super::pass::{HiddenOnly, PassResult, PassTotals};
-use super::{Ctx, EvalReport};
+use super::report::EvalReport;
 use crate::calibrate::ScoreStats;
 use crate::error::{EvalError, Result};
 use crate::fidelity::{BLOCK_TOKENS, ItemOutputs, NextTokenLogits, token_kl};

@@ -8,24 +8,21 @@ use sprint_assets::{Cache, data};
 use sprint_core::config::Variant;
 use sprint_models::attention::Attention;
 
+use super::ctx::Ctx;
+use super::options::TEST_FRACTION;
 use super::pass::{PassResult, PassTotals, embed_all};
+use super::probe_fit::ProbeFit;
+use super::report::{EvalReport, ProbeReport};
 use super::variants::make_backend;
-use super::{Ctx, EvalReport, ProbeFit, ProbeReport, TEST_FRACTION};
 use crate::calibrate::ScoreStats;
 use crate::error::{EvalError, Result};
 use crate::logreg::{LogRegOptions, LogisticRegression};
+use crate::memo::Memo;
 use crate::metrics::accuracy;
 use crate::tasks::{labeled_corpus, subset};
 
 /// Probes fitted in this process, by model, task, document limit, length and seed.
-static PROBES: std::sync::LazyLock<
-    std::sync::Mutex<std::collections::HashMap<String, (LogisticRegression, f64)>>,
-> = std::sync::LazyLock::new(Default::default);
-
-/// Forgets the probes fitted in this process.
-pub(super) fn clear_memo() {
-    PROBES.lock().unwrap_or_else(|e| e.into_inner()).clear();
-}
+static PROBES: Memo<String, (LogisticRegression, f64)> = Memo::new();
 
 impl Ctx<'_> {
     pub(super) fn probe(&self, cache: &Cache) -> Result<EvalReport> {
@@ -183,22 +180,14 @@ impl Ctx<'_> {
         labels: &[usize],
         classes: usize,
     ) -> Result<(LogisticRegression, f64)> {
-        if let Some(c) = PROBES
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
-        {
+        if let Some(c) = PROBES.get(&key.to_string()) {
             return Ok(c);
         }
         self.progress
             .stage("dense train documents", texts.len() as u64);
         let dense = make_backend(self.opts, Variant::Dense, &None, 1, 1)?;
         let (clf, train_acc) = self.fitted_probe(dense.as_ref(), texts, labels, classes)?;
-        PROBES
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string(), (clf.clone(), train_acc));
+        PROBES.put(key.to_string(), (clf.clone(), train_acc));
         Ok((clf, train_acc))
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::EvalReport;
+use super::report::EvalReport;
 use super::report::ReferenceSummary;
 use crate::error::{EvalError, Result};
 use crate::paired::paired_accuracy_delta;

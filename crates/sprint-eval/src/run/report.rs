@@ -1,12 +1,11 @@
 //! The report of an evaluation: its types ([`EvalReport`] with one [`VariantResult`] row
-//! per variant, [`ThresholdReport`], [`ProbeReport`]) and their assembly from a task's
+//! per variant, [`ThresholdReport`], [`ProbeReport`]); `ctx` assembles them from a task's
 //! results.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::Ctx;
 use crate::metrics::Perplexity;
 use crate::paired::PairedDelta;
 use crate::tasks::TaskKind;
@@ -36,8 +35,8 @@ pub struct ProbeReport {
     /// is not fitted.
     pub train_accuracy: Option<f64>,
     /// Which embeddings the probe is fitted on.
-    pub fit: super::ProbeFit,
-    /// With [`super::ProbeFit::PerVariant`]: each non-dense variant's probe accuracy on its
+    pub fit: super::probe_fit::ProbeFit,
+    /// With [`super::probe_fit::ProbeFit::PerVariant`]: each non-dense variant's probe accuracy on its
     /// own training embeddings, in variant order (empty otherwise).
     pub variant_train_accuracy: Vec<(String, f64)>,
     /// Classes.
@@ -149,37 +148,4 @@ pub struct ReferenceSummary {
     pub dense_metric: f64,
     /// Its fine-tuned weights file, when it names one.
     pub weights: Option<PathBuf>,
-}
-
-impl Ctx<'_> {
-    pub(super) fn report(
-        &self,
-        items: usize,
-        tokens: u64,
-        split: String,
-        thresholds: Option<ThresholdReport>,
-        probe: Option<ProbeReport>,
-        rows: Vec<VariantResult>,
-    ) -> EvalReport {
-        let task = self.opts.task;
-        EvalReport {
-            model: self.model.name.clone(),
-            task: task.name().into(),
-            kind: task.kind(),
-            metric: task.metric_name().into(),
-            higher_is_better: task.kind() != TaskKind::Perplexity,
-            items,
-            item_name: task.item_name().into(),
-            tokens,
-            seq_len: self.seq_len,
-            seed: self.opts.seed,
-            split,
-            weights: self.opts.weights.clone(),
-            thresholds,
-            probe,
-            rows,
-            references: Vec::new(),
-            peer_calibration: None,
-        }
-    }
 }

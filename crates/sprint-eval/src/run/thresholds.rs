@@ -4,7 +4,9 @@
 
 use sprint_core::config::{ThresholdFile, Thresholds};
 
-use super::{Ctx, EvalOptions, ThresholdChoice, ThresholdReport};
+use super::ctx::Ctx;
+use super::options::{EvalOptions, ThresholdChoice};
+use super::report::ThresholdReport;
 use crate::calibrate::{
     CalibratingAttention, CalibrationMeta, KeepMethod, ScoreStats, keep_method_description,
     threshold_file, write_threshold_file,
@@ -92,11 +94,6 @@ struct CalibKey {
 
 /// Calibrations of this process: the statistics and the description of their data.
 static CALIBRATIONS: crate::memo::Memo<CalibKey, (ScoreStats, String)> = crate::memo::Memo::new();
-
-/// Forgets the memoised calibrations.
-pub(super) fn clear_memo() {
-    CALIBRATIONS.clear();
-}
 
 impl Ctx<'_> {
     pub(super) fn calib_choice(&self) -> Option<(f64, bool, Option<usize>, KeepMethod)> {

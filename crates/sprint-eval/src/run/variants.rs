@@ -9,8 +9,10 @@ use sprint_core::config::{AttentionConfig, Thresholds, Variant};
 use sprint_models::SequenceTrace;
 use sprint_models::attention::{Attention, backend};
 
+use super::ctx::Ctx;
+use super::options::EvalOptions;
 use super::pass::{PassResult, PassTotals};
-use super::{Ctx, EvalOptions, VariantResult};
+use super::report::VariantResult;
 use crate::error::{EvalError, Result};
 
 /// Where the trace of `variant` goes when the user asked for `--trace base`: `base` itself
@@ -79,11 +81,6 @@ struct PassMemo {
 /// Passes of this process (a reproduction scores the same variant on the same items in
 /// several stages: the sweeps' dense reference, the default precision and noise points).
 static PASSES: crate::memo::Memo<PassKey, PassMemo> = crate::memo::Memo::new();
-
-/// Forgets the memoised passes.
-pub(super) fn clear_memo() {
-    PASSES.clear();
-}
 
 impl Ctx<'_> {
     fn pass_key(

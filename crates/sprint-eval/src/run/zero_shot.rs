@@ -4,8 +4,10 @@
 
 use sprint_assets::{Cache, data};
 
+use super::ctx::Ctx;
+use super::options::SENTIMENT_CALIB_FRACTION;
 use super::pass::{PassResult, PassTotals};
-use super::{Ctx, EvalReport, SENTIMENT_CALIB_FRACTION};
+use super::report::EvalReport;
 use crate::error::{EvalError, Result};
 use crate::metrics::accuracy;
 use crate::tasks::{
