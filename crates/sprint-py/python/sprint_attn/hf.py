@@ -27,6 +27,7 @@ soft-capping, head masks, attention dropout in training, and tensors not on the 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -415,9 +416,10 @@ def _mark_cross(module: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> N
     module._sprint_cross = any(bound.get(name) is not None for name in _CROSS_ARGS)
 
 
+@functools.lru_cache(maxsize=None)
 def _forward_source(cls: type) -> str:
     """The source of ``cls.forward``, inherited or its own (empty when it cannot be
-    read)."""
+    read); read once per class."""
     forward = getattr(cls, "forward", None)
     if forward is None:
         return ""
