@@ -540,9 +540,10 @@ fn classification_loss_starts_at_the_probe_cross_entropy() {
 /// backward) changes no bit: MiniLM on BBC with its norms and biases fine-tuned against the
 /// datapath, and SmolLM2 on Austen windows with its gains fine-tuned against the datapath
 /// from the mass calibration (the recipe of `sprint reproduce`, shortened to 2 steps of 128
-/// tokens), each checkpointed with 1 and 2 threads and not checkpointed: the same
-/// thresholds, fine-tuned tensors and per-step losses (tolerance none); `auto` does not
-/// checkpoint these small runs (their layers' tape is estimated under the budget).
+/// tokens), checkpointed (MiniLM with 1 and 2 threads, SmolLM2 with 2) and not
+/// checkpointed: the same thresholds, fine-tuned tensors and per-step losses (tolerance
+/// none); `auto` does not checkpoint the MiniLM run (its layers' tape is estimated under
+/// the budget).
 #[test]
 fn grad_checkpoint_changes_no_bit() {
     use sprint_eval::finetune::Finetune;
@@ -568,16 +569,17 @@ fn grad_checkpoint_changes_no_bit() {
         }
         v
     };
-    let check = |m: &LoadedModel, task: Task, o: &LearnOptions| {
+    // `threads`: the thread counts the checkpointed run is repeated with; `auto`: also run
+    // with the automatic choice (it must not checkpoint these small runs).
+    let check = |m: &LoadedModel, task: Task, o: &LearnOptions, threads: &[usize], auto: bool| {
         let off = go(m, task, o, GradCheckpoint::Off, 2);
-        let auto = go(m, task, o, GradCheckpoint::Auto, 2);
-        assert!(!off.report.grad_checkpoint && !auto.report.grad_checkpoint);
+        assert!(!off.report.grad_checkpoint);
         assert!(off.report.layer_tape_bytes > 0.0);
         assert!(
             off.weights.as_ref().unwrap().tensors.len() > 1,
             "tensors moved"
         );
-        for threads in [1, 2] {
+        for &threads in threads {
             let on = go(m, task, o, GradCheckpoint::On, threads);
             assert!(on.report.grad_checkpoint);
             assert_eq!(
@@ -587,7 +589,11 @@ fn grad_checkpoint_changes_no_bit() {
                 m.name
             );
         }
-        assert_eq!(fingerprint(&off), fingerprint(&auto));
+        if auto {
+            let auto = go(m, task, o, GradCheckpoint::Auto, 2);
+            assert!(!auto.report.grad_checkpoint);
+            assert_eq!(fingerprint(&off), fingerprint(&auto));
+        }
     };
 
     if let Some(m) = minilm() {
@@ -596,7 +602,7 @@ fn grad_checkpoint_changes_no_bit() {
         o.finetune = Finetune::NormsBiases;
         o.ft_lr = 0.01;
         o.datapath = true;
-        check(m, Task::Bbc, &o);
+        check(m, Task::Bbc, &o, &[1, 2], true);
     }
 
     let cache = Cache::from_env();
@@ -616,5 +622,7 @@ fn grad_checkpoint_changes_no_bit() {
     o.init_mass = Some(0.985);
     o.finetune = Finetune::NormsBiases;
     o.datapath = true;
-    check(&m, Task::PplAusten, &o);
+    // SmolLM2 once checkpointed (its layers' bit-identity across threads and sizes is
+    // crates/sprint-models/tests/grad_checkpoint_tests.rs's; the loop is the same code).
+    check(&m, Task::PplAusten, &o, &[2], false);
 }
