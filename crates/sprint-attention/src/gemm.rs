@@ -141,17 +141,7 @@ pub fn matmul_nn(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usi
 mod tests {
     use super::*;
 
-    fn data(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::synth::uniform_values as data;
 
     /// `matmul_nn(_acc)` on `W^T` gives the bits of `matmul_nt(_acc)` on `W` wherever the
     /// `gemm` crate takes its general (packed) path, as the linear layers rely on: more

@@ -95,3 +95,18 @@ pub fn generate(spec: &SynthSpec) -> AttentionInput {
     }
     input
 }
+
+/// `n` values in [-1, 1) from a 64-bit linear congruential generator started at `seed`:
+/// cheap, deterministic operands for kernel tests and benchmarks (no structure; use
+/// [`generate`] for attention-like inputs).
+pub fn uniform_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}

@@ -5,6 +5,7 @@
 pub mod bits;
 pub mod config;
 pub mod error;
+pub mod fuzz;
 pub mod locality;
 pub mod outfile;
 pub mod peers;

@@ -38,24 +38,9 @@ const NASTY: &[&str] = &[
     "[threshold]\nfile = \"/\"\n",
 ];
 
-/// `text` with each `(position, token)` edit applied: the token replaces the rest of the
-/// line at that (char-boundary) position, or is inserted.
+/// `text` with the edits applied, tokens from [`NASTY`].
 fn mutate(text: &str, edits: &[(usize, usize, bool)]) -> String {
-    let mut s = text.to_string();
-    for &(pos, tok, replace_line) in edits {
-        let mut i = pos % (s.len() + 1);
-        while !s.is_char_boundary(i) {
-            i -= 1;
-        }
-        let token = NASTY[tok % NASTY.len()];
-        if replace_line {
-            let end = s[i..].find('\n').map_or(s.len(), |e| i + e);
-            s.replace_range(i..end, token);
-        } else {
-            s.insert_str(i, token);
-        }
-    }
-    s
+    sprint_core::fuzz::mutate(text, edits, NASTY)
 }
 
 fn one_line(e: &impl std::fmt::Display) -> bool {

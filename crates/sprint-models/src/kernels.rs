@@ -298,17 +298,7 @@ fn sum_f32(xs: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    fn data(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use sprint_attention::synth::uniform_values as data;
 
     fn run_all(threads: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let pool = rayon::ThreadPoolBuilder::new()

@@ -114,6 +114,33 @@ fn assert_same(
     );
 }
 
+/// Per-head thresholds as a variable, `[layers, heads]`, `value(i)` at flat index `i`.
+fn per_head_thresholds(soft: &SoftModel, value: impl Fn(usize) -> f32) -> Var {
+    let (l, h) = (soft.layers(), soft.heads());
+    Var::from_vec(
+        (0..l * h).map(value).collect::<Vec<_>>(),
+        (l, h),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+/// The gradients of the thresholds `th` and of `vars`, checkpointed and from the full
+/// tape, are the same bits (and the losses too).
+fn check_same_gradients(
+    soft: &SoftModel,
+    batch: &TokenBatch,
+    mask: SoftMask,
+    th: &Var,
+    vars: &[Trainable],
+) {
+    let mut params = vec![("thresholds".to_string(), th.as_tensor().clone())];
+    params.extend(named(vars));
+    let plain = gradients(soft, batch, mask, false, &params);
+    let ck = gradients(soft, batch, mask, true, &params);
+    assert_same(&params, &plain, &ck);
+}
+
 fn named(vars: &[Trainable]) -> Vec<(String, Tensor)> {
     vars.iter()
         .map(|t| (t.name.clone(), t.var.as_tensor().clone()))
@@ -192,11 +219,7 @@ fn llama_checkpointed_gradients_are_the_full_tape_gradients() {
         temperature: 0.5,
         datapath: Some(&cfg),
     };
-    let mut params = vec![("thresholds".to_string(), th.as_tensor().clone())];
-    params.extend(named(&vars));
-    let plain = gradients(&soft, &batch, mask, false, &params);
-    let ck = gradients(&soft, &batch, mask, true, &params);
-    assert_same(&params, &plain, &ck);
+    check_same_gradients(&soft, &batch, mask, &th, &vars);
 }
 
 /// MiniLM with trainable norms and biases (the embedding norm included: the first layer's
@@ -221,30 +244,15 @@ fn bert_checkpointed_gradients_are_the_full_tape_gradients() {
     let frozen = SoftModel::new(&m.model).unwrap();
     let mut soft = frozen.clone();
     let vars = soft.make_trainable().unwrap();
-    let (l, h) = (soft.layers(), soft.heads());
-    let th = Var::from_vec(
-        (0..l * h)
-            .map(|i| -0.5 + 0.1 * (i % 7) as f32)
-            .collect::<Vec<_>>(),
-        (l, h),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let th = per_head_thresholds(&soft, |i| -0.5 + 0.1 * (i % 7) as f32);
     let mask = SoftMask {
         thresholds: th.as_tensor(),
         temperature: 1.0,
         datapath: None,
     };
-    let mut params = vec![("thresholds".to_string(), th.as_tensor().clone())];
-    params.extend(named(&vars));
-    let plain = gradients(&soft, &batch, mask, false, &params);
-    let ck = gradients(&soft, &batch, mask, true, &params);
-    assert_same(&params, &plain, &ck);
+    check_same_gradients(&soft, &batch, mask, &th, &vars);
 
-    let params = vec![("thresholds".to_string(), th.as_tensor().clone())];
-    let plain = gradients(&frozen, &batch, mask, false, &params);
-    let ck = gradients(&frozen, &batch, mask, true, &params);
-    assert_same(&params, &plain, &ck);
+    check_same_gradients(&frozen, &batch, mask, &th, &[]);
 }
 
 /// SmolLM2 at a realistic size: one 256-token window of Austen, trainable gains, per-head
@@ -262,26 +270,14 @@ fn llama_checkpointed_gradients_at_256_tokens_of_austen() {
     perturb(&vars);
     let batch = m.encode_batch(&[text[0].as_str()], Some(256)).unwrap();
     assert_eq!(batch.valid[0].iter().filter(|v| **v).count(), 256);
-    let (l, h) = (soft.layers(), soft.heads());
-    let th = Var::from_vec(
-        (0..l * h)
-            .map(|i| 2.0 + 0.25 * (i % 5) as f32)
-            .collect::<Vec<_>>(),
-        (l, h),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let th = per_head_thresholds(&soft, |i| 2.0 + 0.25 * (i % 5) as f32);
     let cfg = AttentionConfig::default();
     let mask = SoftMask {
         thresholds: th.as_tensor(),
         temperature: 0.5,
         datapath: Some(&cfg),
     };
-    let mut params = vec![("thresholds".to_string(), th.as_tensor().clone())];
-    params.extend(named(&vars));
-    let plain = gradients(&soft, &batch, mask, false, &params);
-    let ck = gradients(&soft, &batch, mask, true, &params);
-    assert_same(&params, &plain, &ck);
+    check_same_gradients(&soft, &batch, mask, &th, &vars);
 }
 
 /// MiniLM at a realistic size: two Austen windows of 256 tokens and fewer (padded), norms
@@ -310,23 +306,11 @@ fn bert_checkpointed_gradients_at_256_tokens_of_austen() {
     );
     let mut soft = SoftModel::new(&m.model).unwrap();
     let vars = soft.make_trainable().unwrap();
-    let (l, h) = (soft.layers(), soft.heads());
-    let th = Var::from_vec(
-        (0..l * h)
-            .map(|i| 0.5 + 0.2 * (i % 7) as f32)
-            .collect::<Vec<_>>(),
-        (l, h),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let th = per_head_thresholds(&soft, |i| 0.5 + 0.2 * (i % 7) as f32);
     let mask = SoftMask {
         thresholds: th.as_tensor(),
         temperature: 1.0,
         datapath: None,
     };
-    let mut params = vec![("thresholds".to_string(), th.as_tensor().clone())];
-    params.extend(named(&vars));
-    let plain = gradients(&soft, &batch, mask, false, &params);
-    let ck = gradients(&soft, &batch, mask, true, &params);
-    assert_same(&params, &plain, &ck);
+    check_same_gradients(&soft, &batch, mask, &th, &vars);
 }
