@@ -38,9 +38,10 @@ pub use norm::Trainable;
 use candle_core::{DType, Device, Tensor};
 use sprint_core::config::AttentionConfig;
 
+use crate::activation::Activation;
 use crate::error::{CandleContext, ModelError, Result};
 use crate::model::Model;
-use crate::nn::{Activation, LayerNorm, RmsNorm, l2_normalize, mean_pool};
+use crate::nn::{LayerNorm, RmsNorm, l2_normalize, mean_pool};
 use crate::tokenizer::TokenBatch;
 use attention::SoftSelfAttention;
 use linear::SoftLinear;
