@@ -7,6 +7,7 @@
 //! function crates/NAME/src/FILE.rs Type::name
 //! file crates/NAME/src/FILE.rs
 //! circle CRATE: module_a module_b
+//! embed crates/NAME/src/FILE.rs ../../../PATH
 //! table crates/NAME/src/FILE.rs   # a data table: no file length limit
 //! ```
 
@@ -49,7 +50,7 @@ impl AllowList {
                 Some("table") => {
                     list.tables.insert(entry["table ".len()..].to_string());
                 }
-                Some("function" | "file" | "circle") => {
+                Some("function" | "file" | "circle" | "embed") => {
                     list.known.insert(entry);
                 }
                 _ => return Err(format!("line {}: unknown entry `{line}`", n + 1)),

@@ -1,9 +1,12 @@
 //! The findings over a workspace: functions over [`MAX_FUNCTION_LINES`], files over
-//! [`MAX_FILE_LINES`] (test code not counted) and circles of module uses inside a crate.
+//! [`MAX_FILE_LINES`] (test code not counted), circles of module uses inside a crate, and
+//! files embedded (`include_str!`, `include_bytes!`) from outside the crate's folder, which
+//! `cargo package` leaves out.
 
 use std::path::Path;
 
 use crate::graph::{circles, levels, uses};
+use crate::lex::{Kind, lex};
 use crate::tree::{Tree, crate_trees};
 
 /// Longest function allowed, in lines from `fn` to its closing brace.
@@ -42,6 +45,15 @@ pub enum Finding {
         /// One line of evidence per use among them: `a -> b: file:line path`.
         evidence: Vec<String>,
     },
+    /// A file embedded from outside the crate's folder.
+    OutsideEmbed {
+        /// The embedding source file, relative to the workspace.
+        file: String,
+        /// Line of the macro.
+        line: usize,
+        /// The path as written.
+        path: String,
+    },
 }
 
 impl Finding {
@@ -53,6 +65,7 @@ impl Finding {
             Finding::Circle { krate, modules, .. } => {
                 format!("circle {krate}: {}", modules.join(" "))
             }
+            Finding::OutsideEmbed { file, path, .. } => format!("embed {file} {path}"),
         }
     }
 
@@ -76,6 +89,10 @@ impl Finding {
                     modules.join(", ")
                 )
             }
+            Finding::OutsideEmbed { file, line, path } => format!(
+                "{file}:{line} embeds {path}, outside its crate's folder (a packaged crate has \
+                 only its own files: move the file into the crate)"
+            ),
         }
     }
 }
@@ -107,6 +124,7 @@ pub fn check(workspace: &Path) -> std::io::Result<Outcome> {
     let mut out = Outcome::default();
     let mut seen_files = std::collections::BTreeSet::new();
     for dir in dirs {
+        outside_embeds(workspace, &dir, &dir, &mut out.findings)?;
         for t in crate_trees(&dir)? {
             out.roots += 1;
             for m in &t.modules {
@@ -130,6 +148,65 @@ pub fn check(workspace: &Path) -> std::io::Result<Outcome> {
         }
     }
     Ok(out)
+}
+
+/// The `include_str!` / `include_bytes!` of every `.rs` file under `dir` (build output and
+/// hidden folders skipped) whose path leaves `krate`, the crate's folder.
+fn outside_embeds(
+    workspace: &Path,
+    krate: &Path,
+    dir: &Path,
+    out: &mut Vec<Finding>,
+) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        if p.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                outside_embeds(workspace, krate, &p, out)?;
+            }
+            continue;
+        }
+        if !name.ends_with(".rs") {
+            continue;
+        }
+        let toks = lex(&std::fs::read_to_string(&p)?);
+        for w in toks.windows(4) {
+            let Kind::Str(path) = &w[3].kind else {
+                continue;
+            };
+            let embed = matches!(w[0].ident(), Some("include_str" | "include_bytes"));
+            if embed && w[1].is('!') && w[2].is('(') && !inside(krate, &p, path) {
+                out.push(Finding::OutsideEmbed {
+                    file: relative(workspace, &p),
+                    line: w[0].line,
+                    path: path.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path`, written in `file` (relative to its folder), stays inside `krate`.
+fn inside(krate: &Path, file: &Path, path: &str) -> bool {
+    let mut at: Vec<std::path::Component> = file.parent().unwrap_or(krate).components().collect();
+    for c in Path::new(path).components() {
+        match c {
+            std::path::Component::ParentDir => {
+                at.pop();
+            }
+            std::path::Component::CurDir => {}
+            std::path::Component::Normal(_) => at.push(c),
+            // An absolute path is outside whatever it names.
+            _ => return false,
+        }
+    }
+    let at: std::path::PathBuf = at.iter().collect();
+    at.starts_with(krate)
 }
 
 /// The long functions and the length of one module's file.
@@ -229,6 +306,11 @@ mod tests {
                 ),
                 // c uses b: a, b, c form one circle; a's test code does not count.
                 ("crates/x/src/c.rs", "pub fn g() { let _ = crate::b::B; }\n"),
+                // Embeds: one inside the crate, one outside (in a test file too).
+                (
+                    "crates/x/tests/t.rs",
+                    "const A: &str = include_str!(\"../data/a.txt\");\nconst B: &[u8] = include_bytes!(\"../../../b.bin\");\n",
+                ),
             ],
         );
         let out = check(&root).unwrap();
@@ -236,7 +318,11 @@ mod tests {
         let keys: Vec<String> = out.findings.iter().map(Finding::key).collect();
         assert_eq!(
             keys,
-            ["function crates/x/src/a.rs long", "circle x: a b c"],
+            [
+                "embed crates/x/tests/t.rs ../../../b.bin",
+                "function crates/x/src/a.rs long",
+                "circle x: a b c"
+            ],
             "{:#?}",
             out.findings
         );

@@ -11,7 +11,9 @@ pub enum Kind {
     PathSep,
     /// Any other punctuation character.
     Punct(char),
-    /// A string, character or number literal, or a lifetime.
+    /// A plain string literal `"..."`: its text between the quotes, escapes kept as written.
+    Str(String),
+    /// Any other literal (raw, byte and C strings, characters, numbers), or a lifetime.
     Literal,
 }
 
@@ -92,6 +94,12 @@ impl Lexer<'_> {
         if ch == '/' && self.at(1) == Some('*') {
             self.block_comment();
             return None;
+        }
+        if self.c[self.i] == '"' {
+            let start = self.i + 1;
+            self.string();
+            let end = self.i.saturating_sub(1).max(start);
+            return Some(Kind::Str(self.c[start..end].iter().collect()));
         }
         if self.raw_string() || self.string() || self.char_or_lifetime() {
             return Some(Kind::Literal);
@@ -277,6 +285,14 @@ mod tests {
             dots, 2,
             "`1..2` is two numbers around `..`, `1.5` one number"
         );
+    }
+
+    #[test]
+    fn plain_strings_keep_their_text() {
+        let toks = lex(r#"include_str!("../a.toml") b"x" "q\"r""#);
+        assert_eq!(toks[3].kind, Kind::Str("../a.toml".into()));
+        assert_eq!(toks[5].kind, Kind::Literal);
+        assert_eq!(toks[6].kind, Kind::Str("q\\\"r".into()));
     }
 
     #[test]
