@@ -322,3 +322,29 @@ pub(crate) fn extract(
     }
     sink.finish()
 }
+
+/// Checks the extracted files of `entries` in `dir`: sizes, and sha256 with `verify`.
+/// The error names the file and the problem.
+pub(crate) fn check_files(
+    dir: &Path,
+    entries: &[ManifestEntry],
+    verify: bool,
+) -> Result<(), String> {
+    for e in entries {
+        let p = dir.join(&e.path);
+        let size = match std::fs::metadata(&p) {
+            Ok(m) => m.len(),
+            Err(err) => return Err(format!("{}: {err}", e.path)),
+        };
+        if size != e.size {
+            return Err(format!("{}: {size} bytes, expected {}", e.path, e.size));
+        }
+        if verify {
+            let (sha, _) = sha256_file(&p).map_err(|err| format!("{}: {err}", e.path))?;
+            if sha != e.sha256 {
+                return Err(format!("{}: content changed (sha256 {sha})", e.path));
+            }
+        }
+    }
+    Ok(())
+}

@@ -614,7 +614,7 @@ pub fn status(cache: &Cache, asset: Asset, verify: bool) -> AssetStatus {
         return st;
     }
     st.state = State::Present;
-    st.problem = check_files(&dir, &entries, verify).err().map(|p| {
+    st.problem = extract::check_files(&dir, &entries, verify).err().map(|p| {
         format!(
             "{p}; re-fetch with `sprint assets fetch --force {}`",
             asset.id()
@@ -622,30 +622,4 @@ pub fn status(cache: &Cache, asset: Asset, verify: bool) -> AssetStatus {
     });
     st.sha256_ok = Some(st.problem.is_none());
     st
-}
-
-/// Checks the extracted files of `entries` in `dir`: sizes, and sha256 with `verify`.
-/// The error names the file and the problem.
-pub(crate) fn check_files(
-    dir: &Path,
-    entries: &[marker::ManifestEntry],
-    verify: bool,
-) -> Result<(), String> {
-    for e in entries {
-        let p = dir.join(&e.path);
-        let size = match std::fs::metadata(&p) {
-            Ok(m) => m.len(),
-            Err(err) => return Err(format!("{}: {err}", e.path)),
-        };
-        if size != e.size {
-            return Err(format!("{}: {size} bytes, expected {}", e.path, e.size));
-        }
-        if verify {
-            let (sha, _) = extract::sha256_file(&p).map_err(|err| format!("{}: {err}", e.path))?;
-            if sha != e.sha256 {
-                return Err(format!("{}: content changed (sha256 {sha})", e.path));
-            }
-        }
-    }
-    Ok(())
 }

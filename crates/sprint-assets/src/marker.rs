@@ -20,7 +20,10 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
-use crate::{AssetError, COMPLETE_MARKER};
+use crate::AssetError;
+
+/// File written last into an asset folder; its presence means the extraction completed.
+pub const COMPLETE_MARKER: &str = ".complete";
 
 const MAGIC: &str = "sprint-asset-marker 1";
 

@@ -201,43 +201,7 @@ fn run_learn(a: LearnArgs) -> Result<()> {
         bail!("--eval-seq-len must be at least 1 token");
     }
     let task = Task::parse(&a.task)?;
-    let mut o = LearnOptions::new(task);
-    o.keep = a.keep.unwrap_or(0.25);
-    o.per_head = per_head;
-    if let Some(n) = a.items {
-        o.items = n;
-    }
-    if let Some(s) = a.seq_len {
-        o.seq_len = s;
-    }
-    if let Some(b) = a.batch_size {
-        o.batch_size = b;
-    }
-    o.limit = a.limit;
-    o.eval_windows = a.eval_windows;
-    o.eval_seq_len = a.eval_seq_len;
-    sprint_eval::learn::reserved_tokens(&o)?;
-    o.epochs = a.epochs;
-    o.lr = a.lr;
-    o.t_start = a.t_start;
-    o.t_end = a.t_end;
-    o.weight = a.weight;
-    o.seed = a.runtime.seed();
-    o.init_per_head = a.init_per_head;
-    o.init_mass = a.init_mass;
-    o.datapath = a.datapath;
-    o.datapath_sets = a.datapath_sets.clone();
-    o.finetune = a
-        .finetune
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--finetune: {e}"))?;
-    o.ft_lr = a.ft_lr;
-    o.prune = !a.no_prune;
-    o.task_loss = a
-        .task_loss
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--task-loss: {e}"))?;
-    o.datapath_config()?;
+    let o = learn_options(&a, task, per_head)?;
     if o.finetune == Finetune::None && a.weights_out.is_some() {
         bail!("--weights-out needs --finetune norms-biases");
     }
@@ -308,6 +272,49 @@ fn run_learn(a: LearnArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The learning options of `a` for `task` (`per_head`: thresholds per head, else per layer),
+/// checked as far as they can be before the model is loaded.
+fn learn_options(a: &LearnArgs, task: Task, per_head: bool) -> Result<LearnOptions> {
+    let mut o = LearnOptions::new(task);
+    o.keep = a.keep.unwrap_or(0.25);
+    o.per_head = per_head;
+    if let Some(n) = a.items {
+        o.items = n;
+    }
+    if let Some(s) = a.seq_len {
+        o.seq_len = s;
+    }
+    if let Some(b) = a.batch_size {
+        o.batch_size = b;
+    }
+    o.limit = a.limit;
+    o.eval_windows = a.eval_windows;
+    o.eval_seq_len = a.eval_seq_len;
+    sprint_eval::learn::reserved_tokens(&o)?;
+    o.epochs = a.epochs;
+    o.lr = a.lr;
+    o.t_start = a.t_start;
+    o.t_end = a.t_end;
+    o.weight = a.weight;
+    o.seed = a.runtime.seed();
+    o.init_per_head = a.init_per_head;
+    o.init_mass = a.init_mass;
+    o.datapath = a.datapath;
+    o.datapath_sets = a.datapath_sets.clone();
+    o.finetune = a
+        .finetune
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--finetune: {e}"))?;
+    o.ft_lr = a.ft_lr;
+    o.prune = !a.no_prune;
+    o.task_loss = a
+        .task_loss
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--task-loss: {e}"))?;
+    o.datapath_config()?;
+    Ok(o)
 }
 
 /// Arguments of `sprint thresholds calibrate`.

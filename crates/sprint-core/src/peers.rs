@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CoreError, Result};
 
 /// The embedded `configs/peers/published.toml`.
-pub const PUBLISHED: &str = include_str!("../../../configs/peers/published.toml");
+pub const PUBLISHED: &str = include_str!("../configs/peers/published.toml");
 
 /// Sanger (MICRO 2021): a low-bit prediction of the attention map, thresholded on the
 /// predicted probability.

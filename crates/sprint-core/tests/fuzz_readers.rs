@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use sprint_core::config::{AttentionConfig, ThresholdFile};
 
-const CONFIG: &str = include_str!("../../../configs/attention/sprint.toml");
+const CONFIG: &str = include_str!("../configs/attention/sprint.toml");
 
 /// Tokens that have broken readers before: huge, negative, non-finite, wrong types,
 /// stray syntax, duplicate sections.

@@ -6,14 +6,14 @@ use std::path::Path;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::activation::Activation;
 use crate::attention::Attention;
 use crate::config::{check_encoder_fields, read_checkpoint};
 use crate::encoder::{
     PostLnDims, PostLnLayer, PostLnNames, TokenEmbeddings, pool_sentences, run_layers,
 };
 use crate::error::{ModelError, Result};
-use crate::model::AttentionGeometry;
-use crate::nn::Activation;
+use crate::geometry::AttentionGeometry;
 use crate::record::RunRecord;
 use crate::tokenizer::TokenBatch;
 use crate::weights::WeightMap;

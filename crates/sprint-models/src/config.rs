@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::activation::Activation;
 use crate::error::{ModelError, Result};
-use crate::nn::Activation;
 use crate::weights::WeightMap;
 
 /// Reads and parses a `config.json` into `T`.

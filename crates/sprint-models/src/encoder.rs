@@ -3,10 +3,11 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::activation::Activation;
 use crate::attention::Attention;
 use crate::error::{CandleContext, Result};
 use crate::mha::{Projections, SelfAttention};
-use crate::nn::{Activation, Embedding, LayerNorm, Linear, l2_normalize, mean_pool};
+use crate::nn::{Embedding, LayerNorm, Linear, l2_normalize, mean_pool};
 use crate::record::{Recorder, RunRecord};
 use crate::tokenizer::TokenBatch;
 use crate::weights::WeightMap;

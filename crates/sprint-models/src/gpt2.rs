@@ -8,12 +8,13 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::activation::Activation;
 use crate::attention::Attention;
 use crate::config::{check_heads, parse_activation, read_checkpoint};
 use crate::error::{CandleContext, Result};
+use crate::geometry::AttentionGeometry;
 use crate::mha::SelfAttention;
-use crate::model::AttentionGeometry;
-use crate::nn::{Activation, Embedding, LayerNorm, Linear};
+use crate::nn::{Embedding, LayerNorm, Linear};
 use crate::record::{Recorder, RunRecord};
 use crate::tokenizer::TokenBatch;
 use crate::weights::WeightMap;

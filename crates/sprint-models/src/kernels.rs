@@ -11,9 +11,9 @@ use candle_core::{Storage, Tensor};
 use rayon::prelude::*;
 use sprint_attention::gemm::{matmul_nn, matmul_nn_acc, matmul_nt, matmul_nt_acc};
 
+use crate::activation::Activation;
 use crate::error::{CandleContext, ModelError, Result};
 use crate::fastmath;
-use crate::nn::Activation;
 
 /// Rows of a linear layer's input per parallel block.
 const LINEAR_BLOCK_ROWS: usize = 128;

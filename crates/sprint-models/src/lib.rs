@@ -28,6 +28,7 @@
 //! # Ok::<(), sprint_models::ModelError>(())
 //! ```
 
+pub mod activation;
 pub mod albert;
 pub mod attention;
 pub mod bert;
@@ -37,6 +38,7 @@ pub mod encoder;
 pub mod error;
 pub mod fastmath;
 pub mod finetuned;
+pub mod geometry;
 pub mod gguf;
 pub mod gpt2;
 pub mod kernels;
@@ -52,6 +54,7 @@ pub mod weights;
 
 pub use attention::{Attention, AttentionCall, DenseAttention, SprintAttention, backend};
 pub use error::{ModelError, Result};
-pub use model::{AttentionGeometry, LoadedModel, Model, load, load_path};
+pub use geometry::AttentionGeometry;
+pub use model::{LoadedModel, Model, load, load_path};
 pub use record::{KeepStats, RunRecord, SequenceTrace};
 pub use tokenizer::{TextTokenizer, TokenBatch};

@@ -7,12 +7,13 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
+use crate::activation::Activation;
 use crate::attention::Attention;
 use crate::error::{CandleContext, ModelError, Result};
+use crate::geometry::AttentionGeometry;
 use crate::gguf::GgufFile;
 use crate::mha::{Projections, Rope, SelfAttention};
-use crate::model::AttentionGeometry;
-use crate::nn::{Activation, Embedding, Linear, RmsNorm};
+use crate::nn::{Embedding, Linear, RmsNorm};
 use crate::record::{Recorder, RunRecord};
 use crate::tokenizer::TokenBatch;
 use crate::weights::WeightMap;

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 use serde::Deserialize;
 use sprint_assets::{Asset, Cache};
-use sprint_core::config::{AttentionConfig, Thresholds};
 
 use crate::albert::AlbertModel;
 use crate::attention::Attention;
@@ -14,6 +13,7 @@ use crate::bert::BertModel;
 use crate::config::read_config;
 use crate::error::{ModelError, Result};
 use crate::finetuned::{BaseWeights, FineTunedWeights, sha256_hex};
+use crate::geometry::AttentionGeometry;
 use crate::gguf::GgufFile;
 use crate::gpt2::Gpt2Model;
 use crate::llama::{LlamaConfig, LlamaModel};
@@ -24,40 +24,6 @@ use crate::weights::WeightMap;
 
 /// File name of SmolLM2 inside its asset folder.
 pub const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// The attention layers of a model, as thresholds and traces see them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AttentionGeometry {
-    /// Attention layers (applications, for models that share layers).
-    pub layers: usize,
-    /// Query heads per layer.
-    pub heads: usize,
-    /// Key/value heads per layer.
-    pub kv_heads: usize,
-    /// Elements per head.
-    pub head_dim: usize,
-    /// Whether attention is causal.
-    pub causal: bool,
-}
-
-impl AttentionGeometry {
-    /// `layers` layers of plain multi-head attention: `heads` query heads, as many key/value
-    /// heads, each `hidden / heads` elements wide.
-    pub fn multi_head(layers: usize, hidden: usize, heads: usize, causal: bool) -> Self {
-        Self {
-            layers,
-            heads,
-            kv_heads: heads,
-            head_dim: hidden / heads,
-            causal,
-        }
-    }
-
-    /// Resolves `cfg`'s thresholds for this model's layers and query heads.
-    pub fn thresholds(&self, cfg: &AttentionConfig) -> Result<Thresholds> {
-        Ok(cfg.thresholds(self.layers, self.heads)?)
-    }
-}
 
 /// The supported architectures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -7,12 +7,13 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::activation::Activation;
 use crate::attention::Attention;
 use crate::config::{check_encoder_fields, read_checkpoint};
 use crate::error::{CandleContext, ModelError, Result};
+use crate::geometry::AttentionGeometry;
 use crate::mha::{Projections, SelfAttention};
-use crate::model::AttentionGeometry;
-use crate::nn::{Activation, LayerNorm, Linear};
+use crate::nn::{LayerNorm, Linear};
 use crate::record::{Recorder, RunRecord};
 use crate::weights::WeightMap;
 

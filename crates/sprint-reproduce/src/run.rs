@@ -304,17 +304,7 @@ fn run(
     let Thresholds::Learned(learned_path) = &learned else {
         unreachable!("MiniLM on BBC has a learned thresholds file")
     };
-    let bits: Vec<(String, f64, Vec<String>)> = plan
-        .k_msb_bits
-        .iter()
-        .map(|b| {
-            (
-                format!("{b} bits"),
-                f64::from(*b),
-                vec![format!("quant.k_msb_bits={b}")],
-            )
-        })
-        .collect();
+    let bits = key_bit_points(plan);
     // The precision sweep's reference point: the most key bits.
     let most_bits = (0..bits.len()).max_by(|&a, &b| bits[a].1.total_cmp(&bits[b].1));
     let lanes = Lanes {
@@ -384,6 +374,21 @@ fn run(
         written,
         stages: records,
     })))
+}
+
+/// The precision sweep's points: (label, key bits, the override that sets them) for each of
+/// the plan's `k_msb_bits`.
+fn key_bit_points(plan: &Plan) -> Vec<(String, f64, Vec<String>)> {
+    plan.k_msb_bits
+        .iter()
+        .map(|b| {
+            (
+                format!("{b} bits"),
+                f64::from(*b),
+                vec![format!("quant.k_msb_bits={b}")],
+            )
+        })
+        .collect()
 }
 
 /// What both lanes share: the plan, the assets, the stage cache and its artefacts, the
@@ -528,33 +533,7 @@ impl Lanes<'_> {
             )?),
             None => None,
         };
-        let precision_ppl = if self.plan.smollm2_sweep_windows > 0 {
-            let on = stages::SweepOn {
-                model,
-                task,
-                limit: self.plan.smollm2_sweep_windows,
-                seq_len: self.plan.smollm2_seq_len,
-                variants: vec![Variant::Sprint],
-            };
-            Some(r.stage(
-                self.order.precision_smollm2(),
-                "precision-smollm2",
-                json!({"thresholds": th.describe(self.plan.keep)}),
-                |_| true,
-                |_| {
-                    stages::sprint_sweep(
-                        &ctx,
-                        "precision-smollm2",
-                        &on,
-                        &th,
-                        &self.bits,
-                        self.most_bits,
-                    )
-                },
-            )?)
-        } else {
-            None
-        };
+        let precision_ppl = self.precision_smollm2(r, &ctx, &th)?;
         let mut sim_paper = Vec::new();
         for (i, cal) in ["sourced-default", "paper-inferred"].iter().enumerate() {
             let name = format!("sim-paper-{cal}");
@@ -607,6 +586,42 @@ impl Lanes<'_> {
             sparsity,
             noise,
         })
+    }
+
+    /// SmolLM2's precision sweep (perplexity over the key bits) at the accuracy stage's
+    /// thresholds `th`, when the plan has windows for it (`None` otherwise).
+    fn precision_smollm2(
+        &self,
+        r: &mut Runner,
+        ctx: &StageCtx,
+        th: &Thresholds,
+    ) -> Result<Option<crate::results::CurveResult>> {
+        if self.plan.smollm2_sweep_windows == 0 {
+            return Ok(None);
+        }
+        let on = stages::SweepOn {
+            model: "smollm2",
+            task: "ppl-austen",
+            limit: self.plan.smollm2_sweep_windows,
+            seq_len: self.plan.smollm2_seq_len,
+            variants: vec![Variant::Sprint],
+        };
+        Ok(Some(r.stage(
+            self.order.precision_smollm2(),
+            "precision-smollm2",
+            json!({"thresholds": th.describe(self.plan.keep)}),
+            |_| true,
+            |_| {
+                stages::sprint_sweep(
+                    ctx,
+                    "precision-smollm2",
+                    &on,
+                    th,
+                    &self.bits,
+                    self.most_bits,
+                )
+            },
+        )?))
     }
 
     /// SmolLM2's trace at GPT-2-L's length, at the accuracy stage's thresholds, when the

@@ -39,7 +39,7 @@ use crate::results::{
 /// best available thresholds for that task; embedded so the run does not depend on the
 /// working folder.
 pub const MINILM_BBC_THRESHOLDS: &str =
-    include_str!("../../../configs/thresholds/minilm-bbc-learned-keep0.25.toml");
+    include_str!("../configs/thresholds/minilm-bbc-learned-keep0.25.toml");
 
 /// What the stages share: the plan, the asset cache, the folder for artefacts (traces,
 /// thresholds files) and the models, loaded once.

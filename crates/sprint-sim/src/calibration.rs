@@ -13,7 +13,7 @@ use crate::sourced::Sourced;
 use crate::workload::ModelWorkload;
 
 /// The embedded `paper-inferred` calibration.
-pub const PAPER_INFERRED: &str = include_str!("../../../configs/presets/paper-inferred.toml");
+pub const PAPER_INFERRED: &str = include_str!("../configs/presets/paper-inferred.toml");
 
 /// A parameter a calibration may set: name, valid range (inclusive), what it sets.
 #[derive(Debug, PartialEq)]

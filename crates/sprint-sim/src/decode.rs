@@ -33,7 +33,7 @@ use crate::stats::HeadStats;
 use crate::wstats::WorkloadStats;
 
 /// The embedded SmolLM2 decode configuration.
-pub const SMOLLM2: &str = include_str!("../../../configs/decode/smollm2.toml");
+pub const SMOLLM2: &str = include_str!("../configs/decode/smollm2.toml");
 
 /// `[shape]` of a decode configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ use crate::workload::{model_workload, workload_names};
 use crate::wstats::StatsFile;
 
 /// The embedded paper results.
-pub const PAPER_RESULTS: &str = include_str!("../../../configs/paper-results.toml");
+pub const PAPER_RESULTS: &str = include_str!("../configs/paper-results.toml");
 
 /// Sizes S, M, L.
 pub const SIZES: [&str; 3] = ["S", "M", "L"];

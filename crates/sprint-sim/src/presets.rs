@@ -13,57 +13,42 @@ use crate::layers::{apply_set, merge, parse};
 
 /// Embedded hardware presets: (name, TOML text).
 pub const PRESETS: &[(&str, &str)] = &[
-    (
-        "s-sprint",
-        include_str!("../../../configs/presets/s-sprint.toml"),
-    ),
-    (
-        "m-sprint",
-        include_str!("../../../configs/presets/m-sprint.toml"),
-    ),
-    (
-        "l-sprint",
-        include_str!("../../../configs/presets/l-sprint.toml"),
-    ),
+    ("s-sprint", include_str!("../configs/presets/s-sprint.toml")),
+    ("m-sprint", include_str!("../configs/presets/m-sprint.toml")),
+    ("l-sprint", include_str!("../configs/presets/l-sprint.toml")),
     (
         "s-baseline",
-        include_str!("../../../configs/presets/s-baseline.toml"),
+        include_str!("../configs/presets/s-baseline.toml"),
     ),
     (
         "m-baseline",
-        include_str!("../../../configs/presets/m-baseline.toml"),
+        include_str!("../configs/presets/m-baseline.toml"),
     ),
     (
         "l-baseline",
-        include_str!("../../../configs/presets/l-baseline.toml"),
+        include_str!("../configs/presets/l-baseline.toml"),
     ),
-    (
-        "pruning",
-        include_str!("../../../configs/presets/pruning.toml"),
-    ),
+    ("pruning", include_str!("../configs/presets/pruning.toml")),
     (
         "mask-only",
-        include_str!("../../../configs/presets/mask-only.toml"),
+        include_str!("../configs/presets/mask-only.toml"),
     ),
     (
         "sprint-no-reuse",
-        include_str!("../../../configs/presets/sprint-no-reuse.toml"),
+        include_str!("../configs/presets/sprint-no-reuse.toml"),
     ),
 ];
 
 /// Embedded energy tables: (name, TOML text).
 pub const ENERGY_TABLES: &[(&str, &str)] = &[
-    (
-        "default",
-        include_str!("../../../configs/energy/default.toml"),
-    ),
+    ("default", include_str!("../configs/energy/default.toml")),
     (
         "optimistic",
-        include_str!("../../../configs/energy/optimistic.toml"),
+        include_str!("../configs/energy/optimistic.toml"),
     ),
     (
         "conservative",
-        include_str!("../../../configs/energy/conservative.toml"),
+        include_str!("../configs/energy/conservative.toml"),
     ),
 ];
 

@@ -13,7 +13,7 @@ use crate::recall::{BINS, RecallCounter};
 use crate::sourced::Sourced;
 
 /// The embedded default statistics file.
-pub const DEFAULT_STATS: &str = include_str!("../../../configs/workload-stats/default.toml");
+pub const DEFAULT_STATS: &str = include_str!("../configs/workload-stats/default.toml");
 
 /// Per-model overrides of the statistics (any subset).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

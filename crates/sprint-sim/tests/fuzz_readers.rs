@@ -10,9 +10,9 @@ use sprint_sim::run::run_model;
 use sprint_sim::workload::model_workload;
 use sprint_sim::wstats::StatsFile;
 
-const PRESET: &str = include_str!("../../../configs/presets/s-sprint.toml");
-const ENERGY: &str = include_str!("../../../configs/energy/default.toml");
-const STATS: &str = include_str!("../../../configs/workload-stats/default.toml");
+const PRESET: &str = include_str!("../configs/presets/s-sprint.toml");
+const ENERGY: &str = include_str!("../configs/energy/default.toml");
+const STATS: &str = include_str!("../configs/workload-stats/default.toml");
 
 const NASTY: &[&str] = &[
     "-1",

@@ -124,8 +124,8 @@ impl NoiseConfig {
     pub fn preset(name: &str) -> Result<Self> {
         let text = match name {
             "ideal" => return Ok(Self::default()),
-            "typical" => include_str!("../../../../configs/noise/typical.toml"),
-            "pessimistic" => include_str!("../../../../configs/noise/pessimistic.toml"),
+            "typical" => include_str!("../../configs/noise/typical.toml"),
+            "pessimistic" => include_str!("../../configs/noise/pessimistic.toml"),
             other => {
                 return Err(CoreError::config(
                     "noise.preset",

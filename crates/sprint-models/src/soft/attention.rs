@@ -6,10 +6,12 @@ use rayon::prelude::*;
 use sprint_attention::decision::decision_scores;
 use sprint_core::config::AttentionConfig;
 
-use super::EPS;
 use super::linear::SoftLinear;
 use crate::error::{CandleContext, ModelError, Result};
 use crate::mha::SelfAttention;
+
+/// Added to the soft softmax denominator (the row maximum contributes `e = 1`).
+pub const EPS: f64 = 1e-6;
 
 /// The decision scores (logits) of every head of a batch under the datapath `cfg`, as
 /// constants `[b, heads, s, s]`: the comparator's, and the recheck's (`None` without

@@ -7,7 +7,8 @@
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 
-use super::{SoftLayer, SoftLinear, SoftMask, SoftModel, visibility};
+use super::linear::SoftLinear;
+use super::model::{SoftLayer, SoftMask, SoftModel, visibility};
 use crate::error::{CandleContext, ModelError, Result};
 use crate::tokenizer::TokenBatch;
 

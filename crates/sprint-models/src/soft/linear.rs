@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor, Var};
 
-use super::Trainable;
+use super::norm::Trainable;
 use crate::error::{CandleContext, ModelError, Result};
 use crate::kernels::{self, with_f32};
 use crate::nn::Linear;

@@ -3,8 +3,9 @@
 
 use candle_core::{D, Tensor, Var};
 
+use crate::activation::Activation;
 use crate::error::{CandleContext, Result};
-use crate::nn::{Activation, LayerNorm, RmsNorm};
+use crate::nn::{LayerNorm, RmsNorm};
 
 /// A tensor of the model made trainable by [`SoftModel::make_trainable`].
 #[derive(Clone, Debug)]

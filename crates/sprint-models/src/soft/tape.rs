@@ -4,7 +4,7 @@
 
 use sprint_core::config::AttentionConfig;
 
-use super::{SoftLayer, SoftModel};
+use super::model::{SoftLayer, SoftModel};
 
 impl SoftModel {
     /// Estimated bytes of the autograd tape the layers of a plain training forward

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use crate::error::{ReproduceError, Result};
 
 /// Documented causes of deviations, by measure family.
-pub const CAUSES: &str = include_str!("../../../../configs/report/causes.toml");
+pub const CAUSES: &str = include_str!("../../configs/report/causes.toml");
 
 #[derive(Deserialize)]
 struct Cause {
