@@ -402,6 +402,15 @@ pub fn run_layer(
             thresholds.len(),
         ));
     }
+    if cfg.variant.acts_across_layers() {
+        return Err(AttentionError::Config(sprint_core::CoreError::config(
+            "variant",
+            format!(
+                "`{}` prunes tokens and heads across the layers of a forward pass, so it runs inside a model (`sprint eval`; in Rust `sprint_attention::peers::spatten`), not on one layer's q, k, v",
+                cfg.variant.name()
+            ),
+        )));
+    }
     if cfg.variant.is_peer() {
         return Ok(run_peer_layer(cfg, layer, thresholds, shape, input));
     }
@@ -478,7 +487,7 @@ pub fn run_layer(
 }
 
 /// The real keys of `input` as a bit vector (all of them without a `key_valid` mask).
-fn key_valid_bits(input: &AttentionInput, shape: LayerShape) -> BitVec {
+pub(crate) fn key_valid_bits(input: &AttentionInput, shape: LayerShape) -> BitVec {
     match &input.key_valid {
         Some(m) => BitVec::from_indices(
             shape.n_keys,
@@ -514,7 +523,7 @@ fn run_peer_layer(
 
 /// Last phase: gathers the blocks into the output and one trace per head, and runs the
 /// locality engine over each head's kept sets in query order.
-fn assemble(
+pub(crate) fn assemble(
     cfg: &AttentionConfig,
     layer: usize,
     shape: LayerShape,

@@ -827,6 +827,9 @@ fn version_two_statistics_and_provenance_round_trip() {
         score_saturated: u64::from(u32::MAX) + 7,
         output_saturated: 1,
         k_bits_processed: 0,
+        cascade_tokens_kept: 0,
+        cascade_head_pruned: 0,
+        requant_rows: 0,
     };
     let mut w = TraceWriter::new(Vec::new(), &h).unwrap();
     w.write_head(&head).unwrap();
@@ -843,6 +846,15 @@ fn version_two_statistics_and_provenance_round_trip() {
     let serial_bytes = w.finish().unwrap();
     assert!(serial_bytes.len() > bytes.len());
     assert_eq!(decode(&serial_bytes).unwrap().1, vec![serial]);
+    // SpAtten's statistics (eighth to tenth) round-trip with a zero seventh before them.
+    let mut cascade = head.clone();
+    cascade.stats.cascade_tokens_kept = 30;
+    cascade.stats.requant_rows = 7;
+    let mut w = TraceWriter::new(Vec::new(), &h).unwrap();
+    w.write_head(&cascade).unwrap();
+    let cascade_bytes = w.finish().unwrap();
+    assert_eq!(cascade_bytes.len(), bytes.len() + 4);
+    assert_eq!(decode(&cascade_bytes).unwrap().1, vec![cascade]);
     // The same header as a version-1 file without the new fields.
     let mut json: serde_json::Value = serde_json::to_value(&h).unwrap();
     json.as_object_mut().unwrap().remove("locality_policy");

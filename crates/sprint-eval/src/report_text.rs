@@ -188,6 +188,12 @@ pub fn eval_text(r: &EvalReport) -> String {
                 100.0 * dp.k_bits_processed as f64 / (8 * row.visible_pairs.max(1)) as f64
             ));
         }
+        if dp.cascade_tokens_kept > 0 {
+            out.push_str(&format!(
+                "{}: cascade head pruning removed {} (layer, head) blocks, summed over sequences; progressive quantisation recomputed {} query rows\n",
+                row.variant, dp.cascade_head_pruned, dp.requant_rows
+            ));
+        }
         if dp.score_saturated + dp.output_saturated > 0 {
             out.push_str(&format!(
                 "{}: saturated {} score codes and {} output elements\n",

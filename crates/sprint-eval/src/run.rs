@@ -133,7 +133,11 @@ pub fn evaluate(
         None => opts.task.default_limit(),
     };
     let geo = model.model.geometry();
-    let needs_th = opts.variants.iter().any(|&v| v != Variant::Dense);
+    // Dense and SpAtten read no thresholds `Th`.
+    let needs_th = opts
+        .variants
+        .iter()
+        .any(|&v| !matches!(v, Variant::Dense | Variant::Spatten));
     let given = if needs_th {
         resolve_given(&opts.thresholds, opts, geo.layers, geo.heads)?
     } else {

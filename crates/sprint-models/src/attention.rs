@@ -36,7 +36,7 @@ pub struct AttentionCall<'a> {
 }
 
 impl AttentionCall<'_> {
-    fn shape(&self) -> Result<(usize, CallShape)> {
+    pub(crate) fn shape(&self) -> Result<(usize, CallShape)> {
         let (b, heads, seq, d) = self.q.dims4().op("attention q shape")?;
         let (kb, kv_heads, kseq, kd) = self.k.dims4().op("attention k shape")?;
         if (kb, kseq, kd) != (b, seq, d)
@@ -87,13 +87,33 @@ pub trait Attention: Send + Sync {
 }
 
 /// The backend for `cfg.variant`: [`DenseAttention`] (float, fused kernel) for dense,
-/// [`SprintAttention`] for the other three.
+/// [`crate::spatten::SpattenAttention`] for SpAtten (its decisions span layers),
+/// [`SprintAttention`] for the others.
 pub fn backend(cfg: AttentionConfig, thresholds: Thresholds) -> Result<Box<dyn Attention>> {
     cfg.validate()?;
     Ok(match cfg.variant {
         Variant::Dense => Box::new(DenseAttention::new(cfg)),
+        Variant::Spatten => Box::new(crate::spatten::SpattenAttention::new(cfg)?),
         _ => Box::new(SprintAttention::new(cfg, thresholds)?),
     })
+}
+
+/// The counts of one sequence's layer run: visible, kept and softmax pairs, the datapath
+/// statistics and the keys fetched, summed over heads.
+pub(crate) fn layer_stats(run: &sprint_attention::LayerRun) -> KeepStats {
+    let mut stats = KeepStats {
+        visible: run.visible_pairs,
+        ..KeepStats::default()
+    };
+    for h in &run.heads {
+        stats.datapath += h.stats;
+        for r in &h.records {
+            stats.kept += u64::from(r.kept);
+            stats.softmax_kept += u64::from(r.softmax_kept);
+            stats.k_fetched += u64::from(r.k_fetched);
+        }
+    }
+    stats
 }
 
 /// Keys visible to query `i` of a sequence: real keys, and `j <= i` when causal.
@@ -248,7 +268,7 @@ impl SprintAttention {
 }
 
 /// Copies head-major `[heads, seq, d]` data of a candle tensor into a [`Tensor3`].
-fn to_tensor3(t: &Tensor) -> Result<Tensor3> {
+pub(crate) fn to_tensor3(t: &Tensor) -> Result<Tensor3> {
     let (h, s, d) = t.dims3().op("attention input")?;
     let data = t
         .flatten_all()
@@ -299,18 +319,7 @@ impl Attention for SprintAttention {
                     source,
                 }
             })?;
-            let mut stats = KeepStats {
-                visible: run.visible_pairs,
-                ..KeepStats::default()
-            };
-            for h in &run.heads {
-                stats.datapath += h.stats;
-                for r in &h.records {
-                    stats.kept += u64::from(r.kept);
-                    stats.softmax_kept += u64::from(r.softmax_kept);
-                    stats.k_fetched += u64::from(r.k_fetched);
-                }
-            }
+            let stats = layer_stats(&run);
             out.extend_from_slice(&run.output.data);
             let traces = rec.wants_traces().then_some(run.heads);
             rec.add_layer(bi, call.layer, stats, traces, &cfg, shape);

@@ -7,8 +7,10 @@
 //!   ([`kernels`]) on the tensors' data.
 //! - Attention is the [`attention::Attention`] trait: [`attention::DenseAttention`] (float,
 //!   fused kernel) and [`attention::SprintAttention`] (dense, runtime pruning, SPRINT without
-//!   recompute, SPRINT, through `sprint_attention::run_layer`). Thresholds and the noise
-//!   seed come in with the backend; every forward can collect the SPRINT trace.
+//!   recompute, SPRINT, through `sprint_attention::run_layer`), and
+//!   [`spatten::SpattenAttention`] for SpAtten, whose cascade pruning carries state across
+//!   the layers of a forward pass (in the pass's [`record::Recorder`]). Thresholds and the
+//!   noise seed come in with the backend; every forward can collect the SPRINT trace.
 //! - Loading: Hugging Face checkpoint folders (`config.json` + `model.safetensors` +
 //!   `tokenizer.json`), GGUF files (dequantised to f32, tokenizer from the metadata), and the
 //!   pinned assets by name ([`model::load`]).
@@ -48,6 +50,7 @@ pub mod model;
 pub mod nn;
 pub mod record;
 pub mod soft;
+pub mod spatten;
 pub mod tokenizer;
 pub mod vit;
 pub mod weights;

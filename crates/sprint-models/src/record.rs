@@ -144,14 +144,26 @@ pub struct CallShape {
     pub head_dim: usize,
 }
 
-/// Collects what the attention layers of one forward pass report. Created by the model's
-/// forward pass; attention backends add one layer at a time.
+/// State an attention backend carries from one layer to the next within one forward pass of
+/// one sequence (e.g. SpAtten's cascade), of a type the backend chooses.
+struct SessionState(Box<dyn std::any::Any + Send>);
+
+impl std::fmt::Debug for SessionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionState(..)")
+    }
+}
+
+/// Collects what the attention layers of one forward pass report, and carries the
+/// per-sequence state of the backends whose decisions span layers ([`Recorder::session`]).
+/// Created by the model's forward pass; attention backends add one layer at a time.
 #[derive(Debug)]
 pub struct Recorder {
     collect_traces: bool,
     workload: String,
     layers: usize,
     sequences: Vec<SequenceRecord>,
+    sessions: Vec<Option<SessionState>>,
 }
 
 impl Recorder {
@@ -163,7 +175,28 @@ impl Recorder {
             workload: workload.to_string(),
             layers,
             sequences: vec![SequenceRecord::default(); batch],
+            sessions: (0..batch).map(|_| None).collect(),
         }
+    }
+
+    /// Attention layers of the model (applications, for models that share layers).
+    pub fn layers(&self) -> usize {
+        self.layers
+    }
+
+    /// The state of sequence `seq` that a backend carries across the layers of this forward
+    /// pass: created by `make` at the first call (and whenever a different type was stored),
+    /// the same value at the later calls. `None` when `seq` is not in the batch.
+    pub fn session<T: std::any::Any + Send>(
+        &mut self,
+        seq: usize,
+        make: impl FnOnce() -> T,
+    ) -> Option<&mut T> {
+        let slot = self.sessions.get_mut(seq)?;
+        if !slot.as_ref().is_some_and(|s| s.0.is::<T>()) {
+            *slot = Some(SessionState(Box::new(make())));
+        }
+        slot.as_mut().and_then(|s| s.0.downcast_mut::<T>())
     }
 
     /// True when backends should hand over their head traces.

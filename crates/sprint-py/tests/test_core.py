@@ -130,6 +130,15 @@ def test_peer_variants_run_from_python():
     assert 0 < s_leopard["softmax_fraction"] < 1
 
 
+def test_spatten_names_why_it_needs_a_model():
+    # SpAtten's cascade spans the layers of a forward pass: one layer's q, k, v cannot run it
+    # (docs/peers.md); the configuration itself is accepted.
+    assert sa.Config(variant="spatten").variant == "spatten"
+    q, k, v = qkv(heads=2, kv_heads=2, n=16)
+    with pytest.raises(sa.SprintError, match="across the layers of a forward pass"):
+        sa.attend(q, k, v, {"variant": "spatten"})
+
+
 def test_attend_is_deterministic_and_noise_seeded():
     q, k, v = qkv()
     cfg = sa.Config(threshold={"value": 0.0}, noise={"read_sigma_fs": 0.02}, seed=7)

@@ -5,6 +5,7 @@
 
 pub mod leopard;
 pub mod sanger;
+pub mod spatten;
 
 use crate::softmax::exp_nonpositive;
 

@@ -23,6 +23,10 @@ pub enum Variant {
     /// LeOPArd (ISCA 2022): runtime pruning at `Th` by a bit-serial dot product that stops
     /// once the score can no longer reach `Th` (the bit-planes processed are counted).
     Leopard,
+    /// SpAtten (HPCA 2021): cascade token and head pruning by importance accumulated over the
+    /// layers of a forward pass, and optional progressive quantisation. It acts across
+    /// layers ([`Variant::acts_across_layers`]): it runs in a model forward, not on one layer.
+    Spatten,
 }
 
 impl Variant {
@@ -35,7 +39,7 @@ impl Variant {
     ];
 
     /// The peer designs' pruning decisions, beside the paper's four.
-    pub const PEERS: [Variant; 2] = [Variant::Sanger, Variant::Leopard];
+    pub const PEERS: [Variant; 3] = [Variant::Sanger, Variant::Leopard, Variant::Spatten];
 
     /// The kebab-case name used in configs and on the command line.
     pub fn name(self) -> &'static str {
@@ -46,6 +50,7 @@ impl Variant {
             Variant::Sprint => "sprint",
             Variant::Sanger => "sanger",
             Variant::Leopard => "leopard",
+            Variant::Spatten => "spatten",
         }
     }
 
@@ -64,10 +69,16 @@ impl Variant {
                 CoreError::config(
                     "variant",
                     format!(
-                        "unknown variant `{name}` (expected one of dense, runtime-pruning, sprint-no-recompute, sprint, sanger, leopard)"
+                        "unknown variant `{name}` (expected one of dense, runtime-pruning, sprint-no-recompute, sprint, sanger, leopard, spatten)"
                     ),
                 )
             })
+    }
+
+    /// True for the variants whose decisions carry state from one attention layer to the next
+    /// within a forward pass (SpAtten's cascade pruning): they run only inside a model.
+    pub fn acts_across_layers(self) -> bool {
+        matches!(self, Variant::Spatten)
     }
 
     /// True for the variants whose candidate keys are chosen in memory.

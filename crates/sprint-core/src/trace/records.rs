@@ -109,11 +109,25 @@ pub struct HeadStats {
     /// over the visible pairs (the `leopard` variant; at most 8 per pair); 0 for the variants
     /// that do not compute bit-serially.
     pub k_bits_processed: u64,
+    /// Tokens whose keys and values SpAtten's cascade token pruning kept for this layer (the
+    /// same for every head of the layer; a query sees those of them it may see, causal); 0
+    /// for the other variants.
+    pub cascade_tokens_kept: u64,
+    /// 1 when SpAtten's cascade head pruning removed this head in this layer (its output is
+    /// zero and nothing of it is fetched); 0 otherwise and for the other variants.
+    pub cascade_head_pruned: u64,
+    /// Query rows that SpAtten's progressive quantisation recomputed with the keys' LSBs
+    /// (their largest MSB-only probability was below the threshold); 0 for the other
+    /// variants.
+    pub requant_rows: u64,
 }
 
+/// Head statistics written always, before the optional ones.
+const ALWAYS_WRITTEN_STATS: usize = 6;
+
 impl HeadStats {
-    /// The statistics in their on-disk order: the first six always, `k_bits_processed`
-    /// only when it is not 0 (so traces of the variants without it keep their bytes).
+    /// The statistics in their on-disk order: the first six always, the later ones up to the
+    /// last that is not 0 (so traces of the variants without them keep their bytes).
     pub fn to_vec(&self) -> Vec<u64> {
         let mut v = vec![
             self.audited,
@@ -122,9 +136,13 @@ impl HeadStats {
             self.false_kept,
             self.score_saturated,
             self.output_saturated,
+            self.k_bits_processed,
+            self.cascade_tokens_kept,
+            self.cascade_head_pruned,
+            self.requant_rows,
         ];
-        if self.k_bits_processed != 0 {
-            v.push(self.k_bits_processed);
+        while v.len() > ALWAYS_WRITTEN_STATS && v.last() == Some(&0) {
+            v.pop();
         }
         v
     }
@@ -141,6 +159,9 @@ impl HeadStats {
             score_saturated: g(4),
             output_saturated: g(5),
             k_bits_processed: g(6),
+            cascade_tokens_kept: g(7),
+            cascade_head_pruned: g(8),
+            requant_rows: g(9),
         }
     }
 }
@@ -154,6 +175,9 @@ impl std::ops::AddAssign for HeadStats {
         self.score_saturated += o.score_saturated;
         self.output_saturated += o.output_saturated;
         self.k_bits_processed += o.k_bits_processed;
+        self.cascade_tokens_kept += o.cascade_tokens_kept;
+        self.cascade_head_pruned += o.cascade_head_pruned;
+        self.requant_rows += o.requant_rows;
     }
 }
 

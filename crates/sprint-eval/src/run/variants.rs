@@ -107,8 +107,8 @@ impl Ctx<'_> {
             batch_size: self.opts.batch_size,
             probe_train: self.opts.probe_train,
             attention,
-            // Dense attention reads no thresholds.
-            thresholds: if v == Variant::Dense {
+            // Dense attention and SpAtten read no thresholds.
+            thresholds: if matches!(v, Variant::Dense | Variant::Spatten) {
                 None
             } else {
                 th.clone()
