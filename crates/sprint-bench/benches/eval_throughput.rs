@@ -9,7 +9,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sprint_assets::{Asset, Cache, data};
 use sprint_core::config::{AttentionConfig, Variant};
 use sprint_eval::calibrate::CalibratingAttention;
-use sprint_models::attention::backend;
+use sprint_models::backend;
 
 /// The allocator of the `sprint` binary, so the bench measures what users run.
 #[global_allocator]

@@ -15,7 +15,7 @@ use sprint_eval::run::{
 use sprint_eval::tasks::{labeled_corpus, subset};
 use sprint_eval::{NoProgress, Task};
 use sprint_models::LoadedModel;
-use sprint_models::attention::backend;
+use sprint_models::backend;
 
 fn present(assets: &[Asset]) -> bool {
     let cache = Cache::from_env();

@@ -17,7 +17,7 @@ use candle_core::Tensor;
 use sprint_core::config::{AttentionConfig, Thresholds, Variant};
 use sprint_models::attention::{Attention, AttentionCall};
 use sprint_models::record::Recorder;
-use sprint_models::{TokenBatch, attention, load};
+use sprint_models::{TokenBatch, load};
 
 /// Wraps a backend and adds up the time spent inside it.
 struct Timed {
@@ -82,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             values: vec![vec![0.0; geo.heads]; geo.layers],
         };
         let attn = Timed {
-            inner: attention::backend(cfg, th)?,
+            inner: sprint_models::backend(cfg, th)?,
             seconds: Mutex::new(0.0),
         };
         let mut times = Vec::new();

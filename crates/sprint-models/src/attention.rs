@@ -86,18 +86,6 @@ pub trait Attention: Send + Sync {
     fn attend(&self, call: &AttentionCall, rec: &mut Recorder) -> Result<Tensor>;
 }
 
-/// The backend for `cfg.variant`: [`DenseAttention`] (float, fused kernel) for dense,
-/// [`crate::spatten::SpattenAttention`] for SpAtten (its decisions span layers),
-/// [`SprintAttention`] for the others.
-pub fn backend(cfg: AttentionConfig, thresholds: Thresholds) -> Result<Box<dyn Attention>> {
-    cfg.validate()?;
-    Ok(match cfg.variant {
-        Variant::Dense => Box::new(DenseAttention::new(cfg)),
-        Variant::Spatten => Box::new(crate::spatten::SpattenAttention::new(cfg)?),
-        _ => Box::new(SprintAttention::new(cfg, thresholds)?),
-    })
-}
-
 /// The counts of one sequence's layer run: visible, kept and softmax pairs, the datapath
 /// statistics and the keys fetched, summed over heads.
 pub(crate) fn layer_stats(run: &sprint_attention::LayerRun) -> KeepStats {

@@ -17,14 +17,14 @@
 //!
 //! ```no_run
 //! use sprint_core::config::{AttentionConfig, Variant};
-//! use sprint_models::{attention, model};
+//! use sprint_models::model;
 //!
 //! let m = model::load("minilm", &sprint_assets::Cache::from_env())?;
 //! let batch = m.encode_batch(&["A sentence.", "Another one."], Some(256))?;
 //! let mut cfg = AttentionConfig::default();
 //! cfg.variant = Variant::Sprint;
 //! let th = m.model.geometry().thresholds(&cfg)?;
-//! let attn = attention::backend(cfg, th)?;
+//! let attn = sprint_models::backend(cfg, th)?;
 //! let (embeddings, record) = m.model.embed(&batch, attn.as_ref(), false, true)?;
 //! println!("{:?} kept {:.3}", embeddings.dims(), record.totals().kept_fraction());
 //! # Ok::<(), sprint_models::ModelError>(())
@@ -33,6 +33,7 @@
 pub mod activation;
 pub mod albert;
 pub mod attention;
+pub mod backend;
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
@@ -55,7 +56,8 @@ pub mod tokenizer;
 pub mod vit;
 pub mod weights;
 
-pub use attention::{Attention, AttentionCall, DenseAttention, SprintAttention, backend};
+pub use attention::{Attention, AttentionCall, DenseAttention, SprintAttention};
+pub use backend::backend;
 pub use error::{ModelError, Result};
 pub use geometry::AttentionGeometry;
 pub use model::{LoadedModel, Model, load, load_path};

@@ -10,7 +10,8 @@ use candle_nn::VarBuilder;
 use common::{SENTENCES, asset_dir, cosine, max_abs_diff, values};
 use sprint_assets::Asset;
 use sprint_core::config::{AttentionConfig, RecomputeMode, Thresholds, Variant};
-use sprint_models::attention::{DenseAttention, SprintAttention, backend};
+use sprint_models::attention::{DenseAttention, SprintAttention};
+use sprint_models::backend;
 use sprint_models::{LoadedModel, load_path};
 
 fn minilm() -> Option<&'static LoadedModel> {

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use sprint_core::config::{AttentionConfig, Thresholds, Variant};
 use sprint_models::SequenceTrace;
-use sprint_models::attention::{Attention, backend};
+use sprint_models::attention::Attention;
+use sprint_models::backend;
 
 use super::ctx::Ctx;
 use super::options::EvalOptions;
