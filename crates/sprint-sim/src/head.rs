@@ -551,10 +551,9 @@ impl<'d> HeadSim<'d> {
         };
         let qk_cycles = match d.peer {
             Some(Peer::Leopard { lanes, .. }) => {
-                // Bit-serial: the busiest CORELET's keys x planes per pair, one plane of
-                // `d` elements per `d / lanes` cycles.
-                ((qk_max as f64 * self.planes_per_pair * dim as f64) / f64::from(lanes)).ceil()
-                    as u64
+                // Bit-serial: the busiest CORELET's share of the query's key planes, each
+                // plane of `d` elements on `lanes` 1-bit x 8-bit lanes.
+                (sel.planes * qk_max * dim).div_ceil(sel.scored * u64::from(lanes))
             }
             _ => qk_per_key * qk_max,
         };
