@@ -14,6 +14,7 @@ use sprint_sim::decode::{DecodeFile, DecodeTrace, run_decode, run_decode_trace, 
 use sprint_sim::fit::{Space, fit};
 use sprint_sim::paper::compare_many;
 use sprint_sim::paper_tables::{comparison_text, summaries_text};
+use sprint_sim::peers::{compare_peers, peers_text};
 use sprint_sim::presets::{load_design, load_energy, preset_names};
 use sprint_sim::report::build;
 use sprint_sim::run::{run_model, run_trace};
@@ -30,7 +31,7 @@ use crate::io::write_atomic;
 pub struct Args {
     /// Hardware preset (built-in name or TOML file); repeat to compare designs. Ratios are
     /// against the first. Built-in: s-sprint, m-sprint, l-sprint, s-baseline, m-baseline,
-    /// l-baseline, pruning, mask-only, sprint-no-reuse.
+    /// l-baseline, pruning, mask-only, sprint-no-reuse, sanger, leopard, leopard-published.
     #[arg(long = "preset")]
     presets: Vec<String>,
     /// Paper workload: BERT-B, BERT-L, ALBERT-XL, ALBERT-XXL, ViT-B, GPT-2-L, Synth-1, Synth-2.
@@ -63,6 +64,11 @@ pub struct Args {
     /// Run every paper workload and print the comparison with the paper's Figs 10-12.
     #[arg(long)]
     compare_paper: bool,
+    /// Run SPRINT, its baselines and the peer designs (Sanger, LeOPArd) on every paper
+    /// workload at one technology, memory and buffer budget, and each at its published
+    /// configuration beside Table III.
+    #[arg(long)]
+    compare_peers: bool,
     /// With --trace: write the trace's workload statistics to this TOML file.
     #[arg(long)]
     measure_stats: Option<PathBuf>,
@@ -133,6 +139,27 @@ fn check_flags(a: &Args) -> Result<()> {
                 refuse(
                     flag,
                     "cannot be used with --compare-paper (it runs the paper's designs on every paper workload)",
+                )?;
+            }
+        }
+    }
+    if a.compare_peers {
+        for (given, flag) in [
+            (!a.presets.is_empty(), "--preset"),
+            (a.workload.is_some(), "--workload"),
+            (a.trace.is_some(), "--trace"),
+            (a.seq_len.is_some(), "--seq-len"),
+            (a.padding.is_some(), "--padding"),
+            (a.measure_stats.is_some(), "--measure-stats"),
+            (a.compare_paper, "--compare-paper"),
+            (a.calibration.is_some(), "--calibration"),
+            (a.fit_paper, "--fit-paper"),
+            (a.decode.is_some(), "--decode"),
+        ] {
+            if given {
+                refuse(
+                    flag,
+                    "cannot be used with --compare-peers (it runs its designs on every paper workload)",
                 )?;
             }
         }
@@ -236,6 +263,9 @@ pub fn run(a: Args) -> Result<()> {
 
     if a.compare_paper {
         return compare_paper_cmd(&a, &table, &stats, &hw_sets, &pool, started);
+    }
+    if a.compare_peers {
+        return compare_peers_cmd(&a, &table, &stats, &hw_sets, &pool, started);
     }
     simulate_designs(&a, &table, &stats, &hw_sets, &pool, started)
 }
@@ -343,6 +373,38 @@ fn compare_paper_cmd(
             print!("{}", comparison_text(c));
         }
         print!("{}", summaries_text(&cmps));
+        eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// `--compare-peers`: SPRINT, its baselines and the peers on every paper workload at one
+/// technology, and each at its published configuration beside Table III.
+fn compare_peers_cmd(
+    a: &Args,
+    table: &sprint_sim::EnergyTable,
+    stats: &StatsFile,
+    hw_sets: &[String],
+    pool: &rayon::ThreadPool,
+    started: Instant,
+) -> Result<()> {
+    let quiet = a.json;
+    if !quiet {
+        eprintln!("simulating SPRINT and its peers on every paper workload ...");
+    }
+    let shown = std::sync::atomic::AtomicUsize::new(0);
+    let c = pool.install(|| {
+        compare_peers(hw_sets, table, stats, |done, total| {
+            let tenth = 10 * done / total.max(1);
+            if !quiet && shown.fetch_max(tenth, std::sync::atomic::Ordering::Relaxed) < tenth {
+                eprintln!("  {}% of {total} heads", 10 * tenth);
+            }
+        })
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        print!("{}", peers_text(&c));
         eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
     }
     Ok(())

@@ -33,7 +33,7 @@ use sprint_core::bits::words_for;
 use sprint_core::config::LocalityPolicy;
 use sprint_core::locality::LocalityEngine;
 
-use crate::config::{Design, ReusePolicy, RunAhead};
+use crate::config::{Design, Peer, ReusePolicy, RunAhead};
 use crate::keyset::KeySet;
 use crate::memory::{Kind, MemoryState};
 use crate::stats::HeadStats;
@@ -108,6 +108,20 @@ pub struct HeadSim<'d> {
     fetch_k: Vec<u64>,
     fetch_v: Vec<u64>,
     block: Option<usize>,
+    /// Sanger: the visible keys of the query as a bit row (the predictor's input).
+    pred_row: Vec<u64>,
+    /// Sanger: 4-bit predictor keys on chip in the current query block.
+    loaded_k4: Vec<u64>,
+    /// Sanger: predictor keys the query fetches.
+    fetch_k4: Vec<u64>,
+    /// Sanger: the predictor keys of a head fit the predictor's half of the key buffer.
+    fits_k4: bool,
+    /// Sanger: query block of `loaded_k4`.
+    pred_block: Option<usize>,
+    /// Sanger: the predictor is free from this cycle.
+    pred_free: u64,
+    /// LeOPArd: key bit-planes processed per visible pair in this head.
+    planes_per_pair: f64,
     run_ahead: usize,
     mem_done: u64,
     axth_done: u64,
@@ -134,6 +148,8 @@ struct Selection {
     sm: u64,
     /// The workload carries a kept set for this (real) query.
     prune_info: bool,
+    /// LeOPArd: key bit-planes processed by the bit-serial unit for this query.
+    planes: u64,
 }
 
 /// What one query fetches and reuses (phase `buffers`), keys.
@@ -147,6 +163,8 @@ struct Fetch {
     v_fetched: u64,
     v_reused: u64,
     v_streamed: u64,
+    /// Sanger: 4-bit predictor keys fetched.
+    k4_fetched: u64,
 }
 
 fn log2_ceil(x: u64) -> u64 {
@@ -160,8 +178,25 @@ fn log2_ceil(x: u64) -> u64 {
 impl<'d> HeadSim<'d> {
     /// A head of `shape` with real keys `key_valid`, under design `d`.
     pub fn new(d: &'d Design, shape: HeadShape, key_valid: Validity) -> Self {
+        Self::with_key_planes(d, shape, key_valid, None)
+    }
+
+    /// [`HeadSim::new`] with the key bit-planes a LeOPArd design processes per visible pair
+    /// in this head, when the workload counts them (a trace's `k_bits_processed`); `None`
+    /// takes the design's statistic (`peer.key_planes_per_pair_*`). Other designs ignore it.
+    pub fn with_key_planes(
+        d: &'d Design,
+        shape: HeadShape,
+        key_valid: Validity,
+        planes_per_pair: Option<f64>,
+    ) -> Self {
         let n = shape.n_keys;
-        let k_cap = d.k_capacity_keys(shape.head_dim);
+        let planes_per_pair = key_planes(d, &shape, planes_per_pair);
+        // Sanger splits its key buffer: half holds the 4-bit predictor keys, half the
+        // exact 8-bit keys of the mask.
+        let sanger = matches!(d.peer, Some(Peer::Sanger { .. }));
+        let k_cap_all = d.k_capacity_keys(shape.head_dim);
+        let k_cap = if sanger { k_cap_all / 2 } else { k_cap_all };
         let v_cap = d.v_capacity_keys(shape.head_dim);
         let policy = match d.reuse {
             ReusePolicy::Locality => Some(shape.locality),
@@ -171,7 +206,7 @@ impl<'d> HeadSim<'d> {
         };
         let engine = policy.map(|p| LocalityEngine::with_policy(n, k_cap, v_cap, p));
         let w = words_for(n);
-        let ahead = run_ahead(d, &shape, &key_valid);
+        let ahead = run_ahead_with(d, &shape, &key_valid, planes_per_pair);
         Self {
             d,
             key_valid,
@@ -191,6 +226,13 @@ impl<'d> HeadSim<'d> {
             fetch_k: vec![0; w],
             fetch_v: vec![0; w],
             block: None,
+            pred_row: vec![0; if sanger { w } else { 0 }],
+            loaded_k4: vec![0; if sanger { w } else { 0 }],
+            fetch_k4: vec![0; if sanger { w } else { 0 }],
+            fits_k4: n <= k_cap_all,
+            pred_block: None,
+            pred_free: 0,
+            planes_per_pair,
             run_ahead: ahead,
             mem_done: 0,
             axth_done: 0,
@@ -264,7 +306,7 @@ impl<'d> HeadSim<'d> {
             KeySet::Range(a, b) => Some((a, b)),
             KeySet::Bits(_) => None,
         };
-        let use_kept = d.in_memory_pruning && valid && kept.is_some();
+        let use_kept = d.kept_before_fetch && valid && kept.is_some();
         match (kept, use_kept, vis_range) {
             (Some(k), true, _) => self.row.copy_from_slice(k),
             (_, _, Some((a, b))) => fill_range(&mut self.row, a, b),
@@ -287,12 +329,17 @@ impl<'d> HeadSim<'d> {
         } else {
             scored
         };
+        let planes = match d.peer {
+            Some(Peer::Leopard { .. }) => (scored as f64 * self.planes_per_pair).round() as u64,
+            _ => 0,
+        };
         Some(Selection {
             vis_n,
             scored_range,
             scored,
             sm,
             prune_info,
+            planes,
         })
     }
 
@@ -326,6 +373,7 @@ impl<'d> HeadSim<'d> {
                     v_fetched: u64::from(v.fetched),
                     v_reused: u64::from(v.reused),
                     v_streamed: u64::from(v.streamed),
+                    k4_fetched: 0,
                 }
             }
             ReusePolicy::None => Fetch {
@@ -337,6 +385,7 @@ impl<'d> HeadSim<'d> {
                 v_fetched: scored,
                 v_reused: 0,
                 v_streamed: scored.saturating_sub(self.v_cap as u64),
+                k4_fetched: 0,
             },
             ReusePolicy::WholeHead | ReusePolicy::QueryBlock => {
                 // Query-block: a new block of queries forgets what does not fit.
@@ -375,17 +424,41 @@ impl<'d> HeadSim<'d> {
                     v_fetched,
                     v_reused: scored - v_fetched,
                     v_streamed,
+                    k4_fetched: 0,
                 }
             }
         };
         // On-chip pruning alone: only the kept keys' values are needed; their identities
         // are unknown (counts only), so their addresses are approximated by the first `sm`.
-        let v_count_only = d.on_chip_pruning && !d.in_memory_pruning && sel.prune_info;
+        let v_count_only = d.on_chip_pruning && !d.kept_before_fetch && sel.prune_info;
         if v_count_only && !self.fits_v {
             (f.v_fetched, f.v_reused, f.v_streamed) = (sel.sm, 0, sel.sm);
             f.v_src = Src::FirstN(sel.sm as usize);
         }
+        if matches!(d.peer, Some(Peer::Sanger { .. })) {
+            f.k4_fetched = self.predictor_keys(i);
+        }
         f
+    }
+
+    /// Sanger: the 4-bit keys the predictor needs for query `i` (every visible key),
+    /// tiled like the dense baseline: a block of queries shares each fetched key, a head
+    /// whose predictor keys fit is fetched once. Fills `fetch_k4`; returns its size.
+    fn predictor_keys(&mut self, i: usize) -> u64 {
+        let d = self.d;
+        match self.visible(i) {
+            KeySet::Range(a, b) => fill_range(&mut self.pred_row, a, b),
+            KeySet::Bits(_) => self.pred_row.copy_from_slice(&self.vis),
+        }
+        let block = d.query_block_per_corelet as usize * d.core.corelets as usize;
+        let b = i / block;
+        if self.pred_block != Some(b) {
+            self.pred_block = Some(b);
+            if !self.fits_k4 {
+                self.loaded_k4.fill(0);
+            }
+        }
+        and_not_update(&self.pred_row, &mut self.loaded_k4, &mut self.fetch_k4)
     }
 
     /// Phase 3: in-memory scoring (CopyQ, tAxTh, ReadP) and the fetch batch. Returns
@@ -415,6 +488,25 @@ impl<'d> HeadSim<'d> {
             self.axth_done = axth_done;
             self.readp_done = readp_done;
             (readp_done, readp_done - start)
+        } else if let Some(Peer::Sanger {
+            predictor_bits,
+            predictor_macs,
+        }) = d.peer
+        {
+            // The predictor: q and the 4-bit keys it lacks, then every visible pair's
+            // low-bit product on the predictor's MACs (all CORELETs), as keys arrive.
+            let dim = u64::from(self.shape.head_dim);
+            let k4_bytes = (u64::from(predictor_bits) * dim).div_ceil(8);
+            self.mem.add(KeySet::Range(i, i + 1), Kind::Q, dim);
+            self.mem
+                .add(KeySet::Bits(&self.fetch_k4), Kind::KLsb, k4_bytes);
+            let (first, last) = self.mem.flush(gate);
+            let occ = predictor_cycles(d, predictor_macs, sel.vis_n, dim);
+            let start = self.pred_free.max(first);
+            let done = (start + occ).max(last + 1);
+            self.pred_free = done;
+            self.mem_done = self.mem_done.max(last);
+            (done, occ)
         } else {
             (gate, 0)
         };
@@ -422,7 +514,9 @@ impl<'d> HeadSim<'d> {
         let half = (4 * dim).div_ceil(8);
         let k_set = set_of(f.k_src, sel.scored_range, &self.fetch_k, &self.row);
         let v_set = set_of(f.v_src, sel.scored_range, &self.fetch_v, &self.row);
-        self.mem.add(KeySet::Range(i, i + 1), Kind::Q, dim);
+        if !matches!(d.peer, Some(Peer::Sanger { .. })) {
+            self.mem.add(KeySet::Range(i, i + 1), Kind::Q, dim);
+        }
         if d.in_memory_pruning {
             self.mem.add(k_set, Kind::KMsb, half);
             self.mem.add(k_set, Kind::KLsb, half);
@@ -455,7 +549,15 @@ impl<'d> HeadSim<'d> {
         } else {
             0
         };
-        let occ_a = (qk_per_key * qk_max).max(sm_max.div_ceil(u64::from(c.exps_per_cycle)));
+        let qk_cycles = match d.peer {
+            Some(Peer::Leopard { lanes, .. }) => {
+                // Bit-serial: the busiest CORELET's share of the query's key planes, each
+                // plane of `d` elements on `lanes` 1-bit x 8-bit lanes.
+                (sel.planes * qk_max * dim).div_ceil(sel.scored * u64::from(lanes))
+            }
+            _ => qk_per_key * qk_max,
+        };
+        let occ_a = qk_cycles.max(sm_max.div_ceil(u64::from(c.exps_per_cycle)));
         let core_start = self.a_free.max(first);
         if first > self.a_free {
             self.s.core_wait_cycles += first - self.a_free;
@@ -497,9 +599,19 @@ impl<'d> HeadSim<'d> {
         s.v_fetched += f.v_fetched;
         s.v_reused += f.v_reused;
         s.v_streamed += f.v_streamed;
-        s.qk_busy_cycles += qk_per_key * scored;
         s.v_busy_cycles += v_per_key * sm;
-        s.executed_macs += (scored + sm) * dim;
+        match d.peer {
+            Some(Peer::Leopard { lanes, .. }) => {
+                let planes = sel.planes;
+                s.k_bit_planes += planes;
+                s.qk_busy_cycles += (planes * dim).div_ceil(u64::from(lanes));
+                s.executed_macs += (planes * dim).div_ceil(8) + sm * dim;
+            }
+            _ => {
+                s.qk_busy_cycles += qk_per_key * scored;
+                s.executed_macs += (scored + sm) * dim;
+            }
+        }
         s.moved.q += dim;
         if d.in_memory_pruning {
             s.moved.k_msb += f.k_fetched * half;
@@ -509,9 +621,22 @@ impl<'d> HeadSim<'d> {
             s.moved.k_whole += f.k_fetched * dim;
         }
         s.moved.v += f.v_fetched * dim;
+        let mut k4_bits = 0;
+        if let Some(Peer::Sanger { predictor_bits, .. }) = d.peer {
+            let b = u64::from(predictor_bits);
+            k4_bits = b * dim;
+            s.moved.k_predictor += f.k4_fetched * k4_bits.div_ceil(8);
+            // `scoring` is the predictor's occupancy here, not in-memory scoring.
+            s.scoring_cycles -= scoring;
+            s.predictor_busy_cycles += scoring;
+            s.predictor_macs += vis_n * dim;
+            // A b-bit multiply costs (b / 8)^2 of an 8-bit one (array multiplier area).
+            s.executed_macs += (vis_n * dim * b * b).div_ceil(64);
+        }
         let a = &mut s.actions;
         let k_bytes = if d.in_memory_pruning { 2 * half } else { dim };
-        a.reram_read_bits += 8 * (dim + f.k_fetched * k_bytes + f.v_fetched * dim);
+        a.reram_read_bits +=
+            8 * (dim + f.k_fetched * k_bytes + f.v_fetched * dim) + f.k4_fetched * k4_bits;
         if d.in_memory_pruning {
             let m = &d.memory;
             a.in_memory_macs += vis_n * dim;
@@ -520,12 +645,32 @@ impl<'d> HeadSim<'d> {
             a.copy_q_bits += dim * u64::from(d.query_dac_bits);
             a.read_p_bits += vis_n;
         }
-        a.sram_k_write_bits += 8 * f.k_fetched * dim;
-        a.sram_k_read_bits += 8 * scored * dim;
+        a.sram_k_write_bits += 8 * f.k_fetched * dim + f.k4_fetched * k4_bits;
         a.sram_v_write_bits += 8 * f.v_fetched * dim;
         a.sram_v_read_bits += 8 * sm * dim;
-        a.qk_mults += scored * dim;
-        a.qk_adds += scored * dim.saturating_sub(1);
+        match d.peer {
+            Some(Peer::Leopard { .. }) => {
+                // One key bit-plane: `d` 1-bit x 8-bit products (an eighth of an 8-bit
+                // multiply each), one adder-tree pass, read from the buffer plane by plane.
+                let planes = sel.planes;
+                a.sram_k_read_bits += planes * dim;
+                a.qk_mults += (planes * dim).div_ceil(8);
+                a.qk_adds += planes * dim.saturating_sub(1);
+            }
+            _ => {
+                a.sram_k_read_bits += 8 * scored * dim;
+                a.qk_mults += scored * dim;
+                a.qk_adds += scored * dim.saturating_sub(1);
+            }
+        }
+        if let Some(Peer::Sanger { predictor_bits, .. }) = d.peer {
+            // The predictor: every visible pair's b-bit products, read from the buffer,
+            // priced as (b / 8)^2 of an 8-bit multiply plus one add each.
+            let b = u64::from(predictor_bits);
+            a.sram_k_read_bits += vis_n * dim * b;
+            a.qk_mults += (vis_n * dim * b * b).div_ceil(64);
+            a.qk_adds += vis_n * dim;
+        }
         a.q_reg_bits += 8 * dim * n;
         a.softmax_exps += sm;
         a.softmax_divides += n;
@@ -553,6 +698,10 @@ impl<'d> HeadSim<'d> {
         self.s.written_q_bytes = queries * dim;
         if self.shape.writes_kv {
             self.s.written_bytes = tokens * 2 * dim;
+            // Sanger keeps a low-bit copy of K for its predictor, written at run time.
+            if let Some(Peer::Sanger { predictor_bits, .. }) = self.d.peer {
+                self.s.written_bytes += tokens * (u64::from(predictor_bits) * dim).div_ceil(8);
+            }
         }
         self.s.actions.reram_write_bits = 8 * self.s.written_bytes;
         self.s.actions.reram_write_q_bits = 8 * self.s.written_q_bytes;
@@ -572,6 +721,18 @@ impl<'d> HeadSim<'d> {
 /// QK-PU cycles of the busiest CORELET at the head's mean scored keys per query (kept keys
 /// with in-memory pruning, visible keys otherwise).
 pub fn run_ahead(d: &Design, shape: &HeadShape, key_valid: &Validity) -> usize {
+    run_ahead_with(d, shape, key_valid, key_planes(d, shape, None))
+}
+
+/// [`run_ahead`] for the peers too: Sanger's latency adds its predictor's occupancy at the
+/// mean visible keys and its service time is the kept keys'; LeOPArd's service time is
+/// its bit-serial unit's at `planes_per_pair` key planes per pair.
+pub fn run_ahead_with(
+    d: &Design,
+    shape: &HeadShape,
+    key_valid: &Validity,
+    planes_per_pair: f64,
+) -> usize {
     if d.run_ahead == RunAhead::Fixed {
         return d.prefetch_queries as usize;
     }
@@ -596,9 +757,45 @@ pub fn run_ahead(d: &Design, shape: &HeadShape, key_valid: &Validity) -> usize {
             scored = k.min(mean_visible);
         }
     }
-    let per_key = dim.div_ceil(u64::from(d.core.qk_multipliers)) as f64;
+    let mut per_key = dim.div_ceil(u64::from(d.core.qk_multipliers)) as f64;
+    match d.peer {
+        Some(Peer::Sanger { predictor_macs, .. }) => {
+            latency += predictor_cycles(d, predictor_macs, mean_visible.ceil() as u64, dim) as f64;
+            if let Some(k) = shape.mean_kept_keys {
+                scored = k.min(mean_visible);
+            }
+        }
+        Some(Peer::Leopard { lanes, .. }) => {
+            per_key = planes_per_pair * dim as f64 / f64::from(lanes);
+        }
+        None => {}
+    }
     let service = (scored / f64::from(d.core.corelets)).ceil().max(1.0) * per_key;
     ((latency / service).ceil() as usize).clamp(1, MAX_RUN_AHEAD)
+}
+
+/// Sanger's predictor occupancy for `visible` keys of `dim` elements: every pair's `dim`
+/// low-bit MACs over the predictor MACs of all CORELETs, cycles.
+fn predictor_cycles(d: &Design, macs_per_corelet: u32, visible: u64, dim: u64) -> u64 {
+    (visible * dim).div_ceil(u64::from(macs_per_corelet) * u64::from(d.core.corelets))
+}
+
+/// Key bit-planes per visible pair a LeOPArd design processes in a head of `shape`: the
+/// workload's count when it has one, else the design's statistic for causal or
+/// bidirectional heads; 0 for every other design.
+fn key_planes(d: &Design, shape: &HeadShape, counted: Option<f64>) -> f64 {
+    match d.peer {
+        Some(Peer::Leopard {
+            planes_bidirectional,
+            planes_causal,
+            ..
+        }) => counted.unwrap_or(if shape.causal {
+            planes_causal
+        } else {
+            planes_bidirectional
+        }),
+        _ => 0.0,
+    }
 }
 
 /// Largest run-ahead Little's law may give, queries (a controller's queue is finite).

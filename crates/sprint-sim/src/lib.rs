@@ -22,6 +22,7 @@ pub mod layers;
 pub mod memory;
 pub mod paper;
 pub mod paper_tables;
+pub mod peers;
 pub mod presets;
 pub mod recall;
 pub mod report;

@@ -171,6 +171,17 @@ impl DesignReport {
             "vs_first.data_movement_reduction_pct",
             json!(self.data_movement_reduction_pct),
         );
+        // Peer counters, registered only when counted (the other designs' documents stay).
+        for (k, v) in [
+            ("bytes_moved.k_predictor", mv.k_predictor),
+            ("time.predictor_busy_cycles", t.predictor_busy_cycles),
+            ("work.predictor_macs", t.predictor_macs),
+            ("work.k_bit_planes", t.k_bit_planes),
+        ] {
+            if v != 0 {
+                put(k, json!(v));
+            }
+        }
         let a = serde_json::to_value(t.actions).expect("counts serialise");
         if let Value::Object(o) = a {
             for (k, v) in o {

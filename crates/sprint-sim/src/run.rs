@@ -201,9 +201,10 @@ pub fn trace_head(designs: &[Design], header: &TraceHeader, head: &HeadTrace) ->
         mean_kept_keys: mean_kept(head),
     };
     let kv = Validity::from_words(n, head.key_valid.words());
+    let planes = counted_key_planes(head);
     let mut sims: Vec<HeadSim<'_>> = designs
         .iter()
-        .map(|d| HeadSim::new(d, shape.clone(), kv.clone()))
+        .map(|d| HeadSim::with_key_planes(d, shape.clone(), kv.clone(), planes))
         .collect();
     for (i, r) in head.records.iter().enumerate() {
         let valid = head.query_valid.get(i);
@@ -213,6 +214,21 @@ pub fn trace_head(designs: &[Design], header: &TraceHeader, head: &HeadTrace) ->
         }
     }
     sims.into_iter().map(HeadSim::finish).collect()
+}
+
+/// Key bit-planes per visible pair a trace head counts (a `leopard` trace: its
+/// `k_bits_processed` over its kept pairs, which are every visible pair); `None` when the
+/// trace does not count them.
+pub fn counted_key_planes(head: &HeadTrace) -> Option<f64> {
+    let planes = head.stats.k_bits_processed;
+    let pairs: u64 = head
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| head.query_valid.get(*i))
+        .map(|(_, r)| u64::from(r.kept))
+        .sum();
+    (planes > 0 && pairs > 0).then(|| planes as f64 / pairs as f64)
 }
 
 /// Mean kept keys per real query of a trace head (`None` when it has no real query).

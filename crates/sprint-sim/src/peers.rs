@@ -1,0 +1,376 @@
+//! SPRINT and its peers as designs on one technology: `sprint simulate --compare-peers`.
+//!
+//! Two tables. The **iso** table runs every design on the paper's workloads at 65 nm, on the
+//! same ReRAM main memory and energy tables, at M-SPRINT's buffer budget (16 KB K + 16 KB V
+//! over 2 CORELETs), memory cost included: throughput, energy efficiency, speedup and
+//! energy reduction over S-Baseline. The **published** table runs each design at its
+//! published configuration beside its Table III row (`configs/paper-results.toml`), with
+//! the energy per op also given without the memory's, for the rows whose published number
+//! leaves memory out. What each peer model assumes: docs/simulator.md "The peers as
+//! designs".
+
+use std::fmt::Write;
+
+use comfy_table::Table;
+use serde::Serialize;
+use toml::Value;
+
+use crate::config::Design;
+use crate::energy::EnergyTable;
+use crate::error::{Result, SimError};
+use crate::paper::{PAPER_RESULTS, geomean, mean};
+use crate::presets::load_design;
+use crate::report::{DesignReport, build};
+use crate::run::{ModelJob, run_models_with_progress};
+use crate::workload::{model_workload, workload_names};
+use crate::wstats::StatsFile;
+
+/// The designs of the iso table, in order (the first is the reference of every ratio).
+pub const ISO_DESIGNS: &[&str] = &["s-baseline", "m-baseline", "m-sprint", "sanger", "leopard"];
+
+/// The designs of the published table: (preset, Table III row).
+pub const PUBLISHED_DESIGNS: &[(&str, &str)] =
+    &[("m-sprint", "M-SPRINT"), ("leopard-published", "LeOPArd")];
+
+/// One Table III row as `configs/paper-results.toml` holds it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Table3Row {
+    /// Design name in Table III.
+    pub design: String,
+    /// Process node, nm.
+    pub process_nm: f64,
+    /// Key buffer, KB.
+    pub key_buffer_kb: f64,
+    /// Value buffer, KB.
+    pub value_buffer_kb: f64,
+    /// Published throughput, GOPs/s.
+    pub gops_per_s: f64,
+    /// Published energy efficiency, GOPs/J.
+    pub gops_per_j: f64,
+    /// Whether the published energy includes the off-chip memory's.
+    pub memory_cost_included: bool,
+}
+
+/// Every Table III row of the embedded paper results, in file order.
+pub fn table3_rows() -> Result<Vec<Table3Row>> {
+    let bad =
+        |what: &str| SimError::config("paper-results.toml", format!("missing or malformed {what}"));
+    let t: toml::Table = PAPER_RESULTS
+        .parse()
+        .map_err(|e: toml::de::Error| SimError::config("paper-results.toml", e.to_string()))?;
+    let sec = t
+        .get("table3")
+        .and_then(Value::as_table)
+        .ok_or_else(|| bad("table3"))?;
+    let mut rows = Vec::new();
+    for (name, v) in sec {
+        let Some(row) = v.as_table() else { continue };
+        let num = |k: &str| {
+            row.get(k)
+                .and_then(|x| x.as_float().or_else(|| x.as_integer().map(|i| i as f64)))
+                .ok_or_else(|| bad(&format!("table3.{name}.{k}")))
+        };
+        rows.push(Table3Row {
+            design: name.clone(),
+            process_nm: num("process_nm")?,
+            key_buffer_kb: num("key_buffer_kb")?,
+            value_buffer_kb: num("value_buffer_kb")?,
+            gops_per_s: num("gops_per_s")?,
+            gops_per_j: num("gops_per_j")?,
+            memory_cost_included: row
+                .get("memory_cost_included")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| bad(&format!("table3.{name}.memory_cost_included")))?,
+        });
+    }
+    Ok(rows)
+}
+
+/// One design's numbers over the paper's workloads.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PeerRow {
+    /// Preset key.
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// Geomean over the workloads of the dense-equivalent GOPs/s.
+    pub gops_per_s: f64,
+    /// Geomean of the dense-equivalent GOPs/J, every energy counted (memory included).
+    pub gops_per_j: f64,
+    /// Geomean of the dense-equivalent GOPs/J without the ReRAM main memory's reads and
+    /// writes (the on-chip part only).
+    pub gops_per_j_without_memory: f64,
+    /// Geomean speedup over S-Baseline (its cycles / ours).
+    pub speedup: f64,
+    /// Geomean energy reduction over S-Baseline (its energy / ours).
+    pub energy_reduction: f64,
+    /// Mean data-movement reduction over S-Baseline (K and V bytes), percent.
+    pub data_movement_reduction_pct: f64,
+    /// Per workload (same order as [`PeerComparison::workloads`]): (speedup, energy
+    /// reduction) over S-Baseline.
+    pub per_workload: Vec<(f64, f64)>,
+}
+
+/// The published-configuration table: our model beside the Table III row.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PublishedRow {
+    /// Our design at the published configuration.
+    pub ours: PeerRow,
+    /// Its Table III row.
+    pub published: Table3Row,
+}
+
+/// Both tables of `--compare-peers`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PeerComparison {
+    /// The paper's workloads, in order.
+    pub workloads: Vec<String>,
+    /// The iso table, in the order of [`ISO_DESIGNS`].
+    pub iso: Vec<PeerRow>,
+    /// The published table, in the order of [`PUBLISHED_DESIGNS`].
+    pub published: Vec<PublishedRow>,
+    /// Table III rows without a model here (named, published numbers only).
+    pub not_modelled: Vec<Table3Row>,
+    /// Energy table used.
+    pub energy_table: String,
+    /// Where the kept sets came from.
+    pub stats_source: String,
+}
+
+/// `--set` overrides for one preset: `peer.*` keys go only to designs with a `[peer]`
+/// section (every other key to every design).
+fn sets_for(key: &str, sets: &[String]) -> Result<Vec<String>> {
+    let base = load_design(key, &[])?;
+    Ok(sets
+        .iter()
+        .filter(|s| base.peer.is_some() || !s.starts_with("peer."))
+        .cloned()
+        .collect())
+}
+
+/// Energy without the ReRAM main memory's reads and writes, pJ.
+fn energy_without_memory(r: &DesignReport) -> f64 {
+    r.energy.total() - r.energy.reram_read - r.energy.reram_write - r.energy.reram_write_q
+}
+
+fn row(reports: &[Vec<DesignReport>], i: usize) -> PeerRow {
+    let pick = |f: &dyn Fn(&DesignReport) -> f64| -> Vec<f64> {
+        reports.iter().map(|r| f(&r[i])).collect()
+    };
+    let first = &reports[0][i];
+    PeerRow {
+        key: first.key.clone(),
+        name: first.name.clone(),
+        gops_per_s: geomean(&pick(&|r| r.gops_per_s)),
+        gops_per_j: geomean(&pick(&|r| r.gops_per_j)),
+        gops_per_j_without_memory: geomean(&pick(&|r| {
+            let j = energy_without_memory(r) * 1e-12;
+            if j > 0.0 {
+                r.totals.dense_ops as f64 / j / 1e9
+            } else {
+                0.0
+            }
+        })),
+        speedup: geomean(&pick(&|r| r.speedup)),
+        energy_reduction: geomean(&pick(&|r| r.energy_reduction)),
+        data_movement_reduction_pct: mean(&pick(&|r| r.data_movement_reduction_pct)),
+        per_workload: reports
+            .iter()
+            .map(|r| (r[i].speedup, r[i].energy_reduction))
+            .collect(),
+    }
+}
+
+/// Runs every design of both tables on every paper workload (one parallel run on the
+/// caller's rayon pool; `progress(heads done, heads total)` from the workers) and builds
+/// the two tables. `sets` apply to every design (`peer.*` keys to the peers only).
+pub fn compare_peers(
+    sets: &[String],
+    table: &EnergyTable,
+    stats: &StatsFile,
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<PeerComparison> {
+    let mut keys: Vec<&str> = ISO_DESIGNS.to_vec();
+    for (k, _) in PUBLISHED_DESIGNS {
+        if !keys.contains(k) {
+            keys.push(k);
+        }
+    }
+    let designs: Vec<Design> = keys
+        .iter()
+        .map(|k| load_design(k, &sets_for(k, sets)?))
+        .collect::<Result<_>>()?;
+    let names = workload_names();
+    let workloads = names
+        .iter()
+        .map(|n| model_workload(n))
+        .collect::<Result<Vec<_>>>()?;
+    let st: Vec<_> = names.iter().map(|n| stats.resolve(n)).collect();
+    let jobs: Vec<ModelJob<'_>> = workloads
+        .iter()
+        .zip(&st)
+        .map(|(w, s)| ModelJob {
+            designs: &designs,
+            workload: w,
+            stats: s,
+        })
+        .collect();
+    let totals = run_models_with_progress(&jobs, progress)?;
+    let reports: Vec<Vec<DesignReport>> = totals
+        .iter()
+        .map(|t| build(&designs, table, t))
+        .collect::<Result<_>>()?;
+    let table3 = table3_rows()?;
+    let iso = (0..ISO_DESIGNS.len()).map(|i| row(&reports, i)).collect();
+    let mut published = Vec::new();
+    for (k, t3) in PUBLISHED_DESIGNS {
+        let i = keys.iter().position(|x| x == k).expect("design listed");
+        let p = table3
+            .iter()
+            .find(|r| r.design == *t3)
+            .ok_or_else(|| SimError::config("paper-results.toml", format!("no table3.{t3} row")))?;
+        published.push(PublishedRow {
+            ours: row(&reports, i),
+            published: p.clone(),
+        });
+    }
+    let not_modelled = table3
+        .iter()
+        .filter(|r| !PUBLISHED_DESIGNS.iter().any(|(_, t)| *t == r.design))
+        .cloned()
+        .collect();
+    let mut sources: Vec<String> = st.iter().map(|s| s.source.clone()).collect();
+    sources.dedup();
+    Ok(PeerComparison {
+        workloads: names.iter().map(|s| s.to_string()).collect(),
+        iso,
+        published,
+        not_modelled,
+        energy_table: table.name().to_string(),
+        stats_source: sources.join("; "),
+    })
+}
+
+/// Both tables as text.
+pub fn peers_text(c: &PeerComparison) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "SPRINT and its peers at one technology (65 nm), one memory (ReRAM main memory, memory cost included) and one buffer budget (16 KB K + 16 KB V; S-Baseline 8 + 8 KB); energy table `{}`; kept sets: {}",
+        c.energy_table, c.stats_source
+    );
+    let mut t = Table::new();
+    t.set_header(vec![
+        "design (geomean over the 8 paper workloads)",
+        "GOPs/s",
+        "GOPs/J",
+        "speedup vs S-Baseline",
+        "energy reduction vs S-Baseline",
+        "data-movement reduction (mean)",
+    ]);
+    for r in &c.iso {
+        t.add_row(vec![
+            r.name.clone(),
+            format!("{:.1}", r.gops_per_s),
+            format!("{:.1}", r.gops_per_j),
+            format!("{:.2}x", r.speedup),
+            format!("{:.2}x", r.energy_reduction),
+            format!("{:.1}%", r.data_movement_reduction_pct),
+        ]);
+    }
+    let _ = writeln!(out, "{t}");
+    let mut t = Table::new();
+    let mut head = vec!["speedup / energy reduction vs S-Baseline".to_string()];
+    head.extend(c.iso.iter().skip(1).map(|r| r.name.clone()));
+    t.set_header(head);
+    for (w, name) in c.workloads.iter().enumerate() {
+        let mut r = vec![name.clone()];
+        r.extend(c.iso.iter().skip(1).map(|d| {
+            let (s, e) = d.per_workload[w];
+            format!("{s:.2} / {e:.2}")
+        }));
+        t.add_row(r);
+    }
+    let _ = writeln!(out, "{t}");
+    let _ = writeln!(
+        out,
+        "Each design at its published configuration beside its Table III row (ours / published (ratio)); dense-equivalent ops, geomean over the 8 paper workloads"
+    );
+    let mut t = Table::new();
+    t.set_header(vec![
+        "design",
+        "node, K + V buffer",
+        "memory in published energy",
+        "GOPs/s",
+        "GOPs/J, memory included",
+        "GOPs/J, memory left out",
+    ]);
+    let cell = |ours: f64, theirs: f64| format!("{ours:.1} / {theirs:.1} ({:.2})", ours / theirs);
+    for p in &c.published {
+        let (o, q) = (&p.ours, &p.published);
+        let (with, without) = if q.memory_cost_included {
+            (
+                cell(o.gops_per_j, q.gops_per_j),
+                format!("{:.1}", o.gops_per_j_without_memory),
+            )
+        } else {
+            (
+                format!("{:.1}", o.gops_per_j),
+                cell(o.gops_per_j_without_memory, q.gops_per_j),
+            )
+        };
+        t.add_row(vec![
+            format!("{} ({})", q.design, o.name),
+            format!(
+                "{} nm, {} + {} KB",
+                q.process_nm, q.key_buffer_kb, q.value_buffer_kb
+            ),
+            if q.memory_cost_included { "yes" } else { "no" }.to_string(),
+            cell(o.gops_per_s, q.gops_per_s),
+            with,
+            without,
+        ]);
+    }
+    for q in &c.not_modelled {
+        t.add_row(vec![
+            format!("{} (not modelled yet)", q.design),
+            format!(
+                "{} nm, {} + {} KB",
+                q.process_nm, q.key_buffer_kb, q.value_buffer_kb
+            ),
+            if q.memory_cost_included { "yes" } else { "no" }.to_string(),
+            format!("- / {:.1}", q.gops_per_s),
+            if q.memory_cost_included {
+                format!("- / {:.1}", q.gops_per_j)
+            } else {
+                "-".into()
+            },
+            if q.memory_cost_included {
+                "-".into()
+            } else {
+                format!("- / {:.1}", q.gops_per_j)
+            },
+        ]);
+    }
+    let _ = writeln!(out, "{t}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Table III's rows are read from the results file, LeOPArd's as published.
+    #[test]
+    fn table3_rows_are_read_from_the_results_file() {
+        let rows = table3_rows().unwrap();
+        let l = rows.iter().find(|r| r.design == "LeOPArd").unwrap();
+        assert_eq!((l.gops_per_s, l.gops_per_j), (574.1, 519.3));
+        assert_eq!(
+            (l.process_nm, l.key_buffer_kb, l.value_buffer_kb),
+            (65.0, 48.0, 64.0)
+        );
+        assert!(!l.memory_cost_included);
+        assert_eq!(rows.len(), 4);
+    }
+}

@@ -1,0 +1,182 @@
+//! Exact timing of short command sequences on the peer designs (Sanger, LeOPArd), derived by
+//! hand like `command_timing_tests.rs`, and closed-form counts of their dataflows.
+//!
+//! Timing at 1 GHz on the presets' memory (s-sprint's): tRCD 25, tCL 15, one 32 B transfer 5
+//! cycles, 4 channels x 4 banks; token `j` on channel `j % 4`, bank `(j / 4 + o) % 4` with
+//! the per-kind offset `o` (whole K 0, Sanger's 4-bit K in the K_LSB region 1, V 2, Q 3).
+//! A read of a closed row ends at `issue + tRCD + tCL + transfers`, and the reads of one
+//! channel share its bus.
+
+mod common;
+
+use sprint_sim::head::{HeadShape, HeadSim, Validity, run_ahead};
+use sprint_sim::run::run_model;
+
+fn one_key() -> HeadShape {
+    HeadShape {
+        n_queries: 1,
+        n_keys: 1,
+        head_dim: 64,
+        causal: false,
+        writes_kv: false,
+        locality: sprint_core::config::LocalityPolicy::Residency,
+        mean_kept_keys: None,
+    }
+}
+
+/// One Sanger query keeping its one key, on one CORELET. The predictor's batch is issued at
+/// 0: q (64 B, bank 3) from a closed row ends at 25 + 15 + 10 = 50; the 4-bit key (32 B,
+/// bank 1, activated in parallel) follows q on the bus: 50 + 5 = 55. The predictor (1 pair x
+/// 64 MACs on 256 MACs: 1 cycle) starts when q is there (50) and ends after the last key:
+/// max(50 + 1, 55 + 1) = 56. The mask is then known and the exact batch is issued at 56:
+/// K (64 B, bank 0) ends at 56 + 40 + 10 = 106, V (bank 2) follows on the bus: 116. The QK
+/// stage (1 key, 1 cycle) bypasses to the last data: max(106 + 1, 116 + 1) = 117; adder
+/// tree fill log2(64) + 1 = 7: 124; divide 16: 140; V-PU one value: 141.
+#[test]
+fn one_sanger_query_exact_timing() {
+    let d = common::design("sanger", &["core.corelets=1"]);
+    let mut sim = HeadSim::new(&d, one_key(), Validity::Prefix(1));
+    sim.query(0, true, Some(&[1u64]), 1);
+    let s = sim.finish();
+    assert_eq!(s.cycles, 141);
+    assert_eq!(s.predictor_busy_cycles, 1);
+    assert_eq!(s.predictor_macs, 64);
+    assert_eq!(s.activations, 4);
+    assert_eq!(s.moved.k_predictor, 32);
+    assert_eq!((s.moved.k_whole, s.moved.v, s.moved.q), (64, 64, 64));
+    assert_eq!(s.scoring_cycles, 0);
+}
+
+/// One LeOPArd query on its one key with 8 bit-serial lanes: q, K and V (64 B each, banks
+/// 3, 0, 2 of channel 0) issued at 0 end at 50, 60, 70. The key's 5.38 planes per pair
+/// (the preset's bidirectional statistic) round to 5 planes for this query, each of 64
+/// elements on 8 lanes: 40 cycles from q's arrival, 50 + 40 = 90 (after the last data, 71).
+/// Fill 7: 97; divide 16: 113; V-PU one survivor: 114. With the trace's count of 8 planes
+/// (full precision): 64 cycles, 50 + 64 + 7 + 16 + 1 = 138.
+#[test]
+fn one_leopard_query_exact_timing() {
+    let d = common::design(
+        "leopard",
+        &["core.corelets=1", "peer.bit_serial_lanes_per_corelet=8"],
+    );
+    let mut sim = HeadSim::new(&d, one_key(), Validity::Prefix(1));
+    sim.query(0, true, Some(&[1u64]), 1);
+    let s = sim.finish();
+    assert_eq!(s.cycles, 114);
+    assert_eq!(s.k_bit_planes, 5);
+    assert_eq!(s.qk_busy_cycles, 40);
+    assert_eq!((s.moved.k_whole, s.moved.v, s.moved.q), (64, 64, 64));
+    let mut sim = HeadSim::with_key_planes(&d, one_key(), Validity::Prefix(1), Some(8.0));
+    sim.query(0, true, Some(&[1u64]), 1);
+    let s = sim.finish();
+    assert_eq!(s.cycles, 138);
+    assert_eq!(s.k_bit_planes, 8);
+}
+
+/// LeOPArd at full precision (8 planes per pair) on 512 lanes scores one 64-element key per
+/// cycle, as the 64 8-bit multipliers of the dense designs do: a compute-bound LeOPArd and
+/// SPRINT's "Pruning" design (on-chip runtime pruning, same tiling) on fitting heads take
+/// the same cycles when both skip padding. With 5.38 planes the QK stage shrinks by
+/// 8 / 5.38 wherever it is the bottleneck, and never grows.
+#[test]
+fn leopard_at_full_precision_equals_runtime_pruning() {
+    let w = common::small_workload(1, 2, 96, 64, 0.25, false);
+    let st = common::stats(0.25, 0.9, 0.85);
+    let full = common::design(
+        "leopard",
+        &[
+            "peer.key_planes_per_pair_bidirectional=8",
+            "core.corelets=1",
+        ],
+    );
+    let early = common::design("leopard", &["core.corelets=1"]);
+    let pruning = common::design(
+        "pruning",
+        &["design.skip_padding=true", "design.causal_aware=true"],
+    );
+    let t = run_model(&[full, early, pruning], &w, &st).unwrap();
+    assert_eq!(t[0].cycles, t[2].cycles);
+    assert_eq!(t[0].moved, t[2].moved);
+    assert_eq!(t[0].k_bit_planes, 8 * t[0].keys_scored);
+    assert!(t[1].cycles <= t[0].cycles);
+    assert_eq!(t[1].moved, t[0].moved);
+}
+
+/// Sanger's predictor tiling, counted: 512 keys of d = 64 do not fit the predictor's half of
+/// M's key buffer (8 KB of 4-bit keys = 256 keys), so every block of 8 x 2 = 16 queries
+/// fetches all 512 visible 4-bit keys: 512 x 32 = 16 384 keys, 32 B each. The predictor
+/// performs 512 x 512 pairs x 64 MACs on 2 x 256 MACs per cycle: 64 cycles per query.
+/// The exact phase fetches the masked keys only, so the exact K and V bytes are those of
+/// the kept keys (at most the predictor's key count).
+#[test]
+fn sanger_predictor_is_tiled_and_counted() {
+    let w = common::small_workload(1, 1, 512, 64, 0.0, false);
+    let st = common::stats(0.25, 0.9, 0.85);
+    let d = common::design("sanger", &[]);
+    let t = &run_model(&[d], &w, &st).unwrap()[0];
+    assert_eq!(t.moved.k_predictor, 512 * 32 * 32);
+    assert_eq!(t.predictor_macs, 512 * 512 * 64);
+    assert_eq!(t.predictor_busy_cycles, 512 * 64);
+    assert_eq!(
+        t.keys_softmax, t.keys_scored,
+        "no recheck: every masked key in softmax"
+    );
+    assert!(t.moved.k_whole <= 512 * 32 * 64);
+    // The 4-bit copy of K is written at run time beside K and V.
+    assert_eq!(t.written_bytes, 512 * (64 + 64 + 32));
+}
+
+/// Little's law for the peers (docs/simulator.md "Run-ahead"): W for Sanger adds its
+/// predictor's occupancy to the query's fetch (25 + 15 + 10 = 50): 207 visible keys x 64 on
+/// 2 x 256 MACs = 26 cycles, W = 76; its service is the kept keys' (55 on 2 CORELETs: 28),
+/// so ceil(76 / 28) = 3. LeOPArd's service is the bit-serial unit's: 104 keys per CORELET
+/// x 5.38 planes x 64 / 512 lanes = 69.94 cycles, W = 50: 1.
+#[test]
+fn peer_run_ahead_is_littles_law() {
+    let shape = HeadShape {
+        n_queries: 384,
+        n_keys: 384,
+        head_dim: 64,
+        causal: false,
+        writes_kv: true,
+        locality: sprint_core::config::LocalityPolicy::Residency,
+        mean_kept_keys: Some(55.0),
+    };
+    let valid = Validity::Prefix(207);
+    assert_eq!(run_ahead(&common::design("sanger", &[]), &shape, &valid), 3);
+    assert_eq!(
+        run_ahead(&common::design("leopard", &[]), &shape, &valid),
+        1
+    );
+}
+
+/// A peer preset with a key of the other dataflow, a missing key, or in-memory pruning is
+/// refused with the key named.
+#[test]
+fn peer_sections_are_checked() {
+    use sprint_sim::presets::load_design;
+    let err = |name: &str, sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        load_design(name, &sets).unwrap_err().to_string()
+    };
+    let e = err("sanger", &["design.in_memory_pruning=true"]);
+    assert!(e.contains("design.in_memory_pruning"), "{e}");
+    let e = err("sanger", &["design.on_chip_pruning=true"]);
+    assert!(e.contains("design.on_chip_pruning"), "{e}");
+    let e = err("leopard", &["peer.key_planes_per_pair_causal=9"]);
+    assert!(
+        e.contains("peer.key_planes_per_pair_causal") && e.contains("1..=8"),
+        "{e}"
+    );
+    let e = err("leopard", &["peer.bit_serial_lanes_per_corelet=0"]);
+    assert!(e.contains("peer.bit_serial_lanes_per_corelet"), "{e}");
+    let e = err("sanger", &["peer.predictor_bits=0"]);
+    assert!(e.contains("peer.predictor_bits"), "{e}");
+    let e = err("sanger", &["peer.dataflow=\"leopard\""]);
+    assert!(
+        e.contains("peer.predictor_bits") || e.contains("peer.key_bits"),
+        "{e}"
+    );
+    let e = err("s-sprint", &["peer.key_bits=8"]);
+    assert!(e.contains("peer"), "{e}");
+}
