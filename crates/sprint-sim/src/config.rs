@@ -503,11 +503,6 @@ impl PresetFile {
 /// The `[peer]` section, validated against the design's flags: a peer neither prunes in
 /// memory nor (Sanger) rechecks on chip, and each dataflow's keys are present and in range.
 fn peer_of(p: &PeerFile, d: &DesignFile) -> Result<Peer> {
-    fn need<T: Clone>(v: &Option<Sourced<T>>, key: &str, flow: PeerDataflow) -> Result<T> {
-        v.as_ref().map(|s| s.value.clone()).ok_or_else(|| {
-            SimError::config(key, format!("is required by the {} dataflow", flow.name()))
-        })
-    }
     let flow = p.dataflow.value;
     if d.in_memory_pruning.value {
         return Err(SimError::config(
@@ -518,112 +513,127 @@ fn peer_of(p: &PeerFile, d: &DesignFile) -> Result<Peer> {
             ),
         ));
     }
-    let unused = |present: bool, key: &str| -> Result<()> {
-        if present {
+    match flow {
+        PeerDataflow::Sanger => sanger_of(p, d),
+        PeerDataflow::Leopard => leopard_of(p),
+    }
+}
+
+/// The value of the `[peer]` key `key`, which `flow` requires.
+fn peer_needs<T: Clone>(v: &Option<Sourced<T>>, key: &str, flow: PeerDataflow) -> Result<T> {
+    v.as_ref().map(|s| s.value.clone()).ok_or_else(|| {
+        SimError::config(key, format!("is required by the {} dataflow", flow.name()))
+    })
+}
+
+/// An error when the `[peer]` key `key`, which `flow` does not use, is `present`.
+fn peer_unused(present: bool, key: &str, flow: PeerDataflow) -> Result<()> {
+    if present {
+        Err(SimError::config(
+            key,
+            format!("is not used by the {} dataflow", flow.name()),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Sanger's `[peer]` keys: the predictor's bit width and MACs per cycle per CORELET.
+fn sanger_of(p: &PeerFile, d: &DesignFile) -> Result<Peer> {
+    let flow = PeerDataflow::Sanger;
+    peer_unused(p.key_bits.is_some(), "peer.key_bits", flow)?;
+    peer_unused(
+        p.bit_serial_lanes_per_corelet.is_some(),
+        "peer.bit_serial_lanes_per_corelet",
+        flow,
+    )?;
+    peer_unused(
+        p.key_planes_per_pair_bidirectional.is_some(),
+        "peer.key_planes_per_pair_bidirectional",
+        flow,
+    )?;
+    peer_unused(
+        p.key_planes_per_pair_causal.is_some(),
+        "peer.key_planes_per_pair_causal",
+        flow,
+    )?;
+    if d.on_chip_pruning.value {
+        return Err(SimError::config(
+            "design.on_chip_pruning",
+            "must be false for the sanger dataflow (every masked key enters softmax)",
+        ));
+    }
+    let bits = in_range(
+        peer_needs(&p.predictor_bits, "peer.predictor_bits", flow)?,
+        1,
+        8,
+        "peer.predictor_bits",
+    )?;
+    let macs = in_range(
+        peer_needs(
+            &p.predictor_macs_per_cycle_per_corelet,
+            "peer.predictor_macs_per_cycle_per_corelet",
+            flow,
+        )?,
+        1,
+        1 << 20,
+        "peer.predictor_macs_per_cycle_per_corelet",
+    )?;
+    Ok(Peer::Sanger {
+        predictor_bits: bits,
+        predictor_macs: macs,
+    })
+}
+
+/// LeOPArd's `[peer]` keys: key bits, bit-serial lanes per CORELET, and the key planes
+/// processed per pair (bidirectional and causal), each within 1..=key bits.
+fn leopard_of(p: &PeerFile) -> Result<Peer> {
+    let flow = PeerDataflow::Leopard;
+    peer_unused(p.predictor_bits.is_some(), "peer.predictor_bits", flow)?;
+    peer_unused(
+        p.predictor_macs_per_cycle_per_corelet.is_some(),
+        "peer.predictor_macs_per_cycle_per_corelet",
+        flow,
+    )?;
+    let key_bits = in_range(
+        peer_needs(&p.key_bits, "peer.key_bits", flow)?,
+        1,
+        16,
+        "peer.key_bits",
+    )?;
+    let lanes = in_range(
+        peer_needs(
+            &p.bit_serial_lanes_per_corelet,
+            "peer.bit_serial_lanes_per_corelet",
+            flow,
+        )?,
+        1,
+        1 << 20,
+        "peer.bit_serial_lanes_per_corelet",
+    )?;
+    let planes = |v: &Option<Sourced<f64>>, key: &str| -> Result<f64> {
+        let v = peer_needs(v, key, flow)?;
+        if v.is_finite() && v >= 1.0 && v <= f64::from(key_bits) {
+            Ok(v)
+        } else {
             Err(SimError::config(
                 key,
-                format!("is not used by the {} dataflow", flow.name()),
+                format!("must be in 1..={key_bits} planes (peer.key_bits), got {v}"),
             ))
-        } else {
-            Ok(())
         }
     };
-    match flow {
-        PeerDataflow::Sanger => {
-            unused(p.key_bits.is_some(), "peer.key_bits")?;
-            unused(
-                p.bit_serial_lanes_per_corelet.is_some(),
-                "peer.bit_serial_lanes_per_corelet",
-            )?;
-            unused(
-                p.key_planes_per_pair_bidirectional.is_some(),
-                "peer.key_planes_per_pair_bidirectional",
-            )?;
-            unused(
-                p.key_planes_per_pair_causal.is_some(),
-                "peer.key_planes_per_pair_causal",
-            )?;
-            if d.on_chip_pruning.value {
-                return Err(SimError::config(
-                    "design.on_chip_pruning",
-                    "must be false for the sanger dataflow (every masked key enters softmax)",
-                ));
-            }
-            let bits = in_range(
-                need(&p.predictor_bits, "peer.predictor_bits", flow)?,
-                1,
-                8,
-                "peer.predictor_bits",
-            )?;
-            let macs = in_range(
-                need(
-                    &p.predictor_macs_per_cycle_per_corelet,
-                    "peer.predictor_macs_per_cycle_per_corelet",
-                    flow,
-                )?,
-                1,
-                1 << 20,
-                "peer.predictor_macs_per_cycle_per_corelet",
-            )?;
-            Ok(Peer::Sanger {
-                predictor_bits: bits,
-                predictor_macs: macs,
-            })
-        }
-        PeerDataflow::Leopard => {
-            unused(p.predictor_bits.is_some(), "peer.predictor_bits")?;
-            unused(
-                p.predictor_macs_per_cycle_per_corelet.is_some(),
-                "peer.predictor_macs_per_cycle_per_corelet",
-            )?;
-            let key_bits = in_range(
-                need(&p.key_bits, "peer.key_bits", flow)?,
-                1,
-                16,
-                "peer.key_bits",
-            )?;
-            let lanes = in_range(
-                need(
-                    &p.bit_serial_lanes_per_corelet,
-                    "peer.bit_serial_lanes_per_corelet",
-                    flow,
-                )?,
-                1,
-                1 << 20,
-                "peer.bit_serial_lanes_per_corelet",
-            )?;
-            let planes = |v: f64, key: &str| -> Result<f64> {
-                if v.is_finite() && v >= 1.0 && v <= f64::from(key_bits) {
-                    Ok(v)
-                } else {
-                    Err(SimError::config(
-                        key,
-                        format!("must be in 1..={key_bits} planes (peer.key_bits), got {v}"),
-                    ))
-                }
-            };
-            Ok(Peer::Leopard {
-                key_bits,
-                lanes,
-                planes_bidirectional: planes(
-                    need(
-                        &p.key_planes_per_pair_bidirectional,
-                        "peer.key_planes_per_pair_bidirectional",
-                        flow,
-                    )?,
-                    "peer.key_planes_per_pair_bidirectional",
-                )?,
-                planes_causal: planes(
-                    need(
-                        &p.key_planes_per_pair_causal,
-                        "peer.key_planes_per_pair_causal",
-                        flow,
-                    )?,
-                    "peer.key_planes_per_pair_causal",
-                )?,
-            })
-        }
-    }
+    Ok(Peer::Leopard {
+        key_bits,
+        lanes,
+        planes_bidirectional: planes(
+            &p.key_planes_per_pair_bidirectional,
+            "peer.key_planes_per_pair_bidirectional",
+        )?,
+        planes_causal: planes(
+            &p.key_planes_per_pair_causal,
+            "peer.key_planes_per_pair_causal",
+        )?,
+    })
 }
 
 /// The core of a preset, validated (errors name the offending key).

@@ -65,3 +65,76 @@ pub fn count_congruent(a: usize, b: usize, m: usize, r: usize) -> u64 {
     let upto = |x: usize| -> usize { if x > r { (x - r).div_ceil(m) } else { 0 } };
     (upto(b) - upto(a)) as u64
 }
+
+/// Where a fetch set's keys are.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Src {
+    /// The policy's fetch buffer (`fetch_k` / `fetch_v`).
+    FetchBuf,
+    /// The whole scored set.
+    Scored,
+    /// Keys `0..n` (address approximation when only a count is known).
+    FirstN(usize),
+}
+
+/// The key set a [`Src`] names.
+pub(crate) fn set_of<'a>(
+    src: Src,
+    scored_range: Option<(usize, usize)>,
+    buf: &'a [u64],
+    row: &'a [u64],
+) -> KeySet<'a> {
+    match src {
+        Src::FetchBuf => KeySet::Bits(buf),
+        Src::Scored => match scored_range {
+            Some((a, b)) => KeySet::Range(a, b),
+            None => KeySet::Bits(row),
+        },
+        Src::FirstN(k) => KeySet::Range(0, k),
+    }
+}
+
+/// Clears bits `>= hi`.
+pub(crate) fn mask_from(words: &mut [u64], hi: usize) {
+    for (wi, w) in words.iter_mut().enumerate() {
+        let lo = wi * 64;
+        if lo >= hi {
+            *w = 0;
+        } else if hi - lo < 64 {
+            *w &= (1u64 << (hi - lo)) - 1;
+        }
+    }
+}
+
+/// Sets exactly bits `a..b`.
+pub(crate) fn fill_range(words: &mut [u64], a: usize, b: usize) {
+    for (wi, w) in words.iter_mut().enumerate() {
+        let (lo, hi) = (wi * 64, wi * 64 + 64);
+        let (s, e) = (a.max(lo), b.min(hi));
+        *w = if s >= e {
+            0
+        } else if e - s == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << (e - s)) - 1) << (s - lo)
+        };
+    }
+}
+
+/// `out = set & !resident` (bit rows of the same length).
+pub(crate) fn diff_resident(set: &[u64], resident: &[u64], out: &mut [u64]) {
+    for ((o, &s), &r) in out.iter_mut().zip(set).zip(resident) {
+        *o = s & !r;
+    }
+}
+
+/// `out = set & !loaded; loaded |= set`; returns `|out|`.
+pub(crate) fn and_not_update(set: &[u64], loaded: &mut [u64], out: &mut [u64]) -> u64 {
+    let mut n = 0;
+    for ((s, l), o) in set.iter().zip(loaded.iter_mut()).zip(out.iter_mut()) {
+        *o = s & !*l;
+        *l |= s;
+        n += u64::from(o.count_ones());
+    }
+    n
+}

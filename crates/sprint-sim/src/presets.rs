@@ -37,14 +37,8 @@ pub const PRESETS: &[(&str, &str)] = &[
         "sprint-no-reuse",
         include_str!("../configs/presets/sprint-no-reuse.toml"),
     ),
-    (
-        "sanger",
-        include_str!("../configs/presets/sanger.toml"),
-    ),
-    (
-        "leopard",
-        include_str!("../configs/presets/leopard.toml"),
-    ),
+    ("sanger", include_str!("../configs/presets/sanger.toml")),
+    ("leopard", include_str!("../configs/presets/leopard.toml")),
     (
         "leopard-published",
         include_str!("../configs/presets/leopard-published.toml"),
