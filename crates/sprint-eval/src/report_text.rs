@@ -164,6 +164,20 @@ pub fn eval_text(r: &EvalReport) -> String {
             }
         }
     }
+    out.push_str(&datapath_notes(r));
+    for row in &r.rows {
+        if let Some(p) = &row.trace {
+            out.push_str(&format!("trace of {}: {}\n", row.variant, p.display()));
+        }
+    }
+    out
+}
+
+/// One line per variant and datapath fact its run reports: the comparator's errors against
+/// exact pruning, the calibrated peer knob, the bit-serial planes processed, SpAtten's head
+/// pruning and recomputed rows, saturated codes.
+fn datapath_notes(r: &EvalReport) -> String {
+    let mut out = String::new();
     for row in &r.rows {
         if let (Some(fp), Some(fk)) = (row.false_prune_rate, row.false_keep_rate) {
             out.push_str(&format!(
@@ -199,11 +213,6 @@ pub fn eval_text(r: &EvalReport) -> String {
                 "{}: saturated {} score codes and {} output elements\n",
                 row.variant, dp.score_saturated, dp.output_saturated
             ));
-        }
-    }
-    for row in &r.rows {
-        if let Some(p) = &row.trace {
-            out.push_str(&format!("trace of {}: {}\n", row.variant, p.display()));
         }
     }
     out
