@@ -315,7 +315,7 @@ fn rechecks(ctx: &HeadCtx) -> bool {
         Variant::Dense | Variant::SprintNoRecompute => false,
         Variant::RuntimePruning => true,
         Variant::Sprint => ctx.cfg.threshold.exact_recheck,
-        Variant::Sanger | Variant::Leopard => false,
+        Variant::Sanger | Variant::Leopard | Variant::A3 | Variant::Energon => false,
     }
 }
 

@@ -29,7 +29,7 @@ pub struct Args {
     /// Also write the attention trace (format: docs/trace-format.md).
     #[arg(long)]
     trace: Option<PathBuf>,
-    /// Override the config's variant: dense, runtime-pruning, sprint-no-recompute, sprint, or a peer design (sanger, leopard).
+    /// Override the config's variant: dense, runtime-pruning, sprint-no-recompute, sprint, or a peer design (sanger, leopard, a3, energon).
     #[arg(long)]
     variant: Option<String>,
     /// Override the threshold Th of every layer and head (logit units).

@@ -23,6 +23,14 @@ pub enum Variant {
     /// LeOPArd (ISCA 2022): runtime pruning at `Th` by a bit-serial dot product that stops
     /// once the score can no longer reach `Th` (the bit-planes processed are counted).
     Leopard,
+    /// A3 (HPCA 2020): a greedy search over the pre-sorted key columns picks candidate keys
+    /// from a few of the largest and smallest component products, exact scores for the
+    /// candidates only, then the post-scoring cut below the largest candidate score.
+    A3,
+    /// Energon (TCAD 2022): mixed-precision multi-round filtering, each round keeping the keys
+    /// whose low-bit score reaches a threshold from the row's mean, maximum and minimum, then
+    /// exact attention on the last round's survivors.
+    Energon,
 }
 
 impl Variant {
@@ -35,7 +43,12 @@ impl Variant {
     ];
 
     /// The peer designs' pruning decisions, beside the paper's four.
-    pub const PEERS: [Variant; 2] = [Variant::Sanger, Variant::Leopard];
+    pub const PEERS: [Variant; 4] = [
+        Variant::Sanger,
+        Variant::Leopard,
+        Variant::A3,
+        Variant::Energon,
+    ];
 
     /// The kebab-case name used in configs and on the command line.
     pub fn name(self) -> &'static str {
@@ -46,6 +59,8 @@ impl Variant {
             Variant::Sprint => "sprint",
             Variant::Sanger => "sanger",
             Variant::Leopard => "leopard",
+            Variant::A3 => "a3",
+            Variant::Energon => "energon",
         }
     }
 
@@ -64,7 +79,7 @@ impl Variant {
                 CoreError::config(
                     "variant",
                     format!(
-                        "unknown variant `{name}` (expected one of dense, runtime-pruning, sprint-no-recompute, sprint, sanger, leopard)"
+                        "unknown variant `{name}` (expected one of dense, runtime-pruning, sprint-no-recompute, sprint, sanger, leopard, a3, energon)"
                     ),
                 )
             })

@@ -109,11 +109,25 @@ pub struct HeadStats {
     /// over the visible pairs (the `leopard` variant; at most 8 per pair); 0 for the variants
     /// that do not compute bit-serially.
     pub k_bits_processed: u64,
+    /// Iterations of a greedy candidate search, summed over the queries (the `a3` variant:
+    /// each iteration takes one largest and one smallest component product `q_j k_ij`); 0
+    /// for the other variants.
+    pub candidate_iterations: u64,
+    /// Pairs kept by each filtering round, summed over the queries (the `energon` variant:
+    /// round `r` scores the pairs round `r - 1` kept, round 1 every visible pair); 0 past the
+    /// last round and for the other variants.
+    pub filter_kept: [u64; crate::peers::MAX_FILTER_ROUNDS],
 }
 
+/// Statistics always written (the first six of [`HeadStats::to_vec`]).
+const ALWAYS_WRITTEN: usize = 6;
+
 impl HeadStats {
-    /// The statistics in their on-disk order: the first six always, `k_bits_processed`
-    /// only when it is not 0 (so traces of the variants without it keep their bytes).
+    /// The statistics in their on-disk order: `audited`, `exact_kept`, `false_pruned`,
+    /// `false_kept`, `score_saturated`, `output_saturated`, `k_bits_processed`,
+    /// `candidate_iterations`, then `filter_kept` by round. The first six always; the rest
+    /// up to the last one that is not 0 (so traces of the variants without them keep their
+    /// bytes).
     pub fn to_vec(&self) -> Vec<u64> {
         let mut v = vec![
             self.audited,
@@ -122,9 +136,12 @@ impl HeadStats {
             self.false_kept,
             self.score_saturated,
             self.output_saturated,
+            self.k_bits_processed,
+            self.candidate_iterations,
         ];
-        if self.k_bits_processed != 0 {
-            v.push(self.k_bits_processed);
+        v.extend(self.filter_kept);
+        while v.len() > ALWAYS_WRITTEN && v.last() == Some(&0) {
+            v.pop();
         }
         v
     }
@@ -141,6 +158,8 @@ impl HeadStats {
             score_saturated: g(4),
             output_saturated: g(5),
             k_bits_processed: g(6),
+            candidate_iterations: g(7),
+            filter_kept: std::array::from_fn(|r| g(8 + r)),
         }
     }
 }
@@ -154,6 +173,10 @@ impl std::ops::AddAssign for HeadStats {
         self.score_saturated += o.score_saturated;
         self.output_saturated += o.output_saturated;
         self.k_bits_processed += o.k_bits_processed;
+        self.candidate_iterations += o.candidate_iterations;
+        for (a, b) in self.filter_kept.iter_mut().zip(o.filter_kept) {
+            *a += b;
+        }
     }
 }
 
