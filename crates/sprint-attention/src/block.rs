@@ -315,7 +315,9 @@ fn rechecks(ctx: &HeadCtx) -> bool {
         Variant::Dense | Variant::SprintNoRecompute => false,
         Variant::RuntimePruning => true,
         Variant::Sprint => ctx.cfg.threshold.exact_recheck,
-        Variant::Sanger | Variant::Leopard | Variant::Spatten => false,
+        Variant::Sanger | Variant::Leopard | Variant::Spatten | Variant::A3 | Variant::Energon => {
+            false
+        }
     }
 }
 

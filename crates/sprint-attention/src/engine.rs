@@ -498,7 +498,8 @@ pub(crate) fn key_valid_bits(input: &AttentionInput, shape: LayerShape) -> BitVe
 }
 
 /// One layer of a peer design's variant ([`crate::peers`]). The thresholds `Th` (one per
-/// query head) are LeOPArd's; Sanger has its own decision parameters in `cfg.peers`.
+/// query head) are LeOPArd's; Sanger, A3 and Energon have their own decision parameters in
+/// `cfg.peers`.
 fn run_peer_layer(
     cfg: &AttentionConfig,
     layer: usize,
@@ -515,6 +516,12 @@ fn run_peer_layer(
         }
         sprint_core::config::Variant::Leopard => {
             crate::peers::leopard::run(cfg.causal, thresholds, input, shape)
+        }
+        sprint_core::config::Variant::A3 => {
+            crate::peers::a3::run(&cfg.peers.a3, cfg.causal, input, shape)
+        }
+        sprint_core::config::Variant::Energon => {
+            crate::peers::energon::run(&cfg.peers.energon, cfg.causal, input, shape)
         }
         v => unreachable!("{} is not a peer variant", v.name()),
     };

@@ -496,3 +496,483 @@ fn sanger_predicted_probabilities_are_the_decisions_quantity() {
         }
     }
 }
+
+/// Exact f64 attention of query `i` of head `h` over the keys `keys` (logits `q.k / sqrt(d)`
+/// of the float inputs); zeros for an empty set. Also returns every visible logit asked for.
+fn attend_one(input: &AttentionInput, h: usize, i: usize, keys: &[usize]) -> Vec<f64> {
+    let d = input.q.head_dim();
+    let kvh = h * input.k.heads() / input.q.heads();
+    let mut o = vec![0.0f64; d];
+    if keys.is_empty() {
+        return o;
+    }
+    let l: Vec<f64> = keys.iter().map(|&j| logit(input, h, i, j)).collect();
+    let m = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let z: f64 = l.iter().map(|x| (x - m).exp()).sum();
+    let v = input.v.head(kvh);
+    for (&j, x) in keys.iter().zip(&l) {
+        let p = (x - m).exp() / z;
+        for e in 0..d {
+            o[e] += p * f64::from(v[j * d + e]);
+        }
+    }
+    o
+}
+
+/// The float logit `q_i . k_j / sqrt(d)` of head `h`, in f64.
+fn logit(input: &AttentionInput, h: usize, i: usize, j: usize) -> f64 {
+    let d = input.q.head_dim();
+    let kvh = h * input.k.heads() / input.q.heads();
+    let (q, k) = (input.q.head(h), input.k.head(kvh));
+    (0..d)
+        .map(|e| f64::from(q[i * d + e]) * f64::from(k[j * d + e]))
+        .sum::<f64>()
+        / (d as f64).sqrt()
+}
+
+fn mask_keys(run: &sprint_attention::LayerRun, h: usize, i: usize, nk: usize) -> Vec<usize> {
+    let w = run.heads[h].masks.row_words(i);
+    (0..nk)
+        .filter(|&j| w[j / 64] >> (j % 64) & 1 == 1)
+        .collect()
+}
+
+fn assert_row_close(run: &sprint_attention::LayerRun, h: usize, i: usize, want: &[f64]) {
+    let d = want.len();
+    let got = &run.output.head(h)[i * d..(i + 1) * d];
+    for e in 0..d {
+        assert!(
+            got[e].is_finite(),
+            "head {h} query {i} element {e}: {}",
+            got[e]
+        );
+        assert!(
+            (f64::from(got[e]) - want[e]).abs() <= 1e-5,
+            "head {h} query {i} element {e}: {} vs {}",
+            got[e],
+            want[e]
+        );
+    }
+}
+
+/// A3's candidate search for one query, transcribed as the pointer walk the paper and the
+/// patent application describe: every column of the key matrix sorted; per column a max
+/// pointer at the end with the largest products (the largest codes when `q_j >= 0`, the
+/// smallest when `q_j < 0`) and a min pointer at the other end; each of the `M` iterations
+/// takes the largest product under the max pointers and the smallest under the min pointers
+/// (ties: the lower column; within a column equal codes in key order), adds each to its
+/// key's estimated score and advances that pointer. Only the visible keys are in the columns.
+/// Returns the estimated score of every key of `visible` (integer products of the codes).
+fn a3_estimates(q: &[i8], k: &[i8], d: usize, visible: &[usize], m: usize) -> Vec<i64> {
+    let n = visible.len();
+    // Per column: positions into `visible`, in the max walk's and the min walk's order.
+    let mut max_walk = Vec::with_capacity(d);
+    let mut min_walk = Vec::with_capacity(d);
+    for j in 0..d {
+        let code = |t: usize| i64::from(k[visible[t] * d + j]);
+        let mut up: Vec<usize> = (0..n).collect();
+        up.sort_by_key(|&t| (code(t), visible[t]));
+        let mut down: Vec<usize> = (0..n).collect();
+        down.sort_by_key(|&t| (-code(t), visible[t]));
+        if q[j] >= 0 {
+            max_walk.push(down);
+            min_walk.push(up);
+        } else {
+            max_walk.push(up);
+            min_walk.push(down);
+        }
+    }
+    let mut est = vec![0i64; n];
+    let (mut pmax, mut pmin) = (vec![0usize; d], vec![0usize; d]);
+    let product = |j: usize, t: usize| i64::from(q[j]) * i64::from(k[visible[t] * d + j]);
+    for _ in 0..m {
+        // The largest product under the max pointers, the lowest column on ties.
+        let mut best: Option<(i64, usize)> = None;
+        for j in 0..d {
+            if pmax[j] < n {
+                let p = product(j, max_walk[j][pmax[j]]);
+                if best.is_none_or(|(b, _)| p > b) {
+                    best = Some((p, j));
+                }
+            }
+        }
+        let (p, j) = best.expect("M <= n d / 2 leaves products");
+        est[max_walk[j][pmax[j]]] += p;
+        pmax[j] += 1;
+        let mut worst: Option<(i64, usize)> = None;
+        for j in 0..d {
+            if pmin[j] < n {
+                let p = product(j, min_walk[j][pmin[j]]);
+                if worst.is_none_or(|(b, _)| p < b) {
+                    worst = Some((p, j));
+                }
+            }
+        }
+        let (p, j) = worst.expect("M <= n d / 2 leaves products");
+        est[min_walk[j][pmin[j]]] += p;
+        pmin[j] += 1;
+    }
+    est
+}
+
+fn a3_cfg(causal: bool, iterations_per_key: f32, ratio: f32) -> AttentionConfig {
+    let mut cfg = AttentionConfig {
+        variant: Variant::A3,
+        causal,
+        ..AttentionConfig::default()
+    };
+    cfg.peers.a3.iterations_per_key = iterations_per_key;
+    cfg.peers.a3.post_score_ratio = ratio;
+    cfg
+}
+
+/// Checks A3's run on queries `rows` of every head against the transcription: the candidate
+/// set (the trace's kept set) exactly, the survivors of the post-scoring cut (except queries
+/// with a candidate within 1e-5 logits of the cut, where float rounding may put it on either
+/// side: their number is returned) and the output to 1e-5 against exact f64 attention on the
+/// survivors; the iterations in the trace when every query is checked. Returns (survivors,
+/// candidates, visible pairs, unjudged queries).
+fn check_a3(input: &AttentionInput, cfg: &AttentionConfig, rows: &[usize]) -> [u64; 4] {
+    let heads = input.q.heads();
+    let run = run_layer(cfg, 0, &vec![0.0; heads], input).unwrap();
+    let (nq, nk, d) = (input.q.seq(), input.k.seq(), input.q.head_dim());
+    let a = &cfg.peers.a3;
+    let mut totals = [0u64; 4];
+    for h in 0..heads {
+        let kvh = h * input.k.heads() / heads;
+        let (q8, _) = codes(input.q.head(h));
+        let (k8, _) = codes(input.k.head(kvh));
+        let mut iterations = 0u64;
+        for &i in rows {
+            if input.query_valid.as_ref().is_some_and(|m| !m[i]) {
+                continue;
+            }
+            let vis = common::visible(input, cfg.causal, i);
+            let m = ((f64::from(a.iterations_per_key) * vis.len() as f64).ceil() as usize)
+                .min(vis.len() * d / 2);
+            iterations += m as u64;
+            let est = a3_estimates(&q8[i * d..(i + 1) * d], &k8, d, &vis, m);
+            let cands: Vec<usize> = vis
+                .iter()
+                .zip(&est)
+                .filter(|(_, s)| **s > 0)
+                .map(|(&j, _)| j)
+                .collect();
+            assert_eq!(mask_keys(&run, h, i, nk), cands, "head {h} query {i}");
+            let rec = run.heads[h].records[i];
+            assert_eq!(rec.kept as usize, cands.len(), "head {h} query {i}");
+            totals[1] += cands.len() as u64;
+            totals[2] += vis.len() as u64;
+            if cands.is_empty() {
+                continue;
+            }
+            let l: Vec<f64> = cands.iter().map(|&j| logit(input, h, i, j)).collect();
+            let l_max = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let floor = l_max + f64::from(a.post_score_ratio).ln();
+            if l.iter().any(|x| (x - floor).abs() <= 1e-5) {
+                totals[3] += 1;
+                continue;
+            }
+            let kept: Vec<usize> = cands
+                .iter()
+                .zip(&l)
+                .filter(|(_, x)| **x >= floor)
+                .map(|(&j, _)| j)
+                .collect();
+            assert_eq!(rec.softmax_kept as usize, kept.len(), "head {h} query {i}");
+            totals[0] += kept.len() as u64;
+            assert_row_close(&run, h, i, &attend_one(input, h, i, &kept));
+        }
+        if rows.len() == nq {
+            assert_eq!(
+                run.heads[h].stats.candidate_iterations, iterations,
+                "head {h}"
+            );
+        }
+    }
+    totals
+}
+
+#[test]
+fn a3_matches_its_pointer_walk_transcription_with_padding_gqa_and_causal_masking() {
+    for causal in [false, true] {
+        let mut input = random_input(17, 4, 2, 33, 33, 8);
+        let mut valid = vec![true; 33];
+        for j in [2, 20, 32] {
+            valid[j] = false;
+        }
+        input.key_valid = Some(valid.clone());
+        input.query_valid = Some(valid);
+        let rows: Vec<usize> = (0..33).collect();
+        for (f, ratio) in [(1.0, 1e-3), (0.25, 0.05), (2.5, 0.0)] {
+            let [kept, cands, visible, unjudged] =
+                check_a3(&input, &a3_cfg(causal, f, ratio), &rows);
+            assert!(
+                0 < cands && cands < visible && kept <= cands && unjudged <= 2,
+                "causal {causal} M/n {f}: {kept} kept, {cands} candidates of {visible}, {unjudged} unjudged"
+            );
+        }
+    }
+}
+
+#[test]
+fn a3_takes_ties_in_column_then_key_order() {
+    // Small integer inputs whose codes repeat, so that many products tie at the M-th value.
+    let mut rng = Lcg(29);
+    let mut small = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| (rng.below(7) as f32 - 3.0) * 0.5)
+            .collect::<Vec<f32>>()
+    };
+    let (q, k, v) = (small(2 * 12 * 4), small(2 * 12 * 4), small(2 * 12 * 4));
+    let mut q = q;
+    // Codes reach the largest magnitude, so the scale is exact.
+    q[0] = 1.5;
+    let input = AttentionInput::new(
+        Tensor3::new([2, 12, 4], q).unwrap(),
+        Tensor3::new([2, 12, 4], k).unwrap(),
+        Tensor3::new([2, 12, 4], v).unwrap(),
+    );
+    let rows: Vec<usize> = (0..12).collect();
+    for f in [0.5, 1.0, 1.5] {
+        check_a3(&input, &a3_cfg(true, f, 0.0), &rows);
+        check_a3(&input, &a3_cfg(false, f, 0.0), &rows);
+    }
+}
+
+#[test]
+fn a3_at_4096_keys_matches_its_transcription_and_is_attention_on_its_survivors() {
+    let (nq, nk) = (96, 4096);
+    let input = peaked_input(31, 2, nq, nk, 64);
+    for causal in [false, true] {
+        // The published parameters (configs/peers/published.toml).
+        let cfg = AttentionConfig {
+            variant: Variant::A3,
+            causal,
+            ..AttentionConfig::default()
+        };
+        let rows: Vec<usize> = (0..nq).step_by(19).collect();
+        let [kept, cands, visible, unjudged] = check_a3(&input, &cfg, &rows);
+        assert!(
+            0 < kept && kept <= cands && cands < visible && unjudged <= 1,
+            "causal {causal}: {kept} kept, {cands} candidates of {visible}"
+        );
+        // A stronger cut (a margin of 1.6 logits) drops candidates here.
+        let strong = a3_cfg(causal, 1.0, 0.2);
+        let [kept, cands, _, unjudged] = check_a3(&input, &strong, &rows);
+        assert!(
+            0 < kept && kept < cands && unjudged <= 1,
+            "causal {causal}, ratio 0.2: {kept} kept of {cands} candidates"
+        );
+        // Every query: the output is exact attention restricted to the run's own survivors
+        // (its candidates within the cut, from f64 logits) and finite.
+        let run = run_layer(&cfg, 0, &[0.0, 0.0], &input).unwrap();
+        let ratio = f64::from(cfg.peers.a3.post_score_ratio);
+        for h in 0..2 {
+            for i in 0..nq {
+                let cands = mask_keys(&run, h, i, nk);
+                let l: Vec<f64> = cands.iter().map(|&j| logit(&input, h, i, j)).collect();
+                let floor = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + ratio.ln();
+                if l.iter().any(|x| (x - floor).abs() <= 1e-5) {
+                    continue;
+                }
+                let kept: Vec<usize> = cands
+                    .iter()
+                    .zip(&l)
+                    .filter(|(_, x)| **x >= floor)
+                    .map(|(&j, _)| j)
+                    .collect();
+                assert_row_close(&run, h, i, &attend_one(&input, h, i, &kept));
+            }
+        }
+    }
+}
+
+/// Energon's filtering, transcribed: Q and K quantised symmetrically per head (scale
+/// `(2^(b-1) - 1) / max |x|` in f32, round half to even, clamp), round `r` scoring its keys
+/// with the query's levels and the key levels' top `round_key_bits[r]` bits (integer
+/// division by `2^(key_bits - b)` rounded down), its threshold `(1 - alpha) mean + alpha max`
+/// (`alpha >= 0`) or `(1 + alpha) mean - alpha min` over the scores it computed (f64),
+/// keeping the keys at or above it. Returns each round's survivors.
+fn energon_rounds(
+    cfg: &sprint_core::peers::EnergonConfig,
+    q: &[i64],
+    k: &[i64],
+    d: usize,
+    visible: &[usize],
+) -> Vec<Vec<usize>> {
+    let mut keep = visible.to_vec();
+    let mut out = Vec::new();
+    for (&b, &alpha) in cfg.round_key_bits.iter().zip(&cfg.round_alpha) {
+        let div = 1i64 << (cfg.key_bits - b);
+        let score = |j: usize| -> i64 {
+            (0..d)
+                .map(|e| q[e] * k[j * d + e].div_euclid(div))
+                .sum::<i64>()
+        };
+        let s: Vec<i64> = keep.iter().map(|&j| score(j)).collect();
+        let (sum, max, min) = (
+            s.iter().sum::<i64>(),
+            *s.iter().max().unwrap(),
+            *s.iter().min().unwrap(),
+        );
+        let mean = sum as f64 / s.len() as f64;
+        let a = f64::from(alpha);
+        let theta = if a >= 0.0 {
+            (1.0 - a) * mean + a * max as f64
+        } else {
+            (1.0 + a) * mean - a * min as f64
+        };
+        keep = keep
+            .iter()
+            .zip(&s)
+            .filter(|(_, x)| **x as f64 >= theta)
+            .map(|(&j, _)| j)
+            .collect();
+        out.push(keep.clone());
+    }
+    out
+}
+
+/// Symmetric `bits`-bit levels of a head, in f32 arithmetic, rounding half to even.
+fn energon_levels(x: &[f32], bits: u32) -> Vec<i64> {
+    let m = ((1i64 << (bits - 1)) - 1) as f32;
+    let abs_max = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+    if abs_max == 0.0 {
+        return vec![0; x.len()];
+    }
+    let s = m / abs_max;
+    x.iter()
+        .map(|&v| {
+            let y = v * s;
+            let f = y.floor();
+            let r = if y - f > 0.5 || (y - f == 0.5 && f % 2.0 != 0.0) {
+                f + 1.0
+            } else {
+                f
+            };
+            r.clamp(-m, m) as i64
+        })
+        .collect()
+}
+
+fn energon_cfg(causal: bool, alpha: [f32; 2]) -> AttentionConfig {
+    let mut cfg = AttentionConfig {
+        variant: Variant::Energon,
+        causal,
+        ..AttentionConfig::default()
+    };
+    cfg.peers.energon.round_alpha = alpha.to_vec();
+    cfg
+}
+
+/// Checks Energon's run on queries `rows` of every head against the transcription: every
+/// round's survivors (the last round's as the trace's kept set, exactly), the output to 1e-5
+/// against exact f64 attention on them, and the rounds' counts in the trace when every query
+/// is checked. Returns (survivors per round, visible pairs).
+fn check_energon(input: &AttentionInput, cfg: &AttentionConfig, rows: &[usize]) -> (Vec<u64>, u64) {
+    let heads = input.q.heads();
+    let run = run_layer(cfg, 0, &vec![0.0; heads], input).unwrap();
+    let (nq, nk, d) = (input.q.seq(), input.k.seq(), input.q.head_dim());
+    let e = &cfg.peers.energon;
+    let mut per_round = vec![0u64; e.round_key_bits.len()];
+    let mut visible = 0;
+    for h in 0..heads {
+        let kvh = h * input.k.heads() / heads;
+        let q = energon_levels(input.q.head(h), e.query_bits);
+        let k = energon_levels(input.k.head(kvh), e.key_bits);
+        let mut head_rounds = vec![0u64; per_round.len()];
+        for &i in rows {
+            if input.query_valid.as_ref().is_some_and(|m| !m[i]) {
+                continue;
+            }
+            let vis = common::visible(input, cfg.causal, i);
+            visible += vis.len() as u64;
+            if vis.is_empty() {
+                continue;
+            }
+            let rounds = energon_rounds(e, &q[i * d..(i + 1) * d], &k, d, &vis);
+            for (r, s) in rounds.iter().enumerate() {
+                head_rounds[r] += s.len() as u64;
+            }
+            let last = rounds.last().unwrap();
+            assert_eq!(&mask_keys(&run, h, i, nk), last, "head {h} query {i}");
+            let rec = run.heads[h].records[i];
+            assert_eq!(rec.kept as usize, last.len());
+            assert_eq!(rec.softmax_kept as usize, last.len());
+            assert_row_close(&run, h, i, &attend_one(input, h, i, last));
+        }
+        if rows.len() == nq {
+            assert_eq!(
+                &run.heads[h].stats.filter_kept[..head_rounds.len()],
+                &head_rounds[..],
+                "head {h}"
+            );
+        }
+        for (a, b) in per_round.iter_mut().zip(head_rounds) {
+            *a += b;
+        }
+    }
+    (per_round, visible)
+}
+
+#[test]
+fn energon_matches_its_transcription_with_padding_gqa_and_causal_masking() {
+    for causal in [false, true] {
+        let mut input = random_input(23, 4, 2, 35, 35, 16);
+        let mut valid = vec![true; 35];
+        for j in [0, 17, 33, 34] {
+            valid[j] = false;
+        }
+        input.key_valid = Some(valid.clone());
+        input.query_valid = Some(valid);
+        let rows: Vec<usize> = (0..35).collect();
+        for alpha in [[0.0, 0.0], [0.3, -0.2], [-0.5, 0.6]] {
+            let (per_round, visible) = check_energon(&input, &energon_cfg(causal, alpha), &rows);
+            assert!(
+                0 < per_round[1] && per_round[1] <= per_round[0] && per_round[0] < visible,
+                "causal {causal} alpha {alpha:?}: {per_round:?} of {visible}"
+            );
+        }
+    }
+}
+
+#[test]
+fn energon_at_4096_keys_matches_its_transcription_and_alpha_minus_one_is_dense() {
+    let (nq, nk) = (96, 4096);
+    let input = peaked_input(37, 2, nq, nk, 64);
+    for causal in [false, true] {
+        // The published parameters: every query checked, so the trace's counts too.
+        let cfg = energon_cfg(causal, [0.0, 0.0]);
+        assert_eq!(
+            cfg.peers.energon,
+            sprint_core::peers::PeerConfig::default().energon
+        );
+        let rows: Vec<usize> = (0..nq).collect();
+        let (per_round, visible) = check_energon(&input, &cfg, &rows);
+        assert!(
+            0 < per_round[1] && per_round[1] < per_round[0] && per_round[0] < visible,
+            "causal {causal}: {per_round:?} of {visible}"
+        );
+        // alpha = -1 puts every round's threshold at its minimum: every visible key is
+        // kept, and the output is dense attention.
+        let all = energon_cfg(causal, [-1.0, -1.0]);
+        let run = run_layer(&all, 0, &[0.0, 0.0], &input).unwrap();
+        let reference = dense::attention(&input, causal).unwrap();
+        for h in 0..2 {
+            let worst = run
+                .output
+                .head(h)
+                .iter()
+                .zip(reference.head(h))
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst <= 1e-5, "causal {causal} head {h}: worst {worst}");
+            let kept: u64 = run.heads[h].records.iter().map(|r| u64::from(r.kept)).sum();
+            let expect: u64 = (0..nq)
+                .map(|i| common::visible(&input, causal, i).len() as u64)
+                .sum();
+            assert_eq!(kept, expect);
+        }
+    }
+}

@@ -29,7 +29,7 @@ pub struct Args {
     /// Also write the attention trace (format: docs/trace-format.md).
     #[arg(long)]
     trace: Option<PathBuf>,
-    /// Override the config's variant: dense, runtime-pruning, sprint-no-recompute, sprint, or a peer design (sanger, leopard; spatten runs only in a model forward, `sprint eval`).
+    /// Override the config's variant: dense, runtime-pruning, sprint-no-recompute, sprint, or a peer design (sanger, leopard, a3, energon; spatten runs only in a model forward, `sprint eval`).
     #[arg(long)]
     variant: Option<String>,
     /// Override the threshold Th of every layer and head (logit units).

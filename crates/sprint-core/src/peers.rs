@@ -79,8 +79,46 @@ impl SpattenConfig {
     }
 }
 
-/// Parameters of every peer design, `[peers]` in an attention configuration; a design left
-/// out takes its published parameters.
+/// A3 (HPCA 2020): approximate candidate selection by a greedy search over the pre-sorted
+/// key columns, exact scores for the candidates, then the post-scoring cut.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct A3Config {
+    /// Iterations `M` of the greedy candidate search per query, as a fraction of the query's
+    /// visible keys `n`: `M = ceil(iterations_per_key * n)`, at most `n * d / 2` (each
+    /// iteration takes the largest and the smallest remaining component product `q_j k_ij`).
+    pub iterations_per_key: f32,
+    /// Post-scoring cut: a candidate stays in the softmax when its weight relative to the
+    /// largest candidate's, `exp(l - l_max)` (logits `l`), is at least this fraction; a
+    /// margin of `-ln(post_score_ratio)` logits below the largest. 0 keeps every candidate.
+    pub post_score_ratio: f32,
+}
+
+/// Energon (TCAD 2022, arXiv 2110.09310): mixed-precision multi-round filtering (MP-MRF).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnergonConfig {
+    /// Bits of the symmetric quantisation of Q in every filtering round (levels
+    /// `-(2^(b-1)-1) ..= 2^(b-1)-1`, one scale per head: its absolute maximum).
+    pub query_bits: u32,
+    /// Bits of the symmetric quantisation of K (one scale per head); a round with fewer bits
+    /// uses the code's most significant bits (an arithmetic shift right).
+    pub key_bits: u32,
+    /// Key bits of each filtering round, in order (at most [`MAX_FILTER_ROUNDS`] rounds,
+    /// each in `1..=key_bits`, never decreasing).
+    pub round_key_bits: Vec<u32>,
+    /// Each round's `alpha` in `[-1, 1]`: the round keeps the keys whose low-bit score reaches
+    /// `mean + alpha (max - mean)` (`alpha >= 0`) or `mean + alpha (mean - min)`
+    /// (`alpha < 0`), statistics over the keys the round scores. One per round.
+    pub round_alpha: Vec<f32>,
+}
+
+/// Most filtering rounds an Energon configuration may have (the trace counts the survivors of
+/// each, [`crate::trace::HeadStats::filter_kept`]).
+pub const MAX_FILTER_ROUNDS: usize = 4;
+
+/// Parameters of every peer design, `[peers]` in an attention configuration. A design left
+/// out of a configuration file gets its published parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PeerConfig {
@@ -88,6 +126,10 @@ pub struct PeerConfig {
     pub sanger: SangerConfig,
     /// SpAtten.
     pub spatten: SpattenConfig,
+    /// A3.
+    pub a3: A3Config,
+    /// Energon.
+    pub energon: EnergonConfig,
 }
 
 /// One published value with its source, as written in `configs/peers/published.toml`.
@@ -121,9 +163,27 @@ struct PublishedSpatten {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PublishedA3 {
+    iterations_per_key: Cited<f32>,
+    post_score_ratio: Cited<f32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishedEnergon {
+    query_bits: Cited<u32>,
+    key_bits: Cited<u32>,
+    round_key_bits: Cited<Vec<u32>>,
+    round_alpha: Cited<Vec<f32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Published {
     sanger: PublishedSanger,
     spatten: PublishedSpatten,
+    a3: PublishedA3,
+    energon: PublishedEnergon,
 }
 
 impl PeerConfig {
@@ -148,6 +208,16 @@ impl PeerConfig {
                 query_bits: p.spatten.query_bits.value,
                 requant_threshold: p.spatten.requant_threshold.value,
             },
+            a3: A3Config {
+                iterations_per_key: p.a3.iterations_per_key.value,
+                post_score_ratio: p.a3.post_score_ratio.value,
+            },
+            energon: EnergonConfig {
+                query_bits: p.energon.query_bits.value,
+                key_bits: p.energon.key_bits.value,
+                round_key_bits: p.energon.round_key_bits.value,
+                round_alpha: p.energon.round_alpha.value,
+            },
         };
         c.validate()?;
         Ok(c)
@@ -168,6 +238,20 @@ impl PeerConfig {
                 format!("must be a number in [0, 1), got {}", s.prob_threshold),
             ));
         }
+        let a = &self.a3;
+        if !(a.iterations_per_key.is_finite() && a.iterations_per_key > 0.0) {
+            return Err(CoreError::config(
+                "peers.a3.iterations_per_key",
+                format!("must be a finite number > 0, got {}", a.iterations_per_key),
+            ));
+        }
+        if !(0.0..=1.0).contains(&a.post_score_ratio) {
+            return Err(CoreError::config(
+                "peers.a3.post_score_ratio",
+                format!("must be a number in [0, 1], got {}", a.post_score_ratio),
+            ));
+        }
+        self.energon.validate()?;
         self.validate_spatten()
     }
 
@@ -216,6 +300,62 @@ impl PeerConfig {
     }
 }
 
+impl EnergonConfig {
+    /// Checks the bit widths and the rounds; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        for (key, bits) in [("query_bits", self.query_bits), ("key_bits", self.key_bits)] {
+            if !(2..=8).contains(&bits) {
+                return Err(CoreError::config(
+                    format!("peers.energon.{key}"),
+                    format!("must be in 2..=8, got {bits}"),
+                ));
+            }
+        }
+        let rounds = &self.round_key_bits;
+        if rounds.is_empty() || rounds.len() > MAX_FILTER_ROUNDS {
+            return Err(CoreError::config(
+                "peers.energon.round_key_bits",
+                format!(
+                    "must list 1 to {MAX_FILTER_ROUNDS} rounds, got {}",
+                    rounds.len()
+                ),
+            ));
+        }
+        if let Some(b) = rounds.iter().find(|b| !(1..=self.key_bits).contains(*b)) {
+            return Err(CoreError::config(
+                "peers.energon.round_key_bits",
+                format!(
+                    "each round's bits must be in 1..=key_bits ({}), got {b}",
+                    self.key_bits
+                ),
+            ));
+        }
+        if rounds.windows(2).any(|w| w[1] < w[0]) {
+            return Err(CoreError::config(
+                "peers.energon.round_key_bits",
+                format!("the rounds' bits must never decrease, got {rounds:?}"),
+            ));
+        }
+        if self.round_alpha.len() != rounds.len() {
+            return Err(CoreError::config(
+                "peers.energon.round_alpha",
+                format!(
+                    "needs one alpha per round ({}), got {}",
+                    rounds.len(),
+                    self.round_alpha.len()
+                ),
+            ));
+        }
+        if let Some(a) = self.round_alpha.iter().find(|a| !(-1.0..=1.0).contains(*a)) {
+            return Err(CoreError::config(
+                "peers.energon.round_alpha",
+                format!("each alpha must be a number in [-1, 1], got {a}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 static DEFAULT: LazyLock<PeerConfig> = LazyLock::new(|| {
     PeerConfig::from_published(PUBLISHED, "configs/peers/published.toml")
         .expect("the embedded published parameters parse (tested)")
@@ -245,6 +385,12 @@ mod tests {
         assert_eq!(c.sanger.qk_bits, 4);
         assert!(c.sanger.normalize_qk);
         assert_eq!(c.sanger.prob_threshold, 2e-3);
+        assert_eq!(c.a3.iterations_per_key, 1.0);
+        assert_eq!(c.a3.post_score_ratio, 1e-3);
+        assert_eq!(c.energon.query_bits, 4);
+        assert_eq!(c.energon.key_bits, 4);
+        assert_eq!(c.energon.round_key_bits, vec![2, 4]);
+        assert_eq!(c.energon.round_alpha, vec![0.0, 0.0]);
         assert_eq!(PeerConfig::default(), c);
         let sp = &c.spatten;
         assert_eq!(sp.token_keep.len(), 24);
@@ -308,5 +454,39 @@ mod tests {
         let no_source = "[sanger]\nqk_bits = { value = 4 }\nnormalize_qk = { value = true, source = \"s\" }\nprob_threshold = { value = 0.002, source = \"s\" }\n";
         let e = PeerConfig::from_published(no_source, "y.toml").unwrap_err();
         assert!(e.to_string().contains("y.toml"), "{e}");
+    }
+
+    #[test]
+    fn energon_rounds_are_checked_by_key() {
+        let ok = PeerConfig::default();
+        type Edit = fn(&mut EnergonConfig);
+        let cases: [(&str, Edit); 5] = [
+            ("round_key_bits", |e| e.round_key_bits = vec![]),
+            ("round_key_bits", |e| e.round_key_bits = vec![4, 2]),
+            ("round_key_bits", |e| e.round_key_bits = vec![2, 6]),
+            ("round_alpha", |e| e.round_alpha = vec![0.0]),
+            ("round_alpha", |e| e.round_alpha = vec![0.0, 1.5]),
+        ];
+        for (key, edit) in cases {
+            let mut c = ok.clone();
+            edit(&mut c.energon);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("peers.energon.{key}")), "{e}");
+        }
+        let mut c = ok.clone();
+        c.a3.post_score_ratio = 2.0;
+        assert!(c.validate().unwrap_err().to_string().contains("peers.a3"));
+        c = ok;
+        c.a3.iterations_per_key = 0.0;
+        assert!(c.validate().unwrap_err().to_string().contains("peers.a3"));
+    }
+
+    #[test]
+    fn a_configuration_with_one_design_keeps_the_others_published() {
+        let c: PeerConfig =
+            toml::from_str("[sanger]\nqk_bits = 4\nnormalize_qk = true\nprob_threshold = 0.0\n")
+                .unwrap();
+        assert_eq!(c.sanger.prob_threshold, 0.0);
+        assert_eq!(c.energon, PeerConfig::default().energon);
     }
 }

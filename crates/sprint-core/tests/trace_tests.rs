@@ -830,6 +830,8 @@ fn version_two_statistics_and_provenance_round_trip() {
         cascade_tokens_kept: 0,
         cascade_head_pruned: 0,
         requant_rows: 0,
+        candidate_iterations: 0,
+        filter_kept: [0; 4],
     };
     let mut w = TraceWriter::new(Vec::new(), &h).unwrap();
     w.write_head(&head).unwrap();
@@ -845,7 +847,7 @@ fn version_two_statistics_and_provenance_round_trip() {
     w.write_head(&serial).unwrap();
     let serial_bytes = w.finish().unwrap();
     assert!(serial_bytes.len() > bytes.len());
-    assert_eq!(decode(&serial_bytes).unwrap().1, vec![serial]);
+    assert_eq!(decode(&serial_bytes).unwrap().1, vec![serial.clone()]);
     // SpAtten's statistics (eighth to tenth) round-trip with a zero seventh before them.
     let mut cascade = head.clone();
     cascade.stats.cascade_tokens_kept = 30;
@@ -855,6 +857,18 @@ fn version_two_statistics_and_provenance_round_trip() {
     let cascade_bytes = w.finish().unwrap();
     assert_eq!(cascade_bytes.len(), bytes.len() + 4);
     assert_eq!(decode(&cascade_bytes).unwrap().1, vec![cascade]);
+    // The candidate-search iterations and the filtering rounds' survivors (A3, Energon)
+    // round-trip too; a statistic past the last non-zero one adds no bytes.
+    let mut filtered = head.clone();
+    filtered.stats.candidate_iterations = 40 * 7;
+    filtered.stats.filter_kept = [900, 300, 0, 0];
+    let mut w = TraceWriter::new(Vec::new(), &h).unwrap();
+    w.write_head(&filtered).unwrap();
+    let filtered_bytes = w.finish().unwrap();
+    assert_eq!(decode(&filtered_bytes).unwrap().1, vec![filtered.clone()]);
+    assert_eq!(filtered.stats.to_vec().len(), 13);
+    assert_eq!(serial.stats.to_vec().len(), 7);
+    assert_eq!(head.stats.to_vec().len(), 6);
     // The same header as a version-1 file without the new fields.
     let mut json: serde_json::Value = serde_json::to_value(&h).unwrap();
     json.as_object_mut().unwrap().remove("locality_policy");

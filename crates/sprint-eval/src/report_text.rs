@@ -208,6 +208,33 @@ fn datapath_notes(r: &EvalReport) -> String {
                 row.variant, dp.cascade_head_pruned, dp.requant_rows
             ));
         }
+        if dp.candidate_iterations > 0 {
+            out.push_str(&format!(
+                "{}: greedy candidate search {:.3} iterations per visible pair (two component products each); candidates {:.1} % of the visible pairs, {:.1} % after the post-scoring cut\n",
+                row.variant,
+                dp.candidate_iterations as f64 / row.visible_pairs.max(1) as f64,
+                100.0 * row.kept_fraction,
+                100.0 * row.softmax_fraction
+            ));
+        }
+        let rounds: Vec<String> = dp
+            .filter_kept
+            .iter()
+            .take_while(|&&n| n > 0)
+            .map(|&n| {
+                format!(
+                    "{:.1} %",
+                    100.0 * n as f64 / row.visible_pairs.max(1) as f64
+                )
+            })
+            .collect();
+        if !rounds.is_empty() {
+            out.push_str(&format!(
+                "{}: filtering rounds kept {} of the visible pairs\n",
+                row.variant,
+                rounds.join(", then ")
+            ));
+        }
         if dp.score_saturated + dp.output_saturated > 0 {
             out.push_str(&format!(
                 "{}: saturated {} score codes and {} output elements\n",

@@ -116,7 +116,7 @@ impl PyConfig {
     }
 
     /// Variant name (`dense`, `runtime-pruning`, `sprint-no-recompute`, `sprint`, or a peer
-    /// design: `sanger`, `leopard`, `spatten`).
+    /// design: `sanger`, `leopard`, `a3`, `energon`, `spatten`).
     #[getter]
     fn variant(&self) -> &'static str {
         self.inner.variant.name()

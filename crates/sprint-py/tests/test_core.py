@@ -128,6 +128,16 @@ def test_peer_variants_run_from_python():
     assert 0 < s_sanger["softmax_fraction"] < 1
     _, s_leopard, _ = sa.attend(q, k, v, {"variant": "leopard", "threshold": {"value": 0.2}})
     assert 0 < s_leopard["softmax_fraction"] < 1
+    # Energon at alpha -1 keeps every key (each round's threshold is its minimum); at its
+    # published parameters, and A3 at its defaults, they prune (A3's softmax keeps at most its
+    # candidates).
+    dense_energon, _, _ = sa.attend(q, k, v, {"variant": "energon", "peers": {"energon": {
+        "query_bits": 4, "key_bits": 4, "round_key_bits": [2, 4], "round_alpha": [-1.0, -1.0]}}})
+    np.testing.assert_allclose(dense_energon, ref, rtol=1e-4, atol=1e-5)
+    _, s_energon, _ = sa.attend(q, k, v, {"variant": "energon"})
+    assert 0 < s_energon["softmax_fraction"] < 1
+    _, s_a3, _ = sa.attend(q, k, v, sa.Config(variant="a3"))
+    assert 0 < s_a3["softmax_fraction"] <= s_a3["kept_fraction"] < 1
 
 
 def test_spatten_names_why_it_needs_a_model():

@@ -3,6 +3,8 @@
 //! blocks as SPRINT's datapath, so that the locality engine and the traces treat every
 //! variant alike. Parameters: [`sprint_core::peers`].
 
+pub mod a3;
+pub mod energon;
 pub mod leopard;
 pub mod sanger;
 pub mod spatten;

@@ -27,6 +27,14 @@ pub enum Variant {
     /// layers of a forward pass, and optional progressive quantisation. It acts across
     /// layers ([`Variant::acts_across_layers`]): it runs in a model forward, not on one layer.
     Spatten,
+    /// A3 (HPCA 2020): a greedy search over the pre-sorted key columns picks candidate keys
+    /// from a few of the largest and smallest component products, exact scores for the
+    /// candidates only, then the post-scoring cut below the largest candidate score.
+    A3,
+    /// Energon (TCAD 2022): mixed-precision multi-round filtering, each round keeping the keys
+    /// whose low-bit score reaches a threshold from the row's mean, maximum and minimum, then
+    /// exact attention on the last round's survivors.
+    Energon,
 }
 
 impl Variant {
@@ -39,7 +47,13 @@ impl Variant {
     ];
 
     /// The peer designs' pruning decisions, beside the paper's four.
-    pub const PEERS: [Variant; 3] = [Variant::Sanger, Variant::Leopard, Variant::Spatten];
+    pub const PEERS: [Variant; 5] = [
+        Variant::Sanger,
+        Variant::Leopard,
+        Variant::Spatten,
+        Variant::A3,
+        Variant::Energon,
+    ];
 
     /// The kebab-case name used in configs and on the command line.
     pub fn name(self) -> &'static str {
@@ -51,6 +65,8 @@ impl Variant {
             Variant::Sanger => "sanger",
             Variant::Leopard => "leopard",
             Variant::Spatten => "spatten",
+            Variant::A3 => "a3",
+            Variant::Energon => "energon",
         }
     }
 
@@ -69,7 +85,7 @@ impl Variant {
                 CoreError::config(
                     "variant",
                     format!(
-                        "unknown variant `{name}` (expected one of dense, runtime-pruning, sprint-no-recompute, sprint, sanger, leopard, spatten)"
+                        "unknown variant `{name}` (expected one of dense, runtime-pruning, sprint-no-recompute, sprint, sanger, leopard, spatten, a3, energon)"
                     ),
                 )
             })

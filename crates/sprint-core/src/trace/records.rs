@@ -120,14 +120,26 @@ pub struct HeadStats {
     /// (their largest MSB-only probability was below the threshold); 0 for the other
     /// variants.
     pub requant_rows: u64,
+    /// Iterations of a greedy candidate search, summed over the queries (the `a3` variant:
+    /// each iteration takes one largest and one smallest component product `q_j k_ij`); 0
+    /// for the other variants.
+    pub candidate_iterations: u64,
+    /// Pairs kept by each filtering round, summed over the queries (the `energon` variant:
+    /// round `r` scores the pairs round `r - 1` kept, round 1 every visible pair); 0 past the
+    /// last round and for the other variants.
+    pub filter_kept: [u64; crate::peers::MAX_FILTER_ROUNDS],
 }
 
-/// Head statistics written always, before the optional ones.
-const ALWAYS_WRITTEN_STATS: usize = 6;
+/// Statistics always written (the first six of [`HeadStats::to_vec`]).
+const ALWAYS_WRITTEN: usize = 6;
 
 impl HeadStats {
-    /// The statistics in their on-disk order: the first six always, the later ones up to the
-    /// last that is not 0 (so traces of the variants without them keep their bytes).
+    /// The statistics in their on-disk order: `audited`, `exact_kept`, `false_pruned`,
+    /// `false_kept`, `score_saturated`, `output_saturated`, `k_bits_processed`,
+    /// `cascade_tokens_kept`, `cascade_head_pruned`, `requant_rows`,
+    /// `candidate_iterations`, then `filter_kept` by round. The first six always; the rest
+    /// up to the last one that is not 0 (so traces of the variants without them keep their
+    /// bytes).
     pub fn to_vec(&self) -> Vec<u64> {
         let mut v = vec![
             self.audited,
@@ -140,8 +152,10 @@ impl HeadStats {
             self.cascade_tokens_kept,
             self.cascade_head_pruned,
             self.requant_rows,
+            self.candidate_iterations,
         ];
-        while v.len() > ALWAYS_WRITTEN_STATS && v.last() == Some(&0) {
+        v.extend(self.filter_kept);
+        while v.len() > ALWAYS_WRITTEN && v.last() == Some(&0) {
             v.pop();
         }
         v
@@ -162,6 +176,8 @@ impl HeadStats {
             cascade_tokens_kept: g(7),
             cascade_head_pruned: g(8),
             requant_rows: g(9),
+            candidate_iterations: g(10),
+            filter_kept: std::array::from_fn(|r| g(11 + r)),
         }
     }
 }
@@ -178,6 +194,10 @@ impl std::ops::AddAssign for HeadStats {
         self.cascade_tokens_kept += o.cascade_tokens_kept;
         self.cascade_head_pruned += o.cascade_head_pruned;
         self.requant_rows += o.requant_rows;
+        self.candidate_iterations += o.candidate_iterations;
+        for (a, b) in self.filter_kept.iter_mut().zip(o.filter_kept) {
+            *a += b;
+        }
     }
 }
 

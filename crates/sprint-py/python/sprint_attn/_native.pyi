@@ -38,7 +38,7 @@ class Config:
         """Resolved thresholds Th (logit units), [layers][heads]."""
     @property
     def variant(self) -> str:
-        """dense, runtime-pruning, sprint-no-recompute, sprint, or a peer design (sanger, leopard, spatten; spatten runs only in a model forward: attend on one layer raises an error naming why)."""
+        """dense, runtime-pruning, sprint-no-recompute, sprint, or a peer design (sanger, leopard, a3, energon, spatten; spatten runs only in a model forward: attend on one layer raises an error naming why)."""
     @property
     def causal(self) -> bool:
         """Causal masking."""

@@ -1,0 +1,306 @@
+//! Energon's pruning decision (Zhou et al., arXiv 2110.09310, IEEE TCAD 2022): mix-precision
+//! multi-round filtering (MP-MRF), then exact attention on the survivors.
+//!
+//! Q and K are quantised symmetrically (`query_bits` and `key_bits`, one scale per head: its
+//! absolute maximum; round half to even). Round `r` scores its keys with the query's code and
+//! the `round_key_bits[r]` most significant bits of each key's code (an arithmetic shift
+//! right by `key_bits - round_key_bits[r]`), so a later round only adds the bits the earlier
+//! ones did not read. Round 1 scores every visible key; each later round the survivors of the
+//! one before. Over the keys a round scores, with `mean`, `max` and `min` of their integer
+//! scores and the round's `alpha`, the threshold is
+//!
+//! `theta = mean + alpha (max - mean)` when `alpha >= 0`, `theta = mean + alpha (mean - min)`
+//! when `alpha < 0`
+//!
+//! (in f64, `mean = sum / count`, computed as `(1 - alpha) mean + alpha max` and
+//! `(1 + alpha) mean - alpha min`, exact at `alpha = 0, 1, -1`), and the keys whose score is
+//! at least `theta` survive. The
+//! largest score always does, so a query with a visible key keeps at least one. Exact float
+//! attention runs on the last round's survivors, which are the trace's kept set; the
+//! survivors of every round are summed in [`sprint_core::trace::HeadStats::filter_kept`].
+#![allow(unsafe_code)]
+
+use rayon::prelude::*;
+use sprint_core::peers::EnergonConfig;
+use sprint_core::visibility::visible_limit;
+
+use super::sanger::{max_level, quant_level, quant_scale};
+use crate::block::BlockOut;
+use crate::gemm::matmul_nt;
+use crate::head::QUERY_BLOCK;
+use crate::int8_gemm::{self, PackedKeys};
+use crate::tensor::{AttentionInput, LayerShape};
+
+/// The threshold of a round over scores with `sum`, `count`, `max` and `min` (see the module
+/// documentation).
+pub fn round_threshold(alpha: f32, sum: i64, count: usize, max: i32, min: i32) -> f64 {
+    let mean = sum as f64 / count as f64;
+    let a = f64::from(alpha);
+    // Weights of the mean and the extreme: exact at alpha = 0 and +-1.
+    if a >= 0.0 {
+        (1.0 - a) * mean + a * f64::from(max)
+    } else {
+        (1.0 + a) * mean - a * f64::from(min)
+    }
+}
+
+/// Levels of one head quantised to `bits` with its own scale (absolute maximum).
+fn levels(x: &[f32], bits: u32) -> Vec<i8> {
+    let abs_max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let s = quant_scale(abs_max, bits);
+    x.iter().map(|&v| quant_level(v, s, bits)).collect()
+}
+
+/// How a round's integer products are computed.
+enum Products {
+    /// int8 GEMMs (exact here): query levels shifted by 128; per KV head, the keys of each
+    /// round packed.
+    Int8 {
+        q_u8: Vec<Vec<u8>>,
+        keys: Vec<Vec<PackedKeys>>,
+    },
+    /// f32 GEMMs of the levels (exact small integers).
+    Float {
+        q: Vec<Vec<f32>>,
+        keys: Vec<Vec<Vec<f32>>>,
+    },
+}
+
+fn prepare(cfg: &EnergonConfig, input: &AttentionInput, shape: LayerShape) -> Products {
+    let d = shape.head_dim;
+    let q: Vec<Vec<i8>> = (0..shape.heads)
+        .map(|h| levels(input.q.head(h), cfg.query_bits))
+        .collect();
+    // Per KV head, per round: the key codes' top `bits` bits.
+    let rounds: Vec<Vec<Vec<i8>>> = (0..shape.kv_heads)
+        .map(|h| {
+            let k = levels(input.k.head(h), cfg.key_bits);
+            cfg.round_key_bits
+                .iter()
+                .map(|&b| k.iter().map(|&x| x >> (cfg.key_bits - b)).collect())
+                .collect()
+        })
+        .collect();
+    let (mq, mk) = (
+        max_level(cfg.query_bits) as u32,
+        max_level(cfg.key_bits) as u32,
+    );
+    if int8_gemm::exact_for(128 + mq, mk) {
+        Products::Int8 {
+            q_u8: q
+                .iter()
+                .map(|l| l.iter().map(|&x| (i16::from(x) + 128) as u8).collect())
+                .collect(),
+            keys: rounds
+                .iter()
+                .map(|rs| {
+                    rs.iter()
+                        .map(|k| PackedKeys::new(k, shape.n_keys, d))
+                        .collect()
+                })
+                .collect(),
+        }
+    } else {
+        let f = |x: &[i8]| x.iter().map(|&v| f32::from(v)).collect::<Vec<f32>>();
+        Products::Float {
+            q: q.iter().map(|l| f(l)).collect(),
+            keys: rounds
+                .iter()
+                .map(|rs| rs.iter().map(|k| f(k)).collect())
+                .collect(),
+        }
+    }
+}
+
+/// Runs Energon on every head of a layer: one [`BlockOut`] per block of [`QUERY_BLOCK`]
+/// queries of a head, in (head, block) order, in parallel on the caller's rayon pool (the
+/// same bits for any thread count).
+pub(crate) fn run(
+    cfg: &EnergonConfig,
+    causal: bool,
+    input: &AttentionInput,
+    shape: LayerShape,
+) -> Vec<(usize, BlockOut)> {
+    let p = prepare(cfg, input, shape);
+    let per_head = shape.n_queries.div_ceil(QUERY_BLOCK);
+    (0..shape.heads * per_head)
+        .into_par_iter()
+        .map(|t| {
+            let (h, b) = (t / per_head, t % per_head);
+            let start = b * QUERY_BLOCK;
+            let rows = start..(start + QUERY_BLOCK).min(shape.n_queries);
+            let out = match crate::isa::level() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
+                crate::isa::Level::Avx512 => unsafe {
+                    block_avx512(cfg, causal, input, shape, &p, h, rows)
+                },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
+                crate::isa::Level::Avx2 => unsafe {
+                    block_avx2(cfg, causal, input, shape, &p, h, rows)
+                },
+                _ => block_with(cfg, causal, input, shape, &p, h, rows),
+            };
+            (h, out)
+        })
+        .collect()
+}
+
+/// [`block_with`] compiled with AVX-512 (see [`crate::simd`]; the same bits at every level).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+fn block_avx512(
+    cfg: &EnergonConfig,
+    causal: bool,
+    input: &AttentionInput,
+    shape: LayerShape,
+    p: &Products,
+    h: usize,
+    rows: std::ops::Range<usize>,
+) -> BlockOut {
+    block_with(cfg, causal, input, shape, p, h, rows)
+}
+
+/// [`block_with`] compiled with AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+fn block_avx2(
+    cfg: &EnergonConfig,
+    causal: bool,
+    input: &AttentionInput,
+    shape: LayerShape,
+    p: &Products,
+    h: usize,
+    rows: std::ops::Range<usize>,
+) -> BlockOut {
+    block_with(cfg, causal, input, shape, p, h, rows)
+}
+
+/// Each round's integer products of the block's queries with every key, `rows x n_keys`.
+fn round_products(
+    p: &Products,
+    shape: LayerShape,
+    h: usize,
+    rows: &std::ops::Range<usize>,
+) -> Vec<Vec<i32>> {
+    let (nk, d) = (shape.n_keys, shape.head_dim);
+    let kvh = shape.kv_head_of(h);
+    let m = rows.len();
+    let block = rows.start * d..rows.end * d;
+    match p {
+        Products::Int8 { q_u8, keys } => {
+            let zero = vec![128u8; m];
+            keys[kvh]
+                .iter()
+                .map(|k| {
+                    let mut out = vec![0i32; m * nk];
+                    int8_gemm::scores(&q_u8[h][block.clone()], &zero, k, &mut out);
+                    out
+                })
+                .collect()
+        }
+        Products::Float { q, keys } => keys[kvh]
+            .iter()
+            .map(|k| {
+                let mut out = vec![0f32; m * nk];
+                matmul_nt(&q[h][block.clone()], k, &mut out, m, nk, d);
+                out.into_iter().map(|x| x as i32).collect()
+            })
+            .collect(),
+    }
+}
+
+#[inline(always)]
+fn block_with(
+    cfg: &EnergonConfig,
+    causal: bool,
+    input: &AttentionInput,
+    shape: LayerShape,
+    p: &Products,
+    h: usize,
+    rows: std::ops::Range<usize>,
+) -> BlockOut {
+    let (nq, nk, d) = (shape.n_queries, shape.n_keys, shape.head_dim);
+    let kvh = shape.kv_head_of(h);
+    let wpr = sprint_core::bits::words_for(nk);
+    let products = round_products(p, shape, h, &rows);
+    let (q, k, v) = (input.q.head(h), input.k.head(kvh), input.v.head(kvh));
+    let inv = 1.0 / (d as f32).sqrt();
+    let mut out = BlockOut::empty(rows.clone(), d, wpr);
+    let mut exact = Vec::new();
+    super::exact_scores(q, k, &rows, d, &mut exact);
+    let key_valid = input.key_valid.as_deref();
+    let (mut keep, mut next, mut logits, mut probs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (r, i) in rows.enumerate() {
+        if input.query_valid.as_ref().is_some_and(|mk| !mk[i]) {
+            continue;
+        }
+        let limit = visible_limit(i, nq, nk, causal);
+        keep.clear();
+        keep.extend((0..limit).filter(|&j| key_valid.is_none_or(|mk| mk[j])));
+        out.visible += keep.len() as u64;
+        if keep.is_empty() {
+            continue;
+        }
+        for (round, (scores, &alpha)) in products.iter().zip(&cfg.round_alpha).enumerate() {
+            let s = &scores[r * nk..(r + 1) * nk];
+            let (mut sum, mut max, mut min) = (0i64, i32::MIN, i32::MAX);
+            for &j in keep.iter() {
+                let x = s[j];
+                sum += i64::from(x);
+                max = max.max(x);
+                min = min.min(x);
+            }
+            let theta = round_threshold(alpha, sum, keep.len(), max, min);
+            next.clear();
+            next.extend(keep.iter().copied().filter(|&j| f64::from(s[j]) >= theta));
+            std::mem::swap(&mut keep, &mut next);
+            // At most MAX_FILTER_ROUNDS rounds (a validated configuration).
+            if let Some(c) = out.stats.filter_kept.get_mut(round) {
+                *c += keep.len() as u64;
+            }
+        }
+        let row = &mut out.masks[r * wpr..(r + 1) * wpr];
+        for &j in keep.iter() {
+            row[j / 64] |= 1 << (j % 64);
+        }
+        out.kept[r] = keep.len() as u32;
+        out.softmax_kept[r] = keep.len() as u32;
+        super::attend_kept(
+            &exact[r * nk..(r + 1) * nk],
+            v,
+            &keep,
+            inv,
+            &mut logits,
+            &mut probs,
+            &mut out.output[r * d..(r + 1) * d],
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_threshold_moves_from_the_mean_toward_the_max_or_the_min() {
+        // Scores 0, 2, 4, 10: mean 4, max 10, min 0.
+        assert_eq!(round_threshold(0.0, 16, 4, 10, 0), 4.0);
+        assert_eq!(round_threshold(0.5, 16, 4, 10, 0), 7.0);
+        assert_eq!(round_threshold(1.0, 16, 4, 10, 0), 10.0);
+        assert_eq!(round_threshold(-0.5, 16, 4, 10, 0), 2.0);
+        assert_eq!(round_threshold(-1.0, 16, 4, 10, 0), 0.0);
+    }
+
+    #[test]
+    fn fewer_key_bits_are_the_codes_top_bits() {
+        // 4-bit levels -7..=7; the top 2 bits by an arithmetic shift of 2.
+        let l = levels(&[7.0, -7.0, 3.0, -1.0, 0.5], 4);
+        assert_eq!(l, vec![7, -7, 3, -1, 0]);
+        let top: Vec<i8> = l.iter().map(|&x| x >> 2).collect();
+        assert_eq!(top, vec![1, -2, 0, -1, 0]);
+    }
+}
