@@ -213,11 +213,11 @@ impl Order {
     }
 }
 
-/// Runs the whole evaluation of `plan` into `out` with `threads` worker threads per lane,
+/// Runs the whole evaluation of `plan` into `out` with `threads` worker threads in all,
 /// with the real assets of `assets` (they must be present: `sprint assets fetch`). Two
-/// lanes run at the same time, each on its own rayon pool: the MiniLM stages, and the
-/// SmolLM2 and simulator stages followed by the sparsity and noise sweeps (a stage's serial parts
-/// leave a core to the other lane);
+/// lanes run at the same time on one rayon pool of `threads` workers: the MiniLM stages, and
+/// the SmolLM2 and simulator stages followed by the sparsity and noise sweeps (each lane
+/// holds a worker; their parallel parts go to whichever worker is free);
 /// the replays of the real traces follow. Results do not depend on the lanes or on
 /// `threads` (recorded in the provenance).
 pub fn reproduce(
@@ -293,12 +293,16 @@ fn run(
         records: Vec::new(),
         shard,
     };
-    let pool = |what: &str| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .build()
-            .map_err(|e| ReproduceError::Usage(format!("cannot start the {what} threads: {e}")))
-    };
+    // One pool of `threads` workers for both lanes: each lane's closure holds a worker and
+    // the lanes' parallel work is stolen by whichever worker is free, so the machine is never
+    // oversubscribed (two pools as wide as the machine spent about 40 % more CPU on the
+    // quick plan, docs/reproduce.md), and a lane that ends first leaves its worker to the
+    // other.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("sprint-reproduce-{i}"))
+        .build()
+        .map_err(|e| ReproduceError::Usage(format!("cannot start the worker threads: {e}")))?;
     // The learned MiniLM/BBC thresholds file, written before the lanes start.
     let learned = Thresholds::best_for("minilm", "bbc", &artefacts)?;
     let Thresholds::Learned(learned_path) = &learned else {
@@ -321,10 +325,9 @@ fn run(
     };
 
     let (mut r0, mut r1) = (runner(0), runner(1));
-    let (pool0, pool1) = (pool("MiniLM lane")?, pool("SmolLM2 lane")?);
     let (a, b) = std::thread::scope(|s| {
-        let other = s.spawn(|| pool1.install(|| lanes.smollm2(&mut r1)));
-        let a = pool0.install(|| lanes.minilm(&mut r0));
+        let other = s.spawn(|| pool.install(|| lanes.smollm2(&mut r1)));
+        let a = pool.install(|| lanes.minilm(&mut r0));
         let b = other
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e));
@@ -345,7 +348,7 @@ fn run(
     finetuned.extend(b.finetuned);
 
     let mut r2 = runner(0);
-    let traces = lanes.replay_traces(&mut r2, &pool0, &replayed, accuracy.len())?;
+    let traces = lanes.replay_traces(&mut r2, &pool, &replayed, accuracy.len())?;
     let mut records: Vec<(usize, StageRecord)> = r0
         .records
         .into_iter()
