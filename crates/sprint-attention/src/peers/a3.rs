@@ -28,14 +28,11 @@
 //! The trace's kept set is the candidates (the keys whose exact score is computed); the
 //! survivors of the cut are its softmax count; the iterations `M` are summed in
 //! [`sprint_core::trace::HeadStats::candidate_iterations`].
-#![allow(unsafe_code)]
 
-use rayon::prelude::*;
 use sprint_core::peers::A3Config;
 use sprint_core::visibility::visible_limit;
 
 use crate::block::BlockOut;
-use crate::head::QUERY_BLOCK;
 use crate::quant::{quantize, symmetric_scale};
 use crate::tensor::{AttentionInput, LayerShape};
 
@@ -137,9 +134,9 @@ fn prepare(input: &AttentionInput, shape: LayerShape) -> Prepared {
     Prepared { q8, keys }
 }
 
-/// Runs A3 on every head of a layer: one [`BlockOut`] per block of [`QUERY_BLOCK`] queries of
-/// a head, in (head, block) order, in parallel on the caller's rayon pool (the same bits for
-/// any thread count).
+/// Runs A3 on every head of a layer: one [`BlockOut`] per block of
+/// [`crate::head::QUERY_BLOCK`] queries of a head, in (head, block) order, in parallel on the
+/// caller's rayon pool (the same bits for any thread count).
 pub(crate) fn run(
     cfg: &A3Config,
     causal: bool,
@@ -147,59 +144,45 @@ pub(crate) fn run(
     shape: LayerShape,
 ) -> Vec<(usize, BlockOut)> {
     let p = prepare(input, shape);
-    let per_head = shape.n_queries.div_ceil(QUERY_BLOCK);
-    (0..shape.heads * per_head)
-        .into_par_iter()
-        .map(|t| {
-            let (h, b) = (t / per_head, t % per_head);
-            let start = b * QUERY_BLOCK;
-            let rows = start..(start + QUERY_BLOCK).min(shape.n_queries);
-            let out = match crate::isa::level() {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
-                crate::isa::Level::Avx512 => unsafe {
-                    block_avx512(cfg, causal, input, shape, &p, h, rows)
-                },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
-                crate::isa::Level::Avx2 => unsafe {
-                    block_avx2(cfg, causal, input, shape, &p, h, rows)
-                },
-                _ => block_with(cfg, causal, input, shape, &p, h, rows),
-            };
-            (h, out)
-        })
-        .collect()
+    let kernel = Kernel {
+        cfg,
+        causal,
+        input,
+        shape,
+        p: &p,
+    };
+    super::run_blocks(&kernel, shape.heads, shape.n_queries)
 }
 
-/// [`block_with`] compiled with AVX-512 (see [`crate::simd`]; the same bits at every level).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-fn block_avx512(
-    cfg: &A3Config,
+/// A layer's blocks for [`super::run_blocks`].
+struct Kernel<'a> {
+    cfg: &'a A3Config,
     causal: bool,
-    input: &AttentionInput,
+    input: &'a AttentionInput,
     shape: LayerShape,
-    p: &Prepared,
-    h: usize,
-    rows: std::ops::Range<usize>,
-) -> BlockOut {
-    block_with(cfg, causal, input, shape, p, h, rows)
+    p: &'a Prepared,
 }
 
-/// [`block_with`] compiled with AVX2 + FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-fn block_avx2(
-    cfg: &A3Config,
-    causal: bool,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &Prepared,
-    h: usize,
-    rows: std::ops::Range<usize>,
-) -> BlockOut {
-    block_with(cfg, causal, input, shape, p, h, rows)
+impl super::BlockKernel for Kernel<'_> {
+    type Scratch = ();
+    type Out = BlockOut;
+
+    fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<()>> {
+        &super::NO_SCRATCH
+    }
+
+    #[inline(always)]
+    fn block(&self, h: usize, rows: std::ops::Range<usize>, _: &mut ()) -> BlockOut {
+        block_with(
+            self.cfg,
+            self.causal,
+            self.input,
+            self.shape,
+            self.p,
+            h,
+            rows,
+        )
+    }
 }
 
 /// Per column `j`, how many visible keys have each code or more: `ge[j * TABLE + v + 127]`

@@ -18,17 +18,14 @@
 //! largest score always does, so a query with a visible key keeps at least one. Exact float
 //! attention runs on the last round's survivors, which are the trace's kept set; the
 //! survivors of every round are summed in [`sprint_core::trace::HeadStats::filter_kept`].
-#![allow(unsafe_code)]
 
-use rayon::prelude::*;
 use sprint_core::peers::EnergonConfig;
 use sprint_core::visibility::visible_limit;
 
+use super::SetProducts;
 use super::sanger::{max_level, quant_level, quant_scale};
 use crate::block::BlockOut;
-use crate::gemm::matmul_nt;
-use crate::head::QUERY_BLOCK;
-use crate::int8_gemm::{self, PackedKeys};
+use crate::int8_gemm;
 use crate::tensor::{AttentionInput, LayerShape};
 
 /// The threshold of a round over scores with `sum`, `count`, `max` and `min` (see the module
@@ -51,22 +48,7 @@ fn levels(x: &[f32], bits: u32) -> Vec<i8> {
     x.iter().map(|&v| quant_level(v, s, bits)).collect()
 }
 
-/// How a round's integer products are computed.
-enum Products {
-    /// int8 GEMMs (exact here): query levels shifted by 128; per KV head, the keys of each
-    /// round packed.
-    Int8 {
-        q_u8: Vec<Vec<u8>>,
-        keys: Vec<Vec<PackedKeys>>,
-    },
-    /// f32 GEMMs of the levels (exact small integers).
-    Float {
-        q: Vec<Vec<f32>>,
-        keys: Vec<Vec<Vec<f32>>>,
-    },
-}
-
-fn prepare(cfg: &EnergonConfig, input: &AttentionInput, shape: LayerShape) -> Products {
+fn prepare(cfg: &EnergonConfig, input: &AttentionInput, shape: LayerShape) -> SetProducts {
     let d = shape.head_dim;
     let q: Vec<Vec<i8>> = (0..shape.heads)
         .map(|h| levels(input.q.head(h), cfg.query_bits))
@@ -85,36 +67,13 @@ fn prepare(cfg: &EnergonConfig, input: &AttentionInput, shape: LayerShape) -> Pr
         max_level(cfg.query_bits) as u32,
         max_level(cfg.key_bits) as u32,
     );
-    if int8_gemm::exact_for(128 + mq, mk) {
-        Products::Int8 {
-            q_u8: q
-                .iter()
-                .map(|l| l.iter().map(|&x| (i16::from(x) + 128) as u8).collect())
-                .collect(),
-            keys: rounds
-                .iter()
-                .map(|rs| {
-                    rs.iter()
-                        .map(|k| PackedKeys::new(k, shape.n_keys, d))
-                        .collect()
-                })
-                .collect(),
-        }
-    } else {
-        let f = |x: &[i8]| x.iter().map(|&v| f32::from(v)).collect::<Vec<f32>>();
-        Products::Float {
-            q: q.iter().map(|l| f(l)).collect(),
-            keys: rounds
-                .iter()
-                .map(|rs| rs.iter().map(|k| f(k)).collect())
-                .collect(),
-        }
-    }
+    let int8 = int8_gemm::exact_for(128 + mq, mk);
+    SetProducts::new(int8, &q, &rounds, shape.n_keys, d)
 }
 
-/// Runs Energon on every head of a layer: one [`BlockOut`] per block of [`QUERY_BLOCK`]
-/// queries of a head, in (head, block) order, in parallel on the caller's rayon pool (the
-/// same bits for any thread count).
+/// Runs Energon on every head of a layer: one [`BlockOut`] per block of
+/// [`crate::head::QUERY_BLOCK`] queries of a head, in (head, block) order, in parallel on the
+/// caller's rayon pool (the same bits for any thread count).
 pub(crate) fn run(
     cfg: &EnergonConfig,
     causal: bool,
@@ -122,92 +81,44 @@ pub(crate) fn run(
     shape: LayerShape,
 ) -> Vec<(usize, BlockOut)> {
     let p = prepare(cfg, input, shape);
-    let per_head = shape.n_queries.div_ceil(QUERY_BLOCK);
-    (0..shape.heads * per_head)
-        .into_par_iter()
-        .map(|t| {
-            let (h, b) = (t / per_head, t % per_head);
-            let start = b * QUERY_BLOCK;
-            let rows = start..(start + QUERY_BLOCK).min(shape.n_queries);
-            let out = match crate::isa::level() {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
-                crate::isa::Level::Avx512 => unsafe {
-                    block_avx512(cfg, causal, input, shape, &p, h, rows)
-                },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
-                crate::isa::Level::Avx2 => unsafe {
-                    block_avx2(cfg, causal, input, shape, &p, h, rows)
-                },
-                _ => block_with(cfg, causal, input, shape, &p, h, rows),
-            };
-            (h, out)
-        })
-        .collect()
+    let kernel = Kernel {
+        cfg,
+        causal,
+        input,
+        shape,
+        p: &p,
+    };
+    super::run_blocks(&kernel, shape.heads, shape.n_queries)
 }
 
-/// [`block_with`] compiled with AVX-512 (see [`crate::simd`]; the same bits at every level).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-fn block_avx512(
-    cfg: &EnergonConfig,
+/// A layer's blocks for [`super::run_blocks`].
+struct Kernel<'a> {
+    cfg: &'a EnergonConfig,
     causal: bool,
-    input: &AttentionInput,
+    input: &'a AttentionInput,
     shape: LayerShape,
-    p: &Products,
-    h: usize,
-    rows: std::ops::Range<usize>,
-) -> BlockOut {
-    block_with(cfg, causal, input, shape, p, h, rows)
+    p: &'a SetProducts,
 }
 
-/// [`block_with`] compiled with AVX2 + FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-fn block_avx2(
-    cfg: &EnergonConfig,
-    causal: bool,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &Products,
-    h: usize,
-    rows: std::ops::Range<usize>,
-) -> BlockOut {
-    block_with(cfg, causal, input, shape, p, h, rows)
-}
+impl super::BlockKernel for Kernel<'_> {
+    type Scratch = ();
+    type Out = BlockOut;
 
-/// Each round's integer products of the block's queries with every key, `rows x n_keys`.
-fn round_products(
-    p: &Products,
-    shape: LayerShape,
-    h: usize,
-    rows: &std::ops::Range<usize>,
-) -> Vec<Vec<i32>> {
-    let (nk, d) = (shape.n_keys, shape.head_dim);
-    let kvh = shape.kv_head_of(h);
-    let m = rows.len();
-    let block = rows.start * d..rows.end * d;
-    match p {
-        Products::Int8 { q_u8, keys } => {
-            let zero = vec![128u8; m];
-            keys[kvh]
-                .iter()
-                .map(|k| {
-                    let mut out = vec![0i32; m * nk];
-                    int8_gemm::scores(&q_u8[h][block.clone()], &zero, k, &mut out);
-                    out
-                })
-                .collect()
-        }
-        Products::Float { q, keys } => keys[kvh]
-            .iter()
-            .map(|k| {
-                let mut out = vec![0f32; m * nk];
-                matmul_nt(&q[h][block.clone()], k, &mut out, m, nk, d);
-                out.into_iter().map(|x| x as i32).collect()
-            })
-            .collect(),
+    fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<()>> {
+        &super::NO_SCRATCH
+    }
+
+    #[inline(always)]
+    fn block(&self, h: usize, rows: std::ops::Range<usize>, _: &mut ()) -> BlockOut {
+        block_with(
+            self.cfg,
+            self.causal,
+            self.input,
+            self.shape,
+            self.p,
+            h,
+            rows,
+        )
     }
 }
 
@@ -217,14 +128,14 @@ fn block_with(
     causal: bool,
     input: &AttentionInput,
     shape: LayerShape,
-    p: &Products,
+    p: &SetProducts,
     h: usize,
     rows: std::ops::Range<usize>,
 ) -> BlockOut {
     let (nq, nk, d) = (shape.n_queries, shape.n_keys, shape.head_dim);
     let kvh = shape.kv_head_of(h);
     let wpr = sprint_core::bits::words_for(nk);
-    let products = round_products(p, shape, h, &rows);
+    let products = p.block(shape, h, &rows);
     let (q, k, v) = (input.q.head(h), input.k.head(kvh), input.v.head(kvh));
     let inv = 1.0 / (d as f32).sqrt();
     let mut out = BlockOut::empty(rows.clone(), d, wpr);
