@@ -154,6 +154,46 @@ pub(crate) fn run(
     super::run_blocks(&kernel, shape.heads, shape.n_queries)
 }
 
+/// A3's post-scoring margins of a layer, the quantity its cut `post_score_ratio` thresholds:
+/// for every candidate of every query (the search at `cfg`'s `iterations_per_key`), its
+/// exact logit minus the largest candidate logit of its query (`<= 0`, logit units), in
+/// (head, query, key) order; and the visible pairs of the layer. A ratio `T` keeps the
+/// candidates whose margin is at least `ln T`, so the fraction of the visible pairs in the
+/// softmax at `T` is the count of margins `>= ln T` over the visible pairs (calibrating
+/// the cut to a target kept fraction). The candidates are the variant's own.
+pub fn candidate_margins(
+    cfg: &A3Config,
+    causal: bool,
+    input: &AttentionInput,
+) -> crate::Result<(Vec<f32>, u64)> {
+    let shape = input.validate()?;
+    let (nk, d) = (shape.n_keys, shape.head_dim);
+    let all = A3Config {
+        post_score_ratio: 0.0,
+        ..cfg.clone()
+    };
+    let inv = 1.0 / (d as f32).sqrt();
+    let (mut margins, mut visible, mut exact) = (Vec::new(), 0u64, Vec::new());
+    for (h, out) in run(&all, causal, input, shape) {
+        visible += out.visible;
+        let kvh = shape.kv_head_of(h);
+        let rows = out.rows.clone();
+        super::exact_scores(input.q.head(h), input.k.head(kvh), &rows, d, &mut exact);
+        let wpr = out.masks.len() / rows.len().max(1);
+        for r in 0..rows.len() {
+            let ex = &exact[r * nk..(r + 1) * nk];
+            let row = &out.masks[r * wpr..(r + 1) * wpr];
+            let cands = (0..nk).filter(|&j| row[j / 64] >> (j % 64) & 1 == 1);
+            let l_max = cands
+                .clone()
+                .map(|j| ex[j] * inv)
+                .fold(f32::NEG_INFINITY, f32::max);
+            margins.extend(cands.map(|j| ex[j] * inv - l_max));
+        }
+    }
+    Ok((margins, visible))
+}
+
 /// A layer's blocks for [`super::run_blocks`].
 struct Kernel<'a> {
     cfg: &'a A3Config,

@@ -41,6 +41,86 @@ pub fn round_threshold(alpha: f32, sum: i64, count: usize, max: i32, min: i32) -
     }
 }
 
+/// The filtering rounds of one query row: `keep` holds the row's visible keys on entry and
+/// the last round's survivors on exit (`next` is scratch). Round `r` reads key `j`'s score at
+/// `rounds[r][offset + j]` with threshold `alphas[r]`; each round's survivors are added to
+/// `survivors[r]` (rounds past its length are not counted). Rounds run while both `alphas`
+/// and `rounds` have one.
+#[inline(always)]
+pub fn filter_rounds<S: AsRef<[i32]>>(
+    alphas: &[f32],
+    rounds: &[S],
+    offset: usize,
+    keep: &mut Vec<usize>,
+    next: &mut Vec<usize>,
+    survivors: &mut [u64],
+) {
+    for (round, (scores, &alpha)) in rounds.iter().zip(alphas).enumerate() {
+        let s = &scores.as_ref()[offset..];
+        let (mut sum, mut max, mut min) = (0i64, i32::MIN, i32::MAX);
+        for &j in keep.iter() {
+            let x = s[j];
+            sum += i64::from(x);
+            max = max.max(x);
+            min = min.min(x);
+        }
+        let theta = round_threshold(alpha, sum, keep.len(), max, min);
+        next.clear();
+        next.extend(keep.iter().copied().filter(|&j| f64::from(s[j]) >= theta));
+        std::mem::swap(keep, next);
+        if let Some(c) = survivors.get_mut(round) {
+            *c += keep.len() as u64;
+        }
+    }
+}
+
+/// Energon's integer round scores of a layer, the quantities its alphas threshold: for every
+/// visible query row `i` with `i % row_stride == 0` (a deterministic sample of the rows), in
+/// (head, query) order, `visit` gets one vector per round with the row's scores of its visible
+/// keys in key order (every visible key scored in every round, so that any alphas can be
+/// applied to them with [`filter_rounds`]). The scores are the variant's own.
+pub fn round_scores(
+    cfg: &EnergonConfig,
+    causal: bool,
+    input: &AttentionInput,
+    row_stride: usize,
+    visit: &mut dyn FnMut(&[Vec<i32>]),
+) -> crate::Result<()> {
+    let shape = input.validate()?;
+    let (nq, nk) = (shape.n_queries, shape.n_keys);
+    let p = prepare(cfg, input, shape);
+    let key_valid = input.key_valid.as_deref();
+    let stride = row_stride.max(1);
+    let mut row: Vec<Vec<i32>> = vec![Vec::new(); cfg.round_key_bits.len()];
+    for h in 0..shape.heads {
+        for start in (0..nq).step_by(crate::head::QUERY_BLOCK) {
+            let rows = start..(start + crate::head::QUERY_BLOCK).min(nq);
+            if !rows.clone().any(|i| i % stride == 0) {
+                continue;
+            }
+            let products = p.block(shape, h, &rows);
+            for (r, i) in rows.enumerate() {
+                if i % stride != 0 || input.query_valid.as_ref().is_some_and(|mk| !mk[i]) {
+                    continue;
+                }
+                let limit = visible_limit(i, nq, nk, causal);
+                for (out, scores) in row.iter_mut().zip(&products) {
+                    out.clear();
+                    out.extend(
+                        (0..limit)
+                            .filter(|&j| key_valid.is_none_or(|mk| mk[j]))
+                            .map(|j| scores[r * nk + j]),
+                    );
+                }
+                if !row[0].is_empty() {
+                    visit(&row);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Levels of one head quantised to `bits` with its own scale (absolute maximum).
 fn levels(x: &[f32], bits: u32) -> Vec<i8> {
     let abs_max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -155,24 +235,14 @@ fn block_with(
         if keep.is_empty() {
             continue;
         }
-        for (round, (scores, &alpha)) in products.iter().zip(&cfg.round_alpha).enumerate() {
-            let s = &scores[r * nk..(r + 1) * nk];
-            let (mut sum, mut max, mut min) = (0i64, i32::MIN, i32::MAX);
-            for &j in keep.iter() {
-                let x = s[j];
-                sum += i64::from(x);
-                max = max.max(x);
-                min = min.min(x);
-            }
-            let theta = round_threshold(alpha, sum, keep.len(), max, min);
-            next.clear();
-            next.extend(keep.iter().copied().filter(|&j| f64::from(s[j]) >= theta));
-            std::mem::swap(&mut keep, &mut next);
-            // At most MAX_FILTER_ROUNDS rounds (a validated configuration).
-            if let Some(c) = out.stats.filter_kept.get_mut(round) {
-                *c += keep.len() as u64;
-            }
-        }
+        filter_rounds(
+            &cfg.round_alpha,
+            &products,
+            r * nk,
+            &mut keep,
+            &mut next,
+            &mut out.stats.filter_kept,
+        );
         let row = &mut out.masks[r * wpr..(r + 1) * wpr];
         for &j in keep.iter() {
             row[j / 64] |= 1 << (j % 64);
