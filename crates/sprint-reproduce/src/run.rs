@@ -826,9 +826,10 @@ mod tests {
         for n_minilm in [1, 3] {
             for long_trace in [false, true] {
                 for ft_smollm2 in [false, true] {
-                    for prec_smollm2 in [false, true] {
+                    for (prec_smollm2, peers) in [(false, true), (true, false), (true, true)] {
                         let o = Order {
                             n_minilm,
+                            peers,
                             long_trace,
                             ft_smollm2,
                             prec_smollm2,
@@ -851,6 +852,9 @@ mod tests {
                             (0..n_minilm + 1 + usize::from(long_trace)).map(|i| o.sim_trace(i)),
                         );
                         n.push(o.decode());
+                        if peers {
+                            n.push(o.peers());
+                        }
                         n.sort_unstable();
                         assert_eq!(n, (0..o.total()).collect::<Vec<_>>());
                     }

@@ -9,9 +9,12 @@ use sprint_report::{Plot, Section};
 use super::curves::curve_table;
 use crate::results::{CurveResult, Results, SweepPoint};
 
+/// A point's value on the plot with its 95 % interval, if any.
+type Value = (f64, Option<(f64, f64)>);
+
 /// A point's value on the plot and its 95 % interval: accuracy (%) on a classification
 /// task, the perplexity change against dense (%) otherwise.
-fn plotted(c: &CurveResult, p: &SweepPoint) -> Option<(f64, Option<(f64, f64)>)> {
+fn plotted(c: &CurveResult, p: &SweepPoint) -> Option<Value> {
     if c.metric == "accuracy" {
         let ci = p
             .delta_ci95
@@ -35,7 +38,7 @@ pub(crate) fn peers_plot(id: &str, c: &CurveResult) -> Plot {
     let lines = names
         .iter()
         .map(|n| {
-            let pts: Vec<(f64, (f64, Option<(f64, f64)>))> = c
+            let pts: Vec<(f64, Value)> = c
                 .points
                 .iter()
                 .filter(|p| &p.series == n)
