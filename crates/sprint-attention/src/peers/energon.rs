@@ -161,45 +161,15 @@ pub(crate) fn run(
     shape: LayerShape,
 ) -> Vec<(usize, BlockOut)> {
     let p = prepare(cfg, input, shape);
-    let kernel = Kernel {
+    let kernel = super::Plain {
         cfg,
         causal,
         input,
         shape,
         p: &p,
+        f: block_with,
     };
     super::run_blocks(&kernel, shape.heads, shape.n_queries)
-}
-
-/// A layer's blocks for [`super::run_blocks`].
-struct Kernel<'a> {
-    cfg: &'a EnergonConfig,
-    causal: bool,
-    input: &'a AttentionInput,
-    shape: LayerShape,
-    p: &'a SetProducts,
-}
-
-impl super::BlockKernel for Kernel<'_> {
-    type Scratch = ();
-    type Out = BlockOut;
-
-    fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<()>> {
-        &super::NO_SCRATCH
-    }
-
-    #[inline(always)]
-    fn block(&self, h: usize, rows: std::ops::Range<usize>, _: &mut ()) -> BlockOut {
-        block_with(
-            self.cfg,
-            self.causal,
-            self.input,
-            self.shape,
-            self.p,
-            h,
-            rows,
-        )
-    }
 }
 
 #[inline(always)]

@@ -120,45 +120,17 @@ pub(crate) fn run(
     shape: LayerShape,
 ) -> Vec<(usize, BlockOut)> {
     let p = prepare(input, shape);
-    let kernel = Kernel {
-        thresholds,
+    let kernel = super::Plain {
+        cfg: thresholds,
         causal,
         input,
         shape,
         p: &p,
+        f: |th: &[f32], causal, input: &AttentionInput, shape, p: &Prepared, h, rows| {
+            block_with(causal, th[h], input, shape, p, h, rows)
+        },
     };
     super::run_blocks(&kernel, shape.heads, shape.n_queries)
-}
-
-/// A layer's blocks for [`super::run_blocks`].
-struct Kernel<'a> {
-    thresholds: &'a [f32],
-    causal: bool,
-    input: &'a AttentionInput,
-    shape: LayerShape,
-    p: &'a Prepared,
-}
-
-impl super::BlockKernel for Kernel<'_> {
-    type Scratch = ();
-    type Out = BlockOut;
-
-    fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<()>> {
-        &super::NO_SCRATCH
-    }
-
-    #[inline(always)]
-    fn block(&self, h: usize, rows: std::ops::Range<usize>, _: &mut ()) -> BlockOut {
-        block_with(
-            self.causal,
-            self.thresholds[h],
-            self.input,
-            self.shape,
-            self.p,
-            h,
-            rows,
-        )
-    }
 }
 
 #[inline(always)]
