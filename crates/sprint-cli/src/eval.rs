@@ -53,9 +53,11 @@ pub struct Args {
     // The calibrated thresholds' target (default 0.25).
     #[arg(long, help = crate::args::KEEP_HELP)]
     keep: Option<f64>,
-    /// Compare the peer designs at equal sparsity: calibrate each peer's own knob (Sanger's
-    /// prob_threshold) on the calibration items to keep this fraction of the visible pairs
-    /// (default: their published values, configs/peers/published.toml).
+    /// Compare the peer designs at equal sparsity: calibrate each peer's own knob on the
+    /// calibration items to keep this fraction of the visible pairs in the softmax (Sanger's
+    /// prob_threshold, A3's post_score_ratio, Energon's alpha shared by its rounds, a scale
+    /// on SpAtten's token schedule; LeOPArd runs at SPRINT's thresholds). Default: their
+    /// published values, configs/peers/published.toml.
     #[arg(long, allow_negative_numbers = true)]
     peer_keep: Option<f64>,
     // Calibration: how it reaches --keep (`mass`: at the softmax share that keeps it over

@@ -16,180 +16,14 @@ use sprint_core::config::{AttentionConfig, ThresholdFile, Thresholds, Variant};
 use sprint_models::attention::{Attention, AttentionCall, DenseAttention};
 use sprint_models::record::Recorder;
 
+use sprint_core::peers::PeerConfig;
+
 use crate::error::{CandleOp, EvalError, Result};
+use crate::peer_calibrate::{PeerSet, PeerStats};
 
-/// Lowest score the histograms resolve (logit units).
-pub const HIST_MIN: f64 = -64.0;
-/// Bins per logit.
-pub const HIST_BINS_PER_LOGIT: f64 = 128.0;
-/// Number of bins (covering [-64, 64)).
-pub const HIST_BINS: usize = 128 * 128;
-
-/// Counts of scores in fixed bins of 1/128 logit over [-64, 64).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ScoreHistogram {
-    counts: Vec<u64>,
-}
-
-impl Default for ScoreHistogram {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ScoreHistogram {
-    /// An empty histogram.
-    pub fn new() -> Self {
-        Self {
-            counts: vec![0; HIST_BINS],
-        }
-    }
-
-    /// Adds one score (logit units); NaN is ignored, out-of-range values go to the end bins.
-    pub fn add(&mut self, x: f32) {
-        if x.is_nan() {
-            return;
-        }
-        let b = ((x as f64 - HIST_MIN) * HIST_BINS_PER_LOGIT).floor();
-        let b = b.clamp(0.0, (HIST_BINS - 1) as f64) as usize;
-        self.counts[b] += 1;
-    }
-
-    /// Adds the counts of `other`.
-    pub fn merge(&mut self, other: &ScoreHistogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-    }
-
-    /// Number of scores added.
-    pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    /// The threshold `Th` such that a fraction `keep` of the scores is `>= Th`
-    /// (linear inside the bin). `keep >= 1` gives -inf (keep everything); an empty
-    /// histogram gives -inf too. `keep` must be in (0, 1].
-    pub fn threshold_for_keep(&self, keep: f64) -> Result<f32> {
-        check_keep(keep)?;
-        let total = self.total();
-        if keep >= 1.0 || total == 0 {
-            return Ok(f32::NEG_INFINITY);
-        }
-        let target = keep * total as f64;
-        let width = 1.0 / HIST_BINS_PER_LOGIT;
-        let mut above = 0.0;
-        for b in (0..HIST_BINS).rev() {
-            let c = self.counts[b] as f64;
-            if c > 0.0 && above + c >= target {
-                let frac = (target - above) / c;
-                let upper = HIST_MIN + (b + 1) as f64 * width;
-                return Ok((upper - frac * width) as f32);
-            }
-            above += c;
-        }
-        Ok(f32::NEG_INFINITY)
-    }
-
-    /// Fraction of the scores that are `>= th` (bins counted by their centre).
-    pub fn fraction_at_or_above(&self, th: f32) -> f64 {
-        let total = self.total();
-        if total == 0 {
-            return 0.0;
-        }
-        let width = 1.0 / HIST_BINS_PER_LOGIT;
-        let above: u64 = (0..HIST_BINS)
-            .filter(|&b| HIST_MIN + (b as f64 + 0.5) * width >= th as f64)
-            .map(|b| self.counts[b])
-            .sum();
-        above as f64 / total as f64
-    }
-}
-
-fn check_keep(keep: f64) -> Result<()> {
-    if keep.is_finite() && keep > 0.0 && keep <= 1.0 {
-        Ok(())
-    } else {
-        Err(EvalError::Input(format!(
-            "target keep fraction must be in (0, 1], got {keep}"
-        )))
-    }
-}
-
-/// Softmax mass of the dense attention rows by score, in the bins of [`ScoreHistogram`]:
-/// `mass[b]` sums the dense probabilities `p_ij` of the pairs whose score falls in bin `b`,
-/// over `rows` query rows (so the total is `rows`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct MassHistogram {
-    mass: Vec<f64>,
-    rows: u64,
-}
-
-impl Default for MassHistogram {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl MassHistogram {
-    /// An empty histogram.
-    pub fn new() -> Self {
-        Self {
-            mass: vec![0.0; HIST_BINS],
-            rows: 0,
-        }
-    }
-
-    /// Adds one attention row: its visible scores (logits) and their dense probabilities.
-    pub fn add_row(&mut self, scores: &[f32], probs: &[f64]) {
-        for (&x, &p) in scores.iter().zip(probs) {
-            let b = ((x as f64 - HIST_MIN) * HIST_BINS_PER_LOGIT).floor();
-            let b = b.clamp(0.0, (HIST_BINS - 1) as f64) as usize;
-            self.mass[b] += p;
-        }
-        self.rows += 1;
-    }
-
-    /// Adds the mass and rows of `other`.
-    pub fn merge(&mut self, other: &MassHistogram) {
-        for (a, b) in self.mass.iter_mut().zip(&other.mass) {
-            *a += b;
-        }
-        self.rows += other.rows;
-    }
-
-    /// Query rows added.
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
-    /// The threshold `Th` (logits) such that the pairs with scores `>= Th` carry, on
-    /// average over the rows, a share `mass` of the dense softmax mass (linear inside the
-    /// bin). `mass >= 1` or no rows gives -inf. `mass` must be in (0, 1].
-    pub fn threshold_for_mass(&self, mass: f64) -> Result<f32> {
-        if !(mass.is_finite() && mass > 0.0 && mass <= 1.0) {
-            return Err(EvalError::Input(format!(
-                "target softmax mass must be in (0, 1], got {mass}"
-            )));
-        }
-        if mass >= 1.0 || self.rows == 0 {
-            return Ok(f32::NEG_INFINITY);
-        }
-        let target = mass * self.rows as f64;
-        let width = 1.0 / HIST_BINS_PER_LOGIT;
-        let mut above = 0.0;
-        for b in (0..HIST_BINS).rev() {
-            let c = self.mass[b];
-            if c > 0.0 && above + c >= target {
-                let frac = (target - above) / c;
-                let upper = HIST_MIN + (b + 1) as f64 * width;
-                return Ok((upper - frac * width) as f32);
-            }
-            above += c;
-        }
-        Ok(f32::NEG_INFINITY)
-    }
-}
+pub use crate::histogram::{
+    HIST_BINS, HIST_BINS_PER_LOGIT, HIST_MIN, MassHistogram, ScoreHistogram,
+};
 
 /// Per-(layer, head) score histograms and softmax-mass histograms.
 #[derive(Clone, Debug, PartialEq)]
@@ -201,6 +35,8 @@ pub struct ScoreStats {
     /// Sanger's predicted probabilities of every visible pair, as `ln p` (all layers and
     /// heads: its threshold is one number), when the calibration collects them.
     pub sanger_ln_prob: ScoreHistogram,
+    /// A3's, Energon's and SpAtten's statistics, when the calibration collects them.
+    pub peers: PeerStats,
 }
 
 impl ScoreStats {
@@ -210,6 +46,7 @@ impl ScoreStats {
             hist: vec![vec![ScoreHistogram::new(); heads]; layers],
             mass: vec![vec![MassHistogram::new(); heads]; layers],
             sanger_ln_prob: ScoreHistogram::new(),
+            peers: PeerStats::default(),
         }
     }
 
@@ -313,8 +150,8 @@ impl ScoreStats {
 pub struct CalibratingAttention {
     dense: DenseAttention,
     stats: Mutex<ScoreStats>,
-    /// Also collect Sanger's predicted probabilities (with these parameters).
-    sanger: Option<sprint_core::peers::SangerConfig>,
+    /// Also collect the statistics of these peers (with these parameters).
+    peers: Option<(PeerConfig, PeerSet)>,
 }
 
 /// Query rows scored at once per head (bounds the score block to `rows x seq` floats).
@@ -326,57 +163,71 @@ impl CalibratingAttention {
         Self {
             dense: DenseAttention::new(cfg),
             stats: Mutex::new(ScoreStats::new(layers, heads)),
-            sanger: None,
+            peers: None,
         }
     }
 
     /// Also collects Sanger's predicted probabilities with `cfg`'s parameters (for
     /// [`ScoreStats::sanger_threshold_for_keep`]).
-    pub fn with_sanger(mut self, cfg: sprint_core::peers::SangerConfig) -> Self {
-        self.sanger = Some(cfg);
+    pub fn with_sanger(self, cfg: sprint_core::peers::SangerConfig) -> Self {
+        let peers = PeerConfig {
+            sanger: cfg,
+            ..PeerConfig::default()
+        };
+        let set = PeerSet {
+            sanger: true,
+            ..PeerSet::default()
+        };
+        self.with_peers(peers, set)
+    }
+
+    /// Also collects the statistics of the peers in `set` with `cfg`'s parameters (for
+    /// [`ScoreStats::sanger_threshold_for_keep`] and [`PeerStats`]'s calibrations).
+    pub fn with_peers(mut self, cfg: PeerConfig, set: PeerSet) -> Self {
+        self.peers = Some((cfg, set));
         self
     }
 
-    /// Sanger's predicted probabilities of the call's sequences into the statistics.
-    fn record_sanger(
-        &self,
-        call: &AttentionCall,
-        cfg: &sprint_core::peers::SangerConfig,
-    ) -> Result<()> {
-        use sprint_attention::{AttentionInput, Tensor3};
-        let tensor3 = |t: &Tensor, bi: usize| -> Result<Tensor3> {
-            let x = t.get(bi).op("calibration")?;
-            let (a, b, c) = x.dims3().op("calibration")?;
-            let data = x
-                .flatten_all()
-                .and_then(|f| f.to_vec1::<f32>())
-                .op("calibration")?;
-            Tensor3::new([a, b, c], data).map_err(|e| EvalError::Input(e.to_string()))
-        };
+    /// The peers' statistics of the call's sequences into the statistics.
+    fn record_peers(&self, call: &AttentionCall, cfg: &PeerConfig, set: PeerSet) -> Result<()> {
+        use sprint_attention::peers::{a3, energon, sanger};
+        let err = |e: sprint_attention::AttentionError| EvalError::Input(e.to_string());
         let mut hist = ScoreHistogram::new();
+        let mut peers = PeerStats {
+            energon_rounds: cfg.energon.round_key_bits.len(),
+            spatten_causal: call.causal,
+            ..PeerStats::default()
+        };
         for (bi, valid) in call.valid.iter().enumerate() {
-            let mut input = AttentionInput::new(
-                tensor3(call.q, bi)?,
-                tensor3(call.k, bi)?,
-                tensor3(call.v, bi)?,
-            );
-            if valid.iter().any(|&x| !x) {
-                input.query_valid = Some(valid.clone());
-                input.key_valid = Some(valid.clone());
+            let input = sequence_input(call, bi, valid)?;
+            if set.sanger {
+                sanger::predicted_probabilities(&cfg.sanger, call.causal, &input, &mut |p| {
+                    hist.add(p.ln())
+                })
+                .map_err(err)?;
             }
-            sprint_attention::peers::sanger::predicted_probabilities(
-                cfg,
-                call.causal,
-                &input,
-                &mut |p| hist.add(p.ln()),
-            )
-            .map_err(|e| EvalError::Input(e.to_string()))?;
+            if set.a3 {
+                let (margins, visible) =
+                    a3::candidate_margins(&cfg.a3, call.causal, &input).map_err(err)?;
+                margins.iter().for_each(|&m| peers.a3_margins.add(m));
+                peers.a3_visible += visible;
+            }
+            if set.energon {
+                let stride = crate::peer_calibrate::ENERGON_ROW_STRIDE;
+                energon::round_scores(&cfg.energon, call.causal, &input, stride, &mut |r| {
+                    peers.energon_rows.push(r.concat())
+                })
+                .map_err(err)?;
+            }
+            if set.spatten && call.layer == 0 {
+                peers
+                    .spatten_tokens
+                    .push(valid.iter().filter(|&&v| v).count());
+            }
         }
-        self.stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .sanger_ln_prob
-            .merge(&hist);
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.sanger_ln_prob.merge(&hist);
+        stats.peers.merge(peers);
         Ok(())
     }
 
@@ -470,12 +321,37 @@ impl Attention for CalibratingAttention {
     ) -> sprint_models::Result<candle_core::Tensor> {
         self.record(call)
             .map_err(|e| sprint_models::ModelError::Input(e.to_string()))?;
-        if let Some(cfg) = &self.sanger {
-            self.record_sanger(call, cfg)
+        if let Some((cfg, set)) = &self.peers {
+            self.record_peers(call, cfg, *set)
                 .map_err(|e| sprint_models::ModelError::Input(e.to_string()))?;
         }
         self.dense.attend(call, rec)
     }
+}
+
+/// Sequence `bi` of an attention call as the functional model's input, with its padding
+/// masks when it has padding.
+fn sequence_input(
+    call: &AttentionCall,
+    bi: usize,
+    valid: &[bool],
+) -> Result<sprint_attention::AttentionInput> {
+    use sprint_attention::{AttentionInput, Tensor3};
+    let tensor3 = |t: &Tensor| -> Result<Tensor3> {
+        let x = t.get(bi).op("calibration")?;
+        let (a, b, c) = x.dims3().op("calibration")?;
+        let data = x
+            .flatten_all()
+            .and_then(|f| f.to_vec1::<f32>())
+            .op("calibration")?;
+        Tensor3::new([a, b, c], data).map_err(|e| EvalError::Input(e.to_string()))
+    };
+    let mut input = AttentionInput::new(tensor3(call.q)?, tensor3(call.k)?, tensor3(call.v)?);
+    if valid.iter().any(|&x| !x) {
+        input.query_valid = Some(valid.to_vec());
+        input.key_valid = Some(valid.to_vec());
+    }
+    Ok(input)
 }
 
 /// How a set of thresholds was obtained, written as the `[meta]` table of a thresholds file.

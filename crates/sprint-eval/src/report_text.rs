@@ -189,7 +189,11 @@ fn datapath_notes(r: &EvalReport) -> String {
             ));
         }
         let dp = &row.datapath;
-        if row.variant == "sanger"
+        let first_peer = r
+            .rows
+            .iter()
+            .find(|x| matches!(x.variant.as_str(), "sanger" | "a3" | "energon" | "spatten"));
+        if first_peer.is_some_and(|x| x.variant == row.variant)
             && let Some(c) = &r.peer_calibration
         {
             out.push_str(&format!("{c}\n"));

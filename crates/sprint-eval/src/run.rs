@@ -152,7 +152,7 @@ pub fn evaluate(
         given,
         progress,
         staged: Default::default(),
-        sanger_threshold: Default::default(),
+        peer_knobs: Default::default(),
     };
     let mut report = match opts.task.kind() {
         TaskKind::Probe => ctx.probe(cache),
@@ -162,11 +162,8 @@ pub fn evaluate(
     for r in &opts.references {
         r.attach(&mut report)?;
     }
-    report.peer_calibration = ctx
-        .sanger_threshold
-        .borrow()
-        .as_ref()
-        .map(|(t, how)| format!("sanger: prob_threshold {t:.6} {how}"));
+    report.peer_knobs = ctx.peer_knobs.borrow().clone();
+    report.peer_calibration = report.peer_knobs.as_ref().map(|k| k.describe());
     // All outputs or none: traces and thresholds wait in registered temporary files
     // (removed on an error above or a signal) until every check has passed.
     for (tmp, p) in ctx.staged.into_inner() {

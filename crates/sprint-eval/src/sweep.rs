@@ -279,6 +279,7 @@ impl SweepReport {
                     .map(|r| (100.0 * r.softmax_fraction, (scale * r.metric).min(cap)))
                     .collect(),
                 paper: false,
+                errors: Vec::new(),
             })
             .collect();
         sprint_report::Plot::Lines(Lines {

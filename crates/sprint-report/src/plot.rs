@@ -69,6 +69,9 @@ pub struct Line {
     pub points: Vec<(f64, f64)>,
     /// The paper's values (dashed).
     pub paper: bool,
+    /// Vertical error bars `(x, low, high)` in y units (e.g. a 95 % interval), drawn in the
+    /// line's colour; empty for none.
+    pub errors: Vec<(f64, f64, f64)>,
 }
 
 /// Lines of a metric against a swept value, with optional horizontal reference lines.
@@ -412,8 +415,16 @@ fn draw_lines(root: &DrawingArea<SVGBackend, Shift>, p: &Lines) -> Draw {
         return Err("nothing to draw".into());
     }
     let xs = y_range(pts().map(|q| q.0), false);
+    let bars = || {
+        p.lines
+            .iter()
+            .flat_map(|l| l.errors.iter().flat_map(|e| [e.1, e.2]))
+    };
     let ys = y_range(
-        pts().map(|q| q.1).chain(p.references.iter().map(|r| r.1)),
+        pts()
+            .map(|q| q.1)
+            .chain(p.references.iter().map(|r| r.1))
+            .chain(bars()),
         false,
     );
     let mut chart = ChartBuilder::on(root)
@@ -461,6 +472,17 @@ fn draw_lines(root: &DrawingArea<SVGBackend, Shift>, p: &Lines) -> Draw {
         }
         chart
             .draw_series(pts.iter().map(|&q| Circle::new(q, 3, c.filled())))
+            .map_err(e2s)?;
+        // Error bars: a vertical segment with short caps (0.6 % of the x range each side).
+        let cap = 0.006 * (xs.end - xs.start);
+        chart
+            .draw_series(l.errors.iter().flat_map(|&(x, lo, hi)| {
+                [
+                    PathElement::new([(x, lo), (x, hi)], c.stroke_width(1)),
+                    PathElement::new([(x - cap, lo), (x + cap, lo)], c.stroke_width(1)),
+                    PathElement::new([(x - cap, hi), (x + cap, hi)], c.stroke_width(1)),
+                ]
+            }))
             .map_err(e2s)?;
     }
     legend(&mut chart)

@@ -50,11 +50,13 @@ fn plots() -> Vec<Plot> {
                     name: "SPRINT".into(),
                     points: vec![(10.0, 90.0), (20.0, 94.0), (30.0, 95.0)],
                     paper: false,
+                    errors: vec![(20.0, 92.0, 96.0)],
                 },
                 Line {
                     name: "paper".into(),
                     points: vec![(10.0, 92.0), (30.0, 95.5)],
                     paper: true,
+                    errors: Vec::new(),
                 },
             ],
             references: vec![("dense".into(), 95.5)],

@@ -13,6 +13,7 @@ pub mod error;
 pub mod finetuned;
 pub mod grid;
 pub mod mode;
+pub mod peers_stage;
 pub mod provenance;
 pub mod report;
 pub mod results;

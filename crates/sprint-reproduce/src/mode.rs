@@ -95,8 +95,26 @@ pub struct Plan {
     /// trains a short recipe (minutes), `--full` the documented one (about an hour on 2
     /// cores).
     pub smollm2_finetune: Option<FinetunePlan>,
+    /// The peers' accuracy stage (`accuracy-peers`): dense, SPRINT's four and the five
+    /// peer designs at matched keys in the softmax (`--peer-keep`).
+    #[serde(default)]
+    pub peers: PeersPlan,
     /// Seed of every split, subset and noise draw.
     pub seed: u64,
+}
+
+/// The sizes of the peers' accuracy stage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeersPlan {
+    /// The kept fractions (of the visible pairs in the softmax) every design is calibrated
+    /// to, in order; the report's table is at the plan's `keep`, which is among them.
+    pub keeps: Vec<f64>,
+    /// MiniLM BBC documents drawn (20 % of them scored; 0 = all).
+    pub minilm_limit: usize,
+    /// SmolLM2 Austen perplexity windows.
+    pub smollm2_windows: usize,
+    /// Tokens per SmolLM2 window.
+    pub smollm2_seq_len: usize,
 }
 
 impl Plan {
@@ -153,6 +171,15 @@ impl Plan {
         s.push_str(&ft("MiniLM", &self.minilm_finetune, "documents"));
         if let Some(f) = &self.smollm2_finetune {
             s.push_str(&ft("SmolLM2", f, "windows"));
+        }
+        if !self.peers.keeps.is_empty() {
+            s.push_str(&format!(
+                "; the peers at kept fractions {:?}: MiniLM BBC on {}, SmolLM2 on {} windows of {} tokens",
+                self.peers.keeps,
+                docs(self.peers.minilm_limit),
+                self.peers.smollm2_windows,
+                self.peers.smollm2_seq_len
+            ));
         }
         if self.smollm2_trace_seq_len != self.smollm2_seq_len {
             s.push_str(&format!(
@@ -226,6 +253,19 @@ impl Plan {
                     recipe_dense: true,
                 }
             }),
+            // --quick: 100 documents (20 scored, judged on posterior KL and flips) and 2
+            // windows of 512 tokens (8 blocks), three targets; --full: every document and 8
+            // windows of 1024, four targets.
+            peers: PeersPlan {
+                keeps: if quick {
+                    vec![0.1, 0.25, 0.5]
+                } else {
+                    vec![0.1, 0.15, 0.25, 0.5]
+                },
+                minilm_limit: if quick { 100 } else { 0 },
+                smollm2_windows: if quick { 2 } else { 8 },
+                smollm2_seq_len: if quick { 512 } else { 1024 },
+            },
             seed,
         }
     }

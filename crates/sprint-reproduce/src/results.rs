@@ -271,4 +271,7 @@ pub struct Results {
     pub traces: Vec<TraceSimResult>,
     /// Decode with a growing KV cache.
     pub decode: DecodeResult,
+    /// SPRINT and its peers at matched keys in the softmax: one curve per model (series =
+    /// design, x = the kept fraction each was calibrated to).
+    pub peers: Vec<CurveResult>,
 }

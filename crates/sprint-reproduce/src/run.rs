@@ -164,11 +164,14 @@ struct SmolLm2Lane {
     decode: crate::results::DecodeResult,
     sparsity: crate::results::CurveResult,
     noise: crate::results::CurveResult,
+    peers: Vec<crate::results::CurveResult>,
 }
 
 /// Where each stage comes in the run's order (the numbers shown and recorded).
 struct Order {
     n_minilm: usize,
+    /// Whether the peers' accuracy stage runs (last, on the SmolLM2 lane).
+    peers: bool,
     long_trace: bool,
     ft_smollm2: bool,
     prec_smollm2: bool,
@@ -208,8 +211,11 @@ impl Order {
     fn decode(&self) -> usize {
         self.sim_trace(self.n_minilm + 1 + usize::from(self.long_trace))
     }
-    fn total(&self) -> usize {
+    fn peers(&self) -> usize {
         self.decode() + 1
+    }
+    fn total(&self) -> usize {
+        self.peers() + usize::from(self.peers)
     }
 }
 
@@ -278,6 +284,7 @@ fn run(
     let artefacts = cache.dir().join("artefacts");
     let order = Order {
         n_minilm: plan.minilm_tasks.len(),
+        peers: !plan.peers.keeps.is_empty(),
         long_trace: plan.smollm2_trace_seq_len != plan.smollm2_seq_len,
         ft_smollm2: plan.smollm2_finetune.is_some(),
         prec_smollm2: plan.smollm2_sweep_windows > 0,
@@ -368,6 +375,7 @@ fn run(
         sim_paper: b.sim_paper,
         traces,
         decode: b.decode,
+        peers: b.peers,
     };
     let provenance = Provenance::collect(plan, &tool, threads, assets, &records);
     let doc = document(&results, &provenance)?;
@@ -579,7 +587,9 @@ impl Lanes<'_> {
             |_| true,
             |_| stages::sprint_sweep(&ctx, "noise", &bbc, self.learned, &noise_points, Some(0)),
         )?;
+        let peers = self.peers(r, &ctx)?;
         Ok(SmolLm2Lane {
+            peers,
             accuracy,
             long_trace,
             finetuned,
@@ -589,6 +599,28 @@ impl Lanes<'_> {
             sparsity,
             noise,
         })
+    }
+
+    /// The peers' accuracy stage (MiniLM BBC and SmolLM2 Austen, every design at each of the
+    /// plan's kept fractions), when the plan has kept fractions for it (empty otherwise). It
+    /// is mostly SmolLM2 work and runs last on this lane, off the MiniLM lane's critical path.
+    fn peers(&self, r: &mut Runner, ctx: &StageCtx) -> Result<Vec<crate::results::CurveResult>> {
+        if !self.order.peers {
+            return Ok(Vec::new());
+        }
+        let name = "accuracy-peers";
+        r.stage(
+            self.order.peers(),
+            name,
+            json!({"designs": crate::peers_stage::DESIGNS.map(|v| v.name())}),
+            |_| true,
+            |_| {
+                Ok(vec![
+                    crate::peers_stage::peers_curve(ctx, name, "minilm", "bbc")?,
+                    crate::peers_stage::peers_curve(ctx, name, "smollm2", "ppl-austen")?,
+                ])
+            },
+        )
     }
 
     /// SmolLM2's precision sweep (perplexity over the key bits) at the accuracy stage's
@@ -797,9 +829,10 @@ mod tests {
         for n_minilm in [1, 3] {
             for long_trace in [false, true] {
                 for ft_smollm2 in [false, true] {
-                    for prec_smollm2 in [false, true] {
+                    for (prec_smollm2, peers) in [(false, true), (true, false), (true, true)] {
                         let o = Order {
                             n_minilm,
+                            peers,
                             long_trace,
                             ft_smollm2,
                             prec_smollm2,
@@ -822,6 +855,9 @@ mod tests {
                             (0..n_minilm + 1 + usize::from(long_trace)).map(|i| o.sim_trace(i)),
                         );
                         n.push(o.decode());
+                        if peers {
+                            n.push(o.peers());
+                        }
                         n.sort_unstable();
                         assert_eq!(n, (0..o.total()).collect::<Vec<_>>());
                     }

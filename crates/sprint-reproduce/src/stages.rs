@@ -77,7 +77,7 @@ impl<'a> StageCtx<'a> {
         Ok(m)
     }
 
-    fn attention(&self, sets: &[String], stage: &str) -> Result<AttentionConfig> {
+    pub(crate) fn attention(&self, sets: &[String], stage: &str) -> Result<AttentionConfig> {
         let cfg = AttentionConfig {
             seed: self.plan.seed,
             ..AttentionConfig::default()
@@ -428,7 +428,7 @@ pub fn sprint_sweep(
 /// Sweep point `v` (at `label`, `x`) against the dense row `d` on the same items: its
 /// paired accuracy interval and fidelity, with the mean per-token KL from dense when the
 /// point compared next-token distributions.
-fn sweep_point(
+pub(crate) fn sweep_point(
     stage: &str,
     d: &VariantResult,
     v: &VariantResult,

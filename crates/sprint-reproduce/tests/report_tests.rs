@@ -327,6 +327,7 @@ fn results() -> Results {
             token_rate_per_s: 100.0,
             lifetime_s_at_stated_rate: 1e7,
         },
+        peers: Vec::new(),
     }
 }
 
@@ -721,4 +722,147 @@ fn fig5_shape_on_smollm2_uses_the_token_kl() {
         flat.contains("not resolved by the token KL: the lowest 1-2-bit low end (0.3000 nats) is not above the highest 4+-bit high end (0.8000 nats)"),
         "{flat}"
     );
+}
+
+/// The peers' stage's curve on one model: every design at 10, 25 and 50 %, SpAtten
+/// missing the target (as on a causal model) and A3 resolved below dense at 25 %.
+fn peers_curve(model: &str, task: &str, metric: &str, dense: f64) -> CurveResult {
+    let cls = metric == "accuracy";
+    let designs = [
+        "runtime-pruning",
+        "sprint-no-recompute",
+        "sprint",
+        "leopard",
+        "sanger",
+        "a3",
+        "energon",
+        "spatten",
+    ];
+    let mut points = Vec::new();
+    for (i, d) in designs.iter().enumerate() {
+        for keep in [0.1, 0.25, 0.5] {
+            let loss = if *d == "a3" { 0.05 } else { 0.002 * i as f64 };
+            let softmax = if *d == "spatten" { keep + 0.13 } else { keep };
+            let (metric_value, delta_ci95, fidelity) = if cls {
+                (
+                    dense - loss,
+                    Some((-loss - 0.02, -loss + if *d == "a3" { -0.01 } else { 0.02 })),
+                    Fidelity {
+                        items: 60,
+                        kl_mean: Some(loss),
+                        flips: Some(1),
+                        ..Default::default()
+                    },
+                )
+            } else {
+                let c = 100.0 * loss * 10.0;
+                (
+                    dense * (1.0 + c / 100.0),
+                    None,
+                    Fidelity {
+                        ppl_change_pct: Some(c),
+                        ppl_change_ci95: Some((c - 3.0, c + 3.0)),
+                        token_kl_mean: Some(loss),
+                        blocks: Some(8),
+                        ..Default::default()
+                    },
+                )
+            };
+            points.push(SweepPoint {
+                series: d.to_string(),
+                x: 100.0 * keep,
+                x_label: format!("{:.0} %", 100.0 * keep),
+                metric: metric_value,
+                kept_fraction: softmax,
+                softmax_fraction: softmax,
+                delta_ci95,
+                fidelity: Some(fidelity),
+                vs_reference: None,
+            });
+        }
+    }
+    CurveResult {
+        model: model.into(),
+        task: task.into(),
+        metric: metric.into(),
+        dense,
+        reference: None,
+        split: "test split; peers calibrated".into(),
+        points,
+    }
+}
+
+#[test]
+fn peers_section_tables_at_the_plans_keep_plots_per_model_and_resolution() {
+    let mut r = results();
+    r.peers = vec![
+        peers_curve("minilm", "bbc", "accuracy", 0.95),
+        peers_curve("smollm2", "ppl-austen", "perplexity", 23.7),
+    ];
+    let doc = document(&r, &provenance(&r.plan)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    doc.write(dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let sec = md
+        .split("\n## ")
+        .find(|s| s.starts_with("SPRINT and its peers: accuracy"))
+        .unwrap_or_else(|| panic!("no peers section:\n{md}"));
+    // One table at the plan's 25 % per model, with the eight designs, and the sweep.
+    let ids: Vec<String> = doc.tables().map(|t| t.id.clone()).collect();
+    for id in [
+        "peers-minilm-bbc-25",
+        "peers-minilm-bbc-sweep",
+        "peers-smollm2-ppl-austen-25",
+        "peers-smollm2-ppl-austen-sweep",
+    ] {
+        assert!(ids.iter().any(|x| x == id), "{id} not in {ids:?}");
+    }
+    let t25 = doc
+        .tables()
+        .find(|t| t.id == "peers-minilm-bbc-25")
+        .unwrap();
+    assert_eq!(t25.rows.len(), 8);
+    let sweep = doc
+        .tables()
+        .find(|t| t.id == "peers-smollm2-ppl-austen-sweep")
+        .unwrap();
+    assert_eq!(sweep.rows.len(), 24);
+    // A plot per model: every design a series, with its intervals as error bars.
+    for id in ["peers-minilm-bbc", "peers-smollm2-ppl-austen"] {
+        let p = doc.plots().find(|p| p.id() == id).unwrap();
+        let Plot::Lines(l) = p else {
+            panic!("{id} is not a line plot")
+        };
+        assert_eq!(l.lines.len(), 8);
+        assert!(l.lines.iter().all(|x| x.errors.len() == 3));
+        let svg = std::fs::read_to_string(dir.path().join(format!("plots/{id}.svg"))).unwrap();
+        assert!(svg.contains("SPRINT and its peers"), "{id}");
+        render_check(&svg, &["SPRINT and its peers", "keys in the softmax"]).unwrap();
+    }
+    // What is resolved and what is not, with the numbers: A3's loss at 25 % on BBC excludes
+    // 0 (-5 points, interval [-7, -6]); SpAtten's keys miss the target by 13 points.
+    assert!(
+        sec.contains("different from dense (95 % interval excludes 0): a3 [-7.00, -6.00] points"),
+        "{sec}"
+    );
+    assert!(
+        sec.contains("more than 2 points from the target: spatten 38.0 %"),
+        "{sec}"
+    );
+}
+
+#[test]
+fn peers_plan_includes_the_reports_keep_and_quick_is_smaller_than_full() {
+    let (q, f) = (Plan::new(Mode::Quick, 0), Plan::new(Mode::Full, 0));
+    for p in [&q, &f] {
+        assert!(p.peers.keeps.contains(&p.keep), "{:?}", p.peers.keeps);
+        assert!(p.peers.keeps.len() >= 3);
+    }
+    assert!(q.peers.minilm_limit > 0 && f.peers.minilm_limit == 0);
+    assert!(q.peers.smollm2_windows * q.peers.smollm2_seq_len <= 4 * 512);
+    assert!(
+        q.peers.smollm2_windows * q.peers.smollm2_seq_len
+            < f.peers.smollm2_windows * f.peers.smollm2_seq_len
+    );
+    assert!(q.describe().contains("the peers at kept fractions"));
 }

@@ -28,14 +28,11 @@
 //! The trace's kept set is the candidates (the keys whose exact score is computed); the
 //! survivors of the cut are its softmax count; the iterations `M` are summed in
 //! [`sprint_core::trace::HeadStats::candidate_iterations`].
-#![allow(unsafe_code)]
 
-use rayon::prelude::*;
 use sprint_core::peers::A3Config;
 use sprint_core::visibility::visible_limit;
 
 use crate::block::BlockOut;
-use crate::head::QUERY_BLOCK;
 use crate::quant::{quantize, symmetric_scale};
 use crate::tensor::{AttentionInput, LayerShape};
 
@@ -137,9 +134,9 @@ fn prepare(input: &AttentionInput, shape: LayerShape) -> Prepared {
     Prepared { q8, keys }
 }
 
-/// Runs A3 on every head of a layer: one [`BlockOut`] per block of [`QUERY_BLOCK`] queries of
-/// a head, in (head, block) order, in parallel on the caller's rayon pool (the same bits for
-/// any thread count).
+/// Runs A3 on every head of a layer: one [`BlockOut`] per block of
+/// [`crate::head::QUERY_BLOCK`] queries of a head, in (head, block) order, in parallel on the
+/// caller's rayon pool (the same bits for any thread count).
 pub(crate) fn run(
     cfg: &A3Config,
     causal: bool,
@@ -147,59 +144,55 @@ pub(crate) fn run(
     shape: LayerShape,
 ) -> Vec<(usize, BlockOut)> {
     let p = prepare(input, shape);
-    let per_head = shape.n_queries.div_ceil(QUERY_BLOCK);
-    (0..shape.heads * per_head)
-        .into_par_iter()
-        .map(|t| {
-            let (h, b) = (t / per_head, t % per_head);
-            let start = b * QUERY_BLOCK;
-            let rows = start..(start + QUERY_BLOCK).min(shape.n_queries);
-            let out = match crate::isa::level() {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
-                crate::isa::Level::Avx512 => unsafe {
-                    block_avx512(cfg, causal, input, shape, &p, h, rows)
-                },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
-                crate::isa::Level::Avx2 => unsafe {
-                    block_avx2(cfg, causal, input, shape, &p, h, rows)
-                },
-                _ => block_with(cfg, causal, input, shape, &p, h, rows),
-            };
-            (h, out)
-        })
-        .collect()
+    let kernel = super::Plain {
+        cfg,
+        causal,
+        input,
+        shape,
+        p: &p,
+        f: block_with,
+    };
+    super::run_blocks(&kernel, shape.heads, shape.n_queries)
 }
 
-/// [`block_with`] compiled with AVX-512 (see [`crate::simd`]; the same bits at every level).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-fn block_avx512(
+/// A3's post-scoring margins of a layer, the quantity its cut `post_score_ratio` thresholds:
+/// for every candidate of every query (the search at `cfg`'s `iterations_per_key`), its
+/// exact logit minus the largest candidate logit of its query (`<= 0`, logit units), in
+/// (head, query, key) order; and the visible pairs of the layer. A ratio `T` keeps the
+/// candidates whose margin is at least `ln T`, so the fraction of the visible pairs in the
+/// softmax at `T` is the count of margins `>= ln T` over the visible pairs (calibrating
+/// the cut to a target kept fraction). The candidates are the variant's own.
+pub fn candidate_margins(
     cfg: &A3Config,
     causal: bool,
     input: &AttentionInput,
-    shape: LayerShape,
-    p: &Prepared,
-    h: usize,
-    rows: std::ops::Range<usize>,
-) -> BlockOut {
-    block_with(cfg, causal, input, shape, p, h, rows)
-}
-
-/// [`block_with`] compiled with AVX2 + FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-fn block_avx2(
-    cfg: &A3Config,
-    causal: bool,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &Prepared,
-    h: usize,
-    rows: std::ops::Range<usize>,
-) -> BlockOut {
-    block_with(cfg, causal, input, shape, p, h, rows)
+) -> crate::Result<(Vec<f32>, u64)> {
+    let shape = input.validate()?;
+    let (nk, d) = (shape.n_keys, shape.head_dim);
+    let all = A3Config {
+        post_score_ratio: 0.0,
+        ..cfg.clone()
+    };
+    let inv = 1.0 / (d as f32).sqrt();
+    let (mut margins, mut visible, mut exact) = (Vec::new(), 0u64, Vec::new());
+    for (h, out) in run(&all, causal, input, shape) {
+        visible += out.visible;
+        let kvh = shape.kv_head_of(h);
+        let rows = out.rows.clone();
+        super::exact_scores(input.q.head(h), input.k.head(kvh), &rows, d, &mut exact);
+        let wpr = out.masks.len() / rows.len().max(1);
+        for r in 0..rows.len() {
+            let ex = &exact[r * nk..(r + 1) * nk];
+            let row = &out.masks[r * wpr..(r + 1) * wpr];
+            let cands = (0..nk).filter(|&j| row[j / 64] >> (j % 64) & 1 == 1);
+            let l_max = cands
+                .clone()
+                .map(|j| ex[j] * inv)
+                .fold(f32::NEG_INFINITY, f32::max);
+            margins.extend(cands.map(|j| ex[j] * inv - l_max));
+        }
+    }
+    Ok((margins, visible))
 }
 
 /// Per column `j`, how many visible keys have each code or more: `ge[j * TABLE + v + 127]`

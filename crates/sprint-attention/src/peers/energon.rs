@@ -18,17 +18,14 @@
 //! largest score always does, so a query with a visible key keeps at least one. Exact float
 //! attention runs on the last round's survivors, which are the trace's kept set; the
 //! survivors of every round are summed in [`sprint_core::trace::HeadStats::filter_kept`].
-#![allow(unsafe_code)]
 
-use rayon::prelude::*;
 use sprint_core::peers::EnergonConfig;
 use sprint_core::visibility::visible_limit;
 
+use super::SetProducts;
 use super::sanger::{max_level, quant_level, quant_scale};
 use crate::block::BlockOut;
-use crate::gemm::matmul_nt;
-use crate::head::QUERY_BLOCK;
-use crate::int8_gemm::{self, PackedKeys};
+use crate::int8_gemm;
 use crate::tensor::{AttentionInput, LayerShape};
 
 /// The threshold of a round over scores with `sum`, `count`, `max` and `min` (see the module
@@ -44,6 +41,86 @@ pub fn round_threshold(alpha: f32, sum: i64, count: usize, max: i32, min: i32) -
     }
 }
 
+/// The filtering rounds of one query row: `keep` holds the row's visible keys on entry and
+/// the last round's survivors on exit (`next` is scratch). Round `r` reads key `j`'s score at
+/// `rounds[r][offset + j]` with threshold `alphas[r]`; each round's survivors are added to
+/// `survivors[r]` (rounds past its length are not counted). Rounds run while both `alphas`
+/// and `rounds` have one.
+#[inline(always)]
+pub fn filter_rounds<S: AsRef<[i32]>>(
+    alphas: &[f32],
+    rounds: &[S],
+    offset: usize,
+    keep: &mut Vec<usize>,
+    next: &mut Vec<usize>,
+    survivors: &mut [u64],
+) {
+    for (round, (scores, &alpha)) in rounds.iter().zip(alphas).enumerate() {
+        let s = &scores.as_ref()[offset..];
+        let (mut sum, mut max, mut min) = (0i64, i32::MIN, i32::MAX);
+        for &j in keep.iter() {
+            let x = s[j];
+            sum += i64::from(x);
+            max = max.max(x);
+            min = min.min(x);
+        }
+        let theta = round_threshold(alpha, sum, keep.len(), max, min);
+        next.clear();
+        next.extend(keep.iter().copied().filter(|&j| f64::from(s[j]) >= theta));
+        std::mem::swap(keep, next);
+        if let Some(c) = survivors.get_mut(round) {
+            *c += keep.len() as u64;
+        }
+    }
+}
+
+/// Energon's integer round scores of a layer, the quantities its alphas threshold: for every
+/// visible query row `i` with `i % row_stride == 0` (a deterministic sample of the rows), in
+/// (head, query) order, `visit` gets one vector per round with the row's scores of its visible
+/// keys in key order (every visible key scored in every round, so that any alphas can be
+/// applied to them with [`filter_rounds`]). The scores are the variant's own.
+pub fn round_scores(
+    cfg: &EnergonConfig,
+    causal: bool,
+    input: &AttentionInput,
+    row_stride: usize,
+    visit: &mut dyn FnMut(&[Vec<i32>]),
+) -> crate::Result<()> {
+    let shape = input.validate()?;
+    let (nq, nk) = (shape.n_queries, shape.n_keys);
+    let p = prepare(cfg, input, shape);
+    let key_valid = input.key_valid.as_deref();
+    let stride = row_stride.max(1);
+    let mut row: Vec<Vec<i32>> = vec![Vec::new(); cfg.round_key_bits.len()];
+    for h in 0..shape.heads {
+        for start in (0..nq).step_by(crate::head::QUERY_BLOCK) {
+            let rows = start..(start + crate::head::QUERY_BLOCK).min(nq);
+            if !rows.clone().any(|i| i % stride == 0) {
+                continue;
+            }
+            let products = p.block(shape, h, &rows);
+            for (r, i) in rows.enumerate() {
+                if i % stride != 0 || input.query_valid.as_ref().is_some_and(|mk| !mk[i]) {
+                    continue;
+                }
+                let limit = visible_limit(i, nq, nk, causal);
+                for (out, scores) in row.iter_mut().zip(&products) {
+                    out.clear();
+                    out.extend(
+                        (0..limit)
+                            .filter(|&j| key_valid.is_none_or(|mk| mk[j]))
+                            .map(|j| scores[r * nk + j]),
+                    );
+                }
+                if !row[0].is_empty() {
+                    visit(&row);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Levels of one head quantised to `bits` with its own scale (absolute maximum).
 fn levels(x: &[f32], bits: u32) -> Vec<i8> {
     let abs_max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -51,22 +128,7 @@ fn levels(x: &[f32], bits: u32) -> Vec<i8> {
     x.iter().map(|&v| quant_level(v, s, bits)).collect()
 }
 
-/// How a round's integer products are computed.
-enum Products {
-    /// int8 GEMMs (exact here): query levels shifted by 128; per KV head, the keys of each
-    /// round packed.
-    Int8 {
-        q_u8: Vec<Vec<u8>>,
-        keys: Vec<Vec<PackedKeys>>,
-    },
-    /// f32 GEMMs of the levels (exact small integers).
-    Float {
-        q: Vec<Vec<f32>>,
-        keys: Vec<Vec<Vec<f32>>>,
-    },
-}
-
-fn prepare(cfg: &EnergonConfig, input: &AttentionInput, shape: LayerShape) -> Products {
+fn prepare(cfg: &EnergonConfig, input: &AttentionInput, shape: LayerShape) -> SetProducts {
     let d = shape.head_dim;
     let q: Vec<Vec<i8>> = (0..shape.heads)
         .map(|h| levels(input.q.head(h), cfg.query_bits))
@@ -85,36 +147,13 @@ fn prepare(cfg: &EnergonConfig, input: &AttentionInput, shape: LayerShape) -> Pr
         max_level(cfg.query_bits) as u32,
         max_level(cfg.key_bits) as u32,
     );
-    if int8_gemm::exact_for(128 + mq, mk) {
-        Products::Int8 {
-            q_u8: q
-                .iter()
-                .map(|l| l.iter().map(|&x| (i16::from(x) + 128) as u8).collect())
-                .collect(),
-            keys: rounds
-                .iter()
-                .map(|rs| {
-                    rs.iter()
-                        .map(|k| PackedKeys::new(k, shape.n_keys, d))
-                        .collect()
-                })
-                .collect(),
-        }
-    } else {
-        let f = |x: &[i8]| x.iter().map(|&v| f32::from(v)).collect::<Vec<f32>>();
-        Products::Float {
-            q: q.iter().map(|l| f(l)).collect(),
-            keys: rounds
-                .iter()
-                .map(|rs| rs.iter().map(|k| f(k)).collect())
-                .collect(),
-        }
-    }
+    let int8 = int8_gemm::exact_for(128 + mq, mk);
+    SetProducts::new(int8, &q, &rounds, shape.n_keys, d)
 }
 
-/// Runs Energon on every head of a layer: one [`BlockOut`] per block of [`QUERY_BLOCK`]
-/// queries of a head, in (head, block) order, in parallel on the caller's rayon pool (the
-/// same bits for any thread count).
+/// Runs Energon on every head of a layer: one [`BlockOut`] per block of
+/// [`crate::head::QUERY_BLOCK`] queries of a head, in (head, block) order, in parallel on the
+/// caller's rayon pool (the same bits for any thread count).
 pub(crate) fn run(
     cfg: &EnergonConfig,
     causal: bool,
@@ -122,93 +161,15 @@ pub(crate) fn run(
     shape: LayerShape,
 ) -> Vec<(usize, BlockOut)> {
     let p = prepare(cfg, input, shape);
-    let per_head = shape.n_queries.div_ceil(QUERY_BLOCK);
-    (0..shape.heads * per_head)
-        .into_par_iter()
-        .map(|t| {
-            let (h, b) = (t / per_head, t % per_head);
-            let start = b * QUERY_BLOCK;
-            let rows = start..(start + QUERY_BLOCK).min(shape.n_queries);
-            let out = match crate::isa::level() {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
-                crate::isa::Level::Avx512 => unsafe {
-                    block_avx512(cfg, causal, input, shape, &p, h, rows)
-                },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
-                crate::isa::Level::Avx2 => unsafe {
-                    block_avx2(cfg, causal, input, shape, &p, h, rows)
-                },
-                _ => block_with(cfg, causal, input, shape, &p, h, rows),
-            };
-            (h, out)
-        })
-        .collect()
-}
-
-/// [`block_with`] compiled with AVX-512 (see [`crate::simd`]; the same bits at every level).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-fn block_avx512(
-    cfg: &EnergonConfig,
-    causal: bool,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &Products,
-    h: usize,
-    rows: std::ops::Range<usize>,
-) -> BlockOut {
-    block_with(cfg, causal, input, shape, p, h, rows)
-}
-
-/// [`block_with`] compiled with AVX2 + FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-fn block_avx2(
-    cfg: &EnergonConfig,
-    causal: bool,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &Products,
-    h: usize,
-    rows: std::ops::Range<usize>,
-) -> BlockOut {
-    block_with(cfg, causal, input, shape, p, h, rows)
-}
-
-/// Each round's integer products of the block's queries with every key, `rows x n_keys`.
-fn round_products(
-    p: &Products,
-    shape: LayerShape,
-    h: usize,
-    rows: &std::ops::Range<usize>,
-) -> Vec<Vec<i32>> {
-    let (nk, d) = (shape.n_keys, shape.head_dim);
-    let kvh = shape.kv_head_of(h);
-    let m = rows.len();
-    let block = rows.start * d..rows.end * d;
-    match p {
-        Products::Int8 { q_u8, keys } => {
-            let zero = vec![128u8; m];
-            keys[kvh]
-                .iter()
-                .map(|k| {
-                    let mut out = vec![0i32; m * nk];
-                    int8_gemm::scores(&q_u8[h][block.clone()], &zero, k, &mut out);
-                    out
-                })
-                .collect()
-        }
-        Products::Float { q, keys } => keys[kvh]
-            .iter()
-            .map(|k| {
-                let mut out = vec![0f32; m * nk];
-                matmul_nt(&q[h][block.clone()], k, &mut out, m, nk, d);
-                out.into_iter().map(|x| x as i32).collect()
-            })
-            .collect(),
-    }
+    let kernel = super::Plain {
+        cfg,
+        causal,
+        input,
+        shape,
+        p: &p,
+        f: block_with,
+    };
+    super::run_blocks(&kernel, shape.heads, shape.n_queries)
 }
 
 #[inline(always)]
@@ -217,14 +178,14 @@ fn block_with(
     causal: bool,
     input: &AttentionInput,
     shape: LayerShape,
-    p: &Products,
+    p: &SetProducts,
     h: usize,
     rows: std::ops::Range<usize>,
 ) -> BlockOut {
     let (nq, nk, d) = (shape.n_queries, shape.n_keys, shape.head_dim);
     let kvh = shape.kv_head_of(h);
     let wpr = sprint_core::bits::words_for(nk);
-    let products = round_products(p, shape, h, &rows);
+    let products = p.block(shape, h, &rows);
     let (q, k, v) = (input.q.head(h), input.k.head(kvh), input.v.head(kvh));
     let inv = 1.0 / (d as f32).sqrt();
     let mut out = BlockOut::empty(rows.clone(), d, wpr);
@@ -244,24 +205,14 @@ fn block_with(
         if keep.is_empty() {
             continue;
         }
-        for (round, (scores, &alpha)) in products.iter().zip(&cfg.round_alpha).enumerate() {
-            let s = &scores[r * nk..(r + 1) * nk];
-            let (mut sum, mut max, mut min) = (0i64, i32::MIN, i32::MAX);
-            for &j in keep.iter() {
-                let x = s[j];
-                sum += i64::from(x);
-                max = max.max(x);
-                min = min.min(x);
-            }
-            let theta = round_threshold(alpha, sum, keep.len(), max, min);
-            next.clear();
-            next.extend(keep.iter().copied().filter(|&j| f64::from(s[j]) >= theta));
-            std::mem::swap(&mut keep, &mut next);
-            // At most MAX_FILTER_ROUNDS rounds (a validated configuration).
-            if let Some(c) = out.stats.filter_kept.get_mut(round) {
-                *c += keep.len() as u64;
-            }
-        }
+        filter_rounds(
+            &cfg.round_alpha,
+            &products,
+            r * nk,
+            &mut keep,
+            &mut next,
+            &mut out.stats.filter_kept,
+        );
         let row = &mut out.masks[r * wpr..(r + 1) * wpr];
         for &j in keep.iter() {
             row[j / 64] |= 1 << (j % 64);

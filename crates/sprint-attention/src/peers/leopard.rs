@@ -20,15 +20,12 @@
 //! [`sprint_core::trace::HeadStats::k_bits_processed`]. Every visible key is fetched for the
 //! bit-serial unit (the trace's kept set, as for runtime pruning); the survivors enter the
 //! softmax and get exact float attention, as for every peer.
-#![allow(unsafe_code)]
 
-use rayon::prelude::*;
 use sprint_core::visibility::visible_limit;
 
+use super::SetProducts;
 use crate::block::BlockOut;
-use crate::gemm::matmul_nt;
-use crate::head::QUERY_BLOCK;
-use crate::int8_gemm::{self, PackedKeys};
+use crate::int8_gemm;
 use crate::quant::{exact_score_unit, quantize, symmetric_scale};
 use crate::tensor::{AttentionInput, LayerShape};
 
@@ -68,26 +65,12 @@ pub fn int_threshold(th: f64, unit: f64) -> i64 {
     }
 }
 
-/// How the shifted products are computed.
-enum Products {
-    /// int8 GEMMs (exact here): query codes shifted by 128, keys `k >> b` packed per KV head
-    /// and plane.
-    Int8 {
-        q_u8: Vec<Vec<u8>>,
-        keys: Vec<Vec<PackedKeys>>,
-    },
-    /// f32 GEMMs of the codes (exact small integers for `d <= 1040`).
-    Float {
-        q: Vec<Vec<f32>>,
-        keys: Vec<Vec<Vec<f32>>>,
-    },
-}
-
 struct Prepared {
     q8: Vec<Vec<i8>>,
     q_scale: Vec<f32>,
     k_scale: Vec<f32>,
-    products: Products,
+    /// `q . (k >> b)` per plane `b`.
+    products: SetProducts,
 }
 
 fn prepare(input: &AttentionInput, shape: LayerShape) -> Prepared {
@@ -111,32 +94,13 @@ fn prepare(input: &AttentionInput, shape: LayerShape) -> Prepared {
         );
         k_scale.push(s);
     }
-    let products = if int8_gemm::exact_for(255, 127) {
-        Products::Int8 {
-            q_u8: q8
-                .iter()
-                .map(|q| q.iter().map(|&x| (i16::from(x) + 128) as u8).collect())
-                .collect(),
-            keys: shifted
-                .iter()
-                .map(|planes| {
-                    planes
-                        .iter()
-                        .map(|k| PackedKeys::new(k, shape.n_keys, d))
-                        .collect()
-                })
-                .collect(),
-        }
-    } else {
-        let f = |x: &[i8]| x.iter().map(|&v| f32::from(v)).collect::<Vec<f32>>();
-        Products::Float {
-            q: q8.iter().map(|q| f(q)).collect(),
-            keys: shifted
-                .iter()
-                .map(|planes| planes.iter().map(|k| f(k)).collect())
-                .collect(),
-        }
-    };
+    let products = SetProducts::new(
+        int8_gemm::exact_for(255, 127),
+        &q8,
+        &shifted,
+        shape.n_keys,
+        d,
+    );
     Prepared {
         q8,
         q_scale,
@@ -146,8 +110,9 @@ fn prepare(input: &AttentionInput, shape: LayerShape) -> Prepared {
 }
 
 /// Runs LeOPArd on every head of a layer with thresholds `th` (logit units, one per query
-/// head): one [`BlockOut`] per block of [`QUERY_BLOCK`] queries of a head, in (head, block)
-/// order, in parallel on the caller's rayon pool (the same bits for any thread count).
+/// head): one [`BlockOut`] per block of [`crate::head::QUERY_BLOCK`] queries of a head, in
+/// (head, block) order, in parallel on the caller's rayon pool (the same bits for any thread
+/// count).
 pub(crate) fn run(
     causal: bool,
     thresholds: &[f32],
@@ -155,94 +120,17 @@ pub(crate) fn run(
     shape: LayerShape,
 ) -> Vec<(usize, BlockOut)> {
     let p = prepare(input, shape);
-    let per_head = shape.n_queries.div_ceil(QUERY_BLOCK);
-    (0..shape.heads * per_head)
-        .into_par_iter()
-        .map(|t| {
-            let (h, b) = (t / per_head, t % per_head);
-            let start = b * QUERY_BLOCK;
-            let rows = start..(start + QUERY_BLOCK).min(shape.n_queries);
-            let th = thresholds[h];
-            let out = match crate::isa::level() {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
-                crate::isa::Level::Avx512 => unsafe {
-                    block_avx512(causal, th, input, shape, &p, h, rows)
-                },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
-                crate::isa::Level::Avx2 => unsafe {
-                    block_avx2(causal, th, input, shape, &p, h, rows)
-                },
-                _ => block_with(causal, th, input, shape, &p, h, rows),
-            };
-            (h, out)
-        })
-        .collect()
-}
-
-/// [`block_with`] compiled with AVX-512 (see [`crate::simd`]; the same bits at every level).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-fn block_avx512(
-    causal: bool,
-    th: f32,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &Prepared,
-    h: usize,
-    rows: std::ops::Range<usize>,
-) -> BlockOut {
-    block_with(causal, th, input, shape, p, h, rows)
-}
-
-/// [`block_with`] compiled with AVX2 + FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-fn block_avx2(
-    causal: bool,
-    th: f32,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &Prepared,
-    h: usize,
-    rows: std::ops::Range<usize>,
-) -> BlockOut {
-    block_with(causal, th, input, shape, p, h, rows)
-}
-
-/// `q . (k >> b)` for the block's queries and every key, per plane `b`, as i64.
-fn shifted_products(
-    p: &Prepared,
-    shape: LayerShape,
-    h: usize,
-    rows: &std::ops::Range<usize>,
-) -> Vec<Vec<i32>> {
-    let (nk, d) = (shape.n_keys, shape.head_dim);
-    let kvh = shape.kv_head_of(h);
-    let m = rows.len();
-    let block = rows.start * d..rows.end * d;
-    match &p.products {
-        Products::Int8 { q_u8, keys } => {
-            let zero = vec![128u8; m];
-            keys[kvh]
-                .iter()
-                .map(|k| {
-                    let mut out = vec![0i32; m * nk];
-                    int8_gemm::scores(&q_u8[h][block.clone()], &zero, k, &mut out);
-                    out
-                })
-                .collect()
-        }
-        Products::Float { q, keys } => keys[kvh]
-            .iter()
-            .map(|k| {
-                let mut out = vec![0f32; m * nk];
-                matmul_nt(&q[h][block.clone()], k, &mut out, m, nk, d);
-                out.into_iter().map(|x| x as i32).collect()
-            })
-            .collect(),
-    }
+    let kernel = super::Plain {
+        cfg: thresholds,
+        causal,
+        input,
+        shape,
+        p: &p,
+        f: |th: &[f32], causal, input: &AttentionInput, shape, p: &Prepared, h, rows| {
+            block_with(causal, th[h], input, shape, p, h, rows)
+        },
+    };
+    super::run_blocks(&kernel, shape.heads, shape.n_queries)
 }
 
 #[inline(always)]
@@ -260,7 +148,7 @@ fn block_with(
     let wpr = sprint_core::bits::words_for(nk);
     let unit = exact_score_unit(p.q_scale[h], p.k_scale[kvh], d);
     let th = f64::from(th);
-    let products = shifted_products(p, shape, h, &rows);
+    let products = p.products.block(shape, h, &rows);
     let (q, k, v) = (input.q.head(h), input.k.head(kvh), input.v.head(kvh));
     let inv = 1.0 / (d as f32).sqrt();
     let mut out = BlockOut::empty(rows.clone(), d, wpr);

@@ -1,7 +1,10 @@
 //! The peer designs' pruning decisions as functional models (the attention-pruning
 //! accelerators SPRINT is compared with), each computing one layer into the same per-head
 //! blocks as SPRINT's datapath, so that the locality engine and the traces treat every
-//! variant alike. Parameters: [`sprint_core::peers`].
+//! variant alike. Parameters: [`sprint_core::peers`]. The blocks of every design run through
+//! one driver here ([`run_blocks`]), which holds the designs' only `unsafe` code: the calls
+//! into the instruction-set copies of a block.
+#![allow(unsafe_code)]
 
 pub mod a3;
 pub mod energon;
@@ -9,7 +12,14 @@ pub mod leopard;
 pub mod sanger;
 pub mod spatten;
 
+use rayon::prelude::*;
+
+use crate::block::BlockOut;
+use crate::gemm::matmul_nt;
+use crate::head::QUERY_BLOCK;
+use crate::int8_gemm::{self, PackedKeys};
 use crate::softmax::exp_nonpositive;
+use crate::tensor::{AttentionInput, LayerShape};
 
 /// Exact float attention of one query over the keys `kept` of `v` (`rows x d`,
 /// row-major): `scores[j]` is the query's exact `q . k_j` for every key `j` (one row of the
@@ -62,4 +72,222 @@ pub(crate) fn exact_scores(
     let n = k.len() / d.max(1);
     out.resize(rows.len() * n, 0.0);
     crate::gemm::matmul_nt(&q[rows.start * d..rows.end * d], k, out, rows.len(), n, d);
+}
+
+/// One peer design's computation of a block of query rows of one head, run by
+/// [`run_blocks`]: the design's prepared layer and parameters live in the implementing
+/// value, its per-thread buffers in [`BlockKernel::Scratch`].
+pub(crate) trait BlockKernel: Sync {
+    /// Per-thread buffers reused across blocks; every element read is written first, so
+    /// which buffers a block gets does not change its result.
+    type Scratch: Default + 'static;
+    /// What one block returns.
+    type Out: Send;
+    /// The thread-local that holds this design's buffers.
+    fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<Self::Scratch>>;
+    /// Computes query rows `rows` of head `h`. Implementations mark it `#[inline(always)]`
+    /// so that it is compiled into each instruction-set copy of [`run_blocks`].
+    fn block(&self, h: usize, rows: std::ops::Range<usize>, s: &mut Self::Scratch) -> Self::Out;
+}
+
+thread_local! {
+    /// The buffers of a design that keeps none between blocks.
+    pub(crate) static NO_SCRATCH: std::cell::RefCell<()> = const { std::cell::RefCell::new(()) };
+}
+
+/// A design that keeps no buffers between blocks: its prepared layer `p`, parameters `cfg`
+/// and the block function `f(cfg, causal, input, shape, p, h, rows)` (a function item or a
+/// closure, called statically so that it is compiled into each instruction-set copy).
+pub(crate) struct Plain<'a, C: ?Sized, P, F> {
+    /// The design's parameters.
+    pub(crate) cfg: &'a C,
+    /// Causal masking.
+    pub(crate) causal: bool,
+    /// The layer's input.
+    pub(crate) input: &'a AttentionInput,
+    /// Its shape.
+    pub(crate) shape: LayerShape,
+    /// The design's prepared layer.
+    pub(crate) p: &'a P,
+    /// The block function.
+    pub(crate) f: F,
+}
+
+impl<C, P, F> BlockKernel for Plain<'_, C, P, F>
+where
+    C: Sync + ?Sized,
+    P: Sync,
+    F: Fn(&C, bool, &AttentionInput, LayerShape, &P, usize, std::ops::Range<usize>) -> BlockOut
+        + Sync,
+{
+    type Scratch = ();
+    type Out = BlockOut;
+
+    fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<()>> {
+        &NO_SCRATCH
+    }
+
+    #[inline(always)]
+    fn block(&self, h: usize, rows: std::ops::Range<usize>, _: &mut ()) -> BlockOut {
+        (self.f)(
+            self.cfg,
+            self.causal,
+            self.input,
+            self.shape,
+            self.p,
+            h,
+            rows,
+        )
+    }
+}
+
+/// Runs `kernel` on every block of [`QUERY_BLOCK`] queries of each of `heads` heads of
+/// `n_queries` queries, in parallel on the caller's rayon pool, at the widest instruction set
+/// the CPU has ([`crate::isa::level`]). Returns one output per block in (head, block) order,
+/// each with its head; each block is computed by the same code whatever the thread count.
+pub(crate) fn run_blocks<K: BlockKernel>(
+    kernel: &K,
+    heads: usize,
+    n_queries: usize,
+) -> Vec<(usize, K::Out)> {
+    let per_head = n_queries.div_ceil(QUERY_BLOCK);
+    (0..heads * per_head)
+        .into_par_iter()
+        .map(|t| {
+            let (h, b) = (t / per_head, t % per_head);
+            let start = b * QUERY_BLOCK;
+            let rows = start..(start + QUERY_BLOCK).min(n_queries);
+            (h, run_one(kernel, h, rows))
+        })
+        .collect()
+}
+
+/// One block of [`run_blocks`], with the thread's buffers.
+fn run_one<K: BlockKernel>(kernel: &K, h: usize, rows: std::ops::Range<usize>) -> K::Out {
+    // The buffers leave the thread-local for the call (a GEMM inside may let this thread
+    // run another block meanwhile, which then finds empty buffers).
+    let mut s = K::scratch().with(std::cell::RefCell::take);
+    let out = match crate::isa::level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
+        crate::isa::Level::Avx512 => unsafe { block_avx512(kernel, h, rows, &mut s) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
+        crate::isa::Level::Avx2 => unsafe { block_avx2(kernel, h, rows, &mut s) },
+        _ => kernel.block(h, rows, &mut s),
+    };
+    K::scratch().with(|c| c.replace(s));
+    out
+}
+
+/// [`BlockKernel::block`] compiled with AVX-512 (the crate targets baseline x86-64; see
+/// [`crate::simd`]). The designs' arithmetic is integer or IEEE-exact in the same order at
+/// every level, so every copy gives the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+fn block_avx512<K: BlockKernel>(
+    kernel: &K,
+    h: usize,
+    rows: std::ops::Range<usize>,
+    s: &mut K::Scratch,
+) -> K::Out {
+    kernel.block(h, rows, s)
+}
+
+/// [`BlockKernel::block`] compiled with AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+fn block_avx2<K: BlockKernel>(
+    kernel: &K,
+    h: usize,
+    rows: std::ops::Range<usize>,
+    s: &mut K::Scratch,
+) -> K::Out {
+    kernel.block(h, rows, s)
+}
+
+/// Integer products of each query head's codes with several code sets of each KV head's keys
+/// (LeOPArd's shifted planes, Energon's rounds), computed per block of queries.
+pub(crate) enum SetProducts {
+    /// int8 GEMMs (exact for the codes' range on this CPU): query codes shifted by 128;
+    /// per KV head, each key set packed.
+    Int8 {
+        q_u8: Vec<Vec<u8>>,
+        keys: Vec<Vec<PackedKeys>>,
+    },
+    /// f32 GEMMs of the codes (exact small integers for `d <= 1040`).
+    Float {
+        q: Vec<Vec<f32>>,
+        keys: Vec<Vec<Vec<f32>>>,
+    },
+}
+
+impl SetProducts {
+    /// The products of query codes `q` (per query head, `n_queries x d`) with the key sets
+    /// `sets` (per KV head, per set, `n_keys x d`): the int8 GEMM when `int8` (the caller has
+    /// checked [`int8_gemm::exact_for`] on the codes' range), else the f32 GEMM.
+    pub(crate) fn new(
+        int8: bool,
+        q: &[Vec<i8>],
+        sets: &[Vec<Vec<i8>>],
+        n_keys: usize,
+        d: usize,
+    ) -> Self {
+        if int8 {
+            Self::Int8 {
+                q_u8: q
+                    .iter()
+                    .map(|l| l.iter().map(|&x| (i16::from(x) + 128) as u8).collect())
+                    .collect(),
+                keys: sets
+                    .iter()
+                    .map(|rs| rs.iter().map(|k| PackedKeys::new(k, n_keys, d)).collect())
+                    .collect(),
+            }
+        } else {
+            let f = |x: &[i8]| x.iter().map(|&v| f32::from(v)).collect::<Vec<f32>>();
+            Self::Float {
+                q: q.iter().map(|l| f(l)).collect(),
+                keys: sets
+                    .iter()
+                    .map(|rs| rs.iter().map(|k| f(k)).collect())
+                    .collect(),
+            }
+        }
+    }
+
+    /// Each key set's integer products of query rows `rows` of head `h` with every key of its
+    /// KV head, `rows.len() x n_keys`.
+    pub(crate) fn block(
+        &self,
+        shape: LayerShape,
+        h: usize,
+        rows: &std::ops::Range<usize>,
+    ) -> Vec<Vec<i32>> {
+        let (nk, d) = (shape.n_keys, shape.head_dim);
+        let kvh = shape.kv_head_of(h);
+        let m = rows.len();
+        let block = rows.start * d..rows.end * d;
+        match self {
+            Self::Int8 { q_u8, keys } => {
+                let zero = vec![128u8; m];
+                keys[kvh]
+                    .iter()
+                    .map(|k| {
+                        let mut out = vec![0i32; m * nk];
+                        int8_gemm::scores(&q_u8[h][block.clone()], &zero, k, &mut out);
+                        out
+                    })
+                    .collect()
+            }
+            Self::Float { q, keys } => keys[kvh]
+                .iter()
+                .map(|k| {
+                    let mut out = vec![0f32; m * nk];
+                    matmul_nt(&q[h][block.clone()], k, &mut out, m, nk, d);
+                    out.into_iter().map(|x| x as i32).collect()
+                })
+                .collect(),
+        }
+    }
 }

@@ -11,9 +11,7 @@
 //! -10000, so a query whose mask is empty (possible only when the threshold is at least one
 //! over the visible keys) falls back to dense attention; here, as for every variant, it gets
 //! zeros and an empty kept set.
-#![allow(unsafe_code)]
 
-use rayon::prelude::*;
 use sprint_core::peers::SangerConfig;
 use sprint_core::visibility::visible_limit;
 
@@ -179,16 +177,46 @@ pub(crate) fn run(
     shape: LayerShape,
 ) -> Vec<(usize, BlockOut)> {
     let p = prepare(cfg, input, shape);
-    let per_head = shape.n_queries.div_ceil(QUERY_BLOCK);
-    (0..shape.heads * per_head)
-        .into_par_iter()
-        .map(|t| {
-            let (h, b) = (t / per_head, t % per_head);
-            let start = b * QUERY_BLOCK;
-            let rows = start..(start + QUERY_BLOCK).min(shape.n_queries);
-            (h, run_block(cfg, causal, input, shape, &p, h, rows))
-        })
-        .collect()
+    let kernel = Kernel {
+        cfg,
+        causal,
+        input,
+        shape,
+        p: &p,
+    };
+    super::run_blocks(&kernel, shape.heads, shape.n_queries)
+}
+
+/// A layer's blocks for [`super::run_blocks`].
+struct Kernel<'a> {
+    cfg: &'a SangerConfig,
+    causal: bool,
+    input: &'a AttentionInput,
+    shape: LayerShape,
+    p: &'a Predictor,
+}
+
+impl super::BlockKernel for Kernel<'_> {
+    type Scratch = Scratch;
+    type Out = BlockOut;
+
+    fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<Scratch>> {
+        &SCRATCH
+    }
+
+    #[inline(always)]
+    fn block(&self, h: usize, rows: std::ops::Range<usize>, s: &mut Scratch) -> BlockOut {
+        block_with(
+            self.cfg,
+            self.causal,
+            self.input,
+            self.shape,
+            self.p,
+            h,
+            rows,
+            s,
+        )
+    }
 }
 
 /// Per-thread buffers of a block, reused across blocks (every element read is written
@@ -303,71 +331,6 @@ fn above(logits: &[f32], cut: f32, kept: &mut Vec<usize>) {
         n += usize::from(l > cut);
     }
     kept.truncate(n);
-}
-
-fn run_block(
-    cfg: &SangerConfig,
-    causal: bool,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &Predictor,
-    h: usize,
-    rows: std::ops::Range<usize>,
-) -> BlockOut {
-    // The buffers leave the thread-local for the call (a GEMM inside may let this thread
-    // run another block meanwhile).
-    let mut s = SCRATCH.with(std::cell::RefCell::take);
-    let out = match crate::isa::level() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
-        crate::isa::Level::Avx512 => unsafe {
-            block_avx512(cfg, causal, input, shape, p, h, rows, &mut s)
-        },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
-        crate::isa::Level::Avx2 => unsafe {
-            block_avx2(cfg, causal, input, shape, p, h, rows, &mut s)
-        },
-        _ => block_with(cfg, causal, input, shape, p, h, rows, &mut s),
-    };
-    SCRATCH.with(|c| c.replace(s));
-    out
-}
-
-/// [`block_with`] compiled with AVX-512 (the crate targets baseline x86-64; see
-/// [`crate::simd`]). The arithmetic is IEEE-exact in the same order at every level, so every
-/// copy gives the same bits.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-#[allow(clippy::too_many_arguments)]
-fn block_avx512(
-    cfg: &SangerConfig,
-    causal: bool,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &Predictor,
-    h: usize,
-    rows: std::ops::Range<usize>,
-    s: &mut Scratch,
-) -> BlockOut {
-    block_with(cfg, causal, input, shape, p, h, rows, s)
-}
-
-/// [`block_with`] compiled with AVX2 + FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-#[allow(clippy::too_many_arguments)]
-fn block_avx2(
-    cfg: &SangerConfig,
-    causal: bool,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &Predictor,
-    h: usize,
-    rows: std::ops::Range<usize>,
-    s: &mut Scratch,
-) -> BlockOut {
-    block_with(cfg, causal, input, shape, p, h, rows, s)
 }
 
 #[allow(clippy::too_many_arguments)]

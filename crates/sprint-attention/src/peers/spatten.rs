@@ -22,9 +22,7 @@
 //! keys), so that every position of the model keeps an output (mean pooling, the
 //! next-token logits of every position). Only the queries of the tokens kept in a layer add
 //! to the importance, as in the paper where the others no longer exist.
-#![allow(unsafe_code)]
 
-use rayon::prelude::*;
 use sprint_core::config::AttentionConfig;
 use sprint_core::peers::SpattenConfig;
 use sprint_core::visibility::visible_limit;
@@ -33,7 +31,6 @@ use crate::block::BlockOut;
 use crate::engine::{LayerRun, assemble, key_valid_bits};
 use crate::error::{AttentionError, Result, shape_error};
 use crate::gemm::matmul_nt;
-use crate::head::QUERY_BLOCK;
 use crate::softmax::exp_nonpositive;
 use crate::tensor::{AttentionInput, LayerShape};
 
@@ -298,9 +295,9 @@ struct SpattenBlock {
 }
 
 /// Runs one layer of SpAtten under `plan` (from [`Cascade::plan`]): one query per token
-/// (self-attention: as many queries as keys). Blocks of [`QUERY_BLOCK`] queries run in
-/// parallel on the caller's rayon pool; the importance is summed in (head, block, query)
-/// order, so results do not depend on the thread count.
+/// (self-attention: as many queries as keys). Blocks of [`crate::head::QUERY_BLOCK`] queries
+/// run in parallel on the caller's rayon pool; the importance is summed in (head, block,
+/// query) order, so results do not depend on the thread count.
 pub fn run_layer(
     cfg: &AttentionConfig,
     layer: usize,
@@ -327,22 +324,15 @@ pub fn run_layer(
     let prog = sp
         .progressive_quantization
         .then(|| prepare_progressive(sp, input, shape));
-    let per_head = shape.n_queries.div_ceil(QUERY_BLOCK);
-    let tokens_kept = plan.tokens_kept() as u64;
-    let blocks: Vec<(usize, SpattenBlock)> = (0..shape.heads * per_head)
-        .into_par_iter()
-        .map(|t| {
-            let (h, b) = (t / per_head, t % per_head);
-            let start = b * QUERY_BLOCK;
-            let rows = start..(start + QUERY_BLOCK).min(shape.n_queries);
-            let mut blk = run_block(cfg, plan, input, shape, prog.as_ref(), h, rows);
-            if b == 0 {
-                blk.out.stats.cascade_tokens_kept = tokens_kept;
-                blk.out.stats.cascade_head_pruned = u64::from(!plan.heads[h]);
-            }
-            (h, blk)
-        })
-        .collect();
+    let kernel = Kernel {
+        cfg,
+        plan,
+        input,
+        shape,
+        prog: prog.as_ref(),
+        tokens_kept: plan.tokens_kept() as u64,
+    };
+    let blocks = super::run_blocks(&kernel, shape.heads, shape.n_queries);
     let mut token_importance = vec![0.0f64; shape.n_keys];
     let mut head_importance = vec![0.0f64; shape.heads];
     let mut requant_rows = 0;
@@ -367,68 +357,37 @@ pub fn run_layer(
     })
 }
 
-fn run_block(
-    cfg: &AttentionConfig,
-    plan: &LayerPlan,
-    input: &AttentionInput,
+/// A layer's blocks for [`super::run_blocks`].
+struct Kernel<'a> {
+    cfg: &'a AttentionConfig,
+    plan: &'a LayerPlan,
+    input: &'a AttentionInput,
     shape: LayerShape,
-    prog: Option<&Progressive>,
-    h: usize,
-    rows: std::ops::Range<usize>,
-) -> SpattenBlock {
-    // The buffers leave the thread-local for the call (a GEMM inside may let this thread
-    // run another block meanwhile).
-    let mut s = SCRATCH.with(std::cell::RefCell::take);
-    let out = match crate::isa::level() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
-        crate::isa::Level::Avx512 => unsafe {
-            block_avx512(cfg, plan, input, shape, prog, h, rows, &mut s)
-        },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
-        crate::isa::Level::Avx2 => unsafe {
-            block_avx2(cfg, plan, input, shape, prog, h, rows, &mut s)
-        },
-        _ => block_with(cfg, plan, input, shape, prog, h, rows, &mut s),
-    };
-    SCRATCH.with(|c| c.replace(s));
-    out
+    prog: Option<&'a Progressive>,
+    /// The layer's kept tokens, recorded on each head's first block.
+    tokens_kept: u64,
 }
 
-/// [`block_with`] compiled with AVX-512 (see [`crate::simd`]); IEEE-exact in the same order
-/// at every level, so every copy gives the same bits.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-#[allow(clippy::too_many_arguments)]
-fn block_avx512(
-    cfg: &AttentionConfig,
-    plan: &LayerPlan,
-    input: &AttentionInput,
-    shape: LayerShape,
-    prog: Option<&Progressive>,
-    h: usize,
-    rows: std::ops::Range<usize>,
-    s: &mut Scratch,
-) -> SpattenBlock {
-    block_with(cfg, plan, input, shape, prog, h, rows, s)
-}
+impl super::BlockKernel for Kernel<'_> {
+    type Scratch = Scratch;
+    type Out = SpattenBlock;
 
-/// [`block_with`] compiled with AVX2 + FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-#[allow(clippy::too_many_arguments)]
-fn block_avx2(
-    cfg: &AttentionConfig,
-    plan: &LayerPlan,
-    input: &AttentionInput,
-    shape: LayerShape,
-    prog: Option<&Progressive>,
-    h: usize,
-    rows: std::ops::Range<usize>,
-    s: &mut Scratch,
-) -> SpattenBlock {
-    block_with(cfg, plan, input, shape, prog, h, rows, s)
+    fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<Scratch>> {
+        &SCRATCH
+    }
+
+    #[inline(always)]
+    fn block(&self, h: usize, rows: std::ops::Range<usize>, s: &mut Scratch) -> SpattenBlock {
+        let first = rows.start == 0;
+        let mut blk = block_with(
+            self.cfg, self.plan, self.input, self.shape, self.prog, h, rows, s,
+        );
+        if first {
+            blk.out.stats.cascade_tokens_kept = self.tokens_kept;
+            blk.out.stats.cascade_head_pruned = u64::from(!self.plan.heads[h]);
+        }
+        blk
+    }
 }
 
 /// The softmax of `logits[j]` over the candidates `cand` into `probs` (aligned with

@@ -37,9 +37,9 @@ pub(super) struct Ctx<'a> {
     /// Output files written to temporary paths, renamed into place when the whole
     /// evaluation has succeeded.
     pub(super) staged: RefCell<Vec<(PendingFile, PathBuf)>>,
-    /// Sanger's `prob_threshold` calibrated to [`EvalOptions::peer_keep`], with where it
-    /// came from.
-    pub(super) sanger_threshold: RefCell<Option<(f32, String)>>,
+    /// The peers' knobs calibrated to [`EvalOptions::peer_keep`] (with the calibration
+    /// items).
+    pub(super) peer_knobs: RefCell<Option<crate::peer_calibrate::PeerKnobs>>,
 }
 
 impl Ctx<'_> {
@@ -73,6 +73,7 @@ impl Ctx<'_> {
             rows,
             references: Vec::new(),
             peer_calibration: None,
+            peer_knobs: None,
         }
     }
 }

@@ -137,6 +137,8 @@ pub struct EvalReport {
     /// The peer knobs calibrated to `EvalOptions::peer_keep`, in words (`None` when not
     /// asked).
     pub peer_calibration: Option<String>,
+    /// The same knobs as values (`None` when not asked).
+    pub peer_knobs: Option<crate::peer_calibrate::PeerKnobs>,
 }
 
 /// Which run a report's `vs_reference` columns compare with.

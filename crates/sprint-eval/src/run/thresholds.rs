@@ -12,6 +12,7 @@ use crate::calibrate::{
     threshold_file, write_threshold_file,
 };
 use crate::error::{EvalError, Result};
+use crate::peer_calibrate::{PeerKnobs, PeerSet, spatten_scale_for_keep};
 
 /// Per-layer thresholds `Th` (logit units) of `th`: each layer's value, or the mean over
 /// its heads.
@@ -88,8 +89,8 @@ struct CalibKey {
     seed: u64,
     batch_size: usize,
     items: Option<usize>,
-    /// Sanger's parameters when its predicted probabilities are collected too.
-    sanger: Option<String>,
+    /// The peers' parameters and which peers, when their statistics are collected too.
+    peers: Option<String>,
 }
 
 /// Calibrations of this process: the statistics and the description of their data.
@@ -116,18 +117,58 @@ impl Ctx<'_> {
         let g = self.model.model.geometry();
         let cal = CalibratingAttention::new(self.opts.attention.clone(), g.layers, g.heads);
         if self.peer_keep().is_some() {
-            cal.with_sanger(self.opts.attention.peers.sanger.clone())
+            cal.with_peers(self.opts.attention.peers.clone(), self.peer_set())
         } else {
             cal
         }
     }
 
-    /// The kept fraction Sanger's threshold is calibrated to, when asked and Sanger runs.
+    /// The calibrated peers among the variants.
+    fn peer_set(&self) -> PeerSet {
+        PeerSet::of(&self.opts.variants)
+    }
+
+    /// The kept fraction the peers' knobs are calibrated to, when asked and a calibrated
+    /// peer runs.
     fn peer_keep(&self) -> Option<f64> {
-        self.opts.peer_keep.filter(|_| {
-            self.opts
-                .variants
-                .contains(&sprint_core::config::Variant::Sanger)
+        self.opts.peer_keep.filter(|_| self.peer_set().any())
+    }
+
+    /// The peers' knobs at `keep` from the calibration statistics `stats` on `split`.
+    fn peer_knobs(&self, stats: &ScoreStats, keep: f64, split: &str) -> Result<PeerKnobs> {
+        let set = self.peer_set();
+        let g = self.model.model.geometry();
+        let sp = &stats.peers;
+        Ok(PeerKnobs {
+            keep,
+            sanger_prob_threshold: if set.sanger {
+                stats.sanger_threshold_for_keep(keep)?
+            } else {
+                None
+            },
+            a3_post_score_ratio: if set.a3 {
+                sp.a3_ratio_for_keep(keep)?
+            } else {
+                None
+            },
+            energon_alpha: if set.energon {
+                sp.energon_alpha_for_keep(keep)?
+            } else {
+                None
+            },
+            spatten_token_scale: if set.spatten {
+                spatten_scale_for_keep(
+                    &self.opts.attention.peers.spatten,
+                    g.layers,
+                    g.heads,
+                    &sp.spatten_tokens,
+                    sp.spatten_causal,
+                    keep,
+                )?
+            } else {
+                None
+            },
+            items: split.to_string(),
         })
     }
 
@@ -149,8 +190,8 @@ impl Ctx<'_> {
         let items = choice.and_then(|c| c.2);
         // The calibration's dense pass does not depend on the attention configuration (its
         // output is dense, its statistics exact scores): a sweep over precisions or noise
-        // calibrates once. Sanger's predicted probabilities do depend on its parameters,
-        // which join the key when they are collected.
+        // calibrates once. The peers' statistics do depend on their parameters, which join
+        // the key when they are collected.
         let key = CalibKey {
             model: self.model.name.clone(),
             task: self.opts.task.name().into(),
@@ -159,19 +200,12 @@ impl Ctx<'_> {
             seed: self.opts.seed,
             batch_size: self.opts.batch_size,
             items,
-            sanger: peer_keep.map(|_| format!("{:?}", self.opts.attention.peers.sanger)),
+            peers: peer_keep
+                .map(|_| format!("{:?} {:?}", self.opts.attention.peers, self.peer_set())),
         };
         let (stats, split) = CALIBRATIONS.get_or_try(key, || calibrate(items))?;
-        if let Some(keep) = peer_keep
-            && let Some(t) = stats.sanger_threshold_for_keep(keep)?
-        {
-            *self.sanger_threshold.borrow_mut() = Some((
-                t,
-                format!(
-                    "calibrated to keep {:.1} % of the visible pairs on {split}",
-                    100.0 * keep
-                ),
-            ));
+        if let Some(keep) = peer_keep {
+            *self.peer_knobs.borrow_mut() = Some(self.peer_knobs(&stats, keep, &split)?);
         }
         let Some((keep, per_head, _, method)) = choice else {
             return Ok(self.given.clone().unzip());

@@ -84,6 +84,20 @@ struct PassMemo {
 static PASSES: crate::memo::Memo<PassKey, PassMemo> = crate::memo::Memo::new();
 
 impl Ctx<'_> {
+    /// The peer parameters of `v`'s backend when `v` is a peer whose knob was calibrated
+    /// (`--peer-keep`); `None` otherwise (the configuration's own).
+    fn calibrated_peers(&self, v: Variant) -> Option<sprint_core::peers::PeerConfig> {
+        let calibrated = matches!(
+            v,
+            Variant::Sanger | Variant::A3 | Variant::Energon | Variant::Spatten
+        );
+        let knobs = self.peer_knobs.borrow();
+        match (calibrated, knobs.as_ref()) {
+            (true, Some(k)) => Some(k.apply(&self.opts.attention.peers)),
+            _ => None,
+        }
+    }
+
     fn pass_key(
         &self,
         v: Variant,
@@ -95,9 +109,9 @@ impl Ctx<'_> {
         }
         let mut attention = self.opts.attention.clone();
         attention.variant = v;
-        // The backend's own configuration: Sanger's threshold as calibrated, when it was.
-        if let (Variant::Sanger, Some((t, _))) = (v, self.sanger_threshold.borrow().as_ref()) {
-            attention.peers.sanger.prob_threshold = *t;
+        // The backend's own configuration: a peer's knob as calibrated, when it was.
+        if let Some(peers) = self.calibrated_peers(v) {
+            attention.peers = peers;
         }
         Some(PassKey {
             model: self.model.name.clone(),
@@ -139,13 +153,13 @@ impl Ctx<'_> {
         // All traces or none: each is written to a registered temporary file (removed on
         // error or signal) and renamed into place only once the whole evaluation succeeded.
         for &v in &self.opts.variants {
-            let attn = match (v, self.sanger_threshold.borrow().as_ref()) {
-                (Variant::Sanger, Some((t, _))) => {
+            let attn = match self.calibrated_peers(v) {
+                Some(peers) => {
                     let mut o = self.opts.clone();
-                    o.attention.peers.sanger.prob_threshold = *t;
+                    o.attention.peers = peers;
                     make_backend(&o, v, th, g.layers, g.heads)?
                 }
-                _ => make_backend(self.opts, v, th, g.layers, g.heads)?,
+                None => make_backend(self.opts, v, th, g.layers, g.heads)?,
             };
             self.progress.stage(
                 &format!("{} {}", v.name(), self.opts.task.item_name()),

@@ -180,6 +180,7 @@ pub(super) fn continuous_plot(
                 .filter_map(|p| Some((x_of(p), y(p)?)))
                 .collect(),
             paper: false,
+            errors: Vec::new(),
         })
         .collect();
     Plot::Lines(Lines {
@@ -220,6 +221,7 @@ pub(super) fn curve_lines(
                 .map(|p| (x_of(p), scale * p.metric))
                 .collect(),
             paper: false,
+            errors: Vec::new(),
         })
         .collect();
     (lines, vec![("dense".into(), scale * c.dense)])

@@ -110,6 +110,7 @@ pub(super) fn token_kl_plot(c: &CurveResult) -> Option<Plot> {
                     name: what,
                     points,
                     paper: false,
+                    errors: Vec::new(),
                 });
             }
         }

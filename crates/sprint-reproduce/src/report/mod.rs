@@ -6,7 +6,7 @@
 //! One module a job, leaves first: `causes` and `paper` (the paper's numbers) and
 //! `measures` (losses, intervals, cells) depend on no other; `verdict` and `deviations`
 //! build the verdict; `curves` and `fig5` serve `sweeps`; `accuracy`, `finetuned`, `sweeps`,
-//! `sim`, `decode` and `provenance` are one section each; this module puts them in order.
+//! `sim`, `decode`, `peers` and `provenance` are one section each; this module puts them in order.
 
 use sprint_report::{Document, Section};
 
@@ -31,6 +31,7 @@ mod fig5;
 mod finetuned;
 mod measures;
 mod paper;
+mod peers;
 mod provenance;
 mod sim;
 mod sweeps;
@@ -109,6 +110,7 @@ pub fn document(r: &Results, p: &Provenance) -> Result<Document> {
     let mut sections = vec![v, accuracy_section(r)?];
     sections.push(finetuned::section(&r.plan, &r.finetuned));
     sections.extend(sweeps_sections(r));
+    sections.extend(peers::peers_section(r));
     sections.extend(sim_sections(r)?);
     sections.push(decode_section(&r.decode));
     sections.push(provenance_section(p));
