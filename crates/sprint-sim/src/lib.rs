@@ -26,6 +26,7 @@ pub mod peer_config;
 pub mod peer_stage;
 pub mod peers;
 pub mod presets;
+pub mod process;
 pub mod recall;
 pub mod report;
 pub mod run;
