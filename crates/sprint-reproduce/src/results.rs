@@ -271,4 +271,6 @@ pub struct Results {
     pub traces: Vec<TraceSimResult>,
     /// Decode with a growing KV cache.
     pub decode: DecodeResult,
+    /// SPRINT and its peers as designs (the stage `sim-peers`; none: not run).
+    pub sim_peers: Option<sprint_sim::peers::PeerComparison>,
 }

@@ -327,6 +327,7 @@ fn results() -> Results {
             token_rate_per_s: 100.0,
             lifetime_s_at_stated_rate: 1e7,
         },
+        sim_peers: None,
     }
 }
 

@@ -12,7 +12,7 @@
 use std::fmt::Write;
 
 use comfy_table::Table;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use toml::Value;
 
 use crate::config::Design;
@@ -51,7 +51,7 @@ pub const PUBLISHED_DESIGNS: &[(&str, &str)] = &[
 pub const MODEL_PROCESS_NM: f64 = 65.0;
 
 /// One Table III row as `configs/paper-results.toml` holds it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Table3Row {
     /// Design name in Table III.
     pub design: String,
@@ -105,7 +105,7 @@ pub fn table3_rows() -> Result<Vec<Table3Row>> {
 }
 
 /// One design's numbers over the paper's workloads.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeerRow {
     /// Preset key.
     pub key: String,
@@ -133,7 +133,7 @@ pub struct PeerRow {
 }
 
 /// The published-configuration table: our model beside the Table III row.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PublishedRow {
     /// Our design at the published configuration.
     pub ours: PeerRow,
@@ -145,7 +145,7 @@ pub struct PublishedRow {
 }
 
 /// Both tables of `--compare-peers`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeerComparison {
     /// The paper's workloads, in order.
     pub workloads: Vec<String>,

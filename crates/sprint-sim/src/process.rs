@@ -31,7 +31,7 @@ pub struct ScalingFile {
 }
 
 /// Factors that carry a design from one node to another.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScaleFactors {
     /// Node the published number is at, nm.
     pub from_nm: f64,
