@@ -72,6 +72,7 @@ fn comparison() -> PeerComparison {
         not_modelled: Vec::new(),
         energy_table: "default".into(),
         stats_source: "test".into(),
+        traces: Vec::new(),
     }
 }
 

@@ -19,6 +19,7 @@ use crate::config::Design;
 use crate::energy::EnergyTable;
 use crate::error::{Result, SimError};
 use crate::paper::{PAPER_RESULTS, geomean, mean};
+use crate::peer_traces::{TraceRow, trace_rows_text};
 use crate::presets::load_design;
 use crate::process::{ScaleFactors, factors, scaling};
 use crate::report::{DesignReport, build};
@@ -159,6 +160,9 @@ pub struct PeerComparison {
     pub energy_table: String,
     /// Where the kept sets came from.
     pub stats_source: String,
+    /// Each design on its own variant's real trace (`--peer-trace`; empty when none).
+    #[serde(default)]
+    pub traces: Vec<TraceRow>,
 }
 
 /// `--set` overrides for one preset: `peer.*` keys go only to designs with a `[peer]`
@@ -286,6 +290,7 @@ pub fn compare_peers(
         not_modelled,
         energy_table: table.name().to_string(),
         stats_source: sources.join("; "),
+        traces: Vec::new(),
     })
 }
 
@@ -331,6 +336,7 @@ pub fn peers_text(c: &PeerComparison) -> String {
     }
     let _ = writeln!(out, "{t}");
     published_text(c, &mut out);
+    out.push_str(&trace_rows_text(&c.traces));
     out
 }
 

@@ -356,3 +356,70 @@ fn new_peer_sections_are_checked() {
         load_design(p, &[]).unwrap_or_else(|e| panic!("{p}: {e}"));
     }
 }
+
+/// A trace's own counts drive its design, per visible pair: on 96 tokens with 72 real
+/// (2 heads), 72 x 72 = 5184 visible pairs per head. An `a3` trace counting 2 iterations per
+/// pair makes A3 run 2 x 5184 per head (the preset's 1 per key would give 5184); an
+/// `energon` trace whose round 1 kept half the pairs costs (5184 + 2592) x 64 filter MACs
+/// per head. `--peer-trace` replays each trace on its variant's design beside S-Baseline,
+/// and refuses a variant without one.
+#[test]
+fn traces_drive_the_peers_with_their_own_counts() {
+    use sprint_core::trace::HeadStats as TraceStats;
+    use sprint_sim::peer_traces::peer_trace_rows;
+    use sprint_sim::presets::load_energy;
+    use sprint_sim::run::run_trace;
+    let w = common::small_workload(1, 2, 96, 64, 0.25, false);
+    let st = common::stats(0.25, 0.9, 0.85);
+    let pairs = 72 * 72;
+    let a3_trace = common::trace_bytes_as(
+        &w,
+        &st,
+        "a3",
+        TraceStats {
+            candidate_iterations: 2 * pairs,
+            ..Default::default()
+        },
+    );
+    let a3 = common::design("a3", &[]);
+    let (_, t) = run_trace(std::slice::from_ref(&a3), common::reader(&a3_trace), None).unwrap();
+    assert_eq!(t[0].candidate_iterations, 2 * 2 * pairs);
+    let mut kept = [0u64; sprint_core::peers::MAX_FILTER_ROUNDS];
+    kept[0] = pairs / 2;
+    let en_trace = common::trace_bytes_as(
+        &w,
+        &st,
+        "energon",
+        TraceStats {
+            filter_kept: kept,
+            ..Default::default()
+        },
+    );
+    let en = common::design("energon", &[]);
+    let (_, t) = run_trace(std::slice::from_ref(&en), common::reader(&en_trace), None).unwrap();
+    assert_eq!(t[0].predictor_macs, 2 * (pairs + pairs / 2) * 64);
+    let table = load_energy("default", &[]).unwrap();
+    let rows = peer_trace_rows(
+        vec![
+            ("a3".to_string(), common::reader(&a3_trace)),
+            ("energon".to_string(), common::reader(&en_trace)),
+        ],
+        &[],
+        &table,
+    )
+    .unwrap();
+    assert_eq!(
+        (rows[0].name.as_str(), rows[1].name.as_str()),
+        ("A3", "Energon")
+    );
+    assert!(rows.iter().all(|r| r.speedup > 1.0));
+    let dense = common::trace_bytes_as(&w, &st, "dense", Default::default());
+    let e = peer_trace_rows(
+        vec![("d.trace".to_string(), common::reader(&dense))],
+        &[],
+        &table,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("d.trace") && e.contains("dense"), "{e}");
+}
