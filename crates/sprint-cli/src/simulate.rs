@@ -14,6 +14,7 @@ use sprint_sim::decode::{DecodeFile, DecodeTrace, run_decode, run_decode_trace, 
 use sprint_sim::fit::{Space, fit};
 use sprint_sim::paper::compare_many;
 use sprint_sim::paper_tables::{comparison_text, summaries_text};
+use sprint_sim::peer_traces::peer_trace_rows;
 use sprint_sim::peers::{compare_peers, peers_text};
 use sprint_sim::presets::{load_design, load_energy, preset_names};
 use sprint_sim::report::build;
@@ -64,11 +65,16 @@ pub struct Args {
     /// Run every paper workload and print the comparison with the paper's Figs 10-12.
     #[arg(long)]
     compare_paper: bool,
-    /// Run SPRINT, its baselines and the peer designs (Sanger, LeOPArd) on every paper
-    /// workload at one technology, memory and buffer budget, and each at its published
-    /// configuration beside Table III.
+    /// Run SPRINT, its baselines and the peer designs (Sanger, LeOPArd, A3, SpAtten,
+    /// Energon) on every paper workload at one technology, memory and buffer budget, and
+    /// each at its published configuration beside Table III.
     #[arg(long)]
     compare_peers: bool,
+    /// With --compare-peers: also replay this trace (repeatable) on the design of its
+    /// variant (`sprint` on M-SPRINT, `sanger`, `leopard`, `a3`, `spatten`, `energon` on
+    /// the peer), beside S-Baseline on the same trace.
+    #[arg(long, value_name = "FILE")]
+    peer_trace: Vec<PathBuf>,
     /// With --trace: write the trace's workload statistics to this TOML file.
     #[arg(long)]
     measure_stats: Option<PathBuf>,
@@ -142,6 +148,12 @@ fn check_flags(a: &Args) -> Result<()> {
                 )?;
             }
         }
+    }
+    if !a.compare_peers && !a.peer_trace.is_empty() {
+        refuse(
+            "--peer-trace",
+            "needs --compare-peers (use --trace to replay a trace on --preset designs)",
+        )?;
     }
     if a.compare_peers {
         for (given, flag) in [
@@ -393,7 +405,7 @@ fn compare_peers_cmd(
         eprintln!("simulating SPRINT and its peers on every paper workload ...");
     }
     let shown = std::sync::atomic::AtomicUsize::new(0);
-    let c = pool.install(|| {
+    let mut c = pool.install(|| {
         compare_peers(hw_sets, table, stats, |done, total| {
             let tenth = 10 * done / total.max(1);
             if !quiet && shown.fetch_max(tenth, std::sync::atomic::Ordering::Relaxed) < tenth {
@@ -401,6 +413,11 @@ fn compare_peers_cmd(
             }
         })
     })?;
+    let mut readers = Vec::new();
+    for p in &a.peer_trace {
+        readers.push((p.display().to_string(), open_trace(p)?));
+    }
+    c.traces = pool.install(|| peer_trace_rows(readers, hw_sets, table))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {

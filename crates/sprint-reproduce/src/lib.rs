@@ -18,6 +18,7 @@ pub mod provenance;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod sim_peers;
 pub mod stages;
 
 pub use error::{ReproduceError, Result};

@@ -274,4 +274,6 @@ pub struct Results {
     /// SPRINT and its peers at matched keys in the softmax: one curve per model (series =
     /// design, x = the kept fraction each was calibrated to).
     pub peers: Vec<CurveResult>,
+    /// SPRINT and its peers as designs (the stage `sim-peers`; none: not run).
+    pub sim_peers: Option<sprint_sim::peers::PeerComparison>,
 }

@@ -162,6 +162,7 @@ struct SmolLm2Lane {
     precision_ppl: Option<crate::results::CurveResult>,
     sim_paper: Vec<crate::results::SimPaperResult>,
     decode: crate::results::DecodeResult,
+    sim_peers: sprint_sim::peers::PeerComparison,
     sparsity: crate::results::CurveResult,
     noise: crate::results::CurveResult,
     peers: Vec<crate::results::CurveResult>,
@@ -211,8 +212,11 @@ impl Order {
     fn decode(&self) -> usize {
         self.sim_trace(self.n_minilm + 1 + usize::from(self.long_trace))
     }
-    fn peers(&self) -> usize {
+    fn sim_peers(&self) -> usize {
         self.decode() + 1
+    }
+    fn peers(&self) -> usize {
+        self.sim_peers() + 1
     }
     fn total(&self) -> usize {
         self.peers() + usize::from(self.peers)
@@ -376,6 +380,7 @@ fn run(
         traces,
         decode: b.decode,
         peers: b.peers,
+        sim_peers: Some(b.sim_peers),
     };
     let provenance = Provenance::collect(plan, &tool, threads, assets, &records);
     let doc = document(&results, &provenance)?;
@@ -563,6 +568,13 @@ impl Lanes<'_> {
             |_| true,
             |_| stages::decode("decode"),
         )?;
+        let sim_peers = r.stage(
+            self.order.sim_peers(),
+            "sim-peers",
+            json!({"designs": sprint_sim::peers::ISO_DESIGNS}),
+            |_| true,
+            |_| crate::sim_peers::sim_peers("sim-peers"),
+        )?;
         // The MiniLM lane is the longer: its last two sweeps run here.
         let th_inputs = json!({"thresholds": self.learned.describe(self.plan.keep)});
         let sparsity = r.stage(
@@ -596,6 +608,7 @@ impl Lanes<'_> {
             precision_ppl,
             sim_paper,
             decode,
+            sim_peers,
             sparsity,
             noise,
         })
@@ -855,6 +868,7 @@ mod tests {
                             (0..n_minilm + 1 + usize::from(long_trace)).map(|i| o.sim_trace(i)),
                         );
                         n.push(o.decode());
+                        n.push(o.sim_peers());
                         if peers {
                             n.push(o.peers());
                         }

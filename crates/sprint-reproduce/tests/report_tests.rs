@@ -328,6 +328,7 @@ fn results() -> Results {
             lifetime_s_at_stated_rate: 1e7,
         },
         peers: Vec::new(),
+        sim_peers: None,
     }
 }
 

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SimError};
+pub use crate::peer_config::{Peer, PeerDataflow, PeerFile};
 use crate::sourced::Sourced;
 
 /// How a design reuses K/V already in its on-chip buffers.
@@ -172,94 +173,6 @@ pub struct MemoryFile {
     pub crossbar_rows: Sourced<u32>,
     /// Columns (bitlines) of a crossbar array: keys per array.
     pub crossbar_columns: Sourced<u32>,
-}
-
-/// Which peer accelerator's dataflow a design follows (`[peer] dataflow`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PeerDataflow {
-    /// Sanger (MICRO 2021): a low-bit predictor scores every visible (query, key) pair on
-    /// chip, then the sparse array computes exact scores and the weighted sum on the
-    /// predicted mask; only the masked keys' exact K and V are fetched.
-    Sanger,
-    /// LeOPArd (ISCA 2022): every visible key is fetched and scored bit-serially, most
-    /// significant plane first, with early termination; the survivors of the exact
-    /// threshold enter softmax and x V.
-    Leopard,
-}
-
-impl PeerDataflow {
-    /// The kebab-case name used in presets.
-    pub fn name(self) -> &'static str {
-        match self {
-            PeerDataflow::Sanger => "sanger",
-            PeerDataflow::Leopard => "leopard",
-        }
-    }
-}
-
-/// `[peer]`: a peer accelerator's dataflow on the engine, with its free variables. Each
-/// key is used by one dataflow only (named in its doc) and required by it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerFile {
-    /// The dataflow.
-    pub dataflow: Sourced<PeerDataflow>,
-    /// Sanger: bits of the predictor's quantised Q and K elements, bits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predictor_bits: Option<Sourced<u32>>,
-    /// Sanger: low-bit multiply-accumulates the predictor performs per cycle, per
-    /// CORELET, MACs per cycle.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predictor_macs_per_cycle_per_corelet: Option<Sourced<u32>>,
-    /// LeOPArd: bits of a key element, processed one plane per step, bits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_bits: Option<Sourced<u32>>,
-    /// LeOPArd: 1-bit x 8-bit product lanes of the bit-serial QK unit, per CORELET
-    /// (one key bit-plane of `d` elements takes `d / lanes` cycles), lanes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bit_serial_lanes_per_corelet: Option<Sourced<u32>>,
-    /// LeOPArd: key bit-planes processed per visible (query, key) pair before early
-    /// termination, on bidirectional (encoder) workloads without a trace that counts them,
-    /// planes per pair.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_planes_per_pair_bidirectional: Option<Sourced<f64>>,
-    /// LeOPArd: the same on causal (decoder) workloads, planes per pair.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_planes_per_pair_causal: Option<Sourced<f64>>,
-}
-
-/// A peer dataflow, validated (the runtime form of a [`PeerFile`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Peer {
-    /// Sanger's predictor and sparse array.
-    Sanger {
-        /// Predictor element bits, bits.
-        predictor_bits: u32,
-        /// Predictor MACs per cycle per CORELET.
-        predictor_macs: u32,
-    },
-    /// LeOPArd's bit-serial QK with early termination.
-    Leopard {
-        /// Key element bits (planes of a full dot product), bits.
-        key_bits: u32,
-        /// Bit-serial lanes per CORELET.
-        lanes: u32,
-        /// Key planes per visible pair, bidirectional workloads.
-        planes_bidirectional: f64,
-        /// Key planes per visible pair, causal workloads.
-        planes_causal: f64,
-    },
-}
-
-impl Peer {
-    /// The dataflow's name.
-    pub fn dataflow(&self) -> PeerDataflow {
-        match self {
-            Peer::Sanger { .. } => PeerDataflow::Sanger,
-            Peer::Leopard { .. } => PeerDataflow::Leopard,
-        }
-    }
 }
 
 /// A preset file as written (after `inherits` and `--set` have been applied).
@@ -469,11 +382,11 @@ impl PresetFile {
             "design.query_block_per_corelet",
         )?;
         let peer = match &self.peer {
-            Some(p) => Some(peer_of(p, d)?),
+            Some(p) => Some(p.validate(d.in_memory_pruning.value, d.on_chip_pruning.value)?),
             None => None,
         };
         let kept_before_fetch =
-            d.in_memory_pruning.value || matches!(peer, Some(Peer::Sanger { .. }));
+            d.in_memory_pruning.value || peer.is_some_and(|p| p.kept_before_fetch());
         Ok(Design {
             key: key.to_string(),
             peer,
@@ -498,142 +411,6 @@ impl PresetFile {
             file: self,
         })
     }
-}
-
-/// The `[peer]` section, validated against the design's flags: a peer neither prunes in
-/// memory nor (Sanger) rechecks on chip, and each dataflow's keys are present and in range.
-fn peer_of(p: &PeerFile, d: &DesignFile) -> Result<Peer> {
-    let flow = p.dataflow.value;
-    if d.in_memory_pruning.value {
-        return Err(SimError::config(
-            "design.in_memory_pruning",
-            format!(
-                "must be false for the {} dataflow (a peer has no ReRAM compute)",
-                flow.name()
-            ),
-        ));
-    }
-    match flow {
-        PeerDataflow::Sanger => sanger_of(p, d),
-        PeerDataflow::Leopard => leopard_of(p),
-    }
-}
-
-/// The value of the `[peer]` key `key`, which `flow` requires.
-fn peer_needs<T: Clone>(v: &Option<Sourced<T>>, key: &str, flow: PeerDataflow) -> Result<T> {
-    v.as_ref().map(|s| s.value.clone()).ok_or_else(|| {
-        SimError::config(key, format!("is required by the {} dataflow", flow.name()))
-    })
-}
-
-/// An error when the `[peer]` key `key`, which `flow` does not use, is `present`.
-fn peer_unused(present: bool, key: &str, flow: PeerDataflow) -> Result<()> {
-    if present {
-        Err(SimError::config(
-            key,
-            format!("is not used by the {} dataflow", flow.name()),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// Sanger's `[peer]` keys: the predictor's bit width and MACs per cycle per CORELET.
-fn sanger_of(p: &PeerFile, d: &DesignFile) -> Result<Peer> {
-    let flow = PeerDataflow::Sanger;
-    peer_unused(p.key_bits.is_some(), "peer.key_bits", flow)?;
-    peer_unused(
-        p.bit_serial_lanes_per_corelet.is_some(),
-        "peer.bit_serial_lanes_per_corelet",
-        flow,
-    )?;
-    peer_unused(
-        p.key_planes_per_pair_bidirectional.is_some(),
-        "peer.key_planes_per_pair_bidirectional",
-        flow,
-    )?;
-    peer_unused(
-        p.key_planes_per_pair_causal.is_some(),
-        "peer.key_planes_per_pair_causal",
-        flow,
-    )?;
-    if d.on_chip_pruning.value {
-        return Err(SimError::config(
-            "design.on_chip_pruning",
-            "must be false for the sanger dataflow (every masked key enters softmax)",
-        ));
-    }
-    let bits = in_range(
-        peer_needs(&p.predictor_bits, "peer.predictor_bits", flow)?,
-        1,
-        8,
-        "peer.predictor_bits",
-    )?;
-    let macs = in_range(
-        peer_needs(
-            &p.predictor_macs_per_cycle_per_corelet,
-            "peer.predictor_macs_per_cycle_per_corelet",
-            flow,
-        )?,
-        1,
-        1 << 20,
-        "peer.predictor_macs_per_cycle_per_corelet",
-    )?;
-    Ok(Peer::Sanger {
-        predictor_bits: bits,
-        predictor_macs: macs,
-    })
-}
-
-/// LeOPArd's `[peer]` keys: key bits, bit-serial lanes per CORELET, and the key planes
-/// processed per pair (bidirectional and causal), each within 1..=key bits.
-fn leopard_of(p: &PeerFile) -> Result<Peer> {
-    let flow = PeerDataflow::Leopard;
-    peer_unused(p.predictor_bits.is_some(), "peer.predictor_bits", flow)?;
-    peer_unused(
-        p.predictor_macs_per_cycle_per_corelet.is_some(),
-        "peer.predictor_macs_per_cycle_per_corelet",
-        flow,
-    )?;
-    let key_bits = in_range(
-        peer_needs(&p.key_bits, "peer.key_bits", flow)?,
-        1,
-        16,
-        "peer.key_bits",
-    )?;
-    let lanes = in_range(
-        peer_needs(
-            &p.bit_serial_lanes_per_corelet,
-            "peer.bit_serial_lanes_per_corelet",
-            flow,
-        )?,
-        1,
-        1 << 20,
-        "peer.bit_serial_lanes_per_corelet",
-    )?;
-    let planes = |v: &Option<Sourced<f64>>, key: &str| -> Result<f64> {
-        let v = peer_needs(v, key, flow)?;
-        if v.is_finite() && v >= 1.0 && v <= f64::from(key_bits) {
-            Ok(v)
-        } else {
-            Err(SimError::config(
-                key,
-                format!("must be in 1..={key_bits} planes (peer.key_bits), got {v}"),
-            ))
-        }
-    };
-    Ok(Peer::Leopard {
-        key_bits,
-        lanes,
-        planes_bidirectional: planes(
-            &p.key_planes_per_pair_bidirectional,
-            "peer.key_planes_per_pair_bidirectional",
-        )?,
-        planes_causal: planes(
-            &p.key_planes_per_pair_causal,
-            "peer.key_planes_per_pair_causal",
-        )?,
-    })
 }
 
 /// The core of a preset, validated (errors name the offending key).

@@ -33,62 +33,16 @@ use sprint_core::bits::words_for;
 use sprint_core::config::LocalityPolicy;
 use sprint_core::locality::LocalityEngine;
 
-use crate::config::{Design, Peer, ReusePolicy, RunAhead};
+use crate::config::{Design, Peer, ReusePolicy};
 use crate::keyset::{KeySet, Src, and_not_update, diff_resident, fill_range, mask_from, set_of};
 use crate::memory::{Kind, MemoryState};
+use crate::peer_stage::{
+    Filter, PeerCounts, PeerRates, count_filter, filter, filter_capacity, filter_cycles, rates,
+    requant_row, topk_cycles, values_kept,
+};
+pub use crate::run_ahead::{MAX_RUN_AHEAD, run_ahead, run_ahead_rates};
+pub use crate::shape::{HeadShape, Validity};
 use crate::stats::HeadStats;
-
-/// Which keys (or queries) of a head are real tokens.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Validity {
-    /// The first `m` are real, the rest padding.
-    Prefix(usize),
-    /// Bit `j` set when token `j` is real (`words_for(n)` words).
-    Bits(Vec<u64>),
-}
-
-impl Validity {
-    /// From a bit vector: a prefix when it is one (faster), bits otherwise.
-    pub fn from_words(n: usize, words: &[u64]) -> Self {
-        let count: usize = words.iter().map(|w| w.count_ones() as usize).sum();
-        let prefix = (0..count).all(|j| words[j / 64] >> (j % 64) & 1 == 1);
-        if prefix && count <= n {
-            Validity::Prefix(count)
-        } else {
-            Validity::Bits(words.to_vec())
-        }
-    }
-
-    /// Number of real tokens.
-    pub fn count(&self) -> usize {
-        match self {
-            Validity::Prefix(m) => *m,
-            Validity::Bits(w) => w.iter().map(|x| x.count_ones() as usize).sum(),
-        }
-    }
-}
-
-/// Shape and identity of one head.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HeadShape {
-    /// Queries (mask rows).
-    pub n_queries: usize,
-    /// Keys (mask columns).
-    pub n_keys: usize,
-    /// Elements per vector.
-    pub head_dim: u32,
-    /// Causal masking (query `i` sees keys `0..=i`).
-    pub causal: bool,
-    /// This query head is the first of its K/V group and is charged the K/V writes.
-    pub writes_kv: bool,
-    /// Policy of the `locality` reuse: the trace's (its header), `residency` for generated
-    /// workloads.
-    pub locality: LocalityPolicy,
-    /// Mean keys kept in memory per real query of the head, when the workload prunes
-    /// (`None`: every visible key); sizes the Little's-law run-ahead
-    /// ([`crate::config::RunAhead::LittlesLaw`]).
-    pub mean_kept_keys: Option<f64>,
-}
 
 /// Simulation of one head under one design.
 pub struct HeadSim<'d> {
@@ -108,20 +62,24 @@ pub struct HeadSim<'d> {
     fetch_k: Vec<u64>,
     fetch_v: Vec<u64>,
     block: Option<usize>,
-    /// Sanger: the visible keys of the query as a bit row (the predictor's input).
+    /// The filter stage (Sanger, Energon, A3), if the design has one.
+    filter: Option<Filter>,
+    /// Filter stage: the visible keys of the query as a bit row (its input).
     pred_row: Vec<u64>,
-    /// Sanger: 4-bit predictor keys on chip in the current query block.
+    /// Filter stage: filter keys on chip in the current query block.
     loaded_k4: Vec<u64>,
-    /// Sanger: predictor keys the query fetches.
+    /// Filter stage: filter keys the query fetches.
     fetch_k4: Vec<u64>,
-    /// Sanger: the predictor keys of a head fit the predictor's half of the key buffer.
+    /// Filter stage: the filter keys of a head fit the filter's share of the key buffer.
     fits_k4: bool,
-    /// Sanger: query block of `loaded_k4`.
+    /// Filter stage: query block of `loaded_k4`.
     pred_block: Option<usize>,
-    /// Sanger: the predictor is free from this cycle.
+    /// Filter stage: free from this cycle.
     pred_free: u64,
-    /// LeOPArd: key bit-planes processed per visible pair in this head.
-    planes_per_pair: f64,
+    /// SpAtten: the top-k engine is free from this cycle.
+    topk_free: u64,
+    /// The peer's per-head rates (LeOPArd's planes, A3's iterations, ...).
+    rates: PeerRates,
     run_ahead: usize,
     mem_done: u64,
     axth_done: u64,
@@ -150,6 +108,10 @@ struct Selection {
     prune_info: bool,
     /// LeOPArd: key bit-planes processed by the bit-serial unit for this query.
     planes: u64,
+    /// Keys whose values enter x V (SpAtten's local value pruning keeps fewer than `sm`).
+    v_n: u64,
+    /// SpAtten: the row is recomputed with the keys' LSBs (progressive quantisation).
+    requant: bool,
 }
 
 /// What one query fetches and reuses (phase `buffers`), keys.
@@ -163,7 +125,7 @@ struct Fetch {
     v_fetched: u64,
     v_reused: u64,
     v_streamed: u64,
-    /// Sanger: 4-bit predictor keys fetched.
+    /// Filter stage: filter keys fetched.
     k4_fetched: u64,
 }
 
@@ -187,13 +149,31 @@ impl<'d> HeadSim<'d> {
         key_valid: Validity,
         planes_per_pair: Option<f64>,
     ) -> Self {
+        let counts = PeerCounts {
+            key_planes_per_pair: planes_per_pair,
+            ..PeerCounts::default()
+        };
+        Self::with_counts(d, shape, key_valid, &counts)
+    }
+
+    /// [`HeadSim::new`] with what the workload counts of a peer's work in this head (a
+    /// trace's head statistics); each `None` takes the preset's statistic.
+    pub fn with_counts(
+        d: &'d Design,
+        shape: HeadShape,
+        key_valid: Validity,
+        counts: &PeerCounts,
+    ) -> Self {
         let n = shape.n_keys;
-        let planes_per_pair = key_planes(d, &shape, planes_per_pair);
-        // Sanger splits its key buffer: half holds the 4-bit predictor keys, half the
-        // exact 8-bit keys of the mask.
-        let sanger = matches!(d.peer, Some(Peer::Sanger { .. }));
+        let rates = rates(d, shape.causal, counts);
+        let filter = filter(d.peer, u64::from(shape.head_dim));
+        // A low-bit filter copy (Sanger, Energon) takes half the key buffer, the exact
+        // 8-bit keys of the mask the other half.
         let k_cap_all = d.k_capacity_keys(shape.head_dim);
-        let k_cap = if sanger { k_cap_all / 2 } else { k_cap_all };
+        let split = filter.is_some_and(|f| f.split_buffer);
+        let k_cap = if split { k_cap_all / 2 } else { k_cap_all };
+        let filter_cap = filter.map_or(0, |f| filter_capacity(d, &f));
+        let fw = if filter.is_some() { words_for(n) } else { 0 };
         let v_cap = d.v_capacity_keys(shape.head_dim);
         let policy = match d.reuse {
             ReusePolicy::Locality => Some(shape.locality),
@@ -203,7 +183,7 @@ impl<'d> HeadSim<'d> {
         };
         let engine = policy.map(|p| LocalityEngine::with_policy(n, k_cap, v_cap, p));
         let w = words_for(n);
-        let ahead = run_ahead_with(d, &shape, &key_valid, planes_per_pair);
+        let ahead = run_ahead_rates(d, &shape, &key_valid, &rates);
         Self {
             d,
             key_valid,
@@ -223,13 +203,15 @@ impl<'d> HeadSim<'d> {
             fetch_k: vec![0; w],
             fetch_v: vec![0; w],
             block: None,
-            pred_row: vec![0; if sanger { w } else { 0 }],
-            loaded_k4: vec![0; if sanger { w } else { 0 }],
-            fetch_k4: vec![0; if sanger { w } else { 0 }],
-            fits_k4: n <= k_cap_all,
+            filter,
+            pred_row: vec![0; fw],
+            loaded_k4: vec![0; fw],
+            fetch_k4: vec![0; fw],
+            fits_k4: n <= filter_cap,
             pred_block: None,
             pred_free: 0,
-            planes_per_pair,
+            topk_free: 0,
+            rates,
             run_ahead: ahead,
             mem_done: 0,
             axth_done: 0,
@@ -327,9 +309,12 @@ impl<'d> HeadSim<'d> {
             scored
         };
         let planes = match d.peer {
-            Some(Peer::Leopard { .. }) => (scored as f64 * self.planes_per_pair).round() as u64,
+            Some(Peer::Leopard { .. }) => {
+                (scored as f64 * self.rates.planes_per_pair).round() as u64
+            }
             _ => 0,
         };
+        let requant = requant_row(self.s.queries, self.rates.requant_fraction);
         Some(Selection {
             vis_n,
             scored_range,
@@ -337,6 +322,8 @@ impl<'d> HeadSim<'d> {
             sm,
             prune_info,
             planes,
+            v_n: values_kept(d, sm),
+            requant,
         })
     }
 
@@ -432,14 +419,29 @@ impl<'d> HeadSim<'d> {
             (f.v_fetched, f.v_reused, f.v_streamed) = (sel.sm, 0, sel.sm);
             f.v_src = Src::FirstN(sel.sm as usize);
         }
-        if matches!(d.peer, Some(Peer::Sanger { .. })) {
+        if sel.v_n < sel.sm {
+            // SpAtten's local value pruning fetches the top `v_n` values of the kept keys;
+            // their identities are unknown (counts only), so the policy's fetches over the
+            // kept set are scaled by `v_n / sm` and addressed as the first ones.
+            let scale = |x: u64| (x * sel.v_n).div_ceil(sel.sm);
+            f.v_fetched = scale(f.v_fetched);
+            f.v_streamed = scale(f.v_streamed);
+            f.v_reused = sel.v_n - f.v_fetched.min(sel.v_n);
+            f.v_src = Src::FirstN(f.v_fetched as usize);
+        }
+        if let Some(filt) = self.filter {
             f.k4_fetched = self.predictor_keys(i);
+            if !filt.split_buffer {
+                // A3: the candidates' keys came with the search's keys, already on chip.
+                (f.k_fetched, f.k_reused, f.k_streamed) = (0, sel.scored, 0);
+                f.k_src = Src::FirstN(0);
+            }
         }
         f
     }
 
-    /// Sanger: the 4-bit keys the predictor needs for query `i` (every visible key),
-    /// tiled like the dense baseline: a block of queries shares each fetched key, a head
+    /// The filter keys the filter stage needs for query `i` (every visible key), tiled like
+    /// the dense baseline: a block of queries shares each fetched key, a head
     /// whose predictor keys fit is fetched once. Fills `fetch_k4`; returns its size.
     fn predictor_keys(&mut self, i: usize) -> u64 {
         let d = self.d;
@@ -485,20 +487,15 @@ impl<'d> HeadSim<'d> {
             self.axth_done = axth_done;
             self.readp_done = readp_done;
             (readp_done, readp_done - start)
-        } else if let Some(Peer::Sanger {
-            predictor_bits,
-            predictor_macs,
-        }) = d.peer
-        {
-            // The predictor: q and the 4-bit keys it lacks, then every visible pair's
-            // low-bit product on the predictor's MACs (all CORELETs), as keys arrive.
+        } else if let Some(filt) = self.filter {
+            // The filter stage: q and the filter keys it lacks, then its work over every
+            // visible key (all CORELETs), as keys arrive.
             let dim = u64::from(self.shape.head_dim);
-            let k4_bytes = (u64::from(predictor_bits) * dim).div_ceil(8);
             self.mem.add(KeySet::Range(i, i + 1), Kind::Q, dim);
             self.mem
-                .add(KeySet::Bits(&self.fetch_k4), Kind::KLsb, k4_bytes);
+                .add(KeySet::Bits(&self.fetch_k4), filt.kind, filt.key_bytes);
             let (first, last) = self.mem.flush(gate);
-            let occ = predictor_cycles(d, predictor_macs, sel.vis_n, dim);
+            let occ = filter_cycles(d, &self.rates, sel.vis_n, dim);
             let start = self.pred_free.max(first);
             let done = (start + occ).max(last + 1);
             self.pred_free = done;
@@ -511,12 +508,20 @@ impl<'d> HeadSim<'d> {
         let half = (4 * dim).div_ceil(8);
         let k_set = set_of(f.k_src, sel.scored_range, &self.fetch_k, &self.row);
         let v_set = set_of(f.v_src, sel.scored_range, &self.fetch_v, &self.row);
-        if !matches!(d.peer, Some(Peer::Sanger { .. })) {
+        if self.filter.is_none() {
             self.mem.add(KeySet::Range(i, i + 1), Kind::Q, dim);
         }
         if d.in_memory_pruning {
             self.mem.add(k_set, Kind::KMsb, half);
             self.mem.add(k_set, Kind::KLsb, half);
+        } else if self.progressive() {
+            // SpAtten's progressive quantisation: the MSB halves of the fetched keys; a
+            // recomputed row also reads every scored key's LSB half.
+            self.mem.add(k_set, Kind::KMsb, half);
+            if sel.requant {
+                let all = set_of(Src::Scored, sel.scored_range, &self.fetch_k, &self.row);
+                self.mem.add(all, Kind::KLsb, half);
+            }
         } else {
             self.mem.add(k_set, Kind::KWhole, dim);
         }
@@ -538,6 +543,7 @@ impl<'d> HeadSim<'d> {
             .max()
             .unwrap_or(0);
         let sm_max = sel.sm.div_ceil(n);
+        let v_max = sel.v_n.div_ceil(n);
         let qk_per_key = dim.div_ceil(u64::from(c.qk_multipliers));
         let v_per_key = dim.div_ceil(u64::from(c.v_multipliers));
         let fill = log2_ceil(dim.min(u64::from(c.qk_multipliers))) + 1;
@@ -552,7 +558,7 @@ impl<'d> HeadSim<'d> {
                 // plane of `d` elements on `lanes` 1-bit x 8-bit lanes.
                 (sel.planes * qk_max * dim).div_ceil(sel.scored * u64::from(lanes))
             }
-            _ => qk_per_key * qk_max,
+            _ => qk_per_key * qk_max * if sel.requant { 2 } else { 1 },
         };
         let occ_a = qk_cycles.max(sm_max.div_ceil(u64::from(c.exps_per_cycle)));
         let core_start = self.a_free.max(first);
@@ -567,7 +573,15 @@ impl<'d> HeadSim<'d> {
         let a_done = self.a_free + fill + reduce;
         let recip = a_done.max(self.div_free) + c.divide_cycles;
         self.div_free = recip;
-        self.v_free = recip.max(self.v_free) + v_per_key * sm_max;
+        // SpAtten: the top-k engine picks the values between softmax and x V.
+        let topk = topk_cycles(d, sel.sm);
+        let v_start = if topk > 0 {
+            self.topk_free = recip.max(self.topk_free) + topk;
+            self.topk_free
+        } else {
+            recip
+        };
+        self.v_free = v_start.max(self.v_free) + v_per_key * v_max;
         self.b_done = self.b_done.max(self.v_free + reduce);
         let p = self.run_ahead;
         self.a_hist.push_back(a_done);
@@ -582,12 +596,15 @@ impl<'d> HeadSim<'d> {
         let dim = u64::from(self.shape.head_dim);
         let half = (4 * dim).div_ceil(8);
         let n = u64::from(d.core.corelets);
-        let (scored, sm, vis_n) = (sel.scored, sel.sm, sel.vis_n);
+        let (scored, sm, vis_n, v_n) = (sel.scored, sel.sm, sel.vis_n, sel.v_n);
         let qk_per_key = dim.div_ceil(u64::from(d.core.qk_multipliers));
         let v_per_key = dim.div_ceil(u64::from(d.core.v_multipliers));
+        // A row progressive quantisation recomputes is scored twice, the second time
+        // with every scored key's LSB half fetched.
+        let passes = if sel.requant { 2 } else { 1 };
+        let progressive = self.progressive();
         let s = &mut self.s;
         s.queries += 1;
-        s.scoring_cycles += scoring;
         s.keys_scored += scored;
         s.keys_softmax += sm;
         s.k_fetched += f.k_fetched;
@@ -596,44 +613,45 @@ impl<'d> HeadSim<'d> {
         s.v_fetched += f.v_fetched;
         s.v_reused += f.v_reused;
         s.v_streamed += f.v_streamed;
-        s.v_busy_cycles += v_per_key * sm;
+        s.v_busy_cycles += v_per_key * v_n;
+        s.requant_rows += u64::from(sel.requant);
+        s.topk_busy_cycles += topk_cycles(d, sm);
         match d.peer {
             Some(Peer::Leopard { lanes, .. }) => {
                 let planes = sel.planes;
                 s.k_bit_planes += planes;
                 s.qk_busy_cycles += (planes * dim).div_ceil(u64::from(lanes));
-                s.executed_macs += (planes * dim).div_ceil(8) + sm * dim;
+                s.executed_macs += (planes * dim).div_ceil(8) + v_n * dim;
             }
             _ => {
-                s.qk_busy_cycles += qk_per_key * scored;
-                s.executed_macs += (scored + sm) * dim;
+                s.qk_busy_cycles += qk_per_key * scored * passes;
+                s.executed_macs += (scored * passes + v_n) * dim;
             }
         }
         s.moved.q += dim;
-        if d.in_memory_pruning {
+        let k_bits = if d.in_memory_pruning {
             s.moved.k_msb += f.k_fetched * half;
             s.moved.k_lsb += f.k_fetched * half;
             s.moved.index += f.k_fetched * u64::from(d.index_bytes);
+            8 * f.k_fetched * 2 * half
+        } else if progressive {
+            let lsb = if sel.requant { scored } else { 0 };
+            s.moved.k_msb += f.k_fetched * half;
+            s.moved.k_lsb += lsb * half;
+            8 * (f.k_fetched + lsb) * half
         } else {
             s.moved.k_whole += f.k_fetched * dim;
-        }
+            8 * f.k_fetched * dim
+        };
         s.moved.v += f.v_fetched * dim;
-        let mut k4_bits = 0;
-        if let Some(Peer::Sanger { predictor_bits, .. }) = d.peer {
-            let b = u64::from(predictor_bits);
-            k4_bits = b * dim;
-            s.moved.k_predictor += f.k4_fetched * k4_bits.div_ceil(8);
-            // `scoring` is the predictor's occupancy here, not in-memory scoring.
-            s.scoring_cycles -= scoring;
-            s.predictor_busy_cycles += scoring;
-            s.predictor_macs += vis_n * dim;
-            // A b-bit multiply costs (b / 8)^2 of an 8-bit one (array multiplier area).
-            s.executed_macs += (vis_n * dim * b * b).div_ceil(64);
+        if let Some(filt) = self.filter {
+            // `scoring` is the filter stage's occupancy here, not in-memory scoring.
+            count_filter(s, d, &self.rates, &filt, f.k4_fetched, vis_n, scoring);
+        } else {
+            s.scoring_cycles += scoring;
         }
         let a = &mut s.actions;
-        let k_bytes = if d.in_memory_pruning { 2 * half } else { dim };
-        a.reram_read_bits +=
-            8 * (dim + f.k_fetched * k_bytes + f.v_fetched * dim) + f.k4_fetched * k4_bits;
+        a.reram_read_bits += 8 * (dim + f.v_fetched * dim) + k_bits;
         if d.in_memory_pruning {
             let m = &d.memory;
             a.in_memory_macs += vis_n * dim;
@@ -642,9 +660,9 @@ impl<'d> HeadSim<'d> {
             a.copy_q_bits += dim * u64::from(d.query_dac_bits);
             a.read_p_bits += vis_n;
         }
-        a.sram_k_write_bits += 8 * f.k_fetched * dim + f.k4_fetched * k4_bits;
+        a.sram_k_write_bits += k_bits;
         a.sram_v_write_bits += 8 * f.v_fetched * dim;
-        a.sram_v_read_bits += 8 * sm * dim;
+        a.sram_v_read_bits += 8 * v_n * dim;
         match d.peer {
             Some(Peer::Leopard { .. }) => {
                 // One key bit-plane: `d` 1-bit x 8-bit products (an eighth of an 8-bit
@@ -655,24 +673,31 @@ impl<'d> HeadSim<'d> {
                 a.qk_adds += planes * dim.saturating_sub(1);
             }
             _ => {
-                a.sram_k_read_bits += 8 * scored * dim;
-                a.qk_mults += scored * dim;
-                a.qk_adds += scored * dim.saturating_sub(1);
+                a.sram_k_read_bits += 8 * scored * dim * passes;
+                a.qk_mults += scored * dim * passes;
+                a.qk_adds += scored * dim.saturating_sub(1) * passes;
             }
         }
-        if let Some(Peer::Sanger { predictor_bits, .. }) = d.peer {
-            // The predictor: every visible pair's b-bit products, read from the buffer,
-            // priced as (b / 8)^2 of an 8-bit multiply plus one add each.
-            let b = u64::from(predictor_bits);
-            a.sram_k_read_bits += vis_n * dim * b;
-            a.qk_mults += (vis_n * dim * b * b).div_ceil(64);
-            a.qk_adds += vis_n * dim;
+        // SpAtten's quick-select compares each element it reads once (a 16-bit add each).
+        if topk_cycles(d, sm) > 0 {
+            a.qk_adds += 2 * sm;
         }
         a.q_reg_bits += 8 * dim * n;
         a.softmax_exps += sm;
         a.softmax_divides += n;
         a.softmax_norm_mults += sm;
-        a.v_macs += sm * dim;
+        a.v_macs += v_n * dim;
+    }
+
+    /// SpAtten with progressive quantisation: keys are fetched as MSB halves.
+    fn progressive(&self) -> bool {
+        matches!(
+            self.d.peer,
+            Some(Peer::Spatten {
+                progressive: true,
+                ..
+            })
+        )
     }
 
     /// Ends the head: adds the run-time K/V writes and the dense-equivalent op count, and
@@ -695,9 +720,10 @@ impl<'d> HeadSim<'d> {
         self.s.written_q_bytes = queries * dim;
         if self.shape.writes_kv {
             self.s.written_bytes = tokens * 2 * dim;
-            // Sanger keeps a low-bit copy of K for its predictor, written at run time.
-            if let Some(Peer::Sanger { predictor_bits, .. }) = self.d.peer {
-                self.s.written_bytes += tokens * (u64::from(predictor_bits) * dim).div_ceil(8);
+            // Sanger and Energon keep a low-bit copy of K for their filter stage, written
+            // at run time (A3's filter keys are K itself).
+            if let Some(f) = self.filter.filter(|f| f.split_buffer) {
+                self.s.written_bytes += tokens * f.key_bytes;
             }
         }
         self.s.actions.reram_write_bits = 8 * self.s.written_bytes;
@@ -708,92 +734,3 @@ impl<'d> HeadSim<'d> {
         self.s
     }
 }
-
-/// The controller's run-ahead for one head, queries: `design.prefetch_queries` under
-/// [`RunAhead::Fixed`]; under [`RunAhead::LittlesLaw`] the queries in flight that cover the
-/// latency `W` from issuing a query to its first data at the core's service time `A` per
-/// query, `ceil(W / A)`, at least 1. `W` = CopyQ (tCL) + tAxTh + ReadP (tCL, its transfer of
-/// the mean visible keys' bits, tRCD when ReadP activates a row) with in-memory pruning,
-/// plus the query vector's fetch from a closed row (tRCD + tCL + its transfer); `A` = the
-/// QK-PU cycles of the busiest CORELET at the head's mean scored keys per query (kept keys
-/// with in-memory pruning, visible keys otherwise).
-pub fn run_ahead(d: &Design, shape: &HeadShape, key_valid: &Validity) -> usize {
-    run_ahead_with(d, shape, key_valid, key_planes(d, shape, None))
-}
-
-/// [`run_ahead`] for the peers too: Sanger's latency adds its predictor's occupancy at the
-/// mean visible keys and its service time is the kept keys'; LeOPArd's service time is
-/// its bit-serial unit's at `planes_per_pair` key planes per pair.
-pub fn run_ahead_with(
-    d: &Design,
-    shape: &HeadShape,
-    key_valid: &Validity,
-    planes_per_pair: f64,
-) -> usize {
-    if d.run_ahead == RunAhead::Fixed {
-        return d.prefetch_queries as usize;
-    }
-    let m = &d.memory;
-    let real = if d.skip_padding {
-        key_valid.count()
-    } else {
-        shape.n_keys
-    } as f64;
-    let causal = shape.causal && d.causal_aware;
-    let mean_visible = if causal { (real + 1.0) / 2.0 } else { real };
-    let dim = u64::from(shape.head_dim);
-    let q_transfer = (dim.div_ceil(u64::from(m.min_transfer_bytes))) * m.ttransfer;
-    let mut latency = (m.trcd + m.tcl + q_transfer) as f64;
-    let mut scored = mean_visible;
-    if d.in_memory_pruning {
-        let readp_bytes = (mean_visible / 8.0).ceil() as u64;
-        let readp = readp_bytes.div_ceil(u64::from(m.min_transfer_bytes)) * m.ttransfer;
-        let act = if m.readp_activates_row { m.trcd } else { 0 };
-        latency += (m.tcl + m.taxth + act + m.tcl + readp) as f64;
-        if let Some(k) = shape.mean_kept_keys {
-            scored = k.min(mean_visible);
-        }
-    }
-    let mut per_key = dim.div_ceil(u64::from(d.core.qk_multipliers)) as f64;
-    match d.peer {
-        Some(Peer::Sanger { predictor_macs, .. }) => {
-            latency += predictor_cycles(d, predictor_macs, mean_visible.ceil() as u64, dim) as f64;
-            if let Some(k) = shape.mean_kept_keys {
-                scored = k.min(mean_visible);
-            }
-        }
-        Some(Peer::Leopard { lanes, .. }) => {
-            per_key = planes_per_pair * dim as f64 / f64::from(lanes);
-        }
-        None => {}
-    }
-    let service = (scored / f64::from(d.core.corelets)).ceil().max(1.0) * per_key;
-    ((latency / service).ceil() as usize).clamp(1, MAX_RUN_AHEAD)
-}
-
-/// Sanger's predictor occupancy for `visible` keys of `dim` elements: every pair's `dim`
-/// low-bit MACs over the predictor MACs of all CORELETs, cycles.
-fn predictor_cycles(d: &Design, macs_per_corelet: u32, visible: u64, dim: u64) -> u64 {
-    (visible * dim).div_ceil(u64::from(macs_per_corelet) * u64::from(d.core.corelets))
-}
-
-/// Key bit-planes per visible pair a LeOPArd design processes in a head of `shape`: the
-/// workload's count when it has one, else the design's statistic for causal or
-/// bidirectional heads; 0 for every other design.
-fn key_planes(d: &Design, shape: &HeadShape, counted: Option<f64>) -> f64 {
-    match d.peer {
-        Some(Peer::Leopard {
-            planes_bidirectional,
-            planes_causal,
-            ..
-        }) => counted.unwrap_or(if shape.causal {
-            planes_causal
-        } else {
-            planes_bidirectional
-        }),
-        _ => 0.0,
-    }
-}
-
-/// Largest run-ahead Little's law may give, queries (a controller's queue is finite).
-pub const MAX_RUN_AHEAD: usize = 64;

@@ -12,28 +12,47 @@
 use std::fmt::Write;
 
 use comfy_table::Table;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use toml::Value;
 
 use crate::config::Design;
 use crate::energy::EnergyTable;
 use crate::error::{Result, SimError};
 use crate::paper::{PAPER_RESULTS, geomean, mean};
+use crate::peer_traces::{TraceRow, trace_rows_text};
 use crate::presets::load_design;
+use crate::process::{ScaleFactors, factors, scaling};
 use crate::report::{DesignReport, build};
 use crate::run::{ModelJob, run_models_with_progress};
 use crate::workload::{model_workload, workload_names};
 use crate::wstats::StatsFile;
 
 /// The designs of the iso table, in order (the first is the reference of every ratio).
-pub const ISO_DESIGNS: &[&str] = &["s-baseline", "m-baseline", "m-sprint", "sanger", "leopard"];
+pub const ISO_DESIGNS: &[&str] = &[
+    "s-baseline",
+    "m-baseline",
+    "m-sprint",
+    "sanger",
+    "leopard",
+    "a3",
+    "spatten",
+    "energon",
+];
 
 /// The designs of the published table: (preset, Table III row).
-pub const PUBLISHED_DESIGNS: &[(&str, &str)] =
-    &[("m-sprint", "M-SPRINT"), ("leopard-published", "LeOPArd")];
+pub const PUBLISHED_DESIGNS: &[(&str, &str)] = &[
+    ("m-sprint", "M-SPRINT"),
+    ("leopard-published", "LeOPArd"),
+    ("a3-published", "A3"),
+    ("spatten-published", "SpAtten"),
+];
+
+/// The node our model is at (its energy tables), nm: a published row at another node is
+/// carried here by `configs/process/scaling.toml` before the comparison.
+pub const MODEL_PROCESS_NM: f64 = 65.0;
 
 /// One Table III row as `configs/paper-results.toml` holds it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Table3Row {
     /// Design name in Table III.
     pub design: String,
@@ -87,7 +106,7 @@ pub fn table3_rows() -> Result<Vec<Table3Row>> {
 }
 
 /// One design's numbers over the paper's workloads.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeerRow {
     /// Preset key.
     pub key: String,
@@ -95,6 +114,9 @@ pub struct PeerRow {
     pub name: String,
     /// Geomean over the workloads of the dense-equivalent GOPs/s.
     pub gops_per_s: f64,
+    /// Geomean over the workloads of the executed operations per second (2 per
+    /// multiply-accumulate the design performs, low-bit ones priced as fractions), GOPs/s.
+    pub executed_gops_per_s: f64,
     /// Geomean of the dense-equivalent GOPs/J, every energy counted (memory included).
     pub gops_per_j: f64,
     /// Geomean of the dense-equivalent GOPs/J without the ReRAM main memory's reads and
@@ -112,16 +134,19 @@ pub struct PeerRow {
 }
 
 /// The published-configuration table: our model beside the Table III row.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PublishedRow {
     /// Our design at the published configuration.
     pub ours: PeerRow,
     /// Its Table III row.
     pub published: Table3Row,
+    /// When the row is at another node than our model: the factors that carry it to
+    /// [`MODEL_PROCESS_NM`] (`configs/process/scaling.toml`).
+    pub scaled: Option<ScaleFactors>,
 }
 
 /// Both tables of `--compare-peers`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeerComparison {
     /// The paper's workloads, in order.
     pub workloads: Vec<String>,
@@ -135,6 +160,9 @@ pub struct PeerComparison {
     pub energy_table: String,
     /// Where the kept sets came from.
     pub stats_source: String,
+    /// Each design on its own variant's real trace (`--peer-trace`; empty when none).
+    #[serde(default)]
+    pub traces: Vec<TraceRow>,
 }
 
 /// `--set` overrides for one preset: `peer.*` keys go only to designs with a `[peer]`
@@ -162,6 +190,13 @@ fn row(reports: &[Vec<DesignReport>], i: usize) -> PeerRow {
         key: first.key.clone(),
         name: first.name.clone(),
         gops_per_s: geomean(&pick(&|r| r.gops_per_s)),
+        executed_gops_per_s: geomean(&pick(&|r| {
+            if r.seconds > 0.0 {
+                2.0 * r.totals.executed_macs as f64 / r.seconds / 1e9
+            } else {
+                0.0
+            }
+        })),
         gops_per_j: geomean(&pick(&|r| r.gops_per_j)),
         gops_per_j_without_memory: geomean(&pick(&|r| {
             let j = energy_without_memory(r) * 1e-12;
@@ -221,6 +256,7 @@ pub fn compare_peers(
         .map(|t| build(&designs, table, t))
         .collect::<Result<_>>()?;
     let table3 = table3_rows()?;
+    let scaling = scaling()?;
     let iso = (0..ISO_DESIGNS.len()).map(|i| row(&reports, i)).collect();
     let mut published = Vec::new();
     for (k, t3) in PUBLISHED_DESIGNS {
@@ -229,9 +265,15 @@ pub fn compare_peers(
             .iter()
             .find(|r| r.design == *t3)
             .ok_or_else(|| SimError::config("paper-results.toml", format!("no table3.{t3} row")))?;
+        let scaled = if (p.process_nm - MODEL_PROCESS_NM).abs() > 1e-9 {
+            Some(factors(&scaling, p.process_nm, MODEL_PROCESS_NM)?)
+        } else {
+            None
+        };
         published.push(PublishedRow {
             ours: row(&reports, i),
             published: p.clone(),
+            scaled,
         });
     }
     let not_modelled = table3
@@ -248,6 +290,7 @@ pub fn compare_peers(
         not_modelled,
         energy_table: table.name().to_string(),
         stats_source: sources.join("; "),
+        traces: Vec::new(),
     })
 }
 
@@ -292,68 +335,86 @@ pub fn peers_text(c: &PeerComparison) -> String {
         t.add_row(r);
     }
     let _ = writeln!(out, "{t}");
+    published_text(c, &mut out);
+    out.push_str(&trace_rows_text(&c.traces));
+    out
+}
+
+/// `ours / theirs (ratio)`.
+fn versus(ours: f64, theirs: f64) -> String {
+    format!("{ours:.1} / {theirs:.1} ({:.2})", ours / theirs)
+}
+
+/// The published-configuration table: throughput (dense-equivalent and executed ops) and
+/// energy efficiency, each against the Table III row and, for a row at another node, against
+/// that row carried to our node.
+fn published_text(c: &PeerComparison, out: &mut String) {
     let _ = writeln!(
         out,
-        "Each design at its published configuration beside its Table III row (ours / published (ratio)); dense-equivalent ops, geomean over the 8 paper workloads"
+        "Each design at its published configuration beside its Table III row: ours / published (ratio); geomean over the 8 paper workloads. GOPs: dense-equivalent (4 d per padded pair), as Table III counts M-SPRINT; executed: 2 per multiply-accumulate performed. A row at another node is also set against the published number carried to {MODEL_PROCESS_NM} nm (configs/process/scaling.toml, Dennard with the nodes' supplies)"
     );
     let mut t = Table::new();
     t.set_header(vec![
         "design",
-        "node, K + V buffer",
-        "memory in published energy",
+        "node, K + V buffer, memory in published energy",
         "GOPs/s",
-        "GOPs/J, memory included",
-        "GOPs/J, memory left out",
+        "GOPs/s vs published at 65 nm",
+        "executed GOPs/s",
+        "GOPs/J (memory as published)",
+        "GOPs/J vs published at 65 nm",
+        "GOPs/J memory included / left out",
     ]);
-    let cell = |ours: f64, theirs: f64| format!("{ours:.1} / {theirs:.1} ({:.2})", ours / theirs);
     for p in &c.published {
         let (o, q) = (&p.ours, &p.published);
-        let (with, without) = if q.memory_cost_included {
-            (
-                cell(o.gops_per_j, q.gops_per_j),
-                format!("{:.1}", o.gops_per_j_without_memory),
-            )
+        let ours_j = if q.memory_cost_included {
+            o.gops_per_j
         } else {
-            (
-                format!("{:.1}", o.gops_per_j),
-                cell(o.gops_per_j_without_memory, q.gops_per_j),
-            )
+            o.gops_per_j_without_memory
+        };
+        let (s_s, s_j) = match &p.scaled {
+            Some(f) => (
+                versus(o.gops_per_s, f.gops_per_s(q.gops_per_s)),
+                versus(ours_j, f.gops_per_j(q.gops_per_j)),
+            ),
+            None => ("(same node)".into(), "(same node)".into()),
         };
         t.add_row(vec![
             format!("{} ({})", q.design, o.name),
             format!(
-                "{} nm, {} + {} KB",
-                q.process_nm, q.key_buffer_kb, q.value_buffer_kb
+                "{} nm, {} + {} KB, {}",
+                q.process_nm,
+                q.key_buffer_kb,
+                q.value_buffer_kb,
+                if q.memory_cost_included {
+                    "included"
+                } else {
+                    "left out"
+                }
             ),
-            if q.memory_cost_included { "yes" } else { "no" }.to_string(),
-            cell(o.gops_per_s, q.gops_per_s),
-            with,
-            without,
+            versus(o.gops_per_s, q.gops_per_s),
+            s_s,
+            format!("{:.1}", o.executed_gops_per_s),
+            versus(ours_j, q.gops_per_j),
+            s_j,
+            format!("{:.1} / {:.1}", o.gops_per_j, o.gops_per_j_without_memory),
         ]);
     }
     for q in &c.not_modelled {
         t.add_row(vec![
-            format!("{} (not modelled yet)", q.design),
+            format!("{} (not modelled)", q.design),
             format!(
                 "{} nm, {} + {} KB",
                 q.process_nm, q.key_buffer_kb, q.value_buffer_kb
             ),
-            if q.memory_cost_included { "yes" } else { "no" }.to_string(),
             format!("- / {:.1}", q.gops_per_s),
-            if q.memory_cost_included {
-                format!("- / {:.1}", q.gops_per_j)
-            } else {
-                "-".into()
-            },
-            if q.memory_cost_included {
-                "-".into()
-            } else {
-                format!("- / {:.1}", q.gops_per_j)
-            },
+            "-".into(),
+            "-".into(),
+            format!("- / {:.1}", q.gops_per_j),
+            "-".into(),
+            "-".into(),
         ]);
     }
     let _ = writeln!(out, "{t}");
-    out
 }
 
 #[cfg(test)]
@@ -372,5 +433,13 @@ mod tests {
         );
         assert!(!l.memory_cost_included);
         assert_eq!(rows.len(), 4);
+        // Every Table III row has a model at its published configuration.
+        for r in &rows {
+            assert!(
+                PUBLISHED_DESIGNS.iter().any(|(_, t)| *t == r.design),
+                "{}",
+                r.design
+            );
+        }
     }
 }

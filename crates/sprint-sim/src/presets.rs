@@ -43,6 +43,21 @@ pub const PRESETS: &[(&str, &str)] = &[
         "leopard-published",
         include_str!("../configs/presets/leopard-published.toml"),
     ),
+    ("a3", include_str!("../configs/presets/a3.toml")),
+    (
+        "a3-published",
+        include_str!("../configs/presets/a3-published.toml"),
+    ),
+    ("spatten", include_str!("../configs/presets/spatten.toml")),
+    (
+        "spatten-published",
+        include_str!("../configs/presets/spatten-published.toml"),
+    ),
+    ("energon", include_str!("../configs/presets/energon.toml")),
+    (
+        "energon-published",
+        include_str!("../configs/presets/energon-published.toml"),
+    ),
 ];
 
 /// Embedded energy tables: (name, TOML text).

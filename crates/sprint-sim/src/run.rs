@@ -10,6 +10,7 @@ use crate::config::Design;
 use crate::error::{Result, SimError};
 use crate::generate::{SynthHead, SynthHeadSpec, head_seed};
 use crate::head::{HeadShape, HeadSim, Validity};
+use crate::peer_stage::PeerCounts;
 use crate::stats::HeadStats;
 use crate::workload::ModelWorkload;
 use crate::wstats::WorkloadStats;
@@ -82,7 +83,7 @@ pub fn synth_head(
         .collect();
     let needs_kept = designs
         .iter()
-        .any(|d| d.in_memory_pruning || d.on_chip_pruning);
+        .any(|d| d.kept_before_fetch || d.on_chip_pruning);
     if needs_kept {
         let mut g = SynthHead::new(SynthHeadSpec {
             n,
@@ -201,10 +202,10 @@ pub fn trace_head(designs: &[Design], header: &TraceHeader, head: &HeadTrace) ->
         mean_kept_keys: mean_kept(head),
     };
     let kv = Validity::from_words(n, head.key_valid.words());
-    let planes = counted_key_planes(head);
+    let counts = peer_counts(header, head);
     let mut sims: Vec<HeadSim<'_>> = designs
         .iter()
-        .map(|d| HeadSim::with_key_planes(d, shape.clone(), kv.clone(), planes))
+        .map(|d| HeadSim::with_counts(d, shape.clone(), kv.clone(), &counts))
         .collect();
     for (i, r) in head.records.iter().enumerate() {
         let valid = head.query_valid.get(i);
@@ -229,6 +230,44 @@ pub fn counted_key_planes(head: &HeadTrace) -> Option<f64> {
         .map(|(_, r)| u64::from(r.kept))
         .sum();
     (planes > 0 && pairs > 0).then(|| planes as f64 / pairs as f64)
+}
+
+/// Visible (query, key) pairs of a trace head: real keys each real query may see.
+fn visible_pairs(header: &TraceHeader, head: &HeadTrace) -> u64 {
+    let (nq, nk) = (header.n_queries as usize, header.n_keys as usize);
+    let valid = head.key_valid.words();
+    let mut prefix = Vec::with_capacity(nk + 1);
+    prefix.push(0u64);
+    for j in 0..nk {
+        let bit = valid[j / 64] >> (j % 64) & 1;
+        prefix.push(prefix[j] + bit);
+    }
+    (0..nq)
+        .filter(|&i| head.query_valid.get(i))
+        .map(|i| prefix[sprint_core::visibility::visible_limit(i, nq, nk, header.causal)])
+        .sum()
+}
+
+/// What a trace head counts of a peer's work ([`PeerCounts`]): LeOPArd's key planes
+/// ([`counted_key_planes`]), A3's search iterations and Energon's round-1 survivors per
+/// visible pair, SpAtten's recomputed rows per real query; `None` where the trace does not
+/// count them (zero).
+pub fn peer_counts(header: &TraceHeader, head: &HeadTrace) -> PeerCounts {
+    let st = &head.stats;
+    let per_pair = |x: u64| {
+        let pairs = visible_pairs(header, head);
+        (x > 0 && pairs > 0).then(|| x as f64 / pairs as f64)
+    };
+    let queries = (0..header.n_queries as usize)
+        .filter(|&i| head.query_valid.get(i))
+        .count() as u64;
+    PeerCounts {
+        key_planes_per_pair: counted_key_planes(head),
+        iterations_per_visible: per_pair(st.candidate_iterations),
+        round1_keep: per_pair(st.filter_kept[0]),
+        requant_fraction: (st.requant_rows > 0 && queries > 0)
+            .then(|| (st.requant_rows as f64 / queries as f64).min(1.0)),
+    }
 }
 
 /// Mean kept keys per real query of a trace head (`None` when it has no real query).

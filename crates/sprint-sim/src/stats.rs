@@ -93,16 +93,27 @@ pub struct HeadStats {
     /// Multiply-accumulates actually executed on chip (QK + V; a LeOPArd bit-plane of `d`
     /// elements counts `d / 8`, a Sanger predictor MAC of `b` bits `(b / 8)^2`).
     pub executed_macs: u64,
-    /// Sanger: cycles the predictor was busy (summed over heads), cycles; absent when 0.
+    /// Sanger, Energon, A3: cycles the filter stage (predictor, filter unit, candidate
+    /// search) was busy (summed over heads), cycles; absent when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub predictor_busy_cycles: u64,
-    /// Sanger: low-bit predictor multiply-accumulates; absent when 0.
+    /// Sanger, Energon: low-bit predictor / filter multiply-accumulates; absent when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub predictor_macs: u64,
     /// LeOPArd: key bit-planes processed by the bit-serial QK unit (over visible pairs),
     /// planes; absent when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub k_bit_planes: u64,
+    /// A3: greedy candidate-search iterations; absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub candidate_iterations: u64,
+    /// SpAtten: cycles the top-k engine was busy selecting values; absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub topk_busy_cycles: u64,
+    /// SpAtten: query rows recomputed with the keys' LSBs (progressive quantisation);
+    /// absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requant_rows: u64,
 }
 
 impl std::ops::AddAssign for HeadStats {
@@ -139,5 +150,8 @@ impl std::ops::AddAssign for HeadStats {
         self.predictor_busy_cycles += o.predictor_busy_cycles;
         self.predictor_macs += o.predictor_macs;
         self.k_bit_planes += o.k_bit_planes;
+        self.candidate_iterations += o.candidate_iterations;
+        self.topk_busy_cycles += o.topk_busy_cycles;
+        self.requant_rows += o.requant_rows;
     }
 }

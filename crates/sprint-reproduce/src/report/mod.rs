@@ -32,6 +32,7 @@ mod finetuned;
 mod measures;
 mod paper;
 mod peers;
+mod peers_hw;
 mod provenance;
 mod sim;
 mod sweeps;
@@ -39,6 +40,7 @@ mod verdict;
 
 pub use crate::results::Results;
 pub use causes::CAUSES;
+pub use peers_hw::peers_hardware_section;
 pub use verdict::{Position, paper_position, verdict_table};
 
 /// The resolution the run's sizes gave, in numbers: per task, what one item is worth and
@@ -112,6 +114,9 @@ pub fn document(r: &Results, p: &Provenance) -> Result<Document> {
     sections.extend(sweeps_sections(r));
     sections.extend(peers::peers_section(r));
     sections.extend(sim_sections(r)?);
+    if let Some(c) = &r.sim_peers {
+        sections.push(peers_hardware_section(c)?);
+    }
     sections.push(decode_section(&r.decode));
     sections.push(provenance_section(p));
     Ok(Document {

@@ -62,12 +62,22 @@ pub fn golden_trace() -> Vec<u8> {
 
 /// A trace of `w` with kept sets generated from `st` (the same sets `run_model` uses).
 pub fn trace_bytes(w: &ModelWorkload, st: &WorkloadStats) -> Vec<u8> {
+    trace_bytes_as(w, st, "sprint", Default::default())
+}
+
+/// [`trace_bytes`] as written by `variant`, every head carrying the statistics `stats`.
+pub fn trace_bytes_as(
+    w: &ModelWorkload,
+    st: &WorkloadStats,
+    variant: &str,
+    stats: sprint_core::trace::HeadStats,
+) -> Vec<u8> {
     let n = w.seq_len as usize;
     let valid = w.valid_tokens();
     let header = TraceHeader {
         producer: "sprint-sim tests".into(),
         workload: w.name.clone(),
-        variant: "sprint".into(),
+        variant: variant.into(),
         layers: w.layers,
         heads: w.heads,
         kv_heads: w.kv_heads,
@@ -121,7 +131,7 @@ pub fn trace_bytes(w: &ModelWorkload, st: &WorkloadStats) -> Vec<u8> {
                 key_valid: BitVec::from_indices(n, 0..valid),
                 masks,
                 records,
-                stats: Default::default(),
+                stats,
             };
             wr.write_head(&head).expect("valid head");
         }
