@@ -796,6 +796,7 @@ fn peers_curve(model: &str, task: &str, metric: &str, dense: f64) -> CurveResult
 #[test]
 fn peers_section_tables_at_the_plans_keep_plots_per_model_and_resolution() {
     let mut r = results();
+    r.plan.peers.keeps = vec![0.1, 0.25, 0.5];
     r.peers = vec![
         peers_curve("minilm", "bbc", "accuracy", 0.95),
         peers_curve("smollm2", "ppl-austen", "perplexity", 23.7),
@@ -857,8 +858,10 @@ fn peers_plan_includes_the_reports_keep_and_quick_is_smaller_than_full() {
     let (q, f) = (Plan::new(Mode::Quick, 0), Plan::new(Mode::Full, 0));
     for p in [&q, &f] {
         assert!(p.peers.keeps.contains(&p.keep), "{:?}", p.peers.keeps);
-        assert!(p.peers.keeps.len() >= 3);
     }
+    // --quick: the report's kept fraction alone (its time budget); --full: the sweep.
+    assert_eq!(q.peers.keeps, vec![q.keep]);
+    assert!(f.peers.keeps.len() >= 3);
     assert!(q.peers.minilm_limit > 0 && f.peers.minilm_limit == 0);
     assert!(q.peers.smollm2_windows * q.peers.smollm2_seq_len <= 4 * 512);
     assert!(
@@ -866,4 +869,16 @@ fn peers_plan_includes_the_reports_keep_and_quick_is_smaller_than_full() {
             < f.peers.smollm2_windows * f.peers.smollm2_seq_len
     );
     assert!(q.describe().contains("the peers at kept fractions"));
+}
+
+#[test]
+fn peers_section_without_a_sweep_has_no_sweep_table() {
+    let mut r = results();
+    r.plan.peers.keeps = vec![0.25];
+    r.peers = vec![peers_curve("minilm", "bbc", "accuracy", 0.95)];
+    r.peers[0].points.retain(|p| p.x == 25.0);
+    let doc = document(&r, &provenance(&r.plan)).unwrap();
+    let ids: Vec<String> = doc.tables().map(|t| t.id.clone()).collect();
+    assert!(ids.iter().any(|i| i == "peers-minilm-bbc-25"), "{ids:?}");
+    assert!(!ids.iter().any(|i| i.ends_with("-sweep")), "{ids:?}");
 }

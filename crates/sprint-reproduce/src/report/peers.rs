@@ -158,15 +158,17 @@ pub(super) fn peers_section(r: &Results) -> Option<Section> {
             &at_keep(c, keep),
         ));
         s.plot(peers_plot(&id, c));
-        s.table(curve_table(
-            &format!("{id}-sweep"),
-            &format!(
-                "SPRINT and its peers over kept fractions: {} {}",
-                c.model, c.task
-            ),
-            "target kept",
-            c,
-        ));
+        if r.plan.peers.keeps.len() > 1 {
+            s.table(curve_table(
+                &format!("{id}-sweep"),
+                &format!(
+                    "SPRINT and its peers over kept fractions: {} {}",
+                    c.model, c.task
+                ),
+                "target kept",
+                c,
+            ));
+        }
         s.paragraph(resolved(c, keep));
     }
     Some(s)
