@@ -87,7 +87,27 @@ fn candle_ops_inline() {
     }
 }
 
+/// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`, mimalloc 2.x as pinned
+/// by libmimalloc-sys =0.1.49; the crate does not export the constant).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed pages stay with the allocator instead of going back to the kernel 10 ms later
+/// (mimalloc's default purge delay): the forwards free and re-allocate the same
+/// multi-megabyte activations from one document to the next, and each purge made the next
+/// use fault the pages in and clear them again (a quick `sprint reproduce` stage spent a
+/// quarter of its CPU in the kernel; docs/performance.md). Memory use is bounded by the
+/// peak, as before. A `MIMALLOC_PURGE_DELAY` the user set is kept.
+#[allow(unsafe_code)]
+fn allocator_keeps_freed_pages() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one integer option of the allocator; -1 is a documented value
+        // ("no purging at all").
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
 fn main() {
+    allocator_keeps_freed_pages();
     candle_ops_inline();
     let argv: Vec<String> = std::env::args_os()
         .skip(1)
