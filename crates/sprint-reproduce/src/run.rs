@@ -179,6 +179,16 @@ struct Order {
 }
 
 impl Order {
+    /// The stages `plan` runs, in order.
+    fn of(plan: &Plan) -> Self {
+        Order {
+            n_minilm: plan.minilm_tasks.len(),
+            peers: !plan.peers.keeps.is_empty(),
+            long_trace: plan.smollm2_trace_seq_len != plan.smollm2_seq_len,
+            ft_smollm2: plan.smollm2_finetune.is_some(),
+            prec_smollm2: plan.smollm2_sweep_windows > 0,
+        }
+    }
     fn accuracy_smollm2(&self) -> usize {
         self.n_minilm
     }
@@ -286,13 +296,7 @@ fn run(
     }
     let cache = StageCache::new(out);
     let artefacts = cache.dir().join("artefacts");
-    let order = Order {
-        n_minilm: plan.minilm_tasks.len(),
-        peers: !plan.peers.keeps.is_empty(),
-        long_trace: plan.smollm2_trace_seq_len != plan.smollm2_seq_len,
-        ft_smollm2: plan.smollm2_finetune.is_some(),
-        prec_smollm2: plan.smollm2_sweep_windows > 0,
-    };
+    let order = Order::of(plan);
     let tool = tool_sha256()?;
     let runner = |lane: usize| Runner {
         cache: cache.clone(),
