@@ -132,22 +132,27 @@ fn open_trace(path: &Path) -> Result<TraceReader<BufReader<File>>> {
 /// Refuses flags that the chosen mode would ignore.
 fn check_flags(a: &Args) -> Result<()> {
     let refuse = |flag: &str, why: &str| -> Result<()> { bail!("{flag} {why}") };
-    if a.compare_paper {
-        for (given, flag) in [
-            (!a.presets.is_empty(), "--preset"),
-            (a.workload.is_some(), "--workload"),
-            (a.trace.is_some(), "--trace"),
-            (a.seq_len.is_some(), "--seq-len"),
-            (a.padding.is_some(), "--padding"),
-            (a.measure_stats.is_some(), "--measure-stats"),
-        ] {
-            if given {
-                refuse(
-                    flag,
-                    "cannot be used with --compare-paper (it runs the paper's designs on every paper workload)",
-                )?;
-            }
+    // The first flag given among `flags` (given, name) is refused with `why`.
+    let refuse_any = |flags: &[(bool, &str)], why: &str| -> Result<()> {
+        match flags.iter().find(|(given, _)| *given) {
+            Some((_, flag)) => refuse(flag, why),
+            None => Ok(()),
         }
+    };
+    // What the modes over every paper workload choose themselves.
+    let workload_flags = [
+        (!a.presets.is_empty(), "--preset"),
+        (a.workload.is_some(), "--workload"),
+        (a.trace.is_some(), "--trace"),
+        (a.seq_len.is_some(), "--seq-len"),
+        (a.padding.is_some(), "--padding"),
+        (a.measure_stats.is_some(), "--measure-stats"),
+    ];
+    if a.compare_paper {
+        refuse_any(
+            &workload_flags,
+            "cannot be used with --compare-paper (it runs the paper's designs on every paper workload)",
+        )?;
     }
     if !a.compare_peers && !a.peer_trace.is_empty() {
         refuse(
@@ -156,44 +161,32 @@ fn check_flags(a: &Args) -> Result<()> {
         )?;
     }
     if a.compare_peers {
-        for (given, flag) in [
-            (!a.presets.is_empty(), "--preset"),
-            (a.workload.is_some(), "--workload"),
-            (a.trace.is_some(), "--trace"),
-            (a.seq_len.is_some(), "--seq-len"),
-            (a.padding.is_some(), "--padding"),
-            (a.measure_stats.is_some(), "--measure-stats"),
-            (a.compare_paper, "--compare-paper"),
-            (a.calibration.is_some(), "--calibration"),
-            (a.fit_paper, "--fit-paper"),
-            (a.decode.is_some(), "--decode"),
-        ] {
-            if given {
-                refuse(
-                    flag,
-                    "cannot be used with --compare-peers (it runs its designs on every paper workload)",
-                )?;
-            }
-        }
+        refuse_any(
+            &[
+                &workload_flags[..],
+                &[
+                    (a.compare_paper, "--compare-paper"),
+                    (a.calibration.is_some(), "--calibration"),
+                    (a.fit_paper, "--fit-paper"),
+                    (a.decode.is_some(), "--decode"),
+                ],
+            ]
+            .concat(),
+            "cannot be used with --compare-peers (it runs its designs on every paper workload)",
+        )?;
     }
     if a.fit_paper {
-        for (given, flag) in [
-            (!a.presets.is_empty(), "--preset"),
-            (a.workload.is_some(), "--workload"),
-            (a.trace.is_some(), "--trace"),
-            (a.seq_len.is_some(), "--seq-len"),
-            (a.padding.is_some(), "--padding"),
-            (a.measure_stats.is_some(), "--measure-stats"),
-            (a.compare_paper, "--compare-paper"),
-            (a.calibration.is_some(), "--calibration"),
-        ] {
-            if given {
-                refuse(
-                    flag,
-                    "cannot be used with --fit-paper (it fits over every paper workload)",
-                )?;
-            }
-        }
+        refuse_any(
+            &[
+                &workload_flags[..],
+                &[
+                    (a.compare_paper, "--compare-paper"),
+                    (a.calibration.is_some(), "--calibration"),
+                ],
+            ]
+            .concat(),
+            "cannot be used with --fit-paper (it fits over every paper workload)",
+        )?;
     } else if !a.fit_ranges.is_empty() {
         refuse("--fit-range", "needs --fit-paper")?;
     } else if a.fit_method.is_some() {
@@ -203,38 +196,30 @@ fn check_flags(a: &Args) -> Result<()> {
         refuse("--calibration", "needs --compare-paper")?;
     }
     if a.measure_stats.is_some() {
-        for (given, flag) in [
-            (!a.presets.is_empty(), "--preset"),
-            (a.workload.is_some(), "--workload"),
-            (a.seq_len.is_some(), "--seq-len"),
-            (a.padding.is_some(), "--padding"),
-            (a.stats.is_some(), "--stats"),
-            (!a.sets.is_empty(), "--set"),
-            (a.energy.is_some(), "--energy"),
-            (a.compare_paper, "--compare-paper"),
-            (a.json, "--json"),
-        ] {
-            if given {
-                refuse(
-                    flag,
-                    "cannot be used with --measure-stats (it only measures the trace)",
-                )?;
-            }
-        }
+        refuse_any(
+            &[
+                (!a.presets.is_empty(), "--preset"),
+                (a.workload.is_some(), "--workload"),
+                (a.seq_len.is_some(), "--seq-len"),
+                (a.padding.is_some(), "--padding"),
+                (a.stats.is_some(), "--stats"),
+                (!a.sets.is_empty(), "--set"),
+                (a.energy.is_some(), "--energy"),
+                (a.compare_paper, "--compare-paper"),
+                (a.json, "--json"),
+            ],
+            "cannot be used with --measure-stats (it only measures the trace)",
+        )?;
     }
     if a.trace.is_some() {
-        for (given, flag) in [
-            (a.seq_len.is_some(), "--seq-len"),
-            (a.padding.is_some(), "--padding"),
-            (a.stats.is_some(), "--stats"),
-        ] {
-            if given {
-                refuse(
-                    flag,
-                    "cannot be used with --trace (the trace fixes the shape, the padding and the kept sets)",
-                )?;
-            }
-        }
+        refuse_any(
+            &[
+                (a.seq_len.is_some(), "--seq-len"),
+                (a.padding.is_some(), "--padding"),
+                (a.stats.is_some(), "--stats"),
+            ],
+            "cannot be used with --trace (the trace fixes the shape, the padding and the kept sets)",
+        )?;
     }
     Ok(())
 }

@@ -79,3 +79,35 @@ fn bad_decode_inputs_are_refused() {
         "--decode needs at least one --preset",
     );
 }
+
+#[test]
+fn modes_over_every_paper_workload_refuse_the_flags_they_would_ignore() {
+    for (args, needle) in [
+        (
+            &["simulate", "--compare-peers", "--decode"][..],
+            "--decode cannot be used with --compare-peers",
+        ),
+        (
+            &["simulate", "--compare-peers", "--preset", "s-sprint"][..],
+            "--preset cannot be used with --compare-peers",
+        ),
+        (
+            &["simulate", "--fit-paper", "--workload", "BERT-B"][..],
+            "--workload cannot be used with --fit-paper",
+        ),
+        (
+            &["simulate", "--fit-paper", "--calibration", "x.toml"][..],
+            "--calibration cannot be used with --fit-paper",
+        ),
+        (
+            &["simulate", "--compare-paper", "--seq-len", "128"][..],
+            "--seq-len cannot be used with --compare-paper",
+        ),
+        (
+            &["simulate", "--peer-trace", "x.trace"][..],
+            "--peer-trace needs --compare-peers",
+        ),
+    ] {
+        refused(args, needle);
+    }
+}
