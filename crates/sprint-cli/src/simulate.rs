@@ -87,9 +87,10 @@ pub struct Args {
     #[arg(long)]
     fit_paper: bool,
     /// With --fit-paper: search NAME over `v1,v2,...` or `lo..hi:step` instead of its
-    /// default grid (repeatable). Names: baseline_query_block_per_corelet, padding_gpt2_l,
-    /// padding_synth, memory_channels, memory_channels_per_corelet, prefetch_queries,
-    /// scoring_pipelined.
+    /// default grid (repeatable). Names: baseline_query_block_per_corelet,
+    /// baseline_query_block_shared, baseline_resident_buffer_fraction,
+    /// baseline_tile_double_buffered, padding_gpt2_l, padding_synth, memory_channels,
+    /// memory_channels_per_corelet, prefetch_queries, scoring_pipelined.
     #[arg(long = "fit-range", value_name = "NAME=RANGE")]
     fit_ranges: Vec<String>,
     /// With --fit-paper: `staged` (the baseline's block and the paddings from Fig 10's

@@ -40,6 +40,27 @@ pub const PARAMS: &[Param] = &[
         doc: "dense baselines (S/M/L-Baseline, Pruning, Mask only) use query-block reuse with this many queries per CORELET",
     },
     Param {
+        name: "baseline_query_block_shared",
+        min: 0.0,
+        max: 1.0,
+        integer: true,
+        doc: "dense baselines: 1 = every CORELET works on the same query block, 0 = one block per CORELET (the block grows with the CORELETs)",
+    },
+    Param {
+        name: "baseline_resident_buffer_fraction",
+        min: 0.0,
+        max: 0.9,
+        integer: false,
+        doc: "dense baselines: fraction of each buffer that keeps a non-fitting head's first keys (the rest streams per block)",
+    },
+    Param {
+        name: "baseline_tile_double_buffered",
+        min: 0.0,
+        max: 1.0,
+        integer: true,
+        doc: "dense baselines: 1 = the next tile is fetched while the current one is worked on, 0 = every block waits for its stream",
+    },
+    Param {
         name: "sprint_locality",
         min: 0.0,
         max: 1.0,
@@ -190,6 +211,17 @@ impl Calibration {
         {
             out.push("design.reuse=\"query-block\"".into());
             out.push(format!("design.query_block_per_corelet={}", b as u64));
+        }
+        if BASELINE_PRESETS.contains(&preset) {
+            if let Some(v) = self.get("baseline_query_block_shared") {
+                out.push(format!("design.query_block_shared={}", v != 0.0));
+            }
+            if let Some(v) = self.get("baseline_resident_buffer_fraction") {
+                out.push(format!("design.resident_buffer_fraction={v}"));
+            }
+            if let Some(v) = self.get("baseline_tile_double_buffered") {
+                out.push(format!("design.tile_double_buffered={}", v != 0.0));
+            }
         }
         if let Some(p) = self.get("sprint_locality")
             && SPRINT_PRESETS.contains(&preset)

@@ -102,8 +102,20 @@ pub struct DesignFile {
     /// fetches the whole square like a dense accelerator.
     pub causal_aware: Sourced<bool>,
     /// Queries per CORELET that share one pass over a head's K/V under the `query-block`
-    /// reuse policy (the block is this times the CORELETs), queries.
+    /// reuse policy, queries.
     pub query_block_per_corelet: Sourced<u32>,
+    /// `true` when every CORELET works on the same block of queries (keys interleaved
+    /// across CORELETs), so the accelerator's block is `query_block_per_corelet` queries
+    /// at any CORELET count; `false` when each CORELET holds its own block (the block is
+    /// `query_block_per_corelet` times the CORELETs).
+    pub query_block_shared: Sourced<bool>,
+    /// Fraction of the K and of the V buffer that keeps a head's first keys on chip for
+    /// the whole head when its K/V do not fit (`query-block` reuse); the other keys stream
+    /// once per block of queries. 0 streams every key once per block.
+    pub resident_buffer_fraction: Sourced<f64>,
+    /// A query-tiled design fetches the next tile while it works on the current one, so a
+    /// streamed block's fetch overlaps the block's work (`query-block` reuse).
+    pub tile_double_buffered: Sourced<bool>,
 }
 
 /// `[core]`: the CORELETs.
@@ -285,6 +297,12 @@ pub struct Design {
     pub causal_aware: bool,
     /// Queries per CORELET sharing one K/V pass under `query-block` reuse.
     pub query_block_per_corelet: u32,
+    /// Every CORELET works on the same block of queries (`query-block` reuse).
+    pub query_block_shared: bool,
+    /// Fraction of each buffer holding a non-fitting head's first keys (`query-block`).
+    pub resident_buffer_fraction: f64,
+    /// Streamed tiles are double-buffered (`query-block` reuse).
+    pub tile_double_buffered: bool,
     /// Core.
     pub core: Core,
     /// Key buffer per CORELET, bytes.
@@ -328,6 +346,14 @@ fn non_negative(x: f64, key: &str) -> Result<f64> {
 /// Largest latency or burst time a preset may give, ns (1 ms; real DRAM/ReRAM timings are
 /// tens of ns). Keeps every per-event cycle count far from 64-bit overflow.
 pub const MAX_LATENCY_NS: f64 = 1e6;
+
+fn fraction_below_one(x: f64, key: &str) -> Result<f64> {
+    if x.is_finite() && (0.0..1.0).contains(&x) {
+        Ok(x)
+    } else {
+        Err(SimError::config(key, format!("must be in [0, 1), got {x}")))
+    }
+}
 
 fn latency(x: f64, key: &str) -> Result<f64> {
     let x = non_negative(x, key)?;
@@ -393,6 +419,12 @@ impl PresetFile {
             kept_before_fetch,
             causal_aware: d.causal_aware.value,
             query_block_per_corelet: block,
+            query_block_shared: d.query_block_shared.value,
+            resident_buffer_fraction: fraction_below_one(
+                d.resident_buffer_fraction.value,
+                "design.resident_buffer_fraction",
+            )?,
+            tile_double_buffered: d.tile_double_buffered.value,
             skip_padding: d.skip_padding.value,
             in_memory_pruning: d.in_memory_pruning.value,
             on_chip_pruning: d.on_chip_pruning.value,
@@ -532,6 +564,23 @@ impl Design {
     /// Bytes of one key as stored on chip (8-bit elements).
     pub fn key_bytes(head_dim: u32) -> u64 {
         u64::from(head_dim)
+    }
+
+    /// Queries that share one pass over a head's K/V under `query-block` reuse: the block
+    /// per CORELET, times the CORELETs unless they all work on the same block.
+    pub fn query_block(&self) -> usize {
+        let per = self.query_block_per_corelet as usize;
+        if self.query_block_shared {
+            per
+        } else {
+            per * self.core.corelets as usize
+        }
+    }
+
+    /// Keys of a buffer of `capacity` keys that stay on chip for a whole head whose K/V do
+    /// not fit, under `query-block` reuse.
+    pub fn resident_keys(&self, capacity: usize) -> usize {
+        (self.resident_buffer_fraction * capacity as f64).floor() as usize
     }
 
     /// Key-buffer capacity of the whole design, in keys of `head_dim` elements.

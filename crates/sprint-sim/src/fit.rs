@@ -35,6 +35,7 @@ const TIMING_ONLY: &[&str] = &[
     "memory_channels_per_corelet",
     "prefetch_queries",
     "scoring_pipelined",
+    "baseline_tile_double_buffered",
 ];
 
 /// The values to search per parameter, in search order.

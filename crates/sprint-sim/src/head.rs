@@ -34,7 +34,9 @@ use sprint_core::config::LocalityPolicy;
 use sprint_core::locality::LocalityEngine;
 
 use crate::config::{Design, Peer, ReusePolicy};
-use crate::keyset::{KeySet, Src, and_not_update, diff_resident, fill_range, mask_from, set_of};
+use crate::keyset::{
+    KeySet, Src, and_not_update, diff_resident, fill_range, keep_first, mask_from, set_of,
+};
 use crate::memory::{Kind, MemoryState};
 use crate::peer_stage::{
     Filter, PeerCounts, PeerRates, count_filter, filter, filter_capacity, filter_cycles, rates,
@@ -72,6 +74,8 @@ pub struct HeadSim<'d> {
     fetch_k4: Vec<u64>,
     /// Filter stage: the filter keys of a head fit the filter's share of the key buffer.
     fits_k4: bool,
+    /// Filter stage: the filter's share of the key buffer, keys.
+    k4_cap: usize,
     /// Filter stage: query block of `loaded_k4`.
     pred_block: Option<usize>,
     /// Filter stage: free from this cycle.
@@ -183,7 +187,13 @@ impl<'d> HeadSim<'d> {
         };
         let engine = policy.map(|p| LocalityEngine::with_policy(n, k_cap, v_cap, p));
         let w = words_for(n);
-        let ahead = run_ahead_rates(d, &shape, &key_valid, &rates);
+        let ahead = tiled_run_ahead(
+            d,
+            n,
+            k_cap,
+            v_cap,
+            run_ahead_rates(d, &shape, &key_valid, &rates),
+        );
         Self {
             d,
             key_valid,
@@ -208,6 +218,7 @@ impl<'d> HeadSim<'d> {
             loaded_k4: vec![0; fw],
             fetch_k4: vec![0; fw],
             fits_k4: n <= filter_cap,
+            k4_cap: filter_cap,
             pred_block: None,
             pred_free: 0,
             topk_free: 0,
@@ -374,15 +385,14 @@ impl<'d> HeadSim<'d> {
             ReusePolicy::WholeHead | ReusePolicy::QueryBlock => {
                 // Query-block: a new block of queries forgets what does not fit.
                 if d.reuse == ReusePolicy::QueryBlock {
-                    let block = d.query_block_per_corelet as usize * d.core.corelets as usize;
-                    let b = i / block;
+                    let b = i / d.query_block();
                     if self.block != Some(b) {
                         self.block = Some(b);
                         if !self.fits_k {
-                            self.loaded_k.fill(0);
+                            keep_first(&mut self.loaded_k, d.resident_keys(self.k_cap));
                         }
                         if !self.fits_v {
-                            self.loaded_v.fill(0);
+                            keep_first(&mut self.loaded_v, d.resident_keys(self.v_cap));
                         }
                     }
                 }
@@ -449,12 +459,11 @@ impl<'d> HeadSim<'d> {
             KeySet::Range(a, b) => fill_range(&mut self.pred_row, a, b),
             KeySet::Bits(_) => self.pred_row.copy_from_slice(&self.vis),
         }
-        let block = d.query_block_per_corelet as usize * d.core.corelets as usize;
-        let b = i / block;
+        let b = i / d.query_block();
         if self.pred_block != Some(b) {
             self.pred_block = Some(b);
             if !self.fits_k4 {
-                self.loaded_k4.fill(0);
+                keep_first(&mut self.loaded_k4, d.resident_keys(self.k4_cap));
             }
         }
         and_not_update(&self.pred_row, &mut self.loaded_k4, &mut self.fetch_k4)
@@ -732,5 +741,22 @@ impl<'d> HeadSim<'d> {
         self.s.activations = self.mem.activations;
         self.s.bursts = self.mem.bursts;
         self.s
+    }
+}
+
+/// The run-ahead of a query-tiled design over a head whose K or V do not fit, queries: at
+/// least one block. Such a design streams a block's keys tile by tile, double-buffered, so
+/// each tile's fetch overlaps the block's work on the previous tile; this query-major
+/// simulator issues a block's whole stream at its first query, and running one block
+/// ahead gives the same overlap (docs/simulator.md "Query-tiled baseline"). `ahead`: the
+/// run-ahead by the design's own rule.
+fn tiled_run_ahead(d: &Design, n: usize, k_cap: usize, v_cap: usize, ahead: usize) -> usize {
+    let streams = n > k_cap || n > v_cap;
+    if d.reuse == ReusePolicy::QueryBlock && d.tile_double_buffered && streams {
+        ahead
+            .max(d.query_block())
+            .min(crate::run_ahead::MAX_RUN_AHEAD)
+    } else {
+        ahead
     }
 }

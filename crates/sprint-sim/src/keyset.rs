@@ -128,6 +128,16 @@ pub(crate) fn diff_resident(set: &[u64], resident: &[u64], out: &mut [u64]) {
     }
 }
 
+/// Clears every bit of `set` from index `n` on: what stays are keys `0..n`.
+pub(crate) fn keep_first(set: &mut [u64], n: usize) {
+    let (w, b) = (n / 64, n % 64);
+    if w >= set.len() {
+        return;
+    }
+    set[w] &= (1u64 << b) - 1;
+    set[w + 1..].fill(0);
+}
+
 /// `out = set & !loaded; loaded |= set`; returns `|out|`.
 pub(crate) fn and_not_update(set: &[u64], loaded: &mut [u64], out: &mut [u64]) -> u64 {
     let mut n = 0;

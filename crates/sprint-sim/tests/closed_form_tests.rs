@@ -163,3 +163,28 @@ fn memory_channels_per_corelet_scale_the_bandwidth() {
     let s2 = common::design("s-baseline", &["memory.channels_per_corelet=true"]);
     assert_eq!(s1.memory, s2.memory);
 }
+
+/// A streamed head on the query-tiled baseline with double-buffered tiles is bound by the
+/// QK-PU when a block's stream takes less bus time than its work: n = 1024 keys of 64 B,
+/// blocks of 8 queries, 64 resident keys; each later block streams 960 keys x 128 B =
+/// 120 KB, 4800 cycles at 4 x 6.4 B/cycle, under the block's 8 x 1024 QK cycles. So the run
+/// is n x n QK cycles plus at most the first block's stream and the tail (2 %); without
+/// double buffering every block waits for its stream (at least 30 % more).
+#[test]
+fn double_buffered_tiles_hide_the_stream_behind_the_work() {
+    let n = 1024u64;
+    let w = common::small_workload(1, 1, n as u32, 64, 0.0, false);
+    let st = common::stats(1.0, 1.0, 1.0);
+    let block = "design.query_block_per_corelet=8";
+    let db = common::design("s-baseline", &[block]);
+    let single = common::design("s-baseline", &[block, "design.tile_double_buffered=false"]);
+    let t = run_model(&[db, single], &w, &st).unwrap();
+    let work = n * n;
+    let ratio = t[0].cycles as f64 / work as f64;
+    assert!(
+        (1.0..1.02).contains(&ratio),
+        "double-buffered: cycles / (n x n) = {ratio}"
+    );
+    let ratio = t[1].cycles as f64 / work as f64;
+    assert!(ratio > 1.3, "single-buffered: cycles / (n x n) = {ratio}");
+}

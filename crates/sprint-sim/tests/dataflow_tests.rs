@@ -9,8 +9,9 @@ use sprint_sim::report::build;
 use sprint_sim::run::run_model;
 
 /// A head of 1024 keys of 64 B (64 KB of K) fits neither 8 KB nor 4 x 8 KB: with
-/// `query-block`, each block of `b x CORELETs` queries fetches every key once, so K traffic
-/// is n x ceil(n / block) keys; whole-head streaming fetches n x n.
+/// `query-block`, a block per CORELET (`query_block_shared = false`) and no resident keys,
+/// each block of `b x CORELETs` queries fetches every key once, so K traffic is
+/// n x ceil(n / block) keys; whole-head streaming fetches n x n.
 #[test]
 fn query_block_fetches_each_key_once_per_block() {
     let n = 1024u64;
@@ -23,6 +24,8 @@ fn query_block_fetches_each_key_once_per_block() {
                 &[
                     "design.reuse=\"query-block\"",
                     &format!("design.query_block_per_corelet={b}"),
+                    "design.query_block_shared=false",
+                    "design.resident_buffer_fraction=0",
                 ],
             );
             let t = run_model(std::slice::from_ref(&d), &w, &st).unwrap();
@@ -35,6 +38,46 @@ fn query_block_fetches_each_key_once_per_block() {
     let whole = common::design("s-baseline", &["design.reuse=\"whole-head\""]);
     let t = run_model(std::slice::from_ref(&whole), &w, &st).unwrap();
     assert_eq!(t[0].k_fetched, n * n);
+}
+
+/// The default tiling: every CORELET works on the same block of `b` queries (keys are
+/// interleaved across CORELETs), and half of each buffer keeps the head's first keys for
+/// the whole head (S: 64 of 128 key slots, L: 256 of 512). A head of n = 1024 keys then
+/// moves R + ceil(n / b) x (n - R) keys and as many values: the first block fetches every
+/// key, each later block the n - R that do not stay.
+#[test]
+fn shared_block_streams_what_does_not_stay() {
+    let n = 1024u64;
+    let w = common::small_workload(1, 1, n as u32, 64, 0.0, false);
+    let st = common::stats(1.0, 1.0, 1.0);
+    for (preset, resident) in [("s-baseline", 64u64), ("l-baseline", 256)] {
+        for b in [1u64, 5, 8] {
+            let d = common::design(preset, &[&format!("design.query_block_per_corelet={b}")]);
+            assert!(d.query_block_shared);
+            assert_eq!(d.resident_buffer_fraction, 0.5);
+            let t = run_model(std::slice::from_ref(&d), &w, &st).unwrap();
+            let want = resident + n.div_ceil(b) * (n - resident);
+            assert_eq!(t[0].k_fetched, want, "{preset} b={b}");
+            assert_eq!(t[0].v_fetched, want, "{preset} b={b}");
+            assert_eq!(t[0].k_fetched + t[0].k_reused, n * n);
+        }
+    }
+}
+
+/// Fig 10's Mask-only bars for the long workloads barely fall from S to M (GPT-2-L, Synth):
+/// with a shared block, M's extra CORELET only adds resident keys, so a streamed head moves
+/// (n - 128) / (n - 64) of S's traffic per block, not half of it.
+#[test]
+fn a_second_corelet_adds_resident_keys_not_queries() {
+    let n = 2048u64;
+    let w = common::small_workload(1, 1, n as u32, 64, 0.0, false);
+    let st = common::stats(1.0, 1.0, 1.0);
+    let s = common::design("s-baseline", &[]);
+    let m = common::design("m-baseline", &[]);
+    let t = run_model(&[s, m], &w, &st).unwrap();
+    let blocks = n.div_ceil(5);
+    assert_eq!(t[0].k_fetched, 64 + blocks * (n - 64));
+    assert_eq!(t[1].k_fetched, 128 + blocks * (n - 128));
 }
 
 /// A head that fits is fetched once under either policy.
