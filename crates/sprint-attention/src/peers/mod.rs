@@ -26,6 +26,12 @@ use crate::tensor::{AttentionInput, LayerShape};
 /// block's score GEMM); the logits `scores[j] * inv_sqrt_d` of the kept keys go through a
 /// softmax, and the weighted sum of their `v_j` is added into `out` (zeros on entry).
 /// `logits` and `probs` are scratch.
+///
+/// The arithmetic is that of a plain loop: the exponentials' sum is added key by key in
+/// `kept`'s order, and each output element is `acc += (p_j / z) * v_j` key by key (held in
+/// registers for the head widths 32, 64 and 128). Only the maximum is taken over lanes; it
+/// is the same number (the logits are finite), at most a zero of the other sign, and
+/// `exp(l - max)` is the same for either zero.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn attend_kept(
@@ -43,21 +49,67 @@ pub(crate) fn attend_kept(
     for (l, &j) in logits.iter_mut().zip(kept) {
         *l = scores[j] * inv_sqrt_d;
     }
-    let mx = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mx = lanes_max(logits);
     probs.clear();
     probs.resize(logits.len(), 0.0);
-    let mut z = 0.0f32;
     for (pr, &l) in probs.iter_mut().zip(logits.iter()) {
         *pr = exp_nonpositive(l - mx);
-        z += *pr;
+    }
+    let mut z = 0.0f32;
+    for &pr in probs.iter() {
+        z += pr;
     }
     let inv_z = 1.0 / z;
-    for (&j, &pr) in kept.iter().zip(probs.iter()) {
-        let w = pr * inv_z;
-        for (acc, &x) in out.iter_mut().zip(&v[j * d..(j + 1) * d]) {
-            *acc += w * x;
+    match d {
+        32 => weighted_sum::<32>(v, kept, probs, inv_z, out),
+        64 => weighted_sum::<64>(v, kept, probs, inv_z, out),
+        128 => weighted_sum::<128>(v, kept, probs, inv_z, out),
+        _ => {
+            for (&j, &pr) in kept.iter().zip(probs.iter()) {
+                let w = pr * inv_z;
+                for (acc, &x) in out.iter_mut().zip(&v[j * d..(j + 1) * d]) {
+                    *acc += w * x;
+                }
+            }
         }
     }
+}
+
+/// The largest of `xs` (`-inf` when empty), over 16 lanes.
+#[inline(always)]
+pub(crate) fn lanes_max(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = m.max(x);
+        }
+    }
+    let mx = tail.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    lanes.iter().copied().fold(mx, f32::max)
+}
+
+/// `out[e] += (probs[t] * inv_z) * v[kept[t]][e]` for every `t` in order, on a head width
+/// `N` known at compile time so that the sums stay in registers.
+#[inline(always)]
+fn weighted_sum<const N: usize>(
+    v: &[f32],
+    kept: &[usize],
+    probs: &[f32],
+    inv_z: f32,
+    out: &mut [f32],
+) {
+    let mut acc = [0f32; N];
+    acc.copy_from_slice(out);
+    for (&j, &pr) in kept.iter().zip(probs) {
+        let w = pr * inv_z;
+        let row: &[f32; N] = v[j * N..(j + 1) * N].try_into().expect("a row of N");
+        for (a, &x) in acc.iter_mut().zip(row) {
+            *a += w * x;
+        }
+    }
+    out.copy_from_slice(&acc);
 }
 
 /// The exact scores `q_i . k_j` of the query rows `rows` of `q` (`n_queries x d`) against
