@@ -308,6 +308,31 @@ impl SetProducts {
         }
     }
 
+    /// [`Self::block`] into `out` (one buffer per key set, reused across blocks; every
+    /// element is written) with `zero` as the int8 GEMM's zero-point scratch.
+    pub(crate) fn block_into(
+        &self,
+        shape: LayerShape,
+        h: usize,
+        rows: &std::ops::Range<usize>,
+        out: &mut Vec<Vec<i32>>,
+        zero: &mut Vec<u8>,
+    ) {
+        let Self::Int8 { q_u8, keys } = self else {
+            *out = self.block(shape, h, rows);
+            return;
+        };
+        let (nk, d, m) = (shape.n_keys, shape.head_dim, rows.len());
+        let sets = &keys[shape.kv_head_of(h)];
+        out.resize_with(sets.len(), Vec::new);
+        zero.clear();
+        zero.resize(m, 128);
+        for (o, k) in out.iter_mut().zip(sets) {
+            o.resize(m * nk, 0);
+            int8_gemm::scores(&q_u8[h][rows.start * d..rows.end * d], zero, k, o);
+        }
+    }
+
     /// Each key set's integer products of query rows `rows` of head `h` with every key of its
     /// KV head, `rows.len() x n_keys`.
     pub(crate) fn block(
