@@ -14,12 +14,11 @@ pub mod spatten;
 
 use rayon::prelude::*;
 
-use crate::block::BlockOut;
 use crate::gemm::matmul_nt;
 use crate::head::QUERY_BLOCK;
 use crate::int8_gemm::{self, PackedKeys};
 use crate::softmax::exp_nonpositive;
-use crate::tensor::{AttentionInput, LayerShape};
+use crate::tensor::LayerShape;
 
 /// Exact float attention of one query over the keys `kept` of `v` (`rows x d`,
 /// row-major): `scores[j]` is the query's exact `q . k_j` for every key `j` (one row of the
@@ -140,57 +139,6 @@ pub(crate) trait BlockKernel: Sync {
     /// Computes query rows `rows` of head `h`. Implementations mark it `#[inline(always)]`
     /// so that it is compiled into each instruction-set copy of [`run_blocks`].
     fn block(&self, h: usize, rows: std::ops::Range<usize>, s: &mut Self::Scratch) -> Self::Out;
-}
-
-thread_local! {
-    /// The buffers of a design that keeps none between blocks.
-    pub(crate) static NO_SCRATCH: std::cell::RefCell<()> = const { std::cell::RefCell::new(()) };
-}
-
-/// A design that keeps no buffers between blocks: its prepared layer `p`, parameters `cfg`
-/// and the block function `f(cfg, causal, input, shape, p, h, rows)` (a function item or a
-/// closure, called statically so that it is compiled into each instruction-set copy).
-pub(crate) struct Plain<'a, C: ?Sized, P, F> {
-    /// The design's parameters.
-    pub(crate) cfg: &'a C,
-    /// Causal masking.
-    pub(crate) causal: bool,
-    /// The layer's input.
-    pub(crate) input: &'a AttentionInput,
-    /// Its shape.
-    pub(crate) shape: LayerShape,
-    /// The design's prepared layer.
-    pub(crate) p: &'a P,
-    /// The block function.
-    pub(crate) f: F,
-}
-
-impl<C, P, F> BlockKernel for Plain<'_, C, P, F>
-where
-    C: Sync + ?Sized,
-    P: Sync,
-    F: Fn(&C, bool, &AttentionInput, LayerShape, &P, usize, std::ops::Range<usize>) -> BlockOut
-        + Sync,
-{
-    type Scratch = ();
-    type Out = BlockOut;
-
-    fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<()>> {
-        &NO_SCRATCH
-    }
-
-    #[inline(always)]
-    fn block(&self, h: usize, rows: std::ops::Range<usize>, _: &mut ()) -> BlockOut {
-        (self.f)(
-            self.cfg,
-            self.causal,
-            self.input,
-            self.shape,
-            self.p,
-            h,
-            rows,
-        )
-    }
 }
 
 /// Runs `kernel` on every block of [`QUERY_BLOCK`] queries of each of `heads` heads of
