@@ -42,7 +42,6 @@ pub(crate) fn attend_kept(
     probs: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let d = out.len();
     logits.clear();
     logits.resize(kept.len(), 0.0);
     for (l, &j) in logits.iter_mut().zip(kept) {
@@ -59,10 +58,18 @@ pub(crate) fn attend_kept(
         z += pr;
     }
     let inv_z = 1.0 / z;
+    weighted_sum(v, kept, probs, inv_z, out);
+}
+
+/// `out[e] += (probs[t] * inv_z) * v[kept[t]][e]` for every `t` in order (`v` rows of
+/// `out.len()` elements), the sums held in registers for the head widths 32, 64 and 128.
+#[inline(always)]
+pub(crate) fn weighted_sum(v: &[f32], kept: &[usize], probs: &[f32], inv_z: f32, out: &mut [f32]) {
+    let d = out.len();
     match d {
-        32 => weighted_sum::<32>(v, kept, probs, inv_z, out),
-        64 => weighted_sum::<64>(v, kept, probs, inv_z, out),
-        128 => weighted_sum::<128>(v, kept, probs, inv_z, out),
+        32 => weighted_sum_of::<32>(v, kept, probs, inv_z, out),
+        64 => weighted_sum_of::<64>(v, kept, probs, inv_z, out),
+        128 => weighted_sum_of::<128>(v, kept, probs, inv_z, out),
         _ => {
             for (&j, &pr) in kept.iter().zip(probs.iter()) {
                 let w = pr * inv_z;
@@ -89,10 +96,10 @@ pub(crate) fn lanes_max(xs: &[f32]) -> f32 {
     lanes.iter().copied().fold(mx, f32::max)
 }
 
-/// `out[e] += (probs[t] * inv_z) * v[kept[t]][e]` for every `t` in order, on a head width
-/// `N` known at compile time so that the sums stay in registers.
+/// [`weighted_sum`] on a head width `N` known at compile time, so that the sums stay in
+/// registers.
 #[inline(always)]
-fn weighted_sum<const N: usize>(
+fn weighted_sum_of<const N: usize>(
     v: &[f32],
     kept: &[usize],
     probs: &[f32],
