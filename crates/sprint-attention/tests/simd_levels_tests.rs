@@ -151,9 +151,11 @@ fn digest_of_peers() -> u64 {
 /// SpAtten's layers 0 and 11 of a 24-layer cascade (its published schedules) into `digest`,
 /// with the importance each layer returns.
 fn spatten_digest(digest: &mut Digest, input: &AttentionInput, causal: bool, progressive: bool) {
-    let mut cfg = AttentionConfig::default();
-    cfg.variant = Variant::Spatten;
-    cfg.causal = causal;
+    let mut cfg = AttentionConfig {
+        variant: Variant::Spatten,
+        causal,
+        ..AttentionConfig::default()
+    };
     cfg.peers.spatten.progressive_quantization = progressive;
     let mut cascade = Cascade::new(24);
     let (nk, heads) = (input.k.dims[1], input.q.dims[0]);

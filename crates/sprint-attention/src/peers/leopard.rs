@@ -139,19 +139,7 @@ struct Kernel<'a> {
     p: &'a Prepared,
 }
 
-impl super::BlockKernel for Kernel<'_> {
-    type Scratch = Scratch;
-    type Out = BlockOut;
-
-    fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<Scratch>> {
-        &SCRATCH
-    }
-
-    #[inline(always)]
-    fn block(&self, h: usize, rows: std::ops::Range<usize>, s: &mut Scratch) -> BlockOut {
-        block_with(self, h, rows, s)
-    }
-}
+super::block_kernel!(Kernel, Scratch, SCRATCH, block_with);
 
 /// Per-thread buffers of a block, reused across blocks (every element read is written
 /// first, so which buffers a block gets does not change its result).
@@ -164,10 +152,6 @@ struct Scratch {
     kept: Vec<usize>,
     logits: Vec<f32>,
     probs: Vec<f32>,
-}
-
-thread_local! {
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
 /// Adds to `below[j]` whether plane `b`'s bound `(x_j << b) + tail` is under `t_int`, for

@@ -148,6 +148,37 @@ pub(crate) trait BlockKernel: Sync {
     fn block(&self, h: usize, rows: std::ops::Range<usize>, s: &mut Self::Scratch) -> Self::Out;
 }
 
+/// Implements [`BlockKernel`] for a design's `$kernel<'_>`, whose block is
+/// `$block(&kernel, h, rows, &mut scratch)` (marked `#[inline(always)]`) with the per-thread
+/// buffers `$scratch` held in a thread-local named `$tls`.
+macro_rules! block_kernel {
+    ($kernel:ident, $scratch:ty, $tls:ident, $block:path) => {
+        impl super::BlockKernel for $kernel<'_> {
+            type Scratch = $scratch;
+            type Out = crate::block::BlockOut;
+
+            fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<$scratch>> {
+                &$tls
+            }
+
+            #[inline(always)]
+            fn block(
+                &self,
+                h: usize,
+                rows: std::ops::Range<usize>,
+                s: &mut $scratch,
+            ) -> crate::block::BlockOut {
+                $block(self, h, rows, s)
+            }
+        }
+
+        thread_local! {
+            static $tls: std::cell::RefCell<$scratch> = std::cell::RefCell::default();
+        }
+    };
+}
+pub(crate) use block_kernel;
+
 /// Runs `kernel` on every block of [`QUERY_BLOCK`] queries of each of `heads` heads of
 /// `n_queries` queries, in parallel on the caller's rayon pool, at the widest instruction set
 /// the CPU has ([`crate::isa::level`]). Returns one output per block in (head, block) order,
