@@ -104,6 +104,16 @@ impl SortedKeys {
     }
 }
 
+/// `floor(t / a)` (`t.div_euclid(a)`) for `a` in `1..=127` and `|t| < 2^14` (every value
+/// the search divides), by one f32 division: both operands are exact in f32, and the
+/// correctly rounded quotient cannot cross an integer, since a quotient that is not an
+/// integer lies at least `1/127` from one and the rounding error is below `2^-11`.
+#[inline(always)]
+fn floor_div(t: i32, a: i32) -> i32 {
+    debug_assert!((1..=CODE_MAX).contains(&a) && t.abs() < 1 << 14);
+    (t as f32 / a as f32).floor() as i32
+}
+
 /// Table index of code `v` (`-127..=128`).
 #[inline(always)]
 fn idx(v: i32) -> usize {
@@ -144,15 +154,37 @@ pub(crate) fn run(
     shape: LayerShape,
 ) -> Vec<(usize, BlockOut)> {
     let p = prepare(input, shape);
-    let kernel = super::Plain {
+    let kernel = Kernel {
         cfg,
         causal,
         input,
         shape,
         p: &p,
-        f: block_with,
     };
     super::run_blocks(&kernel, shape.heads, shape.n_queries)
+}
+
+/// A layer's blocks for [`super::run_blocks`].
+struct Kernel<'a> {
+    cfg: &'a A3Config,
+    causal: bool,
+    input: &'a AttentionInput,
+    shape: LayerShape,
+    p: &'a Prepared,
+}
+
+super::block_kernel!(Kernel, Scratch, SCRATCH, block_with);
+
+/// Per-thread buffers of a block, reused across blocks (every element read is written
+/// first, so which buffers a block gets does not change its result).
+#[derive(Default)]
+struct Scratch {
+    exact: Vec<f32>,
+    est: Vec<i32>,
+    cands: Vec<usize>,
+    kept: Vec<usize>,
+    logits: Vec<f32>,
+    probs: Vec<f32>,
 }
 
 /// A3's post-scoring margins of a layer, the quantity its cut `post_score_ratio` thresholds:
@@ -266,7 +298,7 @@ impl Histogram {
             return if t < 0 { self.n as u32 } else { 0 };
         }
         // q v > t  <=>  v >= a (q > 0)  or  v <= -a (q < 0), with a = floor(t / |q|) + 1.
-        let a = t.div_euclid(q.abs()) + 1;
+        let a = floor_div(t, q.abs()) + 1;
         if q > 0 {
             ge[idx(a.clamp(-CODE_MAX, CODE_MAX + 1))]
         } else {
@@ -336,7 +368,7 @@ fn take_largest(
         if qj == 0 {
             continue; // products 0: nothing to add
         }
-        let a = tau.div_euclid(qj.abs()) + 1;
+        let a = floor_div(tau, qj.abs()) + 1;
         if qj > 0 {
             for v in a.max(-CODE_MAX)..=CODE_MAX {
                 add(j, v, qj, &mut unlimited);
@@ -368,14 +400,12 @@ fn take_largest(
 
 #[inline(always)]
 fn block_with(
-    cfg: &A3Config,
-    causal: bool,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &Prepared,
+    kn: &Kernel<'_>,
     h: usize,
     rows: std::ops::Range<usize>,
+    s: &mut Scratch,
 ) -> BlockOut {
+    let (cfg, causal, input, shape, p) = (kn.cfg, kn.causal, kn.input, kn.shape, kn.p);
     let (nq, nk, d) = (shape.n_queries, shape.n_keys, shape.head_dim);
     let kvh = shape.kv_head_of(h);
     let keys = &p.keys[kvh];
@@ -383,15 +413,20 @@ fn block_with(
     let (q, k, v) = (input.q.head(h), input.k.head(kvh), input.v.head(kvh));
     let inv = 1.0 / (d as f32).sqrt();
     let mut out = BlockOut::empty(rows.clone(), d, wpr);
-    let mut exact = Vec::new();
-    super::exact_scores(q, k, &rows, d, &mut exact);
+    super::exact_scores(q, k, &rows, d, &mut s.exact);
+    let Scratch {
+        exact,
+        est,
+        cands,
+        kept,
+        logits,
+        probs,
+    } = s;
+    est.resize(nk, 0);
     let key_valid = input.key_valid.as_deref();
     let first_limit = visible_limit(rows.start, nq, nk, causal);
     let mut hist = Histogram::new(keys, d, first_limit, key_valid);
-    let mut est = vec![0i32; nk];
     let (mut qi, mut neg) = (vec![0i32; d], vec![0i32; d]);
-    let (mut cands, mut kept, mut logits, mut probs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // exp(l - l_max) >= ratio  <=>  l >= l_max + ln(ratio) (ln 0 = -inf keeps every candidate).
     let cut = cfg.post_score_ratio.ln();
     for (r, i) in rows.enumerate() {
@@ -416,8 +451,8 @@ fn block_with(
             *b = -i32::from(c);
         }
         est[..limit].fill(0);
-        take_largest(keys, &hist, &qi, m, 1, limit, &mut est);
-        take_largest(keys, &hist, &neg, m, -1, limit, &mut est);
+        take_largest(keys, &hist, &qi, m, 1, limit, est);
+        take_largest(keys, &hist, &neg, m, -1, limit, est);
         // Candidates: visible keys with a positive estimated score (padding keys are never
         // taken, so their score stays 0).
         cands.clear();
@@ -430,7 +465,7 @@ fn block_with(
             continue;
         }
         let row = &mut out.masks[r * wpr..(r + 1) * wpr];
-        for &j in &cands {
+        for &j in cands.iter() {
             row[j / 64] |= 1 << (j % 64);
         }
         out.kept[r] = cands.len() as u32;
@@ -447,10 +482,10 @@ fn block_with(
         super::attend_kept(
             ex,
             v,
-            &kept,
+            kept,
             inv,
-            &mut logits,
-            &mut probs,
+            logits,
+            probs,
             &mut out.output[r * d..(r + 1) * d],
         );
     }

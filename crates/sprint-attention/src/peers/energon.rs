@@ -65,8 +65,25 @@ pub fn filter_rounds<S: AsRef<[i32]>>(
             min = min.min(x);
         }
         let theta = round_threshold(alpha, sum, keep.len(), max, min);
+        // An integer score x has x >= theta exactly when x >= ceil(theta); clamping that
+        // bound to just outside the i32 range keeps every comparison's result. A NaN
+        // threshold (no keys) keeps none.
+        let t = if theta.is_nan() {
+            i64::MAX
+        } else {
+            theta
+                .ceil()
+                .clamp(f64::from(i32::MIN) - 1.0, f64::from(i32::MAX) + 1.0) as i64
+        };
+        // Branch-free compaction of the survivors, in order.
         next.clear();
-        next.extend(keep.iter().copied().filter(|&j| f64::from(s[j]) >= theta));
+        next.resize(keep.len(), 0);
+        let mut n = 0;
+        for &j in keep.iter() {
+            next[n] = j;
+            n += usize::from(i64::from(s[j]) >= t);
+        }
+        next.truncate(n);
         std::mem::swap(keep, next);
         if let Some(c) = survivors.get_mut(round) {
             *c += keep.len() as u64;
@@ -161,56 +178,89 @@ pub(crate) fn run(
     shape: LayerShape,
 ) -> Vec<(usize, BlockOut)> {
     let p = prepare(cfg, input, shape);
-    let kernel = super::Plain {
+    let kernel = Kernel {
         cfg,
         causal,
         input,
         shape,
         p: &p,
-        f: block_with,
     };
     super::run_blocks(&kernel, shape.heads, shape.n_queries)
 }
 
+/// A layer's blocks for [`super::run_blocks`].
+struct Kernel<'a> {
+    cfg: &'a EnergonConfig,
+    causal: bool,
+    input: &'a AttentionInput,
+    shape: LayerShape,
+    p: &'a SetProducts,
+}
+
+super::block_kernel!(Kernel, Scratch, SCRATCH, block_with);
+
+/// Per-thread buffers of a block, reused across blocks (every element read is written
+/// first, so which buffers a block gets does not change its result).
+#[derive(Default)]
+struct Scratch {
+    rounds: Vec<Vec<i32>>,
+    zero_points: Vec<u8>,
+    exact: Vec<f32>,
+    keep: Vec<usize>,
+    next: Vec<usize>,
+    logits: Vec<f32>,
+    probs: Vec<f32>,
+}
+
 #[inline(always)]
 fn block_with(
-    cfg: &EnergonConfig,
-    causal: bool,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &SetProducts,
+    kn: &Kernel<'_>,
     h: usize,
     rows: std::ops::Range<usize>,
+    s: &mut Scratch,
 ) -> BlockOut {
+    let (cfg, input, shape) = (kn.cfg, kn.input, kn.shape);
     let (nq, nk, d) = (shape.n_queries, shape.n_keys, shape.head_dim);
     let kvh = shape.kv_head_of(h);
     let wpr = sprint_core::bits::words_for(nk);
-    let products = p.block(shape, h, &rows);
+    kn.p.block_into(shape, h, &rows, &mut s.rounds, &mut s.zero_points);
     let (q, k, v) = (input.q.head(h), input.k.head(kvh), input.v.head(kvh));
     let inv = 1.0 / (d as f32).sqrt();
     let mut out = BlockOut::empty(rows.clone(), d, wpr);
-    let mut exact = Vec::new();
-    super::exact_scores(q, k, &rows, d, &mut exact);
+    super::exact_scores(q, k, &rows, d, &mut s.exact);
     let key_valid = input.key_valid.as_deref();
-    let (mut keep, mut next, mut logits, mut probs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let Scratch {
+        rounds,
+        exact,
+        keep,
+        next,
+        logits,
+        probs,
+        ..
+    } = s;
     for (r, i) in rows.enumerate() {
         if input.query_valid.as_ref().is_some_and(|mk| !mk[i]) {
             continue;
         }
-        let limit = visible_limit(i, nq, nk, causal);
+        let limit = visible_limit(i, nq, nk, kn.causal);
         keep.clear();
-        keep.extend((0..limit).filter(|&j| key_valid.is_none_or(|mk| mk[j])));
+        keep.resize(limit, 0);
+        let mut n = 0;
+        for j in 0..limit {
+            keep[n] = j;
+            n += usize::from(key_valid.is_none_or(|mk| mk[j]));
+        }
+        keep.truncate(n);
         out.visible += keep.len() as u64;
         if keep.is_empty() {
             continue;
         }
         filter_rounds(
             &cfg.round_alpha,
-            &products,
+            rounds,
             r * nk,
-            &mut keep,
-            &mut next,
+            keep,
+            next,
             &mut out.stats.filter_kept,
         );
         let row = &mut out.masks[r * wpr..(r + 1) * wpr];
@@ -222,10 +272,10 @@ fn block_with(
         super::attend_kept(
             &exact[r * nk..(r + 1) * nk],
             v,
-            &keep,
+            keep,
             inv,
-            &mut logits,
-            &mut probs,
+            logits,
+            probs,
             &mut out.output[r * d..(r + 1) * d],
         );
     }

@@ -120,44 +120,96 @@ pub(crate) fn run(
     shape: LayerShape,
 ) -> Vec<(usize, BlockOut)> {
     let p = prepare(input, shape);
-    let kernel = super::Plain {
-        cfg: thresholds,
+    let kernel = Kernel {
+        thresholds,
         causal,
         input,
         shape,
         p: &p,
-        f: |th: &[f32], causal, input: &AttentionInput, shape, p: &Prepared, h, rows| {
-            block_with(causal, th[h], input, shape, p, h, rows)
-        },
     };
     super::run_blocks(&kernel, shape.heads, shape.n_queries)
 }
 
+/// A layer's blocks for [`super::run_blocks`].
+struct Kernel<'a> {
+    thresholds: &'a [f32],
+    causal: bool,
+    input: &'a AttentionInput,
+    shape: LayerShape,
+    p: &'a Prepared,
+}
+
+super::block_kernel!(Kernel, Scratch, SCRATCH, block_with);
+
+/// Per-thread buffers of a block, reused across blocks (every element read is written
+/// first, so which buffers a block gets does not change its result).
+#[derive(Default)]
+struct Scratch {
+    planes: Vec<Vec<i32>>,
+    zero_points: Vec<u8>,
+    exact: Vec<f32>,
+    below: Vec<u8>,
+    kept: Vec<usize>,
+    logits: Vec<f32>,
+    probs: Vec<f32>,
+}
+
+/// Adds to `below[j]` whether plane `b`'s bound `(x_j << b) + tail` is under `t_int`, for
+/// the products `x_j = q . (k_j >> b)` of `plane`. `narrow`: every bound lies within
+/// `+-2^30` (see [`narrow_bounds`]), so the sums are done in i32 with the threshold clamped
+/// to that range, which keeps every comparison's result.
+#[inline(always)]
+fn count_below(below: &mut [u8], plane: &[i32], b: u32, tail: i64, t_int: i64, narrow: bool) {
+    if narrow {
+        let lim = 1i64 << 30;
+        let (tail, t) = (tail as i32, t_int.clamp(-lim, lim) as i32);
+        for (c, &x) in below.iter_mut().zip(plane) {
+            *c += u8::from((x << b) + tail < t);
+        }
+    } else {
+        for (c, &x) in below.iter_mut().zip(plane) {
+            *c += u8::from((i64::from(x) << b) + tail < t_int);
+        }
+    }
+}
+
+/// Whether every bound `U_b` of a head of `d` elements lies within `+-2^30`:
+/// `|2^b q . (k >> b)| <= 127 * 128 d` and `(2^b - 1) S+ <= 127 * 127 d`.
+fn narrow_bounds(d: usize) -> bool {
+    (d as u64) * (127 * 128 + 127 * 127) < 1 << 30
+}
+
 #[inline(always)]
 fn block_with(
-    causal: bool,
-    th: f32,
-    input: &AttentionInput,
-    shape: LayerShape,
-    p: &Prepared,
+    kn: &Kernel<'_>,
     h: usize,
     rows: std::ops::Range<usize>,
+    s: &mut Scratch,
 ) -> BlockOut {
+    let (input, shape, p) = (kn.input, kn.shape, kn.p);
     let (nq, nk, d) = (shape.n_queries, shape.n_keys, shape.head_dim);
     let kvh = shape.kv_head_of(h);
     let wpr = sprint_core::bits::words_for(nk);
     let unit = exact_score_unit(p.q_scale[h], p.k_scale[kvh], d);
-    let th = f64::from(th);
-    let products = p.products.block(shape, h, &rows);
+    let th = f64::from(kn.thresholds[h]);
+    p.products
+        .block_into(shape, h, &rows, &mut s.planes, &mut s.zero_points);
     let (q, k, v) = (input.q.head(h), input.k.head(kvh), input.v.head(kvh));
     let inv = 1.0 / (d as f32).sqrt();
     let mut out = BlockOut::empty(rows.clone(), d, wpr);
-    let mut exact = Vec::new();
-    super::exact_scores(q, k, &rows, d, &mut exact);
+    super::exact_scores(q, k, &rows, d, &mut s.exact);
     // `U_b < th` in real units is `U_b < ceil(th / unit)` for the integer bound `U_b`.
     let t_int = int_threshold(th, unit);
-    let (mut kept, mut below, mut logits, mut probs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let narrow = narrow_bounds(d);
+    let Scratch {
+        planes,
+        exact,
+        below,
+        kept,
+        logits,
+        probs,
+        ..
+    } = s;
     let key_valid = input.key_valid.as_deref();
     for (r, i) in rows.enumerate() {
         if input.query_valid.as_ref().is_some_and(|mk| !mk[i]) {
@@ -167,15 +219,14 @@ fn block_with(
             .iter()
             .map(|&x| i64::from(x.max(0)))
             .sum();
-        let limit = visible_limit(i, nq, nk, causal);
+        let limit = visible_limit(i, nq, nk, kn.causal);
         // below[j]: the planes b whose bound U_b is under the threshold.
         below.clear();
         below.resize(limit, 0u8);
-        for (b, plane) in products.iter().enumerate() {
+        for (b, plane) in planes.iter().enumerate() {
             let tail = ((1i64 << b) - 1) * s_plus;
-            for (c, &x) in below.iter_mut().zip(&plane[r * nk..r * nk + limit]) {
-                *c += u8::from((i64::from(x) << b) + tail < t_int);
-            }
+            let row = &plane[r * nk..r * nk + limit];
+            count_below(below, row, b as u32, tail, t_int, narrow);
         }
         // Every visible key is fetched for the bit-serial unit (as in runtime pruning); the
         // survivors (no bound under the threshold) enter the softmax. Branch-free over the
@@ -204,10 +255,10 @@ fn block_with(
         super::attend_kept(
             &exact[r * nk..(r + 1) * nk],
             v,
-            &kept,
+            kept,
             inv,
-            &mut logits,
-            &mut probs,
+            logits,
+            probs,
             &mut out.output[r * d..(r + 1) * d],
         );
     }

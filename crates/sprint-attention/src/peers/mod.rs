@@ -14,18 +14,23 @@ pub mod spatten;
 
 use rayon::prelude::*;
 
-use crate::block::BlockOut;
 use crate::gemm::matmul_nt;
 use crate::head::QUERY_BLOCK;
 use crate::int8_gemm::{self, PackedKeys};
 use crate::softmax::exp_nonpositive;
-use crate::tensor::{AttentionInput, LayerShape};
+use crate::tensor::LayerShape;
 
 /// Exact float attention of one query over the keys `kept` of `v` (`rows x d`,
 /// row-major): `scores[j]` is the query's exact `q . k_j` for every key `j` (one row of the
 /// block's score GEMM); the logits `scores[j] * inv_sqrt_d` of the kept keys go through a
 /// softmax, and the weighted sum of their `v_j` is added into `out` (zeros on entry).
 /// `logits` and `probs` are scratch.
+///
+/// The arithmetic is that of a plain loop: the exponentials' sum is added key by key in
+/// `kept`'s order, and each output element is `acc += (p_j / z) * v_j` key by key (held in
+/// registers for the head widths 32, 64 and 128). Only the maximum is taken over lanes; it
+/// is the same number (the logits are finite), at most a zero of the other sign, and
+/// `exp(l - max)` is the same for either zero.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn attend_kept(
@@ -37,27 +42,80 @@ pub(crate) fn attend_kept(
     probs: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let d = out.len();
     logits.clear();
     logits.resize(kept.len(), 0.0);
     for (l, &j) in logits.iter_mut().zip(kept) {
         *l = scores[j] * inv_sqrt_d;
     }
-    let mx = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mx = lanes_max(logits);
     probs.clear();
     probs.resize(logits.len(), 0.0);
-    let mut z = 0.0f32;
     for (pr, &l) in probs.iter_mut().zip(logits.iter()) {
         *pr = exp_nonpositive(l - mx);
-        z += *pr;
+    }
+    let mut z = 0.0f32;
+    for &pr in probs.iter() {
+        z += pr;
     }
     let inv_z = 1.0 / z;
-    for (&j, &pr) in kept.iter().zip(probs.iter()) {
-        let w = pr * inv_z;
-        for (acc, &x) in out.iter_mut().zip(&v[j * d..(j + 1) * d]) {
-            *acc += w * x;
+    weighted_sum(v, kept, probs, inv_z, out);
+}
+
+/// `out[e] += (probs[t] * inv_z) * v[kept[t]][e]` for every `t` in order (`v` rows of
+/// `out.len()` elements), the sums held in registers for the head widths 32, 64 and 128.
+#[inline(always)]
+pub(crate) fn weighted_sum(v: &[f32], kept: &[usize], probs: &[f32], inv_z: f32, out: &mut [f32]) {
+    let d = out.len();
+    match d {
+        32 => weighted_sum_of::<32>(v, kept, probs, inv_z, out),
+        64 => weighted_sum_of::<64>(v, kept, probs, inv_z, out),
+        128 => weighted_sum_of::<128>(v, kept, probs, inv_z, out),
+        _ => {
+            for (&j, &pr) in kept.iter().zip(probs.iter()) {
+                let w = pr * inv_z;
+                for (acc, &x) in out.iter_mut().zip(&v[j * d..(j + 1) * d]) {
+                    *acc += w * x;
+                }
+            }
         }
     }
+}
+
+/// The largest of `xs` (`-inf` when empty), over 16 lanes.
+#[inline(always)]
+pub(crate) fn lanes_max(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = m.max(x);
+        }
+    }
+    let mx = tail.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    lanes.iter().copied().fold(mx, f32::max)
+}
+
+/// [`weighted_sum`] on a head width `N` known at compile time, so that the sums stay in
+/// registers.
+#[inline(always)]
+fn weighted_sum_of<const N: usize>(
+    v: &[f32],
+    kept: &[usize],
+    probs: &[f32],
+    inv_z: f32,
+    out: &mut [f32],
+) {
+    let mut acc = [0f32; N];
+    acc.copy_from_slice(out);
+    for (&j, &pr) in kept.iter().zip(probs) {
+        let w = pr * inv_z;
+        let row: &[f32; N] = v[j * N..(j + 1) * N].try_into().expect("a row of N");
+        for (a, &x) in acc.iter_mut().zip(row) {
+            *a += w * x;
+        }
+    }
+    out.copy_from_slice(&acc);
 }
 
 /// The exact scores `q_i . k_j` of the query rows `rows` of `q` (`n_queries x d`) against
@@ -90,56 +148,36 @@ pub(crate) trait BlockKernel: Sync {
     fn block(&self, h: usize, rows: std::ops::Range<usize>, s: &mut Self::Scratch) -> Self::Out;
 }
 
-thread_local! {
-    /// The buffers of a design that keeps none between blocks.
-    pub(crate) static NO_SCRATCH: std::cell::RefCell<()> = const { std::cell::RefCell::new(()) };
+/// Implements [`BlockKernel`] for a design's `$kernel<'_>`, whose block is
+/// `$block(&kernel, h, rows, &mut scratch)` (marked `#[inline(always)]`) with the per-thread
+/// buffers `$scratch` held in a thread-local named `$tls`.
+macro_rules! block_kernel {
+    ($kernel:ident, $scratch:ty, $tls:ident, $block:path) => {
+        impl super::BlockKernel for $kernel<'_> {
+            type Scratch = $scratch;
+            type Out = crate::block::BlockOut;
+
+            fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<$scratch>> {
+                &$tls
+            }
+
+            #[inline(always)]
+            fn block(
+                &self,
+                h: usize,
+                rows: std::ops::Range<usize>,
+                s: &mut $scratch,
+            ) -> crate::block::BlockOut {
+                $block(self, h, rows, s)
+            }
+        }
+
+        thread_local! {
+            static $tls: std::cell::RefCell<$scratch> = std::cell::RefCell::default();
+        }
+    };
 }
-
-/// A design that keeps no buffers between blocks: its prepared layer `p`, parameters `cfg`
-/// and the block function `f(cfg, causal, input, shape, p, h, rows)` (a function item or a
-/// closure, called statically so that it is compiled into each instruction-set copy).
-pub(crate) struct Plain<'a, C: ?Sized, P, F> {
-    /// The design's parameters.
-    pub(crate) cfg: &'a C,
-    /// Causal masking.
-    pub(crate) causal: bool,
-    /// The layer's input.
-    pub(crate) input: &'a AttentionInput,
-    /// Its shape.
-    pub(crate) shape: LayerShape,
-    /// The design's prepared layer.
-    pub(crate) p: &'a P,
-    /// The block function.
-    pub(crate) f: F,
-}
-
-impl<C, P, F> BlockKernel for Plain<'_, C, P, F>
-where
-    C: Sync + ?Sized,
-    P: Sync,
-    F: Fn(&C, bool, &AttentionInput, LayerShape, &P, usize, std::ops::Range<usize>) -> BlockOut
-        + Sync,
-{
-    type Scratch = ();
-    type Out = BlockOut;
-
-    fn scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<()>> {
-        &NO_SCRATCH
-    }
-
-    #[inline(always)]
-    fn block(&self, h: usize, rows: std::ops::Range<usize>, _: &mut ()) -> BlockOut {
-        (self.f)(
-            self.cfg,
-            self.causal,
-            self.input,
-            self.shape,
-            self.p,
-            h,
-            rows,
-        )
-    }
-}
+pub(crate) use block_kernel;
 
 /// Runs `kernel` on every block of [`QUERY_BLOCK`] queries of each of `heads` heads of
 /// `n_queries` queries, in parallel on the caller's rayon pool, at the widest instruction set
@@ -253,6 +291,31 @@ impl SetProducts {
                     .map(|rs| rs.iter().map(|k| f(k)).collect())
                     .collect(),
             }
+        }
+    }
+
+    /// [`Self::block`] into `out` (one buffer per key set, reused across blocks; every
+    /// element is written) with `zero` as the int8 GEMM's zero-point scratch.
+    pub(crate) fn block_into(
+        &self,
+        shape: LayerShape,
+        h: usize,
+        rows: &std::ops::Range<usize>,
+        out: &mut Vec<Vec<i32>>,
+        zero: &mut Vec<u8>,
+    ) {
+        let Self::Int8 { q_u8, keys } = self else {
+            *out = self.block(shape, h, rows);
+            return;
+        };
+        let (nk, d, m) = (shape.n_keys, shape.head_dim, rows.len());
+        let sets = &keys[shape.kv_head_of(h)];
+        out.resize_with(sets.len(), Vec::new);
+        zero.clear();
+        zero.resize(m, 128);
+        for (o, k) in out.iter_mut().zip(sets) {
+            o.resize(m * nk, 0);
+            int8_gemm::scores(&q_u8[h][rows.start * d..rows.end * d], zero, k, o);
         }
     }
 

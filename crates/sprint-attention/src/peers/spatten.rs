@@ -496,11 +496,8 @@ fn block_with(
         out.kept[r] = cand.len() as u32;
         out.softmax_kept[r] = cand.len() as u32;
         let o = &mut out.output[r * d..(r + 1) * d];
-        for (&j, &pr) in cand.iter().zip(probs.iter()) {
-            for (acc, &x) in o.iter_mut().zip(&v[j * d..(j + 1) * d]) {
-                *acc += pr * x;
-            }
-        }
+        // `pr * 1.0` is `pr`: the same products and sums, in registers.
+        super::weighted_sum(v, cand, probs, 1.0, o);
         if plan.tokens[i] {
             for (&j, &pr) in cand.iter().zip(probs.iter()) {
                 token_importance[j] += f64::from(pr);
