@@ -153,7 +153,7 @@ pub(crate) trait BlockKernel: Sync {
 /// buffers `$scratch` held in a thread-local named `$tls`.
 macro_rules! block_kernel {
     ($kernel:ident, $scratch:ty, $tls:ident, $block:path) => {
-        impl super::BlockKernel for $kernel<'_> {
+        impl crate::peers::BlockKernel for $kernel<'_> {
             type Scratch = $scratch;
             type Out = crate::block::BlockOut;
 
