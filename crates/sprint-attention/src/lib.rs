@@ -4,6 +4,7 @@
 //! locality engine that reuses keys already on chip. [`run_layer`] computes one layer for any
 //! of the four variants and returns the output with its [`sprint_core::trace::HeadTrace`]s.
 
+pub mod layer;
 pub(crate) mod block;
 mod compact;
 pub mod comparator;
@@ -28,7 +29,8 @@ pub mod synth;
 pub mod tensor;
 pub mod vpu;
 
-pub use engine::{LayerRun, run_layer};
+pub use layer::{Detail, LayerConsts, run_layer, run_layer_with};
+pub use engine::{HeadCounts, LayerRun};
 pub use error::{AttentionError, Result};
 pub use isa::SIMD_CAP_ENV;
 pub use tensor::{AttentionInput, LayerShape, Tensor3};
