@@ -77,7 +77,7 @@ impl HeadCounts {
 
 pub(crate) fn scales_for(src: &ScaleSource, data: &[f32], head: usize, which: &str) -> Result<f32> {
     Ok(match src {
-        ScaleSource::Dynamic => quant::symmetric_scale(data),
+        ScaleSource::Dynamic => crate::simd::symmetric_scale(data),
         ScaleSource::Fixed { q, k, v } => {
             let s = match which {
                 "q" => q,
@@ -266,8 +266,8 @@ pub(crate) fn prepare_kv_head(
     let v = input.v.head(h);
     let k_scale = scales_for(&q.scales, k, h, "k")?;
     let v_scale = scales_for(&q.scales, v, h, "v")?;
-    let k8 = quant::quantize(k, k_scale);
-    let v8 = quant::quantize(v, v_scale);
+    let k8 = crate::simd::quantize(k, k_scale);
+    let v8 = crate::simd::quantize(v, v_scale);
     let crossbar = f.in_memory.then(|| {
         let msb: Vec<i8> = k8
             .iter()
@@ -347,7 +347,7 @@ pub(crate) fn prepare_q_head(
     let q = &cfg.quant;
     let qf = input.q.head(h);
     let q_scale = scales_for(&q.scales, qf, h, "q")?;
-    let q8 = quant::quantize(qf, q_scale);
+    let q8 = crate::simd::quantize(qf, q_scale);
     let to_u8 = |x: &[i8]| -> Vec<u8> { x.iter().map(|&v| (i16::from(v) + 128) as u8).collect() };
     let (q_dac, q_dac_u8, lsb_correction) = if f.in_memory {
         let dac: Vec<i8> = q8.iter().map(|&x| f.dac_table[x as u8 as usize]).collect();

@@ -73,3 +73,58 @@ fn rows_avx2(
 ) -> BlockOut {
     run_rows::<Scalar>(ctx, rows, sc, s)
 }
+
+/// [`crate::quant::quantize`] at the widest instruction set available (the same codes: the
+/// same IEEE operations in the same order).
+pub(crate) fn quantize(x: &[f32], scale: f32) -> Vec<i8> {
+    let mut out = vec![0i8; x.len()];
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
+        Level::Avx512 => unsafe { quantize_avx512(x, scale, &mut out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
+        Level::Avx2 => unsafe { quantize_avx2(x, scale, &mut out) },
+        _ => crate::quant::quantize_into(x, scale, &mut out),
+    }
+    out
+}
+
+/// [`crate::quant::symmetric_scale`] at the widest instruction set available (the same
+/// scale: a maximum does not depend on the order it is taken in).
+pub(crate) fn symmetric_scale(x: &[f32]) -> f32 {
+    let m = match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` returned Avx512 only after detecting every enabled feature.
+        Level::Avx512 => unsafe { max_abs_avx512(x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` returned Avx2 only after detecting every enabled feature.
+        Level::Avx2 => unsafe { max_abs_avx2(x) },
+        _ => crate::quant::max_abs(x),
+    };
+    crate::quant::scale_of_max(m)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+fn quantize_avx512(x: &[f32], scale: f32, out: &mut [i8]) {
+    crate::quant::quantize_into(x, scale, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+fn quantize_avx2(x: &[f32], scale: f32, out: &mut [i8]) {
+    crate::quant::quantize_into(x, scale, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+fn max_abs_avx512(x: &[f32]) -> f32 {
+    crate::quant::max_abs(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+fn max_abs_avx2(x: &[f32]) -> f32 {
+    crate::quant::max_abs(x)
+}
