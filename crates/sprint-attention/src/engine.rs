@@ -268,11 +268,14 @@ pub(crate) fn prepare_kv_head(
     let v_scale = scales_for(&q.scales, v, h, "v")?;
     let k8 = crate::simd::quantize(k, k_scale);
     let v8 = crate::simd::quantize(v, v_scale);
-    let crossbar = f.in_memory.then(|| {
-        let msb: Vec<i8> = k8
-            .iter()
+    let msb: Vec<i8> = if f.in_memory {
+        k8.iter()
             .map(|&x| quant::split_key_bits(x, q.k_msb_bits).0)
-            .collect();
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let crossbar = f.in_memory.then(|| {
         noise::program_crossbar(
             &msb,
             shape.n_keys,
@@ -296,10 +299,9 @@ pub(crate) fn prepare_kv_head(
             .collect(),
         _ => Vec::new(),
     };
-    let k_msb_packed = crossbar.as_ref().filter(|_| f.int8_crossbar).map(|xb| {
-        // Ideal cells: the weights are the programmed levels.
-        let levels: Vec<i8> = xb.weights.iter().map(|&w| w as i8).collect();
-        PackedKeys::new(&levels, shape.n_keys, d)
+    let k_msb_packed = crossbar.as_ref().filter(|_| f.int8_crossbar).map(|_| {
+        // Ideal cells: the weights are the programmed levels, `K_MSB` itself.
+        PackedKeys::new(&msb, shape.n_keys, d)
     });
     let exact = ExactKeys::new(&k8, shape.n_keys, d, f.fixed);
     let read_back = ExactKeys::new(&k_read_back, shape.n_keys, d, f.fixed);
