@@ -19,7 +19,7 @@ use sprint_core::trace::{HeadStats, HeadTrace, QueryRecord};
 use crate::block::BlockOut;
 use crate::error::Result;
 pub use crate::head::QUERY_BLOCK;
-use crate::head::{HeadCtx, KvHead, QHead, quantize_score};
+use crate::head::{HeadCtx, KEY_PREFIX_STEP, KvHead, QHead, quantize_score};
 use crate::int8_gemm::{self, PackedKeys};
 use crate::noise;
 use crate::quant;
@@ -171,7 +171,8 @@ struct ExactKeys {
 }
 
 impl ExactKeys {
-    fn new(keys: &[i8], n: usize, d: usize, fixed: bool) -> Self {
+    /// `keys` (`n x d`) in the form the exact GEMM takes; packed prefixes every `step` keys.
+    fn new(keys: &[i8], n: usize, d: usize, fixed: bool, step: usize) -> Self {
         let none = Self {
             packed: None,
             f32: Vec::new(),
@@ -180,7 +181,7 @@ impl ExactKeys {
             none
         } else if int8_gemm::exact_for(255, 128) {
             Self {
-                packed: Some(PackedKeys::new(keys, n, d)),
+                packed: Some(PackedKeys::with_prefixes(keys, n, d, step)),
                 f32: Vec::new(),
             }
         } else if d <= MAX_EXACT_GEMM_DIM {
@@ -266,6 +267,12 @@ pub(crate) fn prepare_kv_head(
     let v = input.v.head(h);
     let k_scale = scales_for(&q.scales, k, h, "k")?;
     let v_scale = scales_for(&q.scales, v, h, "v")?;
+    // Causal blocks read only the first keys: packed prefixes let them multiply those alone.
+    let step = if cfg.causal {
+        KEY_PREFIX_STEP
+    } else {
+        shape.n_keys
+    };
     let k8 = crate::simd::quantize(k, k_scale);
     let v8 = crate::simd::quantize(v, v_scale);
     let msb: Vec<i8> = if f.in_memory {
@@ -301,10 +308,10 @@ pub(crate) fn prepare_kv_head(
     };
     let k_msb_packed = crossbar.as_ref().filter(|_| f.int8_crossbar).map(|_| {
         // Ideal cells: the weights are the programmed levels, `K_MSB` itself.
-        PackedKeys::new(&msb, shape.n_keys, d)
+        PackedKeys::with_prefixes(&msb, shape.n_keys, d, step)
     });
-    let exact = ExactKeys::new(&k8, shape.n_keys, d, f.fixed);
-    let read_back = ExactKeys::new(&k_read_back, shape.n_keys, d, f.fixed);
+    let exact = ExactKeys::new(&k8, shape.n_keys, d, f.fixed, step);
+    let read_back = ExactKeys::new(&k_read_back, shape.n_keys, d, f.fixed, step);
     let widen = |x: &[i8]| -> Vec<i16> {
         if f.integer_dots {
             x.iter().map(|&v| i16::from(v)).collect()
