@@ -51,7 +51,10 @@ impl PackedKeys {
     /// every multiple `c` of `step` below `n`.
     pub(crate) fn with_prefixes(keys: &[i8], n: usize, d: usize, step: usize) -> Self {
         assert_eq!(keys.len(), n * d, "keys length");
-        let mut cols: Vec<usize> = (1..).map(|i| i * step.max(1)).take_while(|&c| c < n).collect();
+        let mut cols: Vec<usize> = (1..)
+            .map(|i| i * step.max(1))
+            .take_while(|&c| c < n)
+            .collect();
         cols.push(n);
         let packs = cols
             .into_iter()
@@ -181,7 +184,9 @@ mod tests {
         }
         let (m, n, d) = (5, 600, 64);
         let lhs: Vec<u8> = (0..m * d).map(|i| (i * 53 % 256) as u8).collect();
-        let k: Vec<i8> = (0..n * d).map(|i| ((i * 29 % 255) as i32 - 127) as i8).collect();
+        let k: Vec<i8> = (0..n * d)
+            .map(|i| ((i * 29 % 255) as i32 - 127) as i8)
+            .collect();
         let full = PackedKeys::new(&k, n, d);
         let mut want = vec![0; m * n];
         scores(&lhs, &vec![128u8; m], &full, &mut want);
@@ -191,7 +196,11 @@ mod tests {
             let mut got = vec![0; m * cols];
             scores_cols(&lhs, &vec![128u8; m], &prefixes, cols, &mut got);
             for r in 0..m {
-                assert_eq!(got[r * cols..(r + 1) * cols], want[r * n..r * n + cols], "row {r}");
+                assert_eq!(
+                    got[r * cols..(r + 1) * cols],
+                    want[r * n..r * n + cols],
+                    "row {r}"
+                );
             }
         }
     }

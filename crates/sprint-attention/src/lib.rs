@@ -4,7 +4,6 @@
 //! locality engine that reuses keys already on chip. [`run_layer`] computes one layer for any
 //! of the four variants and returns the output with its [`sprint_core::trace::HeadTrace`]s.
 
-pub mod layer;
 pub(crate) mod block;
 mod compact;
 pub mod comparator;
@@ -17,6 +16,7 @@ mod head;
 mod int8_gemm;
 mod isa;
 pub mod kernels;
+pub mod layer;
 pub use sprint_core::locality;
 pub mod noise;
 pub mod peers;
@@ -29,8 +29,8 @@ pub mod synth;
 pub mod tensor;
 pub mod vpu;
 
-pub use layer::{Detail, LayerConsts, run_layer, run_layer_with};
 pub use engine::{HeadCounts, LayerRun};
 pub use error::{AttentionError, Result};
 pub use isa::SIMD_CAP_ENV;
+pub use layer::{Detail, LayerConsts, run_layer, run_layer_with};
 pub use tensor::{AttentionInput, LayerShape, Tensor3};

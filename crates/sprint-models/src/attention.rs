@@ -309,12 +309,13 @@ impl Attention for SprintAttention {
                 input.query_valid = Some(valid.clone());
                 input.key_valid = Some(valid.clone());
             }
-            let run = run_layer_with(&consts, call.layer, th, &input, detail).map_err(|source| {
-                ModelError::Attention {
-                    layer: call.layer,
-                    source,
-                }
-            })?;
+            let run =
+                run_layer_with(&consts, call.layer, th, &input, detail).map_err(|source| {
+                    ModelError::Attention {
+                        layer: call.layer,
+                        source,
+                    }
+                })?;
             let stats = layer_stats(&run);
             out.extend_from_slice(&run.output.data);
             let traces = rec.wants_traces().then_some(run.heads);
