@@ -76,6 +76,9 @@ pub(crate) struct BlockScores {
     pub exact_f32: ScoreMatrix<f32>,
     /// Staging for the f32 GEMM fallback of the integer scores.
     staging: ScoreMatrix<f32>,
+    /// Columns (keys) of every matrix of the block: the first keys, as many as its queries
+    /// may see (see [`block_columns`]); the rows' stride.
+    pub cols: usize,
 }
 
 /// A block's score matrix whose storage outlives the block: it is sized once and never
@@ -150,26 +153,29 @@ fn score_in_memory(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockS
     let Some(xb) = &ctx.kv.crossbar else {
         return;
     };
-    let (n, d, m) = (ctx.shape.n_keys, ctx.shape.head_dim, rows.len());
+    let (n, d, m) = (sc.cols, ctx.shape.head_dim, rows.len());
     if let Some(packed) = &ctx.kv.k_msb_packed {
         let q = &ctx.qh.q_dac_u8[rows.start * d..rows.end * d];
-        int8_gemm::scores(
+        int8_gemm::scores_cols(
             q,
             &ZERO_POINTS[..m],
             packed,
+            n,
             sc.approx_int.for_overwrite(m * n),
         );
     } else {
         let q = &ctx.qh.q_dac[rows.start * d..rows.end * d];
-        matmul_nt(q, &xb.weights, sc.approx_f32.for_overwrite(m * n), m, n, d);
+        let w = &xb.weights[..n * d];
+        matmul_nt(q, w, sc.approx_f32.for_overwrite(m * n), m, n, d);
     }
 }
 
 /// Zero points of the int8 GEMMs' left operands (`code + 128`), one per block row.
 static ZERO_POINTS: [u8; QUERY_BLOCK] = [128; QUERY_BLOCK];
 
-/// Exact integer scores of the block's queries against one set of keys: the int8 GEMM when
-/// its kernel is exact, else an f32 GEMM of exact small integers, else integer dots.
+/// Exact integer scores of the block's queries against the first `n` of one set of keys
+/// (`n x` the rows into the matrix given with it): the int8 GEMM when its kernel is exact,
+/// else an f32 GEMM of exact small integers, else integer dots.
 fn integer_scores(
     ctx: &HeadCtx,
     rows: &std::ops::Range<usize>,
@@ -177,20 +183,20 @@ fn integer_scores(
     keys_f32: &[f32],
     keys_i16: &[i16],
     staging: &mut ScoreMatrix<f32>,
-    out: &mut ScoreMatrix<i32>,
+    (n, out): (usize, &mut ScoreMatrix<i32>),
 ) {
-    let (n, d, m) = (ctx.shape.n_keys, ctx.shape.head_dim, rows.len());
+    let (d, m) = (ctx.shape.head_dim, rows.len());
     let out = out.for_overwrite(m * n);
     if let Some(packed) = packed {
         let q = &ctx.qh.q8_u8[rows.start * d..rows.end * d];
-        int8_gemm::scores(q, &ZERO_POINTS[..m], packed, out);
+        int8_gemm::scores_cols(q, &ZERO_POINTS[..m], packed, n, out);
         return;
     }
     if !keys_f32.is_empty() {
         // Exact: integer products and sums below 2^24.
         let staging = staging.for_overwrite(m * n);
         let q = &ctx.qh.q8_f32[rows.start * d..rows.end * d];
-        matmul_nt(q, keys_f32, staging, m, n, d);
+        matmul_nt(q, &keys_f32[..n * d], staging, m, n, d);
         out.iter_mut()
             .zip(staging.iter())
             .for_each(|(o, &x)| *o = x as i32);
@@ -210,7 +216,7 @@ fn integer_scores(
 /// recompute's `q8 . k_read_back`; float mode: logits `q . k / sqrt(d)` (for the variants
 /// that score on chip and the audit).
 fn exact_scores(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockScores) {
-    let (n, d, m) = (ctx.shape.n_keys, ctx.shape.head_dim, rows.len());
+    let (n, d, m) = (sc.cols, ctx.shape.head_dim, rows.len());
     sc.exact_int.clear();
     sc.recompute_int.clear();
     sc.exact_f32.clear();
@@ -219,7 +225,7 @@ fn exact_scores(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockScor
         if needs_all_exact_scores(ctx.cfg) {
             let exact = sc.exact_f32.for_overwrite(m * n);
             let q = &ctx.q_f[rows.start * d..rows.end * d];
-            matmul_nt(q, ctx.k_f, exact, m, n, d);
+            matmul_nt(q, &ctx.k_f[..n * d], exact, m, n, d);
             let inv = 1.0 / (d as f32).sqrt();
             exact.iter_mut().for_each(|x| *x *= inv);
         }
@@ -235,7 +241,7 @@ fn exact_scores(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockScor
             &kv.k8_f32,
             &kv.k8,
             &mut sc.staging,
-            &mut sc.exact_int,
+            (n, &mut sc.exact_int),
         );
     }
     if ctx.cfg.variant == Variant::Sprint && read_back {
@@ -246,7 +252,7 @@ fn exact_scores(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockScor
             &kv.k_read_back_f32,
             &kv.k_read_back,
             &mut sc.staging,
-            &mut sc.recompute_int,
+            (n, &mut sc.recompute_int),
         );
     }
 }
@@ -323,8 +329,27 @@ fn rechecks(ctx: &HeadCtx) -> bool {
 
 /// Phases 1 and 2 of rows `rows` of one head: the in-memory scores and the exact scores.
 pub(crate) fn score_block(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockScores) {
+    sc.cols = block_columns(ctx, rows);
     score_in_memory(ctx, rows, sc);
     exact_scores(ctx, rows, sc);
+}
+
+/// The keys the score matrices of block `rows` cover: all of them, except in causal heads
+/// whose scores are integers from one GEMM or dot products per key (the in-memory scores of an
+/// ideal crossbar, fixed-point recompute), where the first keys the block's last query sees,
+/// rounded up to a packed prefix. Those integer scores do not depend on how many columns a
+/// product has; float GEMMs might, so they keep every column.
+fn block_columns(ctx: &HeadCtx, rows: &std::ops::Range<usize>) -> usize {
+    let s = ctx.shape;
+    let kv = ctx.kv;
+    let float_scores = ctx.cfg.recompute == RecomputeMode::Float
+        || (kv.crossbar.is_some() && kv.k_msb_packed.is_none());
+    if !ctx.cfg.causal || float_scores || rows.is_empty() {
+        return s.n_keys;
+    }
+    let need = visible_limit(rows.end - 1, s.n_queries, s.n_keys, true);
+    let packed = kv.k_msb_packed.as_ref().or(kv.k8_packed.as_ref());
+    packed.map_or(need, |p| p.columns_for(need))
 }
 
 /// The `r`-th row of a `rows x n` score matrix, or an empty slice when the matrix is empty.
@@ -347,6 +372,7 @@ pub(crate) fn run_rows<C: Compact>(
     s: &mut Scratch,
 ) -> BlockOut {
     let n = ctx.shape.n_keys;
+    let cols = sc.cols;
     let d = ctx.shape.head_dim;
     let m = rows.len();
     let wpr = words_for(n);
@@ -376,9 +402,9 @@ pub(crate) fn run_rows<C: Compact>(
             continue;
         }
         let approx_row = if !sc.approx_int.is_empty() {
-            ApproxRow::Int(row_of(sc.approx_int.as_slice(), r, n))
+            ApproxRow::Int(row_of(sc.approx_int.as_slice(), r, cols))
         } else if !sc.approx_f32.is_empty() {
-            ApproxRow::F32(row_of(sc.approx_f32.as_slice(), r, n))
+            ApproxRow::F32(row_of(sc.approx_f32.as_slice(), r, cols))
         } else {
             ApproxRow::None
         };
@@ -401,10 +427,10 @@ pub(crate) fn run_rows<C: Compact>(
             }
             if audit_on {
                 if fixed {
-                    let e = row_of(sc.exact_int.as_slice(), r, n);
+                    let e = row_of(sc.exact_int.as_slice(), r, cols);
                     audit(e, exact_min_int, &visible, row_mask, &mut out.stats);
                 } else {
-                    let e = row_of(sc.exact_f32.as_slice(), r, n);
+                    let e = row_of(sc.exact_f32.as_slice(), r, cols);
                     audit(e, ctx.exact_min, &visible, row_mask, &mut out.stats);
                 }
             }
@@ -419,7 +445,7 @@ pub(crate) fn run_rows<C: Compact>(
                 i,
                 cmp.as_ref(),
                 approx_row,
-                row_of(sc.exact_f32.as_slice(), r, n),
+                row_of(sc.exact_f32.as_slice(), r, cols),
                 offsets,
                 s,
                 dst,
@@ -430,9 +456,9 @@ pub(crate) fn run_rows<C: Compact>(
             no_recompute_row(ctx, i, cmp.as_ref(), approx_row, offsets, s, dst)
         } else {
             let scores = if sc.recompute_int.is_empty() {
-                row_of(sc.exact_int.as_slice(), r, n)
+                row_of(sc.exact_int.as_slice(), r, cols)
             } else {
-                row_of(sc.recompute_int.as_slice(), r, n)
+                row_of(sc.recompute_int.as_slice(), r, cols)
             };
             // |q8 . k| <= 128 sum|q8|: most rows cannot reach a saturating score.
             let bound = 128 * i64::from(ctx.qh.q_abs_sum[i]);

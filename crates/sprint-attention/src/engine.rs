@@ -1,8 +1,9 @@
 //! One attention layer computed the way SPRINT does (SPRINT.md section 3), for any of the
 //! four variants, with the per-query trace of which keys moved on chip.
 //!
-//! The layer runs in named phases: [`prepare`] quantises every head (and programs the
-//! crossbars); [`crate::block`] runs fixed blocks of [`QUERY_BLOCK`] queries per head through
+//! The layer runs in named phases ([`crate::layer`] runs them in order): [`prepare_kv_head`]
+//! and [`prepare_q_head`] quantise every head (and program the crossbars); [`crate::block`]
+//! runs fixed blocks of [`QUERY_BLOCK`] queries per head through
 //! in-memory scoring, the comparator, the exact recompute, the softmax and the V-PU; then
 //! [`assemble`] gathers the blocks and the locality engine serves each head's kept sets in
 //! query order. Blocks run on the caller's rayon pool; every output element is produced by
@@ -16,13 +17,12 @@ use sprint_core::locality::{LocalityEngine, fill_locality};
 use sprint_core::trace::{HeadStats, HeadTrace, QueryRecord};
 
 use crate::block::BlockOut;
-use crate::error::{AttentionError, Result, shape_error};
+use crate::error::Result;
 pub use crate::head::QUERY_BLOCK;
-use crate::head::{HeadCtx, KvHead, QHead, quantize_score};
+use crate::head::{HeadCtx, KEY_PREFIX_STEP, KvHead, QHead, quantize_score};
 use crate::int8_gemm::{self, PackedKeys};
 use crate::noise;
 use crate::quant;
-use crate::simd::run_block;
 use crate::softmax::FixedSoftmax;
 use crate::tensor::{AttentionInput, LayerShape, Tensor3};
 
@@ -36,15 +36,48 @@ pub struct LayerRun {
     /// Attention output, `[heads, n_queries, head_dim]`, real units. Padding queries and
     /// queries whose every key was pruned get zeros.
     pub output: Tensor3,
-    /// One trace per query head.
+    /// One trace per query head; empty when the run was asked for counts only
+    /// ([`crate::Detail::Counts`]).
     pub heads: Vec<HeadTrace>,
+    /// The counts of every query head (summed over its queries), with or without traces.
+    pub counts: Vec<HeadCounts>,
     /// (query, key) pairs that were candidates: real queries x visible real keys.
     pub visible_pairs: u64,
 }
 
+/// What one query head of a layer run counts, summed over its queries: what a forward pass
+/// records when nobody asked for the trace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadCounts {
+    /// (query, key) pairs whose key moved on chip (the in-memory kept set), in pairs.
+    pub kept: u64,
+    /// Pairs whose key entered the softmax, in pairs.
+    pub softmax_kept: u64,
+    /// Keys newly fetched into the key buffer by the locality engine, in keys.
+    pub k_fetched: u64,
+    /// The datapath statistics (audit and saturation counts).
+    pub stats: HeadStats,
+}
+
+impl HeadCounts {
+    /// The counts of one head's trace.
+    pub fn of_trace(h: &HeadTrace) -> Self {
+        let mut c = Self {
+            stats: h.stats,
+            ..Self::default()
+        };
+        for r in &h.records {
+            c.kept += u64::from(r.kept);
+            c.softmax_kept += u64::from(r.softmax_kept);
+            c.k_fetched += u64::from(r.k_fetched);
+        }
+        c
+    }
+}
+
 pub(crate) fn scales_for(src: &ScaleSource, data: &[f32], head: usize, which: &str) -> Result<f32> {
     Ok(match src {
-        ScaleSource::Dynamic => quant::symmetric_scale(data),
+        ScaleSource::Dynamic => crate::simd::symmetric_scale(data),
         ScaleSource::Fixed { q, k, v } => {
             let s = match which {
                 "q" => q,
@@ -138,7 +171,8 @@ struct ExactKeys {
 }
 
 impl ExactKeys {
-    fn new(keys: &[i8], n: usize, d: usize, fixed: bool) -> Self {
+    /// `keys` (`n x d`) in the form the exact GEMM takes; packed prefixes every `step` keys.
+    fn new(keys: &[i8], n: usize, d: usize, fixed: bool, step: usize) -> Self {
         let none = Self {
             packed: None,
             f32: Vec::new(),
@@ -147,7 +181,7 @@ impl ExactKeys {
             none
         } else if int8_gemm::exact_for(255, 128) {
             Self {
-                packed: Some(PackedKeys::new(keys, n, d)),
+                packed: Some(PackedKeys::with_prefixes(keys, n, d, step)),
                 f32: Vec::new(),
             }
         } else if d <= MAX_EXACT_GEMM_DIM {
@@ -164,7 +198,7 @@ impl ExactKeys {
 /// What phase 1 derives from the configuration once for every head: which forms of the
 /// codes the blocks will read (see `block::integer_scores`), the crossbar's full scale and
 /// the query's DAC and `K_LSB` correction.
-struct CodeForms {
+pub(crate) struct CodeForms {
     /// The variant scores in memory (a crossbar holds `K_MSB`).
     in_memory: bool,
     /// Fixed-point recompute.
@@ -189,7 +223,8 @@ struct CodeForms {
 }
 
 impl CodeForms {
-    fn new(cfg: &AttentionConfig, d: usize) -> Self {
+    /// The forms for heads of width `d` under `cfg`.
+    pub(crate) fn new(cfg: &AttentionConfig, d: usize) -> Self {
         let q = &cfg.quant;
         let in_memory = cfg.variant.prunes_in_memory();
         let fixed = cfg.recompute == RecomputeMode::FixedPoint;
@@ -216,29 +251,9 @@ impl CodeForms {
     }
 }
 
-/// Phase 1: quantises every KV head (K, V; `K_MSB` into the crossbar) and query head (Q, the
-/// DAC query and its `K_LSB` correction).
-fn prepare(
-    cfg: &AttentionConfig,
-    layer: usize,
-    shape: LayerShape,
-    input: &AttentionInput,
-) -> Result<(Vec<KvHead>, Vec<QHead>)> {
-    let forms = CodeForms::new(cfg, shape.head_dim);
-    let kv_heads: Vec<KvHead> = (0..shape.kv_heads)
-        .into_par_iter()
-        .map(|h| prepare_kv_head(cfg, layer, shape, input, &forms, h))
-        .collect::<Result<_>>()?;
-    let q_heads: Vec<QHead> = (0..shape.heads)
-        .into_par_iter()
-        .map(|h| prepare_q_head(cfg, shape, input, &forms, h))
-        .collect::<Result<_>>()?;
-    Ok((kv_heads, q_heads))
-}
-
 /// KV head `h`: K and V quantised, `K_MSB` programmed into the crossbar, and the forms of
 /// the codes the blocks read.
-fn prepare_kv_head(
+pub(crate) fn prepare_kv_head(
     cfg: &AttentionConfig,
     layer: usize,
     shape: LayerShape,
@@ -252,13 +267,22 @@ fn prepare_kv_head(
     let v = input.v.head(h);
     let k_scale = scales_for(&q.scales, k, h, "k")?;
     let v_scale = scales_for(&q.scales, v, h, "v")?;
-    let k8 = quant::quantize(k, k_scale);
-    let v8 = quant::quantize(v, v_scale);
-    let crossbar = f.in_memory.then(|| {
-        let msb: Vec<i8> = k8
-            .iter()
+    // Causal blocks read only the first keys: packed prefixes let them multiply those alone.
+    let step = if cfg.causal {
+        KEY_PREFIX_STEP
+    } else {
+        shape.n_keys
+    };
+    let k8 = crate::simd::quantize(k, k_scale);
+    let v8 = crate::simd::quantize(v, v_scale);
+    let msb: Vec<i8> = if f.in_memory {
+        k8.iter()
             .map(|&x| quant::split_key_bits(x, q.k_msb_bits).0)
-            .collect();
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let crossbar = f.in_memory.then(|| {
         noise::program_crossbar(
             &msb,
             shape.n_keys,
@@ -282,13 +306,12 @@ fn prepare_kv_head(
             .collect(),
         _ => Vec::new(),
     };
-    let k_msb_packed = crossbar.as_ref().filter(|_| f.int8_crossbar).map(|xb| {
-        // Ideal cells: the weights are the programmed levels.
-        let levels: Vec<i8> = xb.weights.iter().map(|&w| w as i8).collect();
-        PackedKeys::new(&levels, shape.n_keys, d)
+    let k_msb_packed = crossbar.as_ref().filter(|_| f.int8_crossbar).map(|_| {
+        // Ideal cells: the weights are the programmed levels, `K_MSB` itself.
+        PackedKeys::with_prefixes(&msb, shape.n_keys, d, step)
     });
-    let exact = ExactKeys::new(&k8, shape.n_keys, d, f.fixed);
-    let read_back = ExactKeys::new(&k_read_back, shape.n_keys, d, f.fixed);
+    let exact = ExactKeys::new(&k8, shape.n_keys, d, f.fixed, step);
+    let read_back = ExactKeys::new(&k_read_back, shape.n_keys, d, f.fixed, step);
     let widen = |x: &[i8]| -> Vec<i16> {
         if f.integer_dots {
             x.iter().map(|&v| i16::from(v)).collect()
@@ -322,7 +345,7 @@ fn prepare_kv_head(
 
 /// Query head `h`: Q quantised, its DAC levels with their `K_LSB` correction, and the forms
 /// of the codes the blocks read.
-fn prepare_q_head(
+pub(crate) fn prepare_q_head(
     cfg: &AttentionConfig,
     shape: LayerShape,
     input: &AttentionInput,
@@ -333,7 +356,7 @@ fn prepare_q_head(
     let q = &cfg.quant;
     let qf = input.q.head(h);
     let q_scale = scales_for(&q.scales, qf, h, "q")?;
-    let q8 = quant::quantize(qf, q_scale);
+    let q8 = crate::simd::quantize(qf, q_scale);
     let to_u8 = |x: &[i8]| -> Vec<u8> { x.iter().map(|&v| (i16::from(v) + 128) as u8).collect() };
     let (q_dac, q_dac_u8, lsb_correction) = if f.in_memory {
         let dac: Vec<i8> = q8.iter().map(|&x| f.dac_table[x as u8 as usize]).collect();
@@ -386,104 +409,63 @@ fn prepare_q_head(
     })
 }
 
-/// Runs one layer. `thresholds[h]` is `Th` (logits) of query head `h`; the caller's rayon
-/// pool sets the parallelism.
-pub fn run_layer(
-    cfg: &AttentionConfig,
-    layer: usize,
-    thresholds: &[f32],
-    input: &AttentionInput,
-) -> Result<LayerRun> {
-    let shape = input.validate()?;
-    if thresholds.len() != shape.heads {
-        return Err(shape_error(
-            "thresholds per query head",
-            shape.heads,
-            thresholds.len(),
-        ));
-    }
-    if cfg.variant.acts_across_layers() {
-        return Err(AttentionError::Config(sprint_core::CoreError::config(
-            "variant",
-            format!(
-                "`{}` prunes tokens and heads across the layers of a forward pass, so it runs inside a model (`sprint eval`; in Rust `sprint_attention::peers::spatten`), not on one layer's q, k, v",
-                cfg.variant.name()
-            ),
-        )));
-    }
-    if cfg.variant.is_peer() {
-        return Ok(run_peer_layer(cfg, layer, thresholds, shape, input));
-    }
-    let margin = cfg.margin(layer).map_err(AttentionError::from)?;
+/// What every block of query head `h` reads: its prepared query head `qh`, its KV head
+/// `kv`, the input's tensors (of `shape`) and masks, and the thresholds and bounds derived from `Th`
+/// (`th`, logits) and `margin` (logits) at the head's scales.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn head_context<'a>(
+    cfg: &'a AttentionConfig,
+    (layer, h, th, margin): (usize, usize, f32, f32),
+    shape: LayerShape,
+    input: &'a AttentionInput,
+    qh: &'a QHead,
+    kv: &'a KvHead,
+    key_valid: &'a BitVec,
+    query_valid: &'a [bool],
+    softmax: &'a FixedSoftmax,
+) -> HeadCtx<'a> {
     let d = shape.head_dim;
-    let (kv_heads, q_heads) = prepare(cfg, layer, shape, input)?;
-
-    let key_valid = key_valid_bits(input, shape);
-    let all_valid = vec![true; shape.n_queries];
-    let query_valid: &[bool] = input.query_valid.as_deref().unwrap_or(&all_valid);
-    let softmax = FixedSoftmax::new(&cfg.quant);
-    let full_scale = full_scale_steps(d, cfg.quant.query_dac_bits, cfg.quant.k_msb_bits);
+    let kvh = shape.kv_head_of(h);
     let fixed = cfg.recompute == RecomputeMode::FixedPoint;
-
-    let contexts: Vec<HeadCtx> = (0..shape.heads)
-        .map(|h| {
-            let kvh = shape.kv_head_of(h);
-            let qh = &q_heads[h];
-            let kv = &kv_heads[kvh];
-            let approx_unit = quant::approx_score_unit(
-                cfg.quant.query_dac_bits,
-                cfg.quant.k_msb_bits,
-                qh.q_scale,
-                kv.k_scale,
-                d,
-            );
-            let exact_unit = quant::exact_score_unit(qh.q_scale, kv.k_scale, d);
-            let th = thresholds[h];
-            let sat = if fixed {
-                saturation_bounds(cfg, exact_unit, d)
-            } else {
-                (i32::MIN, i32::MAX)
-            };
-            HeadCtx {
-                cfg,
-                shape,
-                qh,
-                kv,
-                q_f: input.q.head(h),
-                k_f: input.k.head(kvh),
-                v_f: input.v.head(kvh),
-                key_valid: &key_valid,
-                query_valid,
-                softmax: &softmax,
-                threshold: th,
-                comparator_threshold: (f64::from(th) - f64::from(margin)) / approx_unit,
-                read_sigma: f64::from(cfg.noise.read_sigma_fs) * full_scale,
-                noise_seed: (cfg.seed, layer, h),
-                exact_min: if fixed {
-                    exact_min_fixed(cfg, th, exact_unit, d)
-                } else {
-                    th
-                },
-                sat_below: sat.0,
-                sat_above: sat.1,
-                approx_unit,
-                exact_unit,
-            }
-        })
-        .collect();
-
-    let blocks_per_head = shape.n_queries.div_ceil(QUERY_BLOCK);
-    let blocks: Vec<(usize, BlockOut)> = (0..shape.heads * blocks_per_head)
-        .into_par_iter()
-        .map(|t| {
-            let h = t / blocks_per_head;
-            let b = t % blocks_per_head;
-            let start = b * QUERY_BLOCK;
-            let rows = start..(start + QUERY_BLOCK).min(shape.n_queries);
-            (h, run_block(&contexts[h], rows))
-        })
-        .collect();
-    Ok(assemble(cfg, layer, shape, blocks, key_valid, query_valid))
+    let approx_unit = quant::approx_score_unit(
+        cfg.quant.query_dac_bits,
+        cfg.quant.k_msb_bits,
+        qh.q_scale,
+        kv.k_scale,
+        d,
+    );
+    let exact_unit = quant::exact_score_unit(qh.q_scale, kv.k_scale, d);
+    let full_scale = full_scale_steps(d, cfg.quant.query_dac_bits, cfg.quant.k_msb_bits);
+    let sat = if fixed {
+        saturation_bounds(cfg, exact_unit, d)
+    } else {
+        (i32::MIN, i32::MAX)
+    };
+    HeadCtx {
+        cfg,
+        shape,
+        qh,
+        kv,
+        q_f: input.q.head(h),
+        k_f: input.k.head(kvh),
+        v_f: input.v.head(kvh),
+        key_valid,
+        query_valid,
+        softmax,
+        threshold: th,
+        comparator_threshold: (f64::from(th) - f64::from(margin)) / approx_unit,
+        read_sigma: f64::from(cfg.noise.read_sigma_fs) * full_scale,
+        noise_seed: (cfg.seed, layer, h),
+        exact_min: if fixed {
+            exact_min_fixed(cfg, th, exact_unit, d)
+        } else {
+            th
+        },
+        sat_below: sat.0,
+        sat_above: sat.1,
+        approx_unit,
+        exact_unit,
+    }
 }
 
 /// The real keys of `input` as a bit vector (all of them without a `key_valid` mask).
@@ -500,7 +482,7 @@ pub(crate) fn key_valid_bits(input: &AttentionInput, shape: LayerShape) -> BitVe
 /// One layer of a peer design's variant ([`crate::peers`]). The thresholds `Th` (one per
 /// query head) are LeOPArd's; Sanger, A3 and Energon have their own decision parameters in
 /// `cfg.peers`.
-fn run_peer_layer(
+pub(crate) fn run_peer_layer(
     cfg: &AttentionConfig,
     layer: usize,
     thresholds: &[f32],
@@ -601,6 +583,7 @@ pub(crate) fn assemble(
 
     LayerRun {
         output,
+        counts: heads.iter().map(HeadCounts::of_trace).collect(),
         heads,
         visible_pairs,
     }

@@ -13,6 +13,11 @@ use crate::tensor::LayerShape;
 /// Queries per work item.
 pub const QUERY_BLOCK: usize = 64;
 
+/// Keys per step of the packed key prefixes of a causal head: a block whose queries see at
+/// most `c` keys multiplies the smallest packed prefix of at least `c` keys (a software
+/// choice: a coarser step packs less and multiplies more; results do not depend on it).
+pub(crate) const KEY_PREFIX_STEP: usize = 256;
+
 /// Per-KV-head data, shared by the query heads of a group.
 pub(crate) struct KvHead {
     pub k_scale: f32,

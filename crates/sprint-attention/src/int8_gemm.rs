@@ -13,9 +13,12 @@ use rten_gemm::{
 };
 use rten_tensor::Matrix;
 
-/// A head's keys (`n` rows of `d` signed codes) packed once for every query block.
+/// A head's keys (`n` rows of `d` signed codes) packed once for every query block: all of
+/// them, and for causal heads also the prefixes of every multiple of a step, so that a block
+/// whose queries see only the first keys multiplies only those.
 pub(crate) struct PackedKeys {
-    packed: PackedBMatrix<i8>,
+    /// `(columns, the first columns keys packed)`, by increasing columns; the last holds all.
+    packs: Vec<(usize, PackedBMatrix<i8>)>,
     n: usize,
     d: usize,
 }
@@ -41,22 +44,66 @@ pub(crate) fn exact_for(max_lhs: u32, max_rhs: u32) -> bool {
 impl PackedKeys {
     /// Packs `keys` (`n x d`, row-major) as the right operand `K^T`.
     pub(crate) fn new(keys: &[i8], n: usize, d: usize) -> Self {
+        Self::with_prefixes(keys, n, d, n)
+    }
+
+    /// Packs `keys` (`n x d`, row-major) as the right operand `K^T`, and its first `c` keys for
+    /// every multiple `c` of `step` below `n`.
+    pub(crate) fn with_prefixes(keys: &[i8], n: usize, d: usize, step: usize) -> Self {
         assert_eq!(keys.len(), n * d, "keys length");
-        let view = Matrix::from_data([n, d], keys);
-        let packed = EXEC.with(|e| e.prepack_b(view.transposed()));
-        Self { packed, n, d }
+        let mut cols: Vec<usize> = (1..)
+            .map(|i| i * step.max(1))
+            .take_while(|&c| c < n)
+            .collect();
+        cols.push(n);
+        let packs = cols
+            .into_iter()
+            .map(|c| {
+                let view = Matrix::from_data([c, d], &keys[..c * d]);
+                (c, EXEC.with(|e| e.prepack_b(view.transposed())))
+            })
+            .collect();
+        Self { packs, n, d }
+    }
+
+    /// The fewest columns a product can have that covers the first `need` keys: the
+    /// smallest packed prefix of at least `need` keys.
+    pub(crate) fn columns_for(&self, need: usize) -> usize {
+        self.packs
+            .iter()
+            .map(|p| p.0)
+            .find(|&c| c >= need)
+            .unwrap_or(self.n)
     }
 }
 
 /// `out[r * n + j] = sum_l (lhs[r * d + l] - zero_point) * k[j * d + l]` for the `m = lhs.len()
 /// / d` query rows; `zero_points` holds `zero_point` once per row (scratch the caller keeps).
 pub(crate) fn scores(lhs: &[u8], zero_points: &[u8], keys: &PackedKeys, out: &mut [i32]) {
-    let (n, d) = (keys.n, keys.d);
+    scores_cols(lhs, zero_points, keys, keys.n, out);
+}
+
+/// [`scores`] against the first `cols` keys only (`cols` one of the packed prefixes, see
+/// [`PackedKeys::columns_for`]): `out` is `m x cols`, each score the same as in [`scores`].
+pub(crate) fn scores_cols(
+    lhs: &[u8],
+    zero_points: &[u8],
+    keys: &PackedKeys,
+    cols: usize,
+    out: &mut [i32],
+) {
+    let d = keys.d;
+    let packed = &keys
+        .packs
+        .iter()
+        .find(|p| p.0 == cols)
+        .expect("a packed prefix of the requested columns")
+        .1;
     assert_eq!(lhs.len() % d.max(1), 0, "lhs length");
     let m = lhs.len().checked_div(d).unwrap_or(0);
     assert_eq!(zero_points.len(), m, "zero points");
-    assert_eq!(out.len(), m * n, "output length");
-    if m == 0 || n == 0 {
+    assert_eq!(out.len(), m * cols, "output length");
+    if m == 0 || cols == 0 {
         return;
     }
     let a = Matrix::from_data([m, d], lhs);
@@ -72,7 +119,7 @@ pub(crate) fn scores(lhs: &[u8], zero_points: &[u8], keys: &PackedKeys, out: &mu
         e.gemm_uninit(
             dst,
             GemmInputA::Unpacked(a),
-            GemmInputB::Packed(&keys.packed),
+            GemmInputB::Packed(packed),
             opts,
         )
         .map(|_| ())
@@ -126,6 +173,34 @@ mod tests {
                     let naive: i32 = (0..d).map(|l| q[r * d + l] * i32::from(k[j * d + l])).sum();
                     assert_eq!(out[r * n + j], naive, "m {m} n {n} d {d} ({r}, {j})");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_scores_are_the_first_columns_of_the_full_product() {
+        if !exact_for(255, 127) {
+            return;
+        }
+        let (m, n, d) = (5, 600, 64);
+        let lhs: Vec<u8> = (0..m * d).map(|i| (i * 53 % 256) as u8).collect();
+        let k: Vec<i8> = (0..n * d)
+            .map(|i| ((i * 29 % 255) as i32 - 127) as i8)
+            .collect();
+        let full = PackedKeys::new(&k, n, d);
+        let mut want = vec![0; m * n];
+        scores(&lhs, &vec![128u8; m], &full, &mut want);
+        let prefixes = PackedKeys::with_prefixes(&k, n, d, 256);
+        for (need, cols) in [(1, 256), (256, 256), (257, 512), (513, 600), (600, 600)] {
+            assert_eq!(prefixes.columns_for(need), cols);
+            let mut got = vec![0; m * cols];
+            scores_cols(&lhs, &vec![128u8; m], &prefixes, cols, &mut got);
+            for r in 0..m {
+                assert_eq!(
+                    got[r * cols..(r + 1) * cols],
+                    want[r * n..r * n + cols],
+                    "row {r}"
+                );
             }
         }
     }

@@ -16,6 +16,7 @@ mod head;
 mod int8_gemm;
 mod isa;
 pub mod kernels;
+pub mod layer;
 pub use sprint_core::locality;
 pub mod noise;
 pub mod peers;
@@ -28,7 +29,8 @@ pub mod synth;
 pub mod tensor;
 pub mod vpu;
 
-pub use engine::{LayerRun, run_layer};
+pub use engine::{HeadCounts, LayerRun};
 pub use error::{AttentionError, Result};
 pub use isa::SIMD_CAP_ENV;
+pub use layer::{Detail, LayerConsts, run_layer, run_layer_with};
 pub use tensor::{AttentionInput, LayerShape, Tensor3};

@@ -6,22 +6,49 @@ pub const INT8_MAX: f32 = 127.0;
 
 /// Scale (real units per integer step) that maps `max |x|` to 127; 1.0 for an all-zero slice.
 pub fn symmetric_scale(x: &[f32]) -> f32 {
-    let m = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    scale_of_max(max_abs(x))
+}
+
+/// The scale of [`symmetric_scale`] for a largest magnitude `m`.
+#[inline(always)]
+pub(crate) fn scale_of_max(m: f32) -> f32 {
     if m > 0.0 { m / INT8_MAX } else { 1.0 }
+}
+
+/// `max |x|` (0 for an empty slice; NaNs ignored), in sixteen lanes that vectorise: the
+/// maximum of a set does not depend on the order it is taken in.
+#[inline(always)]
+pub(crate) fn max_abs(x: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v.abs());
+        }
+    }
+    let m = lanes.iter().fold(0.0f32, |m, &v| m.max(v));
+    tail.iter().fold(m, |m, v| m.max(v.abs()))
 }
 
 /// Quantises to int8 codes: `round(x / scale)` (half away from zero), clamped to [-127, 127].
 pub fn quantize(x: &[f32], scale: f32) -> Vec<i8> {
+    let mut out = vec![0i8; x.len()];
+    quantize_into(x, scale, &mut out);
+    out
+}
+
+/// [`quantize`] into `out` (as long as `x`), as a plain loop that vectorises.
+#[inline(always)]
+pub(crate) fn quantize_into(x: &[f32], scale: f32, out: &mut [i8]) {
     let inv = 1.0 / scale;
-    x.iter()
-        .map(|&v| {
-            // round_half_away(v * inv) clamped to +-127, branch-free: adding +-0.5 in f64 is
-            // exact, and clamping before the truncating cast to +-127.75 truncates to the
-            // same code (NaN casts to 0 either way).
-            let y = f64::from(v * inv);
-            (y + 0.5f64.copysign(y)).clamp(-127.75, 127.75) as i32 as i8
-        })
-        .collect()
+    for (o, &v) in out.iter_mut().zip(x) {
+        // round_half_away(v * inv) clamped to +-127, branch-free: adding +-0.5 in f64 is
+        // exact, and clamping before the truncating cast to +-127.75 truncates to the
+        // same code (NaN casts to 0 either way).
+        let y = f64::from(v * inv);
+        *o = (y + 0.5f64.copysign(y)).clamp(-127.75, 127.75) as i32 as i8;
+    }
 }
 
 /// Rounds half away from zero, like `f32::round`, without a libm call (values of interest

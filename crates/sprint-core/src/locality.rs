@@ -258,10 +258,13 @@ impl ResidencyTable {
 
         // One ascending pass over `kept`: touch resident keys, admit the lowest fetched ones.
         // Evicted keys were outside `kept`, so `kept & resident` is unchanged by eviction.
+        // A buffer that holds every key of the head never evicts, so it never reads the
+        // last-use times and the resident keys need no touch.
+        let tracks_use = self.capacity() < self.slot_of.len();
         let mut admitted = 0u32;
         for (wi, &p) in kept.iter().enumerate() {
             let resident_before = self.resident[wi];
-            let mut hits = p & resident_before;
+            let mut hits = if tracks_use { p & resident_before } else { 0 };
             while hits != 0 {
                 let key = wi * 64 + hits.trailing_zeros() as usize;
                 hits &= hits - 1;

@@ -9,7 +9,7 @@
 
 use candle_core::Tensor;
 use sprint_attention::locality::LocalityEngine;
-use sprint_attention::{AttentionInput, Tensor3, run_layer};
+use sprint_attention::{AttentionInput, Detail, LayerConsts, Tensor3, run_layer_with};
 use sprint_core::bits::{BitMatrix, BitVec};
 use sprint_core::config::{AttentionConfig, Thresholds, Variant};
 use sprint_core::trace::HeadTrace;
@@ -93,13 +93,11 @@ pub(crate) fn layer_stats(run: &sprint_attention::LayerRun) -> KeepStats {
         visible: run.visible_pairs,
         ..KeepStats::default()
     };
-    for h in &run.heads {
-        stats.datapath += h.stats;
-        for r in &h.records {
-            stats.kept += u64::from(r.kept);
-            stats.softmax_kept += u64::from(r.softmax_kept);
-            stats.k_fetched += u64::from(r.k_fetched);
-        }
+    for c in &run.counts {
+        stats.datapath += c.stats;
+        stats.kept += c.kept;
+        stats.softmax_kept += c.softmax_kept;
+        stats.k_fetched += c.k_fetched;
     }
     stats
 }
@@ -234,7 +232,9 @@ impl Attention for DenseAttention {
 /// Any of the four variants through the functional SPRINT model
 /// ([`sprint_attention::run_layer`]): 8-bit quantisation, in-memory scoring with the
 /// configured noise, recompute, fixed-point or float softmax, and the locality engine.
-/// Each sequence of a batch is run on its own, so results do not depend on batching.
+/// Each sequence of a batch is run on its own, so results do not depend on batching; what
+/// depends only on the layer's configuration is built once per call, and head traces are
+/// assembled only when the recorder keeps them.
 #[derive(Clone, Debug)]
 pub struct SprintAttention {
     cfg: AttentionConfig,
@@ -293,6 +293,14 @@ impl Attention for SprintAttention {
         }
         let mut cfg = self.cfg.clone();
         cfg.causal = call.causal;
+        // Built once for the layer's sequences; the traces are assembled only when the
+        // recorder keeps them.
+        let consts = LayerConsts::new(&cfg, shape.head_dim);
+        let detail = if rec.wants_traces() {
+            Detail::Trace
+        } else {
+            Detail::Counts
+        };
         let mut out = Vec::with_capacity(b * shape.heads * shape.seq * shape.head_dim);
         for (bi, valid) in call.valid.iter().enumerate() {
             let pick = |t: &Tensor| t.get(bi).op("attention input").and_then(|x| to_tensor3(&x));
@@ -301,12 +309,13 @@ impl Attention for SprintAttention {
                 input.query_valid = Some(valid.clone());
                 input.key_valid = Some(valid.clone());
             }
-            let run = run_layer(&cfg, call.layer, th, &input).map_err(|source| {
-                ModelError::Attention {
-                    layer: call.layer,
-                    source,
-                }
-            })?;
+            let run =
+                run_layer_with(&consts, call.layer, th, &input, detail).map_err(|source| {
+                    ModelError::Attention {
+                        layer: call.layer,
+                        source,
+                    }
+                })?;
             let stats = layer_stats(&run);
             out.extend_from_slice(&run.output.data);
             let traces = rec.wants_traces().then_some(run.heads);
