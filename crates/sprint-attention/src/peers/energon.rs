@@ -263,12 +263,7 @@ fn block_with(
             next,
             &mut out.stats.filter_kept,
         );
-        let row = &mut out.masks[r * wpr..(r + 1) * wpr];
-        for &j in keep.iter() {
-            row[j / 64] |= 1 << (j % 64);
-        }
-        out.kept[r] = keep.len() as u32;
-        out.softmax_kept[r] = keep.len() as u32;
+        super::record_kept(&mut out, r, wpr, keep);
         super::attend_kept(
             &exact[r * nk..(r + 1) * nk],
             v,

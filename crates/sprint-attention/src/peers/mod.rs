@@ -31,6 +31,18 @@ use crate::tensor::LayerShape;
 /// registers for the head widths 32, 64 and 128). Only the maximum is taken over lanes; it
 /// is the same number (the logits are finite), at most a zero of the other sign, and
 /// `exp(l - max)` is the same for either zero.
+/// Marks the keys `keep` in row `r` of the block's masks (`wpr` words per row) and records
+/// them as the row's kept set and softmax set, keys.
+#[inline(always)]
+pub(crate) fn record_kept(out: &mut crate::block::BlockOut, r: usize, wpr: usize, keep: &[usize]) {
+    let row = &mut out.masks[r * wpr..(r + 1) * wpr];
+    for &j in keep {
+        row[j / 64] |= 1 << (j % 64);
+    }
+    out.kept[r] = keep.len() as u32;
+    out.softmax_kept[r] = keep.len() as u32;
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn attend_kept(

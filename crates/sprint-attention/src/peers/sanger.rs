@@ -412,12 +412,7 @@ fn block_with(
         if kept.is_empty() {
             continue;
         }
-        let row = &mut out.masks[r * wpr..(r + 1) * wpr];
-        for &j in kept.iter() {
-            row[j / 64] |= 1 << (j % 64);
-        }
-        out.kept[r] = kept.len() as u32;
-        out.softmax_kept[r] = kept.len() as u32;
+        super::record_kept(&mut out, r, wpr, kept);
         super::attend_kept(
             &exact[r * nk..(r + 1) * nk],
             v,
