@@ -165,20 +165,14 @@ pub(crate) fn run(
 }
 
 /// A layer's blocks for [`super::run_blocks`].
-struct Kernel<'a> {
-    cfg: &'a A3Config,
-    causal: bool,
-    input: &'a AttentionInput,
-    shape: LayerShape,
-    p: &'a Prepared,
-}
+type Kernel<'a> = super::LayerKernel<'a, A3Config, Prepared>;
 
 super::block_kernel!(Kernel, Scratch, SCRATCH, block_with);
 
 /// Per-thread buffers of a block, reused across blocks (every element read is written
 /// first, so which buffers a block gets does not change its result).
 #[derive(Default)]
-struct Scratch {
+pub(crate) struct Scratch {
     exact: Vec<f32>,
     est: Vec<i32>,
     cands: Vec<usize>,

@@ -189,20 +189,14 @@ pub(crate) fn run(
 }
 
 /// A layer's blocks for [`super::run_blocks`].
-struct Kernel<'a> {
-    cfg: &'a EnergonConfig,
-    causal: bool,
-    input: &'a AttentionInput,
-    shape: LayerShape,
-    p: &'a SetProducts,
-}
+type Kernel<'a> = super::LayerKernel<'a, EnergonConfig, SetProducts>;
 
 super::block_kernel!(Kernel, Scratch, SCRATCH, block_with);
 
 /// Per-thread buffers of a block, reused across blocks (every element read is written
 /// first, so which buffers a block gets does not change its result).
 #[derive(Default)]
-struct Scratch {
+pub(crate) struct Scratch {
     rounds: Vec<Vec<i32>>,
     zero_points: Vec<u8>,
     exact: Vec<f32>,

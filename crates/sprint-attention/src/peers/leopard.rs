@@ -121,7 +121,7 @@ pub(crate) fn run(
 ) -> Vec<(usize, BlockOut)> {
     let p = prepare(input, shape);
     let kernel = Kernel {
-        thresholds,
+        cfg: thresholds,
         causal,
         input,
         shape,
@@ -131,20 +131,14 @@ pub(crate) fn run(
 }
 
 /// A layer's blocks for [`super::run_blocks`].
-struct Kernel<'a> {
-    thresholds: &'a [f32],
-    causal: bool,
-    input: &'a AttentionInput,
-    shape: LayerShape,
-    p: &'a Prepared,
-}
+type Kernel<'a> = super::LayerKernel<'a, [f32], Prepared>;
 
 super::block_kernel!(Kernel, Scratch, SCRATCH, block_with);
 
 /// Per-thread buffers of a block, reused across blocks (every element read is written
 /// first, so which buffers a block gets does not change its result).
 #[derive(Default)]
-struct Scratch {
+pub(crate) struct Scratch {
     planes: Vec<Vec<i32>>,
     zero_points: Vec<u8>,
     exact: Vec<f32>,
@@ -191,7 +185,7 @@ fn block_with(
     let kvh = shape.kv_head_of(h);
     let wpr = sprint_core::bits::words_for(nk);
     let unit = exact_score_unit(p.q_scale[h], p.k_scale[kvh], d);
-    let th = f64::from(kn.thresholds[h]);
+    let th = f64::from(kn.cfg[h]);
     p.products
         .block_into(shape, h, &rows, &mut s.planes, &mut s.zero_points);
     let (q, k, v) = (input.q.head(h), input.k.head(kvh), input.v.head(kvh));

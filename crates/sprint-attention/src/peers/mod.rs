@@ -31,6 +31,17 @@ use crate::tensor::LayerShape;
 /// registers for the head widths 32, 64 and 128). Only the maximum is taken over lanes; it
 /// is the same number (the logits are finite), at most a zero of the other sign, and
 /// `exp(l - max)` is the same for either zero.
+/// What a peer's blocks read of their layer: the design's configuration `cfg` (LeOPArd's:
+/// its per-head thresholds), whether the layer is causal, its input and shape, and the data
+/// `p` the design prepared once per layer.
+pub(crate) struct LayerKernel<'a, C: ?Sized, P> {
+    pub(crate) cfg: &'a C,
+    pub(crate) causal: bool,
+    pub(crate) input: &'a crate::AttentionInput,
+    pub(crate) shape: LayerShape,
+    pub(crate) p: &'a P,
+}
+
 /// Marks the keys `keep` in row `r` of the block's masks (`wpr` words per row) and records
 /// them as the row's kept set and softmax set, keys.
 #[inline(always)]

@@ -188,13 +188,7 @@ pub(crate) fn run(
 }
 
 /// A layer's blocks for [`super::run_blocks`].
-struct Kernel<'a> {
-    cfg: &'a SangerConfig,
-    causal: bool,
-    input: &'a AttentionInput,
-    shape: LayerShape,
-    p: &'a Predictor,
-}
+type Kernel<'a> = super::LayerKernel<'a, SangerConfig, Predictor>;
 
 impl super::BlockKernel for Kernel<'_> {
     type Scratch = Scratch;
@@ -222,7 +216,7 @@ impl super::BlockKernel for Kernel<'_> {
 /// Per-thread buffers of a block, reused across blocks (every element read is written
 /// first, so which buffers a block gets does not change its result).
 #[derive(Default)]
-struct Scratch {
+pub(crate) struct Scratch {
     ints: Vec<i32>,
     floats: Vec<f32>,
     exact: Vec<f32>,
