@@ -130,6 +130,13 @@ pub struct CoreFile {
     pub qk_multipliers_per_corelet: Sourced<u32>,
     /// 8-bit multipliers of each V-PU (one value vector per cycle when `head_dim` fits).
     pub v_multipliers_per_corelet: Sourced<u32>,
+    /// Dot-product units the QK-PU's multipliers form (each takes one key at a time, with
+    /// `qk_multipliers_per_corelet / qk_units_per_corelet` multipliers): SPRINT's one adder
+    /// tree is 1; a design that broadcasts the query to several keys per cycle has more.
+    pub qk_units_per_corelet: Sourced<u32>,
+    /// Units the V-PU's multipliers form (each scales one value vector at a time, with
+    /// `v_multipliers_per_corelet / v_units_per_corelet` multipliers).
+    pub v_units_per_corelet: Sourced<u32>,
     /// Exponentials per cycle of each softmax unit.
     pub softmax_exps_per_cycle: Sourced<u32>,
     /// Cycles of the per-query divide that normalises the softmax.
@@ -222,6 +229,10 @@ pub struct Core {
     pub qk_multipliers: u32,
     /// V-PU multipliers per CORELET.
     pub v_multipliers: u32,
+    /// QK-PU dot-product units per CORELET (keys scored in parallel).
+    pub qk_units: u32,
+    /// V-PU units per CORELET (value vectors scaled in parallel).
+    pub v_units: u32,
     /// Exponentials per cycle per CORELET.
     pub exps_per_cycle: u32,
     /// Softmax divide, cycles.
@@ -467,6 +478,12 @@ fn core_of(c: &CoreFile) -> Result<Core> {
         65536,
         "core.v_multipliers_per_corelet",
     )?;
+    let qk_units = units_of(
+        c.qk_units_per_corelet.value,
+        qk,
+        "core.qk_units_per_corelet",
+    )?;
+    let v_units = units_of(c.v_units_per_corelet.value, vm, "core.v_units_per_corelet")?;
     let exps = in_range(
         c.softmax_exps_per_cycle.value,
         1,
@@ -478,10 +495,49 @@ fn core_of(c: &CoreFile) -> Result<Core> {
         corelets,
         qk_multipliers: qk,
         v_multipliers: vm,
+        qk_units,
+        v_units,
         exps_per_cycle: exps,
         divide_cycles: u64::from(c.softmax_divide_cycles.value),
         reduce_cycles: u64::from(c.corelet_reduce_cycles.value),
     })
+}
+
+/// A unit count that splits `multipliers` evenly (error names `key`).
+fn units_of(units: u32, multipliers: u32, key: &str) -> Result<u32> {
+    let u = in_range(units, 1, multipliers, key)?;
+    if !multipliers.is_multiple_of(u) {
+        return Err(SimError::config(
+            key,
+            format!("{u} units do not split {multipliers} multipliers evenly"),
+        ));
+    }
+    Ok(u)
+}
+
+impl Core {
+    /// Cycles one QK-PU unit spends on one key of `dim` elements.
+    pub fn qk_cycles_per_key(&self, dim: u64) -> u64 {
+        dim.div_ceil(u64::from(self.qk_multipliers / self.qk_units))
+    }
+
+    /// Cycles the QK-PU of one CORELET spends scoring `keys` keys of `dim` elements
+    /// (`qk_units` keys at a time).
+    pub fn qk_cycles(&self, keys: u64, dim: u64) -> u64 {
+        keys.div_ceil(u64::from(self.qk_units)) * self.qk_cycles_per_key(dim)
+    }
+
+    /// Cycles the V-PU of one CORELET spends on `keys` value vectors of `dim` elements
+    /// (`v_units` at a time).
+    pub fn v_cycles(&self, keys: u64, dim: u64) -> u64 {
+        keys.div_ceil(u64::from(self.v_units))
+            * dim.div_ceil(u64::from(self.v_multipliers / self.v_units))
+    }
+
+    /// Multipliers of one QK-PU unit (the adder tree's width).
+    pub fn qk_unit_width(&self) -> u32 {
+        self.qk_multipliers / self.qk_units
+    }
 }
 
 /// The memory of a preset, validated, with its times in cycles of `clock` GHz; channels

@@ -553,9 +553,8 @@ impl<'d> HeadSim<'d> {
             .unwrap_or(0);
         let sm_max = sel.sm.div_ceil(n);
         let v_max = sel.v_n.div_ceil(n);
-        let qk_per_key = dim.div_ceil(u64::from(c.qk_multipliers));
-        let v_per_key = dim.div_ceil(u64::from(c.v_multipliers));
-        let fill = log2_ceil(dim.min(u64::from(c.qk_multipliers))) + 1;
+        let qk_per_key = c.qk_cycles_per_key(dim);
+        let fill = log2_ceil(dim.min(u64::from(c.qk_unit_width()))) + 1;
         let reduce = if n > 1 {
             log2_ceil(n) * c.reduce_cycles
         } else {
@@ -567,7 +566,7 @@ impl<'d> HeadSim<'d> {
                 // plane of `d` elements on `lanes` 1-bit x 8-bit lanes.
                 (sel.planes * qk_max * dim).div_ceil(sel.scored * u64::from(lanes))
             }
-            _ => qk_per_key * qk_max * if sel.requant { 2 } else { 1 },
+            _ => c.qk_cycles(qk_max, dim) * if sel.requant { 2 } else { 1 },
         };
         let occ_a = qk_cycles.max(sm_max.div_ceil(u64::from(c.exps_per_cycle)));
         let core_start = self.a_free.max(first);
@@ -590,7 +589,7 @@ impl<'d> HeadSim<'d> {
         } else {
             recip
         };
-        self.v_free = v_start.max(self.v_free) + v_per_key * v_max;
+        self.v_free = v_start.max(self.v_free) + c.v_cycles(v_max, dim);
         self.b_done = self.b_done.max(self.v_free + reduce);
         let p = self.run_ahead;
         self.a_hist.push_back(a_done);
@@ -606,8 +605,6 @@ impl<'d> HeadSim<'d> {
         let half = (4 * dim).div_ceil(8);
         let n = u64::from(d.core.corelets);
         let (scored, sm, vis_n, v_n) = (sel.scored, sel.sm, sel.vis_n, sel.v_n);
-        let qk_per_key = dim.div_ceil(u64::from(d.core.qk_multipliers));
-        let v_per_key = dim.div_ceil(u64::from(d.core.v_multipliers));
         // A row progressive quantisation recomputes is scored twice, the second time
         // with every scored key's LSB half fetched.
         let passes = if sel.requant { 2 } else { 1 };
@@ -622,7 +619,7 @@ impl<'d> HeadSim<'d> {
         s.v_fetched += f.v_fetched;
         s.v_reused += f.v_reused;
         s.v_streamed += f.v_streamed;
-        s.v_busy_cycles += v_per_key * v_n;
+        s.v_busy_cycles += d.core.v_cycles(v_n, dim);
         s.requant_rows += u64::from(sel.requant);
         s.topk_busy_cycles += topk_cycles(d, sm);
         match d.peer {
@@ -633,7 +630,7 @@ impl<'d> HeadSim<'d> {
                 s.executed_macs += (planes * dim).div_ceil(8) + v_n * dim;
             }
             _ => {
-                s.qk_busy_cycles += qk_per_key * scored * passes;
+                s.qk_busy_cycles += d.core.qk_cycles(scored, dim) * passes;
                 s.executed_macs += (scored * passes + v_n) * dim;
             }
         }

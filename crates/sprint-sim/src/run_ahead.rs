@@ -57,7 +57,7 @@ pub fn run_ahead_rates(
     latency += filter_cycles(d, r, mean_visible.ceil() as u64, dim) as f64;
     let per_key = match d.peer {
         Some(Peer::Leopard { lanes, .. }) => r.planes_per_pair * dim as f64 / f64::from(lanes),
-        _ => dim.div_ceil(u64::from(d.core.qk_multipliers)) as f64,
+        _ => d.core.qk_cycles_per_key(dim) as f64 / f64::from(d.core.qk_units),
     };
     let service = (scored / f64::from(d.core.corelets)).ceil().max(1.0) * per_key;
     ((latency / service).ceil() as usize).clamp(1, MAX_RUN_AHEAD)

@@ -80,6 +80,47 @@ fn compute_bound_is_macs_over_macs_per_cycle() {
     assert_eq!(t[0].k_fetched, n, "each key fetched once");
 }
 
+/// Dot-product units score keys in parallel (SpAtten's 512 multipliers broadcast the query
+/// to 8 keys of d = 64 per cycle): the compute-bound run of
+/// `compute_bound_is_macs_over_macs_per_cycle` takes n / 8 cycles per query for QK, the
+/// softmax (8 exponentials per cycle) and the V-PU; the same 512 multipliers as one unit
+/// still score one key per cycle.
+#[test]
+fn units_score_keys_in_parallel() {
+    let sets = |units: u32| {
+        vec![
+            "buffer.k_buffer_bytes_per_corelet=65536".to_string(),
+            "buffer.v_buffer_bytes_per_corelet=65536".into(),
+            "memory.channels=64".into(),
+            "memory.banks_per_channel=1".into(),
+            "memory.bus_bytes_per_ns=64.0".into(),
+            "memory.trcd_ns=0".into(),
+            "memory.tcl_ns=0".into(),
+            "memory.trp_ns=0".into(),
+            "core.qk_multipliers_per_corelet=512".into(),
+            "core.v_multipliers_per_corelet=512".into(),
+            format!("core.qk_units_per_corelet={units}"),
+            format!("core.v_units_per_corelet={units}"),
+            "core.softmax_exps_per_cycle=8".into(),
+        ]
+    };
+    let (n, dim) = (512u64, 64u64);
+    let w = common::small_workload(1, 1, n as u32, dim as u32, 0.0, false);
+    let run = |units: u32| {
+        let s = sets(units);
+        let refs: Vec<&str> = s.iter().map(String::as_str).collect();
+        let d = common::design("s-baseline", &refs);
+        run_model(std::slice::from_ref(&d), &w, &common::stats(1.0, 1.0, 1.0)).unwrap()[0]
+    };
+    let (fill, divide) = (7, 16); // each unit is 64 wide: log2(64) + 1
+    // First query vector at cycle 1; n queries of n / 8 QK cycles back to back; the last
+    // query's fill and divide, then its n values through the V-PU 8 at a time.
+    assert_eq!(run(8).cycles, 1 + n * (n / 8) + fill + divide + n / 8);
+    // One unit of 512: one key per cycle (a 64-element key fills 7 levels of its tree), one
+    // value per cycle; the softmax's n / 8 cycles hide under the QK-PU's n.
+    assert_eq!(run(1).cycles, 1 + n * n + fill + divide + n);
+}
+
 /// A short query on 4 CORELETs: the per-query latencies (fill 7, cross-CORELET reduce
 /// 2 x 2, divide 16) no longer set a floor on the throughput; the QK-PU occupancy does.
 /// 64 keys on 4 CORELETs = 16 cycles per query, so 256 queries take 256 x 16 cycles plus

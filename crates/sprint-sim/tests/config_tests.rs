@@ -74,6 +74,13 @@ fn bad_values_name_the_key() {
     assert!(e.contains("core.corelets"), "{e}");
     let e = err("s-sprint", &["core.corelets=\"two\""]);
     assert!(e.contains("core.corelets") && e.contains("integer"), "{e}");
+    let e = err("s-sprint", &["core.qk_units_per_corelet=3"]);
+    assert!(
+        e.contains("core.qk_units_per_corelet") && e.contains("evenly"),
+        "{e}"
+    );
+    let e = err("s-sprint", &["core.v_units_per_corelet=128"]);
+    assert!(e.contains("core.v_units_per_corelet"), "{e}");
     let e = err("s-sprint", &["memory.channels=-2"]);
     assert!(e.contains("channels"), "{e}");
     let e = err("no-such-preset", &[]);
