@@ -5,6 +5,7 @@
 use sprint_report::render_check::render_check;
 use sprint_report::{Document, Plot};
 use sprint_reproduce::report::peers_hardware_section;
+use sprint_sim::own_workload::OwnWorkloadRow;
 use sprint_sim::peers::{PeerComparison, PeerRow, PublishedRow, Table3Row};
 use sprint_sim::process::ScaleFactors;
 
@@ -73,6 +74,19 @@ fn comparison() -> PeerComparison {
         energy_table: "default".into(),
         stats_source: "test".into(),
         traces: Vec::new(),
+        own_workload: vec![OwnWorkloadRow {
+            workload: "GPT-2-medium generation".into(),
+            row: PublishedRow {
+                ours: peer("SpAtten (published configuration)", 600.0, 200.0),
+                published: t3("SpAtten", 40.0, 360.0, 382.0, true),
+                scaled: Some(ScaleFactors {
+                    from_nm: 40.0,
+                    to_nm: 65.0,
+                    delay: 1.625,
+                    energy: 2.0,
+                }),
+            },
+        }],
     }
 }
 
@@ -99,6 +113,13 @@ fn section_tables_carry_the_ratios() {
     assert_eq!(cell(0, "ours / published at 65 nm"), "-");
     assert_eq!(cell(1, "ours / published at 65 nm"), "1.57");
     assert_eq!(cell(1, "ours (memory as published)"), "4000.0");
+    // SpAtten on its own workload: 600 / 360 = 1.67, at 65 nm 600 / 221.5 = 2.71; memory
+    // included, 200 / 382 = 0.52, at 65 nm 200 / 191 = 1.05.
+    assert_eq!(cell(2, "design"), "SpAtten, its own workload");
+    assert_eq!(cell(2, "ours / published"), "1.67");
+    assert_eq!(cell(2, "ours / published at 65 nm"), "2.71");
+    assert_eq!(cell(2, "ours (memory as published)"), "200.0");
+    assert_eq!(p.notes.len(), 2, "the own workload is named in a note");
     let md = doc.markdown();
     assert!(md.contains("SPRINT and its peers: hardware"), "{md}");
 }

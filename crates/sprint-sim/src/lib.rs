@@ -20,6 +20,7 @@ pub mod head;
 pub mod keyset;
 pub mod layers;
 pub mod memory;
+pub mod own_workload;
 pub mod paper;
 pub mod paper_tables;
 pub mod peer_config;

@@ -18,6 +18,7 @@ use toml::Value;
 use crate::config::Design;
 use crate::energy::EnergyTable;
 use crate::error::{Result, SimError};
+use crate::own_workload::{OwnWorkloadRow, spatten_own_workload};
 use crate::paper::{PAPER_RESULTS, geomean, mean};
 use crate::peer_traces::{TraceRow, trace_rows_text};
 use crate::presets::load_design;
@@ -163,6 +164,10 @@ pub struct PeerComparison {
     /// Each design on its own variant's real trace (`--peer-trace`; empty when none).
     #[serde(default)]
     pub traces: Vec<TraceRow>,
+    /// Designs at their published configuration on their own published workload, beside
+    /// their Table III row (SpAtten's GPT-2-medium generation).
+    #[serde(default)]
+    pub own_workload: Vec<OwnWorkloadRow>,
 }
 
 /// `--set` overrides for one preset: `peer.*` keys go only to designs with a `[peer]`
@@ -181,6 +186,25 @@ fn energy_without_memory(r: &DesignReport) -> f64 {
     r.energy.total() - r.energy.reram_read - r.energy.reram_write - r.energy.reram_write_q
 }
 
+/// Executed operations per second of one run (2 per multiply-accumulate performed), GOPs/s.
+pub(crate) fn executed_gops_per_s(r: &DesignReport) -> f64 {
+    if r.seconds > 0.0 {
+        2.0 * r.totals.executed_macs as f64 / r.seconds / 1e9
+    } else {
+        0.0
+    }
+}
+
+/// Dense-equivalent GOPs/J of one run without the main memory's reads and writes.
+pub(crate) fn gops_per_j_without_memory(r: &DesignReport) -> f64 {
+    let j = energy_without_memory(r) * 1e-12;
+    if j > 0.0 {
+        r.totals.dense_ops as f64 / j / 1e9
+    } else {
+        0.0
+    }
+}
+
 fn row(reports: &[Vec<DesignReport>], i: usize) -> PeerRow {
     let pick = |f: &dyn Fn(&DesignReport) -> f64| -> Vec<f64> {
         reports.iter().map(|r| f(&r[i])).collect()
@@ -190,22 +214,9 @@ fn row(reports: &[Vec<DesignReport>], i: usize) -> PeerRow {
         key: first.key.clone(),
         name: first.name.clone(),
         gops_per_s: geomean(&pick(&|r| r.gops_per_s)),
-        executed_gops_per_s: geomean(&pick(&|r| {
-            if r.seconds > 0.0 {
-                2.0 * r.totals.executed_macs as f64 / r.seconds / 1e9
-            } else {
-                0.0
-            }
-        })),
+        executed_gops_per_s: geomean(&pick(&executed_gops_per_s)),
         gops_per_j: geomean(&pick(&|r| r.gops_per_j)),
-        gops_per_j_without_memory: geomean(&pick(&|r| {
-            let j = energy_without_memory(r) * 1e-12;
-            if j > 0.0 {
-                r.totals.dense_ops as f64 / j / 1e9
-            } else {
-                0.0
-            }
-        })),
+        gops_per_j_without_memory: geomean(&pick(&gops_per_j_without_memory)),
         speedup: geomean(&pick(&|r| r.speedup)),
         energy_reduction: geomean(&pick(&|r| r.energy_reduction)),
         data_movement_reduction_pct: mean(&pick(&|r| r.data_movement_reduction_pct)),
@@ -281,6 +292,7 @@ pub fn compare_peers(
         .filter(|r| !PUBLISHED_DESIGNS.iter().any(|(_, t)| *t == r.design))
         .cloned()
         .collect();
+    let own_workload = vec![spatten_own_workload(sets, table, &table3, &scaling)?];
     let mut sources: Vec<String> = st.iter().map(|s| s.source.clone()).collect();
     sources.dedup();
     Ok(PeerComparison {
@@ -291,6 +303,7 @@ pub fn compare_peers(
         energy_table: table.name().to_string(),
         stats_source: sources.join("; "),
         traces: Vec::new(),
+        own_workload,
     })
 }
 
@@ -364,7 +377,18 @@ fn published_text(c: &PeerComparison, out: &mut String) {
         "GOPs/J vs published at 65 nm",
         "GOPs/J memory included / left out",
     ]);
-    for p in &c.published {
+    let own = c.own_workload.iter().map(|w| {
+        (
+            format!("{}, its own workload", w.row.published.design),
+            &w.row,
+        )
+    });
+    let rows = c
+        .published
+        .iter()
+        .map(|p| (format!("{} ({})", p.published.design, p.ours.name), p))
+        .chain(own);
+    for (label, p) in rows {
         let (o, q) = (&p.ours, &p.published);
         let ours_j = if q.memory_cost_included {
             o.gops_per_j
@@ -379,7 +403,7 @@ fn published_text(c: &PeerComparison, out: &mut String) {
             None => ("(same node)".into(), "(same node)".into()),
         };
         t.add_row(vec![
-            format!("{} ({})", q.design, o.name),
+            label,
             format!(
                 "{} nm, {} + {} KB, {}",
                 q.process_nm,
@@ -415,6 +439,13 @@ fn published_text(c: &PeerComparison, out: &mut String) {
         ]);
     }
     let _ = writeln!(out, "{t}");
+    for w in &c.own_workload {
+        let _ = writeln!(
+            out,
+            "{}, its own workload: {}",
+            w.row.published.design, w.workload
+        );
+    }
 }
 
 #[cfg(test)]

@@ -74,14 +74,24 @@ fn published_table(c: &PeerComparison) -> Table {
         ],
     );
     for p in &c.published {
-        t.push(published_cells(p));
+        t.push(published_cells(&p.published.design, p));
+    }
+    for w in &c.own_workload {
+        let label = format!("{}, its own workload", w.row.published.design);
+        t.push(published_cells(&label, &w.row));
     }
     t.note(format!("A row at another node than our model's {MODEL_PROCESS_NM} nm is also compared with its published numbers carried to {MODEL_PROCESS_NM} nm by configs/process/scaling.toml (Dennard's rule with the nodes' supplies: throughput / 1.625, GOPs/J / 2.006 from 40 nm). Executed ops: 2 per multiply-accumulate the design performs (low-bit ones as fractions). Every difference is explained in docs/simulator.md \"The peers as designs\"."));
+    for w in &c.own_workload {
+        t.note(format!(
+            "{}, its own workload: {}. Table III's number was measured on the design's own workloads; on the paper's encoder workloads (the row above) the same design is compute-bound on pruned, padded heads, so its dense-equivalent throughput there is not comparable with the published one. Its throughput is at the published clock, so the like-for-like ratio is the one to the published row; its energy is on our {MODEL_PROCESS_NM} nm tables, so the like-for-like ratio is the one at {MODEL_PROCESS_NM} nm.",
+            w.row.published.design, w.workload
+        ));
+    }
     t
 }
 
-/// One row of [`published_table`].
-fn published_cells(p: &PublishedRow) -> Vec<Cell> {
+/// One row of [`published_table`], named `label`.
+fn published_cells(label: &str, p: &PublishedRow) -> Vec<Cell> {
     let (o, q) = (&p.ours, &p.published);
     let ours_j = if q.memory_cost_included {
         o.gops_per_j
@@ -90,7 +100,7 @@ fn published_cells(p: &PublishedRow) -> Vec<Cell> {
     };
     let at_node = |ours: f64, theirs: Option<f64>| Cell::opt(theirs.map(|x| ours / x), 2);
     vec![
-        Cell::text(&q.design),
+        Cell::text(label),
         Cell::num(q.process_nm, 0),
         Cell::text(format!("{} + {} KB", q.key_buffer_kb, q.value_buffer_kb)),
         Cell::text(if q.memory_cost_included {
