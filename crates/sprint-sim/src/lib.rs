@@ -24,6 +24,7 @@ pub mod own_workload;
 pub mod paper;
 pub mod paper_tables;
 pub mod peer_config;
+pub mod peer_rows;
 pub mod peer_stage;
 pub mod peer_traces;
 pub mod peers;

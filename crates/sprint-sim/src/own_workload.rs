@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::decode::{DecodeFile, run_decode};
 use crate::energy::EnergyTable;
 use crate::error::{Result, SimError};
-use crate::peers::{
+use crate::peer_rows::{
     MODEL_PROCESS_NM, PeerRow, PublishedRow, Table3Row, executed_gops_per_s,
     gops_per_j_without_memory,
 };

@@ -170,7 +170,11 @@ fn spatten_own_workload_fetches_what_its_workload_file_says() {
     use sprint_sim::wstats::StatsFile;
     let mut f = DecodeFile::from_toml_str(SPATTEN_DECODE, "spatten decode").unwrap();
     assert_eq!(
-        (f.shape.layers.value, f.shape.heads.value, f.shape.head_dim.value),
+        (
+            f.shape.layers.value,
+            f.shape.heads.value,
+            f.shape.head_dim.value
+        ),
         (24, 16, 64)
     );
     assert_eq!(f.shape.prompt_tokens.value + f.shape.new_tokens.value, 1024);
@@ -184,14 +188,17 @@ fn spatten_own_workload_fetches_what_its_workload_file_says() {
     // Visible keys: 24 layers x 2 heads x (993 + 994 + 995 + 996).
     let visible = (24 * 2 * (993 + 994 + 995 + 996)) as f64;
     let per_layer = [
-        1.0, 1.0, 0.9155, 0.8175, 0.8175, 0.6206, 0.6206, 0.6206, 0.6206, 0.6206, 0.6206,
-        0.3257, 0.3257, 0.3257, 0.3257, 0.3257, 0.2646, 0.2646, 0.2646, 0.2646, 0.2646, 0.2646,
-        0.2035, 0.2035,
+        1.0, 1.0, 0.9155, 0.8175, 0.8175, 0.6206, 0.6206, 0.6206, 0.6206, 0.6206, 0.6206, 0.3257,
+        0.3257, 0.3257, 0.3257, 0.3257, 0.2646, 0.2646, 0.2646, 0.2646, 0.2646, 0.2646, 0.2035,
+        0.2035,
     ];
     let file_rate = per_layer.iter().sum::<f64>() / 24.0;
     assert!((file_rate - 0.4957).abs() < 1e-3, "{file_rate}");
     let kept = t[0].totals.k_fetched as f64 / visible;
-    assert!((kept - file_rate).abs() < 0.02, "keys fetched {kept} vs {file_rate}");
+    assert!(
+        (kept - file_rate).abs() < 0.02,
+        "keys fetched {kept} vs {file_rate}"
+    );
     let values = t[0].totals.v_fetched as f64 / t[0].totals.k_fetched as f64;
     assert!((values - 0.3009).abs() < 0.02, "values / keys {values}");
 }
