@@ -152,6 +152,8 @@ struct MiniLmLane {
     accuracy: Vec<crate::results::AccuracyResult>,
     finetuned: crate::results::FinetunedResult,
     precision: crate::results::CurveResult,
+    /// The peers' accuracy stage when the plan runs it on this lane (empty otherwise).
+    peers: Vec<crate::results::CurveResult>,
 }
 
 /// The results of the SmolLM2 and simulator lane (and the last two MiniLM sweeps).
@@ -165,13 +167,14 @@ struct SmolLm2Lane {
     sim_peers: sprint_sim::peers::PeerComparison,
     sparsity: crate::results::CurveResult,
     noise: crate::results::CurveResult,
+    /// The peers' accuracy stage when the plan runs it on this lane (empty otherwise).
     peers: Vec<crate::results::CurveResult>,
 }
 
 /// Where each stage comes in the run's order (the numbers shown and recorded).
 struct Order {
     n_minilm: usize,
-    /// Whether the peers' accuracy stage runs (last, on the SmolLM2 lane).
+    /// Whether the peers' accuracy stage runs (last on one lane: `PeersPlan::minilm_lane`).
     peers: bool,
     long_trace: bool,
     ft_smollm2: bool,
@@ -383,7 +386,11 @@ fn run(
         sim_paper: b.sim_paper,
         traces,
         decode: b.decode,
-        peers: b.peers,
+        peers: if plan.peers.minilm_lane {
+            a.peers
+        } else {
+            b.peers
+        },
         sim_peers: Some(b.sim_peers),
     };
     let provenance = Provenance::collect(plan, &tool, threads, assets, &records);
@@ -449,7 +456,8 @@ impl Lanes<'_> {
             .is_some_and(|t| self.artefacts.join(t).is_file())
     }
 
-    /// The MiniLM lane: accuracy per task, the fine-tuned stage, the precision sweep.
+    /// The MiniLM lane: accuracy per task, the fine-tuned stage, the precision sweep, and the
+    /// peers' accuracy stage when the plan puts it here (`--full`).
     fn minilm(&self, r: &mut Runner) -> Result<MiniLmLane> {
         let lp = LaneProgress {
             lane: r.lane,
@@ -500,17 +508,24 @@ impl Lanes<'_> {
                 )
             },
         )?;
+        let peers = if self.plan.peers.minilm_lane {
+            self.peers(r, &ctx)?
+        } else {
+            Vec::new()
+        };
         Ok(MiniLmLane {
             accuracy,
             finetuned,
             precision,
+            peers,
         })
     }
 
     /// The SmolLM2 and simulator lane: SmolLM2's accuracy (and its longer trace), its
     /// fine-tuned stage and precision sweep, the simulator against the paper, decode, and
     /// the last two MiniLM sweeps (sparsity, noise), which balance the lanes (the MiniLM
-    /// lane is the longer without them).
+    /// lane is the longer without them), and the peers' accuracy stage when the plan puts it
+    /// here (`--quick`).
     fn smollm2(&self, r: &mut Runner) -> Result<SmolLm2Lane> {
         let lp = LaneProgress {
             lane: r.lane,
@@ -603,7 +618,11 @@ impl Lanes<'_> {
             |_| true,
             |_| stages::sprint_sweep(&ctx, "noise", &bbc, self.learned, &noise_points, Some(0)),
         )?;
-        let peers = self.peers(r, &ctx)?;
+        let peers = if self.plan.peers.minilm_lane {
+            Vec::new()
+        } else {
+            self.peers(r, &ctx)?
+        };
         Ok(SmolLm2Lane {
             peers,
             accuracy,
@@ -620,7 +639,9 @@ impl Lanes<'_> {
 
     /// The peers' accuracy stage (MiniLM BBC and SmolLM2 Austen, every design at each of the
     /// plan's kept fractions), when the plan has kept fractions for it (empty otherwise). It
-    /// is mostly SmolLM2 work and runs last on this lane, off the MiniLM lane's critical path.
+    /// runs last on the lane the plan names (`PeersPlan::minilm_lane`): the SmolLM2 lane in
+    /// `--quick`, off the MiniLM lane's critical path; the MiniLM lane in `--full`, whose
+    /// SmolLM2 lane holds the long fine-tuning recipe.
     fn peers(&self, r: &mut Runner, ctx: &StageCtx) -> Result<Vec<crate::results::CurveResult>> {
         if !self.order.peers {
             return Ok(Vec::new());
