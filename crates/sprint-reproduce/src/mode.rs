@@ -103,6 +103,14 @@ pub struct Plan {
     /// peer designs at matched keys in the softmax (`--peer-keep`).
     #[serde(default)]
     pub peers: PeersPlan,
+    /// Whether the sparsity and noise sweeps run on the MiniLM lane (after `precision`)
+    /// instead of on the SmolLM2 and simulator lane: `--full`, where the lanes' estimated
+    /// CPU seconds come out about even that way (docs/reproduce.md, "`--full`: the budget";
+    /// `--quick`'s MiniLM lane is the longer without them). Results do not depend on it;
+    /// left out of the plan's JSON when false, so the `--quick` plan and its cache keys are
+    /// as before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sweeps_on_minilm_lane: bool,
     /// Seed of every split, subset and noise draw.
     pub seed: u64,
 }
@@ -119,14 +127,6 @@ pub struct PeersPlan {
     pub smollm2_windows: usize,
     /// Tokens per SmolLM2 window.
     pub smollm2_seq_len: usize,
-    /// Whether the stage runs last on the MiniLM lane (after `precision`) instead of last
-    /// on the SmolLM2 and simulator lane: `--full`, whose SmolLM2 lane carries SmolLM2's
-    /// fine-tuning recipe and the two big MiniLM sweeps, so the lanes' CPU seconds come out
-    /// about even with the stage on the MiniLM lane (docs/reproduce.md, "`--full`: the
-    /// budget"). Results do not depend on it; left out
-    /// of the plan's JSON when false, so the `--quick` plan and its cache keys are as before.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub minilm_lane: bool,
 }
 
 impl Plan {
@@ -279,8 +279,8 @@ impl Plan {
                 minilm_limit: if quick { 100 } else { 0 },
                 smollm2_windows: if quick { 2 } else { 8 },
                 smollm2_seq_len: if quick { 512 } else { 1024 },
-                minilm_lane: !quick,
             },
+            sweeps_on_minilm_lane: !quick,
             seed,
         }
     }
@@ -290,21 +290,18 @@ impl Plan {
 mod tests {
     use super::{Mode, Plan};
 
-    /// `--full` runs the peers' stage on the MiniLM lane; `--quick` keeps it on the SmolLM2
-    /// lane and its plan's JSON (part of every stage's cache key) has no new key, so the
-    /// `--quick` cache keys are what they were; a plan written before the key reads as the
-    /// SmolLM2 lane.
+    /// `--full` runs the sparsity and noise sweeps on the MiniLM lane; `--quick` keeps them on
+    /// the SmolLM2 lane and its plan's JSON (part of every stage's cache key) has no new key,
+    /// so the `--quick` cache keys are what they were; a plan written before the key reads
+    /// as the SmolLM2 lane.
     #[test]
-    fn full_moves_the_peers_stage_and_quick_keeps_its_plan_json() {
+    fn full_moves_the_bbc_sweeps_and_quick_keeps_its_plan_json() {
         let (q, f) = (Plan::new(Mode::Quick, 0), Plan::new(Mode::Full, 0));
-        assert!(f.peers.minilm_lane && !q.peers.minilm_lane);
+        assert!(f.sweeps_on_minilm_lane && !q.sweeps_on_minilm_lane);
         let qj = serde_json::to_string(&q).unwrap();
-        assert!(!qj.contains("minilm_lane"), "{qj}");
-        assert!(
-            serde_json::to_string(&f)
-                .unwrap()
-                .contains("\"minilm_lane\":true")
-        );
+        assert!(!qj.contains("sweeps_on_minilm_lane"), "{qj}");
+        let fj = serde_json::to_string(&f).unwrap();
+        assert!(fj.contains("\"sweeps_on_minilm_lane\":true"), "{fj}");
         let back: Plan = serde_json::from_str(&qj).unwrap();
         assert_eq!(back, q);
     }
