@@ -203,6 +203,21 @@ impl Plan {
         s
     }
 
+    /// The precision sweep's points: (label, key bits, the override that sets them) for each
+    /// of the plan's `k_msb_bits`.
+    pub fn key_bit_points(&self) -> Vec<(String, f64, Vec<String>)> {
+        self.k_msb_bits
+            .iter()
+            .map(|b| {
+                (
+                    format!("{b} bits"),
+                    f64::from(*b),
+                    vec![format!("quant.k_msb_bits={b}")],
+                )
+            })
+            .collect()
+    }
+
     /// The plan of `mode` with `seed`.
     pub fn new(mode: Mode, seed: u64) -> Self {
         let quick = mode == Mode::Quick;

@@ -329,7 +329,7 @@ fn run(
     let Thresholds::Learned(learned_path) = &learned else {
         unreachable!("MiniLM on BBC has a learned thresholds file")
     };
-    let bits = key_bit_points(plan);
+    let bits = plan.key_bit_points();
     // The precision sweep's reference point: the most key bits.
     let most_bits = (0..bits.len()).max_by(|&a, &b| bits[a].1.total_cmp(&bits[b].1));
     let lanes = Lanes {
@@ -403,21 +403,6 @@ fn run(
         written,
         stages: records,
     })))
-}
-
-/// The precision sweep's points: (label, key bits, the override that sets them) for each of
-/// the plan's `k_msb_bits`.
-fn key_bit_points(plan: &Plan) -> Vec<(String, f64, Vec<String>)> {
-    plan.k_msb_bits
-        .iter()
-        .map(|b| {
-            (
-                format!("{b} bits"),
-                f64::from(*b),
-                vec![format!("quant.k_msb_bits={b}")],
-            )
-        })
-        .collect()
 }
 
 /// What both lanes share: the plan, the assets, the stage cache and its artefacts, the
