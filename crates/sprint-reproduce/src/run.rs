@@ -20,8 +20,8 @@ use crate::results::{AccuracyResult, TraceSimResult};
 use crate::stages::{self, StageCtx, Thresholds};
 
 /// Progress of a run. Stages run on two lanes at once (the MiniLM stages on lane 0; the
-/// SmolLM2 and simulator stages and the sparsity and noise sweeps on lane 1), so every call
-/// names its lane.
+/// SmolLM2 and simulator stages on lane 1; the sparsity and noise sweeps on lane 1 in
+/// `--quick`, on lane 0 in `--full`), so every call names its lane.
 pub trait Progress: Sync {
     /// Stage `index` of `total` begins on `lane` (`cached`: it is read from the cache).
     fn begin(&self, lane: usize, index: usize, total: usize, stage: &str, cached: bool);
@@ -152,7 +152,12 @@ struct MiniLmLane {
     accuracy: Vec<crate::results::AccuracyResult>,
     finetuned: crate::results::FinetunedResult,
     precision: crate::results::CurveResult,
+    /// The sparsity and noise sweeps when the plan runs them on this lane.
+    sweeps: Option<BbcSweeps>,
 }
+
+/// The sparsity and the noise sweep on MiniLM BBC.
+type BbcSweeps = (crate::results::CurveResult, crate::results::CurveResult);
 
 /// The results of the SmolLM2 and simulator lane (and the last two MiniLM sweeps).
 struct SmolLm2Lane {
@@ -163,8 +168,8 @@ struct SmolLm2Lane {
     sim_paper: Vec<crate::results::SimPaperResult>,
     decode: crate::results::DecodeResult,
     sim_peers: sprint_sim::peers::PeerComparison,
-    sparsity: crate::results::CurveResult,
-    noise: crate::results::CurveResult,
+    /// The sparsity and noise sweeps when the plan runs them on this lane.
+    sweeps: Option<BbcSweeps>,
     peers: Vec<crate::results::CurveResult>,
 }
 
@@ -236,7 +241,8 @@ impl Order {
 /// Runs the whole evaluation of `plan` into `out` with `threads` worker threads in all,
 /// with the real assets of `assets` (they must be present: `sprint assets fetch`). Two
 /// lanes run at the same time on one rayon pool of `threads` workers: the MiniLM stages, and
-/// the SmolLM2 and simulator stages followed by the sparsity and noise sweeps (each lane
+/// the SmolLM2 and simulator stages, the sparsity and noise sweeps on the lane the plan
+/// names (`Plan::sweeps_on_minilm_lane`), the peers' accuracy stage last (each lane
 /// holds a worker; their parallel parts go to whichever worker is free);
 /// the replays of the real traces follow. Results do not depend on the lanes or on
 /// `threads` (recorded in the provenance).
@@ -323,7 +329,7 @@ fn run(
     let Thresholds::Learned(learned_path) = &learned else {
         unreachable!("MiniLM on BBC has a learned thresholds file")
     };
-    let bits = key_bit_points(plan);
+    let bits = plan.key_bit_points();
     // The precision sweep's reference point: the most key bits.
     let most_bits = (0..bits.len()).max_by(|&a, &b| bits[a].1.total_cmp(&bits[b].1));
     let lanes = Lanes {
@@ -356,6 +362,9 @@ fn run(
         return Ok(Ran::Shard(records.into_iter().map(|x| x.1).collect()));
     }
 
+    let Some((sparsity, noise)) = a.sweeps.or(b.sweeps) else {
+        unreachable!("one lane runs the sparsity and noise sweeps")
+    };
     let mut accuracy = a.accuracy;
     accuracy.push(b.accuracy);
     let replayed: Vec<&AccuracyResult> = accuracy.iter().chain(b.long_trace.iter()).collect();
@@ -378,8 +387,8 @@ fn run(
         finetuned,
         precision: a.precision,
         precision_ppl: b.precision_ppl,
-        noise: b.noise,
-        sparsity: b.sparsity,
+        noise,
+        sparsity,
         sim_paper: b.sim_paper,
         traces,
         decode: b.decode,
@@ -394,21 +403,6 @@ fn run(
         written,
         stages: records,
     })))
-}
-
-/// The precision sweep's points: (label, key bits, the override that sets them) for each of
-/// the plan's `k_msb_bits`.
-fn key_bit_points(plan: &Plan) -> Vec<(String, f64, Vec<String>)> {
-    plan.k_msb_bits
-        .iter()
-        .map(|b| {
-            (
-                format!("{b} bits"),
-                f64::from(*b),
-                vec![format!("quant.k_msb_bits={b}")],
-            )
-        })
-        .collect()
 }
 
 /// What both lanes share: the plan, the assets, the stage cache and its artefacts, the
@@ -449,7 +443,8 @@ impl Lanes<'_> {
             .is_some_and(|t| self.artefacts.join(t).is_file())
     }
 
-    /// The MiniLM lane: accuracy per task, the fine-tuned stage, the precision sweep.
+    /// The MiniLM lane: accuracy per task, the fine-tuned stage, the precision sweep, and the
+    /// sparsity and noise sweeps when the plan puts them here (`--full`).
     fn minilm(&self, r: &mut Runner) -> Result<MiniLmLane> {
         let lp = LaneProgress {
             lane: r.lane,
@@ -500,17 +495,23 @@ impl Lanes<'_> {
                 )
             },
         )?;
+        let sweeps = if self.plan.sweeps_on_minilm_lane {
+            Some(self.bbc_sweeps(r, &ctx)?)
+        } else {
+            None
+        };
         Ok(MiniLmLane {
             accuracy,
             finetuned,
             precision,
+            sweeps,
         })
     }
 
     /// The SmolLM2 and simulator lane: SmolLM2's accuracy (and its longer trace), its
     /// fine-tuned stage and precision sweep, the simulator against the paper, decode, and
-    /// the last two MiniLM sweeps (sparsity, noise), which balance the lanes (the MiniLM
-    /// lane is the longer without them).
+    /// the last two MiniLM sweeps (sparsity, noise) when the plan puts them here (`--quick`,
+    /// whose MiniLM lane is the longer without them), and the peers' accuracy stage.
     fn smollm2(&self, r: &mut Runner) -> Result<SmolLm2Lane> {
         let lp = LaneProgress {
             lane: r.lane,
@@ -579,14 +580,35 @@ impl Lanes<'_> {
             |_| true,
             |_| crate::sim_peers::sim_peers("sim-peers"),
         )?;
-        // The MiniLM lane is the longer: its last two sweeps run here.
+        let sweeps = if self.plan.sweeps_on_minilm_lane {
+            None
+        } else {
+            Some(self.bbc_sweeps(r, &ctx)?)
+        };
+        let peers = self.peers(r, &ctx)?;
+        Ok(SmolLm2Lane {
+            peers,
+            accuracy,
+            long_trace,
+            finetuned,
+            precision_ppl,
+            sim_paper,
+            decode,
+            sim_peers,
+            sweeps,
+        })
+    }
+
+    /// The sparsity and the noise sweep on MiniLM BBC, at the learned thresholds; on the lane
+    /// the plan names (`Plan::sweeps_on_minilm_lane`).
+    fn bbc_sweeps(&self, r: &mut Runner, ctx: &StageCtx) -> Result<BbcSweeps> {
         let th_inputs = json!({"thresholds": self.learned.describe(self.plan.keep)});
         let sparsity = r.stage(
             self.order.sparsity(),
             "sparsity",
             th_inputs.clone(),
             |_| true,
-            |_| stages::sparsity(&ctx, "sparsity", self.learned_path),
+            |_| stages::sparsity(ctx, "sparsity", self.learned_path),
         )?;
         let noise_points: Vec<(String, f64, Vec<String>)> = self
             .plan
@@ -601,21 +623,9 @@ impl Lanes<'_> {
             "noise",
             th_inputs,
             |_| true,
-            |_| stages::sprint_sweep(&ctx, "noise", &bbc, self.learned, &noise_points, Some(0)),
+            |_| stages::sprint_sweep(ctx, "noise", &bbc, self.learned, &noise_points, Some(0)),
         )?;
-        let peers = self.peers(r, &ctx)?;
-        Ok(SmolLm2Lane {
-            peers,
-            accuracy,
-            long_trace,
-            finetuned,
-            precision_ppl,
-            sim_paper,
-            decode,
-            sim_peers,
-            sparsity,
-            noise,
-        })
+        Ok((sparsity, noise))
     }
 
     /// The peers' accuracy stage (MiniLM BBC and SmolLM2 Austen, every design at each of the
