@@ -18,8 +18,7 @@ pub enum Mode {
 /// thresholds, against SPRINT's datapath; docs/thresholds.md). The defaults are the
 /// recipes measured there: MiniLM BBC "Trained on the labels" (keep 0.24: at 0.25 the
 /// recipe kept 25.29 % of the keys in the softmax on the full test split, at 0.24 24.21 %),
-/// SmolLM2 Austen on 64 windows from the mass calibration at 0.985 (`--full`: one epoch,
-/// half the documented run's steps, measured in docs/thresholds.md, "One epoch").
+/// SmolLM2 Austen on 64 windows from the mass calibration at 0.985.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FinetunePlan {
     /// Training items: documents of the train split, or windows after the held-out ones.
@@ -97,8 +96,8 @@ pub struct Plan {
     /// The fine-tuned accuracy stage of MiniLM (BBC).
     pub minilm_finetune: FinetunePlan,
     /// The fine-tuned perplexity stage of SmolLM2 (Austen); `None`: not run. `--quick`
-    /// trains a short recipe (minutes), `--full` the documented 64 windows for one epoch
-    /// (about 26 CPU-minutes with its twin, docs/reproduce.md).
+    /// trains a short recipe (minutes), `--full` the documented one (about an hour on 2
+    /// cores).
     pub smollm2_finetune: Option<FinetunePlan>,
     /// The peers' accuracy stage (`accuracy-peers`): dense, SPRINT's four and the five
     /// peer designs at matched keys in the softmax (`--peer-keep`).
@@ -270,13 +269,9 @@ impl Plan {
                     recipe_dense: true,
                 }
             } else {
-                // One epoch over the documented run's 64 windows (its 2 epochs took 2770
-                // CPU-s with the twin; this 1560): SPRINT +2.41 % [+1.44, +3.55] against the
-                // twin at 32.13 % in the softmax, against the documented +1.75 % at 31.20 %
-                // (docs/thresholds.md, "One epoch").
                 FinetunePlan {
                     items: 64,
-                    epochs: 1,
+                    epochs: 2,
                     seq_len: 512,
                     keep: 0.25,
                     init_mass: Some(0.985),

@@ -86,7 +86,7 @@ fn smollm2_stage_trains_recipe_and_twin() {
 
 /// The `--full` plan's recipes are the command lines whose results docs/thresholds.md
 /// reports ("Trained on the labels" for MiniLM, the 64-window run from mass 0.985 for
-/// SmolLM2, one epoch: "One epoch"), so `sprint reproduce --full` reproduces those numbers; a change of a default
+/// SmolLM2), so `sprint reproduce --full` reproduces those numbers; a change of a default
 /// that would break that claim fails here.
 #[test]
 fn full_plan_recipes_are_the_documented_runs() {
@@ -116,13 +116,11 @@ fn full_plan_recipes_are_the_documented_runs() {
     m.prune = false;
     assert_eq!(recipe(&ctx, "minilm", &plan.minilm_finetune, false), m);
 
-    // sprint thresholds learn --model smollm2 --task ppl-austen --items 64 --epochs 1
-    //   --finetune norms-biases --eval-windows 4 --eval-seq-len 1024 --init-mass 0.985
-    //   --datapath (docs/thresholds.md, "One epoch")
+    // sprint thresholds learn --model smollm2 --task ppl-austen --items 64 --finetune
+    //   norms-biases --eval-windows 4 --eval-seq-len 1024 --init-mass 0.985 --datapath
     let fp = plan.smollm2_finetune.as_ref().unwrap();
     let mut s = LearnOptions::new(Task::PplAusten);
     s.items = 64;
-    s.epochs = 1;
     s.finetune = Finetune::NormsBiases;
     s.eval_windows = 4;
     s.eval_seq_len = 1024;

@@ -147,10 +147,10 @@ pub(super) fn section(plan: &Plan, results: &[FinetunedResult]) -> Section {
     }
     match (&plan.smollm2_finetune, plan.mode) {
         (None, _) => {
-            s.paragraph("SmolLM2: not run in this mode (training the recipe and its twin takes about 26 CPU-minutes); `sprint reproduce --full` runs it.");
+            s.paragraph("SmolLM2: not run in this mode (training the recipe and its twin takes about an hour on 2 cores); `sprint reproduce --full` runs it.");
         }
         (Some(fp), crate::mode::Mode::Quick) => {
-            s.paragraph(format!("SmolLM2 in --quick: a short recipe that fits the quick budget, {} training windows of {} tokens for {} epoch(s) from the softmax-mass calibration at {}, and its no-pruning twin trained the same way; evaluated on {} held-out windows of {} tokens. Its limits: the RMS-norm gains move little in so few steps, so the row measures SPRINT at the learned per-head thresholds against the same short recipe without pruning, not the documented 64-window recipe (docs/thresholds.md: +1.75 % at 31.2 % in the softmax with 2 epochs; `sprint reproduce --full` runs it for one epoch, +2.41 % at 32.1 %).", fp.items, fp.seq_len, fp.epochs, fp.init_mass.map_or_else(|| "-".to_string(), |m| m.to_string()), fp.eval_items, fp.eval_seq_len));
+            s.paragraph(format!("SmolLM2 in --quick: a short recipe that fits the quick budget, {} training windows of {} tokens for {} epoch(s) from the softmax-mass calibration at {}, and its no-pruning twin trained the same way; evaluated on {} held-out windows of {} tokens. Its limits: the RMS-norm gains move little in so few steps, so the row measures SPRINT at the learned per-head thresholds against the same short recipe without pruning, not the documented 64-window recipe (docs/thresholds.md: +1.75 % at 31.2 % in the softmax), which `sprint reproduce --full` runs.", fp.items, fp.seq_len, fp.epochs, fp.init_mass.map_or_else(|| "-".to_string(), |m| m.to_string()), fp.eval_items, fp.eval_seq_len));
         }
         _ => {}
     }
