@@ -496,6 +496,31 @@ fn score_code(score: i32, unit: f64, hi: f64, scale: f64) -> i32 {
     r.max(-hi - 1.0).min(hi) as i32
 }
 
+/// [`score_code`] of every score in `raw`, written to `codes` (same length). When `unit` and
+/// `scale` are finite no code can be NaN (an overflowing product is an infinity, which the
+/// clamp bounds), so the clamped value (an integer of magnitude below 2^31) converts by
+/// adding `1.5 * 2^52` and reading the low 32 bits of the sum's mantissa, exactly. Rust's
+/// saturating cast checks every element for NaN and range instead, which kept the loop
+/// scalar; the codes are the same.
+#[inline(always)]
+fn score_codes(raw: &[i32], unit: f64, hi: f64, scale: f64, codes: &mut [i32]) {
+    /// `1.5 * 2^52`: integers `v` with `|v| < 2^51` added to it are exact and leave `v` in the
+    /// low bits of the mantissa (two's complement modulo 2^32).
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    if !(unit.is_finite() && scale.is_finite() && hi.is_finite() && hi < 2e9) {
+        for (c, &x) in codes.iter_mut().zip(raw) {
+            *c = score_code(x, unit, hi, scale);
+        }
+        return;
+    }
+    for (c, &s) in codes.iter_mut().zip(raw) {
+        let x = f64::from(s) * unit * scale;
+        let r = (x + 0.5f64.copysign(x)).trunc();
+        let clamped = r.max(-hi - 1.0).min(hi);
+        *c = (clamped + MAGIC).to_bits() as u32 as i32;
+    }
+}
+
 /// Phases recompute, recheck, softmax and V-PU of one row whose score codes come from exact
 /// integer scores (SPRINT's recompute, runtime pruning, dense). `scores` are the integer
 /// scores of every key, `kept` the keys that reached the recompute. Word by word, the keys
@@ -548,9 +573,7 @@ fn recompute_row<C: Compact>(
     // A plain loop (not `extend` over an iterator, whose fold is not inlined into the
     // instruction-set copies of `crate::simd`) so that it vectorises.
     s.codes.resize(s.raw.len(), 0);
-    for (c, &x) in s.codes.iter_mut().zip(&s.raw) {
-        *c = score_code(x, unit, hi, scale);
-    }
+    score_codes(&s.raw, unit, hi, scale, &mut s.codes);
     let sat_out = softmax_and_vpu(ctx, s, dst);
     (s.keys.len() as u32, saturated, sat_out)
 }
@@ -676,4 +699,35 @@ fn float_row(
         axpy_f32(dst, p, &ctx.v_f[j * d..(j + 1) * d]);
     }
     (kept, 0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn score_codes_match_the_scalar_code() {
+        let mut raw: Vec<i32> = vec![0, 1, -1, i32::MAX, i32::MIN, 1 << 20, -(1 << 20)];
+        let mut state = 5u64;
+        for _ in 0..2000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            raw.push((state >> 32) as i32 >> (state % 20));
+        }
+        for (unit, hi, scale) in [
+            (1.0 / 4096.0, 2047.0, 16.0),
+            (3.7e-4, 2047.0, 32.0),
+            (0.013, 32767.0, 256.0),
+            (1e300, 2047.0, 16.0),
+            (f64::INFINITY, 2047.0, 16.0),
+            (f64::NAN, 2047.0, 16.0),
+        ] {
+            let mut got = vec![0; raw.len()];
+            score_codes(&raw, unit, hi, scale, &mut got);
+            for (&x, &c) in raw.iter().zip(&got) {
+                assert_eq!(c, score_code(x, unit, hi, scale), "{x} at unit {unit}");
+            }
+        }
+    }
 }
