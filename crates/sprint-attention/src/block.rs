@@ -299,6 +299,36 @@ fn audit<T: Copy + PartialOrd>(
     }
 }
 
+/// [`audit`] of integer scores with the instruction-set copy's compares, which also writes
+/// the words of keys at or above `exact_min` to `pass` (zero where no key is visible), so
+/// that the recheck of the same scores against the same bound can reuse them.
+#[inline(always)]
+fn audit_int<C: Compact>(
+    exact_row: &[i32],
+    exact_min: i32,
+    visible: &[u64],
+    kept: &[u64],
+    pass: &mut [u64],
+    stats: &mut HeadStats,
+) {
+    let (mut exact_kept, mut false_pruned, mut false_kept) = (0u32, 0u32, 0u32);
+    for (wi, ((&vis, &kept), p)) in visible.iter().zip(kept).zip(pass.iter_mut()).enumerate() {
+        if vis == 0 {
+            *p = 0;
+            continue;
+        }
+        let lo = wi * 64;
+        let bits = C::ge_bits(&exact_row[lo..(lo + 64).min(exact_row.len())], exact_min) & vis;
+        *p = bits;
+        exact_kept += bits.count_ones();
+        false_pruned += (bits & !kept).count_ones();
+        false_kept += (!bits & kept).count_ones();
+    }
+    stats.exact_kept += u64::from(exact_kept);
+    stats.false_pruned += u64::from(false_pruned);
+    stats.false_kept += u64::from(false_kept);
+}
+
 /// Keeps the pairs `(keys[t], vals[t])` whose value passes `keep`, in order.
 #[inline(always)]
 fn retain_pairs<T: Copy>(keys: &mut Vec<u32>, vals: &mut Vec<T>, keep: impl Fn(T) -> bool) {
@@ -397,10 +427,12 @@ pub(crate) fn run_rows<C: Compact>(
     s.acc_i32.resize(d, 0);
     s.acc_i64.resize(d, 0);
     let mut visible = vec![0u64; wpr];
+    let mut pass = vec![0u64; wpr];
     for (r, i) in rows.clone().enumerate() {
         if !ctx.query_valid[i] {
             continue;
         }
+        let mut pass_known = false;
         let approx_row = if !sc.approx_int.is_empty() {
             ApproxRow::Int(row_of(sc.approx_int.as_slice(), r, cols))
         } else if !sc.approx_f32.is_empty() {
@@ -428,7 +460,15 @@ pub(crate) fn run_rows<C: Compact>(
             if audit_on {
                 if fixed {
                     let e = row_of(sc.exact_int.as_slice(), r, cols);
-                    audit(e, exact_min_int, &visible, row_mask, &mut out.stats);
+                    audit_int::<C>(
+                        e,
+                        exact_min_int,
+                        &visible,
+                        row_mask,
+                        &mut pass,
+                        &mut out.stats,
+                    );
+                    pass_known = true;
                 } else {
                     let e = row_of(sc.exact_f32.as_slice(), r, cols);
                     audit(e, ctx.exact_min, &visible, row_mask, &mut out.stats);
@@ -455,22 +495,37 @@ pub(crate) fn run_rows<C: Compact>(
             s.keys.extend(iter_ones(row_mask).map(|j| j as u32));
             no_recompute_row(ctx, i, cmp.as_ref(), approx_row, offsets, s, dst)
         } else {
-            let scores = if sc.recompute_int.is_empty() {
-                row_of(sc.exact_int.as_slice(), r, cols)
+            let (scores, known) = if sc.recompute_int.is_empty() {
+                // The audit's pass words are the recheck of these very scores.
+                let known = pass_known.then_some(&pass[..]);
+                (row_of(sc.exact_int.as_slice(), r, cols), known)
             } else {
-                row_of(sc.recompute_int.as_slice(), r, cols)
+                (row_of(sc.recompute_int.as_slice(), r, cols), None)
+            };
+            let recheck = Recheck {
+                min: exact_min_int,
+                pass: known,
             };
             // |q8 . k| <= 128 sum|q8|: most rows cannot reach a saturating score.
             let bound = 128 * i64::from(ctx.qh.q_abs_sum[i]);
             let may_saturate =
                 bound >= i64::from(ctx.sat_above) || -bound <= i64::from(ctx.sat_below);
-            recompute_row::<C>(ctx, scores, exact_min_int, row_mask, may_saturate, s, dst)
+            recompute_row::<C>(ctx, scores, recheck, row_mask, may_saturate, s, dst)
         };
         out.softmax_kept[r] = kept;
         out.stats.score_saturated += sat_scores;
         out.stats.output_saturated += sat_out;
     }
     out
+}
+
+/// The recheck's bound on a row's integer scores: keys scoring at least `min` stay; `pass`,
+/// when known, holds those keys' words already (the audit's compares of the same scores;
+/// every visible key's bit is set or cleared by it).
+#[derive(Clone, Copy)]
+struct Recheck<'a> {
+    min: i32,
+    pass: Option<&'a [u64]>,
 }
 
 /// The exact-score threshold as an integer: scores `>= exact_min` (an integer or +-inf in
@@ -524,14 +579,14 @@ fn score_codes(raw: &[i32], unit: f64, hi: f64, scale: f64, codes: &mut [i32]) {
 /// Phases recompute, recheck, softmax and V-PU of one row whose score codes come from exact
 /// integer scores (SPRINT's recompute, runtime pruning, dense). `scores` are the integer
 /// scores of every key, `kept` the keys that reached the recompute. Word by word, the keys
-/// whose score code saturates are counted and those below `Th` dropped (`exact_min`, the
+/// whose score code saturates are counted and those below `Th` dropped (`bound`, the
 /// same rule as comparing codes), then only the softmax's keys are quantised. Returns (keys
 /// in the softmax, saturated score codes, saturated output elements).
 #[inline(always)]
 fn recompute_row<C: Compact>(
     ctx: &HeadCtx,
     scores: &[i32],
-    exact_min: i32,
+    bound: Recheck,
     kept: &[u64],
     may_saturate: bool,
     s: &mut Scratch,
@@ -558,7 +613,10 @@ fn recompute_row<C: Compact>(
             saturated += u64::from((outside & word).count_ones());
         }
         let soft = if recheck {
-            word & C::ge_bits(chunk, exact_min)
+            match bound.pass {
+                Some(pass) => word & pass[wi],
+                None => word & C::ge_bits(chunk, bound.min),
+            }
         } else {
             word
         };
