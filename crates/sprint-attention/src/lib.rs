@@ -27,6 +27,7 @@ pub mod summary;
 pub mod summary_text;
 pub mod synth;
 pub mod tensor;
+mod vnni;
 pub mod vpu;
 
 pub use engine::{HeadCounts, LayerRun};
