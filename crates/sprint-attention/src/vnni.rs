@@ -195,6 +195,159 @@ unsafe fn tile<const R: usize>(
     }
 }
 
+/// Keys whose weight planes are built at a time (on the stack).
+const VPU_CHUNK: usize = 256;
+
+/// Whether [`vpu_accumulate`] serves value rows of `d` codes on this CPU.
+pub(crate) fn vpu_available(d: usize) -> bool {
+    d.is_multiple_of(32) && available(d)
+}
+
+/// The V-PU's integer sums `acc[l] += sum_t weights[t] * v8[keys[t] * d + l]` (`d =
+/// acc.len()`), exactly, four keys per instruction: each weight (below 2^24) is split into
+/// three byte planes, each plane's bytes of four keys multiply the four keys' codes of one
+/// element in one `vpdpbusd` lane, and the planes' 32-bit sums are combined as `p0 + 2^8 p1
+/// + 2^16 p2` in 64 bits (the top plane only where a group has a weight of 2^16 or more).
+/// Every sum is an integer, so the result is the one the plain loop gives. Requires
+/// [`vpu_available`] for `d`, `weights.len() == keys.len()`, each key's row inside `v8`.
+pub(crate) fn vpu_accumulate(keys: &[u32], weights: &[u32], v8: &[i8], acc: &mut [i64]) {
+    let d = acc.len();
+    assert!(vpu_available(d), "the VNNI V-PU is not available for d {d}");
+    assert_eq!(keys.len(), weights.len(), "one weight per key");
+    #[cfg(target_arch = "x86_64")]
+    for (kc, wc) in keys.chunks(VPU_CHUNK).zip(weights.chunks(VPU_CHUNK)) {
+        // SAFETY: `vpu_available` detected AVX-512 and VNNI.
+        unsafe { vpu_chunk(kc, wc, v8, acc) }
+    }
+}
+
+/// The planes' products of [`vpu_chunk`] at one vector width (`$w` codes per register):
+/// for each `$w`-element slice of the rows, every group of four keys is interleaved so that
+/// lane `L`, dword `i` of `u[x]` holds element `16L + 4x + i` of the four keys, and each
+/// plane's four weight bytes multiply it in one instruction.
+#[cfg(target_arch = "x86_64")]
+macro_rules! vpu_planes {
+    ($w:expr, $vt:ty, $zero:ident, $load:ident, $lo8:ident, $hi8:ident, $lo16:ident,
+     $hi16:ident, $set1:ident, $dp:ident, $store:ident,
+     ($keys:expr, $v8:expr, $acc:expr, $planes:expr, $groups:expr)) => {{
+        let (keys, v8, acc, planes, groups) = ($keys, $v8, $acc, $planes, $groups);
+        let (n, d) = (keys.len(), acc.len());
+        let dword = |plane: &[u8; VPU_CHUNK], g: usize| {
+            i32::from_le_bytes(plane[4 * g..4 * g + 4].try_into().expect("four bytes"))
+        };
+        for c in (0..d).step_by($w) {
+            let mut sums: [[$vt; 4]; 3] = [[$zero(); 4]; 3];
+            for g in 0..groups {
+                // Keys past the last reuse its row with weight 0.
+                let row = |i: usize| {
+                    let j = keys[(4 * g + i).min(n - 1)] as usize;
+                    // SAFETY: every key is below the rows of `v8` (checked by the caller)
+                    // and `c + $w <= d`.
+                    unsafe { $load(v8.as_ptr().add(j * d + c).cast()) }
+                };
+                let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+                let (t0, t1, t2, t3) = ($lo8(r0, r1), $hi8(r0, r1), $lo8(r2, r3), $hi8(r2, r3));
+                let u = [$lo16(t0, t2), $hi16(t0, t2), $lo16(t1, t3), $hi16(t1, t3)];
+                let used = if dword(&planes[2], g) == 0 { 2 } else { 3 };
+                for (p, plane_sums) in sums.iter_mut().enumerate().take(used) {
+                    let b = $set1(dword(&planes[p], g));
+                    for (sum, &ux) in plane_sums.iter_mut().zip(&u) {
+                        *sum = $dp(*sum, b, ux);
+                    }
+                }
+            }
+            let mut lanes = [[[0i32; $w / 4]; 4]; 3];
+            for (l, s) in lanes.iter_mut().zip(&sums) {
+                for (dst, &v) in l.iter_mut().zip(s) {
+                    // SAFETY: `$w / 4` i32 lanes into an array of as many.
+                    unsafe { $store(dst.as_mut_ptr().cast(), v) };
+                }
+            }
+            for x in 0..4 {
+                for lane in 0..$w / 4 {
+                    let e = c + 16 * (lane / 4) + 4 * x + lane % 4;
+                    acc[e] += i64::from(lanes[0][x][lane])
+                        + (i64::from(lanes[1][x][lane]) << 8)
+                        + (i64::from(lanes[2][x][lane]) << 16);
+                }
+            }
+        }
+    }};
+}
+
+/// [`vpu_accumulate`] of at most [`VPU_CHUNK`] keys (whose products cannot overflow the
+/// planes' 32-bit sums: `4 * 255 * 128` per instruction, 64 instructions).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
+fn vpu_chunk(keys: &[u32], weights: &[u32], v8: &[i8], acc: &mut [i64]) {
+    use std::arch::x86_64::*;
+    let n = keys.len();
+    let groups = n.div_ceil(4);
+    // Byte `t` of plane `p`: byte `p` of weight `t` (0 past the last key).
+    let mut planes = [[0u8; VPU_CHUNK]; 3];
+    let mut any = _mm512_setzero_si512();
+    for s in (0..n).step_by(16) {
+        let mask: __mmask16 = if n - s >= 16 {
+            0xffff
+        } else {
+            (1u16 << (n - s)) - 1
+        };
+        // SAFETY: the masked load reads weights `s..min(s + 16, n)` only; the stores write
+        // bytes `s..s + 16 <= VPU_CHUNK` of each plane.
+        unsafe {
+            let w = _mm512_maskz_loadu_epi32(mask, weights.as_ptr().add(s).cast());
+            any = _mm512_or_si512(any, w);
+            for (p, plane) in planes.iter_mut().enumerate() {
+                let shift = _mm512_set1_epi32(8 * p as i32);
+                let bytes = _mm512_cvtepi32_epi8(_mm512_srlv_epi32(w, shift));
+                _mm_storeu_si128(plane.as_mut_ptr().add(s).cast(), bytes);
+            }
+        }
+    }
+    assert!(
+        (_mm512_reduce_or_epi32(any) as u32) < 1 << 24,
+        "weights of at most 24 bits"
+    );
+    let d = acc.len();
+    // Every key's row, checked once; the loads below read inside it.
+    let rows = v8.len() / d;
+    assert!(
+        keys.iter().fold(0, |m, &j| m.max(j)) < rows as u32,
+        "a key past the value rows"
+    );
+    if d.is_multiple_of(64) {
+        vpu_planes!(
+            64,
+            __m512i,
+            _mm512_setzero_si512,
+            _mm512_loadu_si512,
+            _mm512_unpacklo_epi8,
+            _mm512_unpackhi_epi8,
+            _mm512_unpacklo_epi16,
+            _mm512_unpackhi_epi16,
+            _mm512_set1_epi32,
+            _mm512_dpbusd_epi32,
+            _mm512_storeu_si512,
+            (keys, v8, acc, &planes, groups)
+        );
+    } else {
+        vpu_planes!(
+            32,
+            __m256i,
+            _mm256_setzero_si256,
+            _mm256_loadu_si256,
+            _mm256_unpacklo_epi8,
+            _mm256_unpackhi_epi8,
+            _mm256_unpacklo_epi16,
+            _mm256_unpackhi_epi16,
+            _mm256_set1_epi32,
+            _mm256_dpbusd_epi32,
+            _mm256_storeu_si256,
+            (keys, v8, acc, &planes, groups)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +401,47 @@ mod tests {
                         "m {m} n {n} cols {cols} d {d}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn vpu_matches_the_plain_sums() {
+        if !vpu_available(32) {
+            return;
+        }
+        let mut state = 21u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        for d in [32usize, 64, 128] {
+            let n_rows = 300;
+            let v8: Vec<i8> = (0..n_rows * d)
+                .map(|i| if i % 13 == 0 { -128 } else { next() as i8 })
+                .collect();
+            for len in [0usize, 1, 3, 4, 5, 17, 255, 256, 257, 700] {
+                let keys: Vec<u32> = (0..len).map(|_| next() % n_rows as u32).collect();
+                // Weights of every size up to 2^24 - 1, the top plane set in some groups.
+                let weights: Vec<u32> = (0..len)
+                    .map(|t| match t % 5 {
+                        0 => (1 << 24) - 1,
+                        1 => 1 << 16,
+                        2 => next() % 256,
+                        _ => next() % (1 << 16),
+                    })
+                    .collect();
+                let mut want = vec![7i64; d];
+                for (&j, &w) in keys.iter().zip(&weights) {
+                    for l in 0..d {
+                        want[l] += i64::from(w) * i64::from(v8[j as usize * d + l]);
+                    }
+                }
+                let mut got = vec![7i64; d];
+                vpu_accumulate(&keys, &weights, &v8, &mut got);
+                assert_eq!(got, want, "d {d}, {len} keys");
             }
         }
     }
