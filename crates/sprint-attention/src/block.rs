@@ -632,21 +632,25 @@ fn recompute_row<C: Compact>(
     // instruction-set copies of `crate::simd`) so that it vectorises.
     s.codes.resize(s.raw.len(), 0);
     score_codes(&s.raw, unit, hi, scale, &mut s.codes);
-    let sat_out = softmax_and_vpu(ctx, s, dst);
+    let sat_out = softmax_and_vpu::<C>(ctx, s, dst);
     (s.keys.len() as u32, saturated, sat_out)
 }
 
 /// Phases softmax and V-PU of the keys in `s.keys` with score codes `s.codes`; returns the
 /// saturated output elements.
 #[inline(always)]
-fn softmax_and_vpu(ctx: &HeadCtx, s: &mut Scratch, dst: &mut [f32]) -> u64 {
+fn softmax_and_vpu<C: Compact>(ctx: &HeadCtx, s: &mut Scratch, dst: &mut [f32]) -> u64 {
     if s.keys.is_empty() {
         return 0;
     }
     let q = &ctx.cfg.quant;
     match q.softmax_normalisation {
         SoftmaxNormalisation::Deferred => {
-            let sum = ctx.softmax.deferred_weights(&s.codes, &mut s.weights);
+            s.weights.resize(s.codes.len(), 0);
+            let table = ctx.softmax.weight_table();
+            let sum = ctx
+                .softmax
+                .kept_sum(C::weights(table, &s.codes, &mut s.weights));
             vpu::deferred(
                 &s.keys,
                 &s.weights,
@@ -703,7 +707,7 @@ fn no_recompute_row(
             s.codes.push(code);
         }
     }
-    let sat_out = softmax_and_vpu(ctx, s, dst);
+    let sat_out = softmax_and_vpu::<crate::compact::Scalar>(ctx, s, dst);
     (s.keys.len() as u32, saturated, sat_out)
 }
 
