@@ -252,15 +252,8 @@ pub(crate) fn run_rows<C: Compact>(
             }
             if audit_on {
                 if fixed {
-                    let e = row_of(sc.exact_int.as_slice(), r, cols);
-                    audit_int::<C>(
-                        e,
-                        exact_min_int,
-                        &visible,
-                        row_mask,
-                        &mut pass,
-                        &mut out.stats,
-                    );
+                    let (e, stats) = (row_of(sc.exact_int.as_slice(), r, cols), &mut out.stats);
+                    audit_int::<C>(e, exact_min_int, &visible, row_mask, &mut pass, stats);
                     pass_known = true;
                 } else {
                     let e = row_of(sc.exact_f32.as_slice(), r, cols);

@@ -414,6 +414,16 @@ fn vpu_chunk(keys: &[u32], weights: &[u32], v8: &[i8], acc: &mut [i64]) {
 mod tests {
     use super::*;
 
+    /// A deterministic stream of pseudo-random numbers (a linear congruential generator).
+    fn numbers(mut state: u64) -> impl FnMut() -> u32 {
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        }
+    }
+
     /// Plain signed i32 dot products.
     fn reference(q: &[i32], k: &[i8], m: usize, cols: usize, d: usize) -> Vec<i32> {
         let mut out = vec![0; m * cols];
@@ -430,13 +440,7 @@ mod tests {
         if !available(64) {
             return;
         }
-        let mut state = 9u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u32
-        };
+        let mut next = numbers(9u64);
         for d in [32usize, 64, 128, 4, 12] {
             for (m, n) in [(1, 1), (7, 37), (64, 256), (13, 129), (5, 600), (64, 64)] {
                 // Full ranges: unsigned 0..=255 on the left, -128..=127 on the right, with
@@ -472,13 +476,7 @@ mod tests {
         if !vpu_available(32) {
             return;
         }
-        let mut state = 21u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u32
-        };
+        let mut next = numbers(21u64);
         for d in [32usize, 64, 128] {
             let n_rows = 300;
             let v8: Vec<i8> = (0..n_rows * d)
