@@ -90,70 +90,25 @@ pub(crate) fn scores(
     cols: usize,
     out: &mut [i32],
 ) {
-    let m = lhs.len() / keys.d.max(1);
-    assert_eq!(out.len(), m * cols, "output length");
-    scores_to(
-        lhs,
-        zero_points,
-        keys,
-        cols,
-        Out {
-            scores: out,
-            compare: None,
-        },
-    );
-}
-
-/// A comparison of every score of a product with a threshold per row, as bits.
-pub(crate) struct Compare<'a> {
-    /// Per row: the scores at or above it set their bit.
-    pub thresholds: &'a [i32],
-    /// Per row, `words_for(cols)` words: bit `j % 64` of word `j / 64` set when score `j`
-    /// reaches the row's threshold (bits past `cols` clear).
-    pub bits: &'a mut [u64],
-}
-
-/// What a product writes: the scores (`m x cols`; empty for none) and the comparison.
-pub(crate) struct Out<'a> {
-    pub scores: &'a mut [i32],
-    pub compare: Option<Compare<'a>>,
-}
-
-/// [`scores`] writing `out`: the scores when `out.scores` is not empty, and the bits of
-/// the comparison when one is given (computed from the same sums, in registers).
-pub(crate) fn scores_to(
-    lhs: &[u8],
-    zero_points: &[u8],
-    keys: &VnniKeys,
-    cols: usize,
-    mut out: Out,
-) {
     let d = keys.d;
     let m = lhs.len() / d;
     assert_eq!(lhs.len(), m * d, "lhs length");
     assert_eq!(zero_points.len(), m, "zero points");
     assert!(cols <= keys.n, "{cols} columns of {} keys", keys.n);
-    assert!(
-        out.scores.is_empty() || out.scores.len() == m * cols,
-        "output length"
-    );
-    if let Some(c) = &out.compare {
-        assert_eq!(c.thresholds.len(), m, "one threshold per row");
-        assert_eq!(c.bits.len(), m * cols.div_ceil(64), "bit words");
-    }
+    assert_eq!(out.len(), m * cols, "output length");
     assert!(available(d), "the VNNI kernel is not available");
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `available` detected AVX-512 (F, BW, VL, DQ) and VNNI; the lengths the
     // kernel indexes by are asserted above.
     unsafe {
-        scores_avx512(lhs, zero_points, keys, cols, &mut out)
+        scores_avx512(lhs, zero_points, keys, cols, out)
     }
 }
 
-/// See [`scores_to`]: tiles of [`ROWS`] rows x [`TILE_KEYS`] keys (fewer rows at the bottom).
+/// See [`scores`]: tiles of [`ROWS`] rows x [`TILE_KEYS`] keys (fewer rows at the bottom).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
-fn scores_avx512(lhs: &[u8], zero_points: &[u8], keys: &VnniKeys, cols: usize, out: &mut Out) {
+fn scores_avx512(lhs: &[u8], zero_points: &[u8], keys: &VnniKeys, cols: usize, out: &mut [i32]) {
     let m = zero_points.len();
     for k0 in (0..cols).step_by(TILE_KEYS) {
         let mut r0 = 0;
@@ -184,8 +139,8 @@ struct Tile {
 }
 
 /// One tile of `R` rows from `t.r0` and [`TILE_KEYS`] keys from `t.k0` (stored up to
-/// `t.cols`). Requires: rows `t.r0..t.r0 + R` exist, `t.k0 < t.cols <= keys.n`, `out` sized
-/// as [`scores_to`] checks, and the features of [`scores_avx512`].
+/// `t.cols`). Requires: rows `t.r0..t.r0 + R` exist, `t.k0 < t.cols <= keys.n`, and the
+/// features of [`scores_avx512`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
 #[inline]
@@ -194,16 +149,15 @@ unsafe fn tile<const R: usize>(
     zero_points: &[u8],
     keys: &VnniKeys,
     t: Tile,
-    out: &mut Out,
+    out: &mut [i32],
 ) {
     use std::arch::x86_64::*;
     let (d, groups) = (keys.d, keys.d / 4);
     let p0 = t.k0 / LANES;
     let mut acc = [[_mm512_setzero_si512(); PANELS]; R];
     // SAFETY (whole body): the panels `p0..p0 + PANELS` lie inside `keys.data` (padded to a
-    // multiple of the tile), the rows' codes inside `lhs`, every store below is masked to
-    // the columns `< t.cols` of rows inside `out.scores`, and the tile's bit word (word
-    // `k0 / 64` of its row) lies inside `out.compare`'s bits.
+    // multiple of the tile), the rows' codes inside `lhs`, and every store below is masked to
+    // the columns `< t.cols` of rows inside `out`.
     unsafe {
         let b = keys.data.as_ptr().add(p0 * groups * LANES * 4);
         let a = lhs.as_ptr().add(t.r0 * d);
@@ -219,16 +173,9 @@ unsafe fn tile<const R: usize>(
                 }
             }
         }
-        let store = !out.scores.is_empty();
-        let words = t.cols.div_ceil(64);
         for (r, row) in acc.iter().enumerate() {
             let zp = _mm512_set1_epi32(i32::from(zero_points[t.r0 + r]));
-            let dst = out.scores.as_mut_ptr().add((t.r0 + r) * t.cols);
-            let th = out
-                .compare
-                .as_ref()
-                .map(|c| _mm512_set1_epi32(c.thresholds[t.r0 + r]));
-            let mut word = 0u64;
+            let dst = out.as_mut_ptr().add((t.r0 + r) * t.cols);
             for (p, &v) in row.iter().enumerate() {
                 let k = t.k0 + p * LANES;
                 if k >= t.cols {
@@ -242,16 +189,7 @@ unsafe fn tile<const R: usize>(
                 } else {
                     (1u16 << left) - 1
                 };
-                if store {
-                    _mm512_mask_storeu_epi32(dst.add(k), mask, s);
-                }
-                if let Some(th) = th {
-                    let ge = _mm512_mask_cmpge_epi32_mask(mask, s, th);
-                    word |= u64::from(ge) << (p * LANES);
-                }
-            }
-            if let Some(c) = &mut out.compare {
-                c.bits[(t.r0 + r) * words + t.k0 / 64] = word;
+                _mm512_mask_storeu_epi32(dst.add(k), mask, s);
             }
         }
     }
