@@ -6,13 +6,11 @@ use sprint_core::config::{RecomputeMode, SoftmaxNormalisation, Variant};
 use sprint_core::trace::HeadStats;
 use sprint_core::visibility::{clear_from, visible_limit};
 
+use crate::block_scores::{BlockScores, comparator, exact_min_int};
 use crate::compact::{Compact, SLACK};
 use crate::comparator::{Comparator, ge_bits};
-use crate::gemm::matmul_nt;
-use crate::head::{HeadCtx, QUERY_BLOCK, audited, needs_all_exact_scores, quantize_score};
-use crate::int8_gemm;
-use crate::kernels::{axpy_f32, dot_f32, dot_i16};
-use crate::noise::{Purpose, stream_key};
+use crate::head::{HeadCtx, audited, quantize_score};
+use crate::kernels::{axpy_f32, dot_f32};
 use crate::softmax::softmax_f32;
 use crate::vpu;
 
@@ -60,61 +58,6 @@ pub(crate) struct Scratch {
     acc_i64: Vec<i64>,
 }
 
-/// The score matrices of a block (`rows x n_keys`, row-major), reused per thread. Each is
-/// empty when the block's variant and mode do not need it.
-#[derive(Default)]
-pub(crate) struct BlockScores {
-    /// In-memory scores in steps from an ideal crossbar (int8 GEMM).
-    pub approx_int: ScoreMatrix<i32>,
-    /// In-memory scores in steps from a crossbar with cell non-idealities (f32 GEMM).
-    pub approx_f32: ScoreMatrix<f32>,
-    /// Fixed point: exact integer scores `q8 . k8` of every key.
-    pub exact_int: ScoreMatrix<i32>,
-    /// Fixed point: the recompute's integer scores against the stuck-at read-back of K.
-    pub recompute_int: ScoreMatrix<i32>,
-    /// Float mode: exact logits `q . k / sqrt(d)` of every key.
-    pub exact_f32: ScoreMatrix<f32>,
-    /// Staging for the f32 GEMM fallback of the integer scores.
-    staging: ScoreMatrix<f32>,
-    /// Columns (keys) of every matrix of the block: the first keys, as many as its queries
-    /// may see (see [`block_columns`]); the rows' stride.
-    pub cols: usize,
-}
-
-/// A block's score matrix whose storage outlives the block: it is sized once and never
-/// zero-filled again, because every producer overwrites all of it. Empty means "not
-/// computed for this block".
-#[derive(Default)]
-pub(crate) struct ScoreMatrix<T> {
-    buf: Vec<T>,
-    len: usize,
-}
-
-impl<T: Copy + Default> ScoreMatrix<T> {
-    /// Marks the matrix as not computed.
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    /// Storage for `len` elements, every one of which the caller must overwrite.
-    fn for_overwrite(&mut self, len: usize) -> &mut [T] {
-        if self.buf.len() < len {
-            self.buf.resize(len, T::default());
-        }
-        self.len = len;
-        &mut self.buf[..len]
-    }
-
-    /// The computed elements (empty when not computed).
-    fn as_slice(&self) -> &[T] {
-        &self.buf[..self.len]
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
 /// One row of in-memory scores.
 #[derive(Clone, Copy)]
 pub(crate) enum ApproxRow<'a> {
@@ -144,137 +87,12 @@ thread_local! {
     pub(crate) static ROW_SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// Phase: the in-memory scores (steps of `q_dac . K_MSB`) of the whole block, one crossbar
-/// read per query: integer when the crossbar is ideal, f32 from the programmed weights
-/// otherwise; nothing for the variants that score on chip.
-fn score_in_memory(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockScores) {
-    sc.approx_int.clear();
-    sc.approx_f32.clear();
-    let Some(xb) = &ctx.kv.crossbar else {
-        return;
-    };
-    let (n, d, m) = (sc.cols, ctx.shape.head_dim, rows.len());
-    if let Some(packed) = &ctx.kv.k_msb_packed {
-        let q = &ctx.qh.q_dac_u8[rows.start * d..rows.end * d];
-        int8_gemm::scores_cols(
-            q,
-            &ZERO_POINTS[..m],
-            packed,
-            n,
-            sc.approx_int.for_overwrite(m * n),
-        );
-    } else {
-        let q = &ctx.qh.q_dac[rows.start * d..rows.end * d];
-        let w = &xb.weights[..n * d];
-        matmul_nt(q, w, sc.approx_f32.for_overwrite(m * n), m, n, d);
-    }
-}
-
-/// Zero points of the int8 GEMMs' left operands (`code + 128`), one per block row.
-static ZERO_POINTS: [u8; QUERY_BLOCK] = [128; QUERY_BLOCK];
-
-/// Exact integer scores of the block's queries against the first `n` of one set of keys
-/// (`n x` the rows into the matrix given with it): the int8 GEMM when its kernel is exact,
-/// else an f32 GEMM of exact small integers, else integer dots.
-fn integer_scores(
-    ctx: &HeadCtx,
-    rows: &std::ops::Range<usize>,
-    packed: Option<&int8_gemm::PackedKeys>,
-    keys_f32: &[f32],
-    keys_i16: &[i16],
-    staging: &mut ScoreMatrix<f32>,
-    (n, out): (usize, &mut ScoreMatrix<i32>),
-) {
-    let (d, m) = (ctx.shape.head_dim, rows.len());
-    let out = out.for_overwrite(m * n);
-    if let Some(packed) = packed {
-        let q = &ctx.qh.q8_u8[rows.start * d..rows.end * d];
-        int8_gemm::scores_cols(q, &ZERO_POINTS[..m], packed, n, out);
-        return;
-    }
-    if !keys_f32.is_empty() {
-        // Exact: integer products and sums below 2^24.
-        let staging = staging.for_overwrite(m * n);
-        let q = &ctx.qh.q8_f32[rows.start * d..rows.end * d];
-        matmul_nt(q, &keys_f32[..n * d], staging, m, n, d);
-        out.iter_mut()
-            .zip(staging.iter())
-            .for_each(|(o, &x)| *o = x as i32);
-    } else {
-        // Too wide for exact f32 sums and no exact int8 kernel: integer dots.
-        for (r, i) in rows.clone().enumerate() {
-            let q8 = &ctx.qh.q8[i * d..(i + 1) * d];
-            for j in 0..n {
-                out[r * n + j] = dot_i16(q8, &keys_i16[j * d..(j + 1) * d]);
-            }
-        }
-    }
-}
-
-/// Phase: the exact scores of every key for the block. Fixed point: integer `q8 . k8` (for
-/// runtime pruning, dense, the audit and the recompute) and, with stuck-at cells, the
-/// recompute's `q8 . k_read_back`; float mode: logits `q . k / sqrt(d)` (for the variants
-/// that score on chip and the audit).
-fn exact_scores(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockScores) {
-    let (n, d, m) = (sc.cols, ctx.shape.head_dim, rows.len());
-    sc.exact_int.clear();
-    sc.recompute_int.clear();
-    sc.exact_f32.clear();
-    let kv = ctx.kv;
-    if ctx.cfg.recompute == RecomputeMode::Float {
-        if needs_all_exact_scores(ctx.cfg) {
-            let exact = sc.exact_f32.for_overwrite(m * n);
-            let q = &ctx.q_f[rows.start * d..rows.end * d];
-            matmul_nt(q, &ctx.k_f[..n * d], exact, m, n, d);
-            let inv = 1.0 / (d as f32).sqrt();
-            exact.iter_mut().for_each(|x| *x *= inv);
-        }
-        return;
-    }
-    let read_back = !kv.k_read_back.is_empty();
-    let recomputes_true_keys = ctx.cfg.variant == Variant::Sprint && !read_back;
-    if needs_all_exact_scores(ctx.cfg) || recomputes_true_keys {
-        integer_scores(
-            ctx,
-            rows,
-            kv.k8_packed.as_ref(),
-            &kv.k8_f32,
-            &kv.k8,
-            &mut sc.staging,
-            (n, &mut sc.exact_int),
-        );
-    }
-    if ctx.cfg.variant == Variant::Sprint && read_back {
-        integer_scores(
-            ctx,
-            rows,
-            kv.k_read_back_packed.as_ref(),
-            &kv.k_read_back_f32,
-            &kv.k_read_back,
-            &mut sc.staging,
-            (n, &mut sc.recompute_int),
-        );
-    }
-}
-
 /// Phase: the keys query `i` may see (real keys; causal limit).
 #[inline(always)]
 fn visible_keys(ctx: &HeadCtx, i: usize, out: &mut [u64]) {
     out.copy_from_slice(ctx.key_valid.words());
     let s = ctx.shape;
     clear_from(out, visible_limit(i, s.n_queries, s.n_keys, ctx.cfg.causal));
-}
-
-/// The comparators of query `i`'s read.
-#[inline(always)]
-fn comparator(ctx: &HeadCtx, i: usize) -> Comparator {
-    let (seed, layer, head) = ctx.noise_seed;
-    Comparator {
-        threshold: ctx.comparator_threshold - ctx.qh.lsb_correction[i],
-        read_sigma: ctx.read_sigma,
-        tail_sigmas: f64::from(ctx.cfg.noise.tail_sigmas),
-        noise_key: stream_key(seed, Purpose::Read, layer, head, i),
-    }
 }
 
 /// Phase: counts the in-memory decisions of one row against exact pruning at the same `Th`
@@ -297,6 +115,36 @@ fn audit<T: Copy + PartialOrd>(
         stats.false_pruned += u64::from((pass & !kept).count_ones());
         stats.false_kept += u64::from((!pass & kept).count_ones());
     }
+}
+
+/// [`audit`] of integer scores with the instruction-set copy's compares, which also writes
+/// the words of keys at or above `exact_min` to `pass` (zero where no key is visible), so
+/// that the recheck of the same scores against the same bound can reuse them.
+#[inline(always)]
+fn audit_int<C: Compact>(
+    exact_row: &[i32],
+    exact_min: i32,
+    visible: &[u64],
+    kept: &[u64],
+    pass: &mut [u64],
+    stats: &mut HeadStats,
+) {
+    let (mut exact_kept, mut false_pruned, mut false_kept) = (0u32, 0u32, 0u32);
+    for (wi, ((&vis, &kept), p)) in visible.iter().zip(kept).zip(pass.iter_mut()).enumerate() {
+        if vis == 0 {
+            *p = 0;
+            continue;
+        }
+        let lo = wi * 64;
+        let bits = C::ge_bits(&exact_row[lo..(lo + 64).min(exact_row.len())], exact_min) & vis;
+        *p = bits;
+        exact_kept += bits.count_ones();
+        false_pruned += (bits & !kept).count_ones();
+        false_kept += (!bits & kept).count_ones();
+    }
+    stats.exact_kept += u64::from(exact_kept);
+    stats.false_pruned += u64::from(false_pruned);
+    stats.false_kept += u64::from(false_kept);
 }
 
 /// Keeps the pairs `(keys[t], vals[t])` whose value passes `keep`, in order.
@@ -325,31 +173,6 @@ fn rechecks(ctx: &HeadCtx) -> bool {
             false
         }
     }
-}
-
-/// Phases 1 and 2 of rows `rows` of one head: the in-memory scores and the exact scores.
-pub(crate) fn score_block(ctx: &HeadCtx, rows: &std::ops::Range<usize>, sc: &mut BlockScores) {
-    sc.cols = block_columns(ctx, rows);
-    score_in_memory(ctx, rows, sc);
-    exact_scores(ctx, rows, sc);
-}
-
-/// The keys the score matrices of block `rows` cover: all of them, except in causal heads
-/// whose scores are integers from one GEMM or dot products per key (the in-memory scores of an
-/// ideal crossbar, fixed-point recompute), where the first keys the block's last query sees,
-/// rounded up to a packed prefix. Those integer scores do not depend on how many columns a
-/// product has; float GEMMs might, so they keep every column.
-fn block_columns(ctx: &HeadCtx, rows: &std::ops::Range<usize>) -> usize {
-    let s = ctx.shape;
-    let kv = ctx.kv;
-    let float_scores = ctx.cfg.recompute == RecomputeMode::Float
-        || (kv.crossbar.is_some() && kv.k_msb_packed.is_none());
-    if !ctx.cfg.causal || float_scores || rows.is_empty() {
-        return s.n_keys;
-    }
-    let need = visible_limit(rows.end - 1, s.n_queries, s.n_keys, true);
-    let packed = kv.k_msb_packed.as_ref().or(kv.k8_packed.as_ref());
-    packed.map_or(need, |p| p.columns_for(need))
 }
 
 /// The `r`-th row of a `rows x n` score matrix, or an empty slice when the matrix is empty.
@@ -397,10 +220,12 @@ pub(crate) fn run_rows<C: Compact>(
     s.acc_i32.resize(d, 0);
     s.acc_i64.resize(d, 0);
     let mut visible = vec![0u64; wpr];
+    let mut pass = vec![0u64; wpr];
     for (r, i) in rows.clone().enumerate() {
         if !ctx.query_valid[i] {
             continue;
         }
+        let mut pass_known = false;
         let approx_row = if !sc.approx_int.is_empty() {
             ApproxRow::Int(row_of(sc.approx_int.as_slice(), r, cols))
         } else if !sc.approx_f32.is_empty() {
@@ -427,8 +252,9 @@ pub(crate) fn run_rows<C: Compact>(
             }
             if audit_on {
                 if fixed {
-                    let e = row_of(sc.exact_int.as_slice(), r, cols);
-                    audit(e, exact_min_int, &visible, row_mask, &mut out.stats);
+                    let (e, stats) = (row_of(sc.exact_int.as_slice(), r, cols), &mut out.stats);
+                    audit_int::<C>(e, exact_min_int, &visible, row_mask, &mut pass, stats);
+                    pass_known = true;
                 } else {
                     let e = row_of(sc.exact_f32.as_slice(), r, cols);
                     audit(e, ctx.exact_min, &visible, row_mask, &mut out.stats);
@@ -455,16 +281,22 @@ pub(crate) fn run_rows<C: Compact>(
             s.keys.extend(iter_ones(row_mask).map(|j| j as u32));
             no_recompute_row(ctx, i, cmp.as_ref(), approx_row, offsets, s, dst)
         } else {
-            let scores = if sc.recompute_int.is_empty() {
-                row_of(sc.exact_int.as_slice(), r, cols)
+            let (scores, known) = if sc.recompute_int.is_empty() {
+                // The audit's pass words are the recheck of these very scores.
+                let known = pass_known.then_some(&pass[..]);
+                (row_of(sc.exact_int.as_slice(), r, cols), known)
             } else {
-                row_of(sc.recompute_int.as_slice(), r, cols)
+                (row_of(sc.recompute_int.as_slice(), r, cols), None)
+            };
+            let recheck = Recheck {
+                min: exact_min_int,
+                pass: known,
             };
             // |q8 . k| <= 128 sum|q8|: most rows cannot reach a saturating score.
             let bound = 128 * i64::from(ctx.qh.q_abs_sum[i]);
             let may_saturate =
                 bound >= i64::from(ctx.sat_above) || -bound <= i64::from(ctx.sat_below);
-            recompute_row::<C>(ctx, scores, exact_min_int, row_mask, may_saturate, s, dst)
+            recompute_row::<C>(ctx, scores, recheck, row_mask, may_saturate, s, dst)
         };
         out.softmax_kept[r] = kept;
         out.stats.score_saturated += sat_scores;
@@ -473,17 +305,13 @@ pub(crate) fn run_rows<C: Compact>(
     out
 }
 
-/// The exact-score threshold as an integer: scores `>= exact_min` (an integer or +-inf in
-/// f32) are exactly those `>=` this.
-#[inline(always)]
-fn exact_min_int(exact_min: f32) -> i32 {
-    if exact_min == f32::NEG_INFINITY {
-        i32::MIN
-    } else if exact_min == f32::INFINITY {
-        i32::MAX
-    } else {
-        exact_min as i32
-    }
+/// The recheck's bound on a row's integer scores: keys scoring at least `min` stay; `pass`,
+/// when known, holds those keys' words already (the audit's compares of the same scores;
+/// every visible key's bit is set or cleared by it).
+#[derive(Clone, Copy)]
+struct Recheck<'a> {
+    min: i32,
+    pass: Option<&'a [u64]>,
 }
 
 /// The fixed-point score code of an exact integer score (see [`quantize_score`]); the
@@ -496,17 +324,42 @@ fn score_code(score: i32, unit: f64, hi: f64, scale: f64) -> i32 {
     r.max(-hi - 1.0).min(hi) as i32
 }
 
+/// [`score_code`] of every score in `raw`, written to `codes` (same length). When `unit` and
+/// `scale` are finite no code can be NaN (an overflowing product is an infinity, which the
+/// clamp bounds), so the clamped value (an integer of magnitude below 2^31) converts by
+/// adding `1.5 * 2^52` and reading the low 32 bits of the sum's mantissa, exactly. Rust's
+/// saturating cast checks every element for NaN and range instead, which kept the loop
+/// scalar; the codes are the same.
+#[inline(always)]
+fn score_codes(raw: &[i32], unit: f64, hi: f64, scale: f64, codes: &mut [i32]) {
+    /// `1.5 * 2^52`: integers `v` with `|v| < 2^51` added to it are exact and leave `v` in the
+    /// low bits of the mantissa (two's complement modulo 2^32).
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    if !(unit.is_finite() && scale.is_finite() && hi.is_finite() && hi < 2e9) {
+        for (c, &x) in codes.iter_mut().zip(raw) {
+            *c = score_code(x, unit, hi, scale);
+        }
+        return;
+    }
+    for (c, &s) in codes.iter_mut().zip(raw) {
+        let x = f64::from(s) * unit * scale;
+        let r = (x + 0.5f64.copysign(x)).trunc();
+        let clamped = r.max(-hi - 1.0).min(hi);
+        *c = (clamped + MAGIC).to_bits() as u32 as i32;
+    }
+}
+
 /// Phases recompute, recheck, softmax and V-PU of one row whose score codes come from exact
 /// integer scores (SPRINT's recompute, runtime pruning, dense). `scores` are the integer
 /// scores of every key, `kept` the keys that reached the recompute. Word by word, the keys
-/// whose score code saturates are counted and those below `Th` dropped (`exact_min`, the
+/// whose score code saturates are counted and those below `Th` dropped (`bound`, the
 /// same rule as comparing codes), then only the softmax's keys are quantised. Returns (keys
 /// in the softmax, saturated score codes, saturated output elements).
 #[inline(always)]
 fn recompute_row<C: Compact>(
     ctx: &HeadCtx,
     scores: &[i32],
-    exact_min: i32,
+    bound: Recheck,
     kept: &[u64],
     may_saturate: bool,
     s: &mut Scratch,
@@ -533,7 +386,10 @@ fn recompute_row<C: Compact>(
             saturated += u64::from((outside & word).count_ones());
         }
         let soft = if recheck {
-            word & C::ge_bits(chunk, exact_min)
+            match bound.pass {
+                Some(pass) => word & pass[wi],
+                None => word & C::ge_bits(chunk, bound.min),
+            }
         } else {
             word
         };
@@ -548,24 +404,26 @@ fn recompute_row<C: Compact>(
     // A plain loop (not `extend` over an iterator, whose fold is not inlined into the
     // instruction-set copies of `crate::simd`) so that it vectorises.
     s.codes.resize(s.raw.len(), 0);
-    for (c, &x) in s.codes.iter_mut().zip(&s.raw) {
-        *c = score_code(x, unit, hi, scale);
-    }
-    let sat_out = softmax_and_vpu(ctx, s, dst);
+    score_codes(&s.raw, unit, hi, scale, &mut s.codes);
+    let sat_out = softmax_and_vpu::<C>(ctx, s, dst);
     (s.keys.len() as u32, saturated, sat_out)
 }
 
 /// Phases softmax and V-PU of the keys in `s.keys` with score codes `s.codes`; returns the
 /// saturated output elements.
 #[inline(always)]
-fn softmax_and_vpu(ctx: &HeadCtx, s: &mut Scratch, dst: &mut [f32]) -> u64 {
+fn softmax_and_vpu<C: Compact>(ctx: &HeadCtx, s: &mut Scratch, dst: &mut [f32]) -> u64 {
     if s.keys.is_empty() {
         return 0;
     }
     let q = &ctx.cfg.quant;
     match q.softmax_normalisation {
         SoftmaxNormalisation::Deferred => {
-            let sum = ctx.softmax.deferred_weights(&s.codes, &mut s.weights);
+            s.weights.resize(s.codes.len(), 0);
+            let table = ctx.softmax.weight_table();
+            let sum = ctx
+                .softmax
+                .kept_sum(C::weights(table, &s.codes, &mut s.weights));
             vpu::deferred(
                 &s.keys,
                 &s.weights,
@@ -622,7 +480,7 @@ fn no_recompute_row(
             s.codes.push(code);
         }
     }
-    let sat_out = softmax_and_vpu(ctx, s, dst);
+    let sat_out = softmax_and_vpu::<crate::compact::Scalar>(ctx, s, dst);
     (s.keys.len() as u32, saturated, sat_out)
 }
 
@@ -676,4 +534,35 @@ fn float_row(
         axpy_f32(dst, p, &ctx.v_f[j * d..(j + 1) * d]);
     }
     (kept, 0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn score_codes_match_the_scalar_code() {
+        let mut raw: Vec<i32> = vec![0, 1, -1, i32::MAX, i32::MIN, 1 << 20, -(1 << 20)];
+        let mut state = 5u64;
+        for _ in 0..2000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            raw.push((state >> 32) as i32 >> (state % 20));
+        }
+        for (unit, hi, scale) in [
+            (1.0 / 4096.0, 2047.0, 16.0),
+            (3.7e-4, 2047.0, 32.0),
+            (0.013, 32767.0, 256.0),
+            (1e300, 2047.0, 16.0),
+            (f64::INFINITY, 2047.0, 16.0),
+            (f64::NAN, 2047.0, 16.0),
+        ] {
+            let mut got = vec![0; raw.len()];
+            score_codes(&raw, unit, hi, scale, &mut got);
+            for (&x, &c) in raw.iter().zip(&got) {
+                assert_eq!(c, score_code(x, unit, hi, scale), "{x} at unit {unit}");
+            }
+        }
+    }
 }

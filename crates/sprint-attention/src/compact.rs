@@ -33,6 +33,22 @@ pub(crate) trait Compact {
         crate::comparator::ge_bits(chunk, t)
     }
 
+    /// The softmax's deferred weights of the score codes `codes` (`weights` as long): the
+    /// entry `max - code` of `table` (its last entry for larger differences), and their sum,
+    /// as [`crate::softmax::FixedSoftmax::deferred_weights`] looks them up. `codes` must not
+    /// be empty.
+    #[inline(always)]
+    fn weights(table: &[u32], codes: &[i32], weights: &mut [u32]) -> u64 {
+        let max = codes.iter().copied().fold(i32::MIN, i32::max);
+        let last = table.len() - 1;
+        let mut sum = 0u64;
+        for (w, &c) in weights.iter_mut().zip(codes) {
+            *w = table[((max - c) as u32 as usize).min(last)];
+            sum += u64::from(*w);
+        }
+        sum
+    }
+
     /// Clears in the packed words `out` every key whose score in `scores` is below `t`.
     #[inline(always)]
     fn and_ge(scores: &[i32], t: i32, out: &mut [u64]) {
@@ -102,6 +118,16 @@ impl Compact for Avx512 {
     }
 
     #[inline(always)]
+    fn weights(table: &[u32], codes: &[i32], weights: &mut [u32]) -> u64 {
+        assert!(
+            !codes.is_empty() && weights.len() == codes.len() && table.len() < 1 << 30,
+            "weights: one per code, a table"
+        );
+        // SAFETY: as for `append`; every gathered index is at most `table.len() - 1`.
+        unsafe { weights_avx512(table, codes, weights) }
+    }
+
+    #[inline(always)]
     fn ge_bits(chunk: &[i32], t: i32) -> u64 {
         match <&[i32; 64]>::try_from(chunk) {
             // SAFETY: as for `append`; the array holds the 64 lanes read.
@@ -125,6 +151,69 @@ unsafe fn ge_bits_avx512(chunk: &[i32; 64], t: i32) -> u64 {
         bits |= u64::from(_mm512_cmpge_epi32_mask(v, tv)) << (16 * g);
     }
     bits
+}
+
+/// [`Compact::weights`] sixteen codes at a time: a vector maximum, then gathers from the
+/// table (which fits the L1 cache). Weights are below 2^31, so sixteen 32-bit lanes add
+/// 2^16 of them without overflow before the sum moves to 64 bits. Requires: `codes` not
+/// empty, `weights` as long, `table` not empty and shorter than 2^30 entries.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn weights_avx512(table: &[u32], codes: &[i32], weights: &mut [u32]) -> u64 {
+    use std::arch::x86_64::*;
+    let n = codes.len();
+    let mask_of = |s: usize| -> __mmask16 {
+        if n - s >= 16 {
+            0xffff
+        } else {
+            (1u16 << (n - s)) - 1
+        }
+    };
+    let mut maxv = _mm512_set1_epi32(i32::MIN);
+    for s in (0..n).step_by(16) {
+        // SAFETY: the masked load reads codes `s..min(s + 16, n)` only.
+        let c = unsafe { _mm512_maskz_loadu_epi32(mask_of(s), codes.as_ptr().add(s)) };
+        maxv = _mm512_mask_max_epi32(maxv, mask_of(s), maxv, c);
+    }
+    let max = _mm512_set1_epi32(_mm512_reduce_max_epi32(maxv));
+    let last = _mm512_set1_epi32(table.len() as i32 - 1);
+    let (mut sum, mut lanes, mut rounds) = (0u64, _mm512_setzero_si512(), 0u32);
+    for s in (0..n).step_by(16) {
+        let m = mask_of(s);
+        // SAFETY: masked loads and stores touch elements `s..min(s + 16, n)` of `codes` and
+        // `weights`; the gathered indices are clamped to `table.len() - 1` (as unsigned, so
+        // a difference past `i32::MAX` clamps too), and masked-off lanes gather nothing.
+        unsafe {
+            let c = _mm512_maskz_loadu_epi32(m, codes.as_ptr().add(s));
+            let u = _mm512_min_epu32(_mm512_sub_epi32(max, c), last);
+            let w = _mm512_mask_i32gather_epi32::<4>(
+                _mm512_setzero_si512(),
+                m,
+                u,
+                table.as_ptr().cast(),
+            );
+            _mm512_mask_storeu_epi32(weights.as_mut_ptr().add(s).cast(), m, w);
+            lanes = _mm512_add_epi32(lanes, w);
+        }
+        rounds += 1;
+        if rounds == 1 << 16 {
+            sum += lane_sum(lanes);
+            (lanes, rounds) = (_mm512_setzero_si512(), 0);
+        }
+    }
+    sum + lane_sum(lanes)
+}
+
+/// Sum of sixteen unsigned 32-bit lanes, in 64 bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn lane_sum(v: std::arch::x86_64::__m512i) -> u64 {
+    use std::arch::x86_64::*;
+    let lo = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v));
+    let hi = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(v));
+    _mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi)) as u64
 }
 
 /// See [`Avx512`]. Requires: `keys`/`scores` hold `len + popcount(word) + 16` elements, and
@@ -220,6 +309,31 @@ mod tests {
                 for t in [-3000, 0, 7, 30000] {
                     assert_eq!(Avx512::ge_bits(chunk, t), Scalar::ge_bits(chunk, t));
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn weight_lookups_agree() {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            let table: Vec<u32> = (0..3000u32).map(|u| (3000 - u) * 43).chain([0]).collect();
+            let mut state = 5u64;
+            for n in [1usize, 15, 16, 17, 100, 840, 4096] {
+                let codes: Vec<i32> = (0..n)
+                    .map(|t| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        match t % 9 {
+                            0 => -(1 << 20),
+                            1 => 1 << 20,
+                            _ => (state >> 40) as i32 % 5000 - 2500,
+                        }
+                    })
+                    .collect();
+                let (mut a, mut b) = (vec![0u32; n], vec![0u32; n]);
+                let sa = Scalar::weights(&table, &codes, &mut a);
+                let sb = Avx512::weights(&table, &codes, &mut b);
+                assert_eq!((sa, &a), (sb, &b), "{n} codes");
             }
         }
     }

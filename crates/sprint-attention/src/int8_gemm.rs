@@ -13,12 +13,19 @@ use rten_gemm::{
 };
 use rten_tensor::Matrix;
 
+use crate::vnni::{self, VnniKeys};
+
 /// A head's keys (`n` rows of `d` signed codes) packed once for every query block: all of
 /// them, and for causal heads also the prefixes of every multiple of a step, so that a block
 /// whose queries see only the first keys multiplies only those.
 pub(crate) struct PackedKeys {
-    /// `(columns, the first columns keys packed)`, by increasing columns; the last holds all.
+    /// The packed prefixes' columns, increasing; the last is `n`.
+    cols: Vec<usize>,
+    /// `(columns, the first columns keys packed)` for `rten-gemm`, one per entry of `cols`;
+    /// empty when the VNNI kernel serves (its one packing serves every prefix).
     packs: Vec<(usize, PackedBMatrix<i8>)>,
+    /// The keys packed for the VNNI kernel, where the CPU has it ([`crate::vnni`]).
+    vnni: Option<VnniKeys>,
     n: usize,
     d: usize,
 }
@@ -56,22 +63,37 @@ impl PackedKeys {
             .take_while(|&c| c < n)
             .collect();
         cols.push(n);
+        if vnni::available(d) {
+            return Self {
+                cols,
+                packs: Vec::new(),
+                vnni: Some(VnniKeys::new(keys, n, d)),
+                n,
+                d,
+            };
+        }
         let packs = cols
-            .into_iter()
-            .map(|c| {
+            .iter()
+            .map(|&c| {
                 let view = Matrix::from_data([c, d], &keys[..c * d]);
                 (c, EXEC.with(|e| e.prepack_b(view.transposed())))
             })
             .collect();
-        Self { packs, n, d }
+        Self {
+            cols,
+            packs,
+            vnni: None,
+            n,
+            d,
+        }
     }
 
     /// The fewest columns a product can have that covers the first `need` keys: the
     /// smallest packed prefix of at least `need` keys.
     pub(crate) fn columns_for(&self, need: usize) -> usize {
-        self.packs
+        self.cols
             .iter()
-            .map(|p| p.0)
+            .copied()
             .find(|&c| c >= need)
             .unwrap_or(self.n)
     }
@@ -93,6 +115,15 @@ pub(crate) fn scores_cols(
     out: &mut [i32],
 ) {
     let d = keys.d;
+    assert!(
+        keys.cols.contains(&cols),
+        "a packed prefix of the requested columns"
+    );
+    if let Some(v) = &keys.vnni {
+        debug_assert_eq!(v.n(), keys.n);
+        vnni::scores(lhs, zero_points, v, cols, out);
+        return;
+    }
     let packed = &keys
         .packs
         .iter()

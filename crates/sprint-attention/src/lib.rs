@@ -5,6 +5,7 @@
 //! of the four variants and returns the output with its [`sprint_core::trace::HeadTrace`]s.
 
 pub(crate) mod block;
+mod block_scores;
 mod compact;
 pub mod comparator;
 pub mod decision;
@@ -27,6 +28,7 @@ pub mod summary;
 pub mod summary_text;
 pub mod synth;
 pub mod tensor;
+mod vnni;
 pub mod vpu;
 
 pub use engine::{HeadCounts, LayerRun};

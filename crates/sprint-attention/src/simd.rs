@@ -8,9 +8,8 @@
 //! (no fast-math, no contraction), so the three copies give bit-identical results.
 #![allow(unsafe_code)]
 
-use crate::block::{
-    BlockOut, BlockScores, ROW_SCRATCH, SCORE_BUFFERS, Scratch, run_rows, score_block,
-};
+use crate::block::{BlockOut, ROW_SCRATCH, SCORE_BUFFERS, Scratch, run_rows};
+use crate::block_scores::{BlockScores, score_block};
 #[cfg(target_arch = "x86_64")]
 use crate::compact::Avx512;
 use crate::compact::Scalar;

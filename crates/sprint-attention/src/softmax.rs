@@ -140,6 +140,20 @@ impl FixedSoftmax {
             *w = self.weight_table[((max - s) as u32 as usize).min(last)];
             sum += u64::from(*w);
         }
+        self.kept_sum(sum)
+    }
+
+    /// The deferred-normalisation weight of every `u = max - s` from 0 up to the last
+    /// non-zero one, then one 0 (larger `u` weigh 0): what [`Self::deferred_weights`] looks
+    /// up, for copies of it at other instruction sets.
+    pub(crate) fn weight_table(&self) -> &[u32] {
+        &self.weight_table
+    }
+
+    /// A sum of weights kept to `sum_bits` significant bits (truncated), as
+    /// [`Self::deferred_weights`] returns it.
+    #[inline(always)]
+    pub(crate) fn kept_sum(&self, sum: u64) -> u64 {
         let len = 64 - sum.leading_zeros();
         let shift = len.saturating_sub(self.sum_bits);
         (sum >> shift) << shift

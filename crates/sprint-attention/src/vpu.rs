@@ -36,12 +36,12 @@ pub fn deferred(
 ) -> u64 {
     let d = dst.len();
     acc.fill(0);
-    // The common head widths get a copy whose accumulators live in registers.
-    match d {
-        32 => accumulate_fixed::<32>(keys, weights, v8, acc),
-        64 => accumulate_fixed::<64>(keys, weights, v8, acc),
-        128 => accumulate_fixed::<128>(keys, weights, v8, acc),
-        _ => accumulate(keys, weights, v8, acc32, acc),
+    // AVX-512 VNNI: four keys per instruction; elsewhere the common head widths get a copy
+    // whose accumulators live in registers.
+    if crate::vnni::vpu_available(d) {
+        crate::vnni::vpu_accumulate(keys, weights, v8, acc);
+    } else {
+        accumulate_any(keys, weights, v8, acc32, acc);
     }
     let frac = deferred_output_frac_bits(output_bits);
     let scale = f64::from(1u32 << frac) / sum as f64;
@@ -57,6 +57,17 @@ pub fn deferred(
         *o = clamped as f32 * unit;
     }
     saturated
+}
+
+/// `acc += sum_j w_j v_j` over `keys`, with a register copy for the common head widths.
+#[inline(always)]
+fn accumulate_any(keys: &[u32], weights: &[u32], v8: &[i8], acc32: &mut [i32], acc: &mut [i64]) {
+    match acc.len() {
+        32 => accumulate_fixed::<32>(keys, weights, v8, acc),
+        64 => accumulate_fixed::<64>(keys, weights, v8, acc),
+        128 => accumulate_fixed::<128>(keys, weights, v8, acc),
+        _ => accumulate(keys, weights, v8, acc32, acc),
+    }
 }
 
 /// `acc += sum_j w_j v_j` over `keys` for any head width `d = acc.len()` (`acc32` is scratch
